@@ -1,0 +1,23 @@
+"""hogwild-dsl: compile a .hog spec of a sparse objective into a lock-free multi-core SGD trainer.
+
+Pipeline (one module per stage): parse -> check -> derive -> lower -> emit -> build -> load.
+"""
+from .errors import CompileError, DataError, DivergenceError, HogwildError, SpecError
+
+__version__ = "0.1.0"
+
+
+def check(text: str, consts: dict | None = None):
+    """Parse and check spec text; return the typed IR (raises SpecError)."""
+    from .check import check as _check
+    return _check(text, consts)
+
+
+def load(path=None, *, text=None, consts=None, cache_dir=None):
+    """Parse, check, generate, compile (cached) and import a spec; returns the module."""
+    from .jit import load as _load
+    return _load(path, text=text, consts=consts, cache_dir=cache_dir)
+
+
+__all__ = ["check", "load", "HogwildError", "SpecError", "DataError", "CompileError",
+           "DivergenceError", "__version__"]

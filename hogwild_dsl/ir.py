@@ -1,0 +1,341 @@
+"""The typed intermediate representation: what `check` hands to every later stage.
+
+A checked spec is a `Spec`: its extents, data, params and `Block`s. A block's losses, reg
+expansions and predict are scalar expressions in *index form*: every vector operation of the
+language has been turned into explicit `Sum`s over named index variables (`dot(L[u], R[v])`
+is `sum(_k1 in rank: L[u, _k1] * R[v, _k1])`), so later stages only ever see scalars, loops
+and element accesses. Nodes are frozen (hashable: equal subtrees are shared by the code
+generator) and print as readable math.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+def fmt_number(value: float) -> str:
+    """Numbers as a user would write them (1e-4 -> 0.0001, 2.0 -> 2)."""
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return format(value, ".15g")
+
+
+# ---------------------------------------------------------------- index variables
+
+
+@dataclass(frozen=True)
+class Var:
+    """An index variable. kind: "term" (bound by a `for`), "dense" (0..extent of `dim`), or
+    "sparse" (the stored entries of the sparse row `source` = (data, row var); its value is a
+    column, i.e. an index into `dim`)."""
+    name: str
+    dim: str
+    kind: str
+    source: tuple = ()
+
+    def __str__(self):
+        return self.name
+
+
+# ---------------------------------------------------------------- expressions
+
+_PREC = {"+": 1, "-": 1, "*": 2, "/": 2, "^": 4}
+
+
+class Expr:
+    prec = 9
+
+    def children(self) -> tuple:
+        return ()
+
+
+@dataclass(frozen=True)
+class Const(Expr):
+    value: float
+
+    def __str__(self):
+        return fmt_number(self.value)
+
+    @property
+    def prec(self):
+        return 9 if self.value >= 0 else 3
+
+
+def _index_text(name, index):
+    return name if not index else f"{name}[{', '.join(map(str, index))}]"
+
+
+@dataclass(frozen=True)
+class DataAt(Expr):
+    """A value of data: y[i], c[n, k]; X[i, j] with j a sparse var of X[i] is the stored value."""
+    name: str
+    index: tuple
+
+    def __str__(self):
+        return _index_text(self.name, self.index)
+
+
+@dataclass(frozen=True)
+class ParamAt(Expr):
+    """One coordinate of a param: b, w[j], L[u, k]."""
+    name: str
+    index: tuple
+
+    def __str__(self):
+        return _index_text(self.name, self.index)
+
+
+@dataclass(frozen=True)
+class Deg(Expr):
+    """deg(c) of the degree split: how many terms of a block touch the coordinate (fit-time data)."""
+    name: str
+    index: tuple
+
+    def __str__(self):
+        return _index_text(self.name, self.index)
+
+
+@dataclass(frozen=True)
+class Neg(Expr):
+    operand: Expr
+    prec = 3
+
+    def children(self):
+        return (self.operand,)
+
+    def __str__(self):
+        inner = str(self.operand)
+        return f"-({inner})" if self.operand.prec <= 3 else f"-{inner}"
+
+
+@dataclass(frozen=True)
+class Binary(Expr):
+    op: str
+    left: Expr
+    right: Expr
+
+    @property
+    def prec(self):
+        return _PREC[self.op]
+
+    def children(self):
+        return (self.left, self.right)
+
+    def __str__(self):
+        p = self.prec
+        if self.op == "^":   # right-associative
+            left = str(self.left) if self.left.prec > p else f"({self.left})"
+            right = str(self.right) if self.right.prec >= p else f"({self.right})"
+            return f"{left}^{right}"
+        left = str(self.left) if self.left.prec >= p else f"({self.left})"
+        strict = self.op in "-/"
+        right_ok = self.right.prec > p or (self.right.prec == p and not strict)
+        right = str(self.right) if right_ok else f"({self.right})"
+        return f"{left} {self.op} {right}"
+
+
+@dataclass(frozen=True)
+class Func(Expr):
+    """A scalar function of LANGUAGE.md (hinge, logistic, max, ...) applied to scalars."""
+    name: str
+    args: tuple
+
+    def children(self):
+        return self.args
+
+    def __str__(self):
+        return f"{self.name}({', '.join(map(str, self.args))})"
+
+
+def _source_text(var: Var) -> str:
+    if var.kind == "sparse":
+        return f"{var.source[0]}[{var.source[1]}]"
+    return var.dim
+
+
+@dataclass(frozen=True)
+class Sum(Expr):
+    """sum over `var` of `body`: a dense range or the stored entries of a sparse row."""
+    var: Var
+    body: Expr
+
+    def children(self):
+        return (self.body,)
+
+    def __str__(self):
+        return f"sum({self.var} in {_source_text(self.var)}: {self.body})"
+
+
+@dataclass(frozen=True)
+class ArgMax(Expr):
+    """Index of the largest body over a dense var (predict only)."""
+    var: Var
+    body: Expr
+
+    def children(self):
+        return (self.body,)
+
+    def __str__(self):
+        return f"argmax({self.var} in {_source_text(self.var)}: {self.body})"
+
+
+def walk(expr: Expr):
+    """Every node of an expression, parents before children."""
+    yield expr
+    for child in expr.children():
+        yield from walk(child)
+
+
+def params_of(expr: Expr) -> set[str]:
+    return {n.name for n in walk(expr) if isinstance(n, ParamAt)}
+
+
+def add_all(terms) -> Expr | None:
+    total = None
+    for t in terms:
+        total = t if total is None else Binary("+", total, t)
+    return total
+
+
+# ---------------------------------------------------------------- declarations
+
+
+@dataclass(frozen=True)
+class Data:
+    name: str
+    dims: tuple
+    kind: str            # sparse | dense | real | sign | binary
+    line: int
+
+    def __str__(self):
+        return f"data {self.name}[{', '.join(self.dims)}] : {self.kind}"
+
+
+@dataclass(frozen=True)
+class Constraint:
+    kind: str            # simplex | lower | box | ball
+    lo: float = 0.0
+    hi: float = 0.0
+
+    def __str__(self):
+        return {"simplex": "in simplex", "lower": f">= {fmt_number(self.lo)}",
+                "box": f"in [{fmt_number(self.lo)}, {fmt_number(self.hi)}]",
+                "ball": f"in ball({fmt_number(self.hi)})"}[self.kind]
+
+
+@dataclass(frozen=True)
+class Init:
+    kind: str            # value | uniform_rows | normal | uniform
+    a: float = 0.0
+    b: float = 0.0
+
+    def __str__(self):
+        return {"value": f"= {fmt_number(self.a)}", "uniform_rows": "= uniform",
+                "normal": f"~ normal({fmt_number(self.a)}, {fmt_number(self.b)})",
+                "uniform": f"~ uniform({fmt_number(self.a)}, {fmt_number(self.b)})"}[self.kind]
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    dims: tuple
+    constraint: Constraint | None
+    init: Init
+    line: int
+
+    def __str__(self):
+        shape = f"[{', '.join(self.dims)}]" if self.dims else ""
+        con = f" {self.constraint}" if self.constraint else ""
+        return f"param {self.name}{shape}{con} {self.init}"
+
+
+@dataclass(frozen=True)
+class DegSpec:
+    """How to count deg(c) for one reg target at fit time.
+    kind "var": counts of the term var `var`'s values; "support": column counts of the sparse
+    data `data`'s rows picked by term var `var`; "all": every term of the block (a whole param)."""
+    name: str
+    kind: str
+    var: str | None
+    data: str | None
+    dim: str | None
+
+
+@dataclass(frozen=True)
+class RegTerm:
+    kind: str            # l1 | l2
+    lam: float
+    target: str          # as written, for messages and summaries
+    param: str
+    unscaled: bool
+    expr: Expr           # the per-term share, in index form
+    line: int
+
+    def __str__(self):
+        return f"reg {self.kind}({fmt_number(self.lam)}) on {self.target}" + \
+            (" unscaled" if self.unscaled else "") + f"  ->  {self.expr}"
+
+
+@dataclass(frozen=True)
+class Block:
+    """One `for` block: its terms are the indices of a dim (kind "rows") or the stored entries
+    of sparse data (kind "entries")."""
+    index: int
+    kind: str
+    vars: tuple          # term Vars
+    over: str            # the dim (rows) or the sparse data (entries)
+    losses: tuple        # (Expr, line) pairs
+    regs: tuple          # RegTerm
+    degs: tuple          # DegSpec used by the regs
+    predict: Expr | None
+    line: int
+
+    @property
+    def objective(self) -> Expr:
+        """One term's loss plus its share of the regularizer."""
+        return add_all([e for e, _ in self.losses] + [r.expr for r in self.regs])
+
+    def header(self) -> str:
+        if self.kind == "rows":
+            return f"for {self.vars[0]} in {self.over}:"
+        return f"for ({self.vars[0]}, {self.vars[1]}) in {self.over}:"
+
+    def __str__(self):
+        lines = [self.header()]
+        lines += [f"    loss {e}" for e, _ in self.losses]
+        lines += [f"    {r}" for r in self.regs]
+        if self.predict is not None:
+            lines.append(f"    predict {self.predict}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Spec:
+    model: str
+    dims: tuple                     # runtime dims, read off the data
+    consts: tuple                   # ((name, int), ...)
+    data: tuple
+    params: tuple
+    blocks: tuple
+    train: tuple                    # ((key, value), ...)
+    source: str = field(repr=False, compare=False)
+
+    def const_value(self, name: str) -> int | None:
+        return dict(self.consts).get(name)
+
+    def param(self, name: str) -> Param:
+        return next(p for p in self.params if p.name == name)
+
+    def datum(self, name: str) -> Data:
+        return next(d for d in self.data if d.name == name)
+
+    def __str__(self):
+        lines = [f"model {self.model}"]
+        if self.dims:
+            lines.append("dim " + ", ".join(self.dims))
+        lines += [f"const {n} = {v}" for n, v in self.consts]
+        lines += [str(d) for d in self.data]
+        lines += [str(p) for p in self.params]
+        lines += [str(b) for b in self.blocks]
+        if self.train:
+            lines.append("train " + ", ".join(f"{k} {fmt_number(v)}" for k, v in self.train))
+        return "\n".join(lines)
