@@ -1,0 +1,393 @@
+"""Build stage: turn one generated Cython .pyx into an imported extension module.
+
+It takes what the emit stage wrote (file name -> text: the kernel's .pyx and its thin .py) and
+a content key, and hands the load stage a folder of the on-disk cache holding those files and
+the compiled extension `<ext_name><EXT_SUFFIX>`, plus `import_from_path` to import either.
+It knows nothing about specs: the caller's key must cover the sources and `environment_key()`.
+
+Why it is shaped this way:
+- Cython runs in-process and the C compiler is called directly, not through setuptools'
+  build_ext, which costs about 4 s more per build for nothing we need.
+- Everything about the C compiler lives here: which one, the flags, OpenMP or not (probed once;
+  without it the kernels still build, serially, with a warning), and where its output goes
+  (`build.log` beside the sources).
+- The cache is safe across processes without polling: one file lock per key; the build happens
+  in a private temporary folder that is renamed into place only when complete, so a folder under
+  its final name is always usable and a cached load costs a stat or two. A failed build is
+  renamed to `failed-<key>-<pid>`, keeping its log, so nobody waits on it.
+
+Same extension name, two binaries, one process (checked with Cython 3.3 / CPython 3.11 / Linux):
+two DIFFERENT .so files whose module has the same name (same `PyInit_<ext>` symbol) DO import
+side by side through `spec_from_file_location`, as distinct modules, provided the module names
+differ and each one's LAST dotted component is the extension name (e.g. `hog_1f2e.kernel` and
+`hog_9a0b.kernel` for two `kernel` builds): CPython looks up `PyInit_<last component>`, so a
+plain different name (`other_name`) fails with "dynamic module does not define module export
+function". Python loads extensions RTLD_LOCAL and we set no SONAME, so the two never share
+symbols. Importing the SAME file again under another name returns the first module object
+(Cython modules are single-instance per process).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.machinery
+import importlib.util
+import os
+import platform
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import traceback
+import warnings
+from pathlib import Path
+from types import ModuleType
+
+import filelock
+
+from .errors import CompileError, HogwildError
+
+EXT_SUFFIX: str = sysconfig.get_config_var("EXT_SUFFIX")
+
+# Generated kernels are checked by the trainer before they run, so the C does no checking.
+CYTHON_DIRECTIVES = {
+    "boundscheck": False,
+    "wraparound": False,
+    "cdivision": True,
+    "initializedcheck": False,
+    "nonecheck": False,
+}
+C_FLAGS = (
+    "-O3",
+    "-march=native",
+    "-fPIC",
+    "-fno-strict-aliasing",
+    "-DNPY_NO_DEPRECATED_API=NPY_1_7_API_VERSION",
+)
+LINK_FLAGS = ("-shared",) + (("-undefined", "dynamic_lookup") if sys.platform == "darwin" else ())
+OPENMP_FLAG = "-fopenmp"
+
+LOG_NAME = "build.log"
+READY_MARKER = "READY"
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
+_OPENMP_PROBE = """\
+#include <omp.h>
+int main(void) {
+    int n = 0;
+    #pragma omp parallel reduction(+:n)
+    n += 1;
+    return n > 0 && omp_get_max_threads() > 0 ? 0 : 1;
+}
+"""
+# Cython's compiler keeps per-run state in module globals: one translation at a time.
+_cython_lock = threading.Lock()
+
+
+# --- the C compiler and the build environment -------------------------------------------------
+
+
+@functools.cache
+def _compiler() -> tuple[str, ...]:
+    """The C compiler command: $CC if set, else the one Python was built with, else cc/gcc/clang."""
+    requested = os.environ.get("CC")
+    if requested:
+        argv = shlex.split(requested)
+        exe = shutil.which(argv[0]) if argv else None
+        if exe is None:
+            raise CompileError(f"$CC is set to {requested!r}, but no such program was found on PATH")
+        return (exe, *argv[1:])
+    candidates = [shlex.split(sysconfig.get_config_var("CC") or ""), ["cc"], ["gcc"], ["clang"]]
+    for argv in candidates:
+        exe = shutil.which(argv[0]) if argv else None
+        if exe is not None:
+            return (exe, *argv[1:])
+    raise CompileError(
+        "no C compiler found (tried $CC, Python's own CC, cc, gcc, clang); hogwild-dsl compiles "
+        "its kernels at run time and needs one: install it, e.g. `apt-get install gcc` "
+        "(Debian/Ubuntu), `dnf install gcc` (Fedora), `xcode-select --install` (macOS), "
+        "or point $CC at one"
+    )
+
+
+@functools.cache
+def openmp_available() -> bool:
+    """Whether the C compiler can build and link OpenMP code; warns once per process if not."""
+    with tempfile.TemporaryDirectory(prefix="hogwild-omp-") as tmp:
+        source = Path(tmp, "probe.c")
+        source.write_text(_OPENMP_PROBE)
+        command = [*_compiler(), OPENMP_FLAG, str(source), "-o", str(Path(tmp, "probe"))]
+        try:
+            ok = subprocess.run(command, capture_output=True).returncode == 0
+        except OSError:
+            ok = False
+    if not ok:
+        warnings.warn(
+            f"no OpenMP: kernels will run on one thread ({_compiler()[0]} cannot build with "
+            f"{OPENMP_FLAG}; install the OpenMP runtime, e.g. libgomp with gcc, or libomp with clang)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return ok
+
+
+def _compile_flags() -> tuple[str, ...]:
+    return C_FLAGS + ((OPENMP_FLAG,) if openmp_available() else ())
+
+
+def _link_flags() -> tuple[str, ...]:
+    return LINK_FLAGS + ((OPENMP_FLAG,) if openmp_available() else ())
+
+
+def _compiler_version(compiler: tuple[str, ...]) -> str:
+    try:
+        output = subprocess.run([compiler[0], "--version"], capture_output=True, text=True).stdout
+    except OSError:
+        return "unknown"
+    return output.splitlines()[0].strip() if output.strip() else "unknown"
+
+
+def _cpu_model() -> str:
+    """The CPU model: -march=native makes the binary specific to it."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return f"{platform.machine()} {platform.processor()}".strip()
+
+
+@functools.cache
+def environment_key() -> str:
+    """Everything besides the sources that changes the binary, one `name=value` per line."""
+    import Cython
+    import numpy
+
+    compiler = _compiler()
+    parts = {
+        "cc": shlex.join(compiler),
+        "cc-version": _compiler_version(compiler),
+        "cflags": " ".join(_compile_flags()),
+        "ldflags": " ".join(_link_flags()),
+        "openmp": str(openmp_available()),
+        "cython-directives": ",".join(f"{k}={v}" for k, v in sorted(CYTHON_DIRECTIVES.items())),
+        "ext-suffix": EXT_SUFFIX,
+        "python": sys.version,
+        "numpy": numpy.__version__,
+        "cython": Cython.__version__,
+        "cpu": _cpu_model(),
+    }
+    return "\n".join(f"{name}={' '.join(value.split())}" for name, value in parts.items())
+
+
+# --- one build ----------------------------------------------------------------------------------
+
+
+def _cythonize(pyx_path: Path, c_path: Path, ext_name: str) -> tuple[bool, str]:
+    """Translate pyx -> C in-process; returns (ok, Cython's messages)."""
+    from Cython.Compiler import Main
+
+    options = Main.CompilationOptions(
+        Main.default_options,
+        language_level=3,
+        output_file=str(c_path),
+        compiler_directives=dict(CYTHON_DIRECTIVES),
+        use_listing_file=True,  # messages go to <pyx>.lis rather than to our stderr
+        errors_to_stderr=False,
+    )
+    listing = pyx_path.with_suffix(".lis")
+    crash = ""
+    with _cython_lock:
+        try:
+            result = Main.compile(str(pyx_path), options, full_module_name=ext_name)
+            ok = result.num_errors == 0 and result.c_file is not None
+        except Exception:  # Cython's own crashes ("Compiler crash in ...")
+            ok, crash = False, traceback.format_exc()
+    messages = listing.read_text(errors="replace") if listing.exists() else ""
+    listing.unlink(missing_ok=True)
+    return ok, messages + crash
+
+
+def _error_excerpt(output: str, limit: int = 20) -> str:
+    """The compiler's error lines (or, if none say "error", its last lines)."""
+    lines = output.splitlines()
+    errors = [line for line in lines if "error" in line.lower()]
+    return "\n".join((errors or lines[-limit:])[:limit])
+
+
+def compile_extension(pyx_path: Path, ext_name: str) -> Path:
+    """Cythonize `pyx_path` and compile it into `<ext_name><EXT_SUFFIX>` beside it.
+
+    All output of Cython and the compiler goes to `build.log` beside the pyx; a failure raises
+    CompileError carrying the error lines and that log's path.
+    """
+    pyx_path = Path(pyx_path).resolve()
+    if not ext_name.isidentifier() or not ext_name.isascii():
+        raise ValueError(f"extension name {ext_name!r} is not an ASCII identifier")
+    folder = pyx_path.parent
+    c_path = folder / f"{ext_name}.c"
+    so_path = folder / f"{ext_name}{EXT_SUFFIX}"
+    log_path = folder / LOG_NAME
+    compiler = _compiler()
+    import Cython
+    import numpy
+
+    with open(log_path, "w") as log:
+        log.write(f"# environment\n{environment_key()}\n\n")
+        log.write(f"$ cython {pyx_path.name} -o {c_path.name}  (in-process, Cython {Cython.__version__})\n")
+        ok, messages = _cythonize(pyx_path, c_path, ext_name)
+        log.write(messages)
+        if not ok:
+            raise CompileError(
+                f"Cython could not translate {pyx_path.name}:\n{messages.strip()[-4000:]}",
+                log_path=log_path,
+            )
+        command = [
+            *compiler,
+            *_compile_flags(),
+            f"-I{sysconfig.get_paths()['include']}",
+            f"-I{numpy.get_include()}",
+            c_path.name,
+            "-o",
+            so_path.name,
+            *_link_flags(),
+        ]
+        log.write(f"\n$ {shlex.join(command)}\n")
+        log.flush()
+        proc = subprocess.run(
+            command,
+            cwd=folder,  # relative names: messages then point at files that survive the rename
+            env={**os.environ, "LC_ALL": "C"},  # English messages, so error lines can be found
+            capture_output=True,
+            text=True,
+            errors="replace",
+        )
+        output = proc.stdout + proc.stderr
+        log.write(output)
+        log.write(f"(exit status {proc.returncode})\n")
+    if proc.returncode != 0:
+        raise CompileError(
+            f"the C compiler failed on {c_path.name} (exit status {proc.returncode}):\n"
+            f"{_error_excerpt(output)}",
+            log_path=log_path,
+        )
+    return so_path
+
+
+# --- the cache ----------------------------------------------------------------------------------
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The cache folder: `cache_dir`, else $HOGWILD_CACHE_DIR, else ~/.cache/hogwild-dsl."""
+    chosen = cache_dir or os.environ.get("HOGWILD_CACHE_DIR") or Path.home() / ".cache" / "hogwild-dsl"
+    root = Path(chosen).expanduser()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise HogwildError(
+            f"cannot create the build cache folder {root}: {err.strerror or err}; pass cache_dir "
+            f"or set HOGWILD_CACHE_DIR to a writable folder"
+        ) from err
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise HogwildError(
+            f"the build cache folder {root} is not writable; pass cache_dir or set "
+            f"HOGWILD_CACHE_DIR to a writable folder"
+        )
+    return root
+
+
+def _check_name(name: str, what: str) -> None:
+    if not _SAFE_NAME.match(name):
+        raise ValueError(f"{what} {name!r} is not a plain file name (letters, digits, '_', '.', '-')")
+
+
+def cached_build(
+    key: str,
+    files: dict[str, str],
+    pyx_name: str,
+    ext_name: str,
+    cache_dir: str | os.PathLike | None = None,
+) -> Path:
+    """The cache folder `<root>/<key>` holding `files` and their built extension.
+
+    Built at most once per key across processes: the first one to take the key's lock builds in
+    a temporary folder and renames it into place; the others wait on the lock, then find it.
+    """
+    _check_name(key, "cache key")
+    for name in files:
+        _check_name(name, "file name")
+    if pyx_name not in files:
+        raise ValueError(f"{pyx_name!r} is not among the files to build ({', '.join(files)})")
+    root = cache_root(cache_dir)
+    final = root / key
+    if (final / READY_MARKER).is_file():
+        return final
+    with filelock.FileLock(root / f"{key}.lock"):
+        if (final / READY_MARKER).is_file():
+            return final
+        if final.exists():  # never marked ready, so nobody has loaded it: safe to replace
+            shutil.rmtree(final)
+        tmp = Path(tempfile.mkdtemp(prefix=f"tmp-{key}-", dir=root))
+        try:
+            for name, text in files.items():
+                (tmp / name).write_text(text, encoding="utf-8")
+            compile_extension(tmp / pyx_name, ext_name)
+            (tmp / READY_MARKER).write_text(environment_key() + "\n")
+        except CompileError as err:
+            if err.log_path is None:  # e.g. no compiler: nothing worth keeping
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            failed = root / f"failed-{key}-{os.getpid()}"
+            shutil.rmtree(failed, ignore_errors=True)
+            os.replace(tmp, failed)
+            message = str(err).removesuffix(f"\nfull log: {err.log_path}")
+            raise CompileError(message, log_path=failed / Path(err.log_path).name) from None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        os.replace(tmp, final)
+    return final
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+def find_extension(folder: Path, ext_name: str) -> Path | None:
+    """The built `<ext_name><EXT_SUFFIX>` in `folder`, or None if it is not there."""
+    path = Path(folder) / f"{ext_name}{EXT_SUFFIX}"
+    return path if path.is_file() else None
+
+
+def import_from_path(module_name: str, path: Path) -> ModuleType:
+    """Import a .py or extension module file under `module_name` (entered in sys.modules first).
+
+    For an extension, the last dotted component of `module_name` must be its extension name:
+    CPython finds the module's init function by that name (see the module docstring).
+    """
+    path = Path(path)
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        if path.name.endswith(suffix):
+            ext_name = path.name.removesuffix(suffix)
+            if module_name.rpartition(".")[2] != ext_name:
+                raise ImportError(
+                    f"cannot import {path.name} as {module_name!r}: an extension module's name "
+                    f"must end in its own name ({ext_name!r}), e.g. 'some_package.{ext_name}'"
+                )
+            break
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path} is not a Python source or extension module file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    return module
