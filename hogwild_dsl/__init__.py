@@ -2,15 +2,15 @@
 
 Pipeline (one module per stage): parse -> check -> derive -> lower -> emit -> build -> load.
 """
-from .errors import CompileError, DataError, DivergenceError, HogwildError, SpecError
-
 __version__ = "0.1.0"
+
+from .errors import CompileError, DataError, DivergenceError, HogwildError, SpecError
+from .check import check as _check_stage   # loads the submodule first: `check` below wins
 
 
 def check(text: str, consts: dict | None = None):
     """Parse and check spec text; return the typed IR (raises SpecError)."""
-    from .check import check as _check
-    return _check(text, consts)
+    return _check_stage(text, consts)
 
 
 def load(path=None, *, text=None, consts=None, cache_dir=None):

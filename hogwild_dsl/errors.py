@@ -42,6 +42,7 @@ class CompileError(HogwildError):
 class DivergenceError(HogwildError):
     """The objective became NaN/inf or exploded; the trainer keeps the last finite params."""
 
-    def __init__(self, message, epoch=None):
+    def __init__(self, message, epoch=None, hint=None):
         self.epoch = epoch
-        super().__init__(message)
+        self.hint = hint
+        super().__init__(message if hint is None else f"{message}\nhint: {hint}")

@@ -1,0 +1,258 @@
+"""Stage 3, derive: the gradient of each term's objective w.r.t. every param coordinate it touches.
+
+Our own small symbolic reverse mode on the index-form IR (not sympy): the IR already has explicit
+sums over index variables, and reverse mode through `Sum` is just "every summand gets the sum's
+adjoint", so a few dozen lines give exact gradients with the sums kept symbolic (sympy would
+expand them). Before differentiating, index variables are renamed canonically (one name per
+domain and nesting depth), so a loss and a reg that both run over `X[i]` share their loop and
+their update of `w[j]`. Non-smooth points take the subgradient 0 (LANGUAGE.md).
+
+Hands to `lower`: per block, the canonical objective and one `SiteGrad` per distinct access
+`P[index]`: d(term objective)/d(P[index]), an expression whose free variables are the index's.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import ir
+from .ir import Binary, Const, Func, Neg, Sum
+
+# ---------------------------------------------------------------- smart constructors
+
+ZERO, ONE = Const(0.0), Const(1.0)
+
+
+def add(a, b):
+    if a == ZERO:
+        return b
+    if b == ZERO:
+        return a
+    if isinstance(a, Const) and isinstance(b, Const):
+        return Const(a.value + b.value)
+    if isinstance(b, Neg):
+        return sub(a, b.operand)
+    return Binary("+", a, b)
+
+
+def sub(a, b):
+    if b == ZERO:
+        return a
+    if a == ZERO:
+        return neg(b)
+    if isinstance(a, Const) and isinstance(b, Const):
+        return Const(a.value - b.value)
+    return Binary("-", a, b)
+
+
+def neg(a):
+    if isinstance(a, Const):
+        return Const(-a.value)
+    if isinstance(a, Neg):
+        return a.operand
+    return Neg(a)
+
+
+def mul(a, b):
+    if a == ZERO or b == ZERO:
+        return ZERO
+    if a == ONE:
+        return b
+    if b == ONE:
+        return a
+    if a == Const(-1.0):
+        return neg(b)
+    if b == Const(-1.0):
+        return neg(a)
+    if isinstance(a, Const) and isinstance(b, Const):
+        return Const(a.value * b.value)
+    if isinstance(a, Neg):
+        return neg(mul(a.operand, b))
+    if isinstance(b, Neg):
+        return neg(mul(a, b.operand))
+    if isinstance(b, Const) and not isinstance(a, Const):
+        a, b = b, a
+    if isinstance(a, Const) and isinstance(b, Binary) and b.op == "*" and isinstance(b.left, Const):
+        return mul(Const(a.value * b.left.value), b.right)
+    return Binary("*", a, b)
+
+
+def div(a, b):
+    if a == ZERO:
+        return ZERO
+    if b == ONE:
+        return a
+    if isinstance(a, Const) and isinstance(b, Const) and b.value != 0:
+        return Const(a.value / b.value)
+    return Binary("/", a, b)
+
+
+def power(a, b):
+    if b == ONE:
+        return a
+    if b == ZERO:
+        return ONE
+    return Binary("^", a, b)
+
+
+def func(name, *args):
+    return Func(name, tuple(args))
+
+
+# ---------------------------------------------------------------- canonical index names
+
+
+def canonical(expr: ir.Expr) -> ir.Expr:
+    """Rename every bound index variable by its domain and nesting depth (alpha-renaming)."""
+    return _rename(expr, {}, {})
+
+
+def _domain(var: ir.Var):
+    return (var.kind, var.dim, var.source)
+
+
+def _canonical_name(var: ir.Var, depth: int) -> str:
+    base = f"j_{var.source[0]}" if var.kind == "sparse" else f"k_{var.dim}"
+    return base if depth == 0 else f"{base}_{depth + 1}"
+
+
+def _rename(e, names: dict, depths: dict):
+    if isinstance(e, (ir.DataAt, ir.ParamAt, ir.Deg)):
+        return type(e)(e.name, tuple(names.get(v, v) for v in e.index))
+    if isinstance(e, (Sum, ir.ArgMax)):
+        key = _domain(e.var)
+        depth = depths.get(key, 0)
+        new = ir.Var(_canonical_name(e.var, depth), e.var.dim, e.var.kind,
+                     tuple(e.var.source[:1]) + tuple(names.get(s, s).name if isinstance(
+                         names.get(s), ir.Var) else s for s in e.var.source[1:]))
+        inner_names = dict(names)
+        inner_names[e.var] = new
+        inner_depths = dict(depths)
+        inner_depths[key] = depth + 1
+        return type(e)(new, _rename(e.body, inner_names, inner_depths))
+    if isinstance(e, Binary):
+        return Binary(e.op, _rename(e.left, names, depths), _rename(e.right, names, depths))
+    if isinstance(e, Neg):
+        return Neg(_rename(e.operand, names, depths))
+    if isinstance(e, Func):
+        return Func(e.name, tuple(_rename(a, names, depths) for a in e.args))
+    return e
+
+
+# ---------------------------------------------------------------- local derivatives
+
+
+def partials(e: ir.Expr) -> list[tuple[ir.Expr, ir.Expr]]:
+    """(child, d e / d child) for each child of a node; subgradient 0 at kinks."""
+    if isinstance(e, Binary):
+        a, b = e.left, e.right
+        if e.op == "+":
+            return [(a, ONE), (b, ONE)]
+        if e.op == "-":
+            return [(a, ONE), (b, Const(-1.0))]
+        if e.op == "*":
+            return [(a, b), (b, a)]
+        if e.op == "/":
+            return [(a, div(ONE, b)), (b, neg(div(a, power(b, Const(2.0)))))]
+        if isinstance(b, Const):   # a ^ c
+            c = b.value
+            return [(a, mul(Const(c), power(a, Const(c - 1.0))))]
+        return [(a, mul(b, power(a, sub(b, ONE)))), (b, mul(e, func("log", a)))]
+    if isinstance(e, Neg):
+        return [(e.operand, Const(-1.0))]
+    if isinstance(e, Func):
+        x = e.args[0]
+        one_arg = {
+            "abs": lambda: func("_sgn", x),
+            "exp": lambda: e,
+            "log": lambda: div(ONE, x),
+            "log1p": lambda: div(ONE, add(ONE, x)),
+            "sqrt": lambda: div(Const(0.5), e),
+            "sigmoid": lambda: mul(e, sub(ONE, e)),
+            "softplus": lambda: func("sigmoid", x),
+            "relu": lambda: func("_gt", x, ZERO),
+            "hinge": lambda: neg(func("_gt", ONE, x)),
+            "sqhinge": lambda: mul(Const(-2.0), func("hinge", x)),
+            "logistic": lambda: neg(func("sigmoid", neg(x))),
+        }
+        if e.name in one_arg:
+            return [(x, one_arg[e.name]())]
+        y = e.args[1]
+        if e.name == "max":
+            return [(x, func("_gt", x, y)), (y, func("_gt", y, x))]
+        if e.name == "min":
+            return [(x, func("_gt", y, x)), (y, func("_gt", x, y))]
+        if e.name == "huber":
+            return [(x, func("_huber_dz", x, y)), (y, func("_huber_dd", x, y))]
+        raise AssertionError(f"no derivative for {e.name}")   # the checker keeps sign/argmax out
+    if isinstance(e, Sum):
+        return [(e.body, ONE)]
+    return []
+
+
+# ---------------------------------------------------------------- reverse mode
+
+
+@dataclass(frozen=True)
+class SiteGrad:
+    """d(term objective) / d(param[index]); free variables: the loop variables of `index`."""
+    param: str
+    index: tuple
+    grad: ir.Expr
+
+    @property
+    def access(self) -> ir.ParamAt:
+        return ir.ParamAt(self.param, self.index)
+
+    def __str__(self):
+        return f"d/d{self.access} = {self.grad}"
+
+
+@dataclass(frozen=True)
+class BlockGrad:
+    block: ir.Block
+    objective: ir.Expr       # canonical index form
+    predict: ir.Expr | None
+    sites: tuple             # SiteGrad, in order of first appearance
+
+
+def derive_block(block: ir.Block) -> BlockGrad:
+    objective = canonical(block.objective)
+    contributions: dict[tuple, list] = {}
+
+    def reverse(e, adjoint, loops):
+        if isinstance(e, ir.ParamAt):
+            part = adjoint
+            for var in reversed(loops):        # summed over loops the coordinate does not vary with
+                if var not in e.index:
+                    part = Sum(var, part)
+            contributions.setdefault((e.name, e.index), []).append(part)
+            return
+        inner = loops + (e.var,) if isinstance(e, Sum) else loops
+        for child, local in partials(e):
+            if ir.params_of(child):
+                reverse(child, mul(adjoint, local), inner)
+
+    reverse(objective, ONE, ())
+    sites = []
+    for (param, index), parts in contributions.items():
+        total = parts[0]
+        for p in parts[1:]:
+            total = add(total, p)
+        sites.append(SiteGrad(param, index, total))
+    predict = canonical(block.predict) if block.predict is not None else None
+    return BlockGrad(block, objective, predict, tuple(sites))
+
+
+def derive(spec: ir.Spec) -> tuple[BlockGrad, ...]:
+    return tuple(derive_block(b) for b in spec.blocks)
+
+
+def gradients_text(spec: ir.Spec) -> str:
+    """The derived per-term gradients as readable math (what `mod.gradients()` prints)."""
+    lines = []
+    for bg in derive(spec):
+        lines.append(bg.block.header())
+        lines.append(f"    objective = {bg.objective}")
+        for s in bg.sites:
+            lines.append(f"    {s}")
+    return "\n".join(lines)

@@ -1,0 +1,101 @@
+"""Stage 5, emit: a kernel plan -> the text of one Cython `.pyx` and one thin `.py` (Jinja2).
+
+The templates in templates/ hold the shape of the output; this module only fills them. The
+generated code is meant to be read: each function carries the spec lines it comes from.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from importlib import resources
+
+import jinja2
+
+from . import __version__, ir
+from .lower import KernelPlan, lower
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FunctionLoader(
+            lambda name: resources.files("hogwild_dsl.templates").joinpath(name).read_text()),
+        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+
+
+@functools.cache
+def templates_hash() -> str:
+    h = hashlib.sha256()
+    for name in ("kernels.pyx.j2", "module.py.j2"):
+        h.update(resources.files("hogwild_dsl.templates").joinpath(name).read_bytes())
+    return h.hexdigest()
+
+
+def signature(spec: ir.Spec) -> str:
+    """Hash of everything that changes the generated sources: spec text, consts, templates,
+    package version (the build environment is added by the cache key, not here)."""
+    h = hashlib.sha256()
+    for part in (spec.source, repr(spec.consts), templates_hash(), __version__):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:24]
+
+
+def _python_expr(c_expr: str, sizes: str = "sizes") -> str:
+    """A scratch-size C expression over layout sizes, as Python over the `sizes` dict."""
+    return re.sub(r"\b((?:maxnnz|n|nterms)_[A-Za-z0-9_]+)\b", rf'{sizes}["\1"]', c_expr)
+
+
+def _comments(spec: ir.Spec, block: ir.Block, what: str) -> list[str]:
+    lines = spec.source.splitlines()
+    out = [f"{what} of the block on spec line {block.line}: {lines[block.line - 1].strip()}"]
+    for _, line in block.losses:
+        out.append(f"  spec line {line}: {lines[line - 1].strip()}")
+    for r in block.regs:
+        out.append(f"  spec line {r.line}: {lines[r.line - 1].strip()}")
+    return list(dict.fromkeys(out))
+
+
+def emit(spec: ir.Spec, ext_name: str, plan: KernelPlan | None = None) -> dict[str, str]:
+    """-> {"<ext_name>.pyx": kernels, "<model>.py": the thin module}."""
+    plan = plan or lower(spec)
+    sig = signature(spec)
+    functions = []
+    for bp in plan.blocks:
+        block = spec.blocks[bp.index]
+        for fn, what in ((bp.update_plain, "SGD update (racy writes)"),
+                         (bp.update_atomic, "SGD update (atomic adds)"),
+                         (bp.loss, "term objective"), (bp.predict, "predict")):
+            if fn is None:
+                continue
+            functions.append({"name": fn.name, "signature": fn.signature, "returns": fn.returns,
+                              "decls": fn.decls, "body": fn.body,
+                              "fields": plan.pointers_used[fn.name],
+                              "comment": _comments(spec, block, what)})
+    blocks, start = [], "0"
+    for bp in plan.blocks:
+        end = f"M.nterms_{bp.index}" if start == "0" else f"{start} + M.nterms_{bp.index}"
+        blocks.append({"index": bp.index, "start": start, "end": end})
+        start = end
+    scratch = [bp.update_plain.scratch for bp in plan.blocks] + \
+              [bp.update_atomic.scratch for bp in plan.blocks]
+    scratch_py = "max(" + ", ".join(_python_expr(s) for s in scratch) + ", 0)"
+    nterms_py = " + ".join(f'sizes["nterms_{bp.index}"]' for bp in plan.blocks)
+    predict = next((bp for bp in plan.blocks if bp.predict is not None), None)
+    field_table = "[\n" + "".join(f"    ({f.name!r}, {f.ctype!r}),\n" for f in plan.fields) + "]"
+    env = _environment()
+    pyx = env.get_template("kernels.pyx.j2").render(
+        version=__version__, model=spec.model, signature=sig, fields=plan.fields,
+        functions=functions, blocks=blocks, nterms_py=nterms_py, scratch_py=scratch_py,
+        predict=predict, field_table=field_table)
+    py = env.get_template("module.py.j2").render(
+        version=__version__, model=spec.model, spec_text=_triple_quoted(spec.source),
+        consts=repr(dict(spec.consts)), signature=sig, ext_name=ext_name)
+    return {f"{ext_name}.pyx": pyx, f"{spec.model}.py": py}
+
+
+def _triple_quoted(text: str) -> str:
+    if '"""' not in text and not text.endswith("\\"):
+        return 'r"""' + text + '"""' if "\\" in text else '"""' + text + '"""'
+    return repr(text)
