@@ -24,19 +24,26 @@ def _environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
 
 
+_GENERATOR = ("ir.py", "derive.py", "lower.py", "emit.py")
+
+
 @functools.cache
-def templates_hash() -> str:
+def generator_hash() -> str:
+    """Hash of the templates and of the stages that write code: a change to any of them
+    changes every signature, so no cache entry outlives the code that generated it."""
     h = hashlib.sha256()
     for name in ("kernels.pyx.j2", "module.py.j2"):
         h.update(resources.files("hogwild_dsl.templates").joinpath(name).read_bytes())
+    for name in _GENERATOR:
+        h.update(resources.files("hogwild_dsl").joinpath(name).read_bytes())
     return h.hexdigest()
 
 
 def signature(spec: ir.Spec) -> str:
-    """Hash of everything that changes the generated sources: spec text, consts, templates,
-    package version (the build environment is added by the cache key, not here)."""
+    """Hash of everything that changes the generated sources: spec text, consts, templates and
+    generator code, package version (the build environment is added by the cache key)."""
     h = hashlib.sha256()
-    for part in (spec.source, repr(spec.consts), templates_hash(), __version__):
+    for part in (spec.source, repr(spec.consts), generator_hash(), __version__):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:24]

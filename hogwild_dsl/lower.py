@@ -77,6 +77,38 @@ def free_loop_vars(e: ir.Expr) -> frozenset:
     return out
 
 
+def substitute(e: ir.Expr, old: ir.Var, new: ir.Var) -> ir.Expr:
+    """e with the free occurrences of index variable `old` replaced by `new`."""
+    if isinstance(e, (ir.DataAt, ir.ParamAt, ir.Deg)):
+        return type(e)(e.name, tuple(new if v == old else v for v in e.index))
+    if isinstance(e, (ir.Sum, ir.ArgMax)):
+        if e.var == old:
+            return e
+        var = e.var
+        if var.kind == "sparse" and var.source[1] == old.name:
+            var = ir.Var(var.name, var.dim, var.kind, (var.source[0], new.name))
+        return type(e)(var, substitute(e.body, old, new))
+    if isinstance(e, ir.Binary):
+        return ir.Binary(e.op, substitute(e.left, old, new), substitute(e.right, old, new))
+    if isinstance(e, ir.Neg):
+        return ir.Neg(substitute(e.operand, old, new))
+    if isinstance(e, ir.Func):
+        return ir.Func(e.name, tuple(substitute(a, old, new) for a in e.args))
+    return e
+
+
+def _invariant_subtrees(e: ir.Expr, var: ir.Var) -> list:
+    """Maximal sums and calls inside e that do not depend on `var` (worth computing once)."""
+    if var not in free_loop_vars(e) and isinstance(e, (ir.Sum, ir.Func, ir.ArgMax)):
+        return [e]
+    if isinstance(e, (ir.Sum, ir.ArgMax)) and e.var == var:
+        return []
+    out = []
+    for c in e.children():
+        out += _invariant_subtrees(c, var)
+    return out
+
+
 def _is_leafy(e) -> bool:
     return isinstance(e, (ir.Const, ir.Deg, ir.DataAt))
 
@@ -184,6 +216,7 @@ class Emitter:
     def __init__(self, access: Access, names: Names, lines: list, indent: int = 1):
         self.a, self.names, self.lines, self.indent = access, names, lines, indent
         self.scopes: list[dict] = [{}]
+        self.open_names: list[str] = []
         self.stored: dict[ir.Sum, tuple] = {}
 
     def emit(self, line: str):
@@ -209,9 +242,11 @@ class Emitter:
             self.emit(line)
         self.indent += 1
         self.scopes.append({})
+        self.open_names.append(v.name)
 
     def close_loop(self):
         self.scopes.pop()
+        self.open_names.pop()
         self.indent -= 1
 
     def value(self, e: ir.Expr) -> str:
@@ -248,24 +283,42 @@ class Emitter:
             return self.argmax(e)
         raise AssertionError(f"cannot emit {e!r}")
 
-    def sum(self, e: ir.Sum, store: str | None = None) -> str:
+    def sum(self, e: ir.Sum) -> str:
+        var, body = self.loop_var(e)
+        self.hoist_invariants(body, var)
         acc = self.names.new("s")
         self.emit(f"{acc} = 0.0")
-        self.open_loop(e.var)
-        body = self.value(e.body)
-        self.emit(f"{acc} = {acc} + {body}")
+        self.open_loop(var)
+        value = self.value(body)
+        self.emit(f"{acc} = {acc} + {value}")
         self.close_loop()
         return self.remember(e, acc)
 
+    def loop_var(self, e):
+        """The loop's variable and body; renamed when the name is already an open loop's
+        (gradients put a copy of a forward sum inside a loop over the same index)."""
+        if e.var.name not in self.open_names:
+            return e.var, e.body
+        self.names.count += 1
+        var = ir.Var(f"{e.var.name}_{self.names.count}", e.var.dim, e.var.kind, e.var.source)
+        return var, substitute(e.body, e.var, var)
+
+    def hoist_invariants(self, body, var):
+        """Compute sums and calls that do not depend on the loop variable before the loop."""
+        for sub in _invariant_subtrees(body, var):
+            self.hoist(sub)
+
     def argmax(self, e: ir.ArgMax) -> str:
+        var, body = self.loop_var(e)
+        self.hoist_invariants(body, var)
         best, where = self.names.new("m"), self.names.new("a")
         self.emit(f"{where} = -1.0")
         self.emit(f"{best} = 0.0")
-        self.open_loop(e.var)
-        body = self.value(e.body)
-        self.emit(f"if {where} < 0 or {body} > {best}:")
-        self.emit(f"    {best} = {body}")
-        self.emit(f"    {where} = {self.a.index(e.var)}")
+        self.open_loop(var)
+        value = self.value(body)
+        self.emit(f"if {where} < 0 or {value} > {best}:")
+        self.emit(f"    {best} = {value}")
+        self.emit(f"    {where} = {self.a.index(var)}")
         self.close_loop()
         return self.remember(e, where)
 
@@ -506,31 +559,31 @@ class BlockLowering:
 
     def project(self, em: Emitter, take):
         """Project every touched row of a param constrained to a simplex or a ball."""
-        done = set()
+        rows = {}          # (param, row var or None for a 1-D param) in order of first touch
         for site in self.bg.sites:
             p = self.spec.param(site.param)
-            con = p.constraint
-            if con is None or con.kind not in ("simplex", "ball"):
-                continue
-            row_var = site.index[0] if len(p.dims) == 2 else None
-            if (p.name, row_var) in done:
-                continue
-            done.add((p.name, row_var))
-            a = em.a
-            length = a.extent(p.dims[-1])
-            if not done - {(p.name, row_var)} or (p.name, row_var) == next(iter(done)):
-                em.emit(f"# keep {p.name} {con}")
-            if row_var is not None and row_var.kind != "term":
+            if p.constraint is not None and p.constraint.kind in ("simplex", "ball"):
+                rows.setdefault((p.name, site.index[0] if len(p.dims) == 2 else None), p)
+        work = None
+        for (name, row_var), p in rows.items():
+            a, length = em.a, em.a.extent(p.dims[-1])
+            em.emit(f"# keep {name} {p.constraint}")
+            loop = row_var is not None and row_var.kind != "term"
+            if loop:
                 em.open_loop(row_var)
-            start = f"{p.name} + {a.index(row_var)} * {length}" if row_var is not None else p.name
-            if con.kind == "simplex":
-                work = take(length) if not hasattr(self, "_work") else self._work
-                self._work = work
+            start = name if row_var is None else f"{name} + {a.index(row_var)} * {length}"
+            if p.constraint.kind == "simplex":
+                work = work or take(self.longest_simplex_row(a))
                 em.emit(f"_hw_project_simplex({start}, {length}, {work})")
             else:
-                em.emit(f"_hw_project_ball({start}, {length}, {_fmt(con.hi)})")
-            if row_var is not None and row_var.kind != "term":
+                em.emit(f"_hw_project_ball({start}, {length}, {_fmt(p.constraint.hi)})")
+            if loop:
                 em.close_loop()
+
+    def longest_simplex_row(self, a: Access) -> str:
+        lengths = sorted({a.extent(p.dims[-1]) for p in self.spec.params
+                          if p.constraint is not None and p.constraint.kind == "simplex"})
+        return " + ".join(lengths)          # room for the longest (a sum: C and Python agree)
 
 
 def _order_vars(vars_) -> list:

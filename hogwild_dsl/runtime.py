@@ -183,7 +183,7 @@ class TrainerBase:
             raise HogwildError(f"{path} was saved by model '{meta.get('model')}' with a different "
                                "spec or version (signature mismatch)")
         t = cls(**kwargs)
-        t.params = {p.name: np.ascontiguousarray(params[p.name], dtype=np.float64)
+        t.params = {p.name: np.array(params[p.name], dtype=np.float64, order="C")
                     for p in cls.spec.params}
         t._epochs_done = int(meta.get("epochs_done", 0))
         return t
@@ -306,7 +306,7 @@ class TrainerBase:
                 value = rng.normal(init.a, init.b, size=shape)
             else:
                 value = rng.uniform(init.a, init.b, size=shape)
-            params[p.name] = _project(np.ascontiguousarray(value, dtype=np.float64), p.constraint)
+            params[p.name] = _project(np.array(value, dtype=np.float64, order="C"), p.constraint)
         self.params = params
 
     def _live_params(self, dims: dict) -> dict:
@@ -322,7 +322,7 @@ class TrainerBase:
                 raise DataError(f"param '{p.name}' has shape {arr.shape}, but the data "
                                 f"implies {shape}", )
             if not (arr.dtype == np.float64 and arr.flags.c_contiguous and arr.flags.writeable):
-                arr = np.ascontiguousarray(arr, dtype=np.float64).copy()
+                arr = np.array(arr, dtype=np.float64, order="C")
                 self.params[p.name] = arr
             if not np.all(np.isfinite(arr)):
                 raise DataError(f"param '{p.name}' holds NaN or inf")
@@ -443,7 +443,7 @@ def _project(value: np.ndarray, con: ir.Constraint | None) -> np.ndarray:
         rho = rows.shape[1] - 1 - np.argmax(cond[:, ::-1], axis=1)
         theta = css[np.arange(rows.shape[0]), rho] / (rho + 1)
         rows = np.maximum(rows - theta[:, None], 0.0)
-    return np.ascontiguousarray(rows.reshape(value.shape))
+    return np.array(rows.reshape(value.shape), dtype=np.float64, order="C")
 
 
 def _positive_int(name, v):

@@ -1,0 +1,48 @@
+"""Shared fixtures: one compile cache per test session, so each spec is built once."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import hogwild_dsl
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = ROOT / "specs"
+
+
+@pytest.fixture(scope="session")
+def hog_cache_dir(tmp_path_factory):
+    import os
+    path = tmp_path_factory.mktemp("hogcache")
+    os.environ["HOGWILD_CACHE_DIR"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def load_spec(hog_cache_dir):
+    """load_spec("svm") or load_spec(text=...): compiled once per session."""
+    def load(name=None, text=None, consts=None):
+        if name is not None:
+            return hogwild_dsl.load(SPECS / f"{name}.hog", consts=consts, cache_dir=hog_cache_dir)
+        return hogwild_dsl.load(text=text, consts=consts, cache_dir=hog_cache_dir)
+    return load
+
+
+def sparse_rows(n_rows, n_cols, nnz_per_row, seed, noise=0.0):
+    """A small random CSR matrix with unit-norm rows, and +-1 labels from a planted w."""
+    rng = np.random.default_rng(seed)
+    rows, cols = [], []
+    for i in range(n_rows):
+        c = rng.choice(n_cols, size=min(nnz_per_row, n_cols), replace=False)
+        rows += [i] * len(c)
+        cols += list(c)
+    vals = rng.uniform(0.2, 1.0, size=len(rows))
+    X = sp.csr_matrix((vals, (rows, cols)), shape=(n_rows, n_cols))
+    norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1))).ravel()
+    X = sp.csr_matrix(sp.diags(1.0 / norms) @ X)
+    w_true = rng.normal(size=n_cols)
+    y = np.sign(X @ w_true + 1e-9)
+    y[y == 0] = 1.0
+    y[rng.random(n_rows) < noise] *= -1
+    return X, y
