@@ -74,5 +74,7 @@ def compile_to(paths, out_dir="generated", consts=None) -> list[Path]:
             if not target.exists() or target.read_text() != content:
                 target.write_text(content)
             written.append(target)
-        build.compile_extension(out / f"{ext}.pyx", ext)
+        so = build.find_extension(out, ext)
+        if so is None or so.stat().st_mtime < (out / f"{ext}.pyx").stat().st_mtime:
+            build.compile_extension(out / f"{ext}.pyx", ext)
     return written

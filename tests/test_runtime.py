@@ -1,0 +1,170 @@
+"""The Trainer's contract (API.md): data checks, warm starts, save/load, divergence, and the
+committed generated/ sources being what the compiler emits today."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import hogwild_dsl
+from hogwild_dsl import DataError, DivergenceError, HogwildError
+from hogwild_dsl.emit import emit
+from hogwild_dsl.jit import ext_name_for
+from conftest import ROOT, SPECS, sparse_rows
+
+
+@pytest.mark.parametrize("spec", sorted(p.stem for p in SPECS.glob("*.hog")))
+def test_generated_sources_are_up_to_date(spec):
+    ir = hogwild_dsl.check((SPECS / f"{spec}.hog").read_text())
+    for name, text in emit(ir, ext_name_for(ir.model)).items():
+        committed = ROOT / "generated" / name
+        assert committed.exists(), f"generated/{name} missing: run hogwildc compile specs/*.hog"
+        assert committed.read_text() == text, \
+            f"generated/{name} is stale: run hogwildc compile specs/*.hog and commit it"
+
+
+@pytest.fixture(scope="module")
+def svm(load_spec):
+    return load_spec("svm")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return sparse_rows(300, 40, 5, seed=1, noise=0.05)
+
+
+def test_data_errors_name_the_data_and_the_problem(svm, data):
+    X, y = data
+    cases = [
+        ({"X": X}, "missing data 'y'"),
+        ({"X": X, "y": y, "Z": y}, "unknown data name 'Z'"),
+        ({"X": X, "y": y[:-1]}, "dim 'example'"),
+        ({"X": X, "y": np.where(y > 0, 1.0, 0.0)}, "'y' is declared sign"),
+        ({"X": X, "y": y.reshape(-1, 1)}, "'y' must be 1-D"),
+        ({"X": X, "y": np.where(np.arange(300) == 7, np.nan, y)}, "'y' holds NaN"),
+        ({"X": X, "y": ["a"] * 300}, "'y' must be numeric"),
+    ]
+    bad = X.copy()
+    bad.data[3] = np.inf
+    cases.append(({"X": bad, "y": y}, "'X' holds NaN or inf (row 0"))
+    for given, words in cases:
+        with pytest.raises(DataError, match=words.replace("(", r"\(")):
+            svm.Trainer(epochs=1).fit(**given)
+
+
+def test_out_of_range_indices_are_refused_before_any_kernel(svm, data):
+    X, y = data
+    broken = sp.csr_matrix((X.data.copy(), X.indices.copy(), X.indptr.copy()), shape=X.shape)
+    broken.indices[5] = 10_000
+    with pytest.raises(DataError, match="out of range"):
+        svm.Trainer(epochs=1).fit(X=broken, y=y)
+
+
+def test_epochs_zero_initialises_and_warm_start_continues(svm, data):
+    X, y = data
+    t = svm.Trainer(epochs=0).fit(X=X, y=y)
+    assert t.history == [] and np.all(t.params["w"] == 0)
+    t.epochs = 2
+    t.fit(X=X, y=y)
+    t.fit(X=X, y=y)
+    assert [h["epoch"] for h in t.history] == [1, 2, 3, 4]
+    assert t.history[3]["step"] == pytest.approx(0.5 * 0.9 ** 3)   # the spec's train line
+    assert t.history[-1]["objective"] < t.history[0]["objective"]
+
+
+def test_params_are_live(svm, data):
+    X, y = data
+    t = svm.Trainer(epochs=1).fit(X=X, y=y)
+    before = t.objective(X=X, y=y)
+    t.params["w"][:] = 0.0
+    assert t.objective(X=X, y=y) == pytest.approx(1.0)     # hinge(0) = 1, no penalty at 0
+    assert before != pytest.approx(1.0)
+
+
+def test_save_and_load_round_trip(svm, data, tmp_path):
+    X, y = data
+    t = svm.Trainer(epochs=2).fit(X=X, y=y)
+    t.save(tmp_path / "model.npz")
+    t2 = svm.Trainer.load(tmp_path / "model.npz")
+    assert np.array_equal(t2.params["w"], t.params["w"])
+    assert np.array_equal(t2.predict(X=X), t.predict(X=X))
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(HogwildError, match="not a params file"):
+        svm.Trainer.load(tmp_path / "junk.npz")
+
+
+def test_saved_params_of_another_spec_are_refused(load_spec, data, tmp_path):
+    X, y = data
+    t = load_spec("logreg").Trainer(epochs=1).fit(X=X, y=y)
+    t.save(tmp_path / "lr.npz")
+    with pytest.raises(HogwildError, match="signature mismatch"):
+        load_spec("svm").Trainer.load(tmp_path / "lr.npz")
+
+
+def test_predict_needs_no_labels(svm, data):
+    X, y = data
+    t = svm.Trainer(epochs=3).fit(X=X, y=y)
+    p = t.predict(X=X)
+    assert p.shape == (300,) and np.mean(np.sign(p) == y) > 0.8
+
+
+def test_divergence_keeps_the_last_finite_params(load_spec):
+    mod = load_spec(text="""model blowup
+dim example
+data y[example] : real
+param b = 1
+for i in example:
+    loss (b * y[i])^2
+""")
+    y = np.full(50, -3.0)
+    t = mod.Trainer(epochs=50, step=10.0, decay=1.0, threads=1)
+    with pytest.raises(DivergenceError, match="smaller step") as err:
+        t.fit(y=y)
+    assert err.value.epoch >= 1
+    assert np.isfinite(t.params["b"]) and len(t.history) == err.value.epoch - 1
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"threads": 0}, "threads must be a positive integer"),
+    ({"sync": "locked"}, "sync must be one of"),
+    ({"order": "random"}, "order must be one of"),
+    ({"step": -1}, "step must be a positive number"),
+    ({"epochs": 1.5}, "epochs must be a non-negative integer"),
+])
+def test_bad_trainer_arguments(svm, kwargs, words):
+    with pytest.raises(HogwildError, match=words):
+        svm.Trainer(**kwargs)
+
+
+def test_consts_override_recompiles(load_spec):
+    mod = load_spec("mc", consts={"rank": 4})
+    r = sp.csr_matrix(np.array([[1.0, 0, 2.0], [0, 3.0, 0]]))
+    t = mod.Trainer(epochs=1).fit(r=r)
+    assert t.params["L"].shape == (2, 4) and mod.CONSTS == {"rank": 4}
+
+
+def test_constraints_hold_after_training(load_spec):
+    mod = load_spec(text="""model boxes
+dim example, feature
+data X[example, feature] : sparse
+data y[example] : real
+param w[feature] in [-0.1, 0.2] = 0
+param v[feature] >= 0 = 1
+param B[feature, feature] in ball(0.5) ~ normal(0, 1)
+for i in example:
+    loss (dot(X[i], w) + dot(X[i], v) - y[i])^2 + sum(j in X[i]: sqnorm(B[j]))
+    reg l1(0.01) on w[X[i]]
+""")
+    X, _ = sparse_rows(100, 8, 3, seed=2)
+    y = np.random.default_rng(0).normal(size=100) * 5
+    t = mod.Trainer(epochs=3, step=0.1).fit(X=X, y=y)
+    w, v, B = t.params["w"], t.params["v"], t.params["B"]
+    assert w.min() >= -0.1 and w.max() <= 0.2 and v.min() >= 0
+    assert np.linalg.norm(B, axis=1).max() <= 0.5 + 1e-12
+
+
+def test_load_rejects_bad_arguments(tmp_path):
+    with pytest.raises(HogwildError):
+        hogwild_dsl.load()
+    with pytest.raises(hogwild_dsl.SpecError, match="no such file"):
+        hogwild_dsl.load(tmp_path / "missing.hog")
