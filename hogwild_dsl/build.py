@@ -30,6 +30,8 @@ symbols. Importing the SAME file again under another name returns the first modu
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import importlib.machinery
 import importlib.util
 import os
@@ -115,16 +117,45 @@ def _compiler() -> tuple[str, ...]:
 
 
 @functools.cache
-def openmp_available() -> bool:
-    """Whether the C compiler can build and link OpenMP code; warns once per process if not."""
+def _compiler_facts() -> dict:
+    """The compiler's version line and whether it does OpenMP. Probing costs two subprocesses
+    (~50 ms), so the answer is remembered on disk per compiler binary (path, size, mtime): a
+    cached load must stay far under 0.2 s."""
+    compiler = _compiler()
+    st = os.stat(compiler[0])
+    ident = f"{shlex.join(compiler)}|{st.st_size}|{st.st_mtime_ns}|{OPENMP_FLAG}"
+    memo = None
+    try:
+        memo = Path(cache_root()) / f"compiler-{hashlib.sha256(ident.encode()).hexdigest()[:16]}.json"
+        return json.loads(memo.read_text())
+    except (OSError, ValueError, HogwildError):
+        pass
+    facts = {"version": _compiler_version(compiler), "openmp": _probe_openmp(compiler)}
+    if memo is not None:
+        try:
+            tmp = memo.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(facts))
+            os.replace(tmp, memo)
+        except OSError:
+            pass
+    return facts
+
+
+def _probe_openmp(compiler) -> bool:
     with tempfile.TemporaryDirectory(prefix="hogwild-omp-") as tmp:
         source = Path(tmp, "probe.c")
         source.write_text(_OPENMP_PROBE)
-        command = [*_compiler(), OPENMP_FLAG, str(source), "-o", str(Path(tmp, "probe"))]
+        command = [*compiler, OPENMP_FLAG, str(source), "-o", str(Path(tmp, "probe"))]
         try:
-            ok = subprocess.run(command, capture_output=True).returncode == 0
+            return subprocess.run(command, capture_output=True).returncode == 0
         except OSError:
-            ok = False
+            return False
+
+
+@functools.cache
+def openmp_available() -> bool:
+    """Whether the C compiler can build and link OpenMP code; warns once per process if not."""
+    ok = _compiler_facts()["openmp"]
     if not ok:
         warnings.warn(
             f"no OpenMP: kernels will run on one thread ({_compiler()[0]} cannot build with "
@@ -166,21 +197,20 @@ def _cpu_model() -> str:
 @functools.cache
 def environment_key() -> str:
     """Everything besides the sources that changes the binary, one `name=value` per line."""
-    import Cython
-    import numpy
+    from importlib.metadata import version
 
     compiler = _compiler()
     parts = {
         "cc": shlex.join(compiler),
-        "cc-version": _compiler_version(compiler),
+        "cc-version": _compiler_facts()["version"],
         "cflags": " ".join(_compile_flags()),
         "ldflags": " ".join(_link_flags()),
         "openmp": str(openmp_available()),
         "cython-directives": ",".join(f"{k}={v}" for k, v in sorted(CYTHON_DIRECTIVES.items())),
         "ext-suffix": EXT_SUFFIX,
         "python": sys.version,
-        "numpy": numpy.__version__,
-        "cython": Cython.__version__,
+        "numpy": version("numpy"),
+        "cython": version("cython"),
         "cpu": _cpu_model(),
     }
     return "\n".join(f"{name}={' '.join(value.split())}" for name, value in parts.items())

@@ -48,10 +48,11 @@ def load(path=None, *, text=None, consts=None, cache_dir=None):
     source = read_spec(path) if path is not None else text
     spec = check(source, consts)
     ext = ext_name_for(spec.model)
-    files = emit(spec, ext)
     sig = signature(spec)
     key = hashlib.sha256((sig + "\0" + build.environment_key()).encode()).hexdigest()[:32]
-    folder = build.cached_build(key, files, f"{ext}.pyx", ext, cache_dir)
+    folder = build.cache_root(cache_dir) / key
+    if not (folder / build.READY_MARKER).exists():     # emit only on a cache miss
+        folder = build.cached_build(key, emit(spec, ext), f"{ext}.pyx", ext, cache_dir)
     name = f"hog_{key}.{spec.model}"
     if name in sys.modules:
         return sys.modules[name]
