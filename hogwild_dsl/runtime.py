@@ -100,9 +100,16 @@ class TrainerBase:
     # ------------------------------------------------------------ public API
     def fit(self, **data):
         """Train for `epochs` epochs from the current params (initialised on first use)."""
-        arrays, sizes = self._prepare(data, need="all")
+        arrays, sizes, perms = self._prepare(data, need="all", relabel=self.order == "chunks")
+        try:
+            return self._epochs(arrays, sizes)
+        finally:
+            self._write_back(arrays, perms)
+
+    def _epochs(self, arrays: dict, sizes: dict):
         kernel = self.kernels.Kernel(arrays, sizes)
         n_terms = kernel.nterms
+        work = {p.name: arrays[p.name] for p in self.spec.params}
         sync = SYNC_MODES[self.sync]
         start_objective = None
         bar = self._progress_bar()
@@ -110,7 +117,7 @@ class TrainerBase:
             for _ in range(self.epochs):
                 epoch = self._epochs_done
                 step = self.step * self.decay ** epoch
-                snapshot = {k: v.copy() for k, v in self.params.items()}
+                snapshot = {k: v.copy() for k, v in work.items()}
                 if start_objective is None:
                     start_objective = kernel.objective_sum(self.threads) / max(n_terms, 1)
                 visit, chunk = self._visit_order(n_terms)
@@ -121,7 +128,7 @@ class TrainerBase:
                 if not np.isfinite(objective) or (
                         objective > EXPLODED * max(abs(start_objective), 1.0)):
                     for k, v in snapshot.items():
-                        self.params[k][...] = v
+                        work[k][...] = v
                     raise DivergenceError(
                         f"training diverged in epoch {epoch + 1}: the objective became "
                         f"{objective:.6g} (it was {start_objective:.6g} at the start); the "
@@ -140,7 +147,7 @@ class TrainerBase:
 
     def objective(self, **data) -> float:
         """Mean over every term of its loss plus its share of the regularizer."""
-        arrays, sizes = self._prepare(data, need="all")
+        arrays, sizes, _ = self._prepare(data, need="all")
         kernel = self.kernels.Kernel(arrays, sizes)
         return float(kernel.objective_sum(self.threads) / max(kernel.nterms, 1))
 
@@ -151,7 +158,7 @@ class TrainerBase:
             raise HogwildError(f"model '{self.spec.model}' has no 'predict' line")
         if not self.params:
             raise HogwildError("predict() before fit(): train first, or load saved params")
-        arrays, sizes = self._prepare(data, need="predict")
+        arrays, sizes, _ = self._prepare(data, need="predict")
         kernel = self.kernels.Kernel(arrays, sizes)
         out = np.empty(sizes[f"nterms_{block.index}"], dtype=np.float64)
         kernel.predict(out, self.threads)
@@ -204,8 +211,27 @@ class TrainerBase:
         n_chunks = -(-n_terms // self.chunk)
         return self._rng.permutation(n_chunks).astype(np.int64), self.chunk
 
-    def _prepare(self, data: dict, need: str):
-        """Check `data` against the spec and return (arrays, sizes) in the kernel layout."""
+    def _write_back(self, arrays: dict, perms: dict):
+        """Undo the relabelling of dims on the params trained in relabelled order."""
+        for p in self.spec.params:
+            value = arrays[p.name]
+            for axis, dim in enumerate(p.dims):
+                if dim in perms:
+                    value = np.take(value, np.argsort(perms[dim]), axis=axis)
+            if value is not self.params[p.name]:
+                self.params[p.name][...] = value
+
+    def _relabelling(self, dims: dict) -> dict:
+        """A random relabelling of the dims the terms run over (rows of row blocks, the row dim
+        of entry blocks), drawn once per fit: visiting chunks of consecutive terms then reads
+        memory in order yet keeps the terms of a chunk a random sample, whatever the order the
+        user's data came in (sorted by label, by user...)."""
+        over = {b.over if b.kind == "rows" else b.vars[0].dim for b in self.spec.blocks}
+        return {d: self._rng.permutation(dims[d]) for d in sorted(over) if d in dims}
+
+    def _prepare(self, data: dict, need: str, relabel: bool = False):
+        """Check `data` against the spec; return (arrays, sizes, relabelling) in the kernel
+        layout. With relabel, dims are relabelled at random (data and params consistently)."""
         spec = self.spec
         declared = {d.name: d for d in spec.data}
         wanted = set(declared) if need == "all" else _predict_data(spec)
@@ -220,6 +246,9 @@ class TrainerBase:
                             f"{d})")
         given = {n: _convert(declared[n], v) for n, v in data.items() if v is not None}
         dims = self._dims(given)
+        perms = self._relabelling(dims) if relabel else {}
+        if perms:
+            given = {n: _permute(declared[n].dims, v, perms) for n, v in given.items()}
         arrays, sizes = {}, {}
         for name, value in given.items():
             d = declared[name]
@@ -235,7 +264,8 @@ class TrainerBase:
             if d.kind == "sparse":
                 sizes.setdefault(f"maxnnz_{d.name}", 0)
         self._init_params(dims)
-        arrays.update(self._live_params(dims))
+        for name, value in self._live_params(dims).items():
+            arrays[name] = _permute(self.spec.param(name).dims, value, perms)
         for dim in spec.dims:
             sizes[f"n_{dim}"] = dims[dim]
         for b in spec.blocks:
@@ -255,7 +285,7 @@ class TrainerBase:
             else:
                 for deg in b.degs:
                     sizes.setdefault(deg.name, 0.0)
-        return arrays, sizes
+        return arrays, sizes, perms
 
     def _dims(self, given: dict) -> dict:
         """Read every dim off the data (and the params, if any), checking that they agree."""
@@ -331,6 +361,32 @@ class TrainerBase:
 
 
 # ---------------------------------------------------------------- data checks and layout
+
+
+def _permute(dims: tuple, value, perms: dict):
+    """value with every axis over a relabelled dim permuted (label perm[k] becomes k)."""
+    if not any(d in perms for d in dims):
+        return value
+    if sp.issparse(value):      # by hand: scipy's fancy indexing may drop explicit zeros
+        indptr, indices, data = value.indptr, value.indices, value.data
+        if dims[0] in perms:
+            perm = perms[dims[0]]
+            lengths = np.diff(indptr)[perm]
+            new_indptr = np.zeros(len(perm) + 1, dtype=np.int64)
+            np.cumsum(lengths, out=new_indptr[1:])
+            take = np.repeat(indptr[perm] - new_indptr[:-1], lengths) + np.arange(new_indptr[-1])
+            indptr, indices, data = new_indptr, indices[take], data[take]
+        if dims[1] in perms:
+            indices = np.argsort(perms[dims[1]]).astype(np.int32)[indices]
+        out = sp.csr_matrix((data, indices, indptr), shape=value.shape, copy=False)
+        out.sort_indices()
+        out.indptr = np.ascontiguousarray(out.indptr, dtype=np.int64)
+        out.indices = np.ascontiguousarray(out.indices, dtype=np.int32)
+        return out
+    for axis, dim in enumerate(dims):
+        if dim in perms:
+            value = np.take(value, perms[dim], axis=axis)
+    return np.array(value, dtype=np.float64, order="C")
 
 
 def _predict_data(spec: ir.Spec) -> set:

@@ -168,3 +168,30 @@ def test_load_rejects_bad_arguments(tmp_path):
         hogwild_dsl.load()
     with pytest.raises(hogwild_dsl.SpecError, match="no such file"):
         hogwild_dsl.load(tmp_path / "missing.hog")
+
+
+@pytest.mark.parametrize("spec", ["svm", "mc", "cuts"])
+def test_chunked_order_relabels_consistently(load_spec, spec):
+    """Chunks visit a random relabelling of the data; the params come back in the user's
+    labels: the objective the trainer recorded equals the objective on the original data."""
+    rng = np.random.default_rng(3)
+    if spec == "svm":
+        X, y = sparse_rows(400, 30, 4, seed=3)
+        data = {"X": X, "y": y}
+    elif spec == "mc":
+        data = {"r": sp.random(40, 25, density=0.2, random_state=3, format="csr") * 5}
+    else:
+        data = {"w": sp.random(30, 30, density=0.1, random_state=3, format="csr"),
+                "c": rng.normal(size=(30, 4))}
+    t = load_spec(spec).Trainer(epochs=3, order="chunks", chunk=8, threads=1).fit(**data)
+    assert t.objective(**data) == pytest.approx(t.history[-1]["objective"], rel=1e-9)
+
+
+def test_chunked_order_copes_with_data_sorted_by_label(svm):
+    X, y = sparse_rows(2000, 60, 6, seed=4)
+    order = np.argsort(y)
+    X, y = X[order], y[order]
+    chunks = svm.Trainer(epochs=5, order="chunks", chunk=32, threads=1).fit(X=X, y=y)
+    shuffled = svm.Trainer(epochs=5, order="shuffle", threads=1).fit(X=X, y=y)
+    a, b = chunks.history[-1]["objective"], shuffled.history[-1]["objective"]
+    assert a <= 1.1 * b
