@@ -21,7 +21,7 @@ for n in node:
 train step 0.05, decay 0.9, epochs 30
 """
 CONSTS = {}
-SIGNATURE = "a1df6098f3b5c50807bb05f5"
+SIGNATURE = "cfba6eba704c8021ab257d04"
 KERNELS = "cuts_kernels"
 
 Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)

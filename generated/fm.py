@@ -22,7 +22,7 @@ for i in example:
     predict yhat
 """
 CONSTS = {'k': 8}
-SIGNATURE = "dd88685b7ac2d4aeb90d68b7"
+SIGNATURE = "be895cec931b47f74eafda6a"
 KERNELS = "fm_kernels"
 
 Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)

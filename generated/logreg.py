@@ -18,7 +18,7 @@ for i in example:
     predict sigmoid(dot(X[i], w) + b)
 """
 CONSTS = {}
-SIGNATURE = "bd7a8bd55daefeb23f36f598"
+SIGNATURE = "440d112eb643dbb2d60717af"
 KERNELS = "logreg_kernels"
 
 Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)

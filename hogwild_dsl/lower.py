@@ -97,6 +97,18 @@ def substitute(e: ir.Expr, old: ir.Var, new: ir.Var) -> ir.Expr:
     return e
 
 
+def _outer_sums(e: ir.Expr) -> list:
+    """The sums of e that are not inside another sum."""
+    if isinstance(e, ir.Sum):
+        return [e]
+    if isinstance(e, ir.ArgMax):
+        return []
+    out = []
+    for c in e.children():
+        out += _outer_sums(c)
+    return out
+
+
 def _invariant_subtrees(e: ir.Expr, var: ir.Var) -> list:
     """Maximal sums and calls inside e that do not depend on `var` (worth computing once)."""
     if var not in free_loop_vars(e) and isinstance(e, (ir.Sum, ir.Func, ir.ArgMax)):
@@ -289,6 +301,7 @@ class Emitter:
         acc = self.names.new("s")
         self.emit(f"{acc} = 0.0")
         self.open_loop(var)
+        self.fuse([body])
         value = self.value(body)
         self.emit(f"{acc} = {acc} + {value}")
         self.close_loop()
@@ -302,6 +315,41 @@ class Emitter:
         self.names.count += 1
         var = ir.Var(f"{e.var.name}_{self.names.count}", e.var.dim, e.var.kind, e.var.source)
         return var, substitute(e.body, e.var, var)
+
+    def fuse(self, exprs):
+        """Compute, in one loop per domain, the sums of `exprs` that can be computed here and
+        share a domain (a loss and its reg over X[i]; the three sums over rank of mc's
+        objective): one pass over a sparse row instead of one per sum."""
+        groups: dict[tuple, list] = {}
+        for e in exprs:
+            for s in _outer_sums(e):
+                if self.lookup(s) is None and s not in self.stored and \
+                        not (free_loop_vars(s) - self.open_vars()):
+                    groups.setdefault((s.var.kind, s.var.dim, s.var.source), []).append(s)
+        for sums in groups.values():
+            sums = list(dict.fromkeys(sums))
+            if len(sums) < 2:
+                continue
+            var = sums[0].var
+            if var.name in self.open_names:
+                self.names.count += 1
+                var = ir.Var(f"{var.name}_{self.names.count}", var.dim, var.kind, var.source)
+            bodies = [substitute(s.body, s.var, var) for s in sums]
+            for b in bodies:
+                self.hoist_invariants(b, var)
+            accs = [self.names.new("s") for _ in sums]
+            for acc in accs:
+                self.emit(f"{acc} = 0.0")
+            self.open_loop(var)
+            self.fuse(bodies)
+            for acc, b in zip(accs, bodies):
+                self.emit(f"{acc} = {acc} + {self.value(b)}")
+            self.close_loop()
+            for s, acc in zip(sums, accs):
+                self.remember(s, acc)
+
+    def open_vars(self) -> set:
+        return {n for n in self.open_names}
 
     def hoist_invariants(self, body, var):
         """Compute sums and calls that do not depend on the loop variable before the loop."""
@@ -438,6 +486,7 @@ class BlockLowering:
         names = Names()
         a, lines = self.start(names)
         em = Emitter(a, names, lines)
+        em.fuse([self.bg.objective])
         em.emit(f"return {em.value(self.bg.objective)}")
         return Function(f"_loss_b{self.block.index}", "(const Model_* M, int64_t t)",
                         _declarations(names), lines, "0", "double")
@@ -448,6 +497,7 @@ class BlockLowering:
         names = Names()
         a, lines = self.start(names)
         em = Emitter(a, names, lines)
+        em.fuse([self.bg.predict])
         em.emit(f"return {em.value(self.bg.predict)}")
         return Function(f"_predict_b{self.block.index}", "(const Model_* M, int64_t t)",
                         _declarations(names), lines, "0", "double")
@@ -486,6 +536,7 @@ class BlockLowering:
             for _ in vars_:
                 em.close_loop()
             em.stored[s] = (buf, vars_)
+        em.fuse(list(dict.fromkeys(hoisted)))
         for h in dict.fromkeys(hoisted):
             em.hoist(h)
         ordered = _order_nests(list(nests.values()))
