@@ -3,11 +3,16 @@
 Resolves names, reads dims and shapes, types every expression (scalar, dense vector over a dim,
 sparse row of data), expands every vector operation into explicit sums (index form, see ir.py),
 expands each `reg` into its per-term share (the degree split) and records constraints, inits
-and the `train` defaults. Nothing later re-reads the syntax tree.
+and the `train` defaults. Declarations may come in any order; lets are inlined where they are
+used, and an expression too deep or too large for the later stages is refused here. Nothing
+later re-reads the syntax tree.
 """
 from __future__ import annotations
 
 import difflib
+import math
+import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Callable
 
@@ -16,6 +21,10 @@ from .errors import SpecError
 
 DATA_KINDS = {"sparse": 2, "dense": 2, "real": 1, "sign": 1, "binary": 1}
 TRAIN_KEYS = {"step", "decay", "epochs", "threads", "seed", "order", "chunk"}
+INT_TRAIN_KEYS = {"epochs", "threads", "seed", "chunk"}
+MAX_EXTENT = 2**31 - 1     # consts and integer train values (C ints downstream)
+MAX_IR_DEPTH = 150         # deepest expression after lets are inlined (later stages recurse)
+MAX_IR_SIZE = 200_000      # largest expression tree after lets are inlined
 SCALAR_FUNCS = {  # name -> number of arguments
     "abs": 1, "exp": 1, "log": 1, "log1p": 1, "sqrt": 1, "sigmoid": 1, "softplus": 1,
     "relu": 1, "hinge": 1, "sqhinge": 1, "logistic": 1, "max": 2, "min": 2, "huber": 2,
@@ -23,6 +32,10 @@ SCALAR_FUNCS = {  # name -> number of arguments
 REDUCTIONS = {"dot": 2, "sum": 1, "norm1": 1, "norm2": 1, "sqnorm": 1}
 PREDICT_ONLY = {"sign": 1, "argmax": 1}
 ALL_FUNCS = {**SCALAR_FUNCS, **REDUCTIONS, **PREDICT_ONLY}
+SIGNATURES = {fn: f"{fn}(z)" for fn in ALL_FUNCS} | {
+    "max": "max(a, b)", "min": "min(a, b)", "huber": "huber(z, delta)", "dot": "dot(a, b)",
+    "sum": "sum(v) or sum(j in X[i]: EXPR)", "norm1": "norm1(v)", "norm2": "norm2(v)",
+    "sqnorm": "sqnorm(v)", "argmax": "argmax(v)"}
 
 
 # ---------------------------------------------------------------- typed values
@@ -62,13 +75,14 @@ class Checker:
     def __init__(self, module: syn.Module, consts: dict | None):
         self.source = module.source
         self.module = module
-        self.overrides = dict(consts or {})
+        self.overrides = consts
         self.names: dict[str, tuple[str, syn.Node]] = {}   # global name -> (what, decl)
         self.dims: list[str] = []
         self.consts: dict[str, int] = {}
         self.data: dict[str, ir.Data] = {}
         self.params: dict[str, ir.Param] = {}
         self.block_vars: dict[str, int] = {}   # every term var name -> block line (for messages)
+        self.block_lets: dict[str, tuple[int, int]] = {}   # let name -> (block line, let line)
 
     # -------------------------------------------------------- errors
     def error(self, node, message, hint=None):
@@ -76,30 +90,37 @@ class Checker:
         raise SpecError(message, line, column, self.source, hint)
 
     def did_you_mean(self, name, candidates):
-        close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
+        close = difflib.get_close_matches(str(name), sorted(map(str, candidates)), n=1, cutoff=0.6)
         return f"did you mean '{close[0]}'?" if close else None
 
     # -------------------------------------------------------- declarations
-    def declare(self, name: syn.Name, what: str):
+    def new_name(self, name: syn.Name, what: str):
+        """A name being bound (declaration, let, index): not a keyword, not reserved."""
+        if name.id in syn.KEYWORDS:
+            self.error(name, f"'{name.id}' is a keyword and cannot be used as a name",
+                       f"choose another name for the {what}")
         if name.id.startswith("_"):
             self.error(name, f"the name '{name.id}' starts with '_'",
                        "names starting with '_' are reserved for the compiler")
+
+    def declare(self, name: syn.Name, what: str):
+        self.new_name(name, what)
         if name.id in self.names:
             prev_what, prev = self.names[name.id]
-            self.error(name, f"duplicate name '{name.id}' (already declared as a {prev_what} "
+            self.error(name, f"duplicate name '{name.id}' (already declared as {_a(prev_what)} "
                              f"on line {prev.line})", "every name of a spec must be unique")
         self.names[name.id] = (what, name)
 
     def extent(self, name: syn.Name, what: str) -> str:
         if name.id in self.dims or name.id in self.consts:
             return name.id
-        known = self.dims + list(self.consts)
         kind = self.names.get(name.id, (None,))[0]
         if kind is not None:
-            self.error(name, f"'{name.id}' is a {kind}, not a dim", f"{what} are indexed by dims "
-                       "(declared with 'dim') or consts")
+            self.error(name, f"'{name.id}' is {_a(kind)}, not a dim",
+                       f"{what} are indexed by dims (declared with 'dim') or consts")
         self.error(name, f"unknown dim '{name.id}'",
-                   self.did_you_mean(name.id, known) or "declare it first with 'dim " + name.id + "'")
+                   self.did_you_mean(name.id, self.dims + list(self.consts)) or
+                   f"declare it first with 'dim {name.id}'")
 
     def run(self) -> ir.Spec:
         stmts = self.module.statements
@@ -109,8 +130,8 @@ class Checker:
                             node.column if node else 1, self.source,
                             "write e.g. 'model svm' as the first statement")
         model = stmts[0].name
-        self.declare(model, "model")
-        blocks, train = [], {}
+        self.new_name(model, "model")
+        # Declarations may come in any order: first every global name, dim and const ...
         for stmt in stmts[1:]:
             if isinstance(stmt, syn.ModelDecl):
                 self.error(stmt, "a second 'model' statement", "a spec describes one model")
@@ -120,7 +141,13 @@ class Checker:
                     self.dims.append(n.id)
             elif isinstance(stmt, syn.ConstDecl):
                 self.const(stmt)
-            elif isinstance(stmt, syn.DataDecl):
+            elif isinstance(stmt, (syn.DataDecl, syn.ParamDecl)):
+                self.declare(stmt.name, "data" if isinstance(stmt, syn.DataDecl) else "param")
+        self.check_overrides(stmts[0])
+        # ... then what refers to them.
+        blocks, train = [], {}
+        for stmt in stmts[1:]:
+            if isinstance(stmt, syn.DataDecl):
                 self.datum(stmt)
             elif isinstance(stmt, syn.ParamDecl):
                 self.param(stmt)
@@ -130,39 +157,65 @@ class Checker:
                 train = self.train(stmt)
             elif isinstance(stmt, syn.ForBlock):
                 blocks.append(stmt)
-        for name in self.overrides:
-            if name not in self.consts:
-                raise SpecError(f"no const named '{name}' to override in this spec",
-                                hint=self.did_you_mean(name, self.consts))
         if not blocks:
             self.error(stmts[0], "the spec has no 'for' block, so it has no terms",
                        "add e.g. 'for i in example:' with a 'loss' line")
         self.check_dims_readable()
+        for b in blocks:   # for messages about names used outside their block
+            for v in b.vars:
+                self.block_vars.setdefault(v.id, b.line)
+            for s in b.body:
+                if isinstance(s, syn.Let):
+                    self.block_lets.setdefault(s.name.id, (b.line, s.line))
         checked = [BlockChecker(self, b, i).run() for i, b in enumerate(blocks)]
         predicting = [b for b, c in zip(blocks, checked) if c.predict is not None]
         if len(predicting) > 1:
             second = next(s for s in predicting[1].body if isinstance(s, syn.Predict))
-            self.error(second, "a second block with 'predict'", "at most one block has 'predict'")
+            self.error(second, f"a second block with 'predict' (the block on line "
+                               f"{predicting[0].line} has one)", "at most one block has 'predict'")
         return ir.Spec(model.id, tuple(self.dims), tuple(self.consts.items()),
                        tuple(self.data.values()), tuple(self.params.values()), tuple(checked),
                        tuple(train.items()), self.source)
 
     def const(self, stmt: syn.ConstDecl):
         self.declare(stmt.name, "const")
-        value = self.overrides.get(stmt.name.id, stmt.value.value)
-        if isinstance(value, float) and value != int(value) or int(value) < 1:
-            self.error(stmt.value, f"const '{stmt.name.id}' must be a positive integer, "
-                                   f"not {value}")
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise SpecError(f"const override '{stmt.name.id}' must be an integer, not {value!r}")
-        self.consts[stmt.name.id] = int(value)
+        name, node = stmt.name.id, stmt.value
+        overrides = self.overrides if isinstance(self.overrides, Mapping) else {}
+        if name in overrides:
+            value = _positive_int(overrides[name])
+            if value is None:
+                self.error(node, f"the override {name}={overrides[name]!r} is not a positive "
+                                 "integer", f"a const is an extent: pass e.g. consts={{'{name}': 20}}")
+        else:
+            value = _positive_int(node.value)
+            if value is None:
+                self.error(node, f"const '{name}' must be a positive integer, not {node.text}",
+                           f"a const is an extent, e.g. const {name} = 20")
+        if value > MAX_EXTENT:
+            self.error(node, f"const '{name}' = {value} is too large (at most {MAX_EXTENT})",
+                       "a const is a compile-time extent such as a rank")
+        self.consts[name] = value
+
+    def check_overrides(self, model: syn.ModelDecl):
+        if self.overrides is None:
+            return
+        if not isinstance(self.overrides, Mapping):
+            self.error(model, f"consts must be a dict of NAME -> INT, not "
+                              f"{type(self.overrides).__name__}", "e.g. consts={'rank': 50}")
+        for name in self.overrides:
+            if name not in self.consts:
+                known = ", ".join(self.consts) or "none"
+                self.error(model, f"no const named {str(name)!r} to override (the consts of "
+                                  f"this spec: {known})",
+                           self.did_you_mean(name, self.consts) or
+                           "only a 'const NAME = INT' of the spec can be overridden")
 
     def datum(self, stmt: syn.DataDecl):
-        self.declare(stmt.name, "data")
         kind = stmt.kind.id
         if kind not in DATA_KINDS:
             self.error(stmt.kind, f"unknown data kind '{kind}'",
-                       self.did_you_mean(kind, DATA_KINDS) or "one of " + ", ".join(DATA_KINDS))
+                       self.did_you_mean(kind, DATA_KINDS) or
+                       "the kinds are " + ", ".join(DATA_KINDS))
         want = DATA_KINDS[kind]
         if len(stmt.dims) != want:
             self.error(stmt.dims[0], f"'{kind}' data has {want} dim{'s' if want > 1 else ''}, "
@@ -172,9 +225,10 @@ class Checker:
         self.data[stmt.name.id] = ir.Data(stmt.name.id, dims, kind, stmt.line)
 
     def param(self, stmt: syn.ParamDecl):
-        self.declare(stmt.name, "param")
         if len(stmt.dims) > 2:
-            self.error(stmt.dims[2], "params have at most 2 dims")
+            self.error(stmt.dims[2], f"a param has at most 2 dims, but {stmt.name.id} declares "
+                                     f"{len(stmt.dims)}",
+                       "a param is 0-D (a number), 1-D (a vector) or 2-D (a matrix of rows)")
         dims = tuple(self.extent(d, "params") for d in stmt.dims)
         constraint = self.constraint(stmt, dims)
         init = self.init(stmt.init, len(dims))
@@ -185,10 +239,11 @@ class Checker:
         if c is None:
             return None
         name = stmt.name.id
+        forms = "constraints are: in simplex, >= 0, in [LO, HI], in ball(R)"
         if c.kind == "named":
             if c.name.id != "simplex":
                 self.error(c.name, f"unknown constraint 'in {c.name.id}'",
-                           "constraints are: in simplex, >= 0, in [LO, HI], in ball(R)")
+                           self.did_you_mean(c.name.id, ["simplex"]) or forms)
             if not dims:
                 self.error(c, f"'in simplex' on the 0-D param '{name}' means nothing",
                            "the simplex constrains a row of a 1-D or 2-D param")
@@ -196,18 +251,19 @@ class Checker:
         if c.kind == "call":
             if c.name.id != "ball":
                 self.error(c.name, f"unknown constraint 'in {c.name.id}(...)'",
-                           "constraints are: in simplex, >= 0, in [LO, HI], in ball(R)")
+                           self.did_you_mean(c.name.id, ["ball"]) or forms)
             if not dims:
                 self.error(c, f"'in ball(R)' on the 0-D param '{name}' means nothing",
                            "use a box 'in [-R, R]' for a scalar")
             radius = c.values[0].value
             if radius <= 0:
-                self.error(c.values[0], "the radius of a ball must be positive")
+                self.error(c.values[0], f"the radius of a ball must be positive, not "
+                                        f"{c.values[0].text}", "e.g. in ball(1)")
             return ir.Constraint("ball", hi=radius)
         if c.kind == "box":
             lo, hi = (v.value for v in c.values)
             if lo > hi:
-                self.error(c, f"empty box [{ir.fmt_number(lo)}, {ir.fmt_number(hi)}]",
+                self.error(c, f"empty box [{c.values[0].text}, {c.values[1].text}]",
                            "write the lower bound first")
             return ir.Constraint("box", lo=lo, hi=hi)
         return ir.Constraint("lower", lo=c.values[0].value)
@@ -223,16 +279,19 @@ class Checker:
                            "write '= NUMBER', '= uniform', '~ normal(MEAN, STD)' or "
                            "'~ uniform(LO, HI)'")
             if ndim == 0:
-                self.error(init.name, "'= uniform' (rows of 1/k) needs a 1-D or 2-D param")
+                self.error(init.name, "'= uniform' (rows of 1/k) needs a 1-D or 2-D param",
+                           "give a 0-D param a number, e.g. '= 0'")
             return ir.Init("uniform_rows")
         a, b = (v.value for v in init.values)
         if init.name.id == "normal":
             if b < 0:
-                self.error(init.values[1], "the standard deviation must not be negative")
+                self.error(init.values[1], "the standard deviation must not be negative",
+                           "write normal(MEAN, STD) with STD >= 0")
             return ir.Init("normal", a, b)
         if init.name.id == "uniform":
             if a > b:
-                self.error(init.values[0], "uniform(LO, HI) needs LO <= HI")
+                self.error(init.values[0], "uniform(LO, HI) needs LO <= HI",
+                           "write the lower bound first")
             return ir.Init("uniform", a, b)
         self.error(init.name, f"unknown distribution '{init.name.id}'",
                    self.did_you_mean(init.name.id, ["normal", "uniform"]) or
@@ -241,22 +300,28 @@ class Checker:
     def train(self, stmt: syn.TrainDecl) -> dict:
         out = {}
         for key, value in stmt.items:
-            if key.id not in TRAIN_KEYS:
-                self.error(key, f"unknown train key '{key.id}'",
-                           self.did_you_mean(key.id, TRAIN_KEYS) or
-                           "keys: " + ", ".join(sorted(TRAIN_KEYS)))
-            if key.id in out:
-                self.error(key, f"'{key.id}' is given twice on the train line")
-            v = value.value
-            if key.id in ("epochs", "threads", "seed", "chunk") and (v != int(v) or v < 0):
-                self.error(value, f"'{key.id}' must be a non-negative integer")
-            if key.id in ("step", "decay") and v <= 0:
-                self.error(value, f"'{key.id}' must be positive")
-            if key.id in ("threads", "chunk") and v < 1:
-                self.error(value, f"'{key.id}' must be at least 1")
-            if key.id == "order":
+            k, v = key.id, value.value
+            if k not in TRAIN_KEYS:
+                self.error(key, f"unknown train key '{k}'",
+                           self.did_you_mean(k, TRAIN_KEYS) or
+                           "the keys are " + ", ".join(sorted(TRAIN_KEYS)))
+            if k in out:
+                self.error(key, f"'{k}' is given twice on the train line", "give each key once")
+            if k == "order":
                 self.error(key, "'order' is chosen at fit time", "pass order=... to the Trainer")
-            out[key.id] = int(v) if key.id in ("epochs", "threads", "seed", "chunk") else v
+            if k in INT_TRAIN_KEYS:
+                if v != int(v) or v < 0:
+                    self.error(value, f"'{k}' must be a non-negative integer, not {value.text}",
+                               f"e.g. {k} 20" if k != "seed" else "e.g. seed 0")
+                if v > MAX_EXTENT:
+                    self.error(value, f"'{k}' {value.text} is too large (at most {MAX_EXTENT})",
+                               f"give a smaller {k}")
+            if k in ("threads", "chunk") and v < 1:
+                self.error(value, f"'{k}' must be at least 1", f"e.g. {k} 4")
+            if k in ("step", "decay") and v <= 0:
+                self.error(value, f"'{k}' must be positive, not {value.text}",
+                           "e.g. step 0.1" if k == "step" else "e.g. decay 0.9")
+            out[k] = int(v) if k in INT_TRAIN_KEYS else v
         return out
 
     def check_dims_readable(self):
@@ -266,6 +331,31 @@ class Checker:
                 node = self.names[dim][1]
                 self.error(node, f"the size of dim '{dim}' cannot be read off any data",
                            f"use it in a data declaration, or declare 'const {dim} = N'")
+
+
+def _a(what: str) -> str:
+    """'a param', 'an index', 'data' (data is a mass noun)."""
+    if what == "data":
+        return "data"
+    return ("an " if what[0] in "aeiou" else "a ") + what
+
+
+def _positive_int(value) -> int | None:
+    """A const's value (from the spec or an override) as a positive int, or None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, numbers.Integral):
+        value = int(value)
+    elif isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer():
+        value = int(value)
+    else:
+        return None
+    return value if value >= 1 else None
 
 
 class BlockChecker:
@@ -279,6 +369,7 @@ class BlockChecker:
         self.counter = 0
         self.degs: dict[tuple, ir.DegSpec] = {}
         self.in_predict = False
+        self.sum_vars: dict[str, int] = {}   # sum(k in ...) names seen so far -> line
 
     def error(self, node, message, hint=None):
         self.spec.error(node, message, hint)
@@ -291,47 +382,48 @@ class BlockChecker:
     def run(self) -> ir.Block:
         b, spec = self.block, self.spec
         for v in b.vars:
-            spec.declare_block_var = None
+            spec.new_name(v, "index")
             if v.id in spec.names:
                 self.error(v, f"the index '{v.id}' clashes with the {spec.names[v.id][0]} "
                               f"'{v.id}'", "choose another name for the index")
-            if v.id.startswith("_"):
-                self.error(v, f"the name '{v.id}' starts with '_'",
-                           "names starting with '_' are reserved for the compiler")
         if len(b.vars) == 2 and b.vars[0].id == b.vars[1].id:
-            self.error(b.vars[1], f"the two indices of a block must differ")
+            self.error(b.vars[1], "the two indices of a block must differ",
+                       "e.g. for (u, v) in r:")
         src = b.source.id
         if len(b.vars) == 1:
             if src in spec.data:
                 self.error(b.source, f"'for {b.vars[0].id} in {src}' runs over data",
                            f"a one-index block runs over a dim; for the stored entries of {src} "
-                           f"write 'for (a, b) in {src}:'")
-            over = spec.extent(b.source, "blocks") if src in spec.names else None
-            if over is None:
-                self.error(b.source, f"unknown dim '{src}'",
-                           spec.did_you_mean(src, spec.dims + list(spec.consts)))
-            if over in spec.consts:
+                           f"write 'for (u, v) in {src}:'")
+            if src in spec.consts:
                 self.error(b.source, f"a block runs over a dim read off the data, not the const "
-                                     f"'{over}'")
-            kind, tvars = "rows", (ir.Var(b.vars[0].id, over, "term"),)
+                                     f"'{src}'", "one term per index of a dim: for i in DIM:")
+            if src not in spec.dims:
+                what = spec.names.get(src, (None,))[0]
+                if what is not None:
+                    self.error(b.source, f"'{src}' is {_a(what)}, not a dim",
+                               "a one-index block runs over a dim: for i in DIM:")
+                self.error(b.source, f"unknown dim '{src}'",
+                           spec.did_you_mean(src, spec.dims) or
+                           f"declare it with 'dim {src}'")
+            kind, tvars = "rows", (ir.Var(b.vars[0].id, src, "term"),)
         else:
             data = spec.data.get(src)
+            header = f"'for ({b.vars[0].id}, {b.vars[1].id}) in {src}'"
             if data is None:
                 what = spec.names.get(src, (None,))[0]
-                self.error(b.source, f"'for ({b.vars[0].id}, {b.vars[1].id}) in {src}' needs "
-                                     f"sparse data, but '{src}' is " +
-                           (f"a {what}" if what else "unknown"),
-                           spec.did_you_mean(src, spec.data) if not what else
-                           f"for one term per index of a dim write 'for i in DIM:'")
+                self.error(b.source, f"{header} needs sparse data, but '{src}' is " +
+                           (_a(what) if what else "unknown"),
+                           "for one term per index of a dim write 'for i in DIM:'" if what else
+                           spec.did_you_mean(src, spec.data) or
+                           f"declare it with 'data {src}[D1, D2] : sparse'")
             if data.kind != "sparse":
-                self.error(b.source, f"'for ({b.vars[0].id}, {b.vars[1].id}) in {src}' needs "
-                                     f"sparse data, but '{src}' is {data.kind}",
+                self.error(b.source, f"{header} needs sparse data, but '{src}' is {data.kind}",
                            "only the stored entries of sparse data are terms")
             kind = "entries"
             tvars = tuple(ir.Var(v.id, d, "term") for v, d in zip(b.vars, data.dims))
         for v in tvars:
             self.scope[v.name] = v
-            spec.block_vars.setdefault(v.name, b.line)
         self.tvars = tvars
         self.kind = kind
         losses, regs, predict = [], [], None
@@ -344,34 +436,45 @@ class BlockChecker:
                 regs.extend(self.reg(stmt))
             elif isinstance(stmt, syn.Predict):
                 if predict is not None:
-                    self.error(stmt, "a second 'predict' in this block", "a block predicts one value")
+                    self.error(stmt, "a second 'predict' in this block",
+                               "a block predicts one value")
                 predict = self.predict(stmt)
         if not losses:
             self.error(b, "this block has no 'loss'", "add a line 'loss EXPR' to the block")
-        for v in tvars:   # term vars are in scope only inside their block
-            self.scope.pop(v.name, None)
         return ir.Block(self.index, kind, tvars, src, tuple(losses), tuple(regs),
                         tuple(self.degs.values()), predict, b.line)
 
     def let(self, stmt: syn.Let):
         name = stmt.name
-        if name.id.startswith("_"):
-            self.error(name, f"the name '{name.id}' starts with '_'",
-                       "names starting with '_' are reserved for the compiler")
+        self.spec.new_name(name, "let")
         if name.id in self.spec.names or name.id in self.scope:
-            what = self.spec.names.get(name.id, ("name",))[0] if name.id in self.spec.names \
-                else "let or index"
-            self.error(name, f"duplicate name '{name.id}' (already a {what})",
+            what = self.spec.names[name.id][0] if name.id in self.spec.names else \
+                ("index" if isinstance(self.scope[name.id], ir.Var) else "let")
+            self.error(name, f"duplicate name '{name.id}' (already {_a(what)})",
                        "every name of a spec must be unique")
-        self.scope[name.id] = self.expr(stmt.value)
+        self.scope[name.id] = _memoized(self.expr(stmt.value))
+
+    def finished(self, stmt, e: ir.Expr, what: str) -> ir.Expr:
+        """Refuse an expression too deep or too large for the later stages (lets are inlined,
+        so a chain of lets can nest far deeper than any one line)."""
+        depth, size = _measure(e)
+        if depth > MAX_IR_DEPTH:
+            self.error(stmt, f"this {what} nests {depth} levels deep once its lets are inlined "
+                             f"(at most {MAX_IR_DEPTH})",
+                       "shorten the chain of lets and operators it is built from")
+        if size > MAX_IR_SIZE:
+            self.error(stmt, f"this {what} has {size} terms once its lets are inlined "
+                             f"(at most {MAX_IR_SIZE})",
+                       "a let used several times is copied at each use: use it fewer times")
+        return e
 
     def loss(self, stmt: syn.Loss) -> ir.Expr:
         t = self.expr(stmt.value)
         if t.shape.kind != "scalar":
             self.error(stmt.value, f"a loss must be a scalar, but this is {t.shape}",
                        "reduce it with sum(...), dot(...) or a norm")
-        e = t.scalar()
-        if not ir.params_of(e):
+        e = self.finished(stmt, t.scalar(), "loss")
+        if not _params_of(e):
             self.error(stmt.value, "this loss depends on no param, so training cannot change it",
                        "a loss must involve at least one param")
         return e
@@ -385,7 +488,7 @@ class BlockChecker:
         if t.shape.kind != "scalar":
             self.error(stmt.value, f"predict gives one value per term, but this is {t.shape}",
                        "reduce it, e.g. with argmax(...) or dot(...)")
-        return t.scalar()
+        return self.finished(stmt, t.scalar(), "predict")
 
     # -------------------------------------------------------- reg and the degree split
     def reg(self, stmt: syn.Reg):
@@ -395,12 +498,13 @@ class BlockChecker:
                        self.spec.did_you_mean(kind, ["l1", "l2"]) or "use l1(LAMBDA) or l2(LAMBDA)")
         lam = stmt.lam.value
         if lam < 0:
-            self.error(stmt.lam, "a regularization weight must not be negative")
+            self.error(stmt.lam, f"a regularization weight must not be negative, not "
+                                 f"{stmt.lam.text}", f"e.g. reg {kind}(1e-4) on ...")
         out, seen = [], set()
         for target in stmt.targets:
             param, rows, coord, deg, text = self.reg_target(target, stmt.unscaled)
             if text in seen:
-                self.error(target, f"'{text}' is listed twice in this reg")
+                self.error(target, f"'{text}' is listed twice in this reg", "list each target once")
             seen.add(text)
 
             def share(c, deg=deg):
@@ -420,9 +524,10 @@ class BlockChecker:
         if isinstance(target, syn.Name):
             p = spec.params.get(target.id)
             if p is None:
-                self.unknown(target)
+                self.not_a_param(target, hint)
             if len(p.dims) == 2:
-                self.error(target, f"a whole 2-D param '{p.name}' cannot be a reg target", hint)
+                self.error(target, f"a whole 2-D param '{p.name}' cannot be a reg target",
+                           f"penalise the rows the term touches, e.g. {p.name}[u]")
             deg = None if unscaled else self.deg_node(("all",), ir.DegSpec(
                 f"_n{self.index}", "all", None, None, None), ())
             if not p.dims:
@@ -434,18 +539,19 @@ class BlockChecker:
             self.error(target, "this is not a reg target", hint)
         p = spec.params.get(target.name.id)
         if p is None:
-            if target.name.id in spec.data:
-                self.error(target.name, f"'{target.name.id}' is data; a reg target is a param", hint)
-            self.unknown(target.name)
+            self.not_a_param(target.name, hint)
         if not p.dims:
             self.error(target, f"'{p.name}' is 0-D: write it without an index", hint)
         arg = target.args[0]
         text = f"{p.name}[{self._text(arg)}]"
-        if isinstance(arg, syn.Name):
+        if isinstance(arg, syn.Name) and not isinstance(self.scope.get(arg.id), Typed):
             var = self.scope.get(arg.id)
             if not isinstance(var, ir.Var) or var.kind != "term":
-                if arg.id in self.spec.block_vars or isinstance(var, ir.Var):
+                if isinstance(var, ir.Var):
                     self.error(arg, f"'{arg.id}' is not an index of this block", hint)
+                if arg.id in spec.names:
+                    self.error(arg, f"the {spec.names[arg.id][0]} '{arg.id}' is not an index",
+                               hint)
                 self.unknown(arg)
             self.check_dim(arg, p, 0, var)
             deg = None if unscaled else self.deg_node(
@@ -462,7 +568,8 @@ class BlockChecker:
                             f"not {row.shape}", hint)
         if row.shape.dim != p.dims[0]:
             self.error(arg, f"'{p.name}' has rows over {p.dims[0]}, but the columns of "
-                            f"{row.shape.data} are over {row.shape.dim}")
+                            f"{row.shape.data} are over {row.shape.dim}",
+                       f"a target {p.name}[X[i]] needs X's columns over {p.dims[0]}")
         j = self.fresh(row.shape.dim, "sparse", (row.shape.data, row.shape.row))
         rowvar = self.scope[row.shape.row]
         deg = None if unscaled else self.deg_node(
@@ -474,6 +581,15 @@ class BlockChecker:
         k = self.fresh(p.dims[1], "dense")
         return (p.name, j, lambda share: ir.Sum(j, ir.Sum(k, share(ir.ParamAt(p.name, (j, k))))),
                 deg, text)
+
+    def not_a_param(self, name: syn.Name, hint):
+        spec = self.spec
+        if name.id in spec.names:
+            self.error(name, f"'{name.id}' is {_a(spec.names[name.id][0])}; a reg target is a "
+                             "param", hint)
+        if isinstance(self.scope.get(name.id), Typed):
+            self.error(name, f"'{name.id}' is a let value; a reg target is a param", hint)
+        self.unknown(name)
 
     def deg_node(self, key, spec: ir.DegSpec, index) -> ir.Deg:
         self.degs.setdefault(key, spec)
@@ -489,13 +605,27 @@ class BlockChecker:
 
     # -------------------------------------------------------- expressions
     def unknown(self, name: syn.Name):
-        if name.id in self.spec.block_vars:
-            self.error(name, f"the index '{name.id}' is used outside its block",
-                       f"'{name.id}' is bound by the block on line {self.spec.block_vars[name.id]}")
-        if name.id in ALL_FUNCS:
-            self.error(name, f"'{name.id}' is a function", f"call it: {name.id}(...)")
-        candidates = set(self.spec.names) | set(self.scope)
-        self.error(name, f"unknown name '{name.id}'", self.spec.did_you_mean(name.id, candidates))
+        n, spec = name.id, self.spec
+        if n in syn.KEYWORDS:
+            self.error(name, f"'{n}' is a keyword, not a value", "keywords cannot be used as names")
+        if n in spec.block_vars:
+            self.error(name, f"the index '{n}' is used outside its block",
+                       f"'{n}' is bound by the block on line {spec.block_vars[n]}")
+        if n in self.sum_vars:
+            self.error(name, f"the index '{n}' is used outside its sum(...)",
+                       f"'{n}' is bound by the sum on line {self.sum_vars[n]} and only inside it")
+        if n in spec.block_lets:
+            block_line, let_line = spec.block_lets[n]
+            if block_line == self.block.line:
+                self.error(name, f"the let '{n}' is used before its line (line {let_line})",
+                           "move the 'let' above the lines that use it")
+            self.error(name, f"the let '{n}' belongs to the block on line {block_line}",
+                       "a let is visible only inside its own block")
+        if n in ALL_FUNCS:
+            self.error(name, f"'{n}' is a function", f"call it: {n}(...)")
+        candidates = (set(spec.names) | set(self.scope)) - {n}
+        self.error(name, f"unknown name '{n}'", spec.did_you_mean(n, candidates) or
+                   "declare it first with dim, const, data, param or let")
 
     def check_dim(self, node, decl, position, var: ir.Var):
         want = decl.dims[position]
@@ -506,16 +636,17 @@ class BlockChecker:
                        "an index must range over the dim declared at that position")
 
     def index_var(self, node) -> ir.Var:
+        hint = "index with a name bound by 'for' or 'sum'"
         if not isinstance(node, syn.Name):
-            self.error(node, "an index must be a name bound by 'for' or 'sum'")
+            self.error(node, "an index must be a name bound by 'for' or 'sum'", hint)
         v = self.scope.get(node.id)
         if isinstance(v, ir.Var):
             return v
         if v is not None:
-            self.error(node, f"'{node.id}' is a let value, not an index")
+            self.error(node, f"'{node.id}' is a let value, not an index", hint)
         if node.id in self.spec.names:
-            self.error(node, f"'{node.id}' is a {self.spec.names[node.id][0]}, not an index",
-                       "index with a name bound by 'for' or 'sum'")
+            self.error(node, f"'{node.id}' is {_a(self.spec.names[node.id][0])}, not an index",
+                       hint)
         self.unknown(node)
 
     def expr(self, node) -> Typed:
@@ -547,27 +678,33 @@ class BlockChecker:
             d = spec.data[node.id]
             if len(d.dims) == 1:
                 return Typed(Shape("dense", d.dims[0]), lambda k: ir.DataAt(d.name, (k,)), node)
-            self.error(node, f"'{d.name}' is 2-D data: use one of its rows, e.g. {d.name}[i]")
+            self.error(node, f"'{d.name}' is 2-D data: use one of its rows, e.g. {d.name}[i]",
+                       "a whole matrix has no meaning in an expression")
         if node.id in spec.names:
-            self.error(node, f"the {spec.names[node.id][0]} '{node.id}' is not a value")
+            self.error(node, f"the {spec.names[node.id][0]} '{node.id}' is not a value",
+                       f"a dim or const is an extent: sum over it with sum(k in {node.id}: ...)")
         self.unknown(node)
 
     def x_Index(self, node: syn.Index):
         spec, name = self.spec, node.name.id
         decl = spec.params.get(name) or spec.data.get(name)
         if decl is None:
-            if name in self.scope and isinstance(self.scope[name], Typed):
-                self.error(node.name, f"'{name}' is a let value and cannot be indexed")
+            if name in self.scope:
+                what = "let value" if isinstance(self.scope[name], Typed) else "index"
+                self.error(node.name, f"'{name}' is {_a(what)} and cannot be indexed",
+                           "only data and params are indexed")
             if name in spec.names:
-                self.error(node.name, f"the {spec.names[name][0]} '{name}' cannot be indexed")
+                self.error(node.name, f"the {spec.names[name][0]} '{name}' cannot be indexed",
+                           "only data and params are indexed")
             self.unknown(node.name)
         is_param = isinstance(decl, ir.Param)
         if not decl.dims:
-            self.error(node, f"'{name}' is 0-D: write it without an index")
+            self.error(node, f"'{name}' is 0-D: write it without an index",
+                       f"write {name}, not {name}[...]")
         if len(node.args) > len(decl.dims):
             self.error(node.args[len(decl.dims)], f"'{name}' has {len(decl.dims)} "
                        f"dim{'s' if len(decl.dims) > 1 else ''} but is given {len(node.args)} "
-                       "indices")
+                       "indices", f"'{name}' is declared as {name}[{', '.join(decl.dims)}]")
         if len(node.args) == 1 and isinstance(node.args[0], syn.Index) and is_param:
             self.error(node, f"'{name}[{self._text(node.args[0])}]' (a param on a sparse row's "
                              "support) is only a reg target",
@@ -580,9 +717,6 @@ class BlockChecker:
         if sparse:
             return self.sparse_index(node, decl, idx)
         if len(idx) == len(decl.dims):
-            for a, v in zip(node.args, idx):
-                if v.kind == "sparse" and not is_param and False:
-                    pass
             e = (ir.ParamAt if is_param else ir.DataAt)(name, idx)
             return Typed(SCALAR, lambda k: e, node)
         row = idx[0]
@@ -595,7 +729,8 @@ class BlockChecker:
             row = idx[0]
             if row.kind != "term":
                 self.error(node.args[0], f"a row of sparse data is selected by a block index, "
-                                         f"not by '{row.name}'")
+                                         f"not by '{row.name}'",
+                           f"select the row with the index of a 'for' block, e.g. {name}[i]")
             return Typed(Shape("sparse", decl.dims[1], name, row.name),
                          lambda j: ir.DataAt(name, (row, j)), node)
         a, b = idx
@@ -633,53 +768,81 @@ class BlockChecker:
     def x_BinOp(self, node: syn.BinOp):
         a, b = self.expr(node.left), self.expr(node.right)
         if node.op == "^" and b.shape.kind != "scalar":
-            self.error(node.right, f"an exponent must be a scalar, not {b.shape}")
+            self.error(node.right, f"an exponent must be a scalar, not {b.shape}",
+                       "raise a vector to a scalar power, e.g. (x[u] - x[v])^2")
         return self.broadcast(node, a, b, lambda x, y: ir.Binary(node.op, x, y), node.op)
 
     def x_SumOver(self, node: syn.SumOver):
         name = node.var.id
+        self.spec.new_name(node.var, "index")
         if name in self.scope or name in self.spec.names:
             self.error(node.var, f"the name '{name}' is already in use", "choose another index name")
-        if name.startswith("_"):
-            self.error(node.var, f"the name '{name}' starts with '_'",
-                       "names starting with '_' are reserved for the compiler")
         src = node.source
         if isinstance(src, syn.Name) and (src.id in self.spec.dims or src.id in self.spec.consts):
             var = ir.Var(name, src.id, "dense")
         else:
+            if isinstance(src, syn.Name) and isinstance(self.scope.get(src.id), ir.Var):
+                self.error(src, f"sum({name} in ...) runs over a dim, a const or a sparse row, "
+                                f"not the index '{src.id}'",
+                           f"e.g. sum({name} in X[{src.id}]: ...) over the stored entries of a "
+                           "row")
             if isinstance(src, syn.Name) and src.id not in self.scope and \
                     src.id not in self.spec.names:
                 self.error(src, f"unknown dim '{src.id}'", self.spec.did_you_mean(
-                    src.id, self.spec.dims + list(self.spec.consts)))
+                    src.id, self.spec.dims + list(self.spec.consts)) or
+                    "sum(k in D: ...) runs over a dim or const D")
             row = self.expr(src)
             if row.shape.kind != "sparse":
-                self.error(src, f"sum(k in ...) runs over a dim, a const or a sparse row, "
-                                f"not {row.shape}")
+                self.error(src, f"sum({name} in ...) runs over a dim, a const or a sparse row, "
+                                f"not {row.shape}", "e.g. sum(j in X[i]: X[i, j] * w[j])")
             var = ir.Var(name, row.shape.dim, "sparse", (row.shape.data, row.shape.row))
-        self.scope[name] = var
-        try:
-            body = self.expr(node.body)
-        finally:
-            del self.scope[name]
-        if body.shape.kind == "sparse":
-            self.error(node.body, "the body of a sum cannot be a sparse row")
+        if self.let_binds(node.body, name):   # a let inside has its own sum over `name`
+            var = self.fresh(var.dim, var.kind, var.source)
+        self.sum_vars.setdefault(name, node.line)
+        body = self.sum_body(node, var)
         if body.shape.kind == "scalar":
             e = ir.Sum(var, body.scalar())
             return Typed(SCALAR, lambda k: e, node)
         return Typed(body.shape, lambda k: ir.Sum(var, body.build(k)), node)
 
+    def let_binds(self, body: syn.Node, name: str) -> bool:
+        """Whether a let used in `body` sums over an index called `name` (inlined under a sum
+        over `name`, the two would share one name: ours is then renamed)."""
+        stack = [body]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, syn.Name) and isinstance(self.scope.get(node.id), Typed) \
+                    and _binds(self.scope[node.id], name):
+                return True
+            stack.extend(syn.children(node))
+        return False
+
+    def sum_body(self, node: syn.SumOver, var: ir.Var) -> Typed:
+        self.scope[node.var.id] = var
+        try:
+            body = self.expr(node.body)
+        finally:
+            del self.scope[node.var.id]
+        if body.shape.kind == "sparse":
+            self.error(node.body, "the body of a sum cannot be a sparse row",
+                       "reduce the row inside, e.g. sum(k in D: dot(X[i], V[k]))")
+        return body
+
     def x_Call(self, node: syn.Call):
         fn = node.fn
         if fn not in ALL_FUNCS:
-            if fn in self.spec.names:
-                self.error(node, f"'{fn}' is a {self.spec.names[fn][0]}, not a function",
-                           f"index it with [...]")
+            if fn in self.spec.names or fn in self.scope:
+                what = self.spec.names[fn][0] if fn in self.spec.names else \
+                    ("let value" if isinstance(self.scope[fn], Typed) else "index")
+                self.error(node, f"'{fn}' is {_a(what)}, not a function",
+                           "index it with [...]" if what in ("data", "param") else
+                           "only functions are called with (...)")
             self.error(node, f"unknown function '{fn}'", self.spec.did_you_mean(fn, ALL_FUNCS) or
-                       "functions: " + ", ".join(sorted(ALL_FUNCS)))
+                       "the functions are " + ", ".join(sorted(ALL_FUNCS)))
         if len(node.args) != ALL_FUNCS[fn]:
             n = ALL_FUNCS[fn]
             self.error(node, f"{fn}() takes {n} argument{'s' if n > 1 else ''}, "
-                             f"but is given {len(node.args)}")
+                             f"but is given {len(node.args)}", f"write {SIGNATURES[fn]}")
         if fn in PREDICT_ONLY and not self.in_predict:
             self.error(node, f"{fn}() is allowed only in 'predict'",
                        "it has no useful gradient, so a loss cannot use it")
@@ -689,7 +852,9 @@ class BlockChecker:
         if fn == "argmax":
             v = args[0]
             if v.shape.kind != "dense":
-                self.error(node.args[0], f"argmax() needs a dense vector, not {v.shape}")
+                self.error(node.args[0], f"argmax() needs a dense vector, not {v.shape}",
+                           "argmax(v) is the index of the largest entry of a row, e.g. "
+                           "argmax(x[n])")
             k = self.fresh(v.shape.dim, "dense")
             e = ir.ArgMax(k, v.build(k))
             return Typed(SCALAR, lambda _: e, node)
@@ -698,7 +863,8 @@ class BlockChecker:
             self.no_sparse(a, fn + "()")
             return Typed(a.shape, lambda k: ir.Func(fn, (a.build(k),)), node)
         if fn == "huber" and args[1].shape.kind != "scalar":
-            self.error(node.args[1], "huber's delta must be a scalar")
+            self.error(node.args[1], "huber's delta must be a scalar",
+                       "write huber(z, delta) with a number or scalar delta")
         return self.broadcast(node, args[0], args[1], lambda x, y: ir.Func(fn, (x, y)), fn + "()")
 
     def reduction(self, node, fn, args) -> Typed:
@@ -734,6 +900,62 @@ class BlockChecker:
         if shape.kind == "sparse":
             return self.fresh(shape.dim, "sparse", (shape.data, shape.row))
         return self.fresh(shape.dim, "dense")
+
+
+# ---------------------------------------------------------------- helpers on built IR
+
+
+def _memoized(t: Typed) -> Typed:
+    """A let's value, built once per index (a let used n times is not rebuilt n times)."""
+    cache = {}
+
+    def build(k):
+        if k not in cache:
+            cache[k] = t.build(k)
+        return cache[k]
+    return Typed(t.shape, build, t.node)
+
+
+def _nodes(expr: ir.Expr):
+    """Every distinct node of an expression (shared subtrees once), without recursion."""
+    seen, stack = set(), [expr]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        yield node
+        stack.extend(node.children())
+
+
+def _params_of(expr: ir.Expr) -> set[str]:
+    return {n.name for n in _nodes(expr) if isinstance(n, ir.ParamAt)}
+
+
+def _binds(t: Typed, name: str) -> bool:
+    """Whether the built value of t has a sum or argmax over an index called `name`."""
+    probe = ir.Var("_probe", t.shape.dim, "dense") if t.shape.kind == "dense" else None
+    return any(isinstance(n, (ir.Sum, ir.ArgMax)) and n.var.name == name
+               for n in _nodes(t.build(probe)))
+
+
+def _measure(expr: ir.Expr) -> tuple[int, int]:
+    """(depth, size) of an expression as a tree, shared subtrees counted at every use; linear
+    in the number of distinct nodes, without recursion."""
+    memo: dict[int, tuple[int, int]] = {}
+    stack = [(expr, False)]
+    while stack:
+        node, ready = stack.pop()
+        if id(node) in memo:
+            continue
+        kids = node.children()
+        if ready:
+            memo[id(node)] = (1 + max((memo[id(c)][0] for c in kids), default=0),
+                              1 + sum(memo[id(c)][1] for c in kids))
+        else:
+            stack.append((node, True))
+            stack.extend((c, False) for c in kids if id(c) not in memo)
+    return memo[id(expr)]
 
 
 def check_module(module: syn.Module, consts: dict | None = None) -> ir.Spec:

@@ -1,20 +1,24 @@
 """Stage 1, parse: .hog text -> a syntax tree of plain dataclasses with positions.
 
-The grammar (grammar/hog.lark) is data; this module runs Lark's LALR parser with a
-Python-style indenter and turns Lark's tree into the small `Syntax` nodes below, each carrying
-the line and column the checker quotes in its errors. Syntax errors become `SpecError`s that
-say what was expected in the language's words, not Lark's token names.
+The grammar (grammar/hog.lark) is data; this module runs Lark's LALR parser (built once per
+process) with a Python-style indenter, and builds the small syntax nodes below as the parser
+reduces, each carrying the line and column the checker quotes in its errors. Syntax errors
+become `SpecError`s that say what was expected in the language's words, not Lark's token names;
+an unbalanced bracket is reported where it opens.
 """
 from __future__ import annotations
 
 import functools
+import math
 import re
+import threading
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import NamedTuple
 
 import lark
-from lark import Lark, Token, Transformer, v_args
-from lark.indenter import Indenter
+from lark import Lark, Token
+from lark.indenter import DedentError, Indenter
 
 from .errors import SpecError
 
@@ -158,6 +162,29 @@ class Module:
 
 # ---------------------------------------------------------------- the parser
 
+# Keywords of the language: never names (the checker rejects them where Lark's contextual lexer
+# lets one through as a NAME, e.g. `param loss = 0`).
+KEYWORDS = frozenset({"model", "dim", "const", "data", "param", "for", "in", "let", "loss", "reg",
+                      "on", "predict", "train", "unscaled", "sum"})
+KEYWORD_TOKENS = frozenset(k.upper() for k in KEYWORDS)
+
+# Deepest nesting of statements and expressions accepted (a block, its statement and the
+# expression count as levels); deeper input would only exhaust Python's stack in a later stage,
+# every one of which walks expressions recursively.
+MAX_DEPTH = 100
+
+# Characters Python's str.splitlines() breaks lines at, other than '\n' (after '\r\n' and '\r'
+# are normalised): the quoted line of an error would be the wrong one, so they are refused.
+_ODD_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+class _BadDedent(lark.exceptions.LarkError):
+    """A dedent to a column that no enclosing block uses (raised with the statement's position)."""
+
+    def __init__(self, line, column):
+        super().__init__(f"bad dedent at {line}:{column}")
+        self.line, self.column = line, column
+
 
 class _HogIndenter(Indenter):
     NL_type = "_NL"
@@ -167,51 +194,407 @@ class _HogIndenter(Indenter):
     DEDENT_type = "_DEDENT"
     tab_len = 8
 
+    def handle_NL(self, token):
+        try:
+            yield from super().handle_NL(token)
+        except DedentError:
+            raise _BadDedent(token.end_line, token.end_column) from None
+
+
+_PARSING = threading.Lock()
+
 
 @functools.cache
 def _parser() -> Lark:
+    """The LALR parser, built once per process."""
     grammar = resources.files("hogwild_dsl.grammar").joinpath("hog.lark").read_text()
-    return Lark(grammar, parser="lalr", postlex=_HogIndenter(), propagate_positions=True,
-                maybe_placeholders=False)
+    return Lark(grammar, parser="lalr", postlex=_HogIndenter(), transformer=_ToSyntax(),
+                keep_all_tokens=True, maybe_placeholders=False)
 
 
-def _pos(tok) -> tuple[int, int]:
-    return tok.line, tok.column
+def parse(text: str) -> Module:
+    """Parse .hog source text into a Module of syntax nodes; raise SpecError on bad syntax."""
+    if not isinstance(text, str):
+        raise SpecError(f"a spec must be text (str), not {type(text).__name__}",
+                        hint="read the file first, or use hogwild_dsl.load(path)")
+    source = text.replace("\r\n", "\n").replace("\r", "\n")
+    _check_characters(source)
+    _check_layout(source)
+    if not source.endswith("\n"):
+        source += "\n"
+    with _PARSING:   # the indenter keeps its state on the one shared parser
+        try:
+            statements = _parser().parse(source)
+        except _BadDedent as e:
+            raise SpecError("this line is dedented to a column that no enclosing block uses",
+                            e.line, e.column, source,
+                            hint="indent every statement of a block by the same number of "
+                                 "spaces, and top-level statements not at all") from None
+        except lark.exceptions.UnexpectedToken as e:
+            raise _token_error(e, source) from None
+        except lark.exceptions.UnexpectedCharacters as e:
+            raise _character_error(e, source) from None
+        except lark.exceptions.UnexpectedEOF:
+            line, column = _end_position(source)
+            raise SpecError("the spec ends in the middle of a statement", line, column, source,
+                            hint="finish the last statement") from None
+    _check_syntax(statements, source)
+    return Module(statements, source)
+
+
+# ---------------------------------------------------------------- checks around Lark
+
+
+def _check_characters(source: str) -> None:
+    odd = _ODD_BREAKS.search(source)
+    if odd:
+        line, column = _position_of(source, odd.start())
+        raise SpecError(f"unexpected character {odd.group()!r}", line, column,
+                        _ODD_BREAKS.sub(" ", source), hint="lines end with a plain newline")
+
+
+def _check_layout(source: str) -> None:
+    """Tabs in indentation are an error with their position (LANGUAGE.md, lexical rules), and
+    the first statement is not indented."""
+    first = True
+    for number, line in enumerate(source.split("\n"), start=1):
+        stripped = line.strip(" \t")
+        if not stripped or stripped.startswith("#"):
+            continue
+        indent = line[:len(line) - len(line.lstrip(" \t"))]
+        if "\t" in indent:
+            raise SpecError("a tab in indentation", number, indent.index("\t") + 1, source,
+                            hint="indent with spaces only")
+        if first and indent:
+            raise SpecError("unexpected indentation of the first statement", number,
+                            len(indent) + 1, source,
+                            hint="top-level statements start at column 1")
+        first = False
+
+
+def _check_syntax(statements: tuple, source: str) -> None:
+    """Refuse numbers that overflow to infinity and expressions nested deeper than MAX_DEPTH
+    (iteratively, so that no input can exhaust the stack here)."""
+    stack = [(node, 1) for node in statements]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, Num):
+            if not math.isfinite(node.value):
+                raise SpecError(f"the number {node.text} is too large", node.line, node.column,
+                                source, hint="numbers must be finite (below about 1.8e308)")
+            continue
+        if depth > MAX_DEPTH:
+            raise SpecError(f"this expression is nested too deeply (more than {MAX_DEPTH} "
+                            "levels)", node.line, node.column, source,
+                            hint="split it into several 'let' lines")
+        for child in children(node):
+            stack.append((child, depth + 1))
+
+
+def children(node) -> tuple:
+    """The nodes under a syntax node that can hold numbers or expressions (for walks that
+    must not recurse)."""
+    if isinstance(node, BinOp):
+        return node.left, node.right
+    if isinstance(node, Neg):
+        return (node.operand,)
+    if isinstance(node, (Index, Call)):
+        return node.args
+    if isinstance(node, SumOver):
+        return node.source, node.body
+    if isinstance(node, (Let, Loss, Predict)):
+        return (node.value,)
+    if isinstance(node, Reg):
+        return (node.lam, *node.targets)
+    if isinstance(node, ForBlock):
+        return node.body
+    if isinstance(node, ConstDecl):
+        return (node.value,)
+    if isinstance(node, ParamDecl):
+        return tuple(v for part in (node.constraint, node.init) if part for v in part.values)
+    if isinstance(node, TrainDecl):
+        return tuple(value for _, value in node.items)
+    return ()
+
+
+# ---------------------------------------------------------------- syntax error messages
+
+# Lark's terminal names -> what a user of the language would call them.
+_WORDS = {
+    "NAME": "a name", "NUMBER": "a number", "_NL": "the end of the line",
+    "_INDENT": "an indented block", "_DEDENT": "the end of the block", "$END": "the end of the file",
+}
+_EXPR_START = {"NAME", "NUMBER", "LPAR", "MINUS", "SUM"}
+_OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "CIRCUMFLEX"}
+_BLOCK_WORDS = {"LET", "LOSS", "REG", "PREDICT"}
+_TOP_WORDS = {"MODEL", "DIM", "CONST", "DATA", "PARAM", "FOR", "TRAIN"}
+
+
+def _word(terminal: str) -> str:
+    if terminal in _WORDS:
+        return _WORDS[terminal]
+    pattern = _parser().get_terminal(terminal).pattern
+    return repr(pattern.value) if pattern.type == "str" else terminal.lower()
+
+
+def _expected_words(expected: set[str]) -> str:
+    words = set()
+    rest = set(expected)
+    if _EXPR_START <= rest:
+        words.add("an expression")
+        rest -= _EXPR_START
+    if _OPERATORS - {"MINUS"} <= rest:
+        words.add("an operator")
+        rest -= _OPERATORS
+    if {"NUMBER", "MINUS"} <= rest:   # a signed number
+        words.add("a number")
+        rest -= {"NUMBER", "MINUS"}
+    words |= {_word(t) for t in rest}
+    words = sorted(words)
+    if not words:
+        return "nothing more"
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _found(token) -> str:
+    kind = token.type
+    if kind in ("_NL", "$END", "_INDENT", "_DEDENT"):
+        return {"_NL": "the end of the line", "$END": "the end of the file",
+                "_INDENT": "an indented line", "_DEDENT": "the end of the block"}[kind]
+    if kind == "NAME":
+        return f"the name '{token}'"
+    if kind == "NUMBER":
+        return f"the number {token}"
+    if str(token) in KEYWORDS:
+        return f"the keyword '{token}'"
+    return repr(str(token))
+
+
+def _token_error(e: lark.exceptions.UnexpectedToken, source: str) -> SpecError:
+    token = e.token
+    try:
+        expected = set(e.interactive_parser.accepts())
+    except Exception:  # accepts() replays the parser; fall back to Lark's (coarser) set
+        expected = set(e.expected)
+    expected = {t for t in expected if not t.startswith("__IGNORE")}
+    line, column = _token_position(token, source)
+    bracket = _bracket_problem(source)
+    if bracket is not None and (bracket.line, bracket.column) <= (line, column):
+        return bracket
+
+    def error(message, hint=None):
+        return SpecError(message, line, column, source, hint=hint)
+
+    kind, text = token.type, str(token)
+    statement = source.split("\n")[line - 1].strip() if line <= source.count("\n") else ""
+    if kind == "_NL" and "COLON" in expected and statement.startswith("for"):
+        return error("missing ':' at the end of the 'for' line",
+                     "a 'for' line ends with ':' and its block is indented below it")
+    if kind == "_NL" and "COLON" in expected and statement.startswith("data"):
+        return error("missing ': KIND' after the dims of the data",
+                     "e.g. data X[example, feature] : sparse")
+    if kind == "_INDENT":
+        if expected & _BLOCK_WORDS:
+            return error("unexpected indentation inside the block",
+                         "indent every statement of a block by the same number of spaces")
+        return error("unexpected indentation",
+                     "only the statements of a 'for' block are indented")
+    if "_INDENT" in expected:   # point at the end of the 'for' line that has no block
+        lines = source.split("\n")
+        start = line if kind in ("_NL", "$END") else line - 1
+        at = next((n for n in range(min(start, len(lines)), 0, -1)
+                   if lines[n - 1].split("#", 1)[0].rstrip().endswith(":")), line)
+        code = lines[at - 1].split("#", 1)[0].rstrip()
+        return SpecError("the 'for' block has no indented statements", at, len(code) + 1,
+                         source, hint="indent the statements of the block (with spaces) below "
+                                      "the 'for' line")
+    if kind in _BLOCK_WORDS and expected & _TOP_WORDS:
+        return error(f"'{text}' outside a 'for' block",
+                     "indent it under a 'for' line, e.g. 'for i in example:'")
+    if kind == "FOR" and expected & _BLOCK_WORDS:
+        return error("a 'for' block cannot be nested inside another",
+                     "write each 'for' block at the top level, without indentation")
+    if kind == "NUMBER" and "NAME" in expected and "NUMBER" not in expected:
+        return error(f"expected a name, found the number {text}",
+                     "names are letters, digits and '_', starting with a letter")
+    if kind in KEYWORD_TOKENS and "NAME" in expected:
+        return error(f"'{text}' is a keyword and cannot be used as a name",
+                     "choose another name")
+    if kind in ("NAME", "NUMBER", "LPAR", "SUM") and _OPERATORS - {"MINUS"} <= expected:
+        return error(f"missing operator before {_found(token)}",
+                     "put an operator (+ - * / ^) or ',' between two values")
+    if kind in ("_NL", "$END") and _EXPR_START <= expected:
+        return error(f"expected an expression, found {_found(token)}",
+                     "the statement is incomplete: write the value that follows")
+    return error(f"expected {_expected_words(expected)}, found {_found(token)}",
+                 _syntax_hint(kind, expected, statement))
+
+
+_FORMS = {
+    "model": "the first statement is 'model NAME'",
+    "dim": "e.g. dim example, feature",
+    "const": "a const is a positive integer, e.g. const rank = 20",
+    "data": "e.g. data X[example, feature] : sparse",
+    "param": "e.g. param L[user, rank] ~ normal(0, 0.1), or param x[node, label] in simplex",
+    "train": "each train key is followed by a number, e.g. train step 0.5, decay 0.9, epochs 20",
+    "for": "a block starts with 'for i in DIM:' or 'for (u, v) in X:'",
+    "let": "e.g. let z = dot(X[i], w)",
+    "reg": "e.g. reg l2(1e-4) on w[X[i]], or reg l1(0.1) on L[u], R[v] unscaled",
+}
+
+
+def _syntax_hint(kind: str, expected: set[str], statement: str) -> str:
+    first = re.match(r"[A-Za-z_]*", statement).group()
+    if first in _FORMS:
+        return _FORMS[first]
+    if expected & {"RPAR", "RSQB"} and kind in ("_NL", "$END"):
+        return "check that every '(' and '[' is closed"
+    if expected & _TOP_WORDS:
+        return "a statement starts with model, dim, const, data, param, for or train"
+    if expected & _BLOCK_WORDS:
+        return "a block holds let, loss, reg and predict lines"
+    return "see LANGUAGE.md for the form of each statement"
+
+
+def _character_error(e: lark.exceptions.UnexpectedCharacters, source: str) -> SpecError:
+    char = source[e.pos_in_stream] if e.pos_in_stream < len(source) else "?"
+    hints = {
+        ">": "the only comparison is the constraint '>= NUMBER' of a param",
+        "<": "the only comparison is the constraint '>= NUMBER' of a param",
+        "=": "'=' is for const, param and let; compare nothing in a loss",
+        '"': "the language has no strings",
+        "'": "the language has no strings",
+        ".": "a number is written 0.5 or .5; names have no '.'",
+    }
+    hint = hints.get(char, "names are letters, digits and '_'; operators are + - * / ^")
+    return SpecError(f"unexpected character {char!r}", e.line, e.column, source, hint=hint)
+
+
+def _token_position(token, source: str) -> tuple[int, int]:
+    if token.type == "$END":
+        return _end_position(source)
+    if token.type in ("_INDENT", "_DEDENT"):   # borrowed from the newline: the line it starts
+        line, column = token.end_line, token.end_column
+    else:
+        line, column = token.line, token.column
+    if line is None or line > source.count("\n"):
+        return _end_position(source)
+    if token.type == "_NL":   # just after the last character of code on the line
+        code = source.split("\n")[line - 1][:column - 1].split("#", 1)[0].rstrip()
+        column = len(code) + 1
+    return line, column
+
+
+def _end_position(source: str) -> tuple[int, int]:
+    lines = source.rstrip("\n").split("\n")
+    return len(lines), len(lines[-1]) + 1
+
+
+def _position_of(source: str, offset: int) -> tuple[int, int]:
+    line = source.count("\n", 0, offset) + 1
+    return line, offset - (source.rfind("\n", 0, offset) + 1) + 1
+
+
+_BRACKETS = re.compile(r"#[^\n]*|[()\[\]]")
+_PAIRS = {")": "(", "]": "["}
+
+
+def _bracket_problem(source: str) -> SpecError | None:
+    """The first unbalanced '(' / '[' of the source (comments skipped), as a SpecError."""
+    stack = []
+    for m in _BRACKETS.finditer(source):
+        char = m.group()
+        if char.startswith("#"):
+            continue
+        if char in "([":
+            stack.append((char, m.start()))
+            continue
+        line, column = _position_of(source, m.start())
+        if not stack:
+            return SpecError(f"unmatched {char!r}", line, column, source,
+                             hint=f"remove it, or open it with {_PAIRS[char]!r}")
+        opener, offset = stack.pop()
+        if opener != _PAIRS[char]:
+            oline, ocolumn = _position_of(source, offset)
+            return SpecError(f"{char!r} closes the {opener!r} of line {oline}, column {ocolumn}",
+                             line, column, source,
+                             hint="close each '(' with ')' and each '[' with ']'")
+    if stack:
+        opener, offset = stack[-1]
+        line, column = _position_of(source, offset)
+        closer = ")" if opener == "(" else "]"
+        return SpecError(f"unclosed {opener!r}", line, column, source,
+                         hint=f"close it with {closer!r}")
+    return None
 
 
 def _name(tok: Token) -> Name:
     return Name(tok.line, tok.column, str(tok))
 
 
-def _num(tok: Token, negative=False) -> Num:
-    text = str(tok)
-    value = float(text)
-    return Num(tok.line, tok.column, -value if negative else value, ("-" if negative else "") + text)
+def _num(tok: Token) -> Num:
+    return Num(tok.line, tok.column, float(tok), str(tok))
 
 
-@v_args(meta=True)
-class _ToSyntax(Transformer):
-    """Lark tree -> syntax dataclasses (one method per grammar rule, as in Lark's examples)."""
+class _Pos(NamedTuple):
+    line: int
+    column: int
 
+
+_KEPT_TOKENS = {"NAME", "NUMBER", "SUM", "UNSCALED"}
+
+
+def _rule(method):
+    """Adapt `method(self, pos, items)` to Lark's in-parser callback `f(children)`: pos is where
+    the rule's text starts (its first token, kept for that, or the '(' before its first
+    operand), items its children without keywords, punctuation and layout tokens."""
+    def callback(self, children):
+        first = children[0] if children else None
+        while isinstance(first, tuple):
+            first = first[0]
+        pos = _Pos(1, 1) if first is None else \
+            getattr(first, "_paren", None) or _Pos(first.line, first.column)
+        items = [c for c in children if not isinstance(c, Token) or c.type in _KEPT_TOKENS]
+        return method(self, pos, items)
+    callback.__name__ = method.__name__
+    return callback
+
+
+class _ToSyntax:
+    """Lark's rules -> syntax dataclasses, one method per rule, run by the LALR parser as it
+    reduces (no intermediate parse tree)."""
+
+    @_rule
     def start(self, meta, items):
         return tuple(items)
 
+    def atom(self, children):   # "(" expr ")": the expression, remembering where '(' is
+        inner = children[1]
+        object.__setattr__(inner, "_paren", _Pos(children[0].line, children[0].column))
+        return inner
+
+    @_rule
     def model_decl(self, meta, items):
         return ModelDecl(meta.line, meta.column, _name(items[0]))
 
+    @_rule
     def dim_decl(self, meta, items):
         return DimDecl(meta.line, meta.column, tuple(_name(t) for t in items))
 
+    @_rule
     def const_decl(self, meta, items):
         return ConstDecl(meta.line, meta.column, _name(items[0]), items[1])
 
+    @_rule
     def data_decl(self, meta, items):
         return DataDecl(meta.line, meta.column, _name(items[0]),
                         tuple(_name(t) for t in items[1:-1]), _name(items[-1]))
 
+    @_rule
     def shape(self, meta, items):
         return tuple(_name(t) for t in items)
 
+    @_rule
     def param_decl(self, meta, items):
         name, rest = _name(items[0]), items[1:]
         dims, constraint, init = (), None, None
@@ -224,210 +607,124 @@ class _ToSyntax(Transformer):
                 init = item
         return ParamDecl(meta.line, meta.column, name, dims, constraint, init)
 
+    @_rule
     def c_named(self, meta, items):
         return Constraint(meta.line, meta.column, "named", _name(items[0]), ())
 
+    @_rule
     def c_call(self, meta, items):
         return Constraint(meta.line, meta.column, "call", _name(items[0]), (items[1],))
 
+    @_rule
     def c_box(self, meta, items):
         return Constraint(meta.line, meta.column, "box", None, tuple(items))
 
+    @_rule
     def c_lower(self, meta, items):
         return Constraint(meta.line, meta.column, "lower", None, tuple(items))
 
+    @_rule
     def init_value(self, meta, items):
         return Init(meta.line, meta.column, "value", None, tuple(items))
 
+    @_rule
     def init_named(self, meta, items):
         return Init(meta.line, meta.column, "named", _name(items[0]), ())
 
+    @_rule
     def init_random(self, meta, items):
         return Init(meta.line, meta.column, "random", _name(items[0]), tuple(items[1:]))
 
+    @_rule
     def pos(self, meta, items):
         return _num(items[0])
 
-    def negnum(self, meta, items):
-        return _num(items[0], negative=True)
+    @_rule
+    def negnum(self, meta, items):   # positioned at the '-'
+        return Num(meta.line, meta.column, -float(items[0]), "-" + str(items[0]))
 
+    @_rule
     def train_decl(self, meta, items):
         return TrainDecl(meta.line, meta.column, tuple(items))
 
+    @_rule
     def train_item(self, meta, items):
         return (_name(items[0]), items[1])
 
+    @_rule
     def for_block(self, meta, items):
         return ForBlock(meta.line, meta.column, items[0], _name(items[1]), tuple(items[2:]))
 
+    @_rule
     def one_var(self, meta, items):
         return (_name(items[0]),)
 
+    @_rule
     def two_vars(self, meta, items):
         return (_name(items[0]), _name(items[1]))
 
+    @_rule
     def let_stmt(self, meta, items):
         return Let(meta.line, meta.column, _name(items[0]), items[1])
 
+    @_rule
     def loss_stmt(self, meta, items):
         return Loss(meta.line, meta.column, items[0])
 
+    @_rule
     def reg_stmt(self, meta, items):
         unscaled = isinstance(items[-1], Token) and items[-1].type == "UNSCALED"
         targets = items[2:-1] if unscaled else items[2:]
         return Reg(meta.line, meta.column, _name(items[0]), items[1], tuple(targets), unscaled)
 
+    @_rule
     def predict_stmt(self, meta, items):
         return Predict(meta.line, meta.column, items[0])
 
     def _binop(self, op, meta, items):
         return BinOp(meta.line, meta.column, op, items[0], items[1])
 
+    @_rule
     def add(self, meta, items):
         return self._binop("+", meta, items)
 
+    @_rule
     def sub(self, meta, items):
         return self._binop("-", meta, items)
 
+    @_rule
     def mul(self, meta, items):
         return self._binop("*", meta, items)
 
+    @_rule
     def div(self, meta, items):
         return self._binop("/", meta, items)
 
+    @_rule
     def pow(self, meta, items):
         return self._binop("^", meta, items)
 
+    @_rule
     def neg(self, meta, items):
         return Neg(meta.line, meta.column, items[0])
 
+    @_rule
     def number(self, meta, items):
         return _num(items[0])
 
+    @_rule
     def name(self, meta, items):
         return _name(items[0])
 
+    @_rule
     def index(self, meta, items):
         return Index(meta.line, meta.column, _name(items[0]), tuple(items[1:]))
 
+    @_rule
     def call(self, meta, items):
         args = tuple(a for a in items[1:] if a is not None)
         return Call(meta.line, meta.column, str(items[0]), args)
 
+    @_rule
     def sum_over(self, meta, items):
         return SumOver(meta.line, meta.column, _name(items[1]), items[2], items[3])
-
-
-# Lark's terminal names -> what a user of the language would call them.
-_WORDS = {
-    "NAME": "a name", "NUMBER": "a number", "_NL": "the end of the line",
-    "_INDENT": "an indented block", "_DEDENT": "the end of the block", "COLON": "':'",
-    "COMMA": "','", "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'",
-    "EQUAL": "'='", "TILDE": "'~'", "MORETHAN": "'>'", "PLUS": "'+'", "MINUS": "'-'",
-    "STAR": "'*'", "SLASH": "'/'", "CIRCUMFLEX": "'^'", "SUM": "'sum'", "IN": "'in'",
-    "ON": "'on'", "UNSCALED": "'unscaled'", "$END": "the end of the file",
-}
-
-
-def _word(terminal: str) -> str:
-    if terminal in _WORDS:
-        return _WORDS[terminal]
-    pattern = _parser().get_terminal(terminal).pattern
-    if pattern.type == "str":
-        return repr(pattern.value)
-    return terminal.lower()
-
-
-def _token_text(token) -> str:
-    if token.type == "_NL":
-        return "the end of the line"
-    if token.type == "$END":
-        return "the end of the file"
-    if token.type in ("_INDENT", "_DEDENT"):
-        return "a change of indentation"
-    return repr(str(token))
-
-
-_KEYWORDS = {"model", "dim", "const", "data", "param", "for", "in", "let", "loss", "reg", "on",
-             "predict", "train", "unscaled", "sum"}
-
-
-def _syntax_hint(token, expected: set[str]) -> str | None:
-    text = str(token)
-    if "COLON" in expected and token.type == "_NL":
-        return "a 'for' line ends with ':' and its block is indented below it"
-    if "NAME" in expected and text in _KEYWORDS:
-        return f"'{text}' is a keyword of the language and cannot be used as a name"
-    if "_INDENT" in expected:
-        return "indent the statements of a 'for' block (spaces)"
-    if token.type == "_INDENT":
-        return "only the statements inside a 'for' block are indented"
-    if "RPAR" in expected or "RSQB" in expected:
-        return "check that every '(' and '[' is closed"
-    return None
-
-
-def _check_layout(text: str) -> None:
-    """Tabs in indentation are an error with their position (LANGUAGE.md, lexical rules)."""
-    for number, line in enumerate(text.splitlines(), start=1):
-        indent = re.match(r"[ \t]*", line).group(0)
-        if "\t" in indent and line.strip() and not line.strip().startswith("#"):
-            raise SpecError("a tab in indentation", number, indent.index("\t") + 1, text,
-                            hint="indent with spaces only")
-
-
-def parse(text: str) -> Module:
-    """Parse .hog source text into a Module of syntax nodes; raise SpecError on bad syntax."""
-    if not isinstance(text, str):
-        raise SpecError("a spec must be text (str)")
-    _check_layout(text)
-    source = text if text.endswith("\n") else text + "\n"
-    try:
-        tree = _parser().parse(source)
-    except lark.exceptions.UnexpectedToken as e:
-        token = e.token
-        expected = {t for t in e.expected if not t.startswith("__")}
-        words = sorted({_word(t) for t in expected})
-        line = getattr(token, "line", None) or e.line
-        column = getattr(token, "column", None) or e.column
-        if token.type == "$END":
-            line, column = _end_position(source)
-        message = f"unexpected {_token_text(token)}"
-        if words:
-            message += "; expected " + (words[0] if len(words) == 1 else
-                                        ", ".join(words[:-1]) + " or " + words[-1])
-        raise SpecError(message, line, column, source, hint=_syntax_hint(token, expected)) from None
-    except lark.exceptions.UnexpectedCharacters as e:
-        char = source[e.pos_in_stream] if e.pos_in_stream < len(source) else "?"
-        raise SpecError(f"unexpected character {char!r}", e.line, e.column, source,
-                        hint="names are letters, digits and '_'; operators are + - * / ^") from None
-    except lark.exceptions.UnexpectedEOF as e:
-        line, column = _end_position(source)
-        raise SpecError("the spec ends in the middle of a statement", line, column, source) from None
-    except lark.exceptions.LarkError as e:  # e.g. a dedent to a column that was never indented
-        line, column = _indent_error_position(source)
-        raise SpecError("inconsistent indentation", line, column, source,
-                        hint="indent every statement of a block by the same number of spaces") from None
-    return Module(_ToSyntax().transform(tree), source)
-
-
-def _end_position(source: str) -> tuple[int, int]:
-    lines = source.rstrip("\n").splitlines() or [""]
-    return len(lines), len(lines[-1]) + 1
-
-
-def _indent_error_position(source: str) -> tuple[int, int]:
-    """Find the first line whose indentation matches no enclosing level (for the message)."""
-    levels = [0]
-    for number, line in enumerate(source.splitlines(), start=1):
-        if not line.strip() or line.strip().startswith("#"):
-            continue
-        width = len(line) - len(line.lstrip(" "))
-        if width > levels[-1]:
-            levels.append(width)
-        else:
-            while levels and width < levels[-1]:
-                levels.pop()
-            if not levels or width != levels[-1]:
-                return number, width + 1
-    return 1, 1
