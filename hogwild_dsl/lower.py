@@ -563,6 +563,11 @@ class BlockLowering:
         a = em.a
         for v in nest.vars:
             em.open_loop(v)
+        olds = {}
+        if mode != "apply":     # old values into locals: read once, before any write
+            for site in nest.sites:
+                if site.access not in olds:
+                    olds[site.access] = em.temp(site.access, a.leaf(site.access), "o")
         grads = []
         for n, site in enumerate(nest.sites):
             slot = f"{buffer}[({offset(a, nest.vars)}) * {len(nest.sites)} + {n}]" if buffer else None
@@ -577,12 +582,15 @@ class BlockLowering:
             grads.append(g)
         if mode != "compute":
             for site, g in zip(nest.sites, grads):
-                self.write(em, site, g, atomic)
+                self.write(em, site, g, atomic, olds.get(site.access))
         for _ in nest.vars:
             em.close_loop()
 
-    def write(self, em: Emitter, site: SiteGrad, g: str, atomic: bool):
+    def write(self, em: Emitter, site: SiteGrad, g: str, atomic: bool, old: str | None):
+        """p -= step * g for one coordinate (its old value in `old` when already read)."""
         target = em.a.leaf(site.access)
+        if old is None:
+            old = em.temp(site.access, target, "o")
         con = self.spec.param(site.param).constraint
         clip = None
         if con is not None and con.kind == "lower":
@@ -590,8 +598,7 @@ class BlockLowering:
         elif con is not None and con.kind == "box":
             clip = f"fmin({_fmt(con.hi)}, fmax({_fmt(con.lo)}, {{x}}))"
         if site.param in self.l1:             # l1: a step that crosses zero stops at zero
-            old, new = em.names.new("o"), em.names.new("n")
-            em.emit(f"{old} = {target}")
+            new = em.names.new("n")
             em.emit(f"{new} = {old} - step * {g}")
             em.emit(f"if {old} * {new} < 0.0:")
             em.emit(f"    {new} = 0.0")
@@ -604,9 +611,9 @@ class BlockLowering:
             if clip:
                 em.emit(f"{target} = {clip.format(x=target)}")
         elif clip:
-            em.emit(f"{target} = {clip.format(x=f'{target} - step * {g}')}")
+            em.emit(f"{target} = {clip.format(x=f'{old} - step * {g}')}")
         else:
-            em.emit(f"{target} = {target} - step * {g}")
+            em.emit(f"{target} = {old} - step * {g}")
 
     def project(self, em: Emitter, take):
         """Project every touched row of a param constrained to a simplex or a ball."""

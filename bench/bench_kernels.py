@@ -1,0 +1,351 @@
+"""Kernel performance, side by side in one run on the same data (issue: beat LIBMF and
+scikit-learn with code nobody wrote by hand).
+
+  python bench/bench_kernels.py [--scale full|small] [--epochs 20]
+      -> bench/results/kernels.json and bench/results/kernels.md
+
+Measures, on RCV1-shaped data (SVM) and Netflix-shaped data (matrix completion):
+- ns per nonzero / rating per epoch of the GENERATED kernel and of the hand-written Cython
+  yardstick (bench/peers/handwritten.pyx, the same update and schedule), in each visit order,
+  at 1 and 2 threads; generated hogwild vs atomic vs lock;
+- fit time and test accuracy against scikit-learn's SGDClassifier (same epochs, alpha tuned
+  on a validation slice), fit time and test RMSE against LIBMF (20 iterations, its upstream
+  SIMD + OpenMP build), and the time each needs to reach a test RMSE target.
+Every 2-thread timing is tagged with the core-to-core latency measured just before it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+import hogwild_dsl  # noqa: E402
+from hogwild_dsl import datasets  # noqa: E402
+from machine import machine  # noqa: E402
+from peers import handwritten as hw  # noqa: E402
+from peers import libmf, others, pingpong  # noqa: E402
+
+DATA = HERE / "data"
+RESULTS = HERE / "results"
+SCALES = {
+    "full": dict(rows=800_000, features=47_236, nnz=76, users=480_000, items=17_770,
+                 ratings=6_000_000),
+    "small": dict(rows=80_000, features=20_000, nnz=76, users=48_000, items=5_000,
+                  ratings=600_000),
+}
+MC_SPEC = """model mcbench
+dim user, item
+const rank = 20
+data r[user, item] : sparse
+param L[user, rank] ~ normal(0, 0.1)
+param R[item, rank] ~ normal(0, 0.1)
+for (u, v) in r:
+    loss (dot(L[u], R[v]) - r[u, v])^2
+    reg l2(0.02) on L[u], R[v] unscaled
+    predict dot(L[u], R[v])
+train step 0.05, decay 0.9, epochs 20
+"""
+CHUNK = 1024
+
+
+def cached(name: str, make):
+    """Generate a data set once and keep it on disk (bench/data, git-ignored)."""
+    DATA.mkdir(exist_ok=True)
+    path = DATA / f"{name}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as f:
+            return {k: _unpack(f, k) for k in {k.split("__")[0] for k in f.files}}
+    parts = make()
+    flat = {}
+    for k, v in parts.items():
+        if sp.issparse(v):
+            v = v.tocsr()
+            flat.update({f"{k}__data": v.data, f"{k}__indices": v.indices,
+                         f"{k}__indptr": v.indptr, f"{k}__shape": np.array(v.shape)})
+        else:
+            flat[k] = v
+    np.savez(path, **flat)
+    return parts
+
+
+def _unpack(f, k):
+    if f"{k}__data" in f.files:
+        return sp.csr_matrix((f[f"{k}__data"], f[f"{k}__indices"], f[f"{k}__indptr"]),
+                             shape=tuple(f[f"{k}__shape"]))
+    return f[k]
+
+
+def latency() -> dict:
+    return pingpong.probe()
+
+
+def median_epoch(history) -> float:
+    return float(np.median([h["seconds"] for h in history]))
+
+
+def time_handwritten(run, epochs: int) -> float:
+    times = []
+    for e in range(epochs):
+        t = time.perf_counter()
+        run(e)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+# ------------------------------------------------------------------ SVM
+
+
+def svm_section(scale, epochs, timing_epochs, log):
+    s = SCALES[scale]
+    d = cached(f"rcv1_{scale}", lambda: dict(zip(("X", "y"), datasets.rcv1_like(
+        n_rows=s["rows"], n_features=s["features"], nnz_per_row=s["nnz"], seed=0))))
+    X, y = d["X"].tocsr(), np.asarray(d["y"], dtype=np.float64)
+    Xtr, Xte, ytr, yte = datasets.train_test_split_rows(X, y, 0.05, seed=0)
+    nnz = Xtr.nnz
+    mod = hogwild_dsl.load(HERE.parent / "specs" / "svm.hog")
+    spec_train = dict(mod.Trainer.spec.train)
+    step, decay = spec_train["step"], spec_train["decay"]
+    lam = 1e-4
+    deg = hw.svm_degrees(Xtr)
+    out = {"data": {"rows": Xtr.shape[0], "features": Xtr.shape[1], "nnz": nnz,
+                    "test_rows": Xte.shape[0]}, "throughput": [], "sync": [], "peers": {}}
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(Xtr.shape[0])
+    Xp, yp = Xtr[perm].tocsr(), ytr[perm]          # what order="chunks" relabels to
+    degp = hw.svm_degrees(Xp)
+    for order in ("shuffle", "chunks", "stored"):
+        for threads in (1, 2):
+            probe = latency() if threads == 2 else None
+            t = mod.Trainer(threads=threads, epochs=timing_epochs, order=order, chunk=CHUNK)
+            t.fit(X=Xtr, y=ytr)
+            gen = median_epoch(t.history)
+            w = np.zeros(Xtr.shape[1])
+            n_chunks = hw.chunk_count(Xtr.shape[0], CHUNK)
+            if order == "shuffle":
+                run = lambda e: hw.svm_epoch(Xtr.indptr, Xtr.indices, Xtr.data, ytr, w, deg,
+                                             rng.permutation(Xtr.shape[0]), step * decay ** e,
+                                             lam, threads)
+            elif order == "chunks":
+                run = lambda e: hw.svm_epoch_chunks(Xp.indptr, Xp.indices, Xp.data, yp, w, degp,
+                                                    rng.permutation(n_chunks), CHUNK,
+                                                    step * decay ** e, lam, threads)
+            else:
+                run = lambda e: hw.svm_epoch(Xtr.indptr, Xtr.indices, Xtr.data, ytr, w, deg,
+                                             np.arange(Xtr.shape[0]), step * decay ** e,
+                                             lam, threads)
+            hand = time_handwritten(run, timing_epochs)
+            row = {"order": order, "threads": threads, "generated_ns": gen / nnz * 1e9,
+                   "handwritten_ns": hand / nnz * 1e9, "generated_over_handwritten": hand / gen}
+            if probe:
+                row.update(probe)
+            out["throughput"].append(row)
+            log(f"svm {order:8s} {threads}T generated {row['generated_ns']:.2f} ns/nnz, "
+                f"hand-written {row['handwritten_ns']:.2f} ({row['generated_over_handwritten']:.2f}x)"
+                + (f"  [ping-pong {probe['pingpong_ns']:.0f} ns, {probe['placement']}]" if probe else ""))
+    for sync in ("hogwild", "atomic", "lock"):
+        probe = latency()
+        t = mod.Trainer(threads=2, epochs=timing_epochs, sync=sync).fit(X=Xtr, y=ytr)
+        row = {"sync": sync, "threads": 2, "ns": median_epoch(t.history) / nnz * 1e9, **probe}
+        out["sync"].append(row)
+        log(f"svm sync={sync:8s} 2T {row['ns']:.2f} ns/nnz  [ping-pong {probe['pingpong_ns']:.0f} ns]")
+    one = mod.Trainer(threads=1, epochs=timing_epochs).fit(X=Xtr, y=ytr)
+    out["speedup_2_over_1"] = median_epoch(one.history) / (out["sync"][0]["ns"] * nnz / 1e9)
+    out["hogwild_over_lock"] = out["sync"][2]["ns"] / out["sync"][0]["ns"]
+
+    # against scikit-learn: same epochs; alpha tuned on a validation slice of the training set
+    n_val = min(100_000, Xtr.shape[0] // 5)
+    Xfit, yfit, Xval, yval = Xtr[n_val:], ytr[n_val:], Xtr[:n_val], ytr[:n_val]
+    small = slice(0, min(200_000, Xfit.shape[0]))
+    tuning = {a: others.sklearn_svm(Xfit[small], yfit[small], Xval, yval, 5, a)["accuracy"]
+              for a in (1e-4, 1e-5, 1e-6, 1e-7)}
+    alpha = max(tuning, key=tuning.get)
+    sk = others.sklearn_svm(Xtr, ytr, Xte, yte, epochs, alpha)
+    began = time.perf_counter()
+    ours = mod.Trainer(threads=2, epochs=epochs).fit(X=Xtr, y=ytr)
+    wall = time.perf_counter() - began
+    acc = float(np.mean(np.where(ours.predict(X=Xte) >= 0, 1.0, -1.0) == yte))
+    ours1 = mod.Trainer(threads=1, epochs=epochs)
+    began = time.perf_counter()
+    ours1.fit(X=Xtr, y=ytr)
+    wall1 = time.perf_counter() - began
+    out["peers"]["sklearn"] = {"alpha": alpha, "alpha_validation_accuracy": tuning,
+                               "epochs": epochs, **sk}
+    out["peers"]["ours"] = {"epochs": epochs, "threads": 2, "fit_seconds": wall,
+                            "update_seconds": sum(h["seconds"] for h in ours.history),
+                            "fit_seconds_1_thread": wall1, "accuracy": acc}
+    out["peers"]["fit_speedup_vs_sklearn_2T"] = sk["seconds"] / wall
+    out["peers"]["fit_speedup_vs_sklearn_1T"] = sk["seconds"] / wall1
+    log(f"svm vs scikit-learn ({epochs} epochs): sklearn {sk['seconds']:.2f} s acc "
+        f"{sk['accuracy']:.4f} (alpha {alpha:g}); ours 2T {wall:.2f} s acc {acc:.4f} "
+        f"({sk['seconds'] / wall:.1f}x), 1T {wall1:.2f} s ({sk['seconds'] / wall1:.1f}x)")
+    return out
+
+
+# ------------------------------------------------------------------ matrix completion
+
+
+def mc_section(scale, epochs, timing_epochs, log):
+    s = SCALES[scale]
+    d = cached(f"netflix_{scale}", lambda: dict(zip(("train", "test"), datasets.netflix_like(
+        n_users=s["users"], n_items=s["items"], n_ratings=s["ratings"], rank=20, seed=0))))
+    train, test = d["train"].tocsr(), d["test"].tocsr()
+    test_coo = test.tocoo()
+    nnz = train.nnz
+    mod = hogwild_dsl.load(text=MC_SPEC)
+    step, decay, lam = 0.05, 0.9, 0.02
+    out = {"data": {"users": train.shape[0], "items": train.shape[1], "ratings": nnz,
+                    "test_ratings": test.nnz}, "throughput": [], "sync": [], "peers": {}}
+    rng = np.random.default_rng(0)
+    coo = train.tocoo()
+    rows, cols, vals = coo.row.astype(np.int32), coo.col.astype(np.int32), coo.data
+    uperm = rng.permutation(train.shape[0])
+    tp = train[uperm].tocsr().tocoo()                  # what order="chunks" relabels to
+    prow, pcol, pval = tp.row.astype(np.int32), tp.col.astype(np.int32), tp.data
+    for order in ("shuffle", "chunks"):
+        for threads in (1, 2):
+            probe = latency() if threads == 2 else None
+            t = mod.Trainer(threads=threads, epochs=timing_epochs, order=order, chunk=CHUNK)
+            t.fit(r=train)
+            gen = median_epoch(t.history)
+            L = rng.normal(0, 0.1, (train.shape[0], 20))
+            R = rng.normal(0, 0.1, (train.shape[1], 20))
+            n_chunks = hw.chunk_count(nnz, CHUNK)
+            if order == "shuffle":
+                run = lambda e: hw.mf_epoch(rows, cols, vals, L, R, rng.permutation(nnz),
+                                            step * decay ** e, lam, threads)
+            else:
+                run = lambda e: hw.mf_epoch_chunks(prow, pcol, pval, L, R,
+                                                   rng.permutation(n_chunks), CHUNK,
+                                                   step * decay ** e, lam, threads)
+            hand = time_handwritten(run, timing_epochs)
+            row = {"order": order, "threads": threads, "generated_ns": gen / nnz * 1e9,
+                   "handwritten_ns": hand / nnz * 1e9, "generated_over_handwritten": hand / gen}
+            if probe:
+                row.update(probe)
+            out["throughput"].append(row)
+            log(f"mc  {order:8s} {threads}T generated {row['generated_ns']:.1f} ns/rating, "
+                f"hand-written {row['handwritten_ns']:.1f} ({row['generated_over_handwritten']:.2f}x)"
+                + (f"  [ping-pong {probe['pingpong_ns']:.0f} ns, {probe['placement']}]" if probe else ""))
+    for sync in ("hogwild", "atomic", "lock"):
+        probe = latency()
+        t = mod.Trainer(threads=2, epochs=timing_epochs, sync=sync).fit(r=train)
+        out["sync"].append({"sync": sync, "threads": 2,
+                            "ns": median_epoch(t.history) / nnz * 1e9, **probe})
+        log(f"mc  sync={sync:8s} 2T {out['sync'][-1]['ns']:.1f} ns/rating")
+    one = mod.Trainer(threads=1, epochs=timing_epochs).fit(r=train)
+    out["speedup_2_over_1"] = median_epoch(one.history) / (out["sync"][0]["ns"] * nnz / 1e9)
+    out["hogwild_over_lock"] = out["sync"][2]["ns"] / out["sync"][0]["ns"]
+
+    # against LIBMF: 20 iterations at 2 threads, and the time to a test RMSE
+    probe = latency()
+    lm = libmf.libmf_time(train, k=20, iters=epochs, threads=2, lam=lam, eta=0.1, test=test)
+    curve = []
+    for iters in (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20):
+        if iters > epochs:
+            break
+        m = libmf.libmf_train(train, k=20, iters=iters, threads=2, lam=lam, eta=0.1)
+        curve.append({"iters": iters, "seconds": m.seconds, "rmse": libmf.libmf_rmse(m, test)})
+        m.free()
+    began = time.perf_counter()
+    ours = mod.Trainer(threads=2, epochs=epochs).fit(r=train)
+    wall = time.perf_counter() - began
+    rmse = float(np.sqrt(np.mean((ours.predict(r=test) - test.data) ** 2)))
+    # our curve: one epoch at a time (a warm start continues the schedule)
+    t = mod.Trainer(threads=2, epochs=1)
+    ours_curve, spent = [], 0.0
+    for e in range(epochs):
+        t.fit(r=train)
+        spent += t.history[-1]["seconds"]
+        ours_curve.append({"epochs": e + 1, "seconds": spent,
+                           "rmse": float(np.sqrt(np.mean((t.predict(r=test) - test.data) ** 2)))})
+    out["peers"]["libmf"] = {**lm, "curve": curve, **probe}
+    out["peers"]["ours"] = {"epochs": epochs, "threads": 2, "fit_seconds": wall,
+                            "update_seconds": sum(h["seconds"] for h in ours.history),
+                            "rmse": rmse, "curve": ours_curve}
+    for target in (0.85, max(lm["rmse"], rmse) + 0.005):
+        mine = next((c["seconds"] for c in ours_curve if c["rmse"] <= target), None)
+        theirs = next((c["seconds"] for c in curve if c["rmse"] <= target), None)
+        out["peers"].setdefault("time_to_rmse", []).append(
+            {"target": target, "ours_update_seconds": mine, "libmf_seconds": theirs})
+    log(f"mc vs LIBMF ({epochs} iterations, 2T): LIBMF {lm['seconds']:.2f} s rmse {lm['rmse']:.4f}; "
+        f"ours {wall:.2f} s (updates {out['peers']['ours']['update_seconds']:.2f} s) rmse {rmse:.4f}")
+    for row in out["peers"]["time_to_rmse"]:
+        log(f"    time to test RMSE {row['target']:.4f}: ours {row['ours_update_seconds']} s, "
+            f"LIBMF {row['libmf_seconds']} s")
+    return out
+
+
+def markdown(result) -> str:
+    m = result["machine"]
+    lines = [f"# Kernel benchmark ({result['scale']} scale)", "",
+             f"Machine: {m['cpu']}, {m['cores']} cores, host {m['host']}; {result['date']}.", "",
+             "## Throughput: generated vs hand-written (median epoch)", "",
+             "| problem | order | threads | generated ns | hand-written ns | generated / hand-written speed | ping-pong ns |",
+             "|---|---|---|---|---|---|---|"]
+    for name, unit in (("svm", "nnz"), ("mc", "rating")):
+        for r in result[name]["throughput"]:
+            lines.append(f"| {name} | {r['order']} | {r['threads']} | {r['generated_ns']:.2f} | "
+                         f"{r['handwritten_ns']:.2f} | {r['generated_over_handwritten']:.2f}x | "
+                         f"{r.get('pingpong_ns', float('nan')):.0f} |")
+    lines += ["", "## Sync modes at 2 threads (default order)", "",
+              "| problem | hogwild ns | atomic ns | lock ns | hogwild / lock speed | 2T / 1T speed |",
+              "|---|---|---|---|---|---|"]
+    for name in ("svm", "mc"):
+        s = {r["sync"]: r["ns"] for r in result[name]["sync"]}
+        lines.append(f"| {name} | {s['hogwild']:.2f} | {s['atomic']:.2f} | {s['lock']:.2f} | "
+                     f"{result[name]['hogwild_over_lock']:.2f}x | {result[name]['speedup_2_over_1']:.2f}x |")
+    p = result["svm"]["peers"]
+    lines += ["", "## SVM against scikit-learn SGDClassifier(hinge)", "",
+              f"{p['ours']['epochs']} epochs each. scikit-learn alpha {p['sklearn']['alpha']:g} "
+              "(tuned on a validation slice).", "",
+              "| trainer | fit seconds | test accuracy |", "|---|---|---|",
+              f"| scikit-learn (1 thread) | {p['sklearn']['seconds']:.2f} | {p['sklearn']['accuracy']:.4f} |",
+              f"| hogwild-dsl, 1 thread | {p['ours']['fit_seconds_1_thread']:.2f} | |",
+              f"| hogwild-dsl, 2 threads | {p['ours']['fit_seconds']:.2f} | {p['ours']['accuracy']:.4f} |",
+              "", f"Speed-up over scikit-learn: {p['fit_speedup_vs_sklearn_1T']:.1f}x at 1 thread, "
+              f"{p['fit_speedup_vs_sklearn_2T']:.1f}x at 2 threads (fit time, per-epoch objective included)."]
+    p = result["mc"]["peers"]
+    lines += ["", "## Matrix completion against LIBMF (2 threads)", "",
+              "| trainer | seconds | test RMSE |", "|---|---|---|",
+              f"| LIBMF, {p['libmf']['iters']} iterations (SSE + OpenMP build) | {p['libmf']['seconds']:.2f} | {p['libmf']['rmse']:.4f} |",
+              f"| hogwild-dsl, {p['ours']['epochs']} epochs (fit, with per-epoch objective) | {p['ours']['fit_seconds']:.2f} | {p['ours']['rmse']:.4f} |",
+              f"| hogwild-dsl, the same epochs' updates only | {p['ours']['update_seconds']:.2f} | |", ""]
+    for row in p["time_to_rmse"]:
+        lines.append(f"- time to test RMSE {row['target']:.4f}: hogwild-dsl "
+                     f"{row['ours_update_seconds']} s, LIBMF {row['libmf_seconds']} s")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", choices=SCALES, default="full")
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--timing-epochs", type=int, default=3)
+    ap.add_argument("--only", choices=("svm", "mc"))
+    args = ap.parse_args(argv)
+    log = lambda msg: print(msg, flush=True)
+    result = {"machine": machine(), "scale": args.scale,
+              "date": time.strftime("%Y-%m-%d %H:%M")}
+    if args.only != "mc":
+        result["svm"] = svm_section(args.scale, args.epochs, args.timing_epochs, log)
+    if args.only != "svm":
+        result["mc"] = mc_section(args.scale, args.epochs, args.timing_epochs, log)
+    RESULTS.mkdir(exist_ok=True)
+    suffix = "" if args.scale == "full" else f"_{args.scale}"
+    (RESULTS / f"kernels{suffix}.json").write_text(json.dumps(result, indent=2) + "\n")
+    if args.only is None:
+        (RESULTS / f"kernels{suffix}.md").write_text(markdown(result))
+    log(f"wrote {RESULTS}/kernels{suffix}.json")
+
+
+if __name__ == "__main__":
+    main()
