@@ -26,6 +26,7 @@ from .errors import DataError, DivergenceError, HogwildError
 SYNC_MODES = {"hogwild": 0, "atomic": 1, "lock": 2}
 ORDERS = ("shuffle", "chunks", "stored")
 DEFAULTS = {"step": 0.05, "decay": 0.9, "epochs": 10, "chunk": 1024, "order": "chunks"}
+EVAL_TERMS = 200_000     # history's objective: exact up to this many terms, else on a sample
 EXPLODED = 1e12          # objective growth over its initial value that counts as divergence
 
 
@@ -110,21 +111,33 @@ class TrainerBase:
         kernel = self.kernels.Kernel(arrays, sizes)
         n_terms = kernel.nterms
         work = {p.name: arrays[p.name] for p in self.spec.params}
+        # The objective after each epoch: exact on small data; on large data the mean over one
+        # fixed random sample of terms (an unbiased estimate at a fraction of a pass), and
+        # exact again after the last epoch of the fit.
+        sample = None
+        if n_terms > EVAL_TERMS:
+            sample = np.sort(self._rng.choice(n_terms, EVAL_TERMS, replace=False)).astype(np.int64)
+
+        def objective_at(exact: bool) -> float:
+            if sample is None or exact:
+                return kernel.objective_sum(self.threads) / max(n_terms, 1)
+            return kernel.objective_terms(sample, self.threads) / len(sample)
+
         sync = SYNC_MODES[self.sync]
         start_objective = None
         bar = self._progress_bar()
         try:
-            for _ in range(self.epochs):
+            for i in range(self.epochs):
                 epoch = self._epochs_done
                 step = self.step * self.decay ** epoch
                 snapshot = {k: v.copy() for k, v in work.items()}
                 if start_objective is None:
-                    start_objective = kernel.objective_sum(self.threads) / max(n_terms, 1)
+                    start_objective = objective_at(False)
                 visit, chunk = self._visit_order(n_terms)
                 began = time.perf_counter()
                 kernel.epoch(visit, chunk, step, self.threads, sync)
                 seconds = time.perf_counter() - began
-                objective = kernel.objective_sum(self.threads) / max(n_terms, 1)
+                objective = objective_at(i == self.epochs - 1)
                 if not np.isfinite(objective) or (
                         objective > EXPLODED * max(abs(start_objective), 1.0)):
                     for k, v in snapshot.items():
@@ -404,14 +417,15 @@ def _convert(d: ir.Data, value):
     if d.kind == "sparse":
         try:
             m = sp.csr_matrix(value, dtype=np.float64) if not sp.issparse(value) \
-                else value.tocsr().astype(np.float64)
+                else value.tocsr().astype(np.float64, copy=False)
         except (TypeError, ValueError) as e:
             raise DataError(f"data '{d.name}' must be a sparse matrix (scipy CSR/CSC/COO) or a "
                             f"2-D array: {e}") from None
         if m.ndim != 2:
             raise DataError(f"data '{d.name}' must be 2-D, got {m.ndim}-D")
-        m = m.copy() if m is value else m
-        m.sum_duplicates()        # canonical: sorted columns, no duplicates; zeros are kept
+        if not m.has_canonical_format:   # sorted columns, no duplicates; zeros are kept
+            m = m.copy() if m is value else m
+            m.sum_duplicates()
         if m.shape[1] >= 2**31 or m.shape[0] >= 2**31:
             raise DataError(f"data '{d.name}' is too large: {m.shape} (dims must be < 2^31)")
         indptr = np.ascontiguousarray(m.indptr, dtype=np.int64)

@@ -195,3 +195,18 @@ def test_chunked_order_copes_with_data_sorted_by_label(svm):
     shuffled = svm.Trainer(epochs=5, order="shuffle", threads=1).fit(X=X, y=y)
     a, b = chunks.history[-1]["objective"], shuffled.history[-1]["objective"]
     assert a <= 1.1 * b
+
+
+def test_history_samples_the_objective_on_large_data_and_ends_exact(svm, monkeypatch):
+    import hogwild_dsl.runtime as runtime
+    X, y = sparse_rows(3000, 50, 5, seed=5, noise=0.1)
+    monkeypatch.setattr(runtime, "EVAL_TERMS", 1000)
+    t = svm.Trainer(epochs=3, threads=1).fit(X=X, y=y)
+    exact = t.objective(X=X, y=y)
+    assert t.history[-1]["objective"] == pytest.approx(exact, rel=1e-12)
+    t.epochs = 1
+    before = t.objective(X=X, y=y)
+    monkeypatch.setattr(runtime, "EVAL_TERMS", 10**9)
+    t.fit(X=X, y=y)
+    assert t.history[-1]["objective"] == pytest.approx(t.objective(X=X, y=y), rel=1e-12)
+    assert t.history[-1]["objective"] != pytest.approx(before, rel=1e-12)
