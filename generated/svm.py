@@ -21,7 +21,7 @@ for i in example:
 train step 0.5, decay 0.9, epochs 20
 """
 CONSTS = {}
-SIGNATURE = "27dae0e89ab2110d1d20836b"
+SIGNATURE = "274a10689d81eb77e2e290c1"
 KERNELS = "svm_kernels"
 
 Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)
