@@ -98,11 +98,15 @@ def svm_peers(mod, split, epochs, log):
     curves["scikit-learn SGDClassifier"] = sk
     ok, why = others.vw_available()
     if ok:
-        vw = []
+        import tempfile
+        vw, folder = [], Path(tempfile.mkdtemp(prefix="vw-", dir=HERE / "data"))
+        files = (folder / "train.vw", folder / "test.vw")
+        others.vw_write(Xtr, ytr, files[0])
+        others.vw_write(Xte, yte, files[1])
         for passes in sorted({1, 2, 4, 8, epochs}):
             if passes > epochs:
                 continue
-            r = others.vw_svm(Xtr, ytr, Xte, yte, passes)
+            r = others.vw_svm(Xtr, ytr, Xte, yte, passes, files=files)
             vw.append({"epochs": passes, "seconds": r["seconds"], "accuracy": r["accuracy"]})
         curves["Vowpal Wabbit"] = vw
     else:
@@ -179,8 +183,12 @@ def markdown(result) -> str:
                   "| trainer | best accuracy | seconds to target |", "|---|---|---|"]
         for name, c in p["curves"].items():
             lines.append(f"| {name} | {max(x['accuracy'] for x in c):.4f} | "
-                         f"{p['time_to_target'][name]} |")
+                         f"{seconds(p['time_to_target'][name])} |")
     return "\n".join(lines) + "\n"
+
+
+def seconds(value) -> str:
+    return "not reached" if value is None else f"{value:.2f}"
 
 
 def plot(result, path):
