@@ -288,6 +288,8 @@ class TrainerBase:
         for b in spec.blocks:
             if b.kind == "rows":
                 sizes[f"nterms_{b.index}"] = dims[b.over]
+            elif need != "all" and b.predict is None:
+                sizes[f"nterms_{b.index}"] = 0       # predict runs only the predicting block
             else:
                 m = given.get(b.over)
                 if m is None:

@@ -210,3 +210,10 @@ def test_history_samples_the_objective_on_large_data_and_ends_exact(svm, monkeyp
     t.fit(X=X, y=y)
     assert t.history[-1]["objective"] == pytest.approx(t.objective(X=X, y=y), rel=1e-12)
     assert t.history[-1]["objective"] != pytest.approx(before, rel=1e-12)
+
+
+def test_predict_needs_only_the_predicting_blocks_data(load_spec):
+    w = sp.random(10, 10, density=0.3, format="csr", random_state=0)
+    c = np.random.default_rng(0).random((10, 3))
+    t = load_spec("cuts").Trainer(epochs=2).fit(w=w, c=c)
+    assert np.array_equal(t.predict(), np.argmax(t.params["x"], axis=1))
