@@ -54,7 +54,7 @@ for (u, v) in r:
     predict dot(L[u], R[v])
 train step 0.05, decay 0.9, epochs 20
 """
-CHUNK = 1024
+CHUNK = 64       # the Trainer's default chunk (terms)
 
 
 def cached(name: str, make):

@@ -25,7 +25,7 @@ from .errors import DataError, DivergenceError, HogwildError
 
 SYNC_MODES = {"hogwild": 0, "atomic": 1, "lock": 2}
 ORDERS = ("shuffle", "chunks", "stored")
-DEFAULTS = {"step": 0.05, "decay": 0.9, "epochs": 10, "chunk": 1024, "order": "chunks"}
+DEFAULTS = {"step": 0.05, "decay": 0.9, "epochs": 10, "chunk": 64, "order": "chunks"}
 EVAL_TERMS = 200_000     # history's objective: exact up to this many terms, else on a sample
 EXPLODED = 1e12          # objective growth over its initial value that counts as divergence
 
