@@ -9,6 +9,7 @@ objective after every epoch, divergence detection, history and an optional progr
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -257,15 +258,16 @@ class TrainerBase:
             d = declared[missing[0]]
             raise DataError(f"missing data '{d.name}' (declared on spec line {d.line} as "
                             f"{d})")
-        given = {n: _convert(declared[n], v) for n, v in data.items() if v is not None}
-        dims = self._dims(given)
-        perms = self._relabelling(dims) if relabel else {}
-        if perms:
-            def gather(indptr, indices, data, perm):
-                return self.kernels.permute_rows(indptr, indices, data,
-                                                 perm.astype(np.int64), self.threads)
-            given = {n: _permute(declared[n].dims, v, perms, gather)
-                     for n, v in given.items()}
+        with _small_pages():
+            given = {n: _convert(declared[n], v) for n, v in data.items() if v is not None}
+            dims = self._dims(given)
+            perms = self._relabelling(dims) if relabel else {}
+            if perms:
+                def gather(indptr, indices, data, perm):
+                    return self.kernels.permute_rows(indptr, indices, data,
+                                                     perm.astype(np.int64), self.threads)
+                given = {n: _permute(declared[n].dims, v, perms, gather)
+                         for n, v in given.items()}
         arrays, sizes = {}, {}
         for name, value in given.items():
             d = declared[name]
@@ -380,6 +382,23 @@ class TrainerBase:
 
 
 # ---------------------------------------------------------------- data checks and layout
+
+
+@contextlib.contextmanager
+def _small_pages():
+    """Copies of the data are written once and read in order: numpy's default of asking for
+    huge pages only costs here (where the kernel compacts memory on each fault, a fresh copy
+    was measured 3-4x slower). The params keep numpy's default (their access is random)."""
+    try:
+        from numpy._core import multiarray
+        before = multiarray._set_madvise_hugepage(False)
+    except (ImportError, AttributeError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        multiarray._set_madvise_hugepage(before)
 
 
 def _permute(dims: tuple, value, perms: dict, gather_rows=None):
