@@ -21,7 +21,7 @@ for i in example:
 train step 0.5, decay 0.9, epochs 20
 """
 CONSTS = {}
-SIGNATURE = "200feecd5a29a57dc8122a3d"
+SIGNATURE = "f50ccd1dd71e861404db567a"
 KERNELS = "svm_kernels"
 
 Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)

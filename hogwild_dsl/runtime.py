@@ -9,7 +9,6 @@ objective after every epoch, divergence detection, history and an optional progr
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -258,16 +257,14 @@ class TrainerBase:
             d = declared[missing[0]]
             raise DataError(f"missing data '{d.name}' (declared on spec line {d.line} as "
                             f"{d})")
-        with _small_pages():
-            given = {n: _convert(declared[n], v) for n, v in data.items() if v is not None}
-            dims = self._dims(given)
-            perms = self._relabelling(dims) if relabel else {}
-            if perms:
-                def gather(indptr, indices, data, perm):
-                    return self.kernels.permute_rows(indptr, indices, data,
-                                                     perm.astype(np.int64), self.threads)
-                given = {n: _permute(declared[n].dims, v, perms, gather)
-                         for n, v in given.items()}
+        given = {n: _convert(declared[n], v) for n, v in data.items() if v is not None}
+        dims = self._dims(given)
+        perms = self._relabelling(dims) if relabel else {}
+        if perms:
+            def gather(indptr, indices, data, perm):
+                return self.kernels.permute_rows(indptr, indices, data,
+                                                 perm.astype(np.int64), self.threads)
+            given = {n: _permute(declared[n].dims, v, perms, gather) for n, v in given.items()}
         arrays, sizes = {}, {}
         for name, value in given.items():
             d = declared[name]
@@ -302,7 +299,7 @@ class TrainerBase:
                 arrays[f"{b.over}__rows"] = rows
             if need == "all":
                 for deg in b.degs:
-                    _degree(deg, b, given, dims, sizes, arrays)
+                    _degree(deg, b, given, dims, sizes, arrays, self.kernels.column_counts)
             else:
                 for deg in b.degs:
                     sizes.setdefault(deg.name, 0.0)
@@ -382,23 +379,6 @@ class TrainerBase:
 
 
 # ---------------------------------------------------------------- data checks and layout
-
-
-@contextlib.contextmanager
-def _small_pages():
-    """Copies of the data are written once and read in order: numpy's default of asking for
-    huge pages only costs here (where the kernel compacts memory on each fault, a fresh copy
-    was measured 3-4x slower). The params keep numpy's default (their access is random)."""
-    try:
-        from numpy._core import multiarray
-        before = multiarray._set_madvise_hugepage(False)
-    except (ImportError, AttributeError):
-        yield
-        return
-    try:
-        yield
-    finally:
-        multiarray._set_madvise_hugepage(before)
 
 
 def _permute(dims: tuple, value, perms: dict, gather_rows=None):
@@ -490,7 +470,7 @@ def _convert(d: ir.Data, value):
 
 
 def _degree(deg: ir.DegSpec, block: ir.Block, given: dict, dims: dict, sizes: dict,
-            arrays: dict):
+            arrays: dict, column_counts):
     """1/deg(c): how many terms of `block` touch each coordinate (the degree split)."""
     n_terms = sizes[f"nterms_{block.index}"]
     if deg.kind == "all":
@@ -508,7 +488,7 @@ def _degree(deg: ir.DegSpec, block: ir.Block, given: dict, dims: dict, sizes: di
         counts = per_value
     elif block.kind == "rows":     # every row is one term: plain column counts
         x = given[deg.data]
-        counts = np.bincount(x.indices.astype(np.intp), minlength=x.shape[1]).astype(np.float64)
+        counts = column_counts(x.indices, x.shape[1])
     else:
         x = given[deg.data]
         weights = np.repeat(per_value, np.diff(x.indptr))
