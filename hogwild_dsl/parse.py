@@ -209,7 +209,7 @@ def _parser() -> Lark:
     """The LALR parser, built once per process."""
     grammar = resources.files("hogwild_dsl.grammar").joinpath("hog.lark").read_text()
     return Lark(grammar, parser="lalr", postlex=_HogIndenter(), transformer=_ToSyntax(),
-                keep_all_tokens=True, maybe_placeholders=False)
+                keep_all_tokens=True, maybe_placeholders=False, cache=True)
 
 
 def parse(text: str) -> Module:
