@@ -315,8 +315,8 @@ def test_every_sync_mode_and_order_trains(load_spec, sync, order):
     t = load_spec("svm").Trainer(threads=2, epochs=4, sync=sync, order=order, chunk=64)
     t.fit(X=X, y=y)
     objectives = [h["objective"] for h in t.history]
-    assert objectives[-1] < 0.8 * t.objective(X=X, y=y) / objectives[-1] * objectives[0] or \
-        objectives[-1] < objectives[0]
+    assert objectives[-1] < 0.5          # at the initial w = 0 it is hinge(0) = 1
+    assert objectives[-1] <= objectives[0]
     assert np.mean(np.sign(t.predict(X=X)) == y) > 0.8
 
 
