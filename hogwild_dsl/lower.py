@@ -16,6 +16,7 @@ Nothing here knows the template syntax; `emit` renders the plan.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from . import ir
@@ -324,7 +325,7 @@ class Emitter:
         for e in exprs:
             for s in _outer_sums(e):
                 if self.lookup(s) is None and s not in self.stored and \
-                        not (free_loop_vars(s) - self.open_vars()):
+                        not ({v.name for v in free_loop_vars(s)} - set(self.open_names)):
                     groups.setdefault((s.var.kind, s.var.dim, s.var.source), []).append(s)
         for sums in groups.values():
             sums = list(dict.fromkeys(sums))
@@ -347,9 +348,6 @@ class Emitter:
             self.close_loop()
             for s, acc in zip(sums, accs):
                 self.remember(s, acc)
-
-    def open_vars(self) -> set:
-        return {n for n in self.open_names}
 
     def hoist_invariants(self, body, var):
         """Compute sums and calls that do not depend on the loop variable before the loop."""
@@ -457,10 +455,6 @@ class Function:
     returns: str = "void"
 
 
-def _declarations(names: Names) -> dict:
-    return dict(names.decls)
-
-
 def _term_vars(a: Access, block: ir.Block) -> list[str]:
     if block.kind == "rows":
         return [f"_t_{block.vars[0].name} = t"]
@@ -489,7 +483,7 @@ class BlockLowering:
         em.fuse([self.bg.objective])
         em.emit(f"return {em.value(self.bg.objective)}")
         return Function(f"_loss_b{self.block.index}", "(const Model_* M, int64_t t)",
-                        _declarations(names), lines, "0", "double")
+                        dict(names.decls), lines, "0", "double")
 
     def predict(self) -> Function | None:
         if self.bg.predict is None:
@@ -500,7 +494,7 @@ class BlockLowering:
         em.fuse([self.bg.predict])
         em.emit(f"return {em.value(self.bg.predict)}")
         return Function(f"_predict_b{self.block.index}", "(const Model_* M, int64_t t)",
-                        _declarations(names), lines, "0", "double")
+                        dict(names.decls), lines, "0", "double")
 
     # ---------------- update
     def update(self, atomic: bool) -> Function:
@@ -557,7 +551,7 @@ class BlockLowering:
         suffix = "atomic" if atomic else "plain"
         return Function(f"_update_b{self.block.index}_{suffix}",
                         "(const Model_* M, int64_t t, double step, double* scratch)",
-                        _declarations(names), lines, scratch_at)
+                        dict(names.decls), lines, scratch_at)
 
     def nest(self, em: Emitter, nest: Nest, atomic: bool, mode: str, buffer: str | None = None):
         a = em.a
@@ -672,8 +666,8 @@ class KernelPlan:
 
 
 def used_fields(fields: list[Field], fn: Function) -> list[Field]:
+    """The layout fields a function's code names (copied from the struct into locals)."""
     text = "\n".join(fn.body) + fn.scratch
-    import re
     words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text))
     return [f for f in fields if f.name in words]
 
