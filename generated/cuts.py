@@ -21,7 +21,7 @@ for n in node:
 train step 0.05, decay 0.9, epochs 30
 """
 CONSTS = {}
-SIGNATURE = "f46f39a419393ae9cb05dd15"
+SIGNATURE = "a416325b2b3d41d5eb9aa04b"
 KERNELS = "cuts_kernels"
 
 Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)

@@ -33,6 +33,7 @@ import functools
 import hashlib
 import json
 import importlib.machinery
+import importlib.resources
 import importlib.util
 import os
 import platform
@@ -54,6 +55,8 @@ import filelock
 from .errors import CompileError, HogwildError
 
 EXT_SUFFIX: str = sysconfig.get_config_var("EXT_SUFFIX")
+# The C header every generated module includes (hogwild_helpers.h, shipped with the templates).
+HELPERS_DIR = Path(str(importlib.resources.files("hogwild_dsl.templates")))
 
 # Generated kernels are checked by the trainer before they run, so the C does no checking.
 CYTHON_DIRECTIVES = {
@@ -289,6 +292,7 @@ def compile_extension(pyx_path: Path, ext_name: str) -> Path:
             *_compile_flags(),
             f"-I{sysconfig.get_paths()['include']}",
             f"-I{numpy.get_include()}",
+            f"-I{HELPERS_DIR}",
             c_path.name,
             "-o",
             so_path.name,

@@ -32,7 +32,7 @@ def generator_hash() -> str:
     """Hash of the templates and of the stages that write code: a change to any of them
     changes every signature, so no cache entry outlives the code that generated it."""
     h = hashlib.sha256()
-    for name in ("kernels.pyx.j2", "module.py.j2"):
+    for name in ("kernels.pyx.j2", "module.py.j2", "hogwild_helpers.h"):
         h.update(resources.files("hogwild_dsl.templates").joinpath(name).read_bytes())
     for name in _GENERATOR:
         h.update(resources.files("hogwild_dsl").joinpath(name).read_bytes())
