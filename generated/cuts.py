@@ -21,7 +21,7 @@ for n in node:
 train step 0.05, decay 0.9, epochs 30
 """
 CONSTS = {}
-SIGNATURE = "a416325b2b3d41d5eb9aa04b"
+SIGNATURE = "3d6114347c908c4692faf738"
 KERNELS = "cuts_kernels"
 
 Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)

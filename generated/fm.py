@@ -22,7 +22,7 @@ for i in example:
     predict yhat
 """
 CONSTS = {'k': 8}
-SIGNATURE = "4a8c23167667d0b203ba8f5a"
+SIGNATURE = "68d18ed93d254aa0ecec8199"
 KERNELS = "fm_kernels"
 
 Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)
