@@ -14,7 +14,8 @@ def check(text: str, consts: dict | None = None):
 
 
 def load(path=None, *, text=None, consts=None, cache_dir=None):
-    """Parse, check, generate, compile (cached) and import a spec; returns the module."""
+    """Parse, check, generate, compile (cached) and import a spec; returns the module.
+    `path` is a .hog file or a shipped spec's name: `load("svm")`."""
     from .jit import load as _load
     return _load(path, text=text, consts=consts, cache_dir=cache_dir)
 

@@ -11,7 +11,7 @@ import hashlib
 import sys
 from pathlib import Path
 
-from . import build
+from . import build, shipped
 from .check import check
 from .emit import emit, signature
 from .errors import HogwildError, SpecError
@@ -42,10 +42,11 @@ def ext_name_for(model: str) -> str:
 
 
 def load(path=None, *, text=None, consts=None, cache_dir=None):
-    """Parse, check, generate, compile (cached) and import a spec; return the module."""
+    """Parse, check, generate, compile (cached) and import a spec; return the module.
+    `path` is a .hog file or a shipped spec's name ("svm", see hogwild_dsl.shipped)."""
     if (path is None) == (text is None):
         raise HogwildError("load() takes a spec path or text=..., exactly one of them")
-    source = read_spec(path) if path is not None else text
+    source = read_spec(shipped.resolve(path)) if path is not None else text
     spec = check(source, consts)
     ext = ext_name_for(spec.model)
     sig = signature(spec)

@@ -208,6 +208,11 @@ class TrainerBase:
         t._epochs_done = int(meta.get("epochs_done", 0))
         return t
 
+    def __reduce__(self):
+        """Pickle as the spec text and consts plus the trainer's state (settings, params,
+        history, epochs done); unpickling rebuilds the module or finds it in the cache."""
+        return _unpickle_trainer, (self.spec.source, dict(self.spec.consts)), self.__dict__.copy()
+
     # ------------------------------------------------------------ internals
     def _progress_bar(self):
         if not self.progress or self.epochs == 0:
@@ -376,6 +381,13 @@ class TrainerBase:
                 raise DataError(f"param '{p.name}' holds NaN or inf")
             out[p.name] = arr
         return out
+
+
+def _unpickle_trainer(spec_text: str, consts: dict):
+    """An empty Trainer of the spec (pickle then restores its state)."""
+    from .jit import load
+    cls = load(text=spec_text, consts=consts).Trainer
+    return cls.__new__(cls)
 
 
 # ---------------------------------------------------------------- data checks and layout
