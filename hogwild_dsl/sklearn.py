@@ -1,0 +1,507 @@
+"""scikit-learn estimators on a spec's Trainer: `HogwildClassifier`, `HogwildRegressor`,
+`HogwildRecommender` (API.md, "scikit-learn estimators").
+
+Every fit builds the spec's Trainer and calls its `fit`: there is no second training path.
+
+Binding. `X` is the spec's 2-D data read by `predict`; `y` its 1-D data over the same rows that
+`predict` does not read. The classifier maps its classes (any labels, in `classes_`) onto a
+`sign` (-1/+1) or `binary` (0/1) label datum, or, for more than two classes, onto an
+`index(...)` datum. The recommender's `R` is the sparse data whose stored entries are the
+terms of the predicting block (`for (u, v) in r`). A spec that cannot be bound so is a
+HogwildError at `fit`.
+
+Threads. `threads=None` uses the cores this process may use, capped by `OMP_NUM_THREADS`:
+joblib's process workers (`GridSearchCV(n_jobs=k)`, the default loky backend) set it to
+cores // k, so k jobs never oversubscribe the machine. Under a thread-based joblib backend,
+pass `threads` explicitly. With threads > 1 the updates race (HOGWILD!), so two fits differ in
+the last digits; `threads=1` with a fixed `seed` is bit-for-bit reproducible.
+
+Early stopping. The Trainer has no validation or patience yet, so `early_stopping=True` is
+done here: `validation_fraction` of the rows (of the ratings, for the recommender) is held
+out, training runs one epoch at a time (warm starts, the step schedule continuing), the
+Trainer's `objective` on the held-out part is recorded in each history entry as
+`validation_objective`, and training stops after `n_iter_no_change` epochs without a strictly
+lower one; the params of the best epoch are kept.
+
+Step. With `step=None` (the spec's step, else the Trainer's default), a fit that diverges is
+run again from scratch at a tenth of the step, up to three times (features of large scale need
+a smaller step than the spec's); `trainer_.step` tells the step used. A `step` given
+explicitly is never changed: divergence is then a DivergenceError.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.metrics import r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from . import ir, shipped
+from .check import check
+from .errors import DataError, DivergenceError, HogwildError
+from .jit import load, read_spec
+from .runtime import _predict_data
+
+RETRIES = 3      # step=None: a diverging fit is retried at step / 10, / 100, / 1000
+
+__all__ = ["HogwildClassifier", "HogwildRegressor", "HogwildRecommender", "EstimatorInputError",
+           "default_threads"]
+
+
+class EstimatorInputError(DataError, ValueError):
+    """Bad `X`, `y` or `R` for an estimator: a DataError that is also the ValueError
+    scikit-learn's conventions expect."""
+
+
+def default_threads() -> int:
+    """The cores this process may use, capped by OMP_NUM_THREADS (joblib's process workers
+    set it to cores // n_jobs)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    try:
+        cap = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        cap = 0
+    return max(1, min(cores, cap)) if cap > 0 else cores
+
+
+# ---------------------------------------------------------------- specs and binding
+
+
+def _spec_text(spec) -> str:
+    """Spec text from a shipped name, a .hog path or the text itself."""
+    if isinstance(spec, str) and ("\n" in spec or spec.lstrip().startswith("model ")):
+        return spec
+    if not isinstance(spec, (str, os.PathLike)):
+        raise HogwildError(f"spec must be a shipped spec's name ({', '.join(shipped.names())}), "
+                           f"a path to a .hog file or spec text, not {spec!r}")
+    return read_spec(shipped.resolve(spec))
+
+
+def _module(spec, consts):
+    return load(text=_spec_text(spec), consts=consts)
+
+
+def _predicting_block(spec: ir.Spec) -> ir.Block:
+    block = next((b for b in spec.blocks if b.predict is not None), None)
+    if block is None:
+        raise HogwildError(f"model '{spec.model}' has no 'predict' line: an estimator needs one")
+    return block
+
+
+def _bind_xy(spec: ir.Spec) -> tuple[ir.Data, ir.Data]:
+    """(X, y) of a spec: its 2-D data read by predict, its 1-D data over the same rows not."""
+    block = _predicting_block(spec)
+    read = _predict_data(spec)
+    xs = [d for d in spec.data if len(d.dims) == 2 and d.name in read]
+    ys = [d for d in spec.data if len(d.dims) == 1 and d.name not in read]
+    if (block.kind != "rows" or len(xs) != 1 or len(ys) != 1 or len(spec.data) != 2
+            or xs[0].dims[0] != block.over or ys[0].dims[0] != block.over):
+        raise HogwildError(
+            f"model '{spec.model}' cannot be bound to fit(X, y): an estimator needs exactly one "
+            "2-D data read by 'predict' (X) and one 1-D data over the same rows that 'predict' "
+            f"does not read (y), and no other data; it declares "
+            f"{'; '.join(map(str, spec.data)) or 'no data'}")
+    return xs[0], ys[0]
+
+
+def _is_probability(expr: ir.Expr) -> bool:
+    """Is a predict expression a probability: a sigmoid (or softmax) at its top?"""
+    return isinstance(expr, ir.Func) and expr.name in ("sigmoid", "softmax")
+
+
+def _checked(estimator) -> ir.Spec | None:
+    """The estimator's spec, checked only (no compile), or None if it cannot be read."""
+    try:
+        return check(_spec_text(estimator.spec), estimator.consts)
+    except HogwildError:
+        return None
+
+
+# ---------------------------------------------------------------- the shared base
+
+
+class _HogwildEstimator(BaseEstimator):
+    """Parameters and training shared by the three estimators."""
+
+    def __init__(self, spec, consts=None, epochs=None, step=None, decay=None, optimizer=None,
+                 threads=None, sync="hogwild", order=None, seed=0, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=5):
+        self.spec = spec
+        self.consts = consts
+        self.epochs = epochs
+        self.step = step
+        self.decay = decay
+        self.optimizer = optimizer
+        self.threads = threads
+        self.sync = sync
+        self.order = order
+        self.seed = seed
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+
+    def _new_trainer(self, module, step=None):
+        kwargs = dict(threads=self.threads if self.threads is not None else default_threads(),
+                      epochs=self.epochs, step=step if step is not None else self.step,
+                      decay=self.decay, seed=self.seed,
+                      sync=self.sync, order=self.order)
+        if self.optimizer is not None:
+            if "optimizer" not in inspect.signature(module.Trainer.__init__).parameters:
+                raise HogwildError("optimizer= needs a Trainer with update rules, which this "
+                                   "version does not have yet; leave optimizer=None (sgd)")
+            kwargs["optimizer"] = self.optimizer
+        return module.Trainer(**kwargs)
+
+    def _train(self, module, n: int, take, stratify=None):
+        """Fit a fresh Trainer on rows `range(n)`; take(idx) gives the data (by spec names) of
+        those rows. With step=None, a fit that diverges at the spec's step is run again from
+        scratch at a tenth of it, up to RETRIES times. Sets trainer_, history_, n_iter_."""
+        trainer = self._new_trainer(module)
+        first_step = trainer.step
+        for attempt in range(RETRIES + 1):
+            try:
+                if not self.early_stopping:
+                    trainer.fit(**take(np.arange(n)))
+                else:
+                    self._train_early_stopping(trainer, n, take, stratify)
+                break
+            except DivergenceError:
+                if self.step is not None or attempt == RETRIES:
+                    raise
+                trainer = self._new_trainer(module, step=first_step * 0.1 ** (attempt + 1))
+        self.trainer_ = trainer
+        self.history_ = trainer.history
+        self.n_iter_ = len(trainer.history)
+        return self
+
+    def _train_early_stopping(self, trainer, n, take, stratify):
+        frac, patience = self.validation_fraction, self.n_iter_no_change
+        if not (isinstance(frac, (float, int)) and 0 < frac < 1):
+            raise HogwildError(f"validation_fraction must be in (0, 1), not {frac!r}")
+        if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) \
+                or patience < 1:
+            raise HogwildError(f"n_iter_no_change must be a positive integer, not {patience!r}")
+        rows = np.arange(n)
+        try:
+            fit_rows, val_rows = train_test_split(rows, test_size=frac, random_state=self.seed,
+                                                  stratify=stratify)
+        except ValueError:        # too few rows of some class to stratify, or to split at all
+            if n < 2:
+                raise EstimatorInputError(f"early_stopping needs at least 2 rows, got {n}") \
+                    from None
+            fit_rows, val_rows = train_test_split(rows, test_size=frac, random_state=self.seed)
+        fit_data, val_data = take(np.sort(fit_rows)), take(np.sort(val_rows))
+        total, trainer.epochs = trainer.epochs, 1
+        if total == 0:
+            trainer.epochs = 0
+            trainer.fit(**fit_data)
+        best, best_params, waited = np.inf, None, 0
+        for _ in range(total):
+            trainer.fit(**fit_data)
+            score = trainer.objective(**val_data)
+            trainer.history[-1]["validation_objective"] = score
+            if score < best:
+                best, waited = score, 0
+                best_params = {k: v.copy() for k, v in trainer.params.items()}
+            else:
+                waited += 1
+                if waited >= patience:
+                    break
+        if best_params is not None:
+            trainer.params = best_params
+        trainer.epochs = total
+
+    def _x_binding(self):
+        module = _module(self.spec, self.consts)
+        X, y = _bind_xy(module.Trainer.spec)
+        return module, X, y
+
+    def _validate_x(self, X, datum: ir.Data, reset: bool, y="no_validation", **kw):
+        """scikit-learn's checks of X (and y); X as CSR for sparse data, dense otherwise."""
+        return validate_data(self, X, y, reset=reset, dtype=np.float64,
+                             accept_sparse="csr" if datum.kind == "sparse" else False, **kw)
+
+    def _raw_predict(self, X):
+        check_is_fitted(self, "trainer_")
+        X_datum, _ = _bind_xy(self.trainer_.spec)
+        X = self._validate_x(X, X_datum, reset=False)
+        return self.trainer_.predict(**{X_datum.name: X})
+
+    def _tags_x(self, tags):
+        spec = _checked(self)
+        try:
+            tags.input_tags.sparse = spec is not None and _bind_xy(spec)[0].kind == "sparse"
+        except HogwildError:
+            pass
+        return tags
+
+
+# ---------------------------------------------------------------- classifier and regressor
+
+
+class HogwildClassifier(ClassifierMixin, _HogwildEstimator):
+    """A classifier on a spec with a label datum: two classes onto `sign` or `binary` labels,
+    more onto `index(...)` labels. `predict_proba` exists where the spec's `predict` is a
+    probability (a sigmoid at its top: proba = [1 - p, p]); `decision_function` is the
+    margin (for a sigmoid, its logit: log(p / (1 - p)), +-inf where p rounds to 0 or 1).
+    Fitted: `classes_`, `trainer_` (the Trainer: params, history), `history_`, `n_iter_`,
+    `n_features_in_`."""
+
+    def __init__(self, spec="logreg", consts=None, epochs=None, step=None, decay=None,
+                 optimizer=None, threads=None, sync="hogwild", order=None, seed=0,
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=5):
+        super().__init__(spec, consts, epochs, step, decay, optimizer, threads, sync, order,
+                         seed, early_stopping, validation_fraction, n_iter_no_change)
+
+    def fit(self, X, y):
+        """Train on X (n_samples x n_features, sparse or dense) and labels y of any type."""
+        module, X_datum, y_datum = self._x_binding()
+        X, y = self._validate_x(X, X_datum, reset=True, y=y)
+        check_classification_targets(y)
+        classes, codes = np.unique(y, return_inverse=True)
+        kind = y_datum.kind
+        if len(classes) < 2:
+            raise EstimatorInputError(f"y holds 1 class ({classes[0]!r}): a classifier needs "
+                                      "at least 2 classes")
+        if kind in ("sign", "binary"):
+            if len(classes) > 2:
+                raise EstimatorInputError(
+                    f"Only binary classification is supported by model "
+                    f"'{module.Trainer.spec.model}': its labels '{y_datum.name}' are {kind} "
+                    f"data, and y holds {len(classes)} classes; more classes need a spec with "
+                    "index(...) labels")
+            labels = codes * 2.0 - 1.0 if kind == "sign" else codes.astype(np.float64)
+        elif kind.startswith("index"):
+            labels = codes
+        else:
+            raise HogwildError(
+                f"model '{module.Trainer.spec.model}' has {kind} labels '{y_datum.name}': a "
+                "classifier needs sign, binary or index(...) labels (HogwildRegressor fits "
+                "real ones)")
+        self.classes_ = classes
+        return self._train(module, X.shape[0],
+                           lambda idx: {X_datum.name: X[idx], y_datum.name: labels[idx]},
+                           stratify=codes)
+
+    def _scores(self, X):
+        """The predict values and whether they are probabilities."""
+        out = self._raw_predict(X)
+        return out, _is_probability(_predicting_block(self.trainer_.spec).predict)
+
+    def decision_function(self, X):
+        """Binary: one margin per row, > 0 for classes_[1]. More classes: one row of scores
+        (log-probabilities for a softmax) per sample."""
+        out, is_proba = self._scores(X)
+        if out.ndim == 2:
+            if is_proba:
+                with np.errstate(divide="ignore"):
+                    return np.log(out)
+            return out
+        if is_proba:
+            with np.errstate(divide="ignore"):
+                return np.log(out) - np.log1p(-out)
+        _, y_datum = _bind_xy(self.trainer_.spec)
+        return out - 0.5 if y_datum.kind == "binary" else out
+
+    def predict(self, X):
+        """The class of each row of X (one of classes_)."""
+        d = self.decision_function(X)
+        return self.classes_[np.argmax(d, axis=1) if d.ndim == 2 else (d > 0).astype(int)]
+
+    def _has_proba(self):
+        spec = _checked(self)
+        return spec is not None and _is_probability(_predicting_block(spec).predict)
+
+    @available_if(_has_proba)
+    def predict_proba(self, X):
+        """Class probabilities, columns in the order of classes_ (binary: [1 - p, p])."""
+        out, _ = self._scores(X)
+        return out if out.ndim == 2 else np.column_stack([1.0 - out, out])
+
+    def __sklearn_tags__(self):
+        tags = self._tags_x(super().__sklearn_tags__())
+        spec = _checked(self)
+        try:
+            tags.classifier_tags.multi_class = spec is None or \
+                _bind_xy(spec)[1].kind.startswith("index")
+        except HogwildError:
+            pass
+        return tags
+
+
+class HogwildRegressor(RegressorMixin, _HogwildEstimator):
+    """A regressor on a spec with `real` labels y; `predict` is the spec's predict. The default
+    spec, `linreg`, is least squares with an intercept. Fitted: `trainer_`, `history_`,
+    `n_iter_`, `n_features_in_`."""
+
+    def __init__(self, spec="linreg", consts=None, epochs=None, step=None, decay=None,
+                 optimizer=None, threads=None, sync="hogwild", order=None, seed=0,
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=5):
+        super().__init__(spec, consts, epochs, step, decay, optimizer, threads, sync, order,
+                         seed, early_stopping, validation_fraction, n_iter_no_change)
+
+    def fit(self, X, y):
+        """Train on X (n_samples x n_features, sparse or dense) and real targets y."""
+        module, X_datum, y_datum = self._x_binding()
+        if y_datum.kind != "real":
+            raise HogwildError(f"model '{module.Trainer.spec.model}' has {y_datum.kind} labels "
+                               f"'{y_datum.name}': a regressor needs real ones (use "
+                               "HogwildClassifier)")
+        X, y = self._validate_x(X, X_datum, reset=True, y=y, y_numeric=True)
+        y = np.asarray(y, dtype=np.float64)
+        return self._train(module, X.shape[0],
+                           lambda idx: {X_datum.name: X[idx], y_datum.name: y[idx]})
+
+    def predict(self, X):
+        """The spec's predict for each row of X."""
+        return self._raw_predict(X)
+
+    def __sklearn_tags__(self):
+        return self._tags_x(super().__sklearn_tags__())
+
+
+# ---------------------------------------------------------------- recommender
+
+
+def _triples(R):
+    """(user ids, item ids, ratings, shape or None) of R: a scipy sparse users x items matrix
+    (ids are its row and column numbers), a DataFrame whose first three columns are user, item,
+    rating, or an (n, 3) array of such rows."""
+    if sp.issparse(R):
+        coo = R.tocoo()
+        return coo.row, coo.col, coo.data.astype(np.float64), coo.shape
+    if hasattr(R, "columns") and not isinstance(R, np.ndarray):     # a DataFrame, duck-typed
+        if len(R.columns) < 3:
+            raise EstimatorInputError("a DataFrame R needs (user, item, rating) columns, got "
+                                      f"{len(R.columns)} column(s)")
+        cols = [np.asarray(R[c]) for c in list(R.columns)[:3]]
+    else:
+        arr = np.asarray(R, dtype=object) if not isinstance(R, np.ndarray) else R
+        if arr.ndim != 2 or arr.shape[1] != 3:
+            raise EstimatorInputError(
+                "R must be a scipy.sparse users x items matrix, a DataFrame of (user, item, "
+                f"rating) columns or an (n, 3) array of such rows, not shape {arr.shape}")
+        cols = [arr[:, 0], arr[:, 1], arr[:, 2]]
+    try:
+        ratings = np.asarray(cols[2], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise EstimatorInputError("the ratings (third column of R) must be numbers") from None
+    return cols[0], cols[1], ratings, None
+
+
+def _positions(ids: np.ndarray, query, what: str) -> np.ndarray:
+    """Positions of `query` ids among the sorted known `ids`; unknown ids are an error."""
+    q = np.asarray(query)
+    try:
+        pos = np.searchsorted(ids, q)
+        known = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == q)
+    except TypeError:
+        known = np.zeros(q.shape, dtype=bool)
+        pos = known
+    if not np.all(known):
+        bad = q.ravel()[np.flatnonzero(~np.ravel(known))[0]]
+        bad = bad.item() if isinstance(bad, np.generic) else bad
+        raise EstimatorInputError(f"unknown {what} id {bad!r}: not in the data given to fit "
+                                  f"({len(ids)} {what}s known); this model has no fallback for "
+                                  "unseen ids")
+    return np.asarray(pos, dtype=np.int64)
+
+
+class HogwildRecommender(_HogwildEstimator):
+    """A recommender on a spec whose predicting block runs over the stored entries of sparse
+    data, `for (u, v) in r` (matrix completion: `mc`). `fit(R)` takes a scipy.sparse users x
+    items matrix (ids: row and column numbers), a DataFrame (duck-typed: pandas is not needed)
+    whose first three columns are user, item, rating with ids of any sortable type, or an
+    (n, 3) array of such rows (a dense array is always read as rows of triples, never as a
+    matrix). `predict(users, items)` scores pairs; `recommend(user, n)` ranks items.
+    An id not seen by `fit` is an EstimatorInputError: there is no fallback score.
+    Fitted: `user_ids_`, `item_ids_` (sorted), `seen_` (users x items, the pattern of R),
+    `trainer_`, `history_`, `n_iter_`."""
+
+    def __init__(self, spec="mc", consts=None, epochs=None, step=None, decay=None,
+                 optimizer=None, threads=None, sync="hogwild", order=None, seed=0,
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=5):
+        super().__init__(spec, consts, epochs, step, decay, optimizer, threads, sync, order,
+                         seed, early_stopping, validation_fraction, n_iter_no_change)
+
+    @staticmethod
+    def _bind_r(spec: ir.Spec) -> str:
+        block = _predicting_block(spec)
+        if block.kind != "entries" or len(spec.data) != 1:
+            raise HogwildError(
+                f"model '{spec.model}' cannot be bound to fit(R): a recommender needs a "
+                "predicting block over the stored entries of sparse data ('for (u, v) in r') "
+                f"and no other data; it declares {'; '.join(map(str, spec.data)) or 'no data'}")
+        return block.over
+
+    def fit(self, R, y=None):
+        """Train on the ratings R; y is ignored (scikit-learn's convention)."""
+        module = _module(self.spec, self.consts)
+        name = self._bind_r(module.Trainer.spec)
+        users, items, ratings, shape = _triples(R)
+        if len(ratings) == 0:
+            raise EstimatorInputError("R holds no ratings")
+        if shape is None:
+            try:
+                self.user_ids_, u = np.unique(users, return_inverse=True)
+                self.item_ids_, v = np.unique(items, return_inverse=True)
+            except TypeError:
+                raise EstimatorInputError("user and item ids must be sortable (all numbers or "
+                                          "all strings)") from None
+            shape = (len(self.user_ids_), len(self.item_ids_))
+        else:
+            u, v = users, items
+            self.user_ids_, self.item_ids_ = np.arange(shape[0]), np.arange(shape[1])
+        u, v = np.asarray(u, dtype=np.int64), np.asarray(v, dtype=np.int64)
+        self.seen_ = sp.csr_matrix((np.ones(len(u), dtype=bool), (u, v)), shape=shape)
+
+        def take(idx):
+            return {name: sp.csr_matrix((ratings[idx], (u[idx], v[idx])), shape=shape)}
+
+        return self._train(module, len(ratings), take)
+
+    def _scores(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Predict values of (user, item) index pairs, in the order given."""
+        shape = (len(self.user_ids_), len(self.item_ids_))
+        keys, inverse = np.unique(u * shape[1] + v, return_inverse=True)
+        pairs = sp.csr_matrix((np.ones(len(keys)), (keys // shape[1], keys % shape[1])),
+                              shape=shape)
+        name = self._bind_r(self.trainer_.spec)
+        return self.trainer_.predict(**{name: pairs})[inverse.ravel()]
+
+    def predict(self, users, items):
+        """One score per (user, item) pair; users and items are 1-D arrays of ids."""
+        check_is_fitted(self, "trainer_")
+        u = _positions(self.user_ids_, np.ravel(users), "user")
+        v = _positions(self.item_ids_, np.ravel(items), "item")
+        if u.shape != v.shape:
+            raise EstimatorInputError(f"users and items must have the same length, got "
+                                      f"{len(u)} and {len(v)}")
+        return self._scores(u, v) if len(u) else np.empty(0)
+
+    def recommend(self, user, n=10, exclude_seen=True):
+        """The ids of the n best-scored items for `user`, best first (without the items the
+        user rated in fit's R when exclude_seen)."""
+        check_is_fitted(self, "trainer_")
+        u = int(_positions(self.user_ids_, np.array([user]), "user")[0])
+        candidates = np.arange(len(self.item_ids_))
+        if exclude_seen:
+            seen = self.seen_.indices[self.seen_.indptr[u]:self.seen_.indptr[u + 1]]
+            candidates = np.setdiff1d(candidates, seen)
+        scores = self._scores(np.full(len(candidates), u), candidates)
+        best = candidates[np.argsort(-scores, kind="stable")[:max(int(n), 0)]]
+        return self.item_ids_[best]
+
+    def score(self, R, y=None):
+        """R^2 of the predicted against the given ratings of R (higher is better)."""
+        users, items, ratings, _ = _triples(R)
+        return float(r2_score(ratings, self.predict(users, items)))

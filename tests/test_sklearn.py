@@ -1,0 +1,317 @@
+"""The scikit-learn estimators (API.md, "scikit-learn estimators"): scikit-learn's own checks,
+binding errors, labels of any type, Pipeline and GridSearchCV (with n_jobs=2, without
+oversubscribing), early stopping, the recommender, and pickling in a fresh process."""
+import inspect
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.base import clone
+from sklearn.datasets import load_breast_cancer, make_classification
+from sklearn.model_selection import GridSearchCV, KFold, train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import check_estimator
+
+import hogwild_dsl
+from hogwild_dsl import HogwildError, SpecError
+from hogwild_dsl.sklearn import (EstimatorInputError, HogwildClassifier, HogwildRecommender,
+                                 HogwildRegressor, default_threads)
+
+
+@pytest.fixture(autouse=True)
+def _cache(hog_cache_dir):
+    """Every estimator here compiles into the session's cache (HOGWILD_CACHE_DIR)."""
+
+
+@pytest.fixture(scope="module")
+def cancer():
+    X, y = load_breast_cancer(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+def cores():
+    return len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("estimator", [HogwildClassifier(threads=1, epochs=5),
+                                       HogwildRegressor(threads=1, epochs=5)],
+                         ids=["classifier-logreg", "regressor-linreg"])
+def test_check_estimator_passes(estimator):
+    check_estimator(estimator)
+
+
+def test_get_params_are_the_constructor_arguments():
+    clf = HogwildClassifier(spec="svm", consts={"a": 1}, threads=1, early_stopping=True)
+    params = clf.get_params()
+    assert list(params) == sorted(inspect.signature(HogwildClassifier).parameters)
+    assert params["spec"] == "svm" and params["consts"] == {"a": 1}
+    assert params["early_stopping"] is True and params["threads"] == 1
+    assert clone(clf).get_params() == params
+
+
+def test_classifier_string_labels_proba_and_decision(cancer):
+    X, y = cancer
+    labels = np.where(y == 1, "benign", "malignant")
+    clf = HogwildClassifier(threads=1, epochs=10).fit(sp.csr_matrix(X), labels)
+    assert list(clf.classes_) == ["benign", "malignant"]
+    assert clf.score(X, labels) > 0.96
+    proba, dec = clf.predict_proba(X), clf.decision_function(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    p = clf.trainer_.predict(X=sp.csr_matrix(X))          # the spec's sigmoid
+    np.testing.assert_allclose(proba[:, 1], p)
+    with np.errstate(divide="ignore"):
+        np.testing.assert_allclose(dec, np.log(p / (1 - p)), rtol=1e-9)
+    np.testing.assert_array_equal(clf.predict(X), clf.classes_[(dec > 0).astype(int)])
+    assert clf.n_features_in_ == X.shape[1] and clf.n_iter_ == 10
+
+
+def test_margin_classifier_has_no_predict_proba(cancer):
+    X, y = cancer
+    clf = HogwildClassifier(spec="svm", threads=1, epochs=5)
+    assert not hasattr(clf, "predict_proba")
+    clf.fit(X, y * 3 + 2)            # labels 2 and 5 onto svm's sign labels
+    np.testing.assert_array_equal(clf.decision_function(X), clf.trainer_.predict(X=X))
+    assert set(clf.predict(X)) == {2, 5} and clf.score(X, y * 3 + 2) > 0.95
+
+
+def test_more_classes_than_the_labels_hold_is_a_clear_error():
+    X, y = make_classification(n_samples=60, n_classes=3, n_informative=3, random_state=0)
+    with pytest.raises(EstimatorInputError, match="Only binary classification is supported.*"
+                       "3 classes.*index"):
+        HogwildClassifier(threads=1).fit(X, y)
+    with pytest.raises(ValueError, match="1 class"):
+        HogwildClassifier(threads=1).fit(X, np.zeros(len(X)))
+
+
+@pytest.mark.parametrize("estimator, words", [
+    (HogwildClassifier(spec="mc"), "cannot be bound to fit\\(X, y\\)"),
+    (HogwildClassifier(spec="linreg"), "real labels"),
+    (HogwildRegressor(spec="logreg"), "regressor needs real"),
+    (HogwildRecommender(spec="svm"), "cannot be bound to fit\\(R\\)"),
+    (HogwildClassifier(spec="nosuch"), "not a shipped spec \\(shipped: .*logreg.*svm"),
+    (HogwildClassifier(spec=3), "spec must be"),
+])
+def test_specs_that_cannot_be_bound_are_clear_errors(estimator, words):
+    X, y = make_classification(n_samples=20, random_state=0)
+    with pytest.raises(HogwildError, match=words):
+        if isinstance(estimator, HogwildRecommender):
+            estimator.fit(sp.csr_matrix(X))
+        else:
+            estimator.fit(X, y)
+
+
+def test_specs_by_name_text_and_path(tmp_path):
+    text = (hogwild_dsl.shipped.path("logreg")).read_text()
+    (tmp_path / "mine.hog").write_text(text)
+    X, y = make_classification(n_samples=80, random_state=1)
+    fits = [HogwildClassifier(spec=s, threads=1).fit(X, y).decision_function(X)
+            for s in ("logreg", text, tmp_path / "mine.hog", str(tmp_path / "mine.hog"))]
+    for f in fits[1:]:
+        np.testing.assert_array_equal(f, fits[0])
+    assert "svm" in hogwild_dsl.shipped.names() and "linreg" in hogwild_dsl.shipped.names()
+    assert hogwild_dsl.load("svm").Trainer.spec.model == "svm"
+    with pytest.raises(SpecError, match="nosuch: no such file, and not a shipped spec"):
+        hogwild_dsl.load("nosuch")
+
+
+def test_optimizer_goes_to_the_trainer_or_is_refused():
+    X, y = make_classification(n_samples=40, random_state=0)
+    clf = HogwildClassifier(threads=1, optimizer="adagrad")
+    if "optimizer" in inspect.signature(hogwild_dsl.load("logreg").Trainer).parameters:
+        assert clf.fit(X, y).trainer_.optimizer == "adagrad"
+    else:
+        with pytest.raises(HogwildError, match="optimizer= needs a Trainer with update rules"):
+            clf.fit(X, y)
+
+
+def test_default_step_backs_off_on_divergence_an_explicit_one_does_not():
+    rng = np.random.default_rng(0)
+    X = rng.normal(loc=100, size=(40, 2))       # large features: the spec's step diverges
+    y = X @ [1.0, -2.0] + 3
+    reg = HogwildRegressor(threads=1, epochs=5).fit(X, y)
+    assert reg.trainer_.step < hogwild_dsl.load("linreg").Trainer().step
+    with pytest.raises(hogwild_dsl.DivergenceError):
+        HogwildRegressor(threads=1, epochs=5, step=0.01).fit(X, y)
+
+
+def test_default_threads_follow_omp_num_threads(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert default_threads() == 1
+    assert HogwildRegressor(epochs=1).fit([[1.0], [2.0]], [1.0, 2.0]).trainer_.threads == 1
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert default_threads() == cores()
+
+
+def test_pipeline_in_grid_search_with_two_jobs_does_not_oversubscribe(cancer, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    X, y = cancer
+    pipe = Pipeline([("scale", StandardScaler()), ("clf", HogwildClassifier(epochs=3))])
+    search = GridSearchCV(pipe, {"clf__step": [0.01, 0.1]}, cv=3, n_jobs=2, refit="acc",
+                          scoring={"acc": "accuracy",
+                                   "threads": lambda est, X, y: est[-1].trainer_.threads})
+    search.fit(X, y)
+    assert search.best_score_ > 0.95
+    assert np.all(search.cv_results_["mean_test_threads"] <= max(1, cores() // 2))
+    assert search.best_estimator_[-1].trainer_.threads == cores()    # refit in this process
+
+
+def test_regressor_in_pipeline_and_grid_search():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(200, 5)) * [1, 10, 100, 1, 1]
+    y = X @ [1.0, 0.2, -0.03, 0.5, 0.0] + 1.0 + rng.normal(scale=0.01, size=200)
+    pipe = Pipeline([("scale", StandardScaler()), ("reg", HogwildRegressor(threads=1))])
+    search = GridSearchCV(pipe, {"reg__epochs": [2, 30]}, cv=3).fit(X, y)
+    assert search.best_params_ == {"reg__epochs": 30} and search.best_score_ > 0.99
+
+
+def overfitting_data():
+    """Noise labels and more features than rows: the held-out objective soon rises."""
+    rng = np.random.default_rng(4)
+    return rng.normal(size=(120, 300)) / np.sqrt(300), rng.integers(0, 2, 120)
+
+
+def test_early_stopping_keeps_the_best_epoch():
+    X, y = overfitting_data()
+    clf = HogwildClassifier(threads=1, epochs=100, step=0.2, decay=1.0, early_stopping=True,
+                            validation_fraction=0.25, n_iter_no_change=3).fit(X, y)
+    val = [h["validation_objective"] for h in clf.history_]
+    best = int(np.argmin(val))
+    assert 0 < best and clf.n_iter_ == len(val) == best + 1 + 3 < 100
+    # the split is documented: train_test_split stratified by class, random_state=seed
+    _, val_rows = train_test_split(np.arange(len(y)), test_size=0.25, random_state=0, stratify=y)
+    val_rows = np.sort(val_rows)
+    kept = clf.trainer_.objective(X=sp.csr_matrix(X[val_rows]), y=y[val_rows] * 2.0 - 1)
+    assert kept == pytest.approx(val[best], rel=1e-12)
+    assert clf.trainer_.epochs == 100
+
+
+def test_without_early_stopping_all_epochs_run():
+    X, y = overfitting_data()
+    clf = HogwildClassifier(threads=1, epochs=12, step=0.5, decay=1.0).fit(X, y)
+    assert clf.n_iter_ == 12 and "validation_objective" not in clf.history_[-1]
+
+
+# ---------------------------------------------------------------- recommender
+
+
+@pytest.fixture(scope="module")
+def ratings():
+    """A rank-3 matrix, half of it observed: (full, mask, R as CSR)."""
+    rng = np.random.default_rng(0)
+    full = rng.normal(size=(50, 3)) @ rng.normal(size=(3, 30))
+    mask = rng.random(full.shape) < 0.5
+    rows, cols = np.nonzero(mask)
+    return full, mask, sp.csr_matrix((full[rows, cols], (rows, cols)), shape=full.shape)
+
+
+def recommender():
+    return HogwildRecommender(consts={"rank": 3}, threads=1, epochs=60, step=0.02, decay=0.98)
+
+
+def test_recommender_learns_the_held_out_ratings(ratings):
+    full, mask, R = ratings
+    rec = recommender().fit(R)
+    u, v = np.nonzero(~mask)
+    rmse = np.sqrt(np.mean((rec.predict(u, v) - full[u, v]) ** 2))
+    assert rmse < 0.1 * full.std()
+    np.testing.assert_array_equal(rec.user_ids_, np.arange(50))
+
+
+def test_recommend_ranks_unseen_items_best_first(ratings):
+    _, mask, R = ratings
+    rec = recommender().fit(R)
+    for user in (0, 7):
+        top = rec.recommend(user, n=5)
+        unseen = np.flatnonzero(~mask[user])
+        scores = rec.predict(np.full(len(unseen), user), unseen)
+        np.testing.assert_array_equal(top, unseen[np.argsort(-scores, kind="stable")[:5]])
+        assert len(rec.recommend(user, n=1000, exclude_seen=False)) == 30
+    assert not set(rec.recommend(0, n=100)) & set(np.flatnonzero(mask[0]))
+
+
+class FakeFrame:
+    """The part of a pandas DataFrame the recommender uses: columns and column access."""
+
+    def __init__(self, **cols):
+        self.columns = list(cols)
+        self._cols = cols
+
+    def __getitem__(self, name):
+        return self._cols[name]
+
+
+def test_recommender_takes_triples_with_any_ids(ratings):
+    full, mask, _ = ratings
+    rows, cols = np.nonzero(mask)
+    users, items = np.array([f"user{r}" for r in rows]), cols * 10 + 5
+    frame = FakeFrame(user=users, item=items, rating=full[rows, cols])
+    by_frame = recommender().fit(frame)
+    by_array = recommender().fit(np.array(list(zip(users, items, full[rows, cols])), dtype=object))
+    assert by_frame.score(frame) > 0.99
+    assert all(str(i).endswith("5") for i in by_frame.recommend("user3", n=4))
+    np.testing.assert_array_equal(by_frame.item_ids_, np.arange(30) * 10 + 5)
+    # the same triples as an array: the same ids, hence the very same model
+    np.testing.assert_array_equal(by_array.predict(users[:50], items[:50]),
+                                  by_frame.predict(users[:50], items[:50]))
+    with pytest.raises(EstimatorInputError, match="unknown user id 'nobody'.*no fallback"):
+        by_frame.predict(["nobody"], [15])
+    with pytest.raises(EstimatorInputError, match="unknown item id 16"):
+        by_frame.predict(["user1"], [16])
+    with pytest.raises(EstimatorInputError, match="R must be a scipy.sparse"):
+        recommender().fit(np.ones((4, 5)))
+
+
+def test_recommender_with_pandas(ratings):
+    pd = pytest.importorskip("pandas")
+    full, mask, _ = ratings
+    rows, cols = np.nonzero(mask)
+    df = pd.DataFrame({"u": rows, "i": cols, "r": full[rows, cols]})
+    assert recommender().fit(df).score(df) > 0.99
+
+
+def test_recommender_in_pipeline_and_grid_search(ratings):
+    full, mask, _ = ratings
+    rows, cols = np.nonzero(mask)
+    triples = np.column_stack([rows, cols, full[rows, cols]])
+    pipe = Pipeline([("rec", recommender())])
+    folds = KFold(3, shuffle=True, random_state=0)     # every user and item in every fold
+    search = GridSearchCV(pipe, {"rec__epochs": [1, 60]}, cv=folds).fit(triples)
+    assert search.best_params_ == {"rec__epochs": 60} and search.best_score_ > 0.9
+
+
+# ---------------------------------------------------------------- pickling
+
+
+CHILD = r"""
+import pickle, sys
+models, X, R_pairs = pickle.load(open(sys.argv[1], "rb"))
+clf, reg, rec = models
+out = (clf.predict_proba(X), clf.predict(X), reg.predict(X), rec.predict(*R_pairs),
+       rec.recommend(3, n=5), clf.get_params())
+pickle.dump(out, open(sys.argv[2], "wb"))
+"""
+
+
+def test_fitted_estimators_pickle_into_a_fresh_process(cancer, ratings, hog_cache_dir, tmp_path):
+    X, y = cancer
+    clf = HogwildClassifier(threads=1, epochs=3).fit(X, np.where(y == 1, "yes", "no"))
+    reg = HogwildRegressor(threads=1, epochs=3).fit(X, X[:, 0] * 2 - X[:, 1])
+    rec = recommender().fit(ratings[2])
+    pairs = (np.arange(10), np.arange(10) % 7)
+    inp, out = tmp_path / "in.pkl", tmp_path / "out.pkl"
+    inp.write_bytes(pickle.dumps(((clf, reg, rec), X, pairs)))
+    env = dict(os.environ, HOGWILD_CACHE_DIR=str(hog_cache_dir))
+    subprocess.run([sys.executable, "-c", CHILD, str(inp), str(out)], check=True, env=env,
+                   cwd=tmp_path, timeout=300)
+    proba, labels, reg_pred, rec_pred, top, params = pickle.loads(out.read_bytes())
+    np.testing.assert_array_equal(proba, clf.predict_proba(X))
+    np.testing.assert_array_equal(labels, clf.predict(X))
+    np.testing.assert_array_equal(reg_pred, reg.predict(X))
+    np.testing.assert_array_equal(rec_pred, rec.predict(*pairs))
+    np.testing.assert_array_equal(top, rec.recommend(3, n=5))
+    assert params == clf.get_params()
