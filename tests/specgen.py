@@ -1,0 +1,811 @@
+"""Random valid .hog specs with matching random data, for the differential fuzz of the back end.
+
+`generate(seed)` returns a `Case`: the spec text, two data sets (`full` for the objective,
+`small` with one term per block where the data allow it, for the SGD step) and the set of
+language constructs the spec uses (`CONSTRUCTS` lists them all). Expressions are built
+type-directed (scalar / dense vector over an extent / sparse row), so every spec checks;
+arguments of log, sqrt, log1p and divisors are kept positive by construction.
+
+With `avoid_known=True` (the default) the generator steers clear of back-end bugs already
+reported in /work/fuzz-findings.md and issue 14, so that a mismatch is news: no scalar function
+inside the body of a vector-valued sum, no stored diagonal entry `(u, u)` in sparse data over
+one dim twice, no box or lower bound on a 0-D param, and names that cannot collide with the
+generated code's.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+FUNCS1 = ["abs", "exp", "log", "log1p", "sqrt", "sigmoid", "softplus", "relu", "hinge",
+          "sqhinge", "logistic"]
+FUNCS2 = ["max", "min", "huber"]
+CONSTRUCTS = sorted(
+    ["block:rows", "block:entries", "blocks:several", "sum:dim", "sum:const", "sum:sparse",
+     "sum:nested", "sum:vector-valued", "let:scalar", "let:vector", "loss:several",
+     "op:+", "op:-", "op:*", "op:/", "op:^", "op:neg",
+     "vec:+", "vec:-", "vec:*", "vec:/", "vec:broadcast", "vec:^", "vec:neg", "vec:fn",
+     "vec:dot", "vec:dot-sparse", "vec:sum", "vec:norm1", "vec:norm2", "vec:sqnorm",
+     "data:sparse", "data:dense", "data:real", "data:sign", "data:binary",
+     "value:entry", "value:stored", "value:dense-row", "value:whole-data",
+     "param:0d", "param:1d", "param:2d", "param:whole-vector", "param:row",
+     "con:simplex", "con:lower", "con:box", "con:ball",
+     "init:default", "init:value", "init:uniform-rows", "init:normal", "init:uniform",
+     "reg:l1", "reg:l2", "reg:unscaled", "reg:on-row", "reg:on-entry", "reg:on-whole-vector",
+     "reg:on-scalar", "reg:on-support-1d", "reg:on-support-2d",
+     "predict", "predict:sign", "predict:argmax", "train-line", "data:explicit-zero"]
+    + [f"fn:{f}" for f in FUNCS1 + FUNCS2])
+
+
+@dataclass
+class Case:
+    seed: int
+    text: str
+    full: dict
+    small: dict
+    constructs: set = field(default_factory=set)
+
+
+@dataclass
+class E:
+    """A generated expression: its text, shape ('S', or ('V', extent)), params read, tags."""
+    text: str
+    shape: object
+    params: frozenset = frozenset()
+    tags: frozenset = frozenset()
+    vars: frozenset = frozenset()     # index variables it reads
+
+
+def _join(text, shape, *parts, tags=()):
+    params = frozenset().union(*(p.params for p in parts))
+    all_tags = frozenset(tags).union(*(p.tags for p in parts))
+    vars_ = frozenset().union(*(p.vars for p in parts))
+    return E(text, shape, params, all_tags, vars_)
+
+
+NUMBERS = ["0.5", "1.5", "2", "0.3", "3", "1", "0.25"]
+
+
+class Generator:
+    """Builds one spec: declarations on demand, then blocks of lets, losses, regs, predict."""
+
+    def __init__(self, seed: int, avoid_known: bool = True):
+        self.rng = random.Random(seed)
+        self.seed = seed
+        self.avoid_known = avoid_known
+        self.dims: dict[str, list] = {}        # name -> [full size, small size]
+        self.consts: dict[str, int] = {}
+        self.data: dict[str, tuple] = {}       # name -> (kind, dims)
+        self.params: dict[str, tuple] = {}     # name -> (dims, constraint text, init text)
+        self.tags: set[str] = set()
+        self.lets = 0
+        self.sums = 0
+        self.entry_sources: set[str] = set()   # sparse data whose entries are terms
+        self.row_dims: set[str] = set()        # dims that rows blocks run over
+
+    # ------------------------------------------------------------ declarations on demand
+    def chance(self, p):
+        return self.rng.random() < p
+
+    def pick(self, seq):
+        return self.rng.choice(list(seq))
+
+    def new_dim(self) -> str:
+        name = "d" + "abcdefghijklmnop"[len(self.dims)]
+        self.dims[name] = [self.rng.randint(2, 4), 2]
+        return name
+
+    def extent(self) -> str:
+        """Some dim or const (new or existing) for a vector's axis."""
+        options = list(self.dims) + list(self.consts)
+        if options and self.chance(0.6):
+            return self.pick(options)
+        if len(self.consts) < 2 and self.chance(0.4):
+            name = "k" + "ab"[len(self.consts)]
+            self.consts[name] = self.rng.randint(2, 3)
+            return name
+        if len(self.dims) >= 6:
+            return self.pick(options)
+        return self.new_dim()
+
+    def datum(self, kind: str, dims: tuple) -> str:
+        for name, (k, d) in self.data.items():
+            if d == dims and (k == kind or (kind == "1d" and k in ("real", "sign", "binary"))) \
+                    and self.chance(0.7):
+                return name
+        if kind == "1d":
+            kind = self.pick(["real", "real", "sign", "binary"])
+        prefix = {"sparse": "X", "dense": "C", "real": "y", "sign": "g", "binary": "z"}[kind]
+        name = f"{prefix}{len(self.data)}"
+        self.data[name] = (kind, dims)
+        self.tags.add(f"data:{kind}")
+        return name
+
+    def param(self, dims: tuple, fresh=False) -> str:
+        existing = [n for n, (d, _, _) in self.params.items() if d == dims]
+        if existing and not fresh and self.chance(0.7):
+            return self.pick(existing)
+        name = f"P{len(self.params)}"
+        con, init = "", ""
+        can_constrain = bool(dims) or not self.avoid_known
+        if can_constrain and self.chance(0.3):
+            choices = ["lower", "box"] + (["simplex", "ball"] if dims else [])
+            kind = self.pick(choices)
+            con = {"simplex": " in simplex", "lower": self.pick([" >= 0", " >= -0.5"]),
+                   "box": self.pick([" in [-1, 1]", " in [0, 2]", " in [-0.5, 1.5]"]),
+                   "ball": self.pick([" in ball(1)", " in ball(2)"])}[kind]
+            self.tags.add(f"con:{kind}")
+        kinds = ["default", "value", "normal", "uniform"] + (["uniform-rows"] if dims else [])
+        ik = self.pick(kinds)
+        init = {"default": "", "value": " = 0.5", "uniform-rows": " = uniform",
+                "normal": " ~ normal(0, 0.1)", "uniform": " ~ uniform(-0.5, 0.5)"}[ik]
+        self.tags.add(f"init:{ik}")
+        self.tags.add(f"param:{len(dims)}d")
+        self.params[name] = (dims, con, init)
+        return name
+
+    # ------------------------------------------------------------ expressions
+    def scalar(self, sc: "Scope", depth: int) -> E:
+        if depth <= 0 or self.chance(0.2):
+            return self.scalar_leaf(sc)
+        kind = self.pick(["bin", "bin", "fn", "fn", "fn2", "red", "red", "sum", "neg", "pow"])
+        if sc.no_funcs and kind in ("fn", "fn2"):
+            kind = "bin"
+        if kind == "bin":
+            a, b = self.scalar(sc, depth - 1), self.scalar(sc, depth - 1)
+            op = self.pick(["+", "-", "*", "/"])
+            if op == "/":
+                b = self.positive(sc, depth - 1)
+            return _join(f"({a.text} {op} {b.text})", "S", a, b, tags=[f"op:{op}"])
+        if kind == "neg":
+            a = self.scalar(sc, depth - 1)
+            return _join(f"-{a.text}" if a.text[0] in "(P" else f"-({a.text})", "S", a,
+                         tags=["op:neg"])
+        if kind == "pow":
+            if self.chance(0.7):
+                a = self.scalar(sc, depth - 1)
+                return _join(f"({a.text})^{self.pick(['2', '3'])}", "S", a, tags=["op:^"])
+            a = self.positive(sc, depth - 1)
+            return _join(f"({a.text})^{self.pick(['0.5', '1.5'])}", "S", a, tags=["op:^"])
+        if kind == "fn":
+            return self.func1(sc, depth)
+        if kind == "fn2":
+            fn = self.pick(FUNCS2)
+            a = self.scalar(sc, depth - 1)
+            if fn == "huber":
+                return _join(f"huber({a.text}, {self.pick(['0.5', '1', '2'])})", "S", a,
+                             tags=["fn:huber"])
+            b = self.scalar(sc, depth - 1)
+            return _join(f"{fn}({a.text}, {b.text})", "S", a, b, tags=[f"fn:{fn}"])
+        if kind == "red":
+            return self.reduction(sc, depth)
+        return self.scalar_sum(sc, depth)
+
+    def func1(self, sc, depth) -> E:
+        fn = self.pick(FUNCS1)
+        if fn in ("log", "sqrt"):
+            a = self.positive(sc, depth - 1)
+        elif fn == "log1p":
+            a = self.nonnegative(sc, depth - 1)
+        elif fn == "exp":
+            a = self.scalar(sc, depth - 1)
+            a = _join(f"0.5 * {a.text}" if a.text[0] == "(" else f"0.5 * ({a.text})", "S", a)
+        else:
+            a = self.scalar(sc, depth - 1)
+        return _join(f"{fn}({a.text})", "S", a, tags=[f"fn:{fn}"])
+
+    def positive(self, sc, depth) -> E:
+        """A scalar expression that is > 0 (at least 0.25) whatever the params."""
+        if depth <= 0:
+            return E(self.pick(["2", "1.5", "0.5"]), "S")
+        c = self.pick(["0.5", "1", "2"])
+        a = self.scalar(sc, depth - 1)
+        kind = self.pick(["sq", "abs", "exp", "sigmoid", "softplus", "sqnorm", "relu"])
+        if kind == "sqnorm":
+            v = self.vector(sc, self.vec_extent(sc), depth - 1)
+            return _join(f"({c} + sqnorm({v.text}))", "S", v, tags=["vec:sqnorm", "op:+"])
+        if sc.no_funcs or kind == "sq":
+            return _join(f"({c} + ({a.text})^2)", "S", a, tags=["op:^", "op:+"])
+        if kind in ("abs", "relu"):
+            return _join(f"({c} + {kind}({a.text}))", "S", a, tags=[f"fn:{kind}", "op:+"])
+        if kind == "exp":
+            return _join(f"exp(0.5 * ({a.text}))", "S", a, tags=["fn:exp"])
+        if kind == "sigmoid":
+            return _join(f"({c} + sigmoid({a.text}))", "S", a, tags=["fn:sigmoid", "op:+"])
+        return _join(f"({c} + softplus({a.text}))", "S", a, tags=["fn:softplus", "op:+"])
+
+    def nonnegative(self, sc, depth) -> E:
+        if depth > 0 and not sc.no_funcs and self.chance(0.5):
+            a = self.scalar(sc, depth - 1)
+            fn = self.pick(["relu", "abs", "sigmoid"])
+            return _join(f"{fn}({a.text})", "S", a, tags=[f"fn:{fn}"])
+        return self.positive(sc, depth)
+
+    def scalar_leaf(self, sc: "Scope") -> E:
+        options = ["num", "param", "param", "data", "data"]
+        if sc.stored_vars():
+            options += ["stored", "stored"]
+        if sc.kind == "entries":
+            options += ["entry"]
+        if any(shape == "S" for _, shape in sc.lets):
+            options += ["let", "let"]
+        kind = self.pick(options)
+        if kind == "num":
+            return E(self.pick(NUMBERS), "S")
+        if kind == "entry":
+            return E(f"{sc.source}[{sc.vars[0][0]}, {sc.vars[1][0]}]", "S",
+                     tags=frozenset(["value:entry"]), vars=frozenset(v for v, _ in sc.vars))
+        if kind == "stored":
+            j, data, row = self.pick(sc.stored_vars())
+            return E(f"{data}[{row}, {j}]", "S", tags=frozenset(["value:stored"]),
+                     vars=frozenset([j, row]))
+        if kind == "let":
+            name = self.pick([n for n, shape in sc.lets if shape == "S"])
+            return E(name, "S", sc.let_params[name])
+        var, dim = self.pick(sc.index_vars())
+        if kind == "param":
+            if self.chance(0.2):
+                p = self.param(())
+                return E(p, "S", frozenset([p]), frozenset(["param:0d"]))
+            if self.chance(0.5):
+                p = self.param((dim,))
+                return E(f"{p}[{var}]", "S", frozenset([p]), frozenset(["param:1d"]),
+                         frozenset([var]))
+            var2, dim2 = self.pick(sc.index_vars())
+            p = self.param((dim, dim2))
+            return E(f"{p}[{var}, {var2}]", "S", frozenset([p]), frozenset(["param:2d"]),
+                     frozenset([var, var2]))
+        if self.chance(0.6):
+            d = self.datum("1d", (dim,))
+            return E(f"{d}[{var}]", "S", vars=frozenset([var]))
+        var2, dim2 = self.pick(sc.index_vars())
+        d = self.datum("dense", (dim, dim2))
+        return E(f"{d}[{var}, {var2}]", "S", vars=frozenset([var, var2]))
+
+    def reduction(self, sc, depth) -> E:
+        fn = self.pick(["dot", "dot", "dot-sparse", "sum", "norm1", "norm2", "sqnorm"])
+        if fn == "dot-sparse":
+            rows = sc.sparse_rows(self)
+            if rows:
+                text, data, col_dim = self.pick(rows)
+                v = self.vector(sc, col_dim, depth - 1)
+                if self.chance(0.5):
+                    return _join(f"dot({text}, {v.text})", "S", v,
+                                 tags=["vec:dot-sparse", "data:sparse"])
+                return _join(f"dot({v.text}, {text})", "S", v,
+                             tags=["vec:dot-sparse", "data:sparse"])
+            fn = "dot"
+        if sc.no_funcs and fn in ("norm1", "norm2"):
+            fn = "sqnorm"
+        d = self.vec_extent(sc)
+        a = self.vector(sc, d, depth - 1)
+        if fn == "dot":
+            b = self.vector(sc, d, depth - 1)
+            return _join(f"dot({a.text}, {b.text})", "S", a, b, tags=["vec:dot"])
+        return _join(f"{fn}({a.text})", "S", a, tags=[f"vec:{fn}"])
+
+    def scalar_sum(self, sc, depth) -> E:
+        rows = sc.sparse_rows(self)
+        if rows and self.chance(0.5):
+            text, data, col_dim = self.pick(rows)
+            j = self.sum_var()
+            row = text[text.index("[") + 1:-1]
+            with sc.bind(j, col_dim, (data, row)):
+                body = self.scalar(sc, depth - 1)
+                if j not in body.vars:        # make the body read the summed entry
+                    body = _join(f"{data}[{row}, {j}] * {body.text}"
+                                 if body.text[0] in "(-P" else f"{data}[{row}, {j}] * ({body.text})",
+                                 "S", body, tags=["value:stored"])
+            nested = "sum:nested" if sc.in_sum else None
+            return _join(f"sum({j} in {text}: {body.text})", "S", body,
+                         tags=["sum:sparse"] + ([nested] if nested else []))
+        d = self.vec_extent(sc)
+        k = self.sum_var()
+        with sc.bind(k, d):
+            body = self.scalar(sc, depth - 1)
+            if k not in body.vars:           # make the body depend on the summed index
+                p = self.param((d,))
+                body = _join(f"{p}[{k}] * {body.text}" if body.text[0] in "(-P"
+                             else f"{p}[{k}] * ({body.text})", "S", body, tags=["param:1d"])
+                body = body._with(p)
+        kind = "sum:const" if d in self.consts else "sum:dim"
+        return _join(f"sum({k} in {d}: {body.text})", "S", body,
+                     tags=[kind] + (["sum:nested"] if sc.in_sum else []))
+
+    def sum_var(self) -> str:
+        self.sums += 1
+        return f"s{self.sums}"
+
+    def vec_extent(self, sc) -> str:
+        """The extent of a vector to build: one a row, let or data already offers, or new."""
+        lets = [shape[1] for _, shape in sc.lets if shape != "S"]
+        if lets and self.chance(0.4):
+            return self.pick(lets)
+        return self.extent()
+
+    def vector(self, sc: "Scope", d: str, depth: int) -> E:
+        """A dense vector over extent d."""
+        if depth <= 0 or self.chance(0.25):
+            return self.vector_leaf(sc, d)
+        kind = self.pick(["bin", "bin", "bcast", "fn", "neg", "pow", "vsum", "vsum"])
+        if sc.no_funcs and kind == "fn":
+            kind = "bin"
+        if kind == "bin":
+            a, b = self.vector(sc, d, depth - 1), self.vector(sc, d, depth - 1)
+            op = self.pick(["+", "-", "*"])
+            return _join(f"({a.text} {op} {b.text})", ("V", d), a, b, tags=[f"vec:{op}"])
+        if kind == "bcast":
+            a, s = self.vector(sc, d, depth - 1), self.scalar(sc, depth - 1)
+            op = self.pick(["+", "-", "*", "/"])
+            if op == "/":
+                s = self.positive(sc, depth - 1)
+                return _join(f"({a.text} / {s.text})", ("V", d), a, s,
+                             tags=["vec:/", "vec:broadcast"])
+            if self.chance(0.5):
+                return _join(f"({s.text} {op} {a.text})", ("V", d), a, s,
+                             tags=[f"vec:{op}", "vec:broadcast"])
+            return _join(f"({a.text} {op} {s.text})", ("V", d), a, s,
+                         tags=[f"vec:{op}", "vec:broadcast"])
+        if kind == "neg":
+            a = self.vector(sc, d, depth - 1)
+            return _join(f"-{a.text}" if a.text[0] in "(P" else f"-({a.text})", ("V", d), a,
+                         tags=["vec:neg"])
+        if kind == "pow":
+            a = self.vector(sc, d, depth - 1)
+            return _join(f"({a.text})^2", ("V", d), a, tags=["vec:^"])
+        if kind == "fn":
+            a = self.vector(sc, d, depth - 1)
+            fn = self.pick(["abs", "sigmoid", "softplus", "relu", "hinge", "sqhinge",
+                            "logistic", "exp", "max", "min", "log", "sqrt", "log1p", "huber"])
+            if fn in ("log", "sqrt", "log1p"):
+                return _join(f"{fn}(1 + ({a.text})^2)", ("V", d), a, tags=[f"fn:{fn}", "vec:fn"])
+            if fn == "exp":
+                return _join(f"exp(0.5 * {a.text})", ("V", d), a, tags=["fn:exp", "vec:fn"])
+            if fn == "huber":
+                return _join(f"huber({a.text}, 1)", ("V", d), a, tags=["fn:huber", "vec:fn"])
+            if fn in ("max", "min"):
+                b = self.scalar(sc, depth - 1) if self.chance(0.5) else self.vector(sc, d, depth - 1)
+                return _join(f"{fn}({a.text}, {b.text})", ("V", d), a, b,
+                             tags=[f"fn:{fn}", "vec:fn"])
+            return _join(f"{fn}({a.text})", ("V", d), a, tags=[f"fn:{fn}", "vec:fn"])
+        return self.vector_sum(sc, d, depth)
+
+    def vector_sum(self, sc, d, depth) -> E:
+        """A vector-valued sum: over a sparse row (sum(j in X[i]: X[i, j] * V[j])) or a dim."""
+        no_funcs, sc.no_funcs = sc.no_funcs, sc.no_funcs or self.avoid_known
+        try:
+            rows = [r for r in sc.sparse_rows(self)]
+            if rows and self.chance(0.6):
+                text, data, col_dim = self.pick(rows)
+                j = self.sum_var()
+                row = text[text.index("[") + 1:-1]
+                p = self.param((col_dim, d))
+                with sc.bind(j, col_dim, (data, row)):
+                    extra = self.scalar(sc, depth - 2) if depth > 1 and self.chance(0.4) else None
+                body = f"{data}[{row}, {j}] * {p}[{j}]"
+                tags = ["sum:sparse", "sum:vector-valued", "value:stored", "param:row"]
+                if extra is not None:
+                    body += f" * {extra.text}" if extra.text[0] in "(P" else f" * ({extra.text})"
+                    return _join(f"sum({j} in {text}: {body})", ("V", d), extra, tags=tags) \
+                        ._with(p)
+                return E(f"sum({j} in {text}: {body})", ("V", d), frozenset([p]),
+                         frozenset(tags), frozenset([row]))
+            d2 = self.extent()
+            k = self.sum_var()
+            with sc.bind(k, d2):
+                p = self.param((d2, d))
+                body = self.vector(sc, d, depth - 1) if self.chance(0.5) else None
+                s = self.scalar(sc, depth - 2) if depth > 1 else self.scalar_leaf(sc)
+            kind = "sum:const" if d2 in self.consts else "sum:dim"
+            inner = f"{p}[{k}] * {s.text}" if s.text[0] in "(P" else f"{p}[{k}] * ({s.text})"
+            if body is not None:
+                inner = f"{inner} + {body.text}"
+                return _join(f"sum({k} in {d2}: {inner})", ("V", d), s, body,
+                             tags=[kind, "sum:vector-valued", "param:row"])._with(p)
+            return _join(f"sum({k} in {d2}: {inner})", ("V", d), s,
+                         tags=[kind, "sum:vector-valued", "param:row"])._with(p)
+        finally:
+            sc.no_funcs = no_funcs
+
+    def vector_leaf(self, sc: "Scope", d: str) -> E:
+        options = ["param-row", "param-row", "whole", "data-row"]
+        if any(shape == ("V", d) for _, shape in sc.lets):
+            options += ["let", "let"]
+        kind = self.pick(options)
+        if kind == "let":
+            name = self.pick([n for n, shape in sc.lets if shape == ("V", d)])
+            return E(name, ("V", d), sc.let_params[name])
+        if kind == "whole" and d in self.dims:
+            if self.chance(0.7):
+                p = self.param((d,))
+                return E(p, ("V", d), frozenset([p]), frozenset(["param:whole-vector"]))
+            y = self.datum("real", (d,))
+            return E(y, ("V", d), tags=frozenset(["value:whole-data"]))
+        var, dim = self.pick(sc.index_vars())
+        if kind == "data-row":
+            c = self.datum("dense", (dim, d))
+            return E(f"{c}[{var}]", ("V", d), tags=frozenset(["value:dense-row"]),
+                     vars=frozenset([var]))
+        p = self.param((dim, d))
+        return E(f"{p}[{var}]", ("V", d), frozenset([p]), frozenset(["param:row"]),
+                 frozenset([var]))
+
+    # ------------------------------------------------------------ blocks
+    def block(self, index: int, predict: bool) -> str:
+        if self.chance(0.55):
+            if self.row_dims and self.chance(0.3):
+                dim = self.pick(sorted(self.row_dims))
+            else:
+                dim = self.new_dim()
+            self.row_dims.add(dim)
+            sc = Scope("rows", [(f"i{index}", dim)], None)
+            head = f"for i{index} in {dim}:"
+            self.tags.add("block:rows")
+        else:
+            a = self.new_dim() if not self.dims or self.chance(0.6) else self.pick(list(self.dims))
+            b = a if self.chance(0.25) else (self.pick(list(self.dims)) if self.chance(0.3)
+                                             else self.new_dim())
+            r = f"R{len(self.data)}"
+            self.data[r] = ("sparse", (a, b))
+            self.entry_sources.add(r)
+            sc = Scope("entries", [(f"u{index}", a), (f"v{index}", b)], r)
+            head = f"for (u{index}, v{index}) in {r}:"
+            self.tags.update(["block:entries", "data:sparse"])
+        lines = [head]
+        for _ in range(self.rng.choice([0, 0, 1, 2])):
+            name = f"h{self.lets}"
+            self.lets += 1
+            if self.chance(0.5):
+                value = self.scalar(sc, 2)
+                sc.lets.append((name, "S"))
+                self.tags.add("let:scalar")
+            else:
+                d = self.extent()
+                value = self.vector(sc, d, 2)
+                sc.lets.append((name, ("V", d)))
+                self.tags.add("let:vector")
+            sc.let_params[name] = value.params
+            lines.append(f"    let {name} = {value.text}")
+            self.tags.update(value.tags)
+        n_losses = self.rng.choice([1, 1, 1, 2])
+        if n_losses > 1:
+            self.tags.add("loss:several")
+        for _ in range(n_losses):
+            loss = self.loss(sc)
+            lines.append(f"    loss {loss.text}")
+            self.tags.update(loss.tags)
+        for _ in range(self.rng.choice([0, 1, 1, 2])):
+            lines.append("    " + self.reg(sc))
+        if predict:
+            lines.append("    " + self.predict(sc))
+        return "\n".join(lines)
+
+    def loss(self, sc) -> E:
+        for _ in range(20):
+            e = self.scalar(sc, self.rng.choice([2, 3, 3]))
+            if sc.reads_param(e):
+                return e
+        var, dim = self.pick(sc.index_vars())
+        p = self.param((dim,))
+        return _join(f"({e.text}) * {p}[{var}]", "S", e, tags=["op:*", "param:1d"])
+
+    def reg(self, sc) -> str:
+        kind = self.pick(["l1", "l2"])
+        lam = self.pick(["0.01", "0.1", "0.5"])
+        targets = []
+        for _ in range(self.rng.choice([1, 1, 2])):
+            form = self.pick(["row", "row", "whole", "support", "scalar"])
+            rows = sc.sparse_rows(self)
+            if form == "support" and rows:
+                text, data, col_dim = self.pick(rows)
+                p = self.param((col_dim,) if self.chance(0.5) else (col_dim, self.extent()))
+                t = f"{p}[{text}]"
+                self.tags.add(f"reg:on-support-{len(self.params[p][0])}d")
+            elif form == "whole" and self.dims:
+                p = self.param((self.pick(list(self.dims)),))
+                t = p
+                self.tags.add("reg:on-whole-vector")
+            elif form == "scalar":
+                p = self.param(())
+                t = p
+                self.tags.add("reg:on-scalar")
+            else:
+                var, dim = self.pick(sc.vars)
+                p = self.param((dim,) if self.chance(0.4) else (dim, self.extent()))
+                t = f"{p}[{var}]"
+                self.tags.add("reg:on-row" if len(self.params[p][0]) == 2 else "reg:on-entry")
+            if t not in targets:
+                targets.append(t)
+        self.tags.add(f"reg:{kind}")
+        unscaled = self.chance(0.25)
+        if unscaled:
+            self.tags.add("reg:unscaled")
+        return f"reg {kind}({lam}) on {', '.join(targets)}" + (" unscaled" if unscaled else "")
+
+    def predict(self, sc) -> str:
+        self.tags.add("predict")
+        r = self.rng.random()
+        if r < 0.2:
+            self.tags.add("predict:argmax")
+            var, dim = self.pick(sc.vars)
+            p = self.param((dim, self.extent()))
+            return f"predict argmax({p}[{var}])"
+        e = self.scalar(sc, 2)
+        self.tags.update(e.tags)
+        if r < 0.4:
+            self.tags.add("predict:sign")
+            return f"predict sign({e.text})"
+        return f"predict {e.text}"
+
+    # ------------------------------------------------------------ the spec and its data
+    def spec(self) -> str:
+        n_blocks = self.rng.choice([1, 1, 1, 2, 2, 3])
+        if n_blocks > 1:
+            self.tags.add("blocks:several")
+        predict_at = self.rng.randrange(n_blocks) if self.chance(0.5) else -1
+        blocks = [self.block(b, b == predict_at) for b in range(n_blocks)]
+        used = {d for _, dims in self.data.values() for d in dims}
+        for dim in self.dims:         # every dim's size must be readable off some data
+            if dim not in used:
+                self.data[f"y{len(self.data)}"] = ("real", (dim,))
+                self.tags.add("data:real")
+        head = [f"model fz{self.seed}"]
+        if self.dims:
+            head.append("dim " + ", ".join(self.dims))
+        head += [f"const {k} = {v}" for k, v in self.consts.items()]
+        for name, (kind, dims) in self.data.items():
+            head.append(f"data {name}[{', '.join(dims)}] : {kind}")
+        for name, (dims, con, init) in self.params.items():
+            shape = f"[{', '.join(dims)}]" if dims else ""
+            head.append(f"param {name}{shape}{con}{init}")
+        text = "\n".join(head) + "\n\n" + "\n\n".join(blocks) + "\n"
+        if self.chance(0.3):
+            text += "\ntrain step 0.1, decay 0.9, epochs 3\n"
+            self.tags.add("train-line")
+        return text
+
+    def dataset(self, small: bool) -> dict:
+        """Random data for every declared data; `small`: one stored entry per entry block's
+        data and size 1 for the dims rows blocks run over, where nothing else needs more."""
+        rng = np.random.default_rng(self.rng.randrange(2**32))
+        sizes = {}
+        for d, (full, _) in self.dims.items():
+            sizes[d] = full
+        if small:
+            for d in self.dims:
+                sizes[d] = 1 if d in self.row_dims else 2
+            for name in self.entry_sources:
+                a, b = self.data[name][1]
+                if a == b:
+                    sizes[a] = max(sizes[a], 2)
+        sizes.update(self.consts)
+        out = {}
+        for name, (kind, dims) in self.data.items():
+            shape = tuple(sizes[d] for d in dims)
+            if kind == "sparse":
+                source = name in self.entry_sources
+                out[name] = self.sparse(rng, shape, small and source,
+                                        source and dims[0] == dims[1])
+            elif kind == "dense":
+                out[name] = rng.uniform(-1, 1, size=shape)
+            elif kind == "real":
+                out[name] = rng.uniform(-1, 1, size=shape)
+            elif kind == "sign":
+                out[name] = rng.choice([-1.0, 1.0], size=shape)
+            else:
+                out[name] = rng.choice([0.0, 1.0], size=shape)
+        return out
+
+    def sparse(self, rng, shape, one_entry, no_diagonal):
+        """A canonical CSR matrix: sorted, no duplicates, sometimes an explicit zero."""
+        cells = [(r, c) for r in range(shape[0]) for c in range(shape[1])
+                 if not (no_diagonal and r == c and self.avoid_known)]
+        if one_entry:
+            chosen = [cells[rng.integers(len(cells))]]
+        else:
+            keep = rng.random(len(cells)) < 0.5
+            chosen = [c for c, k in zip(cells, keep) if k] or [cells[rng.integers(len(cells))]]
+        chosen.sort()
+        values = rng.uniform(-1, 1, size=len(chosen))
+        if len(chosen) > 1 and rng.random() < 0.2:
+            values[rng.integers(len(chosen))] = 0.0
+            self.tags.add("data:explicit-zero")
+        rows = np.array([r for r, _ in chosen], dtype=np.int64)
+        cols = np.array([c for _, c in chosen], dtype=np.int32)
+        indptr = np.searchsorted(rows, np.arange(shape[0] + 1)).astype(np.int64)
+        return sp.csr_matrix((values, cols, indptr), shape=shape)
+
+
+def _with(self: E, p: str) -> E:
+    return E(self.text, self.shape, self.params | {p}, self.tags, self.vars)
+
+
+E._with = _with
+
+
+class Scope:
+    """What a block's expressions may read: term vars, bound sum vars, lets."""
+
+    def __init__(self, kind, vars_, source):
+        self.kind, self.vars, self.source = kind, vars_, source
+        self.bound: list[tuple] = []      # (name, extent, sparse source or None)
+        self.lets: list[tuple] = []       # (name, "S" or ("V", extent))
+        self.let_params: dict[str, frozenset] = {}
+        self.no_funcs = False
+
+    @property
+    def in_sum(self):
+        return bool(self.bound)
+
+    def index_vars(self):
+        return list(self.vars) + [(n, d) for n, d, _ in self.bound]
+
+    def stored_vars(self):
+        return [(n, src[0], src[1]) for n, _, src in self.bound if src is not None]
+
+    def sparse_rows(self, gen: Generator):
+        """Sparse rows X[t] readable here (t a term var): (text, data, column dim); may declare
+        new sparse data over a term var's dim."""
+        rows = [(f"{name}[{v}]", name, dims[1]) for name, (kind, dims) in gen.data.items()
+                if kind == "sparse" for v, d in self.vars if dims[0] == d]
+        if not rows or gen.chance(0.3):
+            v, d = gen.pick(self.vars)
+            x = gen.datum("sparse", (d, gen.pick(list(gen.dims)) if gen.chance(0.5)
+                                     else gen.new_dim() if len(gen.dims) < 6
+                                     else gen.pick(list(gen.dims))))
+            rows.append((f"{x}[{v}]", x, gen.data[x][1][1]))
+        return rows
+
+    @staticmethod
+    def reads_param(e: E) -> bool:
+        return bool(e.params)
+
+    def bind(self, name, extent, source=None):
+        scope = self
+
+        class _Bound:
+            def __enter__(self):
+                scope.bound.append((name, extent, source))
+
+            def __exit__(self, *exc):
+                scope.bound.pop()
+        return _Bound()
+
+
+def generate(seed: int, avoid_known: bool = True) -> Case:
+    """One random valid spec and its data (deterministic in the seed)."""
+    g = Generator(seed, avoid_known)
+    text = g.spec()
+    full = g.dataset(small=False)
+    small = g.dataset(small=True)
+    return Case(seed, text, full, small, set(g.tags))
+
+
+# ---------------------------------------------------------------- the differential check
+
+SYNCS = ("hogwild", "atomic", "lock")
+MARGIN = 1e-3        # the least distance to a kink or domain edge a finite difference trusts
+
+
+def draw_params(interp, rng: np.random.Generator) -> dict:
+    """Random params strictly inside their constraints (simplex rows from a Dirichlet, ball
+    rows inside the ball, boxes away from their walls), away from 0 for l1's kink."""
+    from hogwild_dsl.interp import project_rows
+    out = {}
+    for p in interp.spec.params:
+        shape = interp.param_shape(p.name)
+        value = rng.normal(0.0, 0.6, size=shape)
+        value = np.where(np.abs(value) < 0.05, 0.05 * np.sign(value + 1e-300), value)
+        con = p.constraint
+        if con is not None:
+            rows = value.reshape(-1, shape[-1]) if shape else value.reshape(1, 1)
+            if con.kind == "simplex":
+                rows = rng.dirichlet(np.ones(rows.shape[1]), size=rows.shape[0])
+            elif con.kind == "ball":
+                norms = np.linalg.norm(rows, axis=1, keepdims=True)
+                rows = rows / norms * con.hi * rng.uniform(0.3, 0.9, size=norms.shape)
+            elif con.kind == "box":
+                span = con.hi - con.lo
+                rows = rng.uniform(con.lo + 0.1 * span, con.hi - 0.1 * span, size=rows.shape)
+            else:
+                rows = con.lo + rng.uniform(0.1, 1.0, size=rows.shape)
+            value = project_rows(rows.reshape(shape), con)
+        out[p.name] = np.array(value, dtype=np.float64)
+    return out
+
+
+def _safe_point(interp, rng, evaluate, tries=12):
+    """Params at which `evaluate(params)` stays finite, moderate and MARGIN away from kinks."""
+    for _ in range(tries):
+        params = draw_params(interp, rng)
+        interp.margin = np.inf
+        try:
+            value = evaluate(params)
+        except (OverflowError, ZeroDivisionError):
+            continue
+        finite = all(np.all(np.isfinite(v)) and np.max(np.abs(v), initial=0) < 1e6
+                     for v in (value if isinstance(value, dict) else {"": value}).values())
+        if finite and interp.margin > MARGIN:
+            return params, value
+    return None, None
+
+
+def _close(a, b, rtol, atol) -> bool:
+    return bool(np.all(np.abs(np.asarray(a) - np.asarray(b)) <= atol + rtol * np.abs(b)))
+
+
+def check_case(case: Case, load, syncs=SYNCS) -> dict:
+    """Compile `case` and compare the trainer with the reference interpreter: (a) objective()
+    at random params, (b) predict(), (c) the params after one epoch of SGD in stored order on
+    the small data set (one term per block where the data allow) in each sync mode, (d) the
+    initial values of constant-initialised params. Returns {"status": "match" | "mismatch" |
+    "compile-error" | "degenerate", "failures": [...], ...}."""
+    import hogwild_dsl
+    from hogwild_dsl.interp import Interpreter, project_rows
+
+    spec = hogwild_dsl.check(case.text)
+    rng = np.random.default_rng(case.seed)
+    full = Interpreter(spec, case.full)
+    params, expected = _safe_point(full, rng, full.objective)
+    small = Interpreter(spec, case.small)
+    start = after = None
+    step = 0.0
+    for _ in range(6):
+        start, _ = _safe_point(small, rng, small.objective)
+        if start is None:
+            break
+        grads = [small.term_gradient(b, t, start) for b in range(len(small.terms))
+                 for t in range(len(small.terms[b]))]
+        gmax = max((abs(g) for gr in grads for g in gr.values()), default=1.0)
+        step = float(min(0.2, 0.2 / max(gmax, 1e-12)))
+        small.margin = np.inf
+        after = small.sgd_epoch(start, step)
+        if small.margin > MARGIN and all(np.all(np.isfinite(v)) for v in after.values()):
+            break
+        after = None
+    if params is None or after is None:
+        return {"status": "degenerate", "failures": []}
+    try:
+        mod = load(text=case.text)
+    except Exception as e:   # noqa: BLE001 - any failure to build is a finding
+        return {"status": "compile-error", "failures": [f"{type(e).__name__}: {e}"[:2000]]}
+    failures = []
+    t = mod.Trainer(epochs=0, threads=1)
+    t.fit(**case.full)
+    for p in spec.params:            # (d) constant initialisations, projected on the constraint
+        if p.init.kind in ("value", "uniform_rows"):
+            shape = full.param_shape(p.name)
+            fill = p.init.a if p.init.kind == "value" else 1.0 / max(shape[-1], 1)
+            want = project_rows(np.full(shape, fill), p.constraint)
+            if not _close(t.params[p.name], want, 1e-12, 1e-12):
+                failures.append(f"init of {p.name}: got {t.params[p.name]!r}, want {want!r}")
+    for name, value in params.items():
+        t.params[name][...] = value
+    got = t.objective(**case.full)   # (a)
+    scale = max(abs(expected), 1.0)
+    if not abs(got - expected) <= 1e-8 * scale:
+        failures.append(f"objective: trainer {got!r}, interpreter {expected!r}")
+    if any(b.predict is not None for b in spec.blocks):   # (b)
+        want = full.predict(params)
+        got_p = t.predict(**case.full)
+        if got_p.shape != want.shape or not _close(got_p, want, 1e-8, 1e-10):
+            failures.append(f"predict: trainer {got_p!r}, interpreter {want!r}")
+    for sync in syncs:               # (c)
+        t = mod.Trainer(epochs=1, step=step, decay=1.0, sync=sync, order="stored", threads=1)
+        t.params = {k: v.copy() for k, v in start.items()}
+        try:
+            t.fit(**case.small)
+        except hogwild_dsl.HogwildError as e:
+            failures.append(f"step ({sync}): {type(e).__name__}: {e}")
+            continue
+        for name in start:
+            moved = np.max(np.abs(after[name] - start[name]), initial=0.0)
+            if not _close(t.params[name], after[name], 1e-9, 1e-8 + 1e-5 * moved):
+                failures.append(f"step ({sync}) of {name}: from {start[name]!r} trainer "
+                                f"{t.params[name]!r}, interpreter {after[name]!r} "
+                                f"(step {step:.6g})")
+    return {"status": "mismatch" if failures else "match", "failures": failures,
+            "step": step, "start": start, "params": params}
