@@ -86,8 +86,31 @@ def _spec_text(spec) -> str:
     return read_spec(shipped.resolve(spec))
 
 
+_CHECKED: dict = {}      # (spec text, consts) -> (checked spec, module or None), per process
+
+
+def _cached(spec, consts, compiled: bool):
+    """The checked spec, or its loaded module, of an estimator's spec and consts; each is
+    made once per process (check_estimator and grid searches fit hundreds of times)."""
+    text = _spec_text(spec)
+    try:
+        key = (text, tuple(sorted(consts.items())) if isinstance(consts, dict) else consts)
+        hash(key)
+    except TypeError:        # unhashable consts: no caching, check() reports what is wrong
+        key = None
+    checked, module = _CHECKED.get(key, (None, None))
+    if compiled and module is None:
+        module = load(text=text, consts=consts)
+        checked = module.Trainer.spec
+    elif checked is None:
+        checked = check(text, consts)
+    if key is not None:
+        _CHECKED[key] = (checked, module)
+    return module if compiled else checked
+
+
 def _module(spec, consts):
-    return load(text=_spec_text(spec), consts=consts)
+    return _cached(spec, consts, compiled=True)
 
 
 def _predicting_block(spec: ir.Spec) -> ir.Block:
@@ -121,7 +144,7 @@ def _is_probability(expr: ir.Expr) -> bool:
 def _checked(estimator) -> ir.Spec | None:
     """The estimator's spec, checked only (no compile), or None if it cannot be read."""
     try:
-        return check(_spec_text(estimator.spec), estimator.consts)
+        return _cached(estimator.spec, estimator.consts, compiled=False)
     except HogwildError:
         return None
 
