@@ -35,6 +35,7 @@ import scipy.sparse as sp
 
 from . import ir
 from .errors import DataError
+from .runtime import as_csr
 
 __all__ = ["analyze", "format_report", "paper_factor"]
 
@@ -91,14 +92,8 @@ def _dims_and_data(spec: ir.Spec, data: dict):
             sizes[dim] = extent
             origin[dim] = name
         if d.kind == "sparse":
-            try:
-                m = value.tocsr() if sp.issparse(value) else sp.csr_matrix(np.asarray(value))
-            except (TypeError, ValueError) as e:
-                raise DataError(f"data '{name}': cannot be read as a sparse matrix ({e})") \
-                    from None
-            m = sp.csr_matrix(m, copy=True)
-            m.sum_duplicates()     # a repeated entry is one stored entry, as in the trainer
-            sparse[name] = m
+            # the trainer's own gate: structure checked before scipy, duplicates summed
+            sparse[name] = as_csr(value, f"data '{name}'")
     return sizes, sparse
 
 

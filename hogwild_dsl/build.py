@@ -260,11 +260,13 @@ def _error_excerpt(output: str, limit: int = 20) -> str:
     return "\n".join((errors or lines[-limit:])[:limit])
 
 
-def compile_extension(pyx_path: Path, ext_name: str) -> Path:
+def compile_extension(pyx_path: Path, ext_name: str, signature: str | None = None) -> Path:
     """Cythonize `pyx_path` and compile it into `<ext_name><EXT_SUFFIX>` beside it.
 
     All output of Cython and the compiler goes to `build.log` beside the pyx; a failure raises
-    CompileError carrying the error lines and that log's path.
+    CompileError carrying the error lines and that log's path. The binary is linked under a
+    temporary name and renamed into place, so a killed build never leaves half a .so; with
+    `signature`, a stamp (see `stamp_matches`) records which sources it was built from.
     """
     pyx_path = Path(pyx_path).resolve()
     if not ext_name.isidentifier() or not ext_name.isascii():
@@ -273,6 +275,7 @@ def compile_extension(pyx_path: Path, ext_name: str) -> Path:
     c_path = folder / f"{ext_name}.c"
     so_path = folder / f"{ext_name}{EXT_SUFFIX}"
     log_path = folder / LOG_NAME
+    tmp_so = folder / f".{ext_name}-{os.getpid()}-{threading.get_ident()}.so.tmp"
     compiler = _compiler()
     import Cython
     import numpy
@@ -295,7 +298,7 @@ def compile_extension(pyx_path: Path, ext_name: str) -> Path:
             f"-I{HELPERS_DIR}",
             c_path.name,
             "-o",
-            so_path.name,
+            tmp_so.name,
             *_link_flags(),
         ]
         log.write(f"\n$ {shlex.join(command)}\n")
@@ -312,12 +315,120 @@ def compile_extension(pyx_path: Path, ext_name: str) -> Path:
         log.write(output)
         log.write(f"(exit status {proc.returncode})\n")
     if proc.returncode != 0:
+        tmp_so.unlink(missing_ok=True)
         raise CompileError(
             f"the C compiler failed on {c_path.name} (exit status {proc.returncode}):\n"
             f"{_error_excerpt(output)}",
             log_path=log_path,
         )
+    stamp = stamp_path(so_path)
+    stamp.unlink(missing_ok=True)        # no stamp, no trust, while the two are swapped
+    os.replace(tmp_so, so_path)
+    if signature is not None:
+        _write_atomic(stamp, json.dumps({"signature": signature, "sha256": _digest(so_path)}))
     return so_path
+
+
+# --- the signature stamp of a built extension -------------------------------------------------
+
+
+def stamp_path(so_path: Path) -> Path:
+    """`<ext_name>.stamp` beside the extension: the signature of the sources it was built from
+    and the hash of the binary itself, so a stale or half-replaced .so is never imported."""
+    so_path = Path(so_path)
+    return so_path.with_name(so_path.name.removesuffix(EXT_SUFFIX) + ".stamp")
+
+
+def stamp_matches(so_path: Path | None, signature: str) -> bool:
+    """True if `so_path` exists and its stamp says it was built from `signature` (and the
+    binary is the one the stamp was written for)."""
+    if so_path is None:
+        return False
+    try:
+        stamp = json.loads(stamp_path(so_path).read_text())
+        return stamp["signature"] == signature and stamp["sha256"] == _digest(so_path)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _digest(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _write_atomic(path: Path, content: str | bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    try:
+        if isinstance(content, bytes):
+            tmp.write_bytes(content)
+        else:
+            tmp.write_text(content, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def install(built: Path, folder: Path, files: dict[str, str], ext_name: str) -> list[Path]:
+    """Copy a cache entry's extension (built from `files`) into `folder` with `files`, in an
+    order that is safe to kill at any point: the old stamp goes first, then the extension and
+    its new stamp, the sources last. A folder cut short holds the old build or sources whose
+    stamp does not match (rebuilt on import), never a .py beside a .so of other sources."""
+    folder = Path(folder)
+    for name in files:
+        _check_name(name, "file name")
+    src = find_extension(built, ext_name)
+    so = folder / src.name
+    extra = {name: (built / name).read_bytes() for name in (f"{ext_name}.c", LOG_NAME)
+             if (built / name).is_file()}
+    try:
+        stamp_path(so).unlink(missing_ok=True)
+        tmp = folder / f".{so.name}.{os.getpid()}-{threading.get_ident()}.tmp"
+        try:
+            shutil.copyfile(src, tmp)
+            os.chmod(tmp, 0o755)
+            os.replace(tmp, so)
+        finally:
+            tmp.unlink(missing_ok=True)
+        _write_atomic(stamp_path(so), stamp_path(src).read_text())
+        for name, data in extra.items():
+            _write_atomic(folder / name, data)
+        ordered = sorted(files, key=lambda n: n.endswith(".py"))    # the .py last
+        for name in ordered:
+            _write_atomic(folder / name, files[name])
+    except OSError as err:
+        raise HogwildError(f"cannot write the build into {folder}: {err.strerror or err}") \
+            from None
+    return [folder / name for name in ordered]
+
+
+def cache_key(signature: str) -> str:
+    """The cache folder name of the sources with this signature, built here."""
+    return hashlib.sha256((signature + "\0" + environment_key()).encode()).hexdigest()[:32]
+
+
+def _remove_dead_temps(folder: Path, prefix: str) -> None:
+    """Remove temporary build folders `<prefix><pid>-...` left by processes that were killed."""
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        pid = entry.name[len(prefix):].partition("-")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 # --- the cache ----------------------------------------------------------------------------------
@@ -353,11 +464,14 @@ def cached_build(
     pyx_name: str,
     ext_name: str,
     cache_dir: str | os.PathLike | None = None,
+    signature: str | None = None,
 ) -> Path:
     """The cache folder `<root>/<key>` holding `files` and their built extension.
 
     Built at most once per key across processes: the first one to take the key's lock builds in
     a temporary folder and renames it into place; the others wait on the lock, then find it.
+    A full or read-only cache is a HogwildError, and leaves no temporary folder behind; of the
+    failed builds of a key only the latest is kept (for its log).
     """
     _check_name(key, "cache key")
     for name in files:
@@ -368,30 +482,41 @@ def cached_build(
     final = root / key
     if (final / READY_MARKER).is_file():
         return final
-    with filelock.FileLock(root / f"{key}.lock"):
-        if (final / READY_MARKER).is_file():
-            return final
-        if final.exists():  # never marked ready, so nobody has loaded it: safe to replace
-            shutil.rmtree(final)
-        tmp = Path(tempfile.mkdtemp(prefix=f"tmp-{key}-", dir=root))
-        try:
-            for name, text in files.items():
-                (tmp / name).write_text(text, encoding="utf-8")
-            compile_extension(tmp / pyx_name, ext_name)
-            (tmp / READY_MARKER).write_text(environment_key() + "\n")
-        except CompileError as err:
-            if err.log_path is None:  # e.g. no compiler: nothing worth keeping
+    try:
+        with filelock.FileLock(root / f"{key}.lock"):
+            if (final / READY_MARKER).is_file():
+                return final
+            if final.exists():  # never marked ready, so nobody has loaded it: safe to replace
+                shutil.rmtree(final)
+            _remove_dead_temps(root, f"tmp-{key}-")
+            tmp = Path(tempfile.mkdtemp(prefix=f"tmp-{key}-{os.getpid()}-", dir=root))
+            try:
+                for name, text in files.items():
+                    (tmp / name).write_text(text, encoding="utf-8")
+                compile_extension(tmp / pyx_name, ext_name, signature)
+                (tmp / READY_MARKER).write_text(environment_key() + "\n")
+            except CompileError as err:
+                if err.log_path is None:  # e.g. no compiler: nothing worth keeping
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    raise
+                for old in root.glob(f"failed-{key}-*"):
+                    shutil.rmtree(old, ignore_errors=True)
+                failed = root / f"failed-{key}-{os.getpid()}"
+                try:
+                    os.replace(tmp, failed)
+                except OSError:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    raise
+                message = str(err).removesuffix(f"\nfull log: {err.log_path}")
+                raise CompileError(message, log_path=failed / Path(err.log_path).name) from None
+            except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-            failed = root / f"failed-{key}-{os.getpid()}"
-            shutil.rmtree(failed, ignore_errors=True)
-            os.replace(tmp, failed)
-            message = str(err).removesuffix(f"\nfull log: {err.log_path}")
-            raise CompileError(message, log_path=failed / Path(err.log_path).name) from None
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        os.replace(tmp, final)
+            os.replace(tmp, final)
+    except OSError as err:     # a full or read-only cache folder, a lock we may not take
+        raise HogwildError(
+            f"cannot build in the cache folder {root}: {err.strerror or err}; free some space, "
+            "or pass cache_dir / set HOGWILD_CACHE_DIR to a writable folder") from None
     return final
 
 

@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import time
+from types import SimpleNamespace
 
 from . import __version__, ir
 from .errors import DivergenceError, HogwildError, SpecError
@@ -329,8 +330,13 @@ def _indent(text: str, pad: str) -> str:
 
 def cmd_compile(args) -> int:
     consts = _consts_per_spec(args.specs, _consts(args.const))
+    models = {}
     for path in args.specs:
-        _check_spec(path, consts[path])    # a clear message for a bad file before building
+        _, spec = _check_spec(path, consts[path])   # a clear message for a bad file first
+        if spec.model in models:
+            raise CliError(f"{models[spec.model]} and {path} both define model "
+                           f"'{spec.model}': one folder holds one module per model name")
+        models[spec.model] = path
     jit = _jit()
     for path in args.specs:
         for p in jit.compile_to([path], args.out_dir, consts[path]):
@@ -446,6 +452,11 @@ def _trainer(mod, **options):
 def cmd_train(args) -> int:
     consts = _consts(args.const)
     _, spec = _check_spec(args.spec, consts)
+    options = dict(threads=args.threads, epochs=args.epochs, step=args.step, decay=args.decay,
+                   seed=args.seed, sync=args.sync, order=args.order, progress=not args.quiet)
+    from .runtime import TrainerBase     # the options checked before a build of seconds
+    _trainer(SimpleNamespace(Trainer=type("Options", (TrainerBase,), {"spec": spec})),
+             **options)
     data = read_data_args(spec, args.data)
     mod = _load(path=args.spec, consts=consts)
     out = args.out or f"{spec.model}_params.npz"
@@ -456,9 +467,7 @@ def cmd_train(args) -> int:
         plot_dir = os.path.dirname(os.path.abspath(args.plot))
         if not os.path.isdir(plot_dir):
             raise CliError(f"--plot '{args.plot}': the folder {plot_dir} does not exist")
-    t = _trainer(mod, threads=args.threads, epochs=args.epochs, step=args.step,
-                 decay=args.decay, seed=args.seed, sync=args.sync, order=args.order,
-                 progress=not args.quiet)
+    t = _trainer(mod, **options)
     start = time.perf_counter()
     try:
         t.fit(**data)

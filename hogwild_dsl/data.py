@@ -545,10 +545,8 @@ def _read_npz(path, names):
                 m = sp.load_npz(path)
             except Exception as e:  # noqa: BLE001
                 raise _error(path, f"not a valid scipy sparse .npz file: {e}") from None
-            if np.iscomplexobj(m.data) or m.dtype.kind not in "biuf":
-                raise _error(path, f"the sparse matrix has dtype {m.dtype}, not a real number "
-                                   "type")
-            return {names[0]: _canonical(m)}
+            from .runtime import as_csr     # the one validation gate for sparse data
+            return {names[0]: as_csr(m, f"data file '{path}'")}
         listing = ", ".join(f"{k} {_shape_of(z, k)}" for k in keys) or "nothing"
         if all(n in keys for n in names):
             chosen = {n: n for n in names}

@@ -9,14 +9,20 @@ an unbalanced bracket is reported where it opens.
 from __future__ import annotations
 
 import functools
+import hashlib
+import marshal
 import math
+import os
 import re
+import sys
 import threading
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import NamedTuple
 
 import lark
+import lark.grammar
+import lark.lexer
 from lark import Lark, Token
 from lark.indenter import DedentError, Indenter
 
@@ -206,10 +212,55 @@ _PARSING = threading.Lock()
 
 @functools.cache
 def _parser() -> Lark:
-    """The LALR parser, built once per process."""
+    """The LALR parser, built once per process.
+
+    Building its tables costs ~35 ms, so they are kept in the user's own build cache folder.
+    Never Lark's `cache=True`: that unpickles a predictable file in the shared temp folder,
+    which anyone could plant (code execution). Our copy is marshal data (plain dicts and
+    lists, no code run on load), written atomically, and read only when the file and its
+    folder belong to this user and nobody else can write them; else the parser is built."""
     grammar = resources.files("hogwild_dsl.grammar").joinpath("hog.lark").read_text()
-    return Lark(grammar, parser="lalr", postlex=_HogIndenter(), transformer=_ToSyntax(),
-                keep_all_tokens=True, maybe_placeholders=False, cache=True)
+    options = dict(parser="lalr", keep_all_tokens=True, maybe_placeholders=False)
+    live = dict(postlex=_HogIndenter(), transformer=_ToSyntax())
+    key = hashlib.sha256("\0".join([grammar, repr(sorted(options.items())), lark.__version__,
+                                     sys.version]).encode()).hexdigest()[:24]
+    path = _parser_cache_path(key)
+    if path is not None and _private(path) and _private(path.parent):
+        try:
+            tables = marshal.loads(path.read_bytes())
+            return Lark.__new__(Lark)._load(tables, **live)
+        except Exception:     # truncated, foreign or stale: rebuild and rewrite it
+            pass
+    parser = Lark(grammar, **options, **live)
+    if path is not None and _private(path.parent):
+        try:
+            data, memo = parser.memo_serialize([lark.lexer.TerminalDef, lark.grammar.Rule])
+            data["options"] = {k: v for k, v in data["options"].items()
+                               if k not in ("postlex", "transformer")}
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(marshal.dumps({"data": data, "memo": memo}))
+            os.replace(tmp, path)
+        except (OSError, ValueError):
+            pass
+    return parser
+
+
+def _parser_cache_path(key: str):
+    """Where the parser tables live: the build cache folder (None if there is none)."""
+    from .build import cache_root     # late: build imports more than parsing needs
+    try:
+        return cache_root() / f"parser-{key}.marshal"
+    except Exception:
+        return None
+
+
+def _private(path) -> bool:
+    """True if `path` exists, is ours, and no other user can write it."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return st.st_uid == os.getuid() and not st.st_mode & 0o022
 
 
 def parse(text: str) -> Module:
