@@ -692,15 +692,15 @@ def max_threads() -> int:
 
 def _int_option(name, v, lo, hi, why=None):
     """An integer option (an integral float is accepted) in [lo, hi], or a HogwildError."""
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer, float, np.floating)):
-        raise HogwildError(f"{name} must be an integer, not {_show(v)}")
-    if isinstance(v, (float, np.floating)) and not (np.isfinite(v) and v == int(v)):
-        raise HogwildError(f"{name} must be an integer, not {_show(v)}")
-    v = int(v)
-    if not lo <= v <= hi:
-        raise HogwildError(f"{name} must be from {lo} to {hi}, not {_show(v)}" +
+    kind = "positive integer" if lo == 1 else "non-negative integer"
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer, float, np.floating)) \
+            or isinstance(v, (float, np.floating)) and not (np.isfinite(v) and v == int(v)) \
+            or v < lo:
+        raise HogwildError(f"{name} must be a {kind}, not {_show(v)}")
+    if v > hi:
+        raise HogwildError(f"{name} must be a {kind} of at most {hi}, not {_show(v)}" +
                            (f" ({why})" if why else ""))
-    return v
+    return int(v)
 
 
 def _positive_float(name, v):

@@ -382,7 +382,7 @@ def test_thread_count_set_after_construction_is_checked(load_spec):
     mod = load_spec("svm")
     t = mod.Trainer(threads=1, epochs=1)
     t.threads = 100000
-    with pytest.raises(HogwildError, match="threads must be from 1 to"):
+    with pytest.raises(HogwildError, match="threads must be a positive integer of at most"):
         t.fit(X=sp.random(5, 3, density=0.5, format="csr", random_state=0), y=np.ones(5))
 
 
