@@ -1,0 +1,987 @@
+"""Train one spec on a Dask cluster (API.md "Beyond one machine"; DESIGN.md "Scale beyond one
+machine").
+
+As `lightgbm.dask` and `xgboost.dask` do: the data are split by terms into one shard per worker
+and stay on the workers, where a long-lived trainer per shard (a worker-side registry keyed by
+the fit) runs the compiled lock-free kernel on the worker's cores. Between rounds only params
+travel; the client keeps the params of the last finished round, so every round is a checkpoint.
+
+Two ways to combine the shards, chosen from the spec alone (`plan`):
+- "average": every shard runs an epoch (or a fraction of one) from the same params; the client
+  averages each coordinate weighted by how many of each shard's terms touch it. Any spec whose
+  terms can be split: rows of a row block whose dim no param and no other block uses (SVM,
+  logistic, FM), stored entries of an entry block (graph terms, shared 0-D params such as a
+  global bias, several blocks).
+- "dsgd" (Gemulla et al., KDD 2011): one entry block `for (u, v) in r` whose params are each
+  indexed by u alone or by v alone (matrix completion). Users and items are split into d blocks
+  (d = workers); in sub-epoch s shard k trains block (k, (k + s) mod d): the d blocks of one
+  stratum share no row and no column, so nothing needs averaging.
+
+Each shard's trainer uses the whole data's deg(c) for the degree split (LANGUAGE.md), so the
+shards' objectives add up to the single-machine objective exactly.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import ir
+from .errors import DataError, HogwildError
+
+POLL_SECONDS = 0.2        # how often a waiting client checks that the workers it waits on live
+LOST_WAIT_SECONDS = 60    # how long to wait for any worker once all are gone
+
+
+# ---------------------------------------------------------------- the plan (pure functions)
+
+
+@dataclass
+class Plan:
+    """How a spec is spread over d shards: the mode, and per datum how it splits ("rows" with
+    its block's terms, "entries" of an entry block, "whole": every shard gets all of it). For
+    DSGD, `role` says per param whether its first axis is the user ("u") or item ("v") dim."""
+    mode: str
+    split: dict
+    over: str | None = None
+    role: dict = field(default_factory=dict)
+    why: str = ""
+
+
+def plan(spec: ir.Spec) -> Plan:
+    """Choose DSGD or averaging for `spec`; HogwildError for terms that cannot be split."""
+    split = {d.name: "whole" for d in spec.data}
+    for b in spec.blocks:
+        if b.kind == "entries":
+            split[b.over] = "entries"
+            continue
+        users = [f"param '{p.name}'" for p in spec.params if b.over in p.dims]
+        users += [f"data '{d.name}'" for d in spec.data if b.over in d.dims[1:]]
+        users += [f"the block on line {o.line}" for o in spec.blocks if o is not b and
+                  (o.over == b.over or any(v.dim == b.over for v in o.vars))]
+        if users:
+            raise HogwildError(
+                f"distributed.fit cannot split the terms of the block on spec line {b.line}: "
+                f"its dim '{b.over}' is also used by {users[0]}, so a shard of its rows is not "
+                "a smaller problem of the same kind; train this spec on one machine")
+        for d in spec.data:
+            if d.dims and d.dims[0] == b.over:
+                split[d.name] = "rows"
+    why = _dsgd_obstacle(spec)
+    if why:
+        return Plan("average", split, why=why)
+    b = spec.blocks[0]
+    u, v = b.vars
+    role = {p.name: ("u" if p.dims[0] == u.dim else "v") for p in spec.params}
+    return Plan("dsgd", split, over=b.over, role=role)
+
+
+def _dsgd_obstacle(spec: ir.Spec) -> str:
+    """Why DSGD does not apply to `spec` ("" if it does): every term must write only its row's
+    and its column's params, with rows and columns in different dims."""
+    if len(spec.blocks) != 1 or spec.blocks[0].kind != "entries":
+        return "DSGD needs exactly one block, an entry block"
+    b = spec.blocks[0]
+    u, v = b.vars
+    if u.dim == v.dim:
+        return f"both ends of a term index dim '{u.dim}' (graph terms)"
+    if any(d.name != b.over for d in spec.data):
+        return "data besides the entries' matrix would have to be split as well"
+    consts = dict(spec.consts)
+    for p in spec.params:
+        if not p.dims or p.dims[0] not in (u.dim, v.dim) or \
+                any(dim not in consts for dim in p.dims[1:]):
+            return f"param '{p.name}' is shared by terms of every row and column"
+    for node in ir.walk(b.objective):
+        if isinstance(node, ir.ParamAt):
+            first = node.index[0]
+            want = u if spec.param(node.name).dims[0] == u.dim else v
+            if first != want:
+                return f"'{node}' is not indexed by the term's own {want.dim}"
+    if any(d.kind != "var" for d in b.degs):
+        return "a regularizer reaches beyond the term's row and column"
+    return ""
+
+
+def dsgd_schedule(d: int) -> list[list[tuple[int, int]]]:
+    """The strata of one DSGD epoch: in sub-epoch s, shard k trains block (k, (k + s) mod d).
+    The blocks of one stratum share no user block and no item block."""
+    return [[(k, (k + s) % d) for k in range(d)] for s in range(d)]
+
+
+def dsgd_blocks(n: int, d: int, seed: int) -> np.ndarray:
+    """The block (0..d-1) of each of n ids: a seeded random split into d near-equal blocks, so
+    that popular ids (often the small ones) do not all land in one block."""
+    block = np.empty(n, dtype=np.int64)
+    block[np.random.default_rng(seed).permutation(n)] = np.arange(n) % d
+    return block
+
+
+# ---------------------------------------------------------------- counting touches and degrees
+
+
+def _term_ids(spec: ir.Spec, block: ir.Block, data: dict, var: ir.Var) -> np.ndarray:
+    """The value of term var `var` for every term of `block`."""
+    if block.kind == "rows":
+        return np.arange(_n_terms(spec, block, data), dtype=np.int64)
+    m = data[block.over]
+    if var == block.vars[0]:
+        return np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))
+    return m.indices.astype(np.int64)
+
+
+def _n_terms(spec: ir.Spec, block: ir.Block, data: dict) -> int:
+    """How many terms `block` has in `data`: stored entries, or rows of its dim."""
+    if block.kind == "entries":
+        return int(data[block.over].nnz)
+    name = next(d.name for d in spec.data if d.dims and d.dims[0] == block.over)
+    return int(data[name].shape[0])
+
+
+def _counts(spec: ir.Spec, block: ir.Block, data: dict, var, size) -> np.ndarray:
+    """How many terms of `block` reach each index of a param axis through `var`: a term var,
+    or a sparse var over the support of a sparse row; None (all terms) otherwise."""
+    if not isinstance(var, ir.Var):
+        return None
+    if var.kind == "term":
+        return np.bincount(_term_ids(spec, block, data, var), minlength=size).astype(np.float64)
+    if var.kind == "sparse":
+        x = data[var.source[0]]
+        row_var = next(t for t in block.vars if t.name == var.source[1])
+        per_row = np.bincount(_term_ids(spec, block, data, row_var), minlength=x.shape[0])
+        weights = np.repeat(per_row.astype(np.float64), np.diff(x.indptr))
+        return np.bincount(x.indices, weights=weights, minlength=size)
+    return None
+
+
+def touches(spec: ir.Spec, data: dict) -> dict:
+    """Per param, how many terms touch each index of its first axis (a number for 0-D params
+    and params every term touches): the weights of averaging. `data` is one shard's."""
+    sizes = _dim_sizes(spec, data)
+    out = {p.name: 0.0 for p in spec.params}
+    for b in spec.blocks:
+        n = _n_terms(spec, b, data)
+        seen = set()
+        for node in ir.walk(b.objective):
+            if not isinstance(node, ir.ParamAt):
+                continue
+            first = node.index[0] if node.index else None
+            if (node.name, first) in seen:
+                continue
+            seen.add((node.name, first))
+            p = spec.param(node.name)
+            c = _counts(spec, b, data, first, sizes.get(p.dims[0])) if p.dims else None
+            out[p.name] = out[p.name] + (n if c is None else c)
+    return out
+
+
+def degree_counts(spec: ir.Spec, data: dict) -> dict:
+    """Per reg target of the degree split, how many of this shard's terms touch each
+    coordinate (a number for whole-param targets); summed over shards: the whole data's."""
+    sizes = _dim_sizes(spec, data)
+    out = {}
+    for b in spec.blocks:
+        for deg in b.degs:
+            if deg.kind == "all":
+                out[deg.name] = float(_n_terms(spec, b, data))
+                continue
+            var = next(t for t in b.vars if t.name == deg.var)
+            if deg.kind == "var":
+                out[deg.name] = _counts(spec, b, data, var, sizes[deg.dim])
+            else:
+                sparse = ir.Var("_", deg.dim, "sparse", (deg.data, deg.var))
+                out[deg.name] = _counts(spec, b, data, sparse, sizes[deg.dim])
+    return out
+
+
+def _dim_sizes(spec: ir.Spec, data: dict) -> dict:
+    sizes = dict(spec.consts)
+    for d in spec.data:
+        if d.name in data:
+            sizes.update({dim: data[d.name].shape[a] for a, dim in enumerate(d.dims)})
+    return sizes
+
+
+def _inverse(counts):
+    if np.isscalar(counts):
+        return 1.0 / counts if counts > 0 else 0.0
+    with np.errstate(divide="ignore"):
+        return np.where(counts > 0, 1.0 / np.maximum(counts, 1e-300), 0.0)
+
+
+def average(old: dict, results: list, weights: list) -> dict:
+    """Each coordinate: the mean of the shards' values weighted by the shards' touches of it;
+    a coordinate no shard touched keeps its old value."""
+    out = {}
+    for name, before in old.items():
+        num, den = 0.0, 0.0
+        for res, w in zip(results, weights):
+            wk = w[name]
+            if not np.isscalar(wk):
+                wk = wk.reshape(wk.shape + (1,) * (before.ndim - 1))
+            num = num + wk * res[name]
+            den = den + wk
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[name] = np.where(den > 0, num / np.where(den > 0, den, 1.0), before)
+    return out
+
+
+# ---------------------------------------------------------------- the worker side
+
+_SHARDS: dict = {}          # (fit id, shard) -> list of parts, in each worker process
+_TRAINERS: dict = {}        # module signature -> its shard trainer class
+
+
+def _shard_trainer(mod):
+    """A subclass of the module's Trainer whose degree split uses the whole data's deg(c),
+    given in `whole_degrees` (1/deg per reg target), instead of the shard's own counts."""
+    cls = _TRAINERS.get(mod.SIGNATURE)
+    if cls is None:
+        degs = [deg for b in mod.Trainer.spec.blocks for deg in b.degs]
+
+        def _prepare(self, data, *args, **kwargs):
+            arrays, sizes, perms = mod.Trainer._prepare(self, data, *args, **kwargs)
+            for deg in degs:
+                value = self.whole_degrees.get(deg.name)
+                if value is None:
+                    continue
+                if deg.kind == "all":
+                    if deg.name in sizes:
+                        sizes[deg.name] = value
+                elif deg.name in arrays:
+                    arrays[deg.name] = np.take(value, perms[deg.dim]) if deg.dim in perms \
+                        else value
+            return arrays, sizes, perms
+
+        cls = type("ShardTrainer", (mod.Trainer,), {"_prepare": _prepare, "whole_degrees": {}})
+        _TRAINERS[mod.SIGNATURE] = cls
+    return cls
+
+
+@dataclass
+class _Part:
+    """One unit of a shard's work: its data and the trainer that keeps them between rounds (the
+    lock: a cancelled round may still run when the next one arrives)."""
+    data: dict
+    trainer: object
+    n_terms: int
+    lock: object = field(default_factory=threading.Lock)
+
+
+def _load(key, shard, spec_text, consts, plan_, settings, source):
+    """Build this shard's parts on the worker and keep them; return what the client needs to
+    combine them: per part its terms, touches and degree counts."""
+    import hogwild_dsl
+    from distributed import get_worker
+    mod = hogwild_dsl.load(text=spec_text, consts=consts)
+    spec = mod.Trainer.spec
+    threads = settings["threads"] or get_worker().state.nthreads
+    if plan_.mode == "dsgd":
+        datas = [{plan_.over: m} for m in _dsgd_parts(source, settings)]
+    else:
+        datas = _split_parts(spec, plan_, _assemble(spec, plan_, source, settings),
+                             settings["parts"], settings["seed"] + 7919 * shard)
+    cls = _shard_trainer(mod)
+    parts, summary = [], []
+    for i, data in enumerate(datas):
+        t = cls(threads=threads, epochs=0, seed=settings["seed"] + 1000 * shard + i,
+                **settings["trainer"])
+        t.fit(**data)                       # checks the shard's data (DataError) and sizes it
+        n = sum(_n_terms(spec, b, data) for b in spec.blocks)
+        parts.append(_Part(data, t, n))
+        summary.append({"terms": n, "touches": touches(spec, data),
+                        "degrees": degree_counts(spec, data),
+                        "params": t.params if i == 0 and shard == 0 else None})
+    _SHARDS[(key, shard)] = parts
+    return summary
+
+
+def _set_degrees(key, shard, inverse_degrees):
+    for part, inv in zip(_SHARDS[(key, shard)], inverse_degrees):
+        part.trainer.whole_degrees = inv
+
+
+def _train(key, shard, part, params, step):
+    """One round of one part: an epoch from `params` at `step`; the new params and the time."""
+    p = _SHARDS[(key, shard)][part]
+    with p.lock:
+        t = p.trainer
+        t.params = _copy(params)
+        began = time.perf_counter()
+        if p.n_terms:
+            t.epochs, t.step, t.decay = 1, step, 1.0
+            t.fit(**p.data)
+        return t.params, time.perf_counter() - began
+
+
+def _objective_sum(key, shard, params):
+    """The sum over this shard's terms of their objective at `params` (one dict for every part,
+    or a list of one per part)."""
+    total = 0.0
+    parts = _SHARDS[(key, shard)]
+    for i, p in enumerate(parts):
+        if p.n_terms:
+            with p.lock:
+                p.trainer.params = _copy(params[i] if isinstance(params, list) else params)
+                total += p.trainer.objective(**p.data) * p.n_terms
+    return total
+
+
+def _copy(params):
+    return {k: np.array(v, dtype=np.float64, order="C") for k, v in params.items()}
+
+
+def _forget(key):
+    for k in [k for k in _SHARDS if k[0] == key]:
+        del _SHARDS[k]
+
+
+# ---------------------------------------------------------------- shard data, on either side
+
+
+def _assemble(spec, plan_, source: dict, settings) -> dict:
+    """One shard's data from its pieces: values as given, or lists of row chunks to stack, or
+    triplet pieces to build an entries matrix of the whole shape."""
+    out = {}
+    for name, (kind, value) in source.items():
+        if kind == "value":
+            out[name] = value
+        elif kind == "chunks":
+            out[name] = sp.vstack(value, format="csr") if any(sp.issparse(c) for c in value) \
+                else np.concatenate([np.asarray(c) for c in value])
+        else:
+            u, v, val = _concat_triplets([_triplets(name, p) for p in value])
+            out[name] = _coo(name, u, v, val, settings["shapes"][name])
+    return out
+
+
+def _split_parts(spec, plan_, data: dict, n_parts: int, seed: int) -> list[dict]:
+    """Split a shard's terms at random into n_parts (for rounds of a fraction of an epoch)."""
+    if n_parts == 1:
+        return [data]
+    rng = np.random.default_rng(seed)
+    parts = [dict() for _ in range(n_parts)]
+    rows = {n for n, how in plan_.split.items() if how == "rows" and n in data}
+    if rows:
+        n_rows = data[next(iter(rows))].shape[0]
+        order = rng.permutation(n_rows)
+        for i in range(n_parts):
+            idx = np.sort(order[i::n_parts])
+            for n in rows:
+                parts[i][n] = data[n][idx]
+    for n, how in plan_.split.items():
+        if n not in data:
+            continue
+        if how == "entries":
+            m = sp.coo_matrix(data[n])
+            order = rng.permutation(m.nnz)
+            for i in range(n_parts):
+                idx = np.sort(order[i::n_parts])
+                parts[i][n] = _coo(n, m.row[idx], m.col[idx], m.data[idx], m.shape)
+        elif how == "whole":
+            for part in parts:
+                part[n] = data[n]
+    return parts
+
+
+def _dsgd_parts(source, settings) -> list:
+    """Shard k's d blocks (k, j) of the entries, in block-local ids (j = item block)."""
+    k, d = source["shard"], settings["d"]
+    u, v, val = _concat_triplets([_triplets(settings["over"], p) for p in source["pieces"]])
+    user_block, item_block = settings["user_block"], settings["item_block"]
+    keep = user_block[u] == k
+    u, v, val = u[keep], v[keep], val[keep]
+    user_local = _local_ids(user_block)
+    item_local = _local_ids(item_block)
+    n_users = int(np.count_nonzero(user_block == k))
+    out = []
+    for j in range(d):
+        sel = item_block[v] == j
+        shape = (n_users, int(np.count_nonzero(item_block == j)))
+        out.append(_coo(settings["over"], user_local[u[sel]], item_local[v[sel]], val[sel], shape))
+    return out
+
+
+def _local_ids(block: np.ndarray) -> np.ndarray:
+    """Each id's rank within its own block (ids kept in increasing order inside a block)."""
+    local = np.empty_like(block)
+    for b in np.unique(block):
+        members = np.flatnonzero(block == b)
+        local[members] = np.arange(members.size)
+    return local
+
+
+def _triplets(name, piece):
+    """(u, v, value) arrays of a piece: (u, v, value) arrays, a (sparse rows, first row) pair,
+    or a triplet table (its first three columns; later ones are ignored, as in triplet files)."""
+    if isinstance(piece, tuple) and len(piece) == 3:
+        return piece
+    if isinstance(piece, tuple):
+        m, first = piece
+        m = sp.coo_matrix(m)
+        return m.row.astype(np.int64) + first, m.col.astype(np.int64), m.data.astype(np.float64)
+    try:
+        cols = [np.asarray(piece.iloc[:, i]) for i in range(3)]
+        u, v = (np.asarray(c, dtype=np.float64) for c in cols[:2])
+        val = np.asarray(cols[2], dtype=np.float64)
+    except (AttributeError, IndexError, TypeError, ValueError) as e:
+        raise DataError(f"data '{name}': a triplet table needs three numeric columns "
+                        f"(u, v, value): {e}") from None
+    if np.any(u != np.floor(u)) or np.any(v != np.floor(v)) or \
+            (u.size and (u.min() < 0 or v.min() < 0)):
+        raise DataError(f"data '{name}': triplet ids must be non-negative integers")
+    return u.astype(np.int64), v.astype(np.int64), val
+
+
+def _concat_triplets(pieces):
+    if not pieces:
+        return (np.zeros(0, np.int64),) * 2 + (np.zeros(0),)
+    return tuple(np.concatenate([p[i] for p in pieces]) for i in range(3))
+
+
+def _coo(name, u, v, val, shape):
+    if u.size and (u.max() >= shape[0] or v.max() >= shape[1]):
+        raise DataError(f"data '{name}': an entry ({int(u.max())}, {int(v.max())}) lies "
+                        f"outside its shape {tuple(shape)}")
+    return sp.csr_matrix((val, (u, v)), shape=tuple(int(s) for s in shape))
+
+
+# ---------------------------------------------------------------- the client side
+
+
+def _is_dask(value) -> bool:
+    try:
+        import dask
+    except ImportError:
+        return False
+    return dask.is_dask_collection(value)
+
+
+def _is_frame(value) -> bool:
+    return hasattr(value, "columns") and hasattr(value, "to_delayed")
+
+
+class _Job:
+    """One distributed fit, on the client: shards, where they live, and how to (re)load them."""
+
+    def __init__(self, mod, client, trainer, plan_, threads, parts, seed):
+        self.mod, self.client, self.t, self.plan = mod, client, trainer, plan_
+        self.spec = trainer.spec
+        self.key = uuid.uuid4().hex
+        self.workers = _alive(client)
+        if not self.workers:
+            raise HogwildError("the Dask cluster has no workers")
+        self.d = len(self.workers)
+        self.settings = {"threads": threads, "parts": parts, "seed": seed, "shapes": {},
+                         "trainer": {"sync": trainer.sync, "order": trainer.order,
+                                     "chunk": trainer.chunk}}
+        self.sources: dict = {}       # shard -> its source (client values or futures)
+        self.host: dict = {}          # shard -> the worker that holds it
+        self.keep = []                # futures of the input data, kept alive for reloads
+        self.summary: dict = {}
+
+    # -- intake
+    def intake(self, data: dict):
+        """Check names, then cut the data into one source per shard."""
+        declared = {d.name for d in self.spec.data}
+        for name in data:
+            if name not in declared:
+                raise DataError(f"unknown data name '{name}': model '{self.spec.model}' "
+                                f"declares {', '.join(sorted(declared)) or 'no data'}")
+        for name in declared:
+            if data.get(name) is None:
+                raise DataError(f"missing data '{name}'")
+        lazy = {n for n, v in data.items() if _is_dask(v)}
+        if not lazy:        # check everything here, before anything is sent; params start
+            checker = self.mod.Trainer(epochs=0, seed=self.settings["seed"])
+            checker.fit(**data)
+            self.t.params = checker.params
+        if self.plan.mode == "dsgd":
+            self._intake_dsgd(data[self.plan.over])
+        else:
+            self._intake_average(data, lazy)
+
+    def _intake_average(self, data, lazy):
+        d, rng = self.d, np.random.default_rng(self.settings["seed"])
+        split = self.plan.split
+        sources = [dict() for _ in range(d)]
+        rows = [n for n in data if split[n] == "rows"]
+        lazy_rows = [n for n in rows if n in lazy]
+        if lazy_rows:                 # shards follow the row chunks, kept where they are
+            groups, bounds = self._row_chunks(data, rows, lazy_rows)
+            for n in rows:
+                for k in range(d):
+                    pieces = [groups[n][c] if n in lazy else data[n][bounds[c]:bounds[c + 1]]
+                              for c in self.assignment[k]]
+                    sources[k][n] = ("chunks", pieces)
+        elif rows:
+            n_rows = _shape(data[rows[0]])[0]
+            order = rng.permutation(n_rows)
+            for k in range(d):
+                idx = np.sort(order[k::d])
+                for n in rows:
+                    sources[k][n] = ("value", _rows_of(data[n], idx))
+        for n in data:
+            if split[n] == "entries":
+                self._intake_entries(n, data[n], sources, rng, data)
+            elif split[n] == "whole":
+                value = self._whole(data[n]) if n in lazy else data[n]
+                for k in range(d):
+                    sources[k][n] = ("value", value)
+        self.sources = dict(enumerate(sources))
+        self.host = {k: self.workers[k] for k in range(d)}
+
+    def _row_chunks(self, data, rows, lazy_rows):
+        """Persist the row chunks of dask inputs on the workers; give each shard the chunks
+        its worker already holds (balanced)."""
+        first = data[lazy_rows[0]]
+        bounds = np.concatenate([[0], np.cumsum(first.chunks[0])]).astype(np.int64)
+        groups = {}
+        for n in lazy_rows:
+            x = data[n]
+            if x.ndim > 1 and x.numblocks[1] != 1:
+                if x.npartitions and _is_sparse_meta(x):
+                    raise DataError(f"data '{n}': a dask array of sparse blocks must be chunked "
+                                    "by rows only (one chunk across the columns)")
+                x = x.rechunk({1: -1})
+            if x.chunks[0] != first.chunks[0]:
+                x = x.rechunk({0: first.chunks[0]})
+            futures = self.client.compute(list(x.to_delayed().ravel()))
+            self.keep += futures
+            groups[n] = futures
+        self.assignment = self._assign(groups[lazy_rows[0]], bounds)
+        return groups, bounds
+
+    def _assign(self, futures, bounds):
+        """Chunk indices per shard: each chunk to the worker that holds it, unless that worker
+        already has its share of rows; then to the least loaded."""
+        from distributed import wait
+        wait(futures)
+        holders = self.client.who_has(futures)
+        d, total = self.d, bounds[-1]
+        load = [0] * d
+        out = [[] for _ in range(d)]
+        for c, f in enumerate(futures):
+            size = int(bounds[c + 1] - bounds[c])
+            where = [self.workers.index(w) for w in holders.get(f.key, ()) if w in self.workers]
+            k = next((k for k in where if load[k] + size <= total / d * 1.25), None)
+            if k is None:
+                k = int(np.argmin(load))
+            out[k].append(c)
+            load[k] += size
+        return out
+
+    def _intake_entries(self, name, value, sources, rng, data):
+        d = self.d
+        if _is_dask(value):
+            pieces, shape = self._triplet_pieces(name, value, data)
+            self.settings["shapes"][name] = shape
+            for k in range(d):
+                sources[k][name] = ("triplets", pieces[k::d])
+            return
+        m = sp.coo_matrix(value)
+        order = rng.permutation(m.nnz)
+        for k in range(d):
+            idx = np.sort(order[k::d])
+            sources[k][name] = ("value", sp.csr_matrix(
+                (m.data[idx], (m.row[idx], m.col[idx])), shape=m.shape))
+
+    def _triplet_pieces(self, name, value, data):
+        """Futures of the pieces of a dask entries matrix (a dask dataframe of triplets, or a
+        dask array of sparse row chunks), and its shape."""
+        dims = self.spec.datum(name).dims
+        if _is_frame(value):
+            futures = self.client.compute(list(value.to_delayed()))
+            self.keep += futures
+            known = _known_dims(self.spec, data)
+            if all(dim in known for dim in dims):
+                shape = tuple(known[dim] for dim in dims)
+            else:
+                high = self.client.gather(self.client.map(_max_ids, futures,
+                                                          [name] * len(futures)))
+                high = np.max(np.array(high), axis=0) if high else np.zeros(2, np.int64)
+                shape = tuple(known.get(dim, int(h) + 1) for dim, h in zip(dims, high))
+            return futures, shape
+        x = value if value.numblocks[1] == 1 else value.rechunk({1: -1})
+        starts = np.concatenate([[0], np.cumsum(x.chunks[0])[:-1]])
+        chunks = self.client.compute(list(x.to_delayed().ravel()))
+        self.keep += chunks
+        return [self.client.submit(_with_offset, c, int(s)) for c, s in zip(chunks, starts)], \
+            tuple(int(s) for s in x.shape)
+
+    def _whole(self, value):
+        """A dask input every shard needs whole: its blocks, assembled on each worker."""
+        x = value.rechunk({a: -1 for a in range(1, value.ndim)}) if value.ndim > 1 else value
+        futures = self.client.compute(list(x.to_delayed().ravel()))
+        self.keep += futures
+        return self.client.submit(_stack, futures)
+
+    def _intake_dsgd(self, value):
+        """Users and items into d blocks; shard k gets user block k's entries."""
+        d, seed, name = self.d, self.settings["seed"], self.plan.over
+        if _is_dask(value):
+            pieces, shape = self._triplet_pieces(name, value, {})
+        else:
+            m = sp.coo_matrix(value)
+            shape = m.shape
+            pieces = [(m.row.astype(np.int64), m.col.astype(np.int64), m.data)]
+        user_block = dsgd_blocks(shape[0], d, seed)
+        item_block = dsgd_blocks(shape[1], d, seed + 1)
+        self.settings.update(d=d, over=name, user_block=user_block, item_block=item_block)
+        self.users = [np.flatnonzero(user_block == k) for k in range(d)]
+        self.items = [np.flatnonzero(item_block == j) for j in range(d)]
+        if not self.t.params:        # dask input: the params of the whole shape, seeded
+            init = self.mod.Trainer(epochs=0, seed=seed)
+            init.fit(**{name: sp.csr_matrix(shape)})
+            self.t.params = init.params
+        blocks = self.client.scatter(user_block, broadcast=True) if _is_dask(value) else None
+        for k in range(d):
+            if _is_dask(value):
+                split = [self.client.submit(_split_triplets, p, blocks, k, name, pure=False)
+                         for p in pieces]
+                self.sources[k] = {"shard": k, "pieces": split}
+            else:
+                u, v, val = pieces[0]
+                keep = user_block[u] == k
+                self.sources[k] = {"shard": k, "pieces": [(u[keep], v[keep], val[keep])]}
+            self.host[k] = self.workers[k]
+
+    # -- loading shards onto workers
+    def load(self, shards):
+        """(Re)build the given shards on their hosts; numpy/scipy pieces are sent from here."""
+        futures = {}
+        for k in shards:
+            source = self.sources[k]
+            if self.plan.mode != "dsgd":
+                source = {n: (kind, self._send(v, k) if kind == "value" else
+                              [self._send(p, k) for p in v] if kind == "chunks" else v)
+                          for n, (kind, v) in source.items()}
+            else:
+                source = {"shard": k, "pieces": [self._send(p, k) for p in source["pieces"]]}
+            futures[k] = self.client.submit(
+                _load, self.key, k, self.mod.SPEC, dict(self.mod.CONSTS), self.plan,
+                self.settings, source, workers=[self.host[k]], pure=False)
+        self.summary.update(self.wait(futures))
+
+    def _send(self, value, k):
+        """Client values travel to shard k's worker once; futures stay where they are."""
+        from distributed import Future
+        if isinstance(value, Future) or value is None:
+            return value
+        return self.client.scatter([value], workers=[self.host[k]], hash=False)[0]
+
+    def wait(self, futures: dict) -> dict:
+        """Results of per-shard futures; a lost worker raises _Lost, a HogwildError inside a
+        worker reaches the caller as it was."""
+        from distributed import wait
+        while True:
+            pending = [f for f in futures.values() if f.status == "pending"]
+            if pending:
+                try:
+                    wait(pending, timeout=POLL_SECONDS, return_when="FIRST_COMPLETED")
+                except TimeoutError:
+                    pass
+            alive = set(_alive(self.client))
+            for k, f in futures.items():
+                lost = self.host[k] not in alive
+                if f.status == "error" and (not lost or isinstance(f.exception(), HogwildError)):
+                    self._cancel({j: g for j, g in futures.items() if g is not f})
+                    f.result()                # raises the worker's exception as it was
+                if f.status not in ("finished", "error") and not lost:
+                    continue
+                if lost and f.status != "finished":
+                    self._cancel(futures)
+                    raise _Lost()
+            if all(f.status == "finished" for f in futures.values()):
+                return {k: f.result() for k, f in futures.items()}
+
+    def _cancel(self, futures):
+        self.client.cancel(list(futures.values()))
+
+    def rehost(self) -> list:
+        """Give the shards of lost workers to the live ones (fewest shards first); return them.
+        Waits a while for a worker if none is left (a nanny restarts killed ones)."""
+        alive = _alive(self.client)
+        deadline = time.monotonic() + LOST_WAIT_SECONDS
+        while not alive and time.monotonic() < deadline:
+            time.sleep(POLL_SECONDS)
+            alive = _alive(self.client)
+        if not alive:
+            raise HogwildError("every Dask worker was lost; the fit cannot go on")
+        lost = [k for k, w in self.host.items() if w not in alive]
+        for k in lost:
+            counts = {w: sum(1 for h in self.host.values() if h == w) for w in alive}
+            self.host[k] = min(alive, key=lambda w: counts[w])
+        return lost
+
+    def recover(self):
+        """After a lost worker: rebuild its shards on the survivors, then go on."""
+        while True:
+            lost = self.rehost()
+            try:
+                self.load(lost)
+                self.send_degrees(lost)
+                return
+            except _Lost:
+                continue
+
+    # -- degrees
+    def whole_degrees(self):
+        """The whole data's 1/deg(c) per reg target, from the shards' counts."""
+        totals = {}
+        for k, parts in sorted(self.summary.items()):
+            for i, part in enumerate(parts):
+                for name, c in part["degrees"].items():
+                    totals[name] = self._to_global(name, k, i, c, totals.get(name))
+        self.inverse = {n: _inverse(c) for n, c in totals.items()}
+
+    def _to_global(self, name, k, i, counts, total):
+        if np.isscalar(counts) or self.plan.mode != "dsgd":
+            return counts if total is None else total + counts
+        dim = self._deg_dim(name)
+        ids = self.users[k] if dim == "u" else self.items[i]
+        size = len(self.settings["user_block"] if dim == "u" else self.settings["item_block"])
+        total = np.zeros(size) if total is None else total
+        total[ids] += counts
+        return total
+
+    def _deg_dim(self, name):
+        b = self.spec.blocks[0]
+        deg = next(x for x in b.degs if x.name == name)
+        return "u" if deg.var == b.vars[0].name else "v"
+
+    def send_degrees(self, shards):
+        futures = {}
+        for k in shards:
+            per_part = []
+            for i, _ in enumerate(self.summary[k]):
+                inv = self.inverse
+                if self.plan.mode == "dsgd":
+                    inv = {n: v if np.isscalar(v) else
+                           v[self.users[k] if self._deg_dim(n) == "u" else self.items[i]]
+                           for n, v in inv.items()}
+                per_part.append(inv)
+            futures[k] = self.client.submit(_set_degrees, self.key, k, per_part,
+                                            workers=[self.host[k]], pure=False)
+        self.wait(futures)
+
+    def close(self):
+        """Drop the shards on the workers; the input futures go with this job (never cancelled:
+        they may be the user's persisted collections)."""
+        try:
+            self.client.run(_forget, self.key)
+        except Exception:   # noqa: BLE001 -- a cluster going down takes the shards with it
+            pass
+        self.keep = []
+
+
+class _Lost(Exception):
+    """A worker holding a shard left the cluster during a step."""
+
+
+def _alive(client) -> list:
+    return sorted(client.scheduler_info(n_workers=-1)["workers"])
+
+
+def _is_sparse_meta(x) -> bool:
+    return sp.issparse(getattr(x, "_meta", None))
+
+
+def _shape(value):
+    return value.shape if hasattr(value, "shape") else np.asarray(value).shape
+
+
+def _rows_of(value, idx):
+    if sp.issparse(value):
+        return sp.csr_matrix(value)[idx]
+    return np.asarray(value)[idx]
+
+
+def _known_dims(spec, data) -> dict:
+    dims = dict(spec.consts)
+    for d in spec.data:
+        value = data.get(d.name)
+        if value is None or _is_frame(value):
+            continue
+        shape = _shape(value)
+        if all(isinstance(s, (int, np.integer)) for s in shape):
+            dims.update({dim: int(s) for dim, s in zip(d.dims, shape)})
+    return dims
+
+
+def _max_ids(frame, name):
+    u, v, _ = _triplets(name, frame)
+    return [int(u.max()) if u.size else -1, int(v.max()) if v.size else -1]
+
+
+def _with_offset(chunk, first):
+    return (chunk, first)
+
+
+def _stack(blocks):
+    return sp.vstack(blocks, format="csr") if any(sp.issparse(b) for b in blocks) \
+        else np.concatenate([np.asarray(b) for b in blocks])
+
+
+def _split_triplets(piece, user_block, k, name):
+    u, v, val = _triplets(name, piece)
+    if u.size and u.max() >= user_block.size:
+        raise DataError(f"data '{name}': user id {int(u.max())} is out of range "
+                        f"[0, {user_block.size})")
+    keep = user_block[u] == k
+    return u[keep], v[keep], val[keep]
+
+
+# ---------------------------------------------------------------- the public entry point
+
+
+def fit(mod, client, *, epochs=None, seed=0, threads_per_worker=None, rounds_per_epoch=1,
+        step=None, decay=None, progress=False, **data):
+    """Train `mod`'s spec on the workers of a Dask `client`; return a local Trainer.
+
+    Data are given by the spec's data names, as numpy/scipy values (split by terms and sent to
+    the workers once) or as dask collections, which stay on the workers: a dask array chunked
+    by rows (of scipy sparse blocks for sparse data) for the data of a row block, a dask
+    dataframe of (u, v, value) triplets (or a dask array of sparse row chunks) for an entry
+    block's matrix. Entry blocks whose params are each indexed by the term's row or column
+    alone train by DSGD (one round per stratum, d rounds per epoch); other specs average the
+    shards' params after every round (`rounds_per_epoch` rounds per epoch, averaging only):
+    shared 0-D params, graph terms, several blocks. A worker lost in a round costs that round,
+    not the fit; an error inside a worker is raised here as the HogwildError it was.
+    """
+    t = mod.Trainer(epochs=epochs, step=step, decay=decay, seed=seed)
+    if isinstance(rounds_per_epoch, bool) or not isinstance(rounds_per_epoch, int) or \
+            rounds_per_epoch < 1:
+        raise HogwildError(f"rounds_per_epoch must be a positive integer, not "
+                           f"{rounds_per_epoch!r}")
+    if threads_per_worker is not None and (isinstance(threads_per_worker, bool) or not
+                                           isinstance(threads_per_worker, int) or
+                                           threads_per_worker < 1):
+        raise HogwildError(f"threads_per_worker must be a positive integer, not "
+                           f"{threads_per_worker!r}")
+    plan_ = plan(t.spec)
+    parts = 1 if plan_.mode == "dsgd" else rounds_per_epoch
+    job = _Job(mod, client, t, plan_, threads_per_worker, parts, seed)
+    try:
+        job.intake(data)
+        _run(job, t, progress)
+    finally:
+        job.close()
+    return t
+
+
+def _run(job: _Job, t, progress: bool):
+    """Load the shards, then run the rounds; each round starts from the client's params."""
+    shards = sorted(job.sources)
+    while True:
+        try:
+            job.load(shards)
+            break
+        except _Lost:                 # a worker left while loading: reload all elsewhere
+            job.rehost()
+    if not t.params:
+        t.params = job.summary[0][0]["params"]
+    job.whole_degrees()
+    while True:
+        try:
+            job.send_degrees(shards)
+            break
+        except _Lost:
+            job.recover()
+    n_terms = sum(p["terms"] for parts in job.summary.values() for p in parts)
+    params = {k: np.array(v) for k, v in t.params.items()}
+    rounds = job.d if job.plan.mode == "dsgd" else job.settings["parts"]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=t.epochs * rounds, unit="round",
+                   desc=f"{t.spec.model} on {job.d} Dask workers ({job.plan.mode})")
+    try:
+        for _ in range(t.epochs):
+            epoch = t._epochs_done
+            step = t.step * t.decay ** epoch
+            seconds = communication = 0.0
+            for r in range(rounds):
+                while True:
+                    try:
+                        began = time.perf_counter()
+                        params, compute = _round(job, params, r, step)
+                        wall = time.perf_counter() - began
+                        break
+                    except _Lost:
+                        job.recover()
+                seconds += wall
+                communication += max(wall - compute, 0.0)
+                if bar is not None:
+                    bar.update(1)
+            objective = _objective(job, params) / max(n_terms, 1)
+            t._epochs_done += 1
+            t.history.append({"epoch": t._epochs_done, "objective": objective,
+                              "seconds": seconds, "step": step,
+                              "communication": communication / seconds if seconds else 0.0})
+            if bar is not None:
+                bar.set_postfix(objective=f"{objective:.6g}")
+    finally:
+        if bar is not None:
+            bar.close()
+        for name, value in params.items():
+            t.params[name] = np.array(value, dtype=np.float64, order="C")
+    return t
+
+
+def _round(job: _Job, params: dict, r: int, step: float):
+    """One round: DSGD stratum r, or part r of every shard then the weighted average. Returns
+    the new params and the longest worker compute time (the rest is communication)."""
+    client = job.client
+    if job.plan.mode == "dsgd":
+        d = job.d
+        futures, blocks = {}, {}
+        for k, j in dsgd_schedule(d)[r]:
+            sub = {n: v[job.users[k] if job.plan.role[n] == "u" else job.items[j]]
+                   for n, v in params.items()}
+            blocks[k] = j
+            futures[k] = client.submit(_train, job.key, k, j, sub, step,
+                                       workers=[job.host[k]], pure=False)
+        results = job.wait(futures)
+        new = {n: v.copy() for n, v in params.items()}
+        for k, (res, _) in results.items():
+            for n, v in res.items():
+                ids = job.users[k] if job.plan.role[n] == "u" else job.items[blocks[k]]
+                new[n][ids] = v
+        return new, max(s for _, s in results.values())
+    shared = client.scatter([params], broadcast=True, hash=False)[0]
+    futures = {k: client.submit(_train, job.key, k, r, shared, step, workers=[job.host[k]],
+                                pure=False) for k in job.sources}
+    results = job.wait(futures)
+    ks = sorted(results)
+    new = average(params, [results[k][0] for k in ks],
+                  [job.summary[k][r]["touches"] for k in ks])
+    return new, max(results[k][1] for k in ks)
+
+
+def _objective(job: _Job, params: dict) -> float:
+    """The sum over all terms of their objective at `params`, from every shard's part."""
+    while True:
+        futures = {}
+        shared = job.client.scatter([params], broadcast=True, hash=False)[0] \
+            if job.plan.mode != "dsgd" else None
+        for k in job.sources:
+            if job.plan.mode == "dsgd":
+                by_part = [{n: v[job.users[k] if job.plan.role[n] == "u" else job.items[j]]
+                            for n, v in params.items()} for j in range(job.d)]
+            else:
+                by_part = shared
+            futures[k] = job.client.submit(_objective_sum, job.key, k, by_part,
+                                           workers=[job.host[k]], pure=False)
+        try:
+            return float(sum(job.wait(futures).values()))
+        except _Lost:
+            job.recover()
+
+
+__all__ = ["fit", "plan", "dsgd_schedule", "dsgd_blocks", "touches", "degree_counts",
+           "average", "Plan"]

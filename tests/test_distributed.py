@@ -1,0 +1,246 @@
+"""hogwild_dsl.distributed on a 2-worker LocalCluster (processes, 1 thread each)."""
+import os
+import tracemalloc
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import hogwild_dsl
+from hogwild_dsl import DataError, HogwildError, distributed
+
+from conftest import SPECS, sparse_rows
+
+dask_distributed = pytest.importorskip("distributed")
+da = pytest.importorskip("dask.array")
+
+BIASED_MF = """model bmf
+dim user, item
+const rank = 4
+data r[user, item] : sparse
+param mu = 0
+param L[user, rank] ~ normal(0, 0.1)
+param R[item, rank] ~ normal(0, 0.1)
+for (u, v) in r:
+    loss (mu + dot(L[u], R[v]) - r[u, v])^2
+    reg l2(0.05) on L[u], R[v]
+train step 0.05, decay 0.9, epochs 10
+"""
+
+GRAPH = """model cutedge
+dim node
+const label = 3
+data w[node, node] : sparse
+param x[node, label] ~ uniform(0, 1)
+for (u, v) in w:
+    loss w[u, v] * norm1(x[u] - x[v])
+"""
+
+
+@pytest.fixture(scope="module")
+def client(hog_cache_dir):
+    """One cluster for the module; workers inherit HOGWILD_CACHE_DIR and so share the cache."""
+    cluster = dask_distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1,
+                                            dashboard_address=None)
+    c = dask_distributed.Client(cluster)
+    yield c
+    c.close()
+    cluster.close()
+
+
+@pytest.fixture
+def two_workers(client):
+    client.wait_for_workers(2, timeout=60)
+    return client
+
+
+def ratings(n_users=120, n_items=90, n=2500, rank=5, seed=0):
+    rng = np.random.default_rng(seed)
+    L, R = rng.normal(size=(n_users, rank)), rng.normal(size=(n_items, rank))
+    u, v = rng.integers(0, n_users, n), rng.integers(0, n_items, n)
+    r = sp.csr_matrix(((L[u] * R[v]).sum(1) + 0.1 * rng.normal(size=n), (u, v)),
+                      shape=(n_users, n_items))
+    r.sum_duplicates()
+    return r
+
+
+# ---------------------------------------------------------------- pure parts, no cluster
+
+
+def spec(name):
+    return hogwild_dsl.check((SPECS / f"{name}.hog").read_text())
+
+
+def test_plan_chooses_dsgd_only_where_terms_touch_their_row_and_column():
+    svm = distributed.plan(spec("svm"))
+    assert (svm.mode, svm.split) == ("average", {"X": "rows", "y": "rows"})
+    mc = distributed.plan(spec("mc"))
+    assert (mc.mode, mc.role) == ("dsgd", {"L": "u", "R": "v"})
+    bmf = distributed.plan(hogwild_dsl.check(BIASED_MF))
+    assert bmf.mode == "average" and "mu" in bmf.why
+    with pytest.raises(HogwildError, match="param 'x'"):
+        distributed.plan(spec("cuts"))        # its node block's dim is also x's
+
+
+@pytest.mark.parametrize("d", [2, 3, 5])
+def test_dsgd_strata_never_let_two_workers_write_one_coordinate(d):
+    r = ratings(n_users=70, n_items=50, n=1200, seed=d)
+    ublock, iblock = distributed.dsgd_blocks(70, d, 0), distributed.dsgd_blocks(50, d, 1)
+    m = r.tocoo()
+    covered = set()
+    for stratum in distributed.dsgd_schedule(d):
+        assert sorted(k for k, _ in stratum) == list(range(d))     # every worker busy
+        written_L, written_R = set(), set()
+        for k, j in stratum:
+            covered.add((k, j))
+            mine = (ublock[m.row] == k) & (iblock[m.col] == j)
+            rows, cols = set(m.row[mine]), set(m.col[mine])
+            assert not rows & written_L and not cols & written_R
+            written_L |= rows
+            written_R |= cols
+    assert covered == {(k, j) for k in range(d) for j in range(d)}  # an epoch sees every entry
+    assert np.bincount(ublock).max() - np.bincount(ublock).min() <= 1
+
+
+def test_average_weights_each_coordinate_by_its_touches():
+    old = {"w": np.zeros(3), "b": np.array(0.0)}
+    results = [{"w": np.array([1.0, 1.0, 5.0]), "b": np.array(1.0)},
+               {"w": np.array([3.0, 0.0, 7.0]), "b": np.array(4.0)}]
+    weights = [{"w": np.array([1.0, 2.0, 0.0]), "b": 1.0}, {"w": np.array([3.0, 0.0, 0.0]),
+                                                         "b": 2.0}]
+    new = distributed.average(old, results, weights)
+    assert np.allclose(new["w"], [2.5, 1.0, 0.0]) and new["b"] == pytest.approx(3.0)
+
+
+# ---------------------------------------------------------------- on the cluster
+
+
+def test_row_block_spec_reaches_the_single_machine_objective(two_workers, load_spec):
+    svm = load_spec("svm")
+    X, y = sparse_rows(2000, 100, 8, seed=1, noise=0.05)
+    single = svm.Trainer(epochs=10, threads=1).fit(X=X, y=y).objective(X=X, y=y)
+    t = distributed.fit(svm, two_workers, epochs=10, X=X, y=y)
+    assert isinstance(t, svm.Trainer) and len(t.history) == 10
+    assert t.objective(X=X, y=y) <= 1.03 * single
+    # the shards' objectives add up to the whole data's (whole-data degrees in every shard)
+    assert t.history[-1]["objective"] == pytest.approx(t.objective(X=X, y=y), rel=1e-9)
+    assert 0 <= t.history[-1]["communication"] <= 1
+    assert t.history[-1]["step"] == pytest.approx(0.5 * 0.9 ** 9)
+
+
+def test_entry_block_spec_trains_by_dsgd_to_the_single_machine_objective(two_workers,
+                                                                       load_spec):
+    mc = load_spec("mc")
+    r = ratings()
+    single = mc.Trainer(epochs=10, threads=1).fit(r=r).objective(r=r)
+    t = distributed.fit(mc, two_workers, epochs=10, r=r)
+    assert t.objective(r=r) <= 1.03 * single
+    assert t.history[-1]["objective"] == pytest.approx(t.objective(r=r), rel=1e-9)
+    assert t.history[0]["objective"] > t.history[-1]["objective"]
+
+
+def test_graph_terms_fall_back_to_averaging_in_rounds_of_half_an_epoch(two_workers, load_spec):
+    graph = load_spec(text=GRAPH)              # both ends of an edge write x: no DSGD
+    assert distributed.plan(graph.Trainer.spec).mode == "average"
+    rng = np.random.default_rng(0)
+    u, v = rng.integers(0, 80, 600), rng.integers(0, 80, 600)
+    w = sp.csr_matrix((rng.uniform(0.5, 1, 600), (u, v)), shape=(80, 80))
+    start = graph.Trainer(epochs=0).fit(w=w).objective(w=w)
+    single = graph.Trainer(epochs=6, threads=1).fit(w=w).objective(w=w)
+    t = distributed.fit(graph, two_workers, epochs=6, rounds_per_epoch=2, w=w)
+    assert len(t.history) == 6
+    assert t.history[-1]["objective"] == pytest.approx(t.objective(w=w), rel=1e-9)
+    assert t.objective(w=w) < start - 0.5 * (start - single)
+
+
+def test_bad_input_is_a_clear_error(two_workers, load_spec):
+    svm = load_spec("svm")
+    X, y = sparse_rows(50, 10, 3, seed=0)
+    with pytest.raises(DataError, match="unknown data name 'Z'"):
+        distributed.fit(svm, two_workers, X=X, y=y, Z=y)
+    with pytest.raises(DataError, match="sign"):
+        distributed.fit(svm, two_workers, X=X, y=np.zeros(50))
+    with pytest.raises(HogwildError, match="rounds_per_epoch"):
+        distributed.fit(svm, two_workers, X=X, y=y, rounds_per_epoch=0)
+
+
+def test_an_error_inside_a_worker_reaches_the_caller_as_it_was(two_workers, load_spec):
+    svm = load_spec("svm")
+    X, y = sparse_rows(200, 20, 4, seed=0)
+    y[150] = 0.0                      # only a worker sees this chunk: checked there
+    with pytest.raises(DataError, match="sign"):
+        distributed.fit(svm, two_workers, epochs=1, X=da.from_array(X, chunks=(100, 20)),
+                        y=da.from_array(y, chunks=100))
+
+
+def _chunk(i, rows, cols, nnz_per_row):
+    """A block of sparse rows, made on a worker (never on the client)."""
+    rng = np.random.default_rng(i)
+    indices = np.sort(rng.random((rows, cols)).argsort(axis=1)[:, :nnz_per_row], axis=1)
+    indptr = np.arange(rows + 1) * nnz_per_row
+    return sp.csr_matrix((rng.uniform(0.1, 1, rows * nnz_per_row), indices.ravel(), indptr),
+                         shape=(rows, cols))
+
+
+def _labels(i, rows):
+    return np.where(np.random.default_rng(i + 100).random(rows) < 0.5, -1.0, 1.0)
+
+
+def test_dask_array_input_is_never_gathered_on_the_client(two_workers, load_spec):
+    import dask
+    svm = load_spec("svm")
+    chunks, rows, cols, nnz = 8, 4000, 200, 40          # 8 x 2.6 MB of CSR
+    X = da.concatenate([da.from_delayed(dask.delayed(_chunk)(i, rows, cols, nnz),
+                                        shape=(rows, cols), dtype=float,
+                                        meta=sp.csr_matrix((0, cols)))
+                        for i in range(chunks)])
+    y = da.concatenate([da.from_delayed(dask.delayed(_labels)(i, rows), shape=(rows,),
+                                        dtype=float) for i in range(chunks)])
+    data_bytes = chunks * rows * nnz * 16
+    tracemalloc.start()
+    try:
+        t = distributed.fit(svm, two_workers, epochs=2, X=X, y=y)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(t.history) == 2 and np.isfinite(t.history[-1]["objective"])
+    assert t.params["w"].shape == (cols,)
+    assert peak < data_bytes / 8, f"the client allocated {peak} bytes for {data_bytes} of data"
+
+
+def test_dask_dataframe_of_triplets_trains_by_dsgd(two_workers, load_spec):
+    pd = pytest.importorskip("pandas")
+    dd = pytest.importorskip("dask.dataframe")
+    mc = load_spec("mc")
+    r = ratings(seed=5)
+    m = r.tocoo()
+    frame = pd.DataFrame({"user": m.row, "item": m.col, "rating": m.data,
+                          "timestamp": np.zeros(m.nnz)})
+    t = distributed.fit(mc, two_workers, epochs=6, r=dd.from_pandas(frame, npartitions=3))
+    local = distributed.fit(mc, two_workers, epochs=6, r=r)
+    assert t.params["L"].shape == r.shape[:1] + (20,)
+    assert t.objective(r=r) == pytest.approx(local.objective(r=r), rel=0.03)
+
+
+def test_a_worker_killed_mid_fit_costs_a_round_not_the_fit(two_workers, load_spec):
+    svm = load_spec("svm")
+    X, y = sparse_rows(2000, 100, 8, seed=1, noise=0.05)
+    victim = sorted(two_workers.scheduler_info()["workers"])[0]
+
+    def arm():                          # the victim's third training round kills its process
+        import hogwild_dsl.distributed as hd
+        train, calls = hd._train, []
+
+        def dying(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 3:
+                os._exit(1)
+            return train(*args, **kwargs)
+        hd._train = dying
+
+    two_workers.run(arm, workers=[victim])
+    t = distributed.fit(svm, two_workers, epochs=5, X=X, y=y)
+    assert victim not in two_workers.scheduler_info()["workers"]     # it did die
+    assert [h["epoch"] for h in t.history] == [1, 2, 3, 4, 5]
+    undisturbed = svm.Trainer(epochs=5, threads=1).fit(X=X, y=y).objective(X=X, y=y)
+    assert t.objective(X=X, y=y) <= 1.03 * undisturbed
