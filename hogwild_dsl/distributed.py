@@ -237,29 +237,51 @@ _TRAINERS: dict = {}        # module signature -> its shard trainer class
 
 
 def _shard_trainer(mod):
-    """A subclass of the module's Trainer whose degree split uses the whole data's deg(c),
-    given in `whole_degrees` (1/deg per reg target), instead of the shard's own counts."""
+    """A subclass of the module's Trainer for one shard's part, kept for the whole fit:
+    - its degree split uses the whole data's deg(c), given in `whole_degrees` (1/deg per reg
+      target), instead of the part's own counts, so the parts' objectives add up exactly;
+    - it checks and lays out its data once (the first `_prepare`), not once per round: the
+      data never change, only the params do (5x the epoch's time on RCV1-shaped rows)."""
     cls = _TRAINERS.get(mod.SIGNATURE)
-    if cls is None:
-        degs = [deg for b in mod.Trainer.spec.blocks for deg in b.degs]
+    if cls is not None:
+        return cls
+    spec = mod.Trainer.spec
+    degs = [deg for b in spec.blocks for deg in b.degs]
 
-        def _prepare(self, data, *args, **kwargs):
-            arrays, sizes, perms = mod.Trainer._prepare(self, data, *args, **kwargs)
-            for deg in degs:
-                value = self.whole_degrees.get(deg.name)
-                if value is None:
-                    continue
-                if deg.kind == "all":
-                    if deg.name in sizes:
-                        sizes[deg.name] = value
-                elif deg.name in arrays:
-                    arrays[deg.name] = np.take(value, perms[deg.dim]) if deg.dim in perms \
-                        else value
-            return arrays, sizes, perms
+    def _prepare(self, data, need, relabel=False):
+        kept = self.prepared if need == "all" and self.prepared and \
+            _same_values(self.prepared[0], data) else None
+        if kept is None:
+            arrays, sizes, perms = mod.Trainer._prepare(self, data, need, relabel)
+            if need == "all":
+                self.prepared = (dict(data), arrays, sizes, perms)
+        else:
+            _, arrays, sizes, perms = kept
+            for p in spec.params:       # the current params, relabelled like the data
+                value = self.params[p.name]
+                for axis, dim in enumerate(p.dims):
+                    if dim in perms:
+                        value = np.take(value, perms[dim], axis=axis)
+                arrays[p.name] = value
+        for deg in degs:
+            value = self.whole_degrees.get(deg.name)
+            if value is None:
+                continue
+            if deg.kind == "all":
+                if deg.name in sizes:
+                    sizes[deg.name] = value
+            elif deg.name in arrays:
+                arrays[deg.name] = np.take(value, perms[deg.dim]) if deg.dim in perms else value
+        return arrays, sizes, perms
 
-        cls = type("ShardTrainer", (mod.Trainer,), {"_prepare": _prepare, "whole_degrees": {}})
-        _TRAINERS[mod.SIGNATURE] = cls
+    cls = type("ShardTrainer", (mod.Trainer,), {"_prepare": _prepare, "whole_degrees": {},
+                                                "prepared": None})
+    _TRAINERS[mod.SIGNATURE] = cls
     return cls
+
+
+def _same_values(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(a[k] is b[k] for k in a)
 
 
 @dataclass

@@ -139,7 +139,8 @@ def test_entry_block_spec_trains_by_dsgd_to_the_single_machine_objective(two_wor
     assert t.history[0]["objective"] > t.history[-1]["objective"]
 
 
-def test_graph_terms_fall_back_to_averaging_in_rounds_of_half_an_epoch(two_workers, load_spec):
+def test_graph_terms_fall_back_to_averaging_in_rounds_of_half_an_epoch(two_workers, load_spec,
+                                                                      capsys):
     graph = load_spec(text=GRAPH)              # both ends of an edge write x: no DSGD
     assert distributed.plan(graph.Trainer.spec).mode == "average"
     rng = np.random.default_rng(0)
@@ -147,8 +148,9 @@ def test_graph_terms_fall_back_to_averaging_in_rounds_of_half_an_epoch(two_worke
     w = sp.csr_matrix((rng.uniform(0.5, 1, 600), (u, v)), shape=(80, 80))
     start = graph.Trainer(epochs=0).fit(w=w).objective(w=w)
     single = graph.Trainer(epochs=6, threads=1).fit(w=w).objective(w=w)
-    t = distributed.fit(graph, two_workers, epochs=6, rounds_per_epoch=2, w=w)
+    t = distributed.fit(graph, two_workers, epochs=6, rounds_per_epoch=2, w=w, progress=True)
     assert len(t.history) == 6
+    assert "12/12" in capsys.readouterr().err      # one bar on the client, across the rounds
     assert t.history[-1]["objective"] == pytest.approx(t.objective(w=w), rel=1e-9)
     assert t.objective(w=w) < start - 0.5 * (start - single)
 
