@@ -317,7 +317,7 @@ def _load(key, shard, spec_text, consts, plan_, settings, source):
         parts.append(_Part(data, t, n))
         summary.append({"terms": n, "touches": touches(spec, data),
                         "degrees": degree_counts(spec, data),
-                        "params": t.params if i == 0 and shard == 0 else None})
+                        "params": t.params if i == 0 and shard == settings["first"] else None})
     _SHARDS[(key, shard)] = parts
     return summary
 
@@ -554,8 +554,10 @@ class _Job:
                 value = self._whole(data[n]) if n in lazy else data[n]
                 for k in range(d):
                     sources[k][n] = ("value", value)
-        self.sources = dict(enumerate(sources))
-        self.host = {k: self.workers[k] for k in range(d)}
+        # a worker that holds no chunk of a dask input gets no shard
+        self.sources = {k: src for k, src in enumerate(sources)
+                        if not lazy_rows or self.assignment[k]}
+        self.host = {k: self.workers[k] for k in self.sources}
 
     def _row_chunks(self, data, rows, lazy_rows):
         """Persist the row chunks of dask inputs on the workers; give each shard the chunks
@@ -890,6 +892,7 @@ def fit(mod, client, *, epochs=None, seed=0, threads_per_worker=None, rounds_per
     job = _Job(mod, client, t, plan_, threads_per_worker, parts, seed)
     try:
         job.intake(data)
+        job.settings["first"] = min(job.sources)
         _run(job, t, progress)
     finally:
         job.close()
@@ -906,7 +909,7 @@ def _run(job: _Job, t, progress: bool):
         except _Lost:                 # a worker left while loading: reload all elsewhere
             job.rehost()
     if not t.params:
-        t.params = job.summary[0][0]["params"]
+        t.params = job.summary[job.settings["first"]][0]["params"]
     job.whole_degrees()
     while True:
         try:
