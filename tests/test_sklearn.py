@@ -315,3 +315,56 @@ def test_fitted_estimators_pickle_into_a_fresh_process(cancer, ratings, hog_cach
     np.testing.assert_array_equal(rec_pred, rec.predict(*pairs))
     np.testing.assert_array_equal(top, rec.recommend(3, n=5))
     assert params == clf.get_params()
+
+
+BINARY_SPEC = """
+model brier
+dim example, feature
+data X[example, feature] : sparse
+data label[example] : binary
+param w[feature] = 0
+param b = 0
+for i in example:
+    loss (sigmoid(dot(X[i], w) + b) - label[i])^2
+    predict sigmoid(dot(X[i], w) + b)
+train step 0.5, epochs 20
+"""
+
+
+def test_binary_labels_take_the_two_classes_as_0_and_1(cancer):
+    X, y = cancer
+    labels = np.where(y == 1, 7, -2)
+    clf = HogwildClassifier(spec=BINARY_SPEC, threads=1).fit(X, labels)
+    np.testing.assert_array_equal(clf.classes_, [-2, 7])
+    # the trainer saw 0 for classes_[0] and 1 for classes_[1]: its probabilities say so
+    p = clf.trainer_.predict(X=sp.csr_matrix(X))
+    assert np.mean((p > 0.5) == (y == 1)) > 0.95
+    np.testing.assert_array_equal(clf.predict_proba(X)[:, 1], p)
+
+
+SOFTMAX_SPEC = """
+model softmax
+dim example, feature, class
+data X[example, feature] : sparse
+data y[example] : index(class)
+param W[feature, class] = 0
+param b[class] = 0
+for i in example:
+    let z = sum(j in X[i]: X[i, j] * W[j]) + b
+    loss logsumexp(z) - z[y[i]]
+    reg l2(1e-4) on W[X[i]]
+    predict softmax(z)
+"""
+
+
+def test_multiclass_through_index_labels_once_the_language_has_them():
+    try:
+        hogwild_dsl.check(SOFTMAX_SPEC)
+    except SpecError:
+        pytest.skip("index(...) data and softmax are not in the language yet")
+    from sklearn.datasets import load_digits
+    X, y = load_digits(return_X_y=True)
+    clf = HogwildClassifier(spec=SOFTMAX_SPEC, threads=1, epochs=5)
+    check_estimator(clf)
+    clf.fit(StandardScaler().fit_transform(X[:1200]), y[:1200].astype(str))
+    assert clf.predict_proba(X[:5]).shape == (5, 10) and len(clf.classes_) == 10
