@@ -72,8 +72,11 @@ NUMBERS = ["0.5", "1.5", "2", "0.3", "3", "1", "0.25"]
 class Generator:
     """Builds one spec: declarations on demand, then blocks of lets, losses, regs, predict."""
 
-    def __init__(self, seed: int, avoid_known: bool = True):
+    def __init__(self, seed: int, avoid_known: bool = True, suffix: str = "",
+                 block_offset: int = 0):
         self.rng = random.Random(seed)
+        self.sfx = suffix                      # appended to every name (packed specs)
+        self.block_offset = block_offset       # index of our first block in the spec
         self.seed = seed
         self.avoid_known = avoid_known
         self.dims: dict[str, list] = {}        # name -> [full size, small size]
@@ -94,7 +97,7 @@ class Generator:
         return self.rng.choice(list(seq))
 
     def new_dim(self) -> str:
-        name = "d" + "abcdefghijklmnop"[len(self.dims)]
+        name = "d" + "abcdefghijklmnop"[len(self.dims)] + self.sfx
         self.dims[name] = [self.rng.randint(2, 4), 2]
         return name
 
@@ -104,7 +107,7 @@ class Generator:
         if options and self.chance(0.6):
             return self.pick(options)
         if len(self.consts) < 2 and self.chance(0.4):
-            name = "k" + "ab"[len(self.consts)]
+            name = "k" + "ab"[len(self.consts)] + self.sfx
             self.consts[name] = self.rng.randint(2, 3)
             return name
         if len(self.dims) >= 6:
@@ -119,7 +122,7 @@ class Generator:
         if kind == "1d":
             kind = self.pick(["real", "real", "sign", "binary"])
         prefix = {"sparse": "X", "dense": "C", "real": "y", "sign": "g", "binary": "z"}[kind]
-        name = f"{prefix}{len(self.data)}"
+        name = f"{prefix}{len(self.data)}{self.sfx}"
         self.data[name] = (kind, dims)
         self.tags.add(f"data:{kind}")
         return name
@@ -128,7 +131,7 @@ class Generator:
         existing = [n for n, (d, _, _) in self.params.items() if d == dims]
         if existing and not fresh and self.chance(0.7):
             return self.pick(existing)
-        name = f"P{len(self.params)}"
+        name = f"P{len(self.params)}{self.sfx}"
         con, init = "", ""
         can_constrain = bool(dims) or not self.avoid_known
         if can_constrain and self.chance(0.3):
@@ -317,7 +320,7 @@ class Generator:
 
     def sum_var(self) -> str:
         self.sums += 1
-        return f"s{self.sums}"
+        return f"s{self.sums}{self.sfx}"
 
     def vec_extent(self, sc) -> str:
         """The extent of a vector to build: one a row, let or data already offers, or new."""
@@ -441,22 +444,24 @@ class Generator:
             else:
                 dim = self.new_dim()
             self.row_dims.add(dim)
-            sc = Scope("rows", [(f"i{index}", dim)], None)
-            head = f"for i{index} in {dim}:"
+            i = f"i{index}{self.sfx}"
+            sc = Scope("rows", [(i, dim)], None)
+            head = f"for {i} in {dim}:"
             self.tags.add("block:rows")
         else:
             a = self.new_dim() if not self.dims or self.chance(0.6) else self.pick(list(self.dims))
             b = a if self.chance(0.25) else (self.pick(list(self.dims)) if self.chance(0.3)
                                              else self.new_dim())
-            r = f"R{len(self.data)}"
+            r = f"R{len(self.data)}{self.sfx}"
             self.data[r] = ("sparse", (a, b))
             self.entry_sources.add(r)
-            sc = Scope("entries", [(f"u{index}", a), (f"v{index}", b)], r)
-            head = f"for (u{index}, v{index}) in {r}:"
+            u, v = f"u{index}{self.sfx}", f"v{index}{self.sfx}"
+            sc = Scope("entries", [(u, a), (v, b)], r)
+            head = f"for ({u}, {v}) in {r}:"
             self.tags.update(["block:entries", "data:sparse"])
         lines = [head]
         for _ in range(self.rng.choice([0, 0, 1, 2])):
-            name = f"h{self.lets}"
+            name = f"h{self.lets}{self.sfx}"
             self.lets += 1
             if self.chance(0.5):
                 value = self.scalar(sc, 2)
@@ -478,7 +483,7 @@ class Generator:
             lines.append(f"    loss {loss.text}")
             self.tags.update(loss.tags)
         for _ in range(self.rng.choice([0, 1, 1, 2])):
-            lines.append("    " + self.reg(sc))
+            lines.append("    " + self.reg(sc, self.block_offset + index))
         if predict:
             lines.append("    " + self.predict(sc))
         return "\n".join(lines)
@@ -492,7 +497,7 @@ class Generator:
         p = self.param((dim,))
         return _join(f"({e.text}) * {p}[{var}]", "S", e, tags=["op:*", "param:1d"])
 
-    def reg(self, sc) -> str:
+    def reg(self, sc, block: int) -> str:
         kind = self.pick(["l1", "l2"])
         lam = self.pick(["0.01", "0.1", "0.5"])
         targets = []
@@ -521,6 +526,8 @@ class Generator:
                 targets.append(t)
         self.tags.add(f"reg:{kind}")
         unscaled = self.chance(0.25)
+        if self.avoid_known and block > 0 and any("[" not in t for t in targets):
+            unscaled = True           # F2: the field _n{block} may meet a temporary _n{k}
         if unscaled:
             self.tags.add("reg:unscaled")
         return f"reg {kind}({lam}) on {', '.join(targets)}" + (" unscaled" if unscaled else "")
@@ -541,18 +548,19 @@ class Generator:
         return f"predict {e.text}"
 
     # ------------------------------------------------------------ the spec and its data
-    def spec(self) -> str:
+    def parts(self, may_predict=True, may_train=True) -> tuple[list, list]:
+        """(declaration lines, block texts) of a spec with 1-3 blocks."""
         n_blocks = self.rng.choice([1, 1, 1, 2, 2, 3])
         if n_blocks > 1:
             self.tags.add("blocks:several")
-        predict_at = self.rng.randrange(n_blocks) if self.chance(0.5) else -1
+        predict_at = self.rng.randrange(n_blocks) if may_predict and self.chance(0.5) else -1
         blocks = [self.block(b, b == predict_at) for b in range(n_blocks)]
         used = {d for _, dims in self.data.values() for d in dims}
         for dim in self.dims:         # every dim's size must be readable off some data
             if dim not in used:
-                self.data[f"y{len(self.data)}"] = ("real", (dim,))
+                self.data[f"y{len(self.data)}{self.sfx}"] = ("real", (dim,))
                 self.tags.add("data:real")
-        head = [f"model fz{self.seed}"]
+        head = []
         if self.dims:
             head.append("dim " + ", ".join(self.dims))
         head += [f"const {k} = {v}" for k, v in self.consts.items()]
@@ -561,11 +569,14 @@ class Generator:
         for name, (dims, con, init) in self.params.items():
             shape = f"[{', '.join(dims)}]" if dims else ""
             head.append(f"param {name}{shape}{con}{init}")
-        text = "\n".join(head) + "\n\n" + "\n\n".join(blocks) + "\n"
-        if self.chance(0.3):
-            text += "\ntrain step 0.1, decay 0.9, epochs 3\n"
+        if may_train and self.chance(0.3):
+            blocks[-1] += "\n\ntrain step 0.1, decay 0.9, epochs 3"
             self.tags.add("train-line")
-        return text
+        return head, blocks
+
+    def spec(self) -> str:
+        head, blocks = self.parts()
+        return f"model fz{self.seed}\n" + "\n".join(head) + "\n\n" + "\n\n".join(blocks) + "\n"
 
     def dataset(self, small: bool) -> dict:
         """Random data for every declared data; `small`: one stored entry per entry block's
@@ -684,6 +695,26 @@ def generate(seed: int, avoid_known: bool = True) -> Case:
     return Case(seed, text, full, small, set(g.tags))
 
 
+def generate_packed(seeds, avoid_known: bool = True) -> tuple[Case, list]:
+    """Several independent random specs (one per seed, disjoint names, dims, params and data)
+    as the blocks of one spec, so that one compile checks them all; also returns each
+    part alone as its own Case (`generate(seed)` with a name suffix), to isolate a failure."""
+    decls, blocks, full, small, tags, alone = [], [], {}, {}, set(), []
+    for n, seed in enumerate(seeds):
+        g = Generator(seed, avoid_known, suffix=f"q{n}" if n else "", block_offset=len(blocks))
+        head, body = g.parts(may_predict=n == 0, may_train=n == 0)
+        f, s = g.dataset(small=False), g.dataset(small=True)
+        decls += head
+        blocks += body
+        full.update(f)
+        small.update(s)
+        tags |= g.tags
+        text = f"model fz{seed}\n" + "\n".join(head) + "\n\n" + "\n\n".join(body) + "\n"
+        alone.append(Case(seed, text, f, s, set(g.tags)))
+    text = f"model fzp{seeds[0]}\n" + "\n".join(decls) + "\n\n" + "\n\n".join(blocks) + "\n"
+    return Case(seeds[0], text, full, small, tags), alone
+
+
 # ---------------------------------------------------------------- the differential check
 
 SYNCS = ("hogwild", "atomic", "lock")
@@ -717,7 +748,7 @@ def draw_params(interp, rng: np.random.Generator) -> dict:
     return out
 
 
-def _safe_point(interp, rng, evaluate, tries=12):
+def _safe_point(interp, rng, evaluate, tries=30):
     """Params at which `evaluate(params)` stays finite, moderate and MARGIN away from kinks."""
     for _ in range(tries):
         params = draw_params(interp, rng)
@@ -737,26 +768,24 @@ def _close(a, b, rtol, atol) -> bool:
     return bool(np.all(np.abs(np.asarray(a) - np.asarray(b)) <= atol + rtol * np.abs(b)))
 
 
-def check_case(case: Case, load, syncs=SYNCS) -> dict:
-    """Compile `case` and compare the trainer with the reference interpreter: (a) objective()
-    at random params, (b) predict(), (c) the params after one epoch of SGD in stored order on
-    the small data set (one term per block where the data allow) in each sync mode, (d) the
-    initial values of constant-initialised params. Returns {"status": "match" | "mismatch" |
-    "compile-error" | "degenerate", "failures": [...], ...}."""
+def reference(case: Case):
+    """What the interpreter expects of `case`, or None when no params were found MARGIN away
+    from every kink: (spec, interpreter on the full data, params, objective there, params
+    before and after one SGD epoch on the small data, the step)."""
     import hogwild_dsl
-    from hogwild_dsl.interp import Interpreter, project_rows
+    from hogwild_dsl.interp import Interpreter
 
     spec = hogwild_dsl.check(case.text)
     rng = np.random.default_rng(case.seed)
     full = Interpreter(spec, case.full)
     params, expected = _safe_point(full, rng, full.objective)
+    if params is None:
+        return None
     small = Interpreter(spec, case.small)
-    start = after = None
-    step = 0.0
     for _ in range(6):
         start, _ = _safe_point(small, rng, small.objective)
         if start is None:
-            break
+            return None
         grads = [small.term_gradient(b, t, start) for b in range(len(small.terms))
                  for t in range(len(small.terms[b]))]
         gmax = max((abs(g) for gr in grads for g in gr.values()), default=1.0)
@@ -764,10 +793,23 @@ def check_case(case: Case, load, syncs=SYNCS) -> dict:
         small.margin = np.inf
         after = small.sgd_epoch(start, step)
         if small.margin > MARGIN and all(np.all(np.isfinite(v)) for v in after.values()):
-            break
-        after = None
-    if params is None or after is None:
+            return spec, full, params, expected, start, after, step
+    return None
+
+
+def check_case(case: Case, load, syncs=SYNCS) -> dict:
+    """Compile `case` and compare the trainer with the reference interpreter: (a) objective()
+    at random params, (b) predict(), (c) the params after one epoch of SGD in stored order on
+    the small data set (one term per block where the data allow) in each sync mode, (d) the
+    initial values of constant-initialised params. Returns {"status": "match" | "mismatch" |
+    "compile-error" | "degenerate", "failures": [...], ...}."""
+    import hogwild_dsl
+    from hogwild_dsl.interp import project_rows
+
+    ref = reference(case)
+    if ref is None:
         return {"status": "degenerate", "failures": []}
+    spec, full, params, expected, start, after, step = ref
     try:
         mod = load(text=case.text)
     except Exception as e:   # noqa: BLE001 - any failure to build is a finding
