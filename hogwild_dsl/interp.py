@@ -6,7 +6,8 @@ independent of derive/lower/emit, so that the generated kernels can be checked a
 per stored entry) and meant for small data.
 
 - The terms of a block are the indices of its dim (rows) or the stored entries of its sparse
-  data in CSR order (entries); blocks follow one another (the kernels' "stored" order).
+  data in CSR order (entries), every stored entry as given: explicit zeros and repeated
+  (u, v) entries of a COO are separate terms; blocks follow one another ("stored" order).
 - deg(c) of the degree split is counted here from the data: the number of terms of the block
   whose regularizer share reads the coordinate c (every `Deg` node the term visits).
 - Gradients are central finite differences over the coordinates a term reads; `sgd_epoch`
@@ -140,19 +141,33 @@ def project_rows(value: np.ndarray, con: ir.Constraint | None, rows=None) -> np.
 # ---------------------------------------------------------------- the interpreter
 
 
+def _stored(value):
+    """Sparse data as CSR keeping every stored entry as given (LANGUAGE.md: explicit zeros
+    and repeated (u, v) entries are separate observations), and for each CSR position the
+    index of that entry in the order given (a COO's own order; CSR order for CSR input)."""
+    if sp.issparse(value) and value.format == "csr":
+        m = sp.csr_matrix(value, dtype=np.float64, copy=True)
+        return m, np.arange(m.nnz)
+    coo = sp.coo_matrix(value, dtype=np.float64)
+    perm = np.argsort(coo.row, kind="stable")
+    indptr = np.searchsorted(coo.row[perm], np.arange(coo.shape[0] + 1)).astype(np.int64)
+    m = sp.csr_matrix((coo.data[perm], coo.col[perm].astype(np.int32), indptr), shape=coo.shape)
+    return m, perm
+
+
 class Interpreter:
     """Evaluates the objective of `spec` (an ir.Spec from `check`) on one data set."""
 
     def __init__(self, spec: ir.Spec, data: dict):
         self.spec = spec
         self.data = {}
+        self.given_order = {}       # sparse data: CSR position -> index of the entry as given
         for d in spec.data:
             if d.name not in data:
                 raise KeyError(f"missing data '{d.name}'")
             v = data[d.name]
             if d.kind == "sparse":
-                self.data[d.name] = sp.csr_matrix(v, dtype=np.float64) if not sp.issparse(v) \
-                    else sp.csr_matrix(v.tocsr(), dtype=np.float64)
+                self.data[d.name], self.given_order[d.name] = _stored(v)
             else:
                 self.data[d.name] = np.asarray(v, dtype=np.float64)
         self.sizes = dict(spec.consts)
@@ -349,7 +364,13 @@ class Interpreter:
     def predict(self, params: dict) -> np.ndarray:
         """The `predict` expression of the predicting block, one value per term."""
         b = next(i for i, f in enumerate(self._predict) if f is not None)
-        return np.array([self._predict[b](dict(env), params) for env in self.terms[b]])
+        values = np.array([self._predict[b](dict(env), params) for env in self.terms[b]])
+        block = self.spec.blocks[b]
+        if block.kind == "entries":         # in the order the entries were given (API.md)
+            out = np.empty_like(values)
+            out[self.given_order[block.over]] = values
+            return out
+        return values
 
     def touched(self, block: int, term: int, params: dict) -> list:
         """The (param, index) coordinates one term's objective reads, in first-read order."""

@@ -8,9 +8,11 @@ arguments of log, sqrt, log1p and divisors are kept positive by construction.
 
 With `avoid_known=True` (the default) the generator steers clear of back-end bugs already
 reported in /work/fuzz-findings.md and issue 14, so that a mismatch is news: no scalar function
-inside the body of a vector-valued sum, no stored diagonal entry `(u, u)` in sparse data over
-one dim twice, no box or lower bound on a 0-D param, and names that cannot collide with the
-generated code's.
+inside the body of a vector-valued sum, no vector-valued sum inside another sum (F1), no
+stored diagonal entry `(u, u)` in sparse data over one dim twice, no box or lower bound on a
+0-D param, whole-param reg targets `unscaled` after the first block (F2), no index variable
+twice in one param access (F3), a reg target's param read in its block only through the
+target's own index (F4), and names that cannot collide with the generated code's.
 """
 from __future__ import annotations
 
@@ -251,14 +253,17 @@ class Generator:
         var, dim = self.pick(sc.index_vars())
         if kind == "param":
             if self.chance(0.2):
-                p = self.param(())
+                p = sc.use(self.param(()), ())
                 return E(p, "S", frozenset([p]), frozenset(["param:0d"]))
-            if self.chance(0.5):
-                p = self.param((dim,))
+            var2, dim2 = self.pick(sc.index_vars())
+            if self.avoid_known and var2 == var:        # F3: no Q[s, s]
+                others = [(v, d) for v, d in sc.index_vars() if v != var]
+                var2, dim2 = self.pick(others) if others else (None, None)
+            if var2 is None or self.chance(0.5):
+                p = sc.use(self.param((dim,)), sc.key(var))
                 return E(f"{p}[{var}]", "S", frozenset([p]), frozenset(["param:1d"]),
                          frozenset([var]))
-            var2, dim2 = self.pick(sc.index_vars())
-            p = self.param((dim, dim2))
+            p = sc.use(self.param((dim, dim2)), sc.key(var))
             return E(f"{p}[{var}, {var2}]", "S", frozenset([p]), frozenset(["param:2d"]),
                      frozenset([var, var2]))
         if self.chance(0.6):
@@ -310,7 +315,7 @@ class Generator:
         with sc.bind(k, d):
             body = self.scalar(sc, depth - 1)
             if k not in body.vars:           # make the body depend on the summed index
-                p = self.param((d,))
+                p = sc.use(self.param((d,)), sc.key(k))
                 body = _join(f"{p}[{k}] * {body.text}" if body.text[0] in "(-P"
                              else f"{p}[{k}] * ({body.text})", "S", body, tags=["param:1d"])
                 body = body._with(p)
@@ -336,6 +341,8 @@ class Generator:
         kind = self.pick(["bin", "bin", "bcast", "fn", "neg", "pow", "vsum", "vsum"])
         if sc.no_funcs and kind == "fn":
             kind = "bin"
+        if self.avoid_known and sc.in_sum and kind == "vsum":
+            kind = "bin"                 # F1: a vector-valued sum under a sum is hoisted
         if kind == "bin":
             a, b = self.vector(sc, d, depth - 1), self.vector(sc, d, depth - 1)
             op = self.pick(["+", "-", "*"])
@@ -385,7 +392,7 @@ class Generator:
                 text, data, col_dim = self.pick(rows)
                 j = self.sum_var()
                 row = text[text.index("[") + 1:-1]
-                p = self.param((col_dim, d))
+                p = sc.use(self.param((col_dim, d)), ("sparse", data, row))
                 with sc.bind(j, col_dim, (data, row)):
                     extra = self.scalar(sc, depth - 2) if depth > 1 and self.chance(0.4) else None
                 body = f"{data}[{row}, {j}] * {p}[{j}]"
@@ -399,7 +406,7 @@ class Generator:
             d2 = self.extent()
             k = self.sum_var()
             with sc.bind(k, d2):
-                p = self.param((d2, d))
+                p = sc.use(self.param((d2, d)), ("dense", d2))
                 body = self.vector(sc, d, depth - 1) if self.chance(0.5) else None
                 s = self.scalar(sc, depth - 2) if depth > 1 else self.scalar_leaf(sc)
             kind = "sum:const" if d2 in self.consts else "sum:dim"
@@ -423,7 +430,7 @@ class Generator:
             return E(name, ("V", d), sc.let_params[name])
         if kind == "whole" and d in self.dims:
             if self.chance(0.7):
-                p = self.param((d,))
+                p = sc.use(self.param((d,)), ("dense", d))
                 return E(p, ("V", d), frozenset([p]), frozenset(["param:whole-vector"]))
             y = self.datum("real", (d,))
             return E(y, ("V", d), tags=frozenset(["value:whole-data"]))
@@ -432,7 +439,7 @@ class Generator:
             c = self.datum("dense", (dim, d))
             return E(f"{c}[{var}]", ("V", d), tags=frozenset(["value:dense-row"]),
                      vars=frozenset([var]))
-        p = self.param((dim, d))
+        p = sc.use(self.param((dim, d)), sc.key(var))
         return E(f"{p}[{var}]", ("V", d), frozenset([p]), frozenset(["param:row"]),
                  frozenset([var]))
 
@@ -494,8 +501,16 @@ class Generator:
             if sc.reads_param(e):
                 return e
         var, dim = self.pick(sc.index_vars())
-        p = self.param((dim,))
+        p = sc.use(self.param((dim,)), sc.key(var))
         return _join(f"({e.text}) * {p}[{var}]", "S", e, tags=["op:*", "param:1d"])
+
+    def reg_param(self, sc, dims, key) -> str:
+        """A param for a reg target read as `key`; with avoid_known (F4) one that the block
+        reads through no other index (else a fresh one)."""
+        p = self.param(dims)
+        if self.avoid_known and sc.accesses.get(p, {key}) != {key}:
+            p = self.param(dims, fresh=True)
+        return sc.use(p, key)
 
     def reg(self, sc, block: int) -> str:
         kind = self.pick(["l1", "l2"])
@@ -506,20 +521,23 @@ class Generator:
             rows = sc.sparse_rows(self)
             if form == "support" and rows:
                 text, data, col_dim = self.pick(rows)
-                p = self.param((col_dim,) if self.chance(0.5) else (col_dim, self.extent()))
+                dims = (col_dim,) if self.chance(0.5) else (col_dim, self.extent())
+                p = self.reg_param(sc, dims, ("sparse", data, text[text.index("[") + 1:-1]))
                 t = f"{p}[{text}]"
                 self.tags.add(f"reg:on-support-{len(self.params[p][0])}d")
             elif form == "whole" and self.dims:
-                p = self.param((self.pick(list(self.dims)),))
+                d = self.pick(list(self.dims))
+                p = self.reg_param(sc, (d,), ("dense", d))
                 t = p
                 self.tags.add("reg:on-whole-vector")
             elif form == "scalar":
-                p = self.param(())
+                p = self.reg_param(sc, (), ())
                 t = p
                 self.tags.add("reg:on-scalar")
             else:
                 var, dim = self.pick(sc.vars)
-                p = self.param((dim,) if self.chance(0.4) else (dim, self.extent()))
+                dims = (dim,) if self.chance(0.4) else (dim, self.extent())
+                p = self.reg_param(sc, dims, sc.key(var))
                 t = f"{p}[{var}]"
                 self.tags.add("reg:on-row" if len(self.params[p][0]) == 2 else "reg:on-entry")
             if t not in targets:
@@ -646,6 +664,19 @@ class Scope:
         self.lets: list[tuple] = []       # (name, "S" or ("V", extent))
         self.let_params: dict[str, frozenset] = {}
         self.no_funcs = False
+        self.accesses: dict[str, set] = {}   # param -> how its rows are selected (key())
+
+    def key(self, var: str):
+        """How an index variable selects a param's row: ("term", name), ("dense", extent) or
+        ("sparse", data, row var) (derive gives every sum over one domain one site)."""
+        for name, extent, source in self.bound:
+            if name == var:
+                return ("sparse",) + tuple(source) if source else ("dense", extent)
+        return ("term", var)
+
+    def use(self, param: str, key) -> str:
+        self.accesses.setdefault(param, set()).add(key)
+        return param
 
     @property
     def in_sum(self):

@@ -320,3 +320,23 @@ param Q[k, k]
 for i in a:
     loss sum(s in k: sum(Q[s] + sum(t2 in k: Q[t2])))
 """, load_spec)
+
+
+@pytest.mark.xfail(strict=True, reason="fuzz-findings F2: the field _n{block} of a whole-param "
+                                       "reg collides with the l1 temporary _n{k}")
+def test_finding_f2_generated_names_do_not_collide(load_spec):
+    blocks = "\n".join("for i in a:\n    loss w[i]^2" for _ in range(4))
+    _finding(f"""
+model fzf2
+dim a
+data y[a] : real
+param w[a]
+param b
+for i in a:
+    loss (b - y[i])^2
+    reg l1(0.1) on b
+{blocks}
+for i in a:
+    loss (w[i] - y[i])^2
+    reg l2(0.1) on w
+""", load_spec)
