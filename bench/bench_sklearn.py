@@ -14,8 +14,9 @@ Every method is a Pipeline of StandardScaler (dense data only) and the estimator
 defaults: HogwildClassifier (logreg and svm specs, default threads), scikit-learn's
 SGDClassifier and LogisticRegression. One more row, logreg with step=0.5, shows what the one
 knob that matters does (the shipped logreg has no train line, so its step is the Trainer's
-default 0.05, small for unit-norm text rows); it is not counted against the target. Fit time is the best of --repeats fits after one warm-up
-fit (the warm-up also compiles the spec, once; that time is not counted).
+default 0.05, small for unit-norm text rows); it is not counted against the target. Fit time
+is the best of --repeats fits after one warm-up fit (the warm-up also compiles the spec, once;
+that time is not counted).
 """
 from __future__ import annotations
 

@@ -421,6 +421,11 @@ def _triples(R):
     return cols[0], cols[1], ratings, None
 
 
+def _plain(x):
+    """A numpy scalar as the Python value it holds (for messages: 'a', not np.str_('a'))."""
+    return x.item() if isinstance(x, np.generic) else x
+
+
 def _positions(ids: np.ndarray, query, what: str) -> np.ndarray:
     """Positions of `query` ids among the sorted known `ids`; unknown ids are an error."""
     q = np.asarray(query)
@@ -432,10 +437,9 @@ def _positions(ids: np.ndarray, query, what: str) -> np.ndarray:
         pos = known
     if not np.all(known):
         bad = q.ravel()[np.flatnonzero(~np.ravel(known))[0]]
-        bad = bad.item() if isinstance(bad, np.generic) else bad
-        raise EstimatorInputError(f"unknown {what} id {bad!r}: not in the data given to fit "
-                                  f"({len(ids)} {what}s known); this model has no fallback for "
-                                  "unseen ids")
+        raise EstimatorInputError(f"unknown {what} id {_plain(bad)!r}: not in the data given to "
+                                  f"fit ({len(ids)} {what}s known); this model has no fallback "
+                                  "for unseen ids")
     return np.asarray(pos, dtype=np.int64)
 
 
@@ -445,7 +449,8 @@ class HogwildRecommender(_HogwildEstimator):
     items matrix (ids: row and column numbers), a DataFrame (duck-typed: pandas is not needed)
     whose first three columns are user, item, rating with ids of any sortable type, or an
     (n, 3) array of such rows (a dense array is always read as rows of triples, never as a
-    matrix). `predict(users, items)` scores pairs; `recommend(user, n)` ranks items.
+    matrix). One rating per (user, item) pair: a pair given twice is an EstimatorInputError.
+    `predict(users, items)` scores pairs; `recommend(user, n)` ranks items.
     An id not seen by `fit` is an EstimatorInputError: there is no fallback score.
     Fitted: `user_ids_`, `item_ids_` (sorted), `seen_` (users x items, the pattern of R),
     `trainer_`, `history_`, `n_iter_`."""
@@ -485,6 +490,13 @@ class HogwildRecommender(_HogwildEstimator):
             u, v = users, items
             self.user_ids_, self.item_ids_ = np.arange(shape[0]), np.arange(shape[1])
         u, v = np.asarray(u, dtype=np.int64), np.asarray(v, dtype=np.int64)
+        keys, counts = np.unique(u * shape[1] + v, return_counts=True)
+        if np.any(counts > 1):      # the Trainer would add them up into one rating
+            k = keys[np.argmax(counts > 1)]
+            raise EstimatorInputError(
+                f"R rates item {_plain(self.item_ids_[k % shape[1]])!r} {counts.max()} times for "
+                f"user {_plain(self.user_ids_[k // shape[1]])!r}: give one rating per (user, "
+                "item) pair (e.g. the mean, or the latest)")
         self.seen_ = sp.csr_matrix((np.ones(len(u), dtype=bool), (u, v)), shape=shape)
 
         def take(idx):

@@ -264,6 +264,9 @@ def test_recommender_takes_triples_with_any_ids(ratings):
         by_frame.predict(["user1"], [16])
     with pytest.raises(EstimatorInputError, match="R must be a scipy.sparse"):
         recommender().fit(np.ones((4, 5)))
+    twice = FakeFrame(user=["a", "b", "a"], item=[1, 1, 1], rating=[4.0, 2.0, 5.0])
+    with pytest.raises(EstimatorInputError, match="rates item 1 2 times for user 'a'"):
+        recommender().fit(twice)
 
 
 def test_recommender_with_pandas(ratings):
