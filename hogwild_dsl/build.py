@@ -246,7 +246,10 @@ def _cythonize(pyx_path: Path, c_path: Path, ext_name: str) -> tuple[bool, str]:
         try:
             result = Main.compile(str(pyx_path), options, full_module_name=ext_name)
             ok = result.num_errors == 0 and result.c_file is not None
-        except Exception:  # Cython's own crashes ("Compiler crash in ...")
+        except Exception as e:  # Cython's own crashes ("Compiler crash in ...")
+            cause = e if isinstance(e, OSError) else e.__cause__ or e.__context__
+            if isinstance(cause, OSError):     # a full disk is not a bug in the sources
+                raise cause from None
             ok, crash = False, traceback.format_exc()
     messages = listing.read_text(errors="replace") if listing.exists() else ""
     listing.unlink(missing_ok=True)
@@ -518,6 +521,17 @@ def cached_build(
             f"cannot build in the cache folder {root}: {err.strerror or err}; free some space, "
             "or pass cache_dir / set HOGWILD_CACHE_DIR to a writable folder") from None
     return final
+
+
+def discard(folder: Path) -> None:
+    """Take a cache entry out of use (renamed to failed-..., its log kept)."""
+    folder = Path(folder)
+    failed = folder.with_name(f"failed-{folder.name}-{os.getpid()}")
+    try:
+        shutil.rmtree(failed, ignore_errors=True)
+        os.replace(folder, failed)
+    except OSError:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 # --- loading ------------------------------------------------------------------------------------

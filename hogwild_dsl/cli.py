@@ -441,6 +441,14 @@ def plot_history(history, path: str, title: str) -> None:
         plt.close(fig)
 
 
+def _save(t, out: str) -> str:
+    """Save the trainer's params to --out; returns the file really written."""
+    try:
+        return str(t.save(out))
+    except OSError as e:
+        raise CliError(f"--out '{out}': cannot write ({e.strerror or e})") from None
+
+
 def _trainer(mod, **options):
     kwargs = {k: v for k, v in options.items() if v is not None}
     try:
@@ -471,21 +479,29 @@ def cmd_train(args) -> int:
     start = time.perf_counter()
     try:
         t.fit(**data)
-    except DivergenceError:
-        if getattr(t, "history", None):
+    except DivergenceError as e:
+        if t.history:
             print_history(t.history)
+        if args.out and t.params:     # the last finite params are work worth keeping
+            e.args = (f"{e}\nthe params of the last finite epoch were saved to "
+                      f"{_save(t, out)}",)
         raise
+    except KeyboardInterrupt:
+        # fit keeps the params of the last completed epoch (API.md: Ctrl-C stops after the
+        # current epoch and still saves); save is atomic, so a second Ctrl-C loses nothing
+        if t.history:
+            print_history(t.history)
+        done = t.history[-1]["epoch"] if t.history else 0
+        saved = f"; saved the params of epoch {done} to {_save(t, out)}" if t.params else ""
+        print(f"\n{PROG}: interrupted{saved}", file=sys.stderr)
+        return 130
     wall = time.perf_counter() - start
     history = list(getattr(t, "history", []) or [])
     print_history(history)
     final = history[-1].get("objective") if history else None
     print(f"trained {spec.model} in {wall:.2f} s"
           + (f"; final objective {_fmt_num(final, '.8g')}" if final is not None else ""))
-    try:
-        t.save(out)
-    except OSError as e:
-        raise CliError(f"--out '{out}': cannot write ({e.strerror or e})") from None
-    print(f"saved params to {out}")
+    print(f"saved params to {_save(t, out)}")
     if args.plot:
         threads = args.threads or _cpu_count()
         plot_history(history, args.plot,

@@ -340,6 +340,8 @@ def _read_svmlight(path, names):
                 text = text[: cut + 1]
             else:
                 carry = b""
+            if line_base == 0 and text.startswith(b"\xef\xbb\xbf") and not datas:
+                text = text[3:]      # a UTF-8 byte order mark (Windows editors write one)
             if text:
                 if not text.isascii():
                     _check_utf8(path, text, line_base)
@@ -368,6 +370,8 @@ def _read_svmlight(path, names):
     ind = np.concatenate(indices)
     indptr = np.concatenate([np.zeros(1, np.int64)] + indptrs)
     ncols = int(ind.max()) + 1 if ind.size else 0
+    if ncols > _MAX_DIM:
+        raise _error(path, f"feature index {ncols} is too large (at most {_MAX_DIM})")
     if ncols <= np.iinfo(np.int32).max and data.size <= np.iinfo(np.int32).max:
         ind = ind.astype(np.int32)
         indptr = indptr.astype(np.int32)
@@ -449,6 +453,9 @@ def _scan_svmlight(path, text, line_base, final):
             if k < 1:
                 raise bad(f"bad token {tok!r}: feature index {k} < 1 (indices are one-based: "
                           "the first feature is 1)")
+            if k > _MAX_DIM:
+                raise bad(f"bad token {tok!r}: feature index {k} is too large (at most "
+                          f"{_MAX_DIM})")
             if not _is_number(val):
                 raise bad(f"bad token {tok!r}: the value {val!r} is not a number")
             if k in row:

@@ -14,7 +14,7 @@ from pathlib import Path
 from . import build, shipped
 from .check import check
 from .emit import emit, signature
-from .errors import HogwildError, SpecError
+from .errors import CompileError, HogwildError, SpecError
 
 
 def read_spec(path) -> str:
@@ -72,7 +72,14 @@ def load(path=None, *, text=None, consts=None, cache_dir=None):
     name = f"hog_{key}.{spec.model}"
     if name in sys.modules:
         return sys.modules[name]
-    return build.import_from_path(name, folder / module_file)
+    try:
+        return build.import_from_path(name, folder / module_file)
+    except HogwildError:
+        raise
+    except Exception as e:     # a build that does not import must not stay cached
+        build.discard(folder)
+        raise CompileError(f"the module built for model '{spec.model}' does not import "
+                           f"({type(e).__name__}: {e}); it was removed from the cache") from None
 
 
 def compile_to(paths, out_dir="generated", consts=None) -> list[Path]:

@@ -182,6 +182,7 @@ MAX_DEPTH = 100
 # Characters Python's str.splitlines() breaks lines at, other than '\n' (after '\r\n' and '\r'
 # are normalised): the quoted line of an error would be the wrong one, so they are refused.
 _ODD_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+_BAD_CHARS = re.compile("[\x00-\x08\x0e-\x1b\x1f\x7f\ud800-\udfff]")
 
 
 class _BadDedent(lark.exceptions.LarkError):
@@ -268,7 +269,7 @@ def parse(text: str) -> Module:
     if not isinstance(text, str):
         raise SpecError(f"a spec must be text (str), not {type(text).__name__}",
                         hint="read the file first, or use hogwild_dsl.load(path)")
-    source = text.replace("\r\n", "\n").replace("\r", "\n")
+    source = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     _check_characters(source)
     _check_layout(source)
     if not source.endswith("\n"):
@@ -297,6 +298,17 @@ def parse(text: str) -> Module:
 
 
 def _check_characters(source: str) -> None:
+    """Control characters (a NUL byte...) and lone surrogates are errors here, where they can
+    be shown: passed on, they break the C build, the import or printing the spec."""
+    bad = _BAD_CHARS.search(source)
+    if bad:
+        line, column = _position_of(source, bad.start())
+        code = ord(bad.group())
+        what = "a lone surrogate, not valid Unicode text" if 0xD800 <= code <= 0xDFFF \
+            else "a NUL byte" if code == 0 else "a control character"
+        raise SpecError(f"unexpected character U+{code:04X} ({what})", line, column,
+                        _BAD_CHARS.sub("?", _ODD_BREAKS.sub(" ", source)),
+                        hint="a spec is plain UTF-8 text")
     odd = _ODD_BREAKS.search(source)
     if odd:
         line, column = _position_of(source, odd.start())

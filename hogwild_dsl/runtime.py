@@ -30,6 +30,8 @@ ORDERS = ("shuffle", "chunks", "stored")
 DEFAULTS = {"step": 0.05, "decay": 0.9, "epochs": 10, "chunk": 64, "order": "chunks"}
 EVAL_TERMS = 200_000     # history's objective: exact up to this many terms, else on a sample
 EXPLODED = 1e12          # objective growth over its initial value that counts as divergence
+META_KEY = "__hogwild__"  # the metadata entry of a saved .npz (param names never start with _)
+SAVE_FORMAT = 2
 
 
 def bind(module_name: str, module_file: str, spec_text: str, consts: dict, signature: str,
@@ -129,7 +131,7 @@ class TrainerBase:
                                f"{_show(self.order)}")
 
     # ------------------------------------------------------------ public API
-    def fit(self, **data):
+    def fit(self, /, **data):
         """Train for `epochs` epochs from the current params (initialised on first use)."""
         arrays, sizes, perms = self._prepare(data, need="all", relabel=self.order == "chunks")
         try:
@@ -161,25 +163,47 @@ class TrainerBase:
                 epoch = self._epochs_done
                 step = self.step * self.decay ** epoch
                 snapshot = {k: v.copy() for k, v in work.items()}
-                if start_objective is None:
-                    start_objective = objective_at(False)
-                visit, chunk = self._visit_order(n_terms)
-                began = time.perf_counter()
-                kernel.epoch(visit, chunk, step, self.threads, sync)
-                seconds = time.perf_counter() - began
-                objective = objective_at(i == self.epochs - 1)
-                if not np.isfinite(objective) or (
-                        objective > EXPLODED * max(abs(start_objective), 1.0)):
-                    for k, v in snapshot.items():
-                        work[k][...] = v
-                    raise DivergenceError(
-                        f"training diverged in epoch {epoch + 1}: the objective became "
-                        f"{objective:.6g} (it was {start_objective:.6g} at the start); the "
-                        "params of the last finite epoch are kept",
-                        epoch=epoch + 1, hint=f"use a smaller step than {step:.6g}")
-                self._epochs_done += 1
-                self.history.append({"epoch": self._epochs_done, "objective": float(objective),
-                                     "seconds": seconds, "step": step})
+                committed = len(self.history)
+                try:
+                    if start_objective is None:
+                        start_objective = objective_at(False)
+                        if not np.isfinite(start_objective):
+                            raise DivergenceError(
+                                f"the objective is {start_objective:.6g} before any update, at "
+                                "the initial params: nothing was trained", epoch=0,
+                                hint="look for a division by zero or a log of zero in the "
+                                     "spec at the initial params, or in the data")
+                    visit, chunk = self._visit_order(n_terms)
+                    began = time.perf_counter()
+                    kernel.epoch(visit, chunk, step, self.threads, sync)
+                    seconds = time.perf_counter() - began
+                    objective = objective_at(i == self.epochs - 1)
+                    # the params too: a NaN in them can leave the objective finite (b = 0
+                    # in `y[i] / b` trained to objectives of 0.0)
+                    finite = all(np.isfinite(v).all() for v in work.values())
+                    if not finite or not np.isfinite(objective) or (
+                            objective > EXPLODED * max(abs(start_objective), 1.0)):
+                        for k, v in snapshot.items():
+                            work[k][...] = v
+                        became = (f"the objective became {objective:.6g}" if finite else
+                                  "the params became NaN or inf")
+                        raise DivergenceError(
+                            f"training diverged in epoch {epoch + 1}: {became} (the objective "
+                            f"was {start_objective:.6g} at the start); the params of the last "
+                            "finite epoch are kept",
+                            epoch=epoch + 1, hint=f"use a smaller step than {step:.6g}, or "
+                            "look for a division by zero or a log of zero in the spec")
+                    self.history.append({"epoch": epoch + 1, "objective": float(objective),
+                                         "seconds": seconds, "step": step})
+                    self._epochs_done = epoch + 1
+                except KeyboardInterrupt:
+                    # Ctrl-C lands when the kernel returns: an epoch not yet counted is undone,
+                    # so params, history and the epoch count always agree
+                    if self._epochs_done == epoch:
+                        del self.history[committed:]
+                        for k, v in snapshot.items():
+                            work[k][...] = v
+                    raise
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(objective=f"{objective:.6g}")
@@ -188,13 +212,13 @@ class TrainerBase:
                 bar.close()
         return self
 
-    def objective(self, **data) -> float:
+    def objective(self, /, **data) -> float:
         """Mean over every term of its loss plus its share of the regularizer."""
         arrays, sizes, _ = self._prepare(data, need="all")
         kernel = self.kernels.Kernel(arrays, sizes)
         return float(kernel.objective_sum(self.threads) / max(kernel.nterms, 1))
 
-    def predict(self, **data) -> np.ndarray:
+    def predict(self, /, **data) -> np.ndarray:
         """One value per term of the block with `predict` (label data not needed)."""
         block = next((b for b in self.spec.blocks if b.predict is not None), None)
         if block is None:
@@ -207,41 +231,58 @@ class TrainerBase:
         kernel.predict(out, self.threads)
         return out
 
-    def save(self, path):
-        """Save the params and the spec's signature (npz)."""
+    def save(self, path) -> Path:
+        """Save the params (an .npz: each param under its own name, plus one metadata entry,
+        META_KEY) and return the path written (".npz" is added when missing, as numpy does).
+        Written to a temporary file and renamed: a failed save keeps the previous file."""
         if not self.params:
             raise HogwildError("nothing to save: the params are not initialised (call fit)")
-        meta = json.dumps({"signature": self.signature, "model": self.spec.model,
-                           "epochs_done": self._epochs_done, "spec": self.spec.source,
-                           "consts": dict(self.spec.consts)})
         try:
-            np.savez(path, __meta__=np.array(meta), **{f"param_{k}": v
-                                                        for k, v in self.params.items()})
+            path = Path(os.fspath(path))
+        except TypeError:
+            raise HogwildError(f"save() takes a file path, not {_show(path)}") from None
+        if path.suffix != ".npz":
+            path = path.with_name(path.name + ".npz")
+        params = self._live_params(None)
+        meta = json.dumps({"format": SAVE_FORMAT, "signature": self.signature,
+                           "model": self.spec.model, "epochs_done": self._epochs_done,
+                           "params": sorted(params), "spec": self.spec.source,
+                           "consts": dict(self.spec.consts)})
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                np.savez(f, **{META_KEY: np.array(meta)}, **params)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
         except OSError as e:
-            raise HogwildError(f"cannot save to {path}: {e.strerror}") from None
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+            raise HogwildError(f"cannot save to {path}: {e.strerror or e}; the previous file, "
+                               "if any, is unchanged") from None
+        return path
 
     @classmethod
-    def load(cls, path, **kwargs):
-        """A Trainer with the params saved by `save` (the spec's signature must match)."""
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                meta = json.loads(str(f["__meta__"]))
-                params = {k[len("param_"):]: f[k].copy() for k in f.files if k.startswith("param_")}
-        except (OSError, KeyError, ValueError) as e:
-            raise HogwildError(f"{path}: not a params file saved by Trainer.save ({e})") from None
+    def load(cls, path, /, **kwargs):
+        """A Trainer with the params saved by `save` (the spec's signature must match). Any
+        file that is not one (truncated, empty, corrupt, another format or spec) is a
+        HogwildError."""
+        meta, params = _read_params(path)
         if meta.get("signature") != cls.signature:
-            raise HogwildError(f"{path} was saved by model '{meta.get('model')}' with a different "
-                               "spec or version (signature mismatch)")
+            raise HogwildError(f"{path} was saved by model '{meta.get('model')}' with a "
+                               "different spec or version (signature mismatch)")
         t = cls(**kwargs)
-        t.params = {p.name: np.array(params[p.name], dtype=np.float64, order="C")
-                    for p in cls.spec.params}
-        t._epochs_done = int(meta.get("epochs_done", 0))
+        missing = [p.name for p in cls.spec.params if p.name not in params]
+        if missing:
+            raise HogwildError(f"{path}: not a params file of this model (no param "
+                               f"'{missing[0]}')")
+        t.params = {p.name: params[p.name] for p in cls.spec.params}
+        t._live_params(None)      # shapes agree with each other and the consts, values finite
+        epochs = meta.get("epochs_done", 0)
+        t._epochs_done = epochs if isinstance(epochs, int) and epochs >= 0 else 0
         return t
-
-    def __reduce__(self):
-        """Pickle as the spec text and consts plus the trainer's state (settings, params,
-        history, epochs done); unpickling rebuilds the module or finds it in the cache."""
-        return _unpickle_trainer, (self.spec.source, dict(self.spec.consts)), self.__dict__.copy()
 
     # ------------------------------------------------------------ internals
     def _progress_bar(self):
@@ -360,10 +401,12 @@ class TrainerBase:
             d = spec.datum(name)
             for axis, dim in enumerate(d.dims):
                 see(dim, value.shape[axis], f"data '{name}' (axis {axis})")
+        live = self.params if isinstance(self.params, dict) else {}
         for p in spec.params:
-            if p.name in self.params:
+            shape = np.shape(live[p.name]) if live.get(p.name) is not None else None
+            if shape is not None and len(shape) == len(p.dims):    # else _live_params says why
                 for axis, dim in enumerate(p.dims):
-                    see(dim, self.params[p.name].shape[axis], f"param '{p.name}' (axis {axis})")
+                    see(dim, shape[axis], f"param '{p.name}' (axis {axis})")
         missing = [d for d in spec.dims if d not in dims]
         if missing:
             raise DataError(f"the size of dim '{missing[0]}' cannot be read off the data given",
@@ -378,6 +421,14 @@ class TrainerBase:
         """Draw each param's initial value (seeded) the first time; keep live params after."""
         if self.params:
             return
+        shapes = {p.name: self._shape(p, dims) for p in self.spec.params}
+        total = sum(8 * math.prod(shape) for shape in shapes.values())
+        if total > _memory_bytes():
+            name, shape = max(shapes.items(), key=lambda kv: math.prod(kv[1]))
+            raise DataError(f"the params need {_bytes(total)} (param '{name}' alone is "
+                            f"{' x '.join(map(str, shape))} float64 values), more than this "
+                            f"machine's memory ({_bytes(_memory_bytes())}): check the consts "
+                            "and the data's dims")
         rng = np.random.default_rng(self.seed)
         params = {}
         for p in self.spec.params:
@@ -393,19 +444,31 @@ class TrainerBase:
             params[p.name] = _project(np.array(value, dtype=np.float64, order="C"), p.constraint)
         self.params = params
 
-    def _live_params(self, dims: dict) -> dict:
-        """The params as the kernel reads them; a replaced array is checked and kept live."""
+    def _live_params(self, dims: dict | None) -> dict:
+        """The params as the kernel reads them; a replaced array is checked and kept live.
+        Without dims (save, load), the params' shapes must agree with each other."""
+        if not isinstance(self.params, dict):
+            raise DataError(f"trainer.params must be a dict of param name -> array, not "
+                            f"{type(self.params).__name__}")
+        consts = dict(self.spec.consts)
+        seen = dict(dims) if dims is not None else {}
         out = {}
         for p in self.spec.params:
             value = self.params.get(p.name)
-            shape = self._shape(p, dims)
             if value is None:
                 raise DataError(f"param '{p.name}' is missing from trainer.params")
-            arr = np.asarray(value)
-            if arr.shape != shape:
-                raise DataError(f"param '{p.name}' has shape {arr.shape}, but the data "
-                                f"implies {shape}", )
-            if not (arr.dtype == np.float64 and arr.flags.c_contiguous and arr.flags.writeable):
+            arr = _numeric(value, f"param '{p.name}'")
+            if arr.ndim != len(p.dims):
+                raise DataError(f"param '{p.name}' has shape {arr.shape}, but it is declared "
+                                f"{len(p.dims)}-D ({', '.join(p.dims) or 'a scalar'})")
+            for axis, dim in enumerate(p.dims):
+                want = consts.get(dim, seen.get(dim))
+                if want is not None and arr.shape[axis] != want:
+                    raise DataError(f"param '{p.name}' has shape {arr.shape}, but the "
+                                    f"{'data imply' if dims is not None else 'other params imply'} "
+                                    f"{self._shape_or(p, consts, seen)}")
+                seen.setdefault(dim, arr.shape[axis])
+            if not (value is arr and arr.flags.c_contiguous and arr.flags.writeable):
                 arr = np.array(arr, dtype=np.float64, order="C")
                 self.params[p.name] = arr
             if not np.all(np.isfinite(arr)):
@@ -413,15 +476,59 @@ class TrainerBase:
             out[p.name] = arr
         return out
 
-
-def _unpickle_trainer(spec_text: str, consts: dict):
-    """An empty Trainer of the spec (pickle then restores its state)."""
-    from .jit import load
-    cls = load(text=spec_text, consts=consts).Trainer
-    return cls.__new__(cls)
+    @staticmethod
+    def _shape_or(p: ir.Param, consts: dict, seen: dict) -> tuple:
+        return tuple(consts.get(d, seen.get(d, "?")) for d in p.dims)
 
 
 # ---------------------------------------------------------------- data checks and layout
+
+
+def _memory_bytes() -> int:
+    """This machine's physical memory (a huge number where it cannot be read)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+def _bytes(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1024 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} bytes"
+
+
+def _read_params(path) -> tuple[dict, dict]:
+    """(metadata, params) of a file written by TrainerBase.save (this format or the first)."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+        if magic != b"PK\x03\x04":
+            raise ValueError("an empty file" if not magic else "not an .npz archive")
+        with np.load(path, allow_pickle=False) as f:
+            files = set(f.files)
+            if META_KEY in files:
+                meta = json.loads(str(f[META_KEY][()]))
+                names = meta.get("params") if isinstance(meta, dict) else None
+                if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                    raise ValueError("its metadata lists no params")
+                params = {n: f[n] for n in names if n in files}
+            elif "__meta__" in files:      # the first format: params as param_<name>
+                meta = json.loads(str(f["__meta__"][()]))
+                params = {k[len("param_"):]: f[k] for k in files if k.startswith("param_")}
+            else:
+                raise ValueError("no metadata entry")
+            if not isinstance(meta, dict):
+                raise ValueError("its metadata is not a JSON object")
+    except HogwildError:
+        raise
+    except Exception as e:     # BadZipFile, EOFError, zlib.error, KeyError, JSON, OSError...
+        why = e.strerror if isinstance(e, OSError) and e.strerror else f"{type(e).__name__}: {e}"
+        raise HogwildError(f"{path}: not a params file saved by Trainer.save ({why})"[:300]) \
+            from None
+    return meta, params
 
 
 def _permute(dims: tuple, value, perms: dict, gather_rows=None):

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 import hogwild_dsl
 from hogwild_dsl import build, cli, jit, parse
-from hogwild_dsl.errors import CompileError, DataError, HogwildError
+from hogwild_dsl.errors import CompileError, DataError, DivergenceError, HogwildError
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
@@ -413,3 +413,283 @@ def test_unhashable_sync_and_order(load_spec):
         mod.Trainer(sync=["hogwild"])
     with pytest.raises(HogwildError, match="order"):
         mod.Trainer(order={"chunks": 1})
+
+
+# ------------------------------------------------------------------ 5. lost work
+
+
+@pytest.fixture
+def trained(load_spec):
+    mod = load_spec("svm")
+    X = sp.random(30, 8, density=0.4, format="csr", random_state=2)
+    y = np.where(np.arange(30) % 2, 1.0, -1.0)
+    return mod, mod.Trainer(threads=1, epochs=2).fit(X=X, y=y), X, y
+
+
+def test_save_reports_the_file_written_and_params_by_name(trained, tmp_path):
+    mod, t, _, _ = trained
+    written = t.save(tmp_path / "x")
+    assert written == tmp_path / "x.npz" and written.is_file()
+    assert not (tmp_path / "x").exists()
+    with np.load(written) as f:
+        np.testing.assert_array_equal(f["w"], t.params["w"])      # API.md: np.load(f)["w"]
+        assert sorted(f.files) == ["__hogwild__", "w"]
+    again = mod.Trainer.load(written)
+    np.testing.assert_array_equal(again.params["w"], t.params["w"])
+    assert again._epochs_done == 2
+
+
+def test_failed_save_keeps_the_previous_file(trained, tmp_path, monkeypatch):
+    _, t, _, _ = trained
+    path = t.save(tmp_path / "model.npz")
+    before = path.read_bytes()
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full_disk)
+    with pytest.raises(HogwildError, match="No space left on device"):
+        t.save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]    # no temporary file left
+
+
+def test_save_into_a_missing_folder_is_a_hogwild_error(trained, tmp_path):
+    with pytest.raises(HogwildError, match="cannot save"):
+        trained[1].save(tmp_path / "no" / "such" / "x.npz")
+
+
+def _corrupt_params_files(good: bytes, folder: Path) -> dict:
+    flipped = bytearray(good)
+    flipped[len(good) // 2] ^= 0xFF
+    files = {"truncated": good[: len(good) // 2], "empty": b"", "bit_flipped": bytes(flipped),
+             "text": b"not a params file\n", "zip_of_other_things": None, "npy": None,
+             "no_metadata": None, "metadata_not_json": None, "metadata_lists_junk": None}
+    out = {}
+    for name, content in files.items():
+        path = folder / f"{name}.npz"
+        if name == "npy":
+            path = folder / "array.npy"
+            np.save(path, np.ones(3))
+        elif name == "zip_of_other_things":
+            import zipfile
+            with zipfile.ZipFile(path, "w") as z:
+                z.writestr("readme.txt", "hello")
+        elif name == "no_metadata":
+            np.savez(path, w=np.ones(8))
+        elif name == "metadata_not_json":
+            np.savez(path, __hogwild__=np.array("{not json"), w=np.ones(8))
+        elif name == "metadata_lists_junk":
+            np.savez(path, __hogwild__=np.array(json.dumps({"params": [1, 2]})), w=np.ones(8))
+        else:
+            path.write_bytes(content)
+        out[name] = path
+    return out
+
+
+def test_load_of_a_bad_file_is_a_hogwild_error(trained, tmp_path, load_spec):
+    """Issue item 7: BadZipFile, EOFError, TypeError, AttributeError, KeyError, ValueError."""
+    mod, t, _, _ = trained
+    good = t.save(tmp_path / "good.npz").read_bytes()
+    for name, path in _corrupt_params_files(good, tmp_path).items():
+        with pytest.raises(HogwildError, match="not a params file") as err:
+            mod.Trainer.load(path)
+        assert "\n" not in str(err.value), name
+    with pytest.raises(HogwildError, match="signature mismatch"):
+        load_spec("mc").Trainer.load(tmp_path / "good.npz")        # another spec's file
+    with pytest.raises(HogwildError, match="no such file|No such file"):
+        mod.Trainer.load(tmp_path / "missing.npz")
+
+
+def test_load_of_params_with_a_wrong_shape_or_nan(trained, tmp_path):
+    mod, t, _, _ = trained
+    path = t.save(tmp_path / "good.npz")
+    with np.load(path) as f:
+        meta = f["__hogwild__"]
+    np.savez(tmp_path / "nan.npz", __hogwild__=meta, w=np.full(8, np.nan))
+    with pytest.raises(HogwildError, match="NaN"):
+        mod.Trainer.load(tmp_path / "nan.npz")
+    np.savez(tmp_path / "2d.npz", __hogwild__=meta, w=np.ones((2, 4)))
+    with pytest.raises(HogwildError, match="declared 1-D"):
+        mod.Trainer.load(tmp_path / "2d.npz")
+
+
+def test_params_must_be_finite_after_every_epoch(load_spec):
+    """`loss y[i] / b` with b = 0 trained to objectives [0, 0, 0]: now a DivergenceError
+    that keeps the last finite params."""
+    mod = load_spec(text="model div\ndim example\ndata y[example] : real\nparam b = 0\n"
+                         "for i in example:\n    loss y[i] / b\n")
+    t = mod.Trainer(epochs=3, threads=1)
+    with pytest.raises(DivergenceError):
+        t.fit(y=np.ones(5))
+    assert t.history == [] and np.isfinite(t.params["b"])
+
+
+def kernels_with(mod, kernel_class):
+    """The module's kernels with Kernel replaced (a fault injected into one run)."""
+    real = mod.Trainer.kernels
+    fake = {n: getattr(real, n) for n in dir(real) if not n.startswith("_")}
+    return type("FakeKernels", (), {**{n: staticmethod(f) if callable(f) else f
+                                       for n, f in fake.items()}, "Kernel": kernel_class})
+
+
+def test_nan_params_with_a_finite_objective_diverge(load_spec, monkeypatch):
+    mod = load_spec("svm")
+    X = sp.random(30, 8, density=0.4, format="csr", random_state=2)
+    y = np.where(np.arange(30) % 2, 1.0, -1.0)
+    t = mod.Trainer(epochs=3, threads=1).fit(X=X, y=y)
+    good = t.params["w"].copy()
+    real = mod.Trainer.kernels.Kernel
+
+    class NanKernel:          # a kernel that writes a NaN but reports a finite objective
+        def __init__(self, arrays, sizes):
+            self.k, self.w = real(arrays, sizes), arrays["w"]
+            self.nterms = self.k.nterms
+
+        def epoch(self, *args):
+            self.w[0] = np.nan
+
+        def objective_sum(self, threads):
+            return 1.0
+
+    monkeypatch.setattr(mod.Trainer, "kernels", kernels_with(mod, NanKernel))
+    with pytest.raises(DivergenceError, match="params became NaN or inf"):
+        t.fit(X=X, y=y)
+    np.testing.assert_array_equal(t.params["w"], good)
+    assert len(t.history) == t._epochs_done == 3
+
+
+def test_interrupted_epoch_is_undone_and_not_counted(load_spec, monkeypatch):
+    mod = load_spec("svm")
+    X = sp.random(30, 8, density=0.4, format="csr", random_state=2)
+    y = np.where(np.arange(30) % 2, 1.0, -1.0)
+    t = mod.Trainer(epochs=2, threads=1, order="stored").fit(X=X, y=y)
+    good = t.params["w"].copy()
+    real = mod.Trainer.kernels.Kernel
+
+    class CtrlC:             # the epoch's updates land, then Ctrl-C arrives
+        def __init__(self, arrays, sizes):
+            self.k, self.w = real(arrays, sizes), arrays["w"]
+            self.nterms = self.k.nterms
+
+        def objective_sum(self, threads):
+            return self.k.objective_sum(threads)
+
+        def epoch(self, *args):
+            self.k.epoch(*args)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(mod.Trainer, "kernels", kernels_with(mod, CtrlC))
+    with pytest.raises(KeyboardInterrupt):
+        t.fit(X=X, y=y)
+    np.testing.assert_array_equal(t.params["w"], good)
+    assert len(t.history) == t._epochs_done == 2
+
+
+# ------------------------------------------------------------------ 7. wrong exception types
+
+
+def test_param_replaced_by_a_list_or_junk(trained):
+    mod, t, X, y = trained
+    for junk, words in [([1.0, 2.0], "dim 'feature'"), ("abc", "numeric"), (["a"] * 8, "numeric"),
+                        (None, "missing"), ([[1.0] * 8], "shape|dim")]:
+        t.params["w"] = junk
+        with pytest.raises(DataError, match=words):
+            t.fit(X=X, y=y)
+    t.params["w"] = list(np.zeros(8))     # a list of the right length is fine
+    t.fit(X=X, y=y)
+    t.params = [1, 2]
+    with pytest.raises(DataError, match="must be a dict"):
+        t.fit(X=X, y=y)
+
+
+def test_const_too_large_to_allocate_names_the_size(load_spec):
+    mod = load_spec("mc", consts={"rank": 10**9})
+    r = sp.random(50, 40, density=0.2, format="csr", random_state=0)
+    with pytest.raises(DataError, match=r"param 'L' alone is 50 x 1000000000"):
+        mod.Trainer(epochs=1, threads=1).fit(r=r)
+
+
+def test_svmlight_index_10e20_and_bom(tmp_path):
+    from hogwild_dsl.data import read_data
+    (tmp_path / "big.svm").write_text("1 1:1 100000000000000000000:1\n-1 2:1\n")
+    with pytest.raises(DataError, match="too large"):
+        read_data(tmp_path / "big.svm", ["X", "y"])
+    (tmp_path / "bom.svm").write_bytes(b"\xef\xbb\xbf1 1:1 2:1\n-1 2:1\n")
+    out = read_data(tmp_path / "bom.svm", ["X", "y"])
+    assert out["X"].shape == (2, 2) and list(out["y"]) == [1.0, -1.0]
+
+
+def test_bom_spec_accepted_by_load_path(tmp_path, hog_cache_dir):
+    path = tmp_path / "svm.hog"
+    path.write_bytes(b"\xef\xbb\xbf" + SVM.encode())
+    mod = hogwild_dsl.load(path, cache_dir=hog_cache_dir)
+    assert mod.Trainer.spec.model == "svm"
+    assert hogwild_dsl.check("\ufeff" + SVM).model == "svm"
+
+
+@pytest.mark.parametrize("bad", ["\x00", "\ud800", "\x07"])
+@pytest.mark.parametrize("where", ["comment", "name"])
+def test_nul_byte_and_lone_surrogate_are_spec_errors_at_check(bad, where):
+    from hogwild_dsl.errors import SpecError
+    text = SVM.replace("# labels", f"# lab{bad}els") if where == "comment" else \
+        SVM.replace("loss hinge", f"loss {bad}hinge")
+    with pytest.raises(SpecError, match=r"unexpected character U\+") as err:
+        hogwild_dsl.check(text)
+    str(err.value).encode("utf-8")      # printable: the character is not in the message
+
+
+def test_nul_spec_leaves_no_cache_entry(tmp_path):
+    with pytest.raises(HogwildError):
+        hogwild_dsl.load(text=SVM.replace("# labels", "# lab\x00els"), cache_dir=tmp_path)
+    assert not [p for p in tmp_path.iterdir() if p.is_dir()]
+
+
+def test_full_cache_folder_is_a_clean_error_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(build, "compile_extension", full)
+    with pytest.raises(HogwildError, match="No space left on device") as err:
+        hogwild_dsl.load(text=SVM.replace("epochs 20", "epochs 19"), cache_dir=tmp_path)
+    assert type(err.value) is HogwildError
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(("tmp-", "failed-"))]
+
+
+def test_read_only_cache_folder_is_a_clean_error(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    tmp_path.chmod(0o555)
+    try:
+        with pytest.raises(HogwildError, match="not writable"):
+            hogwild_dsl.load(text=SVM, cache_dir=tmp_path)
+    finally:
+        tmp_path.chmod(0o755)
+
+
+def test_long_model_names(hog_cache_dir, tmp_path):
+    """A 200-character model name made file names past the 255-byte limit (and Cython's init
+    symbol) fail: names are shortened by a hash, module names kept."""
+    for length in (60, 61, 200, 1000):
+        ext = jit.ext_name_for("m" * length)
+        assert ext.isidentifier() and len(ext) <= jit.MAX_FILE_STEM + len("_kernels")
+    assert jit.ext_name_for("m" * 200) != jit.ext_name_for("m" * 201)
+    name = "m" * 200
+    mod = hogwild_dsl.load(text=SVM.replace("model svm", f"model {name}"),
+                           cache_dir=hog_cache_dir)
+    X = sp.random(10, 5, density=0.5, format="csr", random_state=0)
+    assert mod.Trainer(threads=1, epochs=1).fit(X=X, y=np.ones(10)).history
+    spec = tmp_path / "long.hog"
+    spec.write_text(SVM.replace("model svm", f"model {name}"))
+    with pytest.raises(HogwildError, match="too long"):
+        jit.compile_to([spec], tmp_path / "gen")
+
+
+def test_data_named_self(load_spec):
+    mod = load_spec(text="model selfy\ndim example\ndata self[example] : real\nparam b = 0\n"
+                         "for i in example:\n    loss (self[i] - b)^2\n    predict b\n")
+    t = mod.Trainer(epochs=2, threads=1).fit(self=np.ones(4))
+    assert np.isfinite(t.objective(self=np.ones(4)))
+    assert t.predict(self=np.ones(4)).shape == (4,)
