@@ -44,6 +44,7 @@ import re
 import stat
 import warnings
 import zipfile
+import zlib
 
 import numpy as np
 import scipy.sparse as sp
@@ -286,7 +287,7 @@ def read_data(path, names, kind=None):
         raise
     except MemoryError:
         raise _error(path, "not enough memory to read this file") from None
-    except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile) as e:
+    except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile, zlib.error, ValueError) as e:
         raise _error(path, f"cannot be read ({e})") from None
     for n in names:
         out[n] = _apply_kind(out[n], kinds[n])
@@ -523,8 +524,8 @@ def _load_numpy(path):
             raise _error(path, "holds Python objects (a pickle or an object array); only "
                                "numeric arrays can be read") from None
         raise _error(path, f"not a valid numpy file: {e}") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as e:
-        raise _error(path, f"not a valid numpy file: {e}") from None
+    except Exception as e:  # noqa: BLE001 - a corrupt header fails in numpy's parser
+        raise _error(path, f"not a valid numpy file ({type(e).__name__}: {e})") from None
 
 
 def _read_npy(path, names):

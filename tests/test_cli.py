@@ -285,7 +285,7 @@ def test_train_writes_params_and_plot(hogwildc, tmp_path, tiny_svm, pipeline):
     table = [ln.split() for ln in res.stdout.splitlines() if ln.split()[:1] in (["1"], ["4"])]
     assert len(table) == 2 and table[1][-1] == format(0.2 * 0.9 ** 3, ".4g")
     with np.load(tmp_path / "w.npz") as f:
-        assert f["param_w"].shape == (4,)
+        assert f["w"].shape == (4,)
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

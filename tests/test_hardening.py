@@ -693,3 +693,23 @@ def test_data_named_self(load_spec):
     t = mod.Trainer(epochs=2, threads=1).fit(self=np.ones(4))
     assert np.isfinite(t.objective(self=np.ones(4)))
     assert t.predict(self=np.ones(4)).shape == (4,)
+
+
+# ------------------------------------------------------------------ 8. the standing fuzz
+
+
+def test_fuzz_wrong_data_and_files_sample(hog_cache_dir):
+    """Every named way to hand wrong data to fit/objective/predict (svm: row blocks; cuts: an
+    entry block and dense data) and every named malformed file, plus a few random ones, in
+    child processes: zero crashes, hangs, silently wrong results or wrong exception types.
+    bench/bench_reliability.py runs the large version (all specs, 1,000+ random cases)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import fuzz_cases
+    ids = fuzz_cases.data_case_ids(n_random=2, specs=["svm", "cuts"])
+    ids += fuzz_cases.file_case_ids(n_random=3)
+    results = fuzz_cases.run(ids, env={"HOGWILD_CACHE_DIR": str(hog_cache_dir)})
+    assert len(results) == len(ids)
+    bad = {case: r for case, r in results.items() if r[0] not in ("clean", "ok")}
+    assert not bad, "\n".join(f"{c}: {o} ({d})" for c, (o, d) in bad.items())
+    outcomes = {o for o, _ in results.values()}
+    assert outcomes == {"clean", "ok"}       # both kinds exercised: the fuzz can tell them apart
