@@ -284,6 +284,11 @@ class TrainerBase:
         t._epochs_done = epochs if isinstance(epochs, int) and epochs >= 0 else 0
         return t
 
+    def __reduce__(self):
+        """Pickle as the spec text and consts plus the trainer's state (settings, params,
+        history, epochs done); unpickling rebuilds the module or finds it in the cache."""
+        return _unpickle_trainer, (self.spec.source, dict(self.spec.consts)), self.__dict__.copy()
+
     # ------------------------------------------------------------ internals
     def _progress_bar(self):
         if not self.progress or self.epochs == 0:
@@ -479,6 +484,13 @@ class TrainerBase:
     @staticmethod
     def _shape_or(p: ir.Param, consts: dict, seen: dict) -> tuple:
         return tuple(consts.get(d, seen.get(d, "?")) for d in p.dims)
+
+
+def _unpickle_trainer(spec_text: str, consts: dict):
+    """An empty Trainer of the spec (pickle then restores its state)."""
+    from .jit import load
+    cls = load(text=spec_text, consts=consts).Trainer
+    return cls.__new__(cls)
 
 
 # ---------------------------------------------------------------- data checks and layout
