@@ -113,10 +113,6 @@ def test_specs_by_name_text_and_path(tmp_path):
             for s in ("logreg", text, tmp_path / "mine.hog", str(tmp_path / "mine.hog"))]
     for f in fits[1:]:
         np.testing.assert_array_equal(f, fits[0])
-    assert "svm" in hogwild_dsl.shipped.names() and "linreg" in hogwild_dsl.shipped.names()
-    assert hogwild_dsl.load("svm").Trainer.spec.model == "svm"
-    with pytest.raises(SpecError, match="nosuch: no such file, and not a shipped spec"):
-        hogwild_dsl.load("nosuch")
 
 
 def test_optimizer_goes_to_the_trainer_or_is_refused():
