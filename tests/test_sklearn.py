@@ -186,6 +186,20 @@ def test_early_stopping_keeps_the_best_epoch():
     assert clf.trainer_.epochs == 100
 
 
+def test_early_stopping_for_a_regressor_and_a_recommender(ratings):
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(100, 3))
+    reg = HogwildRegressor(threads=1, epochs=40, early_stopping=True, n_iter_no_change=2)
+    reg.fit(X, X @ [1.0, 2.0, 3.0])
+    rec = recommender().set_params(early_stopping=True, validation_fraction=0.2).fit(ratings[2])
+    for est, epochs in ((reg, 40), (rec, 60)):
+        val = [h["validation_objective"] for h in est.history_]
+        best = int(np.argmin(val))
+        assert len(val) == est.n_iter_ and val[best] < 0.1 * val[0]
+        assert est.n_iter_ in (epochs, best + 1 + est.n_iter_no_change)
+    assert rec.score(ratings[2]) > 0.9
+
+
 def test_without_early_stopping_all_epochs_run():
     X, y = overfitting_data()
     clf = HogwildClassifier(threads=1, epochs=12, step=0.5, decay=1.0).fit(X, y)
