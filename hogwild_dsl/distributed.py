@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import CancelledError
 import uuid
 from dataclasses import dataclass, field
 
@@ -35,6 +36,7 @@ from .errors import DataError, HogwildError
 
 POLL_SECONDS = 0.2        # how often a waiting client checks that the workers it waits on live
 LOST_WAIT_SECONDS = 60    # how long to wait for any worker once all are gone
+MAX_RECOVERIES = 20       # lost workers in one fit before it gives up
 
 
 # ---------------------------------------------------------------- the plan (pure functions)
@@ -232,7 +234,7 @@ def average(old: dict, results: list, weights: list) -> dict:
 
 # ---------------------------------------------------------------- the worker side
 
-_SHARDS: dict = {}          # (fit id, shard) -> list of parts, in each worker process
+_SHARDS: dict = {}          # (fit id, shard) -> _Shard, in each worker process
 _TRAINERS: dict = {}        # module signature -> its shard trainer class
 
 
@@ -286,11 +288,19 @@ def _same_values(a: dict, b: dict) -> bool:
 
 @dataclass
 class _Part:
-    """One unit of a shard's work: its data and the trainer that keeps them between rounds (the
-    lock: a cancelled round may still run when the next one arrives)."""
+    """One unit of a shard's work (a k-th of its terms, or one DSGD block): its data and the
+    trainer that keeps them between rounds."""
     data: dict
     trainer: object
     n_terms: int
+
+
+@dataclass
+class _Shard:
+    """A shard on its worker: its parts, the params it keeps between rounds (a DSGD shard's
+    user rows), and a lock (a cancelled round may still run when the next one arrives)."""
+    parts: list
+    held: dict = field(default_factory=dict)
     lock: object = field(default_factory=threading.Lock)
 
 
@@ -318,39 +328,47 @@ def _load(key, shard, spec_text, consts, plan_, settings, source):
         summary.append({"terms": n, "touches": touches(spec, data),
                         "degrees": degree_counts(spec, data),
                         "params": t.params if i == 0 and shard == settings["first"] else None})
-    _SHARDS[(key, shard)] = parts
+    _SHARDS[(key, shard)] = _Shard(parts)
     return summary
 
 
 def _set_degrees(key, shard, inverse_degrees):
-    for part, inv in zip(_SHARDS[(key, shard)], inverse_degrees):
+    for part, inv in zip(_SHARDS[(key, shard)].parts, inverse_degrees):
         part.trainer.whole_degrees = inv
 
 
-def _train(key, shard, part, params, step):
-    """One round of one part: an epoch from `params` at `step`; the new params and the time."""
-    p = _SHARDS[(key, shard)][part]
-    with p.lock:
+def _train(key, shard, part, params, step, keep=()):
+    """One round of one part: an epoch at `step` from `params`, completed by the params named in
+    `keep` as this shard left them last round when they are not sent; the params after it and
+    the time it took."""
+    s = _SHARDS[(key, shard)]
+    p = s.parts[part]
+    with s.lock:
         t = p.trainer
-        t.params = _copy(params)
+        t.params = _copy({**s.held, **params})
         began = time.perf_counter()
         if p.n_terms:
             t.epochs, t.step, t.decay = 1, step, 1.0
             t.fit(**p.data)
+        s.held.update({n: t.params[n] for n in keep})
         return t.params, time.perf_counter() - began
 
 
-def _objective_sum(key, shard, params):
-    """The sum over this shard's terms of their objective at `params` (one dict for every part,
-    or a list of one per part)."""
+def _objective_sum(key, shard, common, per_part=None):
+    """The sum over this shard's terms of their objective at the params `common` (completed per
+    part by `per_part[i]`)."""
     total = 0.0
-    parts = _SHARDS[(key, shard)]
-    for i, p in enumerate(parts):
-        if p.n_terms:
-            with p.lock:
-                p.trainer.params = _copy(params[i] if isinstance(params, list) else params)
+    s = _SHARDS[(key, shard)]
+    with s.lock:
+        for i, p in enumerate(s.parts):
+            if p.n_terms:
+                p.trainer.params = _copy({**common, **(per_part[i] if per_part else {})})
                 total += p.trainer.objective(**p.data) * p.n_terms
     return total
+
+
+def _objective_sum_of(key, shard, args):
+    return _objective_sum(key, shard, *args)
 
 
 def _copy(params):
@@ -505,6 +523,8 @@ class _Job:
         self.host: dict = {}          # shard -> the worker that holds it
         self.keep = []                # futures of the input data, kept alive for reloads
         self.summary: dict = {}
+        self.recoveries = 0
+        self.current: set = set()     # DSGD shards whose kept user rows match the client's
 
     # -- intake
     def intake(self, data: dict):
@@ -696,7 +716,16 @@ class _Job:
         from distributed import Future
         if isinstance(value, Future) or value is None:
             return value
-        return self.client.scatter([value], workers=[self.host[k]], hash=False)[0]
+        return self.scatter(value, [self.host[k]])
+
+    def scatter(self, value, workers=None):
+        """`value` straight to these workers (all: None), not through the scheduler; a
+        connection that fails means a worker left (_Lost)."""
+        try:
+            return self.client.scatter([value], workers=workers, broadcast=workers is None,
+                                       hash=False)[0]
+        except OSError:
+            raise _Lost() from None
 
     def wait(self, futures: dict) -> dict:
         """Results of per-shard futures; a lost worker raises _Lost, a HogwildError inside a
@@ -707,7 +736,7 @@ class _Job:
             if pending:
                 try:
                     wait(pending, timeout=POLL_SECONDS, return_when="FIRST_COMPLETED")
-                except TimeoutError:
+                except (TimeoutError, CancelledError):
                     pass
             alive = set(_alive(self.client))
             for k, f in futures.items():
@@ -715,10 +744,8 @@ class _Job:
                 if f.status == "error" and (not lost or isinstance(f.exception(), HogwildError)):
                     self._cancel({j: g for j, g in futures.items() if g is not f})
                     f.result()                # raises the worker's exception as it was
-                if f.status not in ("finished", "error") and not lost:
-                    continue
-                if lost and f.status != "finished":
-                    self._cancel(futures)
+                if f.status == "cancelled" or (lost and f.status != "finished"):
+                    self._cancel(futures)        # cancelled: its inputs died with a worker
                     raise _Lost()
             if all(f.status == "finished" for f in futures.values()):
                 return {k: f.result() for k, f in futures.items()}
@@ -744,6 +771,11 @@ class _Job:
 
     def recover(self):
         """After a lost worker: rebuild its shards on the survivors, then go on."""
+        self.recoveries += 1
+        self.current.clear()
+        if self.recoveries > MAX_RECOVERIES:
+            raise HogwildError(f"Dask workers were lost {MAX_RECOVERIES} times in this fit; "
+                               "giving up (is the cluster healthy?)")
         while True:
             lost = self.rehost()
             try:
@@ -965,20 +997,29 @@ def _round(job: _Job, params: dict, r: int, step: float):
     if job.plan.mode == "dsgd":
         d = job.d
         futures, blocks = {}, {}
+        keep = [n for n, role in job.plan.role.items() if role == "u"]
         for k, j in dsgd_schedule(d)[r]:
-            sub = {n: v[job.users[k] if job.plan.role[n] == "u" else job.items[j]]
-                   for n, v in params.items()}
+            # the item rows of block j travel; the worker keeps its user rows (sent again only
+            # to a shard just (re)built or after a lost round)
+            send = {n: v[job.items[j]] for n, v in params.items() if n not in keep}
+            if k not in job.current:
+                send.update({n: params[n][job.users[k]] for n in keep})
             blocks[k] = j
-            futures[k] = client.submit(_train, job.key, k, j, sub, step,
-                                       workers=[job.host[k]], pure=False)
-        results = job.wait(futures)
+            futures[k] = client.submit(_train, job.key, k, j, job.scatter(send, [job.host[k]]),
+                                       step, keep, workers=[job.host[k]], pure=False)
+        try:
+            results = job.wait(futures)
+        except _Lost:
+            job.current.clear()
+            raise
+        job.current.update(results)
         new = {n: v.copy() for n, v in params.items()}
         for k, (res, _) in results.items():
             for n, v in res.items():
                 ids = job.users[k] if job.plan.role[n] == "u" else job.items[blocks[k]]
                 new[n][ids] = v
         return new, max(s for _, s in results.values())
-    shared = client.scatter([params], broadcast=True, hash=False)[0]
+    shared = job.scatter(params)
     futures = {k: client.submit(_train, job.key, k, r, shared, step, workers=[job.host[k]],
                                 pure=False) for k in job.sources}
     results = job.wait(futures)
@@ -991,18 +1032,20 @@ def _round(job: _Job, params: dict, r: int, step: float):
 def _objective(job: _Job, params: dict) -> float:
     """The sum over all terms of their objective at `params`, from every shard's part."""
     while True:
-        futures = {}
-        shared = job.client.scatter([params], broadcast=True, hash=False)[0] \
-            if job.plan.mode != "dsgd" else None
-        for k in job.sources:
-            if job.plan.mode == "dsgd":
-                by_part = [{n: v[job.users[k] if job.plan.role[n] == "u" else job.items[j]]
-                            for n, v in params.items()} for j in range(job.d)]
-            else:
-                by_part = shared
-            futures[k] = job.client.submit(_objective_sum, job.key, k, by_part,
-                                           workers=[job.host[k]], pure=False)
         try:
+            futures = {}
+            shared = job.scatter(params) if job.plan.mode != "dsgd" else None
+            for k in job.sources:
+                if job.plan.mode == "dsgd":
+                    role = job.plan.role
+                    args = job.scatter(
+                        ({n: v[job.users[k]] for n, v in params.items() if role[n] == "u"},
+                         [{n: v[job.items[j]] for n, v in params.items() if role[n] == "v"}
+                          for j in range(job.d)]), [job.host[k]])
+                else:
+                    args = (shared,)
+                futures[k] = job.client.submit(_objective_sum_of, job.key, k, args,
+                                               workers=[job.host[k]], pure=False)
             return float(sum(job.wait(futures).values()))
         except _Lost:
             job.recover()
