@@ -287,7 +287,8 @@ def read_data(path, names, kind=None):
         raise
     except MemoryError:
         raise _error(path, "not enough memory to read this file") from None
-    except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile, zlib.error, ValueError) as e:
+    except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile, zlib.error, ValueError,
+            NotImplementedError) as e:     # zipfile: "That compression method is not supported"
         raise _error(path, f"cannot be read ({e})") from None
     for n in names:
         out[n] = _apply_kind(out[n], kinds[n])
@@ -479,10 +480,12 @@ def _read_mtx(path, names):
     _want(path, names, 1, "a Matrix Market file holds one matrix")
     import scipy.io
 
+    with _open_binary(path) as f:
+        text = _mtx_checked(path, f.read())
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            m = scipy.io.mmread(path)
+            m = scipy.io.mmread(io.BytesIO(text))
     except MemoryError:
         raise
     except Exception as e:  # noqa: BLE001 - any reader failure is the file's problem
@@ -500,6 +503,31 @@ def _read_mtx(path, names):
     if np.iscomplexobj(m):
         raise _error(path, "complex Matrix Market data is not supported")
     return {names[0]: np.ascontiguousarray(m, dtype=np.float64)}
+
+
+_MTX_BODY = np.zeros(256, dtype=bool)
+_MTX_BODY[list(b"0123456789+-.eE \t\r\nnNaAiIfFtTyY")] = True
+
+
+def _mtx_checked(path, raw: bytes) -> bytes:
+    """The file's bytes, safe for scipy's Matrix Market reader: its C++ parser reads past the
+    end of the buffer on a malformed last number without a newline ("4e", "0.5J": a
+    segfault), so the body may hold only what numbers are written with, and ends in one."""
+    raw = raw.removeprefix(b"\xef\xbb\xbf")
+    start = 0
+    while raw.startswith(b"%", start):         # the banner and comment lines
+        end = raw.find(b"\n", start)
+        if end < 0:
+            raise _error(path, "not a valid Matrix Market file: no size line")
+        start = end + 1
+    body = np.frombuffer(raw, dtype=np.uint8, offset=start)
+    bad = np.flatnonzero(~_MTX_BODY[body])
+    if bad.size:
+        at = start + int(bad[0])
+        line = raw.count(b"\n", 0, at) + 1
+        raise _error(path, f"not a valid Matrix Market file: unexpected byte 0x{raw[at]:02x}",
+                     line)
+    return raw if raw.endswith(b"\n") else raw + b"\n"
 
 
 # --------------------------------------------------------------------------------------------

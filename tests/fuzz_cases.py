@@ -184,7 +184,7 @@ def _dense_mutations(kind: str):
         return a
 
     def memmap(a):
-        path = Path(tempfile.mkdtemp()) / "m.dat"
+        path = Path(tempfile.mkdtemp(dir=os.environ.get("HOGWILD_FUZZ_TMP"))) / "m.dat"
         m = np.memmap(path, dtype=a.dtype, mode="w+", shape=a.shape)
         m[...] = a
         return m
@@ -296,6 +296,11 @@ FILE_CASES = {
                         ["r"], None, "error"),
     "mtx_huge_dims": (".mtx", b"%%MatrixMarket matrix coordinate real general\n"
                               b"100000000000000000000 4 1\n1 1 1\n", ["r"], None, "error"),
+    # scipy's C++ reader read past the buffer on these (a segfault, found by this fuzz)
+    "mtx_last_number_cut": (".mtx", b"%%MatrixMarket matrix coordinate real general\n3 4 2\n"
+                                    b"1 1 0.5\n3 4 2\x1a", ["r"], None, "error"),
+    "mtx_array_exponent_cut": (".mtx", b"%%MatrixMarket matrix array real general\n2 2\n1.5\n"
+                                       b"2\n3\n4e", ["r"], None, "either"),  # scipy reads 4e as 4
     "mtx_bad_header": (".mtx", b"%%MatrixMarket nonsense\n1 1 1\n", ["r"], None, "error"),
     "mtx_complex": (".mtx", b"%%MatrixMarket matrix coordinate complex general\n2 2 1\n1 1 1 1\n",
                     ["r"], None, "error"),
@@ -547,11 +552,20 @@ def _load(spec: str):
 
 def child(ids: list[str]) -> None:
     """Run cases in this process, one JSON line each (`start` first, so a crash is located)."""
-    from hogwild_dsl.errors import HogwildError
+    import shutil
+    import warnings
     modules: dict = {}
     folder = Path(tempfile.mkdtemp(prefix="hogwild-fuzz-"))
-    import warnings
+    os.environ["HOGWILD_FUZZ_TMP"] = str(folder)
     warnings.simplefilter("ignore")
+    try:
+        _child(ids, modules, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _child(ids, modules, folder):
+    from hogwild_dsl.errors import HogwildError
     for case in ids:
         print(json.dumps({"start": case}), flush=True)
         expect, outcome, detail = None, None, ""

@@ -713,3 +713,43 @@ def test_fuzz_wrong_data_and_files_sample(hog_cache_dir):
     assert not bad, "\n".join(f"{c}: {o} ({d})" for c, (o, d) in bad.items())
     outcomes = {o for o, _ in results.values()}
     assert outcomes == {"clean", "ok"}       # both kinds exercised: the fuzz can tell them apart
+
+
+def test_a_build_that_does_not_import_is_not_kept_in_the_cache(tmp_path, monkeypatch):
+    from hogwild_dsl.errors import CompileError
+    real = build.import_from_path
+    calls = []
+
+    def broken_once(name, path):
+        calls.append(name)
+        if len(calls) == 1:
+            raise ImportError("dynamic module does not define module export function")
+        return real(name, path)
+
+    monkeypatch.setattr(build, "import_from_path", broken_once)
+    text = SVM.replace("epochs 20", "epochs 18")
+    with pytest.raises(CompileError, match="removed from the cache"):
+        hogwild_dsl.load(text=text, cache_dir=tmp_path)
+    assert not [p for p in tmp_path.iterdir() if p.is_dir() and not p.name.startswith("failed-")]
+    assert hogwild_dsl.load(text=text, cache_dir=tmp_path).Trainer.spec.model == "svm"
+
+
+@pytest.mark.parametrize("content", [
+    b"%%MatrixMarket matrix coordinate real general\n3 4 2\n1 1 0.5\n3 4 2\x1a",
+    b"%%MatrixMarket matrix array real general\n2 2\n1.5\n2\n3\n4e",
+    b"%%MatrixMarket matrix coordinate real general\n3 4 2\n1 1 0.5J"])
+def test_mtx_cut_last_number_is_a_data_error_not_a_segfault(content, tmp_path):
+    """scipy's C++ Matrix Market reader reads past its buffer on these (found by the fuzz)."""
+    path = tmp_path / "bad.mtx"
+    path.write_bytes(content)
+    res = run_python("""
+        from hogwild_dsl.data import read_data
+        from hogwild_dsl.errors import DataError
+        try:
+            read_data(%r, ["r"], "sparse")
+            print("read")             # scipy reads "4e" as 4: not ours to refuse
+        except DataError as e:
+            print("DataError", e)
+    """ % str(path))
+    assert res.returncode == 0 and res.stdout.startswith(("DataError", "read")), \
+        (res.returncode, res.stderr[-500:])
