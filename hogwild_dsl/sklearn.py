@@ -185,15 +185,15 @@ class _HogwildEstimator(BaseEstimator):
         return module.Trainer(**kwargs)
 
     def _train(self, module, n: int, take, stratify=None):
-        """Fit a fresh Trainer on rows `range(n)`; take(idx) gives the data (by spec names) of
-        those rows. With step=None, a fit that diverges at the spec's step is run again from
+        """Fit a fresh Trainer on `n` rows; take(idx) gives the data (by spec names) of rows
+        idx, take(None) of all rows. With step=None, a fit that diverges at the spec's step is run again from
         scratch at a tenth of it, up to RETRIES times. Sets trainer_, history_, n_iter_."""
         trainer = self._new_trainer(module)
         first_step = trainer.step
         for attempt in range(RETRIES + 1):
             try:
                 if not self.early_stopping:
-                    trainer.fit(**take(np.arange(n)))
+                    trainer.fit(**take(None))
                 else:
                     self._train_early_stopping(trainer, n, take, stratify)
                 break
@@ -207,6 +207,8 @@ class _HogwildEstimator(BaseEstimator):
         return self
 
     def _train_early_stopping(self, trainer, n, take, stratify):
+        """Train epoch by epoch on a split of the rows; keep the params of the best epoch on
+        the held-out rows (see the module's docstring)."""
         frac, patience = self.validation_fraction, self.n_iter_no_change
         if not (isinstance(frac, (float, int)) and 0 < frac < 1):
             raise HogwildError(f"validation_fraction must be in (0, 1), not {frac!r}")
@@ -312,7 +314,8 @@ class HogwildClassifier(ClassifierMixin, _HogwildEstimator):
                 "real ones)")
         self.classes_ = classes
         return self._train(module, X.shape[0],
-                           lambda idx: {X_datum.name: X[idx], y_datum.name: labels[idx]},
+                           lambda idx: {X_datum.name: X if idx is None else X[idx],
+                                        y_datum.name: labels if idx is None else labels[idx]},
                            stratify=codes)
 
     def _scores(self, X):
@@ -382,7 +385,8 @@ class HogwildRegressor(RegressorMixin, _HogwildEstimator):
         X, y = self._validate_x(X, X_datum, reset=True, y=y, y_numeric=True)
         y = np.asarray(y, dtype=np.float64)
         return self._train(module, X.shape[0],
-                           lambda idx: {X_datum.name: X[idx], y_datum.name: y[idx]})
+                           lambda idx: {X_datum.name: X if idx is None else X[idx],
+                                        y_datum.name: y if idx is None else y[idx]})
 
     def predict(self, X):
         """The spec's predict for each row of X."""
@@ -500,6 +504,7 @@ class HogwildRecommender(_HogwildEstimator):
         self.seen_ = sp.csr_matrix((np.ones(len(u), dtype=bool), (u, v)), shape=shape)
 
         def take(idx):
+            idx = slice(None) if idx is None else idx
             return {name: sp.csr_matrix((ratings[idx], (u[idx], v[idx])), shape=shape)}
 
         return self._train(module, len(ratings), take)
