@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import CancelledError
 import uuid
+from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -172,13 +172,24 @@ def touches(spec: ir.Spec, data: dict) -> dict:
             if not isinstance(node, ir.ParamAt):
                 continue
             first = node.index[0] if node.index else None
-            if (node.name, first) in seen:
+            how = (node.name, _reach(first))      # one count per way of reaching a param
+            if how in seen:
                 continue
-            seen.add((node.name, first))
+            seen.add(how)
             p = spec.param(node.name)
             c = _counts(spec, b, data, first, sizes.get(p.dims[0])) if p.dims else None
             out[p.name] = out[p.name] + (n if c is None else c)
     return out
+
+
+def _reach(index):
+    """How an index reaches a param's rows: by a term var, by the support of a sparse row
+    (whatever the var is called: `dot(X[i], w)` and `w[X[i]]` reach the same rows), or all."""
+    if isinstance(index, ir.Var) and index.kind == "term":
+        return index.name
+    if isinstance(index, ir.Var) and index.kind == "sparse":
+        return index.source
+    return None
 
 
 def degree_counts(spec: ir.Spec, data: dict) -> dict:
@@ -909,6 +920,12 @@ def fit(mod, client, *, epochs=None, seed=0, threads_per_worker=None, rounds_per
     shared 0-D params, graph terms, several blocks. A worker lost in a round costs that round,
     not the fit; an error inside a worker is raised here as the HogwildError it was.
     """
+    if not all(hasattr(mod, a) for a in ("Trainer", "SPEC", "CONSTS")):
+        raise HogwildError("fit() trains a module returned by hogwild_dsl.load(), not "
+                           f"{type(mod).__name__}")
+    if not (hasattr(client, "submit") and hasattr(client, "scheduler_info")):
+        raise HogwildError("fit() needs a dask.distributed Client, not "
+                           f"{type(client).__name__}")
     t = mod.Trainer(epochs=epochs, step=step, decay=decay, seed=seed)
     if isinstance(rounds_per_epoch, bool) or not isinstance(rounds_per_epoch, int) or \
             rounds_per_epoch < 1:

@@ -102,6 +102,18 @@ def test_dsgd_strata_never_let_two_workers_write_one_coordinate(d):
     assert np.bincount(ublock).max() - np.bincount(ublock).min() <= 1
 
 
+def test_touches_and_degrees_count_the_terms_that_reach_each_coordinate():
+    X = sp.csr_matrix(np.array([[1.0, 0, 2], [0, 0, 3], [4, 0, 5]]))
+    logreg = spec("logreg")
+    t = distributed.touches(logreg, {"X": X, "y": np.ones(3)})
+    assert np.array_equal(t["w"], [2, 0, 3]) and t["b"] == 3     # b: every term
+    assert np.array_equal(distributed.degree_counts(logreg, {"X": X, "y": np.ones(3)})
+                          ["_deg0_X"], [2, 0, 3])
+    r = sp.csr_matrix(np.array([[1.0, 2, 0], [0, 3, 0]]))
+    mc = distributed.touches(spec("mc"), {"r": r})
+    assert np.array_equal(mc["L"], [2, 1]) and np.array_equal(mc["R"], [1, 2, 0])
+
+
 def test_average_weights_each_coordinate_by_its_touches():
     old = {"w": np.zeros(3), "b": np.array(0.0)}
     results = [{"w": np.array([1.0, 1.0, 5.0]), "b": np.array(1.0)},
@@ -164,6 +176,8 @@ def test_bad_input_is_a_clear_error(two_workers, load_spec):
         distributed.fit(svm, two_workers, X=X, y=np.zeros(50))
     with pytest.raises(HogwildError, match="rounds_per_epoch"):
         distributed.fit(svm, two_workers, X=X, y=y, rounds_per_epoch=0)
+    with pytest.raises(HogwildError, match="Client"):
+        distributed.fit(svm, "tcp://scheduler:8786", X=X, y=y)
 
 
 def test_an_error_inside_a_worker_reaches_the_caller_as_it_was(two_workers, load_spec):
