@@ -683,6 +683,9 @@ def test_long_model_names(hog_cache_dir, tmp_path):
     assert mod.Trainer(threads=1, epochs=1).fit(X=X, y=np.ones(10)).history
     spec = tmp_path / "long.hog"
     spec.write_text(SVM.replace("model svm", f"model {name}"))
+    jit.compile_to([spec], tmp_path / "gen")      # <model>.py keeps its name; the .so is short
+    assert (tmp_path / "gen" / f"{name}.py").is_file()
+    spec.write_text(SVM.replace("model svm", f"model {'m' * 250}"))
     with pytest.raises(HogwildError, match="too long"):
         jit.compile_to([spec], tmp_path / "gen")
 
