@@ -15,7 +15,7 @@ import sys
 import time
 from types import SimpleNamespace
 
-from . import __version__, ir
+from . import __version__, ir, shipped
 from .errors import DivergenceError, HogwildError, SpecError
 
 PROG = "hogwildc"
@@ -26,68 +26,19 @@ class CliError(HogwildError):
 
 
 # --------------------------------------------------------------------------------------------
-# the demo's specs: copies of specs/svm.hog, mc.hog and cuts.hog, so that an installed (not
-# editable) package runs the demo without the repository
-
-
-DEMO_SPECS = {
-    "svm": """\
-# Sparse SVM, as in the HOGWILD! RCV1 experiment.
-model svm
-
-dim example, feature
-data X[example, feature] : sparse      # one CSR row per example
-data y[example] : sign                 # labels -1 / +1
-param w[feature] = 0
-
-for i in example:
-    loss hinge(y[i] * dot(X[i], w))
-    reg l2(1e-4) on w[X[i]]
-    predict dot(X[i], w)
-
-train step 0.5, decay 0.9, epochs 20
-""",
-    "mc": """\
-# Matrix completion (the paper's Netflix / KDD Cup experiments).
-model mc
-dim user, item
-const rank = 20
-data r[user, item] : sparse
-param L[user, rank] ~ normal(0, 0.1)
-param R[item, rank] ~ normal(0, 0.1)
-
-for (u, v) in r:
-    loss (dot(L[u], R[v]) - r[u, v])^2
-    reg l2(0.05) on L[u], R[v]
-    predict dot(L[u], R[v])
-
-train step 0.01, decay 0.9, epochs 20
-""",
-    "cuts": """\
-# Multiway graph cut, LP relaxation on the simplex (the paper's DBLife / Abdomen experiments).
-model cuts
-dim node, label
-data w[node, node] : sparse         # edge weights
-data c[node, label] : dense         # cost of each label at each node
-param x[node, label] in simplex = uniform
-
-for (u, v) in w:
-    loss w[u, v] * norm1(x[u] - x[v])
-for n in node:
-    loss dot(c[n], x[n])
-    predict argmax(x[n])
-
-train step 0.05, decay 0.9, epochs 30
-""",
-}
-
-
-# --------------------------------------------------------------------------------------------
 # small helpers
 
 
 def _err(message: str) -> None:
     print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def spec_arg(arg: str) -> str:
+    """A SPEC argument: a .hog file, or the name of a shipped spec ("svm") when no such file
+    exists (a file of that name wins)."""
+    if not os.path.exists(arg) and arg in shipped.names():
+        return str(shipped.path(arg))
+    return arg
 
 
 def read_spec(path: str) -> str:
@@ -98,7 +49,8 @@ def read_spec(path: str) -> str:
         with open(path, "rb") as f:
             raw = f.read()
     except FileNotFoundError:
-        raise CliError(f"spec '{path}': no such file") from None
+        raise CliError(f"spec '{path}': no such file, and not a shipped spec (shipped: "
+                       f"{', '.join(shipped.names())})") from None
     except PermissionError:
         raise CliError(f"spec '{path}': cannot be read (permission denied)") from None
     except OSError as e:
@@ -617,11 +569,11 @@ def cmd_demo(args) -> int:
     for label, name, train, test, metric_name, metric in _demo_problems(args.scale):
         print(f"  {label}: ", end="", flush=True)
         try:
-            spec = check(DEMO_SPECS[name])
+            spec = check(shipped.text(name))
             stats = analyze(spec, train)
             if name not in modules:
                 print("compiling, ", end="", flush=True)
-                modules[name] = _load(text=DEMO_SPECS[name])
+                modules[name] = _load(text=shipped.text(name))
             mod = modules[name]
             common = dict(epochs=epochs, seed=0, progress=False)
             print("1 thread, ", end="", flush=True)
@@ -678,19 +630,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("check", help="parse and check specs; print a summary and the "
                                      "derived gradients")
-    q.add_argument("specs", nargs="+", metavar="SPEC")
+    q.add_argument("specs", nargs="+", type=spec_arg, metavar="SPEC")
     const_opt(q)
     q.set_defaults(func=cmd_check)
 
     q = sub.add_parser("compile", help="generate and build the trainer of specs")
-    q.add_argument("specs", nargs="+", metavar="SPEC")
+    q.add_argument("specs", nargs="+", type=spec_arg, metavar="SPEC")
     q.add_argument("-o", "--out-dir", default="generated", metavar="DIR",
                    help="where to write the module (default: generated/)")
     const_opt(q)
     q.set_defaults(func=cmd_compile)
 
     q = sub.add_parser("train", help="train a spec on data files")
-    q.add_argument("spec", metavar="SPEC")
+    q.add_argument("spec", type=spec_arg, metavar="SPEC")
     q.add_argument("--data", action="append", required=True, metavar="NAME=FILE",
                    help="a data file for the spec's data NAME (X,y=train.svm for rows plus "
                         "labels); repeatable")
@@ -713,7 +665,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("analyze", help="the paper's sparsity statistics (Omega, Delta, rho) "
                                        "of data under a spec")
-    q.add_argument("spec", metavar="SPEC")
+    q.add_argument("spec", type=spec_arg, metavar="SPEC")
     q.add_argument("--data", action="append", required=True, metavar="NAME=FILE")
     const_opt(q)
     q.add_argument("--sample", type=_positive_int("--sample"), metavar="N",

@@ -329,3 +329,19 @@ def test_demo_tiny(hogwildc, pipeline):
     for needle in ("RCV1-like SVM", "Netflix-like MC", "DBLife-like cuts", "Abdomen-like cuts",
                    "rho", "Delta", "speed-up", "lock 2t", "test accuracy", "test RMSE"):
         assert needle in out
+
+
+def test_shipped_spec_by_name(hogwildc, tmp_path):
+    """`hogwildc check svm` reads the shipped spec; a file of that name in the folder wins."""
+    res = hogwildc("check", "svm")
+    assert res.returncode == 0, res.stderr
+    assert "model svm" in res.stdout
+    (tmp_path / "svm").write_text("model mine\ndim a\ndata y[a] : real\nparam p[a]\n"
+                                 "for i in a:\n    loss (p[i] - y[i])^2\n")
+    res = hogwildc("check", "svm")
+    assert res.returncode == 0, res.stderr
+    assert "model mine" in res.stdout
+    res = hogwildc("check", "no_such_spec")
+    assert res.returncode == 1
+    one_error_line(res)
+    assert "shipped: " in res.stderr and "svm" in res.stderr
