@@ -437,3 +437,17 @@ param q[e]
 for i in a:
     loss sum(s in e: p[s] * sum(t2 in e: q[t2] * b))
 """, load_spec)
+
+
+@pytest.mark.xfail(strict=True, reason="fuzz-findings F8: a scalar function of a dot's index "
+                                       "under an enclosing sum is hoisted out of its loop")
+def test_finding_f8_function_of_a_reduction_index_under_a_sum(load_spec):
+    _finding("""
+model fzf8
+dim b
+data y[b] : real
+param Q[b, b]
+param p[b]
+for i in b:
+    loss sum(s in b: dot(huber(Q[i] - p, 1), Q[s]))
+""", load_spec)
