@@ -25,6 +25,7 @@ INT_TRAIN_KEYS = {"epochs", "threads", "seed", "chunk"}
 MAX_EXTENT = 2**31 - 1     # consts and integer train values (C ints downstream)
 MAX_IR_DEPTH = 150         # deepest expression after lets are inlined (later stages recurse)
 MAX_IR_SIZE = 200_000      # largest expression tree after lets are inlined
+MAX_LET_DEPTH = 2 * MAX_IR_DEPTH   # deepest let: no use of a deeper one could pass
 SCALAR_FUNCS = {  # name -> number of arguments
     "abs": 1, "exp": 1, "log": 1, "log1p": 1, "sqrt": 1, "sigmoid": 1, "softplus": 1,
     "relu": 1, "hinge": 1, "sqhinge": 1, "logistic": 1, "max": 2, "min": 2, "huber": 2,
@@ -452,7 +453,16 @@ class BlockChecker:
                 ("index" if isinstance(self.scope[name.id], ir.Var) else "let")
             self.error(name, f"duplicate name '{name.id}' (already {_a(what)})",
                        "every name of a spec must be unique")
-        self.scope[name.id] = _memoized(self.expr(stmt.value))
+        value = _memoized(self.expr(stmt.value))
+        # Built now (and memoised), so a chain of lets is built one link at a time; a let
+        # too deep for any use to pass `finished` stops the chain here (check never
+        # recurses further down an expression than MAX_LET_DEPTH).
+        depth, _ = _measure(value.build(_probe(value)))
+        if depth > MAX_LET_DEPTH:
+            self.error(stmt, f"this let nests {depth} levels deep once its lets are inlined "
+                             f"(at most {MAX_IR_DEPTH} in a loss or predict)",
+                       "shorten the chain of lets and operators it is built from")
+        self.scope[name.id] = value
 
     def finished(self, stmt, e: ir.Expr, what: str) -> ir.Expr:
         """Refuse an expression too deep or too large for the later stages (lets are inlined,
@@ -906,14 +916,40 @@ class BlockChecker:
 
 
 def _memoized(t: Typed) -> Typed:
-    """A let's value, built once per index (a let used n times is not rebuilt n times)."""
+    """A let's value, built once per index (a let used n times is not rebuilt n times). A
+    vector is built once at a probe index and renamed for every other index, so a chain
+    of lets is built one link at a time, never by a recursion down the whole chain."""
     cache = {}
+    probe = _probe(t)
 
     def build(k):
         if k not in cache:
-            cache[k] = t.build(k)
+            if probe is not None and k != probe:
+                cache[k] = _renamed(build(probe), probe, k, {})
+            else:
+                cache[k] = t.build(k)
         return cache[k]
     return Typed(t.shape, build, t.node)
+
+
+def _renamed(e: ir.Expr, old: ir.Var, new: ir.Var, memo: dict) -> ir.Expr:
+    """e with the index `old` replaced by `new` (depth bounded by MAX_LET_DEPTH)."""
+    if e in memo:
+        return memo[e]
+    if isinstance(e, (ir.DataAt, ir.ParamAt, ir.Deg)):
+        out = type(e)(e.name, tuple(new if v == old else v for v in e.index))
+    elif isinstance(e, (ir.Sum, ir.ArgMax)):
+        out = type(e)(e.var, _renamed(e.body, old, new, memo))
+    elif isinstance(e, ir.Binary):
+        out = ir.Binary(e.op, _renamed(e.left, old, new, memo), _renamed(e.right, old, new, memo))
+    elif isinstance(e, ir.Neg):
+        out = ir.Neg(_renamed(e.operand, old, new, memo))
+    elif isinstance(e, ir.Func):
+        out = ir.Func(e.name, tuple(_renamed(a, old, new, memo) for a in e.args))
+    else:
+        out = e
+    memo[e] = out
+    return out
 
 
 def _nodes(expr: ir.Expr):
@@ -932,11 +968,15 @@ def _params_of(expr: ir.Expr) -> set[str]:
     return {n.name for n in _nodes(expr) if isinstance(n, ir.ParamAt)}
 
 
+def _probe(t: Typed) -> ir.Var | None:
+    """The index at which a value is built to inspect it (None for a scalar)."""
+    return ir.Var("_probe", t.shape.dim, "dense") if t.shape.kind == "dense" else None
+
+
 def _binds(t: Typed, name: str) -> bool:
     """Whether the built value of t has a sum or argmax over an index called `name`."""
-    probe = ir.Var("_probe", t.shape.dim, "dense") if t.shape.kind == "dense" else None
     return any(isinstance(n, (ir.Sum, ir.ArgMax)) and n.var.name == name
-               for n in _nodes(t.build(probe)))
+               for n in _nodes(t.build(_probe(t))))
 
 
 def _measure(expr: ir.Expr) -> tuple[int, int]:

@@ -102,40 +102,46 @@ def func(name, *args):
 
 
 def canonical(expr: ir.Expr) -> ir.Expr:
-    """Rename every bound index variable by its domain and nesting depth (alpha-renaming)."""
-    return _rename(expr, {}, {})
-
-
-def _domain(var: ir.Var):
-    return (var.kind, var.dim, var.source)
+    """Rename every bound index variable by its domain and nesting depth (alpha-renaming).
+    Shared subtrees (lets) stay shared: each is renamed once per enclosing sum."""
+    return _Renamer({}, {}).rename(expr)
 
 
 def _canonical_name(var: ir.Var, depth: int) -> str:
-    base = f"j_{var.source[0]}" if var.kind == "sparse" else f"k_{var.dim}"
-    return base if depth == 0 else f"{base}_{depth + 1}"
+    """j_X for the nonzeros of a row of X, k_rank for rank; nested sums over the same
+    domain: j2_X, k2_rank (the part before the first '_' never holds a user name)."""
+    letter, name = ("j", var.source[0]) if var.kind == "sparse" else ("k", var.dim)
+    return f"{letter}_{name}" if depth == 0 else f"{letter}{depth + 1}_{name}"
 
 
-def _rename(e, names: dict, depths: dict):
-    if isinstance(e, (ir.DataAt, ir.ParamAt, ir.Deg)):
-        return type(e)(e.name, tuple(names.get(v, v) for v in e.index))
-    if isinstance(e, (Sum, ir.ArgMax)):
-        key = _domain(e.var)
-        depth = depths.get(key, 0)
-        new = ir.Var(_canonical_name(e.var, depth), e.var.dim, e.var.kind,
-                     tuple(e.var.source[:1]) + tuple(names.get(s, s).name if isinstance(
-                         names.get(s), ir.Var) else s for s in e.var.source[1:]))
-        inner_names = dict(names)
-        inner_names[e.var] = new
-        inner_depths = dict(depths)
-        inner_depths[key] = depth + 1
-        return type(e)(new, _rename(e.body, inner_names, inner_depths))
-    if isinstance(e, Binary):
-        return Binary(e.op, _rename(e.left, names, depths), _rename(e.right, names, depths))
-    if isinstance(e, Neg):
-        return Neg(_rename(e.operand, names, depths))
-    if isinstance(e, Func):
-        return Func(e.name, tuple(_rename(a, names, depths) for a in e.args))
-    return e
+class _Renamer:
+    """Renames inside one scope of bound variables, memoised per node."""
+
+    def __init__(self, names: dict, depths: dict):
+        self.names, self.depths, self.memo = names, depths, {}
+
+    def rename(self, e):
+        if e in self.memo:
+            return self.memo[e]
+        names = self.names
+        if isinstance(e, (ir.DataAt, ir.ParamAt, ir.Deg)):
+            out = type(e)(e.name, tuple(names.get(v, v) for v in e.index))
+        elif isinstance(e, (Sum, ir.ArgMax)):
+            key = (e.var.kind, e.var.source[0] if e.var.kind == "sparse" else e.var.dim)
+            depth = self.depths.get(key, 0)
+            new = ir.Var(_canonical_name(e.var, depth), e.var.dim, e.var.kind, e.var.source)
+            inner = _Renamer({**names, e.var: new}, {**self.depths, key: depth + 1})
+            out = type(e)(new, inner.rename(e.body))
+        elif isinstance(e, Binary):
+            out = Binary(e.op, self.rename(e.left), self.rename(e.right))
+        elif isinstance(e, Neg):
+            out = Neg(self.rename(e.operand))
+        elif isinstance(e, Func):
+            out = Func(e.name, tuple(self.rename(a) for a in e.args))
+        else:
+            out = e
+        self.memo[e] = out
+        return out
 
 
 # ---------------------------------------------------------------- local derivatives
@@ -166,7 +172,7 @@ def partials(e: ir.Expr) -> list[tuple[ir.Expr, ir.Expr]]:
             "exp": lambda: e,
             "log": lambda: div(ONE, x),
             "log1p": lambda: div(ONE, add(ONE, x)),
-            "sqrt": lambda: div(Const(0.5), e),
+            "sqrt": lambda: func("_dsqrt", e),     # 0.5 / sqrt(x); subgradient 0 at 0
             "sigmoid": lambda: mul(e, sub(ONE, e)),
             "softplus": lambda: func("sigmoid", x),
             "relu": lambda: func("_gt", x, ZERO),
@@ -216,31 +222,60 @@ class BlockGrad:
 
 
 def derive_block(block: ir.Block) -> BlockGrad:
+    """Reverse mode over the objective as a DAG: each distinct node, in each nest of loops
+    it sits in, gets one adjoint (the sum over its parents), so shared lets are
+    differentiated once and the gradient stays as shared as the objective."""
     objective = canonical(block.objective)
-    contributions: dict[tuple, list] = {}
-
-    def reverse(e, adjoint, loops):
-        if isinstance(e, ir.ParamAt):
-            part = adjoint
-            for var in reversed(loops):        # summed over loops the coordinate does not vary with
-                if var not in e.index:
-                    part = Sum(var, part)
-            contributions.setdefault((e.name, e.index), []).append(part)
-            return
-        inner = loops + (e.var,) if isinstance(e, Sum) else loops
-        for child, local in partials(e):
-            if ir.params_of(child):
-                reverse(child, mul(adjoint, local), inner)
-
-    reverse(objective, ONE, ())
+    has_params = _memo_has_params()
+    order, seen, leaves = [], set(), {}
+    stack = [((objective, ()), False)]
+    while stack:                        # depth-first, post-order: children before parents
+        key, done = stack.pop()
+        if done:
+            order.append(key)
+            continue
+        if key in seen:
+            continue
+        seen.add(key)
+        node, loops = key
+        if isinstance(node, ir.ParamAt):
+            leaves.setdefault((node.name, node.index), []).append(key)
+        stack.append((key, True))
+        inner = loops + (node.var,) if isinstance(node, Sum) else loops
+        for child, _ in reversed(partials(node)):
+            if has_params(child) and (child, inner) not in seen:
+                stack.append(((child, inner), False))
+    adjoint = {(objective, ()): ONE}
+    for key in reversed(order):         # parents before children
+        node, loops = key
+        inner = loops + (node.var,) if isinstance(node, Sum) else loops
+        for child, local in partials(node):
+            if has_params(child):
+                part = mul(adjoint[key], local)
+                ck = (child, inner)
+                adjoint[ck] = add(adjoint[ck], part) if ck in adjoint else part
     sites = []
-    for (param, index), parts in contributions.items():
-        total = parts[0]
-        for p in parts[1:]:
-            total = add(total, p)
+    for (param, index), keys in leaves.items():
+        total = None
+        for node, loops in keys:
+            part = adjoint[(node, loops)]
+            for var in reversed(loops):   # summed over loops the coordinate does not vary with
+                if var not in index:
+                    part = Sum(var, part)
+            total = part if total is None else add(total, part)
         sites.append(SiteGrad(param, index, total))
     predict = canonical(block.predict) if block.predict is not None else None
     return BlockGrad(block, objective, predict, tuple(sites))
+
+
+def _memo_has_params():
+    memo = {}
+
+    def has_params(e) -> bool:
+        if e not in memo:
+            memo[e] = isinstance(e, ir.ParamAt) or any(has_params(c) for c in e.children())
+        return memo[e]
+    return has_params
 
 
 def derive(spec: ir.Spec) -> tuple[BlockGrad, ...]:

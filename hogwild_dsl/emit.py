@@ -13,7 +13,7 @@ from importlib import resources
 import jinja2
 
 from . import __version__, ir
-from .lower import KernelPlan, lower
+from .lower import KernelPlan, c_nterms, lower
 
 
 @functools.cache
@@ -24,18 +24,20 @@ def _environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
 
 
-_GENERATOR = ("ir.py", "derive.py", "lower.py", "emit.py")
+_GENERATOR = ("parse.py", "check.py", "ir.py", "derive.py", "lower.py", "emit.py")
 
 
 @functools.cache
 def generator_hash() -> str:
-    """Hash of the templates and of the stages that write code: a change to any of them
-    changes every signature, so no cache entry outlives the code that generated it."""
+    """Hash of the templates, the grammar and every stage whose output reaches the code
+    (parse, check, derive, lower, emit): a change to any of them changes every signature,
+    so no cache entry outlives the code that generated it."""
     h = hashlib.sha256()
     for name in ("kernels.pyx.j2", "module.py.j2", "hogwild_helpers.h"):
         h.update(resources.files("hogwild_dsl.templates").joinpath(name).read_bytes())
     for name in _GENERATOR:
         h.update(resources.files("hogwild_dsl").joinpath(name).read_bytes())
+    h.update(resources.files("hogwild_dsl.grammar").joinpath("hog.lark").read_bytes())
     return h.hexdigest()
 
 
@@ -49,9 +51,11 @@ def signature(spec: ir.Spec) -> str:
     return h.hexdigest()[:24]
 
 
-def _python_expr(c_expr: str, sizes: str = "sizes") -> str:
+def _python_expr(c_expr: str, fields: list) -> str:
     """A scratch-size C expression over layout sizes, as Python over the `sizes` dict."""
-    return re.sub(r"\b((?:maxnnz|n|nterms)_[A-Za-z0-9_]+)\b", rf'{sizes}["\1"]', c_expr)
+    keys = {f.name: f.key for f in fields if not f.is_pointer}
+    return re.sub(r"\b[A-Za-z_][A-Za-z0-9_]*\b",
+                  lambda m: f'sizes["{keys[m[0]]}"]' if m[0] in keys else m[0], c_expr)
 
 
 def _comments(spec: ir.Spec, block: ir.Block, what: str) -> list[str]:
@@ -82,20 +86,28 @@ def emit(spec: ir.Spec, ext_name: str, plan: KernelPlan | None = None) -> dict[s
                               "comment": _comments(spec, block, what)})
     blocks, start = [], "0"
     for bp in plan.blocks:
-        end = f"M.nterms_{bp.index}" if start == "0" else f"{start} + M.nterms_{bp.index}"
+        end = f"M.{c_nterms(bp.index)}"
+        end = end if start == "0" else f"{start} + {end}"
         blocks.append({"index": bp.index, "start": start, "end": end})
         start = end
     scratch = [bp.update_plain.scratch for bp in plan.blocks] + \
               [bp.update_atomic.scratch for bp in plan.blocks]
-    scratch_py = "max(" + ", ".join(_python_expr(s) for s in scratch) + ", 0)"
+    scratch_py = "max(" + ", ".join(_python_expr(s, plan.fields) for s in scratch) + ", 0)"
     nterms_py = " + ".join(f'sizes["nterms_{bp.index}"]' for bp in plan.blocks)
     predict = next((bp for bp in plan.blocks if bp.predict is not None), None)
-    field_table = "[\n" + "".join(f"    ({f.name!r}, {f.ctype!r}),\n" for f in plan.fields) + "]"
+    field_table = "[\n" + "".join(f"    ({f.key!r}, {f.ctype!r}),\n" for f in plan.fields) + "]"
+    needs = {"train": set(), "predict": set()}
+    for bp in plan.blocks:
+        for fn, use in ((bp.update_plain, "train"), (bp.update_atomic, "train"),
+                        (bp.loss, "train"), (bp.predict, "predict")):
+            if fn is not None:
+                needs[use] |= {f.key for f in plan.pointers_used[fn.name] if f.is_pointer}
     env = _environment()
     pyx = env.get_template("kernels.pyx.j2").render(
         version=__version__, model=spec.model, signature=sig, fields=plan.fields,
         functions=functions, blocks=blocks, nterms_py=nterms_py, scratch_py=scratch_py,
-        predict=predict, field_table=field_table)
+        predict=predict, field_table=field_table, nterms=c_nterms,
+        needs={k: sorted(v) for k, v in needs.items()})
     py = env.get_template("module.py.j2").render(
         version=__version__, model=spec.model, spec_text=_triple_quoted(spec.source),
         consts=repr(dict(spec.consts)), signature=sig, ext_name=ext_name)

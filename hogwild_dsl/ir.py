@@ -178,6 +178,43 @@ class ArgMax(Expr):
         return f"argmax({self.var} in {_source_text(self.var)}: {self.body})"
 
 
+def _cached_hash(self) -> int:
+    """Structural hash, computed once per node: lets are shared subtrees, and a chain of
+    lets that square each other is a DAG whose tree is exponentially large."""
+    try:
+        return self.__dict__["_hash"]
+    except KeyError:
+        h = hash((type(self).__name__,) + tuple(getattr(self, f) for f in self.__match_args__))
+        object.__setattr__(self, "_hash", h)
+        return h
+
+
+def _structural_eq(self, other) -> bool:
+    """Equality that is cheap on shared subtrees (identity, then hash, then fields). Two
+    equal nodes built apart are then made to share their children, so comparing two equal
+    DAGs costs their number of distinct nodes, not the size of their trees."""
+    if self is other:
+        return True
+    if type(self) is not type(other) or hash(self) != hash(other):
+        return False
+    names = self.__match_args__
+    if not all(getattr(self, f) is getattr(other, f) or getattr(self, f) == getattr(other, f)
+               for f in names):
+        return False
+    for f in names:        # equal values: sharing them changes nothing but the next compare
+        object.__setattr__(other, f, getattr(self, f))
+    return True
+
+
+def _state(self) -> dict:
+    """Pickled state without the cached hash (string hashes differ between processes)."""
+    return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
+
+for _cls in (Const, DataAt, ParamAt, Deg, Neg, Binary, Func, Sum, ArgMax):
+    _cls.__hash__, _cls.__eq__, _cls.__getstate__ = _cached_hash, _structural_eq, _state
+
+
 def walk(expr: Expr):
     """Every node of an expression, parents before children."""
     yield expr

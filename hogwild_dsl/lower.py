@@ -16,7 +16,9 @@ Nothing here knows the template syntax; `emit` renders the plan.
 """
 from __future__ import annotations
 
+import functools
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 
 from . import ir
@@ -25,11 +27,44 @@ from .derive import BlockGrad, SiteGrad, derive
 # ---------------------------------------------------------------- the layout
 
 
+# Every name the generated code uses is either fixed by the templates (t, M, step, ...), a
+# temporary starting with '_' followed by letters and digits, or one of these manglings of a
+# user name (which never starts with '_'): a user name can then never meet a keyword, a C
+# macro (NULL, errno, EOF, ...) or one of the generated code's own names.
+
+def c_value(name: str) -> str:
+    """A param or dense data array: the user's name with a trailing '_'."""
+    return f"{name}_"
+
+
+def c_csr(data: str, part: str) -> str:
+    """A part of sparse data (indptr, indices, data, rows)."""
+    return f"_{part}_{data}"
+
+
+def c_dim(dim: str) -> str:
+    return f"_n_{dim}"
+
+
+def c_maxnnz(data: str) -> str:
+    return f"_maxnnz_{data}"
+
+
+def c_nterms(block: int) -> str:
+    return f"_nterms{block}"
+
+
+def c_deg(name: str) -> str:
+    """1/deg of a degree split (check names them '_deg<block>_<var>', '_n<block>')."""
+    return f"_inv{name}"
+
+
 @dataclass(frozen=True)
 class Field:
-    name: str
+    name: str            # in the generated code
     ctype: str           # double* | int64_t* | int32_t* | double | int64_t
     doc: str
+    key: str             # in the runtime's arrays / sizes dicts
 
     @property
     def is_pointer(self):
@@ -42,29 +77,34 @@ def layout(spec: ir.Spec) -> list[Field]:
     entry_data = {b.over for b in spec.blocks if b.kind == "entries"}
     for d in spec.data:
         if d.kind == "sparse":
-            fields += [Field(f"{d.name}__indptr", "int64_t*", f"CSR row pointers of {d.name}"),
-                       Field(f"{d.name}__indices", "int32_t*", f"CSR columns of {d.name}"),
-                       Field(f"{d.name}__data", "double*", f"CSR values of {d.name}")]
+            parts = [("indptr", "int64_t*", "CSR row pointers"), ("indices", "int32_t*",
+                     "CSR columns"), ("data", "double*", "CSR values")]
             if d.name in entry_data:
-                fields.append(Field(f"{d.name}__rows", "int32_t*", f"row of each entry of {d.name}"))
-            fields.append(Field(f"maxnnz_{d.name}", "int64_t", f"longest row of {d.name}"))
+                parts.append(("rows", "int32_t*", "row of each entry"))
+            fields += [Field(c_csr(d.name, part), ctype, f"{doc} of {d.name}",
+                             f"{d.name}__{part}") for part, ctype, doc in parts]
+            fields.append(Field(c_maxnnz(d.name), "int64_t", f"longest row of {d.name}",
+                                f"maxnnz_{d.name}"))
         else:
-            fields.append(Field(d.name, "double*", f"{d.kind} data {d.name}"))
+            fields.append(Field(c_value(d.name), "double*", f"{d.kind} data {d.name}", d.name))
     for p in spec.params:
-        fields.append(Field(p.name, "double*", f"param {p.name}"))
+        fields.append(Field(c_value(p.name), "double*", f"param {p.name}", p.name))
     for b in spec.blocks:
-        fields.append(Field(f"nterms_{b.index}", "int64_t", f"terms of block {b.index}"))
+        fields.append(Field(c_nterms(b.index), "int64_t", f"terms of block {b.index}",
+                            f"nterms_{b.index}"))
         for deg in b.degs:
             ctype = "double" if deg.kind == "all" else "double*"
-            fields.append(Field(deg.name, ctype, f"1/deg for the degree split of block {b.index}"))
+            fields.append(Field(c_deg(deg.name), ctype,
+                                f"1/deg for the degree split of block {b.index}", deg.name))
     for dim in spec.dims:
-        fields.append(Field(f"n_{dim}", "int64_t", f"size of dim {dim}"))
+        fields.append(Field(c_dim(dim), "int64_t", f"size of dim {dim}", f"n_{dim}"))
     return fields
 
 
 # ---------------------------------------------------------------- helpers on expressions
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def free_loop_vars(e: ir.Expr) -> frozenset:
     """Loop (dense / sparse) variables an expression depends on and does not bind itself."""
     if isinstance(e, (ir.DataAt, ir.ParamAt, ir.Deg)):
@@ -78,48 +118,82 @@ def free_loop_vars(e: ir.Expr) -> frozenset:
     return out
 
 
-def substitute(e: ir.Expr, old: ir.Var, new: ir.Var) -> ir.Expr:
-    """e with the free occurrences of index variable `old` replaced by `new`."""
-    if isinstance(e, (ir.DataAt, ir.ParamAt, ir.Deg)):
-        return type(e)(e.name, tuple(new if v == old else v for v in e.index))
-    if isinstance(e, (ir.Sum, ir.ArgMax)):
-        if e.var == old:
-            return e
-        var = e.var
-        if var.kind == "sparse" and var.source[1] == old.name:
-            var = ir.Var(var.name, var.dim, var.kind, (var.source[0], new.name))
-        return type(e)(var, substitute(e.body, old, new))
-    if isinstance(e, ir.Binary):
-        return ir.Binary(e.op, substitute(e.left, old, new), substitute(e.right, old, new))
-    if isinstance(e, ir.Neg):
-        return ir.Neg(substitute(e.operand, old, new))
-    if isinstance(e, ir.Func):
-        return ir.Func(e.name, tuple(substitute(a, old, new) for a in e.args))
-    return e
+def substitute(e: ir.Expr, old: ir.Var, new: ir.Var, memo=None) -> ir.Expr:
+    """e with the free occurrences of index variable `old` replaced by `new` (shared
+    subtrees are rewritten once)."""
+    memo = {} if memo is None else memo
+    if e in memo:
+        return memo[e]
+    if old not in free_loop_vars(e):
+        out = e
+    elif isinstance(e, (ir.DataAt, ir.ParamAt, ir.Deg)):
+        out = type(e)(e.name, tuple(new if v == old else v for v in e.index))
+    elif isinstance(e, (ir.Sum, ir.ArgMax)):
+        out = type(e)(e.var, substitute(e.body, old, new, memo))
+    elif isinstance(e, ir.Binary):
+        out = ir.Binary(e.op, substitute(e.left, old, new, memo),
+                        substitute(e.right, old, new, memo))
+    elif isinstance(e, ir.Neg):
+        out = ir.Neg(substitute(e.operand, old, new, memo))
+    elif isinstance(e, ir.Func):
+        out = ir.Func(e.name, tuple(substitute(a, old, new, memo) for a in e.args))
+    else:
+        out = e
+    memo[e] = out
+    return out
+
+
+def _distinct(e: ir.Expr, stop) -> list:
+    """Distinct nodes of e, parents first, not descending below nodes where stop(node)."""
+    out, seen, stack = [], set(), [e]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        out.append(node)
+        if not stop(node):
+            stack.extend(reversed(node.children()))
+    return out
 
 
 def _outer_sums(e: ir.Expr) -> list:
     """The sums of e that are not inside another sum."""
-    if isinstance(e, ir.Sum):
-        return [e]
-    if isinstance(e, ir.ArgMax):
-        return []
-    out = []
-    for c in e.children():
-        out += _outer_sums(c)
-    return out
+    return [n for n in _distinct(e, lambda n: isinstance(n, (ir.Sum, ir.ArgMax)))
+            if isinstance(n, ir.Sum)]
 
 
-def _invariant_subtrees(e: ir.Expr, var: ir.Var) -> list:
-    """Maximal sums and calls inside e that do not depend on `var` (worth computing once)."""
-    if var not in free_loop_vars(e) and isinstance(e, (ir.Sum, ir.Func, ir.ArgMax)):
-        return [e]
-    if isinstance(e, (ir.Sum, ir.ArgMax)) and e.var == var:
-        return []
-    out = []
-    for c in e.children():
-        out += _invariant_subtrees(c, var)
-    return out
+def _invariant_subtrees(e: ir.Expr, var: ir.Var, bound: set) -> list:
+    """Maximal sums and calls inside e that do not depend on `var` and whose free loop
+    variables are all `bound` (open loops): never above the sum that binds one of them."""
+    def hoistable(n):
+        free = {v.name for v in free_loop_vars(n)}
+        return var.name not in free and free <= bound and \
+            isinstance(n, (ir.Sum, ir.Func, ir.ArgMax))
+
+    def stop(n):
+        return hoistable(n) or (isinstance(n, (ir.Sum, ir.ArgMax)) and n.var == var)
+    return [n for n in _distinct(e, stop) if hoistable(n)]
+
+
+def _shared_nodes(roots) -> set:
+    """Operator nodes used more than once (a let used twice, a gradient's repeated
+    factor): computed once into a temporary instead of printed at every use."""
+    uses, seen, stack = Counter(), set(), list(roots)
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        for child in node.children():
+            uses[child] += 1
+            stack.append(child)
+    return {n for n, k in uses.items() if k > 1 and isinstance(n, (ir.Neg, ir.Binary))}
+
+
+def _renamed(var: ir.Var, n: int) -> ir.Var:
+    """A fresh copy of a loop variable (canonical names start with j or k: no clash)."""
+    return ir.Var(f"r{n}_{var.name}", var.dim, var.kind, var.source)
 
 
 def _is_leafy(e) -> bool:
@@ -161,14 +235,14 @@ class Access:
         self.entry_data = block.over if block.kind == "entries" else None
 
     def extent(self, dim: str) -> str:
-        return str(self.consts[dim]) if dim in self.consts else f"n_{dim}"
+        return str(self.consts[dim]) if dim in self.consts else c_dim(dim)
 
     def index(self, v: ir.Var) -> str:
         return {"term": f"_t_{v.name}", "sparse": f"_c_{v.name}", "dense": f"_d_{v.name}"}[v.kind]
 
     def row_start(self, v: ir.Var) -> str:
         data, row = v.source
-        return f"{data}__indptr[_t_{row}]"
+        return f"{c_csr(data, 'indptr')}[_t_{row}]"
 
     def position(self, v: ir.Var) -> str:
         """0-based position of a loop variable inside its domain (for scratch offsets)."""
@@ -177,20 +251,21 @@ class Access:
         return f"_d_{v.name}"
 
     def var_extent(self, v: ir.Var) -> str:
-        return f"maxnnz_{v.source[0]}" if v.kind == "sparse" else self.extent(v.dim)
+        return c_maxnnz(v.source[0]) if v.kind == "sparse" else self.extent(v.dim)
 
     def loop_header(self, v: ir.Var, names: Names) -> list[str]:
         if v.kind == "sparse":
             data, row = v.source
             names.var(f"_p_{v.name}", "int64_t")
             names.var(f"_c_{v.name}", "int64_t")
-            return [f"for _p_{v.name} in range({data}__indptr[_t_{row}], "
-                    f"{data}__indptr[_t_{row} + 1]):",
-                    f"    _c_{v.name} = {data}__indices[_p_{v.name}]"]
+            indptr = c_csr(data, "indptr")
+            return [f"for _p_{v.name} in range({indptr}[_t_{row}], {indptr}[_t_{row} + 1]):",
+                    f"    _c_{v.name} = {c_csr(data, 'indices')}[_p_{v.name}]"]
         names.var(f"_d_{v.name}", "int64_t")
         return [f"for _d_{v.name} in range({self.extent(v.dim)}):"]
 
     def element(self, name: str, dims: tuple, index: tuple) -> str:
+        name = c_value(name)
         if not dims:
             return f"{name}[0]"
         if len(dims) == 1:
@@ -206,12 +281,13 @@ class Access:
         if d.kind == "sparse":
             a, b = e.index
             if b.kind == "sparse":
-                return f"{d.name}__data[_p_{b.name}]"
-            return f"{d.name}__data[t]"          # the current entry of an entries block
+                return f"{c_csr(d.name, 'data')}[_p_{b.name}]"
+            return f"{c_csr(d.name, 'data')}[t]"          # the current entry of an entries block
         return self.element(d.name, d.dims, e.index)
 
     def inv_deg(self, e: ir.Deg) -> str:
-        return e.name if not e.index else f"{e.name}[{self.index(e.index[0])}]"
+        name = c_deg(e.name)
+        return name if not e.index else f"{name}[{self.index(e.index[0])}]"
 
 
 # ---------------------------------------------------------------- expression emission
@@ -226,8 +302,9 @@ class Emitter:
     Sums and function calls get temporaries, memoised per loop scope (common subexpressions
     are computed once); `stored` maps sums kept in scratch to their array."""
 
-    def __init__(self, access: Access, names: Names, lines: list, indent: int = 1):
+    def __init__(self, access: Access, names: Names, lines: list, roots=(), indent: int = 1):
         self.a, self.names, self.lines, self.indent = access, names, lines, indent
+        self.shared = _shared_nodes(roots)
         self.scopes: list[dict] = [{}]
         self.open_names: list[str] = []
         self.stored: dict[ir.Sum, tuple] = {}
@@ -273,6 +350,11 @@ class Emitter:
             return _fmt(e.value) if e.value >= 0 else f"({_fmt(e.value)})"
         if isinstance(e, (ir.DataAt, ir.ParamAt, ir.Deg)):
             return self.a.leaf(e)
+        if e in self.shared and isinstance(e, (ir.Neg, ir.Binary)):
+            return self.temp(e, self.inline(e), "c")
+        return self.inline(e)
+
+    def inline(self, e: ir.Expr) -> str:
         if isinstance(e, ir.Neg):
             return f"(-{self.value(e.operand)})"
         if isinstance(e, ir.Binary):
@@ -314,7 +396,7 @@ class Emitter:
         if e.var.name not in self.open_names:
             return e.var, e.body
         self.names.count += 1
-        var = ir.Var(f"{e.var.name}_{self.names.count}", e.var.dim, e.var.kind, e.var.source)
+        var = _renamed(e.var, self.names.count)
         return var, substitute(e.body, e.var, var)
 
     def fuse(self, exprs):
@@ -334,7 +416,7 @@ class Emitter:
             var = sums[0].var
             if var.name in self.open_names:
                 self.names.count += 1
-                var = ir.Var(f"{var.name}_{self.names.count}", var.dim, var.kind, var.source)
+                var = _renamed(var, self.names.count)
             bodies = [substitute(s.body, s.var, var) for s in sums]
             for b in bodies:
                 self.hoist_invariants(b, var)
@@ -351,7 +433,7 @@ class Emitter:
 
     def hoist_invariants(self, body, var):
         """Compute sums and calls that do not depend on the loop variable before the loop."""
-        for sub in _invariant_subtrees(body, var):
+        for sub in _invariant_subtrees(body, var, set(self.open_names)):
             self.hoist(sub)
 
     def argmax(self, e: ir.ArgMax) -> str:
@@ -403,19 +485,16 @@ def _sorted_nest(index: tuple) -> tuple:
 def _variant_parts(e: ir.Expr, nest: frozenset, hoisted: list, stored: list, reads: list):
     """Walk a gradient: collect maximal loop-invariant subtrees (hoisted), loop-dependent sums
     (stored in scratch) and param reads left inside the loop nest."""
-    fv = free_loop_vars(e) & nest
-    if not fv:
-        if not _is_leafy(e):
-            hoisted.append(e)
-        return
-    if isinstance(e, ir.Sum):
-        stored.append(e)
-        return
-    if isinstance(e, ir.ParamAt):
-        reads.append(e)
-        return
-    for c in e.children():
-        _variant_parts(c, nest, hoisted, stored, reads)
+    def stop(n):
+        return not (free_loop_vars(n) & nest) or isinstance(n, (ir.Sum, ir.ParamAt))
+    for n in _distinct(e, stop):
+        if not free_loop_vars(n) & nest:
+            if not _is_leafy(n):
+                hoisted.append(n)
+        elif isinstance(n, ir.Sum):
+            stored.append(n)
+        elif isinstance(n, ir.ParamAt):
+            reads.append(n)
 
 
 @dataclass
@@ -459,13 +538,16 @@ def _term_vars(a: Access, block: ir.Block) -> list[str]:
     if block.kind == "rows":
         return [f"_t_{block.vars[0].name} = t"]
     u, v = block.vars
-    return [f"_t_{u.name} = {block.over}__rows[t]", f"_t_{v.name} = {block.over}__indices[t]"]
+    return [f"_t_{u.name} = {c_csr(block.over, 'rows')}[t]",
+            f"_t_{v.name} = {c_csr(block.over, 'indices')}[t]"]
 
 
 class BlockLowering:
     def __init__(self, spec: ir.Spec, bg: BlockGrad):
         self.spec, self.bg, self.block = spec, bg, bg.block
         self.l1 = {r.param for r in self.block.regs if r.kind == "l1"}
+        written = [s.param for s in bg.sites]
+        self.aliased = {p for p in written if written.count(p) > 1}
 
     def start(self, names: Names) -> tuple[Access, list]:
         a = Access(self.spec, self.block)
@@ -479,10 +561,10 @@ class BlockLowering:
     def loss(self) -> Function:
         names = Names()
         a, lines = self.start(names)
-        em = Emitter(a, names, lines)
+        em = Emitter(a, names, lines, [self.bg.objective])
         em.fuse([self.bg.objective])
         em.emit(f"return {em.value(self.bg.objective)}")
-        return Function(f"_loss_b{self.block.index}", "(const Model_* M, int64_t t)",
+        return Function(f"_loss_b{self.block.index}", "(const _Model* M, int64_t t)",
                         dict(names.decls), lines, "0", "double")
 
     def predict(self) -> Function | None:
@@ -490,17 +572,17 @@ class BlockLowering:
             return None
         names = Names()
         a, lines = self.start(names)
-        em = Emitter(a, names, lines)
+        em = Emitter(a, names, lines, [self.bg.predict])
         em.fuse([self.bg.predict])
         em.emit(f"return {em.value(self.bg.predict)}")
-        return Function(f"_predict_b{self.block.index}", "(const Model_* M, int64_t t)",
+        return Function(f"_predict_b{self.block.index}", "(const _Model* M, int64_t t)",
                         dict(names.decls), lines, "0", "double")
 
     # ---------------- update
     def update(self, atomic: bool) -> Function:
         names = Names()
         a, lines = self.start(names)
-        em = Emitter(a, names, lines)
+        em = Emitter(a, names, lines, [s.grad for s in self.bg.sites])
         nests: dict[tuple, Nest] = {}
         hoisted, stored = [], []
         for site in self.bg.sites:
@@ -550,7 +632,7 @@ class BlockLowering:
         self.project(em, take)
         suffix = "atomic" if atomic else "plain"
         return Function(f"_update_b{self.block.index}_{suffix}",
-                        "(const Model_* M, int64_t t, double step, double* scratch)",
+                        "(const _Model* M, int64_t t, double step, double* scratch)",
                         dict(names.decls), lines, scratch_at)
 
     def nest(self, em: Emitter, nest: Nest, atomic: bool, mode: str, buffer: str | None = None):
@@ -581,10 +663,13 @@ class BlockLowering:
             em.close_loop()
 
     def write(self, em: Emitter, site: SiteGrad, g: str, atomic: bool, old: str | None):
-        """p -= step * g for one coordinate (its old value in `old` when already read)."""
+        """p -= step * g for one coordinate (its old value in `old` when already read).
+        Where another site of the term may write the same coordinate (x[u] and x[v] with
+        u == v), the write is an increment of the current value, so both steps add up."""
         target = em.a.leaf(site.access)
-        if old is None:
-            old = em.temp(site.access, target, "o")
+        if old is None or site.param in self.aliased:
+            old = em.names.new("o")
+            em.emit(f"{old} = {target}")
         con = self.spec.param(site.param).constraint
         clip = None
         if con is not None and con.kind == "lower":
@@ -592,7 +677,7 @@ class BlockLowering:
         elif con is not None and con.kind == "box":
             clip = f"fmin({_fmt(con.hi)}, fmax({_fmt(con.lo)}, {{x}}))"
         if site.param in self.l1:             # l1: a step that crosses zero stops at zero
-            new = em.names.new("n")
+            new = em.names.new("new")
             em.emit(f"{new} = {old} - step * {g}")
             em.emit(f"if {old} * {new} < 0.0:")
             em.emit(f"    {new} = 0.0")
@@ -623,7 +708,8 @@ class BlockLowering:
             loop = row_var is not None and row_var.kind != "term"
             if loop:
                 em.open_loop(row_var)
-            start = name if row_var is None else f"{name} + {a.index(row_var)} * {length}"
+            array = c_value(name)
+            start = array if row_var is None else f"{array} + {a.index(row_var)} * {length}"
             if p.constraint.kind == "simplex":
                 work = work or take(self.longest_simplex_row(a))
                 em.emit(f"_hw_project_simplex({start}, {length}, {work})")

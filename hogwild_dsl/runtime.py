@@ -781,10 +781,10 @@ def _project(value: np.ndarray, con: ir.Constraint | None) -> np.ndarray:
     """Make an initial value satisfy its constraint (rows for simplex/ball)."""
     if con is None:
         return value
-    if con.kind == "lower":
-        return np.maximum(value, con.lo)
+    if con.kind == "lower":     # out=: a 0-D param stays an array, not a numpy scalar
+        return np.maximum(value, con.lo, out=value.copy())
     if con.kind == "box":
-        return np.clip(value, con.lo, con.hi)
+        return np.clip(value, con.lo, con.hi, out=value.copy())
     rows = value.reshape(-1, value.shape[-1]) if value.ndim else value.reshape(1, 1)
     if con.kind == "ball":
         norms = np.linalg.norm(rows, axis=1, keepdims=True)

@@ -11,6 +11,8 @@ static inline double _hw_powi(double x, int n) { return __builtin_powi(x, n); }
 static inline double _hw_sgn(double x) { return (double)((x > 0) - (x < 0)); }
 static inline double _hw_sign(double x) { return (double)((x > 0) - (x < 0)); }
 static inline double _hw_gt(double a, double b) { return a > b ? 1.0 : 0.0; }
+/* d sqrt(x) / dx from s = sqrt(x): 0.5 / s, and the subgradient 0 at x = 0 (norm2 at 0) */
+static inline double _hw_dsqrt(double s) { return s > 0 ? 0.5 / s : 0.0; }
 static inline double _hw_relu(double x) { return x > 0 ? x : 0.0; }
 static inline double _hw_hinge(double z) { return z < 1.0 ? 1.0 - z : 0.0; }
 static inline double _hw_sqhinge(double z) { double m = z < 1.0 ? 1.0 - z : 0.0; return m * m; }

@@ -321,8 +321,6 @@ def _finding(text, load_spec):
     assert result["status"] == "match", "\n".join(result["failures"])
 
 
-@pytest.mark.xfail(strict=True, reason="fuzz-findings F1: a sum over the index of an enclosing "
-                                       "vector reduction is hoisted out of that loop")
 def test_finding_f1_sum_inside_vector_reduction_under_a_sum(load_spec):
     _finding("""
 model fzf1
@@ -335,8 +333,6 @@ for i in a:
 """, load_spec)
 
 
-@pytest.mark.xfail(strict=True, reason="fuzz-findings F2: the field _n{block} of a whole-param "
-                                       "reg collides with the l1 temporary _n{k}")
 def test_finding_f2_generated_names_do_not_collide(load_spec):
     blocks = "\n".join("for i in a:\n    loss w[i]^2" for _ in range(4))
     _finding(f"""

@@ -1,0 +1,235 @@
+"""Regression tests of the back end (check -> derive -> lower -> emit) on specs a user might
+write: each compares the generated trainer with an independent numpy computation."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import hogwild_dsl
+from hogwild_dsl import emit, lower
+
+from test_codegen import check_one_step
+
+
+# ---------------------------------------------------------------- hoisting out of loops
+
+FUNCS = {"exp": np.exp, "sigmoid": lambda x: 1 / (1 + np.exp(-x)), "log1p": np.log1p,
+         "sqrt": np.sqrt, "abs": np.abs, "softplus": lambda x: np.log1p(np.exp(x))}
+HOIST = """model hoist
+dim example, k
+data z[example, k] : dense
+data A[k, k] : dense
+data d[k] : real
+param c = 1
+for i in example:
+""" + "".join(f"    loss log(c + dot(z[i], sum(m in k: A[m] * {f}(d[m]))))\n" for f in FUNCS) + \
+    "    predict log(c + dot(z[i], sum(m in k: A[m] * exp(d[m]))))\n"
+
+
+def test_a_function_of_an_inner_sum_index_is_not_hoisted_above_that_sum(load_spec):
+    """The issue's example: a scalar function of `m` inside a vector-valued sum over `m` was
+    computed before the loop over `m` (an uninitialised loop variable was read)."""
+    mod = load_spec(text=HOIST)
+    data = {"z": np.array([[1.0, 10, 100], [2.0, -1, 0.5]]), "A": np.triu(np.ones((3, 3)), 1),
+            "d": np.array([0.3, 0.2, 0.5])}
+    t = mod.Trainer(threads=1, epochs=0).fit(**data)
+    c = float(t.params["c"])
+    inner = {f: data["z"] @ (data["A"] * fn(data["d"])[:, None]).sum(axis=0)
+             for f, fn in FUNCS.items()}                  # one value per example and function
+    want = np.mean(sum(np.log(c + v) for v in inner.values()))
+    assert t.objective(**data) == pytest.approx(want, rel=1e-12)
+    assert t.predict(**data) == pytest.approx(np.log(c + inner["exp"]), rel=1e-12)
+    step = 1e-3
+    t2 = mod.Trainer(threads=1, epochs=1, step=step, decay=1.0, order="stored").fit(**data)
+    c_new = c
+    for row in range(2):                                  # d/dc of each term, term by term
+        c_new -= step * sum(1 / (c_new + v[row]) for v in inner.values())
+    assert float(t2.params["c"]) == pytest.approx(c_new, rel=1e-12)
+
+
+# ---------------------------------------------------------------- writes that may alias
+
+ALIAS = """model alias
+dim node
+const r = 2
+data E[node, node] : sparse
+param x[node, r] = 0
+param xb[node, r] in [-5, 5] = 0
+param xl[node, r] = 0
+for (u, v) in E:
+    loss E[u, v] * (dot(x[u], x[v]) + dot(xb[u], xb[v]) + dot(xl[u], xl[v]))
+    reg l1(0.01) on xl[u], xl[v]
+"""
+
+
+@pytest.mark.parametrize("sync", ["hogwild", "atomic", "lock"])
+def test_two_writes_of_one_term_to_one_coordinate_add_up(load_spec, sync):
+    """for (u, v) in E with u == v: x[u] and x[v] are one row, and both gradients (taken at
+    the old point) must be applied, also through box clipping and the l1 step."""
+    mod = load_spec(text=ALIAS)
+    E = sp.csr_matrix((np.array([1.0, -1.0, 0.5]), (np.array([0, 1, 2]), np.array([0, 1, 3]))),
+                      shape=(4, 4))
+    rng = np.random.default_rng(0)
+    start = {"x": rng.uniform(0.5, 1, (4, 2)), "xb": np.array([[1, 2], [4.95, -1], [1, 1],
+                                                               [2, 2.0]]),
+             "xl": rng.uniform(0.5, 1, (4, 2))}
+    step = 0.01
+    t = mod.Trainer(threads=1, epochs=1, step=step, decay=1.0, order="stored", sync=sync)
+    t.params = {k: v.copy() for k, v in start.items()}
+    t.fit(E=E)
+    want = {k: v.copy() for k, v in start.items()}
+    coo = E.tocoo()
+    for u, v, e in zip(coo.row, coo.col, coo.data):     # one term after another
+        for name in want:
+            p = want[name]
+            gu, gv = e * p[v], e * p[u]
+            if name == "xl":                              # deg of every row is 1 here
+                gu, gv = gu + 0.01 * np.sign(p[u]), gv + 0.01 * np.sign(p[v])
+            p[u] -= step * gu
+            p[v] -= step * gv
+            if name == "xb":
+                np.clip(p, -5, 5, out=p)
+    for name in want:
+        np.testing.assert_allclose(t.params[name], want[name], rtol=1e-13, err_msg=name)
+    assert t.params["xb"][1, 0] == 5.0                    # the clipped case was reached
+    np.testing.assert_allclose(t.params["x"][0], start["x"][0] * (1 - 2 * step))   # 2 x0
+
+
+# ---------------------------------------------------------------- names
+
+
+NAMES = """model names
+dim range, EOF
+const nterms_0 = 2
+data X__indptr[range, EOF] : sparse
+data errno[range] : real
+param t = 0.5
+param M[EOF] = 0
+param step[EOF, nterms_0] ~ normal(0, 1)
+param NULL = 0.25
+param Model_ = 0.1
+for linux in range:
+    let scratch = dot(X__indptr[linux], M) + t + sum(M_PI in X__indptr[linux]: X__indptr[linux, M_PI] * sum(int in nterms_0: step[M_PI, int]))
+    loss (scratch - errno[linux])^2 + NULL^2 + Model_^2
+    reg l2(0.1) on M
+    predict scratch
+"""
+
+
+def test_user_names_never_meet_the_generated_codes_names(load_spec):
+    """Keywords, C macros and the generated code's own names, as user names."""
+    mod = load_spec(text=NAMES)
+    X = sp.csr_matrix(np.array([[0.5, 0.0, -1.0]]))
+    data = {"X__indptr": X, "errno": np.array([0.3])}
+    t = mod.Trainer(threads=1, epochs=0, seed=3).fit(**data)
+    p = t.params
+    x = X.toarray()[0]
+    scratch = x @ p["M"] + p["t"] + x @ p["step"].sum(axis=1)
+    want = (scratch - 0.3) ** 2 + p["NULL"] ** 2 + p["Model_"] ** 2 + 0.1 * (p["M"] ** 2).sum()
+    assert t.objective(**data) == pytest.approx(float(want), rel=1e-12)
+    assert t.predict(X__indptr=X) == pytest.approx([float(scratch)], rel=1e-12)
+    check_one_step(mod, data, 1)
+
+
+def test_a_missing_array_is_an_error_not_a_null_pointer(load_spec):
+    mod = load_spec("svm")
+    X = sp.csr_matrix(np.array([[1.0, 0.0]]))
+    kernels = mod.Trainer.kernels
+    arrays = {"X__indptr": X.indptr.astype(np.int64), "X__indices": X.indices.astype(np.int32),
+              "X__data": X.data, "w": np.zeros(2)}
+    sizes = {"maxnnz_X": 1, "nterms_0": 1, "n_example": 1, "n_feature": 2}
+    k = kernels.Kernel(arrays, sizes)
+    with pytest.raises(ValueError, match="'_deg0_X' was not given"):
+        k.epoch(np.zeros(1, dtype=np.int64), 0, 0.1, 1, 0)
+    k = kernels.Kernel(arrays | {"_deg0_X": np.ones(2)}, sizes)
+    with pytest.raises(ValueError, match="'y' was not given"):
+        k.objective_sum(1)
+    out = np.zeros(1)
+    k.predict(out, 1)                  # predict reads neither
+    assert out[0] == 0.0
+
+
+# ---------------------------------------------------------------- lets, norm2, bounds
+
+
+def _let_chain(n, op):
+    lines = ["let a0 = w0"] + [f"let a{k} = {op.format(p=f'a{k - 1}')}" for k in range(1, n)]
+    return ("model chain\ndim example\ndata y[example] : real\nparam w0 = 1\nfor i in example:\n"
+            + "".join(f"    {line}\n" for line in lines) + f"    loss a{n - 1} * y[i]\n")
+
+
+def test_lets_that_square_each_other_stay_shared(load_spec):
+    """a15 = w0^(2^15): a tree of 2^15 leaves as a DAG of 16 nodes, and so is its code."""
+    text = _let_chain(16, "{p} * {p}")
+    plan = lower.lower(hogwild_dsl.check(text))
+    assert len(plan.blocks[0].update_plain.body) < 60
+    mod = load_spec(text=text)
+    w0, y, step = 1.00001, np.array([0.5]), 1e-9
+    t = mod.Trainer(threads=1, epochs=0).fit(y=y)
+    t.params["w0"][...] = w0
+    assert t.objective(y=y) == pytest.approx(w0 ** 2 ** 15 * 0.5, rel=1e-12)
+    t2 = mod.Trainer(threads=1, epochs=1, step=step, decay=1.0, order="stored")
+    t2.params = {"w0": np.array(w0)}
+    t2.fit(y=y)
+    want = w0 - step * 0.5 * 2 ** 15 * w0 ** (2 ** 15 - 1)
+    assert float(t2.params["w0"]) == pytest.approx(want, rel=1e-12)
+
+
+def test_a_long_chain_of_lets_is_a_spec_error_not_a_recursion_error():
+    with pytest.raises(hogwild_dsl.SpecError) as err:
+        hogwild_dsl.check(_let_chain(600, "{p} + 1"))
+    assert err.value.line is not None and "levels deep" in str(err.value)
+
+
+def test_norm2_at_zero_takes_the_subgradient_zero(load_spec):
+    mod = load_spec(text="""model n2
+dim example, feature
+data X[example, feature] : sparse
+param w[feature] = 0
+for i in example:
+    loss norm2(w) + dot(X[i], w)
+""")
+    X = sp.csr_matrix(np.array([[1.0, 0.0, 2.0]]))
+    t = mod.Trainer(threads=1, epochs=1, step=0.1, decay=1.0, order="stored").fit(X=X)
+    np.testing.assert_allclose(t.params["w"], [-0.1, 0.0, -0.2], rtol=1e-15)
+
+
+def test_box_and_lower_bounds_on_0d_params(load_spec):
+    mod = load_spec(text="""model bounds
+dim example
+data y[example] : real
+param b in [0, 1] = 2
+param c >= 0.25 = -1
+for i in example:
+    loss (b + c - y[i])^2
+""")
+    y = np.array([10.0])
+    t = mod.Trainer(threads=1, epochs=0).fit(y=y)
+    assert float(t.params["b"]) == 1.0 and float(t.params["c"]) == 0.25    # projected init
+    t = mod.Trainer(threads=1, epochs=1, step=0.1, decay=1.0).fit(y=y)
+    assert float(t.params["b"]) == 1.0                                      # clipped at 1
+    assert float(t.params["c"]) == pytest.approx(0.25 + 0.1 * 2 * (10 - 1.25))
+
+
+# ---------------------------------------------------------------- the cache key
+
+
+def test_every_stage_that_shapes_the_code_is_in_the_generator_hash(monkeypatch):
+    """A change to check.py, parse.py or the grammar must change every signature."""
+    real = emit.resources.files
+    base = emit.generator_hash.__wrapped__()
+
+    class Edited:
+        def __init__(self, package, name):
+            self.root, self.name = real(package), name
+
+        def joinpath(self, *parts):
+            path = self.root.joinpath(*parts)
+            if parts[-1] != self.name:
+                return path
+            return type("F", (), {"read_bytes": lambda _: path.read_bytes() + b"\n# edit"})()
+
+    for package, name in (("hogwild_dsl", "check.py"), ("hogwild_dsl", "parse.py"),
+                          ("hogwild_dsl.grammar", "hog.lark")):
+        monkeypatch.setattr(emit.resources, "files",
+                            lambda pkg, p=package, n=name: Edited(pkg, n if pkg == p else None))
+        assert emit.generator_hash.__wrapped__() != base, name
