@@ -22,7 +22,7 @@ for i in example:
     predict yhat
 """
 CONSTS = {'k': 8}
-SIGNATURE = "56f994fc8a796c216a855a8c"
+SIGNATURE = "7bb7d85ec8575b2aaf1f7098"
 KERNELS = "fm_kernels"
 
 Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)

@@ -18,7 +18,7 @@ for i in example:
     predict sigmoid(dot(X[i], w) + b)
 """
 CONSTS = {}
-SIGNATURE = "bdb4734e1738fdbe97d30506"
+SIGNATURE = "1ce8d1374838f1836aaded1e"
 KERNELS = "logreg_kernels"
 
 Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)

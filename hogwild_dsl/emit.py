@@ -95,7 +95,8 @@ def emit(spec: ir.Spec, ext_name: str, plan: KernelPlan | None = None) -> dict[s
     scratch_py = "max(" + ", ".join(_python_expr(s, plan.fields) for s in scratch) + ", 0)"
     nterms_py = " + ".join(f'sizes["nterms_{bp.index}"]' for bp in plan.blocks)
     predict = next((bp for bp in plan.blocks if bp.predict is not None), None)
-    field_table = "[\n" + "".join(f"    ({f.key!r}, {f.ctype!r}),\n" for f in plan.fields) + "]"
+    field_table = "[\n" + "".join(f"    ({f.key!r}, {f.ctype!r}),\n" for f in plan.fields
+                                   if f.value is None) + "]"
     needs = {"train": set(), "predict": set()}
     for bp in plan.blocks:
         for fn, use in ((bp.update_plain, "train"), (bp.update_atomic, "train"),
