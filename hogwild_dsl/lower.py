@@ -603,7 +603,8 @@ def size_of(a: Access, vars_: tuple) -> str:
 
 
 def _sorted_nest(index: tuple) -> tuple:
-    loops = [v for v in index if v.kind != "term"]
+    """The loops of a site's nest: one per distinct loop variable (Q[s, s] loops once)."""
+    loops = list(dict.fromkeys(v for v in index if v.kind != "term"))
     return tuple([v for v in loops if v.kind == "sparse"] + [v for v in loops if v.kind == "dense"])
 
 
@@ -832,9 +833,10 @@ class BlockLowering:
                     em.hoist(n)
         olds = {}
         if mode != "apply":     # old values into locals: read once, before any write
-            for site in nest.sites:
+            for site in nest.sites:     # (a value the gather read is the old one)
                 if site.access not in olds:
-                    olds[site.access] = em.temp(site.access, a.leaf(site.access), "o")
+                    olds[site.access] = em.lookup(site.access) or \
+                        em.temp(site.access, a.leaf(site.access), "o")
         grads = []
         for n, site in enumerate(nest.sites):
             slot = f"{buffer}[({offset(a, nest.vars)}) * {len(nest.sites)} + {n}]" if buffer else None

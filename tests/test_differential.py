@@ -351,8 +351,6 @@ for i in a:
 """, load_spec)
 
 
-@pytest.mark.xfail(strict=True, reason="fuzz-findings F3: a param read on its diagonal Q[s, s] "
-                                       "gets its gradient extent times")
 def test_finding_f3_diagonal_access(load_spec):
     _finding("""
 model fzf3
@@ -365,8 +363,6 @@ for i in a:
 """, load_spec)
 
 
-@pytest.mark.xfail(strict=True, reason="fuzz-findings F4: a whole-vector read and a reg on an "
-                                       "entry of the same param do not add up")
 def test_finding_f4_whole_read_and_reg_on_an_entry(load_spec):
     _finding("""
 model fzf4
