@@ -21,7 +21,7 @@ for n in node:
 train step 0.05, decay 0.9, epochs 30
 """
 CONSTS = {}
-SIGNATURE = "d34485df28a434398bef18eb"
+SIGNATURE = "fce85a7ccf2c8a91dc0fa25e"
 KERNELS = "cuts_kernels"
 
 Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)

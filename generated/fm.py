@@ -22,7 +22,7 @@ for i in example:
     predict yhat
 """
 CONSTS = {'k': 8}
-SIGNATURE = "80f9dba0d5a0c2be41923094"
+SIGNATURE = "7fbd10cf8d3011e6b2032bf0"
 KERNELS = "fm_kernels"
 
 Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)

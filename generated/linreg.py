@@ -20,7 +20,7 @@ for i in example:
 train step 0.01, decay 0.95, epochs 20
 """
 CONSTS = {}
-SIGNATURE = "4d1acd34aa823ecd5feb9602"
+SIGNATURE = "2f1b4a647bb7c95107db40bf"
 KERNELS = "linreg_kernels"
 
 Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)

@@ -18,7 +18,7 @@ for i in example:
     predict sigmoid(dot(X[i], w) + b)
 """
 CONSTS = {}
-SIGNATURE = "dcd6d8f4a727f900c421b11a"
+SIGNATURE = "abeb2c872fccd4a69a90cf6a"
 KERNELS = "logreg_kernels"
 
 Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)

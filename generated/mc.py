@@ -21,7 +21,7 @@ for (u, v) in r:
 train step 0.01, decay 0.9, epochs 20
 """
 CONSTS = {'rank': 20}
-SIGNATURE = "56e13ea9c1823dbfe47f5f4f"
+SIGNATURE = "01257f628e5dc0c52030563d"
 KERNELS = "mc_kernels"
 
 Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)

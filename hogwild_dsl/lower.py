@@ -129,7 +129,7 @@ def free_loop_vars(e: ir.Expr) -> frozenset:
 
 def substitute(e: ir.Expr, old: ir.Var, new: ir.Var, memo=None) -> ir.Expr:
     """e with the free occurrences of index variable `old` replaced by `new` (shared
-    subtrees are rewritten once)."""
+    subtrees are rewritten once; a sum binding `new` inside is renamed, never captures)."""
     memo = {} if memo is None else memo
     if e in memo:
         return memo[e]
@@ -138,7 +138,16 @@ def substitute(e: ir.Expr, old: ir.Var, new: ir.Var, memo=None) -> ir.Expr:
     elif isinstance(e, (ir.DataAt, ir.ParamAt, ir.Deg)):
         out = type(e)(e.name, tuple(new if v == old else v for v in e.index))
     elif isinstance(e, (ir.Sum, ir.ArgMax)):
-        out = type(e)(e.var, substitute(e.body, old, new, memo))
+        var, body = e.var, e.body
+        if var.name == new.name:     # the binder would capture `new`: rename it first
+            taken = {n.var.name for n in _distinct(body, lambda n: False)
+                     if isinstance(n, (ir.Sum, ir.ArgMax))} | {new.name, old.name}
+            fresh = var.name
+            while fresh in taken:
+                fresh = "x" + fresh
+            fresh_var = ir.Var(fresh, var.dim, var.kind, var.source)
+            var, body = fresh_var, substitute(body, e.var, fresh_var)
+        out = type(e)(var, substitute(body, old, new, memo))
     elif isinstance(e, ir.Binary):
         out = ir.Binary(e.op, substitute(e.left, old, new, memo),
                         substitute(e.right, old, new, memo))

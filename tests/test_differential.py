@@ -415,8 +415,6 @@ for (u, v) in r:
 """, load_spec)
 
 
-@pytest.mark.xfail(strict=True, reason="fuzz-findings F7: nested sums over one extent fused "
-                                       "into the diagonal in the update")
 def test_finding_f7_nested_sums_over_one_extent(load_spec):
     _finding("""
 model fzf7
