@@ -429,8 +429,6 @@ for i in a:
 """, load_spec)
 
 
-@pytest.mark.xfail(strict=True, reason="fuzz-findings F8: a scalar function of a dot's index "
-                                       "under an enclosing sum is hoisted out of its loop")
 def test_finding_f8_function_of_a_reduction_index_under_a_sum(load_spec):
     _finding("""
 model fzf8
