@@ -584,13 +584,22 @@ class BlockChecker:
         rowvar = self.scope[row.shape.row]
         deg = None if unscaled else self.deg_node(
             ("support", row.shape.data, rowvar.name),
-            ir.DegSpec(f"_deg{self.index}_{row.shape.data}", "support", rowvar.name,
-                       row.shape.data, row.shape.dim), (j,))
+            ir.DegSpec(self.support_deg_name(row.shape.data, rowvar), "support",
+                       rowvar.name, row.shape.data, row.shape.dim), (j,))
         if len(p.dims) == 1:
             return p.name, j, lambda share: ir.Sum(j, share(ir.ParamAt(p.name, (j,)))), deg, text
         k = self.fresh(p.dims[1], "dense")
         return (p.name, j, lambda share: ir.Sum(j, ir.Sum(k, share(ir.ParamAt(p.name, (j, k))))),
                 deg, text)
+
+    def support_deg_name(self, data: str, rowvar: ir.Var) -> str:
+        """_deg<block>_<data>; the rows of one data picked by the block's other index
+        (r[u] and r[v]) get _deg<block>r<position>_<data> (no user name can make either)."""
+        plain = f"_deg{self.index}_{data}"
+        key = ("support", data, rowvar.name)
+        if all(k == key or d.name != plain for k, d in self.degs.items()):
+            return plain
+        return f"_deg{self.index}r{self.tvars.index(rowvar)}_{data}"
 
     def not_a_param(self, name: syn.Name, hint):
         spec = self.spec

@@ -400,8 +400,6 @@ for (u, v) in r:
     assert np.allclose(t.predict(r=r), interp.predict(params))
 
 
-@pytest.mark.xfail(strict=True, reason="fuzz-findings F6: support regs on r[u] and r[v] share "
-                                       "the deg name _deg{b}_r")
 def test_finding_f6_support_regs_on_both_rows_of_entry_data(load_spec):
     _finding("""
 model fzf6
