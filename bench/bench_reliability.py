@@ -1,7 +1,9 @@
 """The large reliability run of issue 13: wrong data, malformed files and faults.
 
 Runs every named data case of tests/fuzz_cases.py on the shipped svm, mc and cuts specs plus
-random corruptions (1,000+ data cases), every named malformed file plus random byte-level
+random corruptions (1,000+ data cases), 10,000 spec texts for the front end (random valid specs
+of tests/specgen.py, most of them mutated: deletions, inserted tokens and bytes, truncations,
+renames to keywords and generated-code names, deep nesting, long let chains), every named malformed file plus random byte-level
 mutations of each format and of saved params, and the fault cases: `hogwildc compile` killed
 with SIGKILL at many points (kernels cached or not) then reloaded and checked against a fresh
 build, and tests/test_faults.py (8 processes loading one new spec, full and unwritable cache,
@@ -9,7 +11,7 @@ full disk while saving, Ctrl-C during fit and during `hogwildc train`). Writes t
 category (tried / clean error / ok / crash / hang / silently wrong / wrong exception type /
 valid input refused) to bench/results/reliability.json.
 
-    .venv/bin/python bench/bench_reliability.py [--random 60] [--kill-points 10]
+    .venv/bin/python bench/bench_reliability.py [--random 60] [--specs 10000] [--kill-points 10]
 """
 from __future__ import annotations
 
@@ -103,6 +105,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--random", type=int, default=60,
                     help="random corruptions per (spec, call, data) and per file format")
+    ap.add_argument("--specs", type=int, default=10_000, help="spec texts given to check")
     ap.add_argument("--kill-points", type=int, default=10)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "reliability.json"))
     args = ap.parse_args()
@@ -112,6 +115,7 @@ def main() -> int:
         env = {"HOGWILD_CACHE_DIR": str(cache)}
         ids = fuzz_cases.data_case_ids(n_random=args.random)
         ids += fuzz_cases.file_case_ids(n_random=3 * args.random)
+        ids += fuzz_cases.spec_case_ids(args.specs)
         results = fuzz_cases.run(ids, env=env)
         results.update(kill_points(args.kill_points, cache))
         results.update(fault_tests(cache))
@@ -120,6 +124,8 @@ def main() -> int:
         parts = case.split("|")
         if parts[0] == "fault":
             category = f"fault/{parts[1]}"
+        elif parts[0] == "spec":
+            category = f"spec/{parts[2]}"
         elif parts[0] == "data":
             category = f"data/{parts[1]}" + ("/random" if parts[4].startswith("random:") else "")
         else:
@@ -134,7 +140,7 @@ def main() -> int:
     problems = {case: list(r) for case, r in results.items()
                 if r[0] not in ("clean", "ok", "skipped")}
     report = {
-        "what": "issue 13 reliability run: wrong data, malformed files, faults",
+        "what": "issue 13 reliability run: wrong data, malformed files, spec texts, faults",
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus, "
                    f"Python {platform.python_version()}",
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),

@@ -550,6 +550,95 @@ def _load(spec: str):
     return hogwild_dsl.load(text=SPECS[spec])
 
 
+# ---------------------------------------------------------------- spec texts
+# A valid random spec (tests/specgen.py) and a seeded mutation of it, given to `check`: the
+# front end must answer every text with the checked IR or a SpecError, never another exception,
+# a crash or a hang. Unmutated specs must check.
+
+SPEC_MUTATIONS = ("none", "delete", "duplicate_line", "swap_lines", "insert", "truncate",
+                  "rename", "nest", "let_chain", "bytes")
+INSERTS = ["model", "dim", "const", "data", "param", "for", "in", "loss", "reg", "predict",
+           "let", "train", "sample", "on", "unscaled", "sum(", "dot(", ")", "(", "[", "]", ",",
+           ":", "=", "~", "^", "-", "*", "/", "+", "#", "\t", "\n", "\n    ", "1e308",
+           "1e-400", "10**9", "99999999999999999999", "nan", "inf", "_x", "t", "M", "step",
+           "scratch", "NULL", "errno", "self", "validation", "\x00", "\ud800", "\ufeff",
+           "é", "index(", "simplex", "ball(", "sparse", "dense", "real", "sign", "binary"]
+
+
+def spec_case_ids(n: int, start: int = 0) -> list[str]:
+    """n spec-text cases: seeds start.. each with one mutation kind, in turn."""
+    return [f"spec|{seed}|{SPEC_MUTATIONS[seed % len(SPEC_MUTATIONS)]}"
+            for seed in range(start, start + n)]
+
+
+def spec_text(case: str) -> tuple[str, str]:
+    """The text of a spec case and what check must do with it ("ok" or "either")."""
+    import random
+
+    import specgen
+    _, seed, kind = case.split("|")
+    seed = int(seed)
+    text = specgen.Generator(seed).spec()
+    rng = random.Random(seed)
+    lines = text.splitlines(keepends=True)
+    at = rng.randrange(len(text) + 1)
+    if kind == "none":
+        return text, "ok"
+    if kind == "delete":
+        text = text[:at] + text[at + rng.randint(1, 12):]
+    elif kind == "duplicate_line":
+        k = rng.randrange(len(lines))
+        text = "".join(lines[:k + 1] + lines[k:])
+    elif kind == "swap_lines":
+        a, b = rng.randrange(len(lines)), rng.randrange(len(lines))
+        lines[a], lines[b] = lines[b], lines[a]
+        text = "".join(lines)
+    elif kind == "insert":
+        word = rng.choice(INSERTS)
+        text = text[:at] + word + text[at:]
+    elif kind == "truncate":
+        text = text[:at]
+    elif kind == "rename":
+        import re
+        names = sorted(set(re.findall(r"\b[A-Za-z][A-Za-z0-9_]*\b", text)))
+        old, new = rng.choice(names), rng.choice(INSERTS[:40] + names)
+        text = re.sub(rf"\b{re.escape(old)}\b", new.strip(), text, count=rng.randint(1, 3))
+    elif kind == "nest":
+        depth = rng.choice([50, 200, 1000, 5000])
+        k = next((i for i, ln in enumerate(lines) if ln.lstrip().startswith("loss")), None)
+        if k is not None:
+            indent = lines[k][:len(lines[k]) - len(lines[k].lstrip())]
+            expr = lines[k].strip()[len("loss"):].strip()
+            lines[k] = f"{indent}loss {'(' * depth}{expr}{')' * depth}\n"
+        text = "".join(lines)
+    elif kind == "let_chain":
+        depth = rng.choice([20, 100, 700])
+        k = next((i for i, ln in enumerate(lines) if ln.lstrip().startswith("loss")), None)
+        if k is not None:
+            indent = lines[k][:len(lines[k]) - len(lines[k].lstrip())]
+            expr = lines[k].strip()[len("loss"):].strip()
+            chain = [f"{indent}let zz0 = {expr}\n"] + [
+                f"{indent}let zz{j} = zz{j - 1} * zz{j - 1}\n" if rng.random() < 0.5 else
+                f"{indent}let zz{j} = zz{j - 1} + 1\n" for j in range(1, depth)]
+            lines[k:k + 1] = chain + [f"{indent}loss zz{depth - 1}\n"]
+        text = "".join(lines)
+    else:                    # bytes: a few random bytes, decoded leniently as a user's editor might
+        raw = bytearray(text.encode())
+        for _ in range(rng.randint(1, 4)):
+            if raw:
+                raw[rng.randrange(len(raw))] = rng.randrange(256)
+        text = raw.decode("utf-8", "surrogateescape")
+    return text, "either"
+
+
+def _run_spec_case(case):
+    """check() of one spec text: (expect, got, want) for _child's verdict."""
+    import hogwild_dsl
+    text, expect = spec_text(case)
+    hogwild_dsl.check(text)
+    return ("ok" if expect == "ok" else None), None, None
+
+
 def child(ids: list[str]) -> None:
     """Run cases in this process, one JSON line each (`start` first, so a crash is located)."""
     import shutil
@@ -572,6 +661,8 @@ def _child(ids, modules, folder):
         try:
             if case.startswith("data|"):
                 expect, got, want = _run_data_case(case, modules)
+            elif case.startswith("spec|"):
+                expect, got, want = _run_spec_case(case)
             else:
                 expect, got, want = _run_file_case(case, modules, folder)
             if expect == "error":
@@ -656,6 +747,8 @@ def counts(results: dict) -> dict:
         parts = case.split("|")
         category = "/".join(parts[:2]) if parts[0] != "file" else \
             ("file/random" if parts[1].startswith("random:") else "file/named")
+        if parts[0] == "spec":
+            category = f"spec/{parts[2]}"
         if parts[0] == "params":
             category = "params/random" if parts[1].startswith("random:") else "params/named"
         c = out.setdefault(category, {"tried": 0, **{o: 0 for o in OUTCOMES}})

@@ -718,6 +718,21 @@ def test_fuzz_wrong_data_and_files_sample(hog_cache_dir):
     assert outcomes == {"clean", "ok"}       # both kinds exercised: the fuzz can tell them apart
 
 
+def test_fuzz_spec_texts_sample():
+    """Random valid specs and mutations of them (every mutation kind, deep nesting and long let
+    chains included) given to check: the IR or a SpecError, never another exception, a crash
+    or a hang; every unmutated spec checks. bench/bench_reliability.py runs 10,000."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import fuzz_cases
+    ids = fuzz_cases.spec_case_ids(150)
+    assert {i.split("|")[2] for i in ids} == set(fuzz_cases.SPEC_MUTATIONS)
+    results = fuzz_cases.run(ids)
+    assert len(results) == len(ids)
+    bad = {case: r for case, r in results.items() if r[0] not in ("clean", "ok")}
+    assert not bad, "\n".join(f"{c}: {o} ({d})" for c, (o, d) in bad.items())
+    assert {o for o, _ in results.values()} == {"clean", "ok"}
+
+
 def test_a_build_that_does_not_import_is_not_kept_in_the_cache(tmp_path, monkeypatch):
     from hogwild_dsl.errors import CompileError
     real = build.import_from_path
