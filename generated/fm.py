@@ -22,7 +22,7 @@ for i in example:
     predict yhat
 """
 CONSTS = {'k': 8}
-SIGNATURE = "338871aa73c64ffb422d6f69"
+SIGNATURE = "910ab700c270d388b66dd07d"
 KERNELS = "fm_kernels"
 
 Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)

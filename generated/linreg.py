@@ -20,7 +20,7 @@ for i in example:
 train step 0.01, decay 0.95, epochs 20
 """
 CONSTS = {}
-SIGNATURE = "a76bb716f74e3c647c6f44d8"
+SIGNATURE = "9fd0d3d9fa2b5f1670bfa139"
 KERNELS = "linreg_kernels"
 
 Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)

@@ -18,7 +18,7 @@ for i in example:
     predict sigmoid(dot(X[i], w) + b)
 """
 CONSTS = {}
-SIGNATURE = "fa4f2f30c7b4259bc23d4156"
+SIGNATURE = "24934d5d37bfd7eaa7e7e8c3"
 KERNELS = "logreg_kernels"
 
 Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)

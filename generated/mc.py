@@ -21,7 +21,7 @@ for (u, v) in r:
 train step 0.01, decay 0.9, epochs 20
 """
 CONSTS = {'rank': 20}
-SIGNATURE = "aebc4cc888dd3c6df3a3b2a4"
+SIGNATURE = "9a130048f58bd8528bd68575"
 KERNELS = "mc_kernels"
 
 Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)

@@ -21,7 +21,7 @@ for i in example:
 train step 0.5, decay 0.9, epochs 20
 """
 CONSTS = {}
-SIGNATURE = "b54fe8f63af89b8202290370"
+SIGNATURE = "6f4a9604570927af600674c5"
 KERNELS = "svm_kernels"
 
 Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)

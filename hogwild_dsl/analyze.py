@@ -461,6 +461,7 @@ def analyze(spec: ir.Spec, data: dict, sample: int | None = None, seed: int = 0)
     """
     if sample is not None and (not isinstance(sample, (int, np.integer)) or sample < 1):
         raise ValueError(f"sample must be a positive int or None, got {sample!r}")
+    _refuse_new_forms(spec)
     T, weights, column_name, blocks, n_coordinates = _incidence(spec, data)
     n_terms = T.shape[0]
     result = {
@@ -508,6 +509,21 @@ def analyze(spec: ir.Spec, data: dict, sample: int | None = None, seed: int = 0)
 
 # --------------------------------------------------------------------------------------------
 # the paper's reading
+
+
+def _refuse_new_forms(spec: ir.Spec) -> None:
+    """Index data used as an index and sampled indices: which coordinates a term touches then
+    depends on the data's values or on random draws, which these statistics do not model yet."""
+    from .errors import HogwildError
+    for b in spec.blocks:
+        if b.samples:
+            raise HogwildError(f"analyze does not support 'sample' lines yet (the block on "
+                               f"spec line {b.line}): the rows a term touches are random draws")
+        for e in [e for e, _ in b.losses] + [r.expr for r in b.regs]:
+            for node in ir.walk(e):
+                if isinstance(node, ir.ParamAt) and any(v.kind == "indirect" for v in node.index):
+                    raise HogwildError(f"analyze does not support index data used as an index "
+                                       f"yet (the block on spec line {b.line})")
 
 
 def paper_factor(stats: dict, tau: int) -> float:

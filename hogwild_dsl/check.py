@@ -19,8 +19,9 @@ from typing import Callable
 from . import ir, parse as syn
 from .errors import SpecError
 
-DATA_KINDS = {"sparse": 2, "dense": 2, "real": 1, "sign": 1, "binary": 1}
-TRAIN_KEYS = {"step", "decay", "epochs", "threads", "seed", "order", "chunk"}
+DATA_KINDS = {"sparse": 2, "dense": 2, "real": 1, "sign": 1, "binary": 1, "index": 1}
+TRAIN_KEYS = {"step", "decay", "epochs", "threads", "seed", "order", "chunk", "optimizer"}
+WORD_TRAIN_KEYS = {"optimizer": ("sgd", "adagrad", "adagrad_row")}   # keys whose value is a word
 INT_TRAIN_KEYS = {"epochs", "threads", "seed", "chunk"}
 MAX_EXTENT = 2**31 - 1     # consts and integer train values (C ints downstream)
 MAX_IR_DEPTH = 150         # deepest expression after lets are inlined (later stages recurse)
@@ -30,13 +31,16 @@ SCALAR_FUNCS = {  # name -> number of arguments
     "abs": 1, "exp": 1, "log": 1, "log1p": 1, "sqrt": 1, "sigmoid": 1, "softplus": 1,
     "relu": 1, "hinge": 1, "sqhinge": 1, "logistic": 1, "max": 2, "min": 2, "huber": 2,
 }
-REDUCTIONS = {"dot": 2, "sum": 1, "norm1": 1, "norm2": 1, "sqnorm": 1}
+REDUCTIONS = {"dot": 2, "sum": 1, "norm1": 1, "norm2": 1, "sqnorm": 1, "logsumexp": 1}
+VECTOR_FUNCS = {"softmax": 1}     # a vector to a vector over the same dim
+ONE_ARG_REDUCTIONS = {"max", "min"}   # max(v) / min(v): one argument reduces a vector
 PREDICT_ONLY = {"sign": 1, "argmax": 1}
-ALL_FUNCS = {**SCALAR_FUNCS, **REDUCTIONS, **PREDICT_ONLY}
+ALL_FUNCS = {**SCALAR_FUNCS, **REDUCTIONS, **VECTOR_FUNCS, **PREDICT_ONLY}
 SIGNATURES = {fn: f"{fn}(z)" for fn in ALL_FUNCS} | {
     "max": "max(a, b)", "min": "min(a, b)", "huber": "huber(z, delta)", "dot": "dot(a, b)",
     "sum": "sum(v) or sum(j in X[i]: EXPR)", "norm1": "norm1(v)", "norm2": "norm2(v)",
-    "sqnorm": "sqnorm(v)", "argmax": "argmax(v)"}
+    "sqnorm": "sqnorm(v)", "argmax": "argmax(v)", "logsumexp": "logsumexp(v)",
+    "softmax": "softmax(v)"} | {"max": "max(a, b) or max(v)", "min": "min(a, b) or min(v)"}
 
 
 # ---------------------------------------------------------------- typed values
@@ -217,19 +221,38 @@ class Checker:
             self.error(stmt.kind, f"unknown data kind '{kind}'",
                        self.did_you_mean(kind, DATA_KINDS) or
                        "the kinds are " + ", ".join(DATA_KINDS))
+        of = None
+        if kind == "index":
+            if stmt.of is None:
+                self.error(stmt.kind, "index data names the dim its values index",
+                           f"e.g. data {stmt.name.id}[example] : index(class)")
+            of = self.extent(stmt.of, "index data")
+        elif stmt.of is not None:
+            self.error(stmt.of, f"'{kind}' data takes no argument",
+                       f"write ': {kind}'; only index(C) names a dim")
+        if not stmt.dims:
+            if kind != "real":
+                self.error(stmt.kind, f"a scalar datum is real, not {kind}",
+                           f"write 'data {stmt.name.id} : real', or give {stmt.name.id} dims")
+            self.data[stmt.name.id] = ir.Data(stmt.name.id, (), kind, stmt.line)
+            return
         want = DATA_KINDS[kind]
         if len(stmt.dims) != want:
             self.error(stmt.dims[0], f"'{kind}' data has {want} dim{'s' if want > 1 else ''}, "
                                      f"but {stmt.name.id} declares {len(stmt.dims)}",
-                       "sparse and dense are 2-D; real, sign and binary are 1-D")
+                       "sparse and dense are 2-D; real, sign, binary and index are 1-D (real "
+                       "may also be a scalar: data mu : real)")
         dims = tuple(self.extent(d, "data") for d in stmt.dims)
-        self.data[stmt.name.id] = ir.Data(stmt.name.id, dims, kind, stmt.line)
+        self.data[stmt.name.id] = ir.Data(stmt.name.id, dims, kind, stmt.line, of)
 
     def param(self, stmt: syn.ParamDecl):
-        if len(stmt.dims) > 2:
-            self.error(stmt.dims[2], f"a param has at most 2 dims, but {stmt.name.id} declares "
+        if len(stmt.dims) == 3:
+            self.error(stmt.dims[2], f"a 3-D param ({stmt.name.id}) is not supported yet",
+                       "for now use one 2-D param per value of the middle dim")
+        if len(stmt.dims) > 3:
+            self.error(stmt.dims[3], f"a param has at most 3 dims, but {stmt.name.id} declares "
                                      f"{len(stmt.dims)}",
-                       "a param is 0-D (a number), 1-D (a vector) or 2-D (a matrix of rows)")
+                       "a param is 0-D (a number), 1-D (a vector), 2-D (rows) or 3-D")
         dims = tuple(self.extent(d, "params") for d in stmt.dims)
         constraint = self.constraint(stmt, dims)
         init = self.init(stmt.init, len(dims))
@@ -301,13 +324,26 @@ class Checker:
     def train(self, stmt: syn.TrainDecl) -> dict:
         out = {}
         for key, value in stmt.items:
-            k, v = key.id, value.value
+            k = key.id
             if k not in TRAIN_KEYS:
                 self.error(key, f"unknown train key '{k}'",
                            self.did_you_mean(k, TRAIN_KEYS) or
                            "the keys are " + ", ".join(sorted(TRAIN_KEYS)))
             if k in out:
                 self.error(key, f"'{k}' is given twice on the train line", "give each key once")
+            words = WORD_TRAIN_KEYS.get(k)
+            if words is not None or isinstance(value, syn.Name):
+                if words is None:
+                    self.error(value, f"'{k}' takes a number, not '{value.id}'",
+                               f"e.g. {k} 0.5")
+                if not isinstance(value, syn.Name) or value.id not in words:
+                    shown = value.id if isinstance(value, syn.Name) else value.text
+                    self.error(value, f"unknown {k} '{shown}'",
+                               self.did_you_mean(shown, words) or f"the choices are "
+                               + ", ".join(words))
+                out[k] = value.id
+                continue
+            v = value.value
             if k == "order":
                 self.error(key, "'order' is chosen at fit time", "pass order=... to the Trainer")
             if k in INT_TRAIN_KEYS:
@@ -326,7 +362,8 @@ class Checker:
         return out
 
     def check_dims_readable(self):
-        used = {d for data in self.data.values() for d in data.dims}
+        used = {d for data in self.data.values() for d in data.dims + ((data.of,) if data.of
+                                                                      else ())}
         for dim in self.dims:
             if dim not in used:
                 node = self.names[dim][1]
@@ -382,6 +419,14 @@ class BlockChecker:
     # -------------------------------------------------------- the block
     def run(self) -> ir.Block:
         b, spec = self.block, self.spec
+        if len(b.vars) > 2:
+            names = ", ".join(v.id for v in b.vars)
+            self.error(b.vars[2], f"'for ({names}) in {b.source.id}': a block binds one index "
+                                  "(a dim) or two (the entries of sparse data), not "
+                                  f"{len(b.vars)}",
+                       f"for a term per tuple declare 'dim triple' and one index datum per "
+                       f"part, e.g. 'data tu[triple] : index(user)', then write 'for t in "
+                       f"triple:' and read P[tu[t]]")
         for v in b.vars:
             spec.new_name(v, "index")
             if v.id in spec.names:
@@ -428,8 +473,12 @@ class BlockChecker:
         self.tvars = tvars
         self.kind = kind
         losses, regs, predict = [], [], None
+        self.samples: list[ir.Sample] = []
+        self.predict_var = None
         for stmt in b.body:
-            if isinstance(stmt, syn.Let):
+            if isinstance(stmt, syn.Sample):
+                self.sample(stmt)
+            elif isinstance(stmt, syn.Let):
                 self.let(stmt)
             elif isinstance(stmt, syn.Loss):
                 losses.append((self.loss(stmt), stmt.line))
@@ -443,7 +492,43 @@ class BlockChecker:
         if not losses:
             self.error(b, "this block has no 'loss'", "add a line 'loss EXPR' to the block")
         return ir.Block(self.index, kind, tvars, src, tuple(losses), tuple(regs),
-                        tuple(self.degs.values()), predict, b.line)
+                        tuple(self.degs.values()), predict, b.line, tuple(self.samples),
+                        self.predict_var)
+
+    def sample(self, stmt: syn.Sample):
+        """`sample j in D (~ P)`: j is an index over D, fixed for the term, drawn per visit."""
+        spec, name = self.spec, stmt.name
+        spec.new_name(name, "sampled index")
+        if name.id in spec.names or name.id in self.scope:
+            self.error(name, f"the name '{name.id}' is already in use",
+                       "choose another name for the sampled index")
+        dim = stmt.dim.id
+        if dim not in spec.dims and dim not in spec.consts:
+            what = spec.names.get(dim, (None,))[0]
+            self.error(stmt.dim, f"'{dim}' is {_a(what)}, not a dim" if what else
+                       f"unknown dim '{dim}'",
+                       spec.did_you_mean(dim, spec.dims + list(spec.consts)) or
+                       f"a sample is drawn from a dim: sample {name.id} in DIM")
+        weights = None
+        if stmt.weights is not None:
+            w = spec.data.get(stmt.weights.id)
+            hint = f"declare the weights as 'data {stmt.weights.id}[{dim}] : real'"
+            if w is None:
+                what = spec.names.get(stmt.weights.id, (None,))[0]
+                self.error(stmt.weights, f"the weights '{stmt.weights.id}' must be data, but "
+                           f"this is {_a(what) if what else 'unknown'}",
+                           spec.did_you_mean(stmt.weights.id, spec.data) or hint)
+            if w.kind != "real" or w.dims != (dim,):
+                self.error(stmt.weights, f"the weights of a draw from {dim} are real data over "
+                                         f"{dim}, but '{w.name}' is {w}", hint)
+            weights = w.name
+        if stmt.count is not None:
+            self.error(stmt.count, f"'sample {name.id}[{stmt.count.id}] in {dim}' (several "
+                                   "draws per term) is not supported yet",
+                       f"write one 'sample' line per draw, e.g. 'sample {name.id} in {dim}'")
+        var = ir.Var(name.id, dim, "sample", (weights,))
+        self.scope[name.id] = var
+        self.samples.append(ir.Sample(var, weights, stmt.line))
 
     def let(self, stmt: syn.Let):
         name = stmt.name
@@ -495,9 +580,13 @@ class BlockChecker:
             t = self.expr(stmt.value)
         finally:
             self.in_predict = False
+        if t.shape.kind == "dense":     # a vector per term: predict() gives (terms, size)
+            self.predict_var = ir.Var("k_predict", t.shape.dim, "dense")
+            return self.finished(stmt, t.build(self.predict_var), "predict")
         if t.shape.kind != "scalar":
-            self.error(stmt.value, f"predict gives one value per term, but this is {t.shape}",
-                       "reduce it, e.g. with argmax(...) or dot(...)")
+            self.error(stmt.value, f"predict gives a scalar or a dense vector per term, but "
+                                   f"this is {t.shape}",
+                       "reduce it, e.g. with dot(...), or sum it over the row")
         return self.finished(stmt, t.scalar(), "predict")
 
     # -------------------------------------------------------- reg and the degree split
@@ -554,6 +643,22 @@ class BlockChecker:
             self.error(target, f"'{p.name}' is 0-D: write it without an index", hint)
         arg = target.args[0]
         text = f"{p.name}[{self._text(arg)}]"
+        if self.is_index_datum(arg):      # W[y[i]]: the row of the term's label
+            var = self.index_var(arg)
+            self.check_dim(arg, p, 0, var)
+            data, at = var.source
+            deg = None if unscaled else self.deg_node(
+                ("indirect", data, at), ir.DegSpec(f"_deg{self.index}_{data}_{at}", "indirect",
+                                                   at, data, var.dim), (var,))
+            return self.row_target(p, var, deg, text)
+        if isinstance(arg, syn.Name) and isinstance(self.scope.get(arg.id), ir.Var) \
+                and self.scope[arg.id].kind == "sample":     # Q[j] for a sampled j
+            var = self.scope[arg.id]
+            self.check_dim(arg, p, 0, var)
+            deg = None if unscaled else self.deg_node(
+                ("sample", var.name), ir.DegSpec(f"_deg{self.index}_s_{var.name}", "sample",
+                                                 var.name, var.source[0], var.dim), (var,))
+            return self.row_target(p, var, deg, text)
         if isinstance(arg, syn.Name) and not isinstance(self.scope.get(arg.id), Typed):
             var = self.scope.get(arg.id)
             if not isinstance(var, ir.Var) or var.kind != "term":
@@ -601,6 +706,21 @@ class BlockChecker:
             return plain
         return f"_deg{self.index}r{self.tvars.index(rowvar)}_{data}"
 
+    def row_target(self, p: ir.Param, var: ir.Var, deg, text):
+        """The reg target p[var] for an index fixed per term: an entry, or a row summed."""
+        if len(p.dims) == 1:
+            return p.name, var, lambda share: share(ir.ParamAt(p.name, (var,))), deg, text
+        k = self.fresh(p.dims[1], "dense")
+        return (p.name, var, lambda share: ir.Sum(k, share(ir.ParamAt(p.name, (var, k)))),
+                deg, text)
+
+    def is_index_datum(self, node) -> bool:
+        """Whether node reads index data, y[i] (which then stands for an index)."""
+        if not isinstance(node, syn.Index) or len(node.args) != 1:
+            return False
+        d = self.spec.data.get(node.name.id)
+        return d is not None and d.kind == "index"
+
     def not_a_param(self, name: syn.Name, hint):
         spec = self.spec
         if name.id in spec.names:
@@ -646,8 +766,25 @@ class BlockChecker:
         self.error(name, f"unknown name '{n}'", spec.did_you_mean(n, candidates) or
                    "declare it first with dim, const, data, param or let")
 
+    def indirect_var(self, node: syn.Index) -> ir.Var:
+        """y[i] used as an index: index data read at an index fixed for the term."""
+        d = self.spec.data[node.name.id]
+        at = self.index_var(node.args[0])
+        self.check_dim(node.args[0], d, 0, at)
+        if at.kind != "term":
+            self.error(node.args[0], f"index data read at '{at.name}' is not supported yet: "
+                                     "only at the index of the block",
+                       f"read {d.name} at the block's index, e.g. {d.name}[i]")
+        return ir.indirect(d.name, at, d.of)
+
     def check_dim(self, node, decl, position, var: ir.Var):
         want = decl.dims[position]
+        if var.dim != want and var.kind == "indirect":
+            what = "param" if isinstance(decl, ir.Param) else "data"
+            self.error(node, f"the index data '{var.source[0]}' points into {var.dim}, but "
+                             f"position {position + 1} of {what} '{decl.name}' is over {want}",
+                       f"index data used at a position over {want} must be declared "
+                       f"index({want})")
         if var.dim != want:
             what = "param" if isinstance(decl, ir.Param) else "data"
             self.error(node, f"{what} '{decl.name}' is indexed by {want} at position "
@@ -655,11 +792,18 @@ class BlockChecker:
                        "an index must range over the dim declared at that position")
 
     def index_var(self, node) -> ir.Var:
-        hint = "index with a name bound by 'for' or 'sum'"
+        hint = "index with a name bound by 'for', 'sum' or 'sample', or with index data y[i]"
+        if self.is_index_datum(node):
+            return self.indirect_var(node)
         if not isinstance(node, syn.Name):
-            self.error(node, "an index must be a name bound by 'for' or 'sum'", hint)
+            self.error(node, "an index must be a name bound by 'for', 'sum' or 'sample', or "
+                             "index data such as y[i]", hint)
         v = self.scope.get(node.id)
         if isinstance(v, ir.Var):
+            if v.kind == "sample" and self.in_predict:
+                self.error(node, f"'predict' may not use the sampled index '{node.id}'",
+                           "a prediction is one value per term: it cannot depend on a random "
+                           "draw")
             return v
         if v is not None:
             self.error(node, f"'{node.id}' is a let value, not an index", hint)
@@ -695,6 +839,9 @@ class BlockChecker:
                              f"{p.name}[u]", "a whole matrix has no meaning in an expression")
         if node.id in spec.data:
             d = spec.data[node.id]
+            if not d.dims:                  # a scalar given at fit time
+                e = ir.DataAt(d.name, ())
+                return Typed(SCALAR, lambda k: e, node)
             if len(d.dims) == 1:
                 return Typed(Shape("dense", d.dims[0]), lambda k: ir.DataAt(d.name, (k,)), node)
             self.error(node, f"'{d.name}' is 2-D data: use one of its rows, e.g. {d.name}[i]",
@@ -707,6 +854,8 @@ class BlockChecker:
     def x_Index(self, node: syn.Index):
         spec, name = self.spec, node.name.id
         decl = spec.params.get(name) or spec.data.get(name)
+        if decl is None and isinstance(self.scope.get(name), Typed):    # z[y[i]] of a let z
+            return self.component(node, self.scope[name], node.args)
         if decl is None:
             if name in self.scope:
                 what = "let value" if isinstance(self.scope[name], Typed) else "index"
@@ -724,7 +873,8 @@ class BlockChecker:
             self.error(node.args[len(decl.dims)], f"'{name}' has {len(decl.dims)} "
                        f"dim{'s' if len(decl.dims) > 1 else ''} but is given {len(node.args)} "
                        "indices", f"'{name}' is declared as {name}[{', '.join(decl.dims)}]")
-        if len(node.args) == 1 and isinstance(node.args[0], syn.Index) and is_param:
+        if len(node.args) == 1 and isinstance(node.args[0], syn.Index) and is_param \
+                and not self.is_index_datum(node.args[0]):
             self.error(node, f"'{name}[{self._text(node.args[0])}]' (a param on a sparse row's "
                              "support) is only a reg target",
                        f"in an expression use dot({self._text(node.args[0])}, {name}) or "
@@ -760,10 +910,36 @@ class BlockChecker:
         if b.kind == "sparse" and b.source == (name, a.name):
             e = ir.DataAt(name, (a, b))
             return Typed(SCALAR, lambda k: e, node)
+        if a.kind == "term" and b.kind == "term" and self.kind == "entries" \
+                and (a, b) == self.tvars and decl.dims == (a.dim, b.dim):
+            # another sparse data read at the current entry: a weight per observation, which
+            # must store exactly the entries of the block's data (checked at fit time)
+            e = ir.DataAt(name, (a, b))
+            return Typed(SCALAR, lambda k: e, node)
         self.error(node, f"'{name}[{a.name}, {b.name}]' reads an entry of sparse data by "
                          "lookup, which the compiler does not do",
                    f"read stored values as {name}[i, j] inside sum(j in {name}[i]: ...), or "
                    f"the current entry of 'for (u, v) in {name}' as {name}[u, v]")
+
+    def x_Component(self, node: syn.Component):
+        return self.component(node, self.expr(node.value), (node.index,))
+
+    def component(self, node, t: Typed, args) -> Typed:
+        """v[c]: the component of a dense vector at an index over its dim (z[y[i]])."""
+        if t.shape.kind != "dense":
+            self.error(node, f"only a dense vector has components, but this is {t.shape}",
+                       "index a vector-valued let or (EXPR) with one index over its dim")
+        if len(args) != 1:
+            self.error(args[1] if len(args) > 1 else node,
+                       f"a vector has one index, but this is given {len(args)}",
+                       "write v[c] with c over the vector's dim")
+        var = self.index_var(args[0])
+        if var.dim != t.shape.dim:
+            self.error(args[0], f"this vector is over {t.shape.dim}, but '{self._text(args[0])}'"
+                                f" ranges over {var.dim}",
+                       f"index it with an index over {t.shape.dim}")
+        e = t.build(var)
+        return Typed(SCALAR, lambda k: e, node)
 
     def x_Neg(self, node: syn.Neg):
         t = self.expr(node.operand)
@@ -858,6 +1034,8 @@ class BlockChecker:
                            "only functions are called with (...)")
             self.error(node, f"unknown function '{fn}'", self.spec.did_you_mean(fn, ALL_FUNCS) or
                        "the functions are " + ", ".join(sorted(ALL_FUNCS)))
+        if fn in ONE_ARG_REDUCTIONS and len(node.args) == 1:
+            return self.vector_reduction(node, fn, self.expr(node.args[0]))
         if len(node.args) != ALL_FUNCS[fn]:
             n = ALL_FUNCS[fn]
             self.error(node, f"{fn}() takes {n} argument{'s' if n > 1 else ''}, "
@@ -866,6 +1044,16 @@ class BlockChecker:
             self.error(node, f"{fn}() is allowed only in 'predict'",
                        "it has no useful gradient, so a loss cannot use it")
         args = [self.expr(a) for a in node.args]
+        if fn == "logsumexp":
+            return self.vector_reduction(node, fn, args[0])
+        if fn == "softmax":
+            v = args[0]
+            if v.shape.kind != "dense":
+                self.error(node.args[0], f"softmax() needs a dense vector, not {v.shape}",
+                           "softmax(v) normalises a vector over a dim, e.g. softmax(z)")
+            lse = self.vector_reduction(node, "logsumexp", v).scalar()
+            return Typed(v.shape, lambda k: ir.Func("exp", (ir.Binary("-", v.build(k), lse),)),
+                         node)
         if fn in REDUCTIONS:
             return self.reduction(node, fn, args)
         if fn == "argmax":
@@ -913,6 +1101,17 @@ class BlockChecker:
         e = ir.Sum(k, body)
         if fn == "norm2":
             e = ir.Func("sqrt", (e,))
+        return Typed(SCALAR, lambda _: e, node)
+
+    def vector_reduction(self, node, fn, v: Typed) -> Typed:
+        """max(v), min(v), logsumexp(v): a dense vector to a scalar (ir.Reduce)."""
+        if v.shape.kind != "dense":
+            hint = f"{fn}(v) reduces a dense vector over a dim or const" + \
+                (", e.g. max(a, b) for two scalars" if fn in ONE_ARG_REDUCTIONS else "")
+            self.error(node.args[0] if node.args else node,
+                       f"{fn}() of one argument needs a dense vector, not {v.shape}", hint)
+        k = self.fresh(v.shape.dim, "dense")
+        e = ir.Reduce(fn, k, v.build(k))
         return Typed(SCALAR, lambda _: e, node)
 
     def var_for(self, shape: Shape) -> ir.Var:
@@ -984,7 +1183,7 @@ def _probe(t: Typed) -> ir.Var | None:
 
 def _binds(t: Typed, name: str) -> bool:
     """Whether the built value of t has a sum or argmax over an index called `name`."""
-    return any(isinstance(n, (ir.Sum, ir.ArgMax)) and n.var.name == name
+    return any(isinstance(n, (ir.Sum, ir.ArgMax, ir.Reduce)) and n.var.name == name
                for n in _nodes(t.build(_probe(t))))
 
 

@@ -186,8 +186,10 @@ def access_text(access: ir.ParamAt) -> str:
         return access.name
     parts = []
     for v in access.index:
-        if v.kind == "term":
+        if v.kind in ("term", "indirect"):
             parts.append(v.name)
+        elif v.kind == "sample":
+            parts.append(f"{v.name} (drawn from {v.dim})")
         elif v.kind == "dense":
             parts.append(":")
         else:
@@ -237,6 +239,12 @@ def summary(spec: ir.Spec, path: str | None = None) -> str:
         if b.predict is not None:
             parts.append("predict")
         lines.append(f"  {'':<8} {', '.join(parts)}")
+        for s in b.samples:
+            how = f"with probability proportional to {s.weights}" if s.weights else "uniformly"
+            lines.append(f"  {'':<8}   sample {s.var.name}: drawn from {s.var.dim} {how} at "
+                         "every visit")
+        if b.predict_var is not None:
+            lines.append(f"  {'':<8}   predict gives a vector over {b.predict_var.dim} per term")
         for r in b.regs:
             lines.append(f"  {'':<8}   reg {r.kind}({ir.fmt_number(r.lam)}) on {r.target}"
                          + (" unscaled" if r.unscaled else ""))
@@ -318,6 +326,13 @@ def _load(path=None, text=None, consts=None):
 # reading --data arguments
 
 
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
 def read_data_args(spec: ir.Spec, args_data: list[str]) -> dict:
     from .data import parse_data_arg, read_data
     from .errors import DataError
@@ -331,6 +346,10 @@ def read_data_args(spec: ir.Spec, args_data: list[str]) -> dict:
                                 f"(it declares {', '.join(declared) or 'none'})")
             if n in data:
                 raise DataError(f"--data: data '{n}' is given twice")
+        if len(names) == 1 and not declared[names[0]].dims and _number(path) is not None \
+                and not os.path.exists(path):      # scalar data given inline: --data mu=3.6
+            data[names[0]] = _number(path)
+            continue
         kinds = {n: "sparse" if declared[n].kind == "sparse" else "dense" for n in names}
         data.update(read_data(path, names, kinds))
     return data

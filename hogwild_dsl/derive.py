@@ -126,12 +126,13 @@ class _Renamer:
         names = self.names
         if isinstance(e, (ir.DataAt, ir.ParamAt, ir.Deg)):
             out = type(e)(e.name, tuple(names.get(v, v) for v in e.index))
-        elif isinstance(e, (Sum, ir.ArgMax)):
+        elif isinstance(e, (Sum, ir.ArgMax, ir.Reduce)):
             key = (e.var.kind, e.var.source[0] if e.var.kind == "sparse" else e.var.dim)
             depth = self.depths.get(key, 0)
             new = ir.Var(_canonical_name(e.var, depth), e.var.dim, e.var.kind, e.var.source)
             inner = _Renamer({**names, e.var: new}, {**self.depths, key: depth + 1})
-            out = type(e)(new, inner.rename(e.body))
+            body = inner.rename(e.body)
+            out = ir.Reduce(e.op, new, body) if isinstance(e, ir.Reduce) else type(e)(new, body)
         elif isinstance(e, Binary):
             out = Binary(e.op, self.rename(e.left), self.rename(e.right))
         elif isinstance(e, Neg):
@@ -192,6 +193,12 @@ def partials(e: ir.Expr) -> list[tuple[ir.Expr, ir.Expr]]:
         raise AssertionError(f"no derivative for {e.name}")   # the checker keeps sign/argmax out
     if isinstance(e, Sum):
         return [(e.body, ONE)]
+    if isinstance(e, ir.Reduce):    # d/d body[k]: softmax for logsumexp, the indicator of the max
+        if e.op == "logsumexp":
+            return [(e.body, func("exp", sub(e.body, e)))]
+        if e.op == "max":       # 1 where body[k] attains the max (every tied k: see notes)
+            return [(e.body, sub(ONE, func("_gt", e, e.body)))]
+        return [(e.body, sub(ONE, func("_gt", e.body, e)))]
     return []
 
 
@@ -241,14 +248,14 @@ def derive_block(block: ir.Block) -> BlockGrad:
         if isinstance(node, ir.ParamAt):
             leaves.setdefault((node.name, node.index), []).append(key)
         stack.append((key, True))
-        inner = loops + (node.var,) if isinstance(node, Sum) else loops
+        inner = loops + (node.var,) if isinstance(node, (Sum, ir.Reduce)) else loops
         for child, _ in reversed(partials(node)):
             if has_params(child) and (child, inner) not in seen:
                 stack.append(((child, inner), False))
     adjoint = {(objective, ()): ONE}
     for key in reversed(order):         # parents before children
         node, loops = key
-        inner = loops + (node.var,) if isinstance(node, Sum) else loops
+        inner = loops + (node.var,) if isinstance(node, (Sum, ir.Reduce)) else loops
         for child, local in partials(node):
             if has_params(child):
                 part = mul(adjoint[key], local)

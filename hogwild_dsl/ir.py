@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 
 
 def fmt_number(value: float) -> str:
-    """Numbers as a user would write them (1e-4 -> 0.0001, 2.0 -> 2)."""
+    """Numbers as a user would write them (1e-4 -> 0.0001, 2.0 -> 2); words as they are."""
+    if isinstance(value, str):
+        return value
     if value == int(value) and abs(value) < 1e15:
         return str(int(value))
     return format(value, ".15g")
@@ -24,16 +26,29 @@ def fmt_number(value: float) -> str:
 
 @dataclass(frozen=True)
 class Var:
-    """An index variable. kind: "term" (bound by a `for`), "dense" (0..extent of `dim`), or
+    """An index variable. kind: "term" (bound by a `for`), "dense" (0..extent of `dim`),
     "sparse" (the stored entries of the sparse row `source` = (data, row var); its value is a
-    column, i.e. an index into `dim`)."""
+    column, i.e. an index into `dim`), "indirect" (the value of index data at a term index:
+    `y[i]` with source = (data, term var)), or "sample" (an index drawn afresh per visit by a
+    `sample` line; source = (weights data or None,)). Indirect and sampled indices are fixed
+    for the whole term, like term vars: no loop runs over them."""
     name: str
     dim: str
     kind: str
     source: tuple = ()
 
+    @property
+    def per_term(self) -> bool:
+        """Fixed for the whole term (no loop): a term, indirect or sampled index."""
+        return self.kind in ("term", "indirect", "sample")
+
     def __str__(self):
         return self.name
+
+
+def indirect(data: str, at: Var, dim: str) -> Var:
+    """The index `data[at]` (index data read at a term index), an index into `dim`."""
+    return Var(f"{data}[{at.name}]", dim, "indirect", (data, at.name))
 
 
 # ---------------------------------------------------------------- expressions
@@ -166,6 +181,21 @@ class Sum(Expr):
 
 
 @dataclass(frozen=True)
+class Reduce(Expr):
+    """A reduction of a vector to a scalar other than a sum: max, min, or logsumexp (computed
+    stably, as max + log(sum(exp(body - max))))."""
+    op: str              # max | min | logsumexp
+    var: Var
+    body: Expr
+
+    def children(self):
+        return (self.body,)
+
+    def __str__(self):
+        return f"{self.op}({self.var} in {_source_text(self.var)}: {self.body})"
+
+
+@dataclass(frozen=True)
 class ArgMax(Expr):
     """Index of the largest body over a dense var (predict only)."""
     var: Var
@@ -239,12 +269,15 @@ def add_all(terms) -> Expr | None:
 @dataclass(frozen=True)
 class Data:
     name: str
-    dims: tuple
-    kind: str            # sparse | dense | real | sign | binary
+    dims: tuple          # () for a scalar (data mu : real)
+    kind: str            # sparse | dense | real | sign | binary | index
     line: int
+    of: str | None = None    # index data: the dim or const its values index
 
     def __str__(self):
-        return f"data {self.name}[{', '.join(self.dims)}] : {self.kind}"
+        shape = f"[{', '.join(self.dims)}]" if self.dims else ""
+        kind = f"index({self.of})" if self.kind == "index" else self.kind
+        return f"data {self.name}{shape} : {kind}"
 
 
 @dataclass(frozen=True)
@@ -289,7 +322,10 @@ class Param:
 class DegSpec:
     """How to count deg(c) for one reg target at fit time.
     kind "var": counts of the term var `var`'s values; "support": column counts of the sparse
-    data `data`'s rows picked by term var `var`; "all": every term of the block (a whole param)."""
+    data `data`'s rows picked by term var `var`; "all": every term of the block (a whole param);
+    "indirect": counts of the values of index data `data` over the block's terms (term var
+    `var`); "sample": the expected draws of each value in one epoch (terms x probability;
+    `data` is the weights or None for uniform)."""
     name: str
     kind: str
     var: str | None
@@ -313,6 +349,18 @@ class RegTerm:
 
 
 @dataclass(frozen=True)
+class Sample:
+    """`sample NAME in DIM (~ WEIGHTS)`: an index drawn afresh at every visit of a term."""
+    var: Var
+    weights: str | None
+    line: int
+
+    def __str__(self):
+        return f"sample {self.var} in {self.var.dim}" + \
+            (f" ~ {self.weights}" if self.weights else "")
+
+
+@dataclass(frozen=True)
 class Block:
     """One `for` block: its terms are the indices of a dim (kind "rows") or the stored entries
     of sparse data (kind "entries")."""
@@ -325,6 +373,13 @@ class Block:
     degs: tuple          # DegSpec used by the regs
     predict: Expr | None
     line: int
+    samples: tuple = ()          # Sample, drawn before the term's update and loss
+    predict_var: Var | None = None   # a vector-valued predict: its free dense var
+
+    @property
+    def predict_size(self) -> str | None:
+        """The dim or const a vector-valued predict runs over (None for a scalar predict)."""
+        return self.predict_var.dim if self.predict_var is not None else None
 
     @property
     def objective(self) -> Expr:
@@ -338,10 +393,12 @@ class Block:
 
     def __str__(self):
         lines = [self.header()]
+        lines += [f"    {s}" for s in self.samples]
         lines += [f"    loss {e}" for e, _ in self.losses]
         lines += [f"    {r}" for r in self.regs]
         if self.predict is not None:
-            lines.append(f"    predict {self.predict}")
+            at = f"[{self.predict_var}]" if self.predict_var is not None else ""
+            lines.append(f"    predict{at} {self.predict}")
         return "\n".join(lines)
 
 

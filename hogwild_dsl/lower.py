@@ -960,7 +960,32 @@ def used_fields(fields: list[Field], fn: Function) -> list[Field]:
     return [f for f in fields if f.name in words]
 
 
+def not_yet_lowered(spec: ir.Spec) -> str | None:
+    """What of the spec the code generator cannot emit yet (checked forms of LANGUAGE.md whose
+    lowering is still to come), as a sentence; None when everything can be emitted."""
+    for d in spec.data:
+        if d.kind == "index":
+            return f"index data ('{d.name}', line {d.line})"
+    for b in spec.blocks:
+        if b.samples:
+            return f"the 'sample' line of the block on line {b.line}"
+        if b.predict_var is not None:
+            return f"the vector-valued 'predict' of the block on line {b.line}"
+        exprs = [e for e, _ in b.losses] + [r.expr for r in b.regs] + \
+            ([b.predict] if b.predict is not None else [])
+        for e in exprs:
+            for node in ir.walk(e):
+                if isinstance(node, ir.Reduce):
+                    return f"{node.op}() in the block on line {b.line}"
+    return None
+
+
 def lower(spec: ir.Spec) -> KernelPlan:
+    missing = not_yet_lowered(spec)
+    if missing is not None:
+        from .errors import SpecError
+        raise SpecError(f"{missing} checks, but its code generation is not supported yet",
+                        hint="see docs/language.md for the forms that compile today")
     fields = layout(spec)
     blocks = []
     for bg in derive(spec):

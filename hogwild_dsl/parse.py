@@ -96,10 +96,18 @@ class ConstDecl(Node):
 
 
 @dataclass(frozen=True)
+class Component(Node):
+    """(EXPR)[INDEX]: one component of a vector expression in parentheses."""
+    value: Node
+    index: Node
+
+
+@dataclass(frozen=True)
 class DataDecl(Node):
     name: Name
-    dims: tuple
+    dims: tuple          # () for a scalar datum (data mu : real)
     kind: Name
+    of: Name | None = None   # index(C): the dim or const the values index
 
 
 @dataclass(frozen=True)
@@ -126,7 +134,7 @@ class ParamDecl(Node):
 
 @dataclass(frozen=True)
 class TrainDecl(Node):
-    items: tuple         # ((Name, Num), ...)
+    items: tuple         # ((Name, Num or Name), ...): step 0.5, optimizer adagrad
 
 
 @dataclass(frozen=True)
@@ -154,6 +162,15 @@ class Predict(Node):
 
 
 @dataclass(frozen=True)
+class Sample(Node):
+    """sample NAME[COUNT] in DIM ~ WEIGHTS (COUNT and WEIGHTS optional)."""
+    name: Name
+    count: Name | None
+    dim: Name
+    weights: Name | None
+
+
+@dataclass(frozen=True)
 class ForBlock(Node):
     vars: tuple          # one or two Names
     source: Name
@@ -171,7 +188,7 @@ class Module:
 # Keywords of the language: never names (the checker rejects them where Lark's contextual lexer
 # lets one through as a NAME, e.g. `param loss = 0`).
 KEYWORDS = frozenset({"model", "dim", "const", "data", "param", "for", "in", "let", "loss", "reg",
-                      "on", "predict", "train", "unscaled", "sum"})
+                      "on", "predict", "train", "unscaled", "sum", "sample"})
 KEYWORD_TOKENS = frozenset(k.upper() for k in KEYWORDS)
 
 # Deepest nesting of statements and expressions accepted (a block, its statement and the
@@ -363,6 +380,8 @@ def children(node) -> tuple:
         return (node.operand,)
     if isinstance(node, (Index, Call)):
         return node.args
+    if isinstance(node, Component):
+        return node.value, node.index
     if isinstance(node, SumOver):
         return node.source, node.body
     if isinstance(node, (Let, Loss, Predict)):
@@ -376,7 +395,7 @@ def children(node) -> tuple:
     if isinstance(node, ParamDecl):
         return tuple(v for part in (node.constraint, node.init) if part for v in part.values)
     if isinstance(node, TrainDecl):
-        return tuple(value for _, value in node.items)
+        return tuple(value for _, value in node.items if isinstance(value, Num))
     return ()
 
 
@@ -389,7 +408,7 @@ _WORDS = {
 }
 _EXPR_START = {"NAME", "NUMBER", "LPAR", "MINUS", "SUM"}
 _OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "CIRCUMFLEX"}
-_BLOCK_WORDS = {"LET", "LOSS", "REG", "PREDICT"}
+_BLOCK_WORDS = {"LET", "LOSS", "REG", "PREDICT", "SAMPLE"}
 _TOP_WORDS = {"MODEL", "DIM", "CONST", "DATA", "PARAM", "FOR", "TRAIN"}
 
 
@@ -471,6 +490,9 @@ def _token_error(e: lark.exceptions.UnexpectedToken, source: str) -> SpecError:
         return SpecError("the 'for' block has no indented statements", at, len(code) + 1,
                          source, hint="indent the statements of the block (with spaces) below "
                                       "the 'for' line")
+    if statement.startswith("train") and {"NAME", "NUMBER"} <= expected:
+        return error(f"expected a number or a word, found {_found(token)}",
+                     _FORMS["train"])
     if kind in _BLOCK_WORDS and expected & _TOP_WORDS:
         return error(f"'{text}' outside a 'for' block",
                      "indent it under a 'for' line, e.g. 'for i in example:'")
@@ -497,9 +519,12 @@ _FORMS = {
     "model": "the first statement is 'model NAME'",
     "dim": "e.g. dim example, feature",
     "const": "a const is a positive integer, e.g. const rank = 20",
-    "data": "e.g. data X[example, feature] : sparse",
+    "data": "e.g. data X[example, feature] : sparse, data y[example] : index(class), or "
+            "data mu : real",
+    "sample": "e.g. sample j in item, sample j in item ~ popularity, or sample n[K] in item",
     "param": "e.g. param L[user, rank] ~ normal(0, 0.1), or param x[node, label] in simplex",
-    "train": "each train key is followed by a number, e.g. train step 0.5, decay 0.9, epochs 20",
+    "train": "each train key is followed by a number or a word, e.g. train step 0.5, decay 0.9, "
+             "epochs 20, optimizer adagrad",
     "for": "a block starts with 'for i in DIM:' or 'for (u, v) in X:'",
     "let": "e.g. let z = dot(X[i], w)",
     "reg": "e.g. reg l2(1e-4) on w[X[i]], or reg l1(0.1) on L[u], R[v] unscaled",
@@ -515,7 +540,7 @@ def _syntax_hint(kind: str, expected: set[str], statement: str) -> str:
     if expected & _TOP_WORDS:
         return "a statement starts with model, dim, const, data, param, for or train"
     if expected & _BLOCK_WORDS:
-        return "a block holds let, loss, reg and predict lines"
+        return "a block holds let, sample, loss, reg and predict lines"
     return "see LANGUAGE.md for the form of each statement"
 
 
@@ -650,8 +675,13 @@ class _ToSyntax:
 
     @_rule
     def data_decl(self, meta, items):
+        kind, of = items[-1]
         return DataDecl(meta.line, meta.column, _name(items[0]),
-                        tuple(_name(t) for t in items[1:-1]), _name(items[-1]))
+                        tuple(_name(t) for t in items[1:-1]), kind, of)
+
+    @_rule
+    def data_kind(self, meta, items):   # sparse | index(class)
+        return _name(items[0]), (_name(items[1]) if len(items) > 1 else None)
 
     @_rule
     def shape(self, meta, items):
@@ -715,6 +745,10 @@ class _ToSyntax:
         return (_name(items[0]), items[1])
 
     @_rule
+    def train_word(self, meta, items):
+        return (_name(items[0]), _name(items[1]))
+
+    @_rule
     def for_block(self, meta, items):
         return ForBlock(meta.line, meta.column, items[0], _name(items[1]), tuple(items[2:]))
 
@@ -725,6 +759,10 @@ class _ToSyntax:
     @_rule
     def two_vars(self, meta, items):
         return (_name(items[0]), _name(items[1]))
+
+    @_rule
+    def many_vars(self, meta, items):   # refused by the checker, with the form that exists
+        return tuple(_name(t) for t in items)
 
     @_rule
     def let_stmt(self, meta, items):
@@ -743,6 +781,15 @@ class _ToSyntax:
     @_rule
     def predict_stmt(self, meta, items):
         return Predict(meta.line, meta.column, items[0])
+
+    def sample_stmt(self, children):   # raw tokens: '[' and '~' tell the optional parts apart
+        tokens = [c for c in children if isinstance(c, Token)]
+        kinds = [t.type for t in tokens]
+        names = [_name(t) for t in tokens if t.type == "NAME"]
+        count = names[1] if "LSQB" in kinds else None
+        weights = names[-1] if "TILDE" in kinds else None
+        dim = names[2] if count else names[1]
+        return Sample(tokens[0].line, tokens[0].column, names[0], count, dim, weights)
 
     def _binop(self, op, meta, items):
         return BinOp(meta.line, meta.column, op, items[0], items[1])
@@ -778,6 +825,10 @@ class _ToSyntax:
     @_rule
     def name(self, meta, items):
         return _name(items[0])
+
+    def paren_index(self, children):   # (EXPR)[INDEX], positioned at the '('
+        items = [c for c in children if not isinstance(c, Token) or c.type in _KEPT_TOKENS]
+        return Component(children[0].line, children[0].column, items[0], items[1])
 
     @_rule
     def index(self, meta, items):

@@ -26,6 +26,7 @@ from .derive import gradients_text
 from .errors import DataError, DivergenceError, HogwildError
 
 SYNC_MODES = {"hogwild": 0, "atomic": 1, "lock": 2}
+OPTIMIZERS = {"sgd": 0}      # API.md, "Update rules": adagrad's kernels are not merged yet
 ORDERS = ("shuffle", "chunks", "stored")
 DEFAULTS = {"step": 0.05, "decay": 0.9, "epochs": 10, "chunk": 64, "order": "chunks"}
 EVAL_TERMS = 200_000     # history's objective: exact up to this many terms, else on a sample
@@ -86,10 +87,15 @@ class TrainerBase:
     spec: ir.Spec
     kernels = None
     signature: str = ""
+    optimizer = "sgd"                              # (trainers pickled before update rules)
+    _accumulators: dict = {}                       # read-only default; set per instance
 
     def __init__(self, threads=None, epochs=None, step=None, decay=None, seed=0,
-                 sync="hogwild", shuffle=True, progress=False, order=None, chunk=None):
+                 sync="hogwild", shuffle=True, progress=False, order=None, chunk=None,
+                 optimizer=None):
         train = dict(self.spec.train)
+        self.optimizer = optimizer if optimizer is not None else train.get("optimizer", "sgd")
+        self._accumulators: dict[str, np.ndarray] = {}
         self.threads = threads if threads is not None else \
             train.get("threads", _available_threads())
         self.epochs = epochs if epochs is not None else train.get("epochs", DEFAULTS["epochs"])
@@ -121,6 +127,11 @@ class TrainerBase:
         self.epochs = _int_option("epochs", self.epochs, 0, MAX_COUNT)
         self.seed = _int_option("seed", self.seed, 0, 2**63 - 1)
         self.chunk = _int_option("chunk", self.chunk, 1, MAX_COUNT)
+        if not isinstance(self.optimizer, str) or self.optimizer not in OPTIMIZERS:
+            hint = " (adagrad and adagrad_row are not in this version yet)" \
+                if self.optimizer in ("adagrad", "adagrad_row") else ""
+            raise HogwildError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not "
+                               f"{self.optimizer!r}{hint}")
         self.step = _positive_float("step", self.step)
         self.decay = _positive_float("decay", self.decay)
         if not isinstance(self.sync, str) or self.sync not in SYNC_MODES:
@@ -156,6 +167,7 @@ class TrainerBase:
             return kernel.objective_terms(sample, self.threads) / len(sample)
 
         sync = SYNC_MODES[self.sync]
+        draws = hasattr(kernel, "set_draw_key")
         start_objective = None
         bar = self._progress_bar()
         try:
@@ -174,9 +186,13 @@ class TrainerBase:
                                 hint="look for a division by zero or a log of zero in the "
                                      "spec at the initial params, or in the data")
                     visit, chunk = self._visit_order(n_terms)
+                    if draws:                  # fresh draws in every epoch, from the seed
+                        kernel.set_draw_key(_draw_key(self.seed, "epoch", epoch))
                     began = time.perf_counter()
                     kernel.epoch(visit, chunk, step, self.threads, sync)
                     seconds = time.perf_counter() - began
+                    if draws:                  # the objective's fixed draws
+                        kernel.set_draw_key(_draw_key(self.seed, "objective"))
                     objective = objective_at(i == self.epochs - 1)
                     # the params too: a NaN in them can leave the objective finite (b = 0
                     # in `y[i] / b` trained to objectives of 0.0)
@@ -213,7 +229,11 @@ class TrainerBase:
         return self
 
     def objective(self, /, **data) -> float:
-        """Mean over every term of its loss plus its share of the regularizer."""
+        """Mean over every term of its loss plus its share of the regularizer.
+
+        With `sample` lines, a term stands for the expectation of its loss over the draws:
+        this is then an estimate of that mean, from one draw per term out of a stream fixed
+        by the trainer's seed (two calls give the same value)."""
         arrays, sizes, _ = self._prepare(data, need="all")
         kernel = self.kernels.Kernel(arrays, sizes)
         return float(kernel.objective_sum(self.threads) / max(kernel.nterms, 1))
@@ -227,8 +247,16 @@ class TrainerBase:
             raise HogwildError("predict() before fit(): train first, or load saved params")
         arrays, sizes, _ = self._prepare(data, need="predict")
         kernel = self.kernels.Kernel(arrays, sizes)
-        out = np.empty(sizes[f"nterms_{block.index}"], dtype=np.float64)
-        kernel.predict(out, self.threads)
+        n = sizes[f"nterms_{block.index}"]
+        if block.predict_var is None:
+            out = np.empty(n, dtype=np.float64)
+        else:                           # a vector per term: (terms, size of its dim)
+            dim = block.predict_var.dim
+            consts = dict(self.spec.consts)
+            out = np.empty((n, consts[dim] if dim in consts else sizes[f"n_{dim}"]))
+        kernel.predict(out.reshape(-1), self.threads)
+        if block.kind == "entries":     # the kernel's CSR order -> the order the user gave
+            out = out[self._positions[block.over]]
         return out
 
     def save(self, path) -> Path:
@@ -247,11 +275,13 @@ class TrainerBase:
         meta = json.dumps({"format": SAVE_FORMAT, "signature": self.signature,
                            "model": self.spec.model, "epochs_done": self._epochs_done,
                            "params": sorted(params), "spec": self.spec.source,
+                           "accumulators": sorted(self._accumulators),
                            "consts": dict(self.spec.consts)})
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             with open(tmp, "wb") as f:
-                np.savez(f, **{META_KEY: np.array(meta)}, **params)
+                np.savez(f, **{META_KEY: np.array(meta)}, **params,
+                         **{f"_acc_{k}": v for k, v in self._accumulators.items()})
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
@@ -282,6 +312,7 @@ class TrainerBase:
         t._live_params(None)      # shapes agree with each other and the consts, values finite
         epochs = meta.get("epochs_done", 0)
         t._epochs_done = epochs if isinstance(epochs, int) and epochs >= 0 else 0
+        t._accumulators = _read_accumulators(path, meta)
         return t
 
     def __reduce__(self):
@@ -314,6 +345,13 @@ class TrainerBase:
                     value = np.take(value, np.argsort(perms[dim]), axis=axis)
             if value is not self.params[p.name]:
                 self.params[p.name][...] = value
+            acc = arrays.get(f"{p.name}__acc")
+            if acc is not None:
+                for axis, dim in enumerate(p.dims):
+                    if dim in perms:
+                        acc = np.take(acc, np.argsort(perms[dim]), axis=axis)
+                if acc is not self._accumulators[p.name]:
+                    self._accumulators[p.name][...] = acc
 
     def _relabelling(self, dims: dict) -> dict:
         """A random relabelling of the dims the terms run over (rows of row blocks, the row dim
@@ -339,7 +377,29 @@ class TrainerBase:
             d = declared[missing[0]]
             raise DataError(f"missing data '{d.name}' (declared on spec line {d.line} as "
                             f"{d})")
-        given = {n: _convert(declared[n], v) for n, v in data.items() if v is not None}
+        entry_data = {b.over for b in spec.blocks if b.kind == "entries"}
+        companions = _entry_companions(spec)     # c read as c[u, v] in `for (u, v) in r`
+        entry_data |= set(companions)
+        # the entries of an entry block's data are its terms, as given: kept apart, and where
+        # each given entry sits in the kernel's CSR (predict answers in the given order)
+        self._positions = {}
+        given = {}
+        for n, v in data.items():
+            if v is None:
+                continue
+            if n in entry_data:
+                given[n], self._positions[n] = as_entries(v, f"data '{n}'")
+            else:
+                given[n] = _convert(declared[n], v)
+        for c, r in companions.items():
+            if c in given and r in given and not (
+                    given[c].shape == given[r].shape and
+                    np.array_equal(given[c].indptr, given[r].indptr) and
+                    np.array_equal(given[c].indices, given[r].indices)):
+                raise DataError(f"data '{c}' is read at the entries of '{r}' ({c}[u, v] in "
+                                f"'for (u, v) in {r}'), so it must store exactly the entries "
+                                f"of '{r}' (the same (row, column) pairs, as often), but its "
+                                "pattern differs")
         dims = self._dims(given)
         perms = self._relabelling(dims) if relabel else {}
         if perms:
@@ -347,6 +407,10 @@ class TrainerBase:
                 return self.kernels.permute_rows(indptr, indices, data,
                                                  perm.astype(np.int64), self.threads)
             given = {n: _permute(declared[n].dims, v, perms, gather) for n, v in given.items()}
+            for n, v in given.items():      # index data pointing into a relabelled dim
+                d = declared[n]
+                if d.kind == "index" and d.of in perms:
+                    given[n] = np.ascontiguousarray(np.argsort(perms[d.of])[v], dtype=np.int64)
         arrays, sizes = {}, {}
         for name, value in given.items():
             d = declared[name]
@@ -364,6 +428,13 @@ class TrainerBase:
         self._init_params(dims)
         for name, value in self._live_params(dims).items():
             arrays[name] = _permute(self.spec.param(name).dims, value, perms)
+        if need == "all" and self.optimizer == "adagrad":   # AdaGrad's state, kept across fits
+            accumulators = self.__dict__.setdefault("_accumulators", {})
+            for p in spec.params:
+                acc = accumulators.get(p.name)
+                if acc is None or acc.shape != self.params[p.name].shape:
+                    acc = accumulators[p.name] = np.zeros_like(self.params[p.name])
+                arrays[f"{p.name}__acc"] = _permute(p.dims, acc, perms)
         for dim in spec.dims:
             sizes[f"n_{dim}"] = dims[dim]
         for b in spec.blocks:
@@ -381,11 +452,31 @@ class TrainerBase:
                 arrays[f"{b.over}__rows"] = rows
             if need == "all":
                 for deg in b.degs:
-                    _degree(deg, b, given, dims, sizes, arrays, self.kernels.column_counts)
+                    _degree(deg, b, given, {**dict(spec.consts), **dims}, sizes, arrays,
+                            self.kernels.column_counts)
             else:
                 for deg in b.degs:
                     sizes.setdefault(deg.name, 0.0)
+        self._draws(given, dims, sizes, arrays)
         return arrays, sizes, perms
+
+    def _draws(self, given: dict, dims: dict, sizes: dict, arrays: dict):
+        """What the `sample` lines draw from: the key of the objective's fixed draws, an alias
+        table per weights datum (DataError for weights that are no distribution), and a
+        refusal to draw from an empty dim."""
+        spec = self.spec
+        samples = [(b, s) for b in spec.blocks for s in b.samples]
+        if not samples:
+            return
+        sizes["draw_key"] = _draw_key(self.seed, "objective")
+        extents = {**dims, **dict(spec.consts)}
+        for b, s in samples:
+            if sizes[f"nterms_{b.index}"] > 0 and extents[s.var.dim] == 0:
+                raise DataError(f"'sample {s.var.name} in {s.var.dim}' (spec line {s.line}) "
+                                f"draws from {s.var.dim}, which has size 0")
+        for w in dict.fromkeys(s.weights for _, s in samples if s.weights):
+            if w in given:
+                arrays[f"{w}__alias_p"], arrays[f"{w}__alias_i"] = _alias_table(w, given[w])
 
     def _dims(self, given: dict) -> dict:
         """Read every dim off the data (and the params, if any), checking that they agree."""
@@ -412,6 +503,15 @@ class TrainerBase:
             if shape is not None and len(shape) == len(p.dims):    # else _live_params says why
                 for axis, dim in enumerate(p.dims):
                     see(dim, shape[axis], f"param '{p.name}' (axis {axis})")
+        for name, value in given.items():   # a dim only index data point into: largest + 1
+            d = spec.datum(name)
+            if d.kind == "index" and d.of not in dims and d.of not in consts:
+                dims[d.of] = (int(value.max()) + 1 if value.size else 0,
+                              f"the largest value of index data '{name}'")
+        for name, value in given.items():
+            d = spec.datum(name)
+            if d.kind == "index":
+                _index_range(d, value, consts[d.of] if d.of in consts else dims[d.of][0])
         missing = [d for d in spec.dims if d not in dims]
         if missing:
             raise DataError(f"the size of dim '{missing[0]}' cannot be read off the data given",
@@ -512,6 +612,20 @@ def _bytes(n: int) -> str:
     return f"{n} bytes"
 
 
+def _read_accumulators(path, meta: dict) -> dict:
+    """AdaGrad's sums of squares saved beside the params (none in files without them)."""
+    names = meta.get("accumulators")
+    if not isinstance(names, list):
+        return {}
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {n: np.array(f[f"_acc_{n}"], dtype=np.float64, order="C") for n in names
+                    if isinstance(n, str) and f"_acc_{n}" in f.files}
+    except Exception as e:
+        raise HogwildError(f"{path}: its AdaGrad state cannot be read ({type(e).__name__})") \
+            from None
+
+
 def _read_params(path) -> tuple[dict, dict]:
     """(metadata, params) of a file written by TrainerBase.save (this format or the first)."""
     try:
@@ -562,7 +676,7 @@ def _permute(dims: tuple, value, perms: dict, gather_rows=None):
     for axis, dim in enumerate(dims):
         if dim in perms:
             value = np.take(value, perms[dim], axis=axis)
-    return np.array(value, dtype=np.float64, order="C")
+    return np.ascontiguousarray(value)      # float64 data and params, int64 index data
 
 
 def _predict_data(spec: ir.Spec) -> set:
@@ -585,6 +699,8 @@ def _convert(d: ir.Data, value):
     if sp.issparse(value):
         value = as_csr(value, f"data '{d.name}'").toarray()
     arr = _numeric(value, f"data '{d.name}'")
+    if d.kind == "index":
+        return _index_values(d, arr)
     want = len(d.dims)
     if arr.ndim != want:
         raise DataError(f"data '{d.name}' must be {want}-D ({d}), got shape {arr.shape}")
@@ -603,6 +719,31 @@ def _convert(d: ir.Data, value):
 
 
 MAX_EXTENT = 2**31 - 1     # the kernels index columns and rows with int32
+
+
+def _index_values(d: ir.Data, arr: np.ndarray) -> np.ndarray:
+    """Index data as int64: a 1-D array of integers (integral floats accepted). Its range is
+    checked once the size of the dim it points into is known (_index_range)."""
+    if arr.ndim != 1:
+        raise DataError(f"data '{d.name}' must be 1-D ({d}), got shape {arr.shape}")
+    bad = np.flatnonzero(~np.isfinite(arr) | (arr != np.round(arr)))
+    if bad.size:
+        raise DataError(f"data '{d.name}' is index data ({d}): every value must be an "
+                        f"integer, but position {bad[0]} holds {arr[bad[0]]:g}")
+    if arr.size and (arr.min() < 0 or arr.max() > MAX_EXTENT):
+        at = int(np.flatnonzero((arr < 0) | (arr > MAX_EXTENT))[0])
+        raise DataError(f"data '{d.name}' is index data ({d}): position {at} holds "
+                        f"{arr[at]:g}, out of range [0, {d.of})")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def _index_range(d: ir.Data, values: np.ndarray, size: int) -> None:
+    """Every value of index data in [0, size of the dim it points into), else a DataError
+    naming the datum and the first bad position (the kernel trusts these indices)."""
+    if values.size and values.max() >= size:
+        at = int(np.flatnonzero(values >= size)[0])
+        raise DataError(f"data '{d.name}' is index data ({d}): position {at} holds "
+                        f"{values[at]}, out of range [0, {size}) (the size of {d.of})")
 
 
 def _numeric(value, what: str) -> np.ndarray:
@@ -710,6 +851,54 @@ def as_csr(value, what: str) -> sp.csr_matrix:
     return out
 
 
+def as_entries(value, what: str) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Sparse data whose stored entries are terms (LANGUAGE.md: never merged, zeros kept), as
+    the kernel's CSR (rows in order; within a row by column, ties in the order given) and, for
+    each entry in the order the user gave them (a COO's own order; CSR storage order for CSR
+    input and row-major order for any other input), its position in that CSR."""
+    if sp.issparse(value) and getattr(value, "format", None) == "coo":
+        shape = tuple(getattr(value, "shape", ()))
+        if len(shape) != 2:
+            raise DataError(f"{what} must be 2-D, got shape {shape}")
+        _extent(what, shape)
+        _sparse_values(what, value.data)
+        if value.data.ndim != 1:
+            raise DataError(f"{what} is a corrupt sparse matrix: its data must be 1-D")
+        _indices(what, "row", value.row, shape[0], value.data.shape[0])
+        _indices(what, "col", value.col, shape[1], value.data.shape[0])
+        row, col, data = value.row, value.col, value.data
+    else:
+        if sp.issparse(value) and getattr(value, "format", None) in ("csr", "csc"):
+            shape = tuple(value.shape)
+            _extent(what, shape)
+            try:
+                m = _checked_csr(value, value.format, shape, what)   # duplicates kept
+            except DataError:
+                raise
+            except (ValueError, RuntimeError, TypeError, IndexError, OverflowError,
+                    AttributeError) as e:
+                raise DataError(f"{what} is not a valid sparse matrix: {e}") from None
+        else:
+            m = as_csr(value, what)
+        row = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))
+        col, data = m.indices, m.data
+    values = np.asarray(data, dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        bad = np.flatnonzero(~np.isfinite(values))[0]
+        raise DataError(f"{what} holds NaN or inf (row {row[bad]}, column {col[bad]})")
+    order = np.lexsort((col, row))          # stable: duplicates stay in the order given
+    shape = tuple(value.shape) if sp.issparse(value) else tuple(m.shape)
+    n_rows = int(shape[0])
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(row, minlength=n_rows), out=indptr[1:])
+    indices = np.ascontiguousarray(np.asarray(col)[order], dtype=np.int32)
+    out = sp.csr_matrix((values[order], indices, indptr), shape=shape, copy=False)
+    out.indptr, out.indices = indptr, indices     # keep our dtypes (scipy may downcast)
+    positions = np.empty(order.size, dtype=np.int64)
+    positions[order] = np.arange(order.size, dtype=np.int64)
+    return out, positions
+
+
 def _extent(what: str, shape) -> None:
     if any(int(s) < 0 or int(s) > MAX_EXTENT for s in shape):
         raise DataError(f"{what} is too large: shape {tuple(shape)} (each extent must be at "
@@ -756,6 +945,11 @@ def _degree(deg: ir.DegSpec, block: ir.Block, given: dict, dims: dict, sizes: di
     if deg.kind == "all":
         sizes[deg.name] = 1.0 / max(n_terms, 1)
         return
+    if deg.kind in ("indirect", "sample"):
+        counts = _touches(deg, block, given, arrays, n_terms, dims[deg.dim])
+        with np.errstate(divide="ignore"):
+            arrays[deg.name] = np.where(counts > 0, 1.0 / np.maximum(counts, 1e-300), 0.0)
+        return
     if block.kind == "rows":
         per_value = np.ones(dims[block.over], dtype=np.float64)   # each index is one term
     else:
@@ -775,6 +969,74 @@ def _degree(deg: ir.DegSpec, block: ir.Block, given: dict, dims: dict, sizes: di
         counts = np.bincount(x.indices.astype(np.intp), weights=weights, minlength=x.shape[1])
     with np.errstate(divide="ignore"):
         arrays[deg.name] = np.where(counts > 0, 1.0 / np.maximum(counts, 1e-300), 0.0)
+
+
+def _touches(deg: ir.DegSpec, block: ir.Block, given: dict, arrays: dict, n_terms: int,
+             size: int) -> np.ndarray:
+    """How many terms of `block` touch each value of `deg.dim` through an index datum
+    (counted), or in expectation per epoch through a sampled index (terms x probability)."""
+    if deg.kind == "sample":
+        if deg.data is None:
+            return np.full(size, n_terms / max(size, 1), dtype=np.float64)
+        w = given[deg.data]
+        return n_terms * w / w.sum()
+    values = given[deg.data]
+    if block.kind == "entries":      # the index datum read at the row or column of each entry
+        m = given[block.over]
+        at = arrays[f"{block.over}__rows"] if deg.var == block.vars[0].name else m.indices
+        values = values[at]
+    return np.bincount(values, minlength=size).astype(np.float64)
+
+
+def _entry_companions(spec: ir.Spec) -> dict:
+    """Sparse data read at the current entry of another's entry block (a weight per
+    observation, c[u, v] in `for (u, v) in r`) -> that block's data."""
+    out = {}
+    for b in spec.blocks:
+        if b.kind != "entries":
+            continue
+        exprs = [e for e, _ in b.losses] + [r.expr for r in b.regs] + \
+            ([b.predict] if b.predict is not None else [])
+        for e in exprs:
+            for node in ir.walk(e):
+                if isinstance(node, ir.DataAt) and node.name != b.over and \
+                        node.index == b.vars:
+                    out[node.name] = b.over
+    return out
+
+
+def _draw_key(seed: int, *purpose) -> int:
+    """A 62-bit key for the kernel's counter-based draws, a function of the seed and what the
+    draws are for ("objective", or ("epoch", n)): reproducible, and different per epoch."""
+    words = [seed] + [sum(map(ord, p)) if isinstance(p, str) else int(p) for p in purpose]
+    return int(np.random.default_rng(words).integers(2**62))
+
+
+def _alias_table(name: str, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Walker's alias table (Vose's construction) of the distribution proportional to
+    `weights`: a draw is then O(1) (a uniform slot k, kept with probability prob[k], else
+    alias[k]). The weights must be non-negative with a positive sum."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.size and w.min() < 0:
+        at = int(np.flatnonzero(w < 0)[0])
+        raise DataError(f"data '{name}' weights a draw, so it must be non-negative, but "
+                        f"position {at} holds {w[at]:g}")
+    total = w.sum()
+    if not total > 0 or not np.isfinite(total):
+        raise DataError(f"data '{name}' weights a draw, so its sum must be positive and "
+                        f"finite, not {total:g}")
+    n = w.size
+    scaled = w * (n / total)
+    prob = np.ones(n, dtype=np.float64)
+    alias = np.arange(n, dtype=np.int64)
+    small = [k for k in range(n) if scaled[k] < 1.0]
+    large = [k for k in range(n) if scaled[k] >= 1.0]
+    while small and large:
+        s, g = small.pop(), large.pop()
+        prob[s], alias[s] = scaled[s], g
+        scaled[g] -= 1.0 - scaled[s]
+        (small if scaled[g] < 1.0 else large).append(g)
+    return prob, alias
 
 
 def _project(value: np.ndarray, con: ir.Constraint | None) -> np.ndarray:

@@ -138,7 +138,12 @@ def _bind_xy(spec: ir.Spec) -> tuple[ir.Data, ir.Data]:
 
 def _is_probability(expr: ir.Expr) -> bool:
     """Is a predict expression a probability: a sigmoid (or softmax) at its top?"""
-    return isinstance(expr, ir.Func) and expr.name in ("sigmoid", "softmax")
+    if isinstance(expr, ir.Func) and expr.name in ("sigmoid", "softmax"):
+        return True
+    # softmax(z) checks to exp(z[k] - logsumexp(z)), one component of the vector
+    return isinstance(expr, ir.Func) and expr.name == "exp" and \
+        isinstance(expr.args[0], ir.Binary) and expr.args[0].op == "-" and \
+        isinstance(expr.args[0].right, ir.Reduce) and expr.args[0].right.op == "logsumexp"
 
 
 def _checked(estimator) -> ir.Spec | None:
@@ -330,7 +335,9 @@ class HogwildClassifier(ClassifierMixin, _HogwildEstimator):
         if out.ndim == 2:
             if is_proba:
                 with np.errstate(divide="ignore"):
-                    return np.log(out)
+                    out = np.log(out)
+            if out.shape[1] == 2:       # two classes: one margin, > 0 for classes_[1]
+                return out[:, 1] - out[:, 0]
             return out
         if is_proba:
             with np.errstate(divide="ignore"):

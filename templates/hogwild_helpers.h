@@ -29,6 +29,27 @@ static inline double _hw_huber_dz(double z, double d) {
     return fabs(z) <= d ? z : d * _hw_sgn(z); }
 static inline double _hw_huber_dd(double z, double d) {
     double a = fabs(z); return a <= d ? 0.0 : a - d; }
+/* Draws of `sample` lines: a counter-based generator (splitmix64 of the key of the epoch, the
+   term and the draw's number), so each thread draws independently, with no state, and a draw
+   depends only on (key, term, number): threads=1 and a seed reproduce every draw. */
+static inline uint64_t _hw_mix(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ULL;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+    return x ^ (x >> 31); }
+static inline uint64_t _hw_bits(int64_t key, int64_t t, int64_t which) {
+    return _hw_mix(_hw_mix((uint64_t)key ^ _hw_mix((uint64_t)t)) + (uint64_t)which); }
+static inline int64_t _hw_below(uint64_t bits, int64_t n) {     /* uniform in [0, n) */
+    return (int64_t)(((unsigned __int128)bits * (uint64_t)n) >> 64); }
+static inline int64_t _hw_draw(int64_t key, int64_t t, int64_t which, int64_t n) {
+    return _hw_below(_hw_bits(key, t, which), n); }
+/* Walker's alias method: O(1) per draw from the table built at fit time. */
+static inline int64_t _hw_draw_alias(int64_t key, int64_t t, int64_t which, int64_t n,
+                                     const double* prob, const int64_t* alias) {
+    uint64_t b = _hw_bits(key, t, which);
+    int64_t k = _hw_below(b, n);
+    double u = (double)(_hw_mix(b) >> 11) * (1.0 / 9007199254740992.0);
+    return u < prob[k] ? k : alias[k]; }
 static inline void _hw_atomic_add(double* p, double v) {
 #ifdef _OPENMP
 #pragma omp atomic

@@ -345,3 +345,23 @@ def test_shipped_spec_by_name(hogwildc, tmp_path):
     assert res.returncode == 1
     one_error_line(res)
     assert "shipped: " in res.stderr and "svm" in res.stderr
+
+
+def test_new_forms_on_the_command_line(hogwildc, tmp_path):
+    """Scalar data inline, `check` printing a sample line, and a form whose code generation is
+    not merged yet refused in one line (no traceback)."""
+    import scipy.sparse as sp
+    from test_new_forms_check import BPR
+    r = sp.random(8, 5, density=0.5, random_state=1, format="coo")
+    sp.save_npz(tmp_path / "r.npz", r)
+    res = hogwildc("train", SPECS / "funksvd.hog", "--data", f"r={tmp_path / 'r.npz'}",
+                   "--data", "mu=3.5", "--epochs", "2", "-q", "--const", "rank=2")
+    assert res.returncode == 0, res.stderr
+    no_train_line = BPR.replace("train optimizer adagrad, step 0.05, epochs 30\n", "")
+    (tmp_path / "bpr.hog").write_text(no_train_line)
+    res = hogwildc("check", tmp_path / "bpr.hog")
+    assert res.returncode == 0 and "sample j: drawn from item uniformly" in res.stdout
+    assert "d/dQ[j, k_k] = " in res.stdout
+    res = hogwildc("train", tmp_path / "bpr.hog", "--data", f"seen={tmp_path / 'r.npz'}")
+    assert res.returncode == 1 and "not supported yet" in res.stderr
+    no_traceback(res)

@@ -375,8 +375,6 @@ for i in a:
 """, load_spec)
 
 
-@pytest.mark.xfail(strict=True, reason="fuzz-findings F5: repeated (u, v) entries of a COO are "
-                                       "merged into one term")
 def test_finding_f5_repeated_entries_are_separate_terms(load_spec):
     text = """
 model fzf5
