@@ -91,10 +91,11 @@ class TrainerBase:
     _accumulators: dict = {}                       # read-only default; set per instance
 
     def __init__(self, threads=None, epochs=None, step=None, decay=None, seed=0,
-                 sync="hogwild", shuffle=True, progress=False, order=None, chunk=None,
-                 optimizer=None):
+                 sync="hogwild", shuffle=True, progress=False, order=None, chunk=None):
         train = dict(self.spec.train)
-        self.optimizer = optimizer if optimizer is not None else train.get("optimizer", "sgd")
+        # the spec's train line may name an update rule; only sgd runs in this version (an
+        # `optimizer=` argument comes with AdaGrad's kernels)
+        self.optimizer = train.get("optimizer", "sgd")
         self._accumulators: dict[str, np.ndarray] = {}
         self.threads = threads if threads is not None else \
             train.get("threads", _available_threads())
