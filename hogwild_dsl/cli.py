@@ -1,5 +1,9 @@
 """The ``hogwildc`` command line: check, compile, train, analyze, demo (API.md).
 
+Argument handling only: what a command shows lives beside the stage it shows (report.py: a
+spec's description; history.py: the per-epoch table and curve; analyze.py: the sparsity
+statistics; demo.py: the paper's problems, hogwild versus lock).
+
 Every error a user can cause (a bad spec, a bad data file, a failing build, divergence) is
 reported as one clear message on stderr with exit status 1; a command-line usage error exits
 with 2 (argparse's convention); Ctrl-C exits with 130. A Python traceback reaching the user is a
@@ -15,7 +19,8 @@ import sys
 import time
 from types import SimpleNamespace
 
-from . import __version__, ir, shipped
+from . import __version__, demo, ir, report, shipped
+from .history import fmt_num, plot_history, print_history
 from .errors import DivergenceError, HogwildError, SpecError
 
 PROG = "hogwildc"
@@ -169,96 +174,10 @@ def _cpu_count() -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# check: a one-screen summary of a spec plus its derived gradients
-
-
-def _short(var: ir.Var) -> str:
-    """A compiler-made variable `_j2` reads as `j`."""
-    name = var.name
-    if name.startswith("_"):
-        name = name.lstrip("_").rstrip("0123456789") or name
-    return name
-
-
-def access_text(access: ir.ParamAt) -> str:
-    """What one param access touches: `w[j in X[i]]`, `L[u, :]`, `b`."""
-    if not access.index:
-        return access.name
-    parts = []
-    for v in access.index:
-        if v.kind in ("term", "indirect"):
-            parts.append(v.name)
-        elif v.kind == "sample":
-            parts.append(f"{v.name} (drawn from {v.dim})")
-        elif v.kind == "dense":
-            parts.append(":")
-        else:
-            parts.append(f"{_short(v)} in {v.source[0]}[{v.source[1]}]")
-    if all(p == ":" for p in parts):
-        return f"{access.name}[{', '.join(parts)}]" + "  (every entry)"
-    return f"{access.name}[{', '.join(parts)}]"
-
-
-def touches(block: ir.Block) -> dict[str, list[str]]:
-    """Per param, the distinct accesses the block's update (losses and regs) makes."""
-    out: dict[str, list[str]] = {}
-    exprs = [e for e, _ in block.losses] + [r.expr for r in block.regs]
-    for e in exprs:
-        for node in ir.walk(e):
-            if isinstance(node, ir.ParamAt):
-                text = access_text(node)
-                lst = out.setdefault(node.name, [])
-                if text not in lst:
-                    lst.append(text)
-    return out
-
-
-def summary(spec: ir.Spec, path: str | None = None) -> str:
-    lines = [f"{path}: model {spec.model}" if path else f"model {spec.model}"]
-
-    def row(label, items):
-        items = list(items)
-        if not items:
-            return
-        lines.append(f"  {label:<8} {items[0]}")
-        for it in items[1:]:
-            lines.append(f"  {'':<8} {it}")
-
-    if spec.dims:
-        row("dims", [", ".join(spec.dims) + "   (sizes read off the data)"])
-    row("consts", [f"{n} = {v}" for n, v in spec.consts])
-    row("data", [str(d)[len("data "):] for d in spec.data])
-    row("params", [str(p)[len("param "):] for p in spec.params])
-    for k, b in enumerate(spec.blocks, 1):
-        what = (f"one term per index of {b.over}" if b.kind == "rows"
-                else f"one term per stored entry of {b.over}")
-        lines.append(f"  block {k:<2} {b.header()}   ({what}, line {b.line})")
-        nl, nr = len(b.losses), len(b.regs)
-        parts = [f"{nl} loss line{'s' if nl != 1 else ''}",
-                 f"{nr} reg term{'s' if nr != 1 else ''}" if nr else "no reg"]
-        if b.predict is not None:
-            parts.append("predict")
-        lines.append(f"  {'':<8} {', '.join(parts)}")
-        for s in b.samples:
-            how = f"with probability proportional to {s.weights}" if s.weights else "uniformly"
-            lines.append(f"  {'':<8}   sample {s.var.name}: drawn from {s.var.dim} {how} at "
-                         "every visit")
-        if b.predict_var is not None:
-            lines.append(f"  {'':<8}   predict gives a vector over {b.predict_var.dim} per term")
-        for r in b.regs:
-            lines.append(f"  {'':<8}   reg {r.kind}({ir.fmt_number(r.lam)}) on {r.target}"
-                         + (" unscaled" if r.unscaled else ""))
-        for param, accs in touches(b).items():
-            con = spec.param(param).constraint
-            then = f", then projected ({con})" if con is not None else ""
-            lines.append(f"  {'':<8} update of {param} touches {', '.join(accs)}{then}")
-    if spec.train:
-        row("train", [", ".join(f"{k} {ir.fmt_number(v)}" for k, v in spec.train)])
-    return "\n".join(lines)
+# check: the spec's description (report.py) plus its derived gradients
 
 
 def cmd_check(args) -> int:
-    from .derive import gradients_text
     consts = _consts_per_spec(args.specs, _consts(args.const))
     failed = 0
     for i, path in enumerate(args.specs):
@@ -266,8 +185,7 @@ def cmd_check(args) -> int:
             print()
         try:
             _, spec = _check_spec(path, consts[path])
-            text = summary(spec, path) + "\n\n  derived gradients:\n" + \
-                _indent(gradients_text(spec), "    ")
+            text = report.describe(spec, path)
         except HogwildError as e:
             sys.stdout.flush()
             _err(str(e))
@@ -278,10 +196,6 @@ def cmd_check(args) -> int:
         ok = len(args.specs) - failed
         print(f"\n{ok} of {len(args.specs)} specs OK", file=sys.stderr if failed else sys.stdout)
     return 1 if failed else 0
-
-
-def _indent(text: str, pad: str) -> str:
-    return "\n".join(pad + line if line else line for line in text.splitlines())
 
 
 # --------------------------------------------------------------------------------------------
@@ -297,29 +211,11 @@ def cmd_compile(args) -> int:
             raise CliError(f"{models[spec.model]} and {path} both define model "
                            f"'{spec.model}': one folder holds one module per model name")
         models[spec.model] = path
-    jit = _jit()
+    from .jit import compile_to
     for path in args.specs:
-        for p in jit.compile_to([path], args.out_dir, consts[path]):
+        for p in compile_to([path], args.out_dir, consts[path]):
             print(f"wrote {p}")
     return 0
-
-
-def _jit():
-    try:
-        from . import jit
-    except ImportError as e:
-        if getattr(e, "name", None) in ("hogwild_dsl.jit",):
-            raise CliError("the compiler back end (hogwild_dsl.jit) is not available in this "
-                           "installation") from None
-        raise
-    return jit
-
-
-def _load(path=None, text=None, consts=None):
-    jit = _jit()
-    if path is not None:
-        return jit.load(path, consts=consts)
-    return jit.load(text=text, consts=consts)
 
 
 # --------------------------------------------------------------------------------------------
@@ -359,59 +255,6 @@ def read_data_args(spec: ir.Spec, args_data: list[str]) -> dict:
 # train
 
 
-def _history_rows(history):
-    rows = []
-    for h in history:
-        rows.append((h.get("epoch"), h.get("objective"), h.get("seconds"), h.get("step")))
-    return rows
-
-
-def _fmt_num(x, spec=".6g"):
-    if x is None:
-        return "-"
-    try:
-        return format(float(x), spec)
-    except (TypeError, ValueError):
-        return str(x)
-
-
-def print_history(history, out=sys.stdout) -> None:
-    print(f"{'epoch':>6}  {'objective':>14}  {'seconds':>9}  {'step':>10}", file=out)
-    for epoch, obj, sec, step in _history_rows(history):
-        print(f"{_fmt_num(epoch, 'g'):>6}  {_fmt_num(obj, '.8g'):>14}  "
-              f"{_fmt_num(sec, '.3f'):>9}  {_fmt_num(step, '.4g'):>10}", file=out)
-
-
-def cumulative_seconds(history) -> list[float]:
-    total, out = 0.0, []
-    for h in history:
-        s = h.get("seconds") or 0.0
-        total += float(s)
-        out.append(total)
-    return out
-
-
-def plot_history(history, path: str, title: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    xs = cumulative_seconds(history)
-    ys = [h.get("objective") for h in history]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(xs, ys, marker="o", markersize=3)
-    ax.set_xlabel("seconds (cumulative)")
-    ax.set_ylabel("objective")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    try:
-        fig.savefig(path)
-    except OSError as e:
-        raise CliError(f"--plot '{path}': cannot write ({e.strerror or e})") from None
-    finally:
-        plt.close(fig)
-
-
 def _save(t, out: str) -> str:
     """Save the trainer's params to --out; returns the file really written."""
     try:
@@ -437,7 +280,8 @@ def cmd_train(args) -> int:
     _trainer(SimpleNamespace(Trainer=type("Options", (TrainerBase,), {"spec": spec})),
              **options)
     data = read_data_args(spec, args.data)
-    mod = _load(path=args.spec, consts=consts)
+    from .jit import load
+    mod = load(args.spec, consts=consts)
     out = args.out or f"{spec.model}_params.npz"
     out_dir = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(out_dir):
@@ -471,12 +315,15 @@ def cmd_train(args) -> int:
     print_history(history)
     final = history[-1].get("objective") if history else None
     print(f"trained {spec.model} in {wall:.2f} s"
-          + (f"; final objective {_fmt_num(final, '.8g')}" if final is not None else ""))
+          + (f"; final objective {fmt_num(final, '.8g')}" if final is not None else ""))
     print(f"saved params to {_save(t, out)}")
     if args.plot:
         threads = args.threads or _cpu_count()
-        plot_history(history, args.plot,
-                     f"{spec.model}: sync={args.sync or 'hogwild'}, {threads} thread(s)")
+        try:
+            plot_history(history, args.plot,
+                         f"{spec.model}: sync={args.sync or 'hogwild'}, {threads} thread(s)")
+        except OSError as e:
+            raise CliError(f"--plot '{args.plot}': cannot write ({e.strerror or e})") from None
         print(f"saved the objective curve to {args.plot}")
     return 0
 
@@ -499,134 +346,11 @@ def cmd_analyze(args) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# demo: the paper's Table 2 at small scale
-
-
-DEMO_SCALES = {
-    # name: (generator kwargs per problem, epochs override or None)
-    "small": {
-        "svm": dict(n_rows=100000, n_features=20000, nnz_per_row=50, noise=0.05),
-        "mc": dict(n_users=20000, n_items=5000, n_ratings=1500000, rank=10, test_frac=0.1),
-        "dblife": dict(n_nodes=20000, n_labels=5, avg_degree=8),
-        "abdomen": dict(height=48, width=48, depth=24, n_labels=4, neighbours=6, noise=0.3),
-        "epochs": None,
-    },
-    "tiny": {
-        "svm": dict(n_rows=600, n_features=300, nnz_per_row=10, noise=0.05),
-        "mc": dict(n_users=80, n_items=60, n_ratings=1500, rank=3, test_frac=0.1),
-        "dblife": dict(n_nodes=300, n_labels=3, avg_degree=4),
-        "abdomen": dict(height=8, width=8, depth=4, n_labels=3, neighbours=6, noise=0.3),
-        "epochs": 3,
-    },
-}
-
-
-def _demo_problems(scale: str, seed: int = 0):
-    """(label, spec name, train data, evaluation data, metric name, metric function)."""
-    import numpy as np
-    from . import datasets
-    cfg = DEMO_SCALES[scale]
-
-    X, y = datasets.rcv1_like(seed=seed, **cfg["svm"])
-    Xtr, Xte, ytr, yte = datasets.train_test_split_rows(X, y, 0.2, seed)
-
-    def accuracy(t, test):
-        pred = np.asarray(t.predict(X=test["X"]), dtype=float)
-        return float(np.mean(np.where(pred >= 0, 1.0, -1.0) == np.asarray(test["y"])))
-
-    yield ("RCV1-like SVM", "svm", {"X": Xtr, "y": ytr}, {"X": Xte, "y": yte},
-           "test accuracy", accuracy)
-
-    train, test = datasets.netflix_like(seed=seed, **cfg["mc"])
-
-    def rmse(t, test):
-        r = test["r"].tocsr()
-        r.sum_duplicates()
-        pred = np.asarray(t.predict(r=r), dtype=float)
-        return float(np.sqrt(np.mean((pred - r.data) ** 2)))
-
-    yield ("Netflix-like MC", "mc", {"r": train}, {"r": test}, "test RMSE", rmse)
-
-    def agreement(truth):
-        def metric(t, data):
-            labels = np.asarray(t.predict(**data)).astype(np.int64)
-            return float(np.mean(labels == truth))
-        return metric
-
-    w, c, truth, _ = datasets.dblife_like(seed=seed, return_truth=True, **cfg["dblife"])
-    yield ("DBLife-like cuts", "cuts", {"w": w, "c": c}, {"w": w, "c": c},
-           "planted labels found", agreement(np.asarray(truth)))
-    w, c, truth, _ = datasets.abdomen_like(seed=seed, return_truth=True, **cfg["abdomen"])
-    yield ("Abdomen-like cuts", "cuts", {"w": w, "c": c}, {"w": w, "c": c},
-           "planted labels found", agreement(np.asarray(truth)))
-
-
-def _fit_seconds(t, wall):
-    hist = list(getattr(t, "history", []) or [])
-    secs = [h.get("seconds") for h in hist if h.get("seconds") is not None]
-    return float(sum(secs)) if secs else wall
-
-
-def _timed_fit(mod, data, **options):
-    t = _trainer(mod, **options)
-    start = time.perf_counter()
-    t.fit(**data)
-    return t, _fit_seconds(t, time.perf_counter() - start)
+# demo: the paper's Table 2 at small scale (demo.py)
 
 
 def cmd_demo(args) -> int:
-    from .analyze import analyze
-    from .check import check
-    threads = args.threads or _cpu_count()
-    cfg = DEMO_SCALES[args.scale]
-    epochs = args.epochs or cfg["epochs"]
-    started = time.perf_counter()
-    print(f"HOGWILD! demo ({args.scale} scale): each problem trained with sync='hogwild' on 1 "
-          f"and on {threads} threads, and with sync='lock' on {threads} threads.", flush=True)
-    modules = {}
-    rows, failures = [], 0
-    for label, name, train, test, metric_name, metric in _demo_problems(args.scale):
-        print(f"  {label}: ", end="", flush=True)
-        try:
-            spec = check(shipped.text(name))
-            stats = analyze(spec, train)
-            if name not in modules:
-                print("compiling, ", end="", flush=True)
-                modules[name] = _load(text=shipped.text(name))
-            mod = modules[name]
-            common = dict(epochs=epochs, seed=0, progress=False)
-            print("1 thread, ", end="", flush=True)
-            _, t1 = _timed_fit(mod, train, threads=1, sync="hogwild", **common)
-            print(f"{threads} threads, ", end="", flush=True)
-            tn, tn_s = _timed_fit(mod, train, threads=threads, sync="hogwild", **common)
-            print("lock", flush=True)
-            _, tl = _timed_fit(mod, train, threads=threads, sync="lock", **common)
-            hist = list(tn.history or [])
-            objective = hist[-1].get("objective") if hist else tn.objective(**train)
-            value = metric(tn, test)
-            rows.append((label, stats["n_terms"], stats["rho"], stats["Delta"], t1, tn_s,
-                         t1 / tn_s if tn_s > 0 else float("nan"), tl, objective,
-                         f"{metric_name} {value:.4g}"))
-        except HogwildError as e:
-            failures += 1
-            print("failed", flush=True)
-            _err(f"{label}: {e}")
-            rows.append((label, None, None, None, None, None, None, None, None, "failed"))
-    print()
-    nt = f"{threads}t"
-    head = (f"{'data':<18} {'terms':>8} {'rho':>8} {'Delta':>8} {'hogwild 1t':>10} "
-            f"{'hogwild ' + nt:>10} {'speed-up':>8} {'lock ' + nt:>8} {'objective':>10}  result")
-    print(head)
-    print("-" * len(head))
-    for label, n, rho, delta, t1, tn, sp_, tl, obj, res in rows:
-        if n is None:
-            print(f"{label:<18} {'-':>8} {'-':>8} {'-':>8} {'-':>10} {'-':>10} {'-':>8} "
-                  f"{'-':>8} {'-':>10}  {res}")
-            continue
-        print(f"{label:<18} {n:>8} {rho:>8.2g} {delta:>8.2g} {t1:>9.3f}s {tn:>9.3f}s "
-              f"{sp_:>7.2f}x {tl:>7.3f}s {obj:>10.4g}  {res}")
-    print(f"\nspeed-up: hogwild at 1 thread / hogwild at {threads} threads (epochs: "
-          f"{epochs or 'from each spec'}); total {time.perf_counter() - started:.1f} s")
+    failures = demo.run(args.scale, args.threads or _cpu_count(), args.epochs, on_error=_err)
     return 1 if failures else 0
 
 
@@ -697,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("demo", help="the paper's three problems on generated data: "
                                     "hogwild versus lock")
-    q.add_argument("--scale", choices=sorted(DEMO_SCALES), default="small")
+    q.add_argument("--scale", choices=sorted(demo.SCALES), default="small")
     q.add_argument("--threads", type=_positive_int("--threads"), metavar="N",
                    help="threads for the parallel runs (default: every core)")
     q.add_argument("--epochs", type=_positive_int("--epochs"), metavar="E",

@@ -1,0 +1,55 @@
+"""A Trainer's history (one dict per epoch: epoch, objective, seconds, step) shown to a user:
+the per-epoch table `hogwildc train` prints, and the objective-against-time curve of `--plot`."""
+from __future__ import annotations
+
+import sys
+
+
+def fmt_num(x, spec=".6g") -> str:
+    """A number for a table cell; `-` when there is none."""
+    if x is None:
+        return "-"
+    try:
+        return format(float(x), spec)
+    except (TypeError, ValueError):
+        return str(x)
+
+
+def print_history(history, out=None) -> None:
+    """The per-epoch table: epoch, objective, seconds, step."""
+    out = out or sys.stdout
+    print(f"{'epoch':>6}  {'objective':>14}  {'seconds':>9}  {'step':>10}", file=out)
+    for h in history:
+        print(f"{fmt_num(h.get('epoch'), 'g'):>6}  {fmt_num(h.get('objective'), '.8g'):>14}  "
+              f"{fmt_num(h.get('seconds'), '.3f'):>9}  {fmt_num(h.get('step'), '.4g'):>10}",
+              file=out)
+
+
+def cumulative_seconds(history) -> list[float]:
+    """The training time at the end of each epoch."""
+    total, out = 0.0, []
+    for h in history:
+        total += float(h.get("seconds") or 0.0)
+        out.append(total)
+    return out
+
+
+def plot_history(history, path: str, title: str) -> None:
+    """Save the objective against cumulative seconds as a PNG; OSError if it cannot be
+    written."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    xs = cumulative_seconds(history)
+    ys = [h.get("objective") for h in history]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(xs, ys, marker="o", markersize=3)
+    ax.set_xlabel("seconds (cumulative)")
+    ax.set_ylabel("objective")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    try:
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
