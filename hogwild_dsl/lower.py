@@ -903,7 +903,11 @@ class BlockLowering:
             p = self.spec.param(site.param)
             if p.constraint is not None and p.constraint.kind in ("simplex", "ball"):
                 rows.setdefault((p.name, site.index[0] if len(p.dims) == 2 else None), p)
+        # the work row is taken once, before any loop: taken inside a row loop that runs no
+        # time, it would leave the pointer unset for the projections after that loop
         work = None
+        if any(p.constraint.kind == "simplex" for p in rows.values()):
+            work = take(self.longest_simplex_row(em.a))
         for (name, row_var), p in rows.items():
             a, length = em.a, em.a.extent(p.dims[-1])
             em.emit(f"# keep {name} {p.constraint}")
@@ -913,7 +917,6 @@ class BlockLowering:
             array = c_value(name)
             start = array if row_var is None else f"{array} + {a.index(row_var)} * {length}"
             if p.constraint.kind == "simplex":
-                work = work or take(self.longest_simplex_row(a))
                 em.emit(f"_hw_project_simplex({start}, {length}, {work})")
             else:
                 em.emit(f"_hw_project_ball({start}, {length}, {_fmt(p.constraint.hi)})")

@@ -992,6 +992,7 @@ def _touches(deg: ir.DegSpec, block: ir.Block, given: dict, arrays: dict, n_term
 def _entry_companions(spec: ir.Spec) -> dict:
     """Sparse data read at the current entry of another's entry block (a weight per
     observation, c[u, v] in `for (u, v) in r`) -> that block's data."""
+    sparse = {d.name for d in spec.data if d.kind == "sparse"}
     out = {}
     for b in spec.blocks:
         if b.kind != "entries":
@@ -1000,8 +1001,8 @@ def _entry_companions(spec: ir.Spec) -> dict:
             ([b.predict] if b.predict is not None else [])
         for e in exprs:
             for node in ir.walk(e):
-                if isinstance(node, ir.DataAt) and node.name != b.over and \
-                        node.index == b.vars:
+                if isinstance(node, ir.DataAt) and node.name in sparse and \
+                        node.name != b.over and node.index == b.vars:
                     out[node.name] = b.over
     return out
 

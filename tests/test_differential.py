@@ -435,3 +435,37 @@ param p[b]
 for i in b:
     loss sum(s in b: dot(huber(Q[i] - p, 1), Q[s]))
 """, load_spec)
+
+
+def test_finding_f9_projection_after_a_row_loop_that_runs_no_time(load_spec):
+    """Device fuzz, seeds 660034+660035: the simplex work row was taken inside the first
+    projection's row loop; on a term whose row r[v] is empty that loop ran no time and the
+    next projection wrote through a null pointer (a segfault under hogwild and lock)."""
+    text = """
+model fzf9
+dim a
+data r[a, a] : sparse
+param P[a, a] in simplex = uniform
+param Q[a, a] in simplex = uniform
+for (u, v) in r:
+    loss sum(s in r[v]: r[v, s] * dot(P[s], Q[u])) + sum(Q[u])
+"""
+    r = _csr([[0.0, 0.5], [0.0, 0.0]])        # the one term (0, 1) reads the empty row r[1]
+    case = specgen.Case(0, text, {"r": r}, {"r": r}, set())
+    result = specgen.check_case(case, load_spec)
+    assert result["status"] == "match", "\n".join(result["failures"])
+
+
+def test_finding_f10_dense_data_read_at_the_entries_is_a_lookup(load_spec):
+    """Device fuzz (9 harness errors): dense C read as C[u, v] in `for (u, v) in r` was taken
+    for a weight per observation and refused for not storing r's pattern."""
+    _finding("""
+model fzf10
+dim a, b
+data r[a, b] : sparse
+data C[a, b] : dense
+param p[a]
+param q[b]
+for (u, v) in r:
+    loss (p[u] * q[v] - C[u, v] * r[u, v])^2
+""", load_spec)
