@@ -12,6 +12,7 @@ bug: unexpected exceptions are reported in one line (set HOGWILD_DEBUG=1 for the
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
 import os
 import re
@@ -20,7 +21,7 @@ import time
 from types import SimpleNamespace
 
 from . import __version__, demo, ir, report, shipped
-from .history import fmt_num, plot_history, print_history
+from .history import best_validation, fmt_num, has_validation, plot_history, print_history
 from .errors import DivergenceError, HogwildError, SpecError
 
 PROG = "hogwildc"
@@ -229,19 +230,24 @@ def _number(text: str) -> float | None:
         return None
 
 
-def read_data_args(spec: ir.Spec, args_data: list[str]) -> dict:
+def read_data_args(spec: ir.Spec, args_data: list[str], option: str = "--data") -> dict:
+    """The data named by `--data NAME=FILE` arguments (or by `option`'s, in the same syntax)."""
     from .data import parse_data_arg, read_data
     from .errors import DataError
     declared = {d.name: d for d in spec.data}
     data: dict = {}
     for arg in args_data:
-        names, path = parse_data_arg(arg)
+        try:
+            names, path = parse_data_arg(arg)
+        except DataError as e:           # its message names --data, whose syntax this is
+            e.args = (str(e).replace("--data", option, 1),) + tuple(e.args[1:])
+            raise
         for n in names:
             if n not in declared:
-                raise DataError(f"--data {arg}: the spec declares no data '{n}' "
+                raise DataError(f"{option} {arg}: the spec declares no data '{n}' "
                                 f"(it declares {', '.join(declared) or 'none'})")
             if n in data:
-                raise DataError(f"--data: data '{n}' is given twice")
+                raise DataError(f"{option}: data '{n}' is given twice")
         if len(names) == 1 and not declared[names[0]].dims and _number(path) is not None \
                 and not os.path.exists(path):      # scalar data given inline: --data mu=3.6
             data[names[0]] = _number(path)
@@ -249,6 +255,29 @@ def read_data_args(spec: ir.Spec, args_data: list[str]) -> dict:
         kinds = {n: "sparse" if declared[n].kind == "sparse" else "dense" for n in names}
         data.update(read_data(path, names, kinds))
     return data
+
+
+def widen_to_agree(spec: ir.Spec, *datasets: dict) -> None:
+    """Make the sparse data of training and validation files agree on the dims that size a
+    param. A file's sparse matrix is as wide as its largest id + 1 (LIBSVM's a9a.t stops one
+    feature short of a9a), so each is widened in place with empty columns (or rows) to the
+    largest size any of them reads off; a dim a rows block iterates is left alone (a row is a
+    term)."""
+    import scipy.sparse as sp
+    sized = {d for p in spec.params for d in p.dims} - {b.over for b in spec.blocks
+                                                        if b.kind == "rows"}
+    matrices = [(data, d.name, d.dims) for data in datasets for d in spec.data
+                if d.name in data and sp.issparse(data[d.name])]
+    width: dict[str, int] = {}
+    for data, name, dims in matrices:
+        for dim, size in zip(dims, data[name].shape):
+            if dim in sized:
+                width[dim] = max(width.get(dim, 0), size)
+    for data, name, dims in matrices:
+        shape = tuple(width.get(dim, size) if dim in sized else size
+                      for dim, size in zip(dims, data[name].shape))
+        if shape != data[name].shape:
+            data[name].resize(shape)
 
 
 # --------------------------------------------------------------------------------------------
@@ -271,15 +300,37 @@ def _trainer(mod, **options):
         raise CliError(f"invalid training option: {e}") from None
 
 
+def _require(takes, feature: str, option: str) -> None:
+    """A clear error where this installation's Trainer lacks an API.md feature an option asks
+    for (they arrive with the update rules; the CLI passes them through as API.md names them)."""
+    if feature not in takes:
+        raise CliError(f"{option}: the trainer of this installation does not support "
+                       f"'{feature}' yet")
+
+
 def cmd_train(args) -> int:
     consts = _consts(args.const)
     _, spec = _check_spec(args.spec, consts)
     options = dict(threads=args.threads, epochs=args.epochs, step=args.step, decay=args.decay,
-                   seed=args.seed, sync=args.sync, order=args.order, progress=not args.quiet)
+                   seed=args.seed, sync=args.sync, order=args.order, progress=not args.quiet,
+                   optimizer=args.optimizer, patience=args.patience)
+    if args.patience is not None and not args.validation:
+        raise CliError(f"--patience {args.patience} stops on the validation objective: give "
+                       "held-out data with --validation NAME=FILE")
     from .runtime import TrainerBase     # the options checked before a build of seconds
+    takes = inspect.signature(TrainerBase.__init__).parameters
+    for name in ("optimizer", "patience"):
+        if options[name] is not None:
+            _require(takes, name, f"--{name}")
+    if args.validation:
+        _require(inspect.signature(TrainerBase.fit).parameters, "validation", "--validation")
     _trainer(SimpleNamespace(Trainer=type("Options", (TrainerBase,), {"spec": spec})),
              **options)
     data = read_data_args(spec, args.data)
+    fit_args = dict(data)
+    if args.validation:
+        fit_args["validation"] = read_data_args(spec, args.validation, "--validation")
+        widen_to_agree(spec, data, fit_args["validation"])
     from .jit import load
     mod = load(args.spec, consts=consts)
     out = args.out or f"{spec.model}_params.npz"
@@ -293,7 +344,7 @@ def cmd_train(args) -> int:
     t = _trainer(mod, **options)
     start = time.perf_counter()
     try:
-        t.fit(**data)
+        t.fit(**fit_args)
     except DivergenceError as e:
         if t.history:
             print_history(t.history)
@@ -316,6 +367,10 @@ def cmd_train(args) -> int:
     final = history[-1].get("objective") if history else None
     print(f"trained {spec.model} in {wall:.2f} s"
           + (f"; final objective {fmt_num(final, '.8g')}" if final is not None else ""))
+    if args.patience is not None and has_validation(history):
+        best = best_validation(history)
+        print(f"kept the params of epoch {best['epoch']}, the best validation objective "
+              f"{fmt_num(best['validation_objective'], '.8g')}")
     print(f"saved params to {_save(t, out)}")
     if args.plot:
         threads = args.threads or _cpu_count()
@@ -398,6 +453,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="synchronisation (default: hogwild)")
     q.add_argument("--order", metavar="ORDER", help="the order terms are visited in")
     q.add_argument("--seed", type=_nonneg_int("--seed"), default=0, metavar="N")
+    q.add_argument("--optimizer", metavar="O",
+                   help="the update rule: sgd, adagrad or adagrad_row (default: the spec's "
+                        "train line, else sgd)")
+    q.add_argument("--validation", action="append", metavar="NAME=FILE",
+                   help="held-out data, named and read as --data; its objective is shown "
+                        "after each epoch (repeatable)")
+    q.add_argument("--patience", type=_positive_int("--patience"), metavar="N",
+                   help="stop after N epochs without a lower validation objective and keep "
+                        "the best epoch's params (needs --validation)")
     const_opt(q)
     q.add_argument("--out", metavar="PARAMS.npz",
                    help="where to save the params (default: MODEL_params.npz)")

@@ -1,5 +1,6 @@
-"""A Trainer's history (one dict per epoch: epoch, objective, seconds, step) shown to a user:
-the per-epoch table `hogwildc train` prints, and the objective-against-time curve of `--plot`."""
+"""A Trainer's history (one dict per epoch: epoch, objective, seconds, step, and
+validation_objective where fit had validation data) shown to a user: the per-epoch table
+`hogwildc train` prints, and the objective-against-time curve of `--plot`."""
 from __future__ import annotations
 
 import sys
@@ -15,13 +16,27 @@ def fmt_num(x, spec=".6g") -> str:
         return str(x)
 
 
+def has_validation(history) -> bool:
+    return any(h.get("validation_objective") is not None for h in history)
+
+
+def best_validation(history) -> dict:
+    """The entry of the first epoch with the lowest validation objective."""
+    scored = [h for h in history if h.get("validation_objective") is not None]
+    return min(scored, key=lambda h: h["validation_objective"])
+
+
 def print_history(history, out=None) -> None:
-    """The per-epoch table: epoch, objective, seconds, step."""
+    """The per-epoch table: epoch, objective, the validation objective where there is one,
+    seconds, step."""
     out = out or sys.stdout
-    print(f"{'epoch':>6}  {'objective':>14}  {'seconds':>9}  {'step':>10}", file=out)
+    validation = has_validation(history)
+    print(f"{'epoch':>6}  {'objective':>14}  " + (f"{'validation':>14}  " if validation else "")
+          + f"{'seconds':>9}  {'step':>10}", file=out)
     for h in history:
         print(f"{fmt_num(h.get('epoch'), 'g'):>6}  {fmt_num(h.get('objective'), '.8g'):>14}  "
-              f"{fmt_num(h.get('seconds'), '.3f'):>9}  {fmt_num(h.get('step'), '.4g'):>10}",
+              + (f"{fmt_num(h.get('validation_objective'), '.8g'):>14}  " if validation else "")
+              + f"{fmt_num(h.get('seconds'), '.3f'):>9}  {fmt_num(h.get('step'), '.4g'):>10}",
               file=out)
 
 
@@ -35,15 +50,19 @@ def cumulative_seconds(history) -> list[float]:
 
 
 def plot_history(history, path: str, title: str) -> None:
-    """Save the objective against cumulative seconds as a PNG; OSError if it cannot be
-    written."""
+    """Save the objective (and the validation objective) against cumulative seconds as a PNG;
+    OSError if it cannot be written."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     xs = cumulative_seconds(history)
     ys = [h.get("objective") for h in history]
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(xs, ys, marker="o", markersize=3)
+    ax.plot(xs, ys, marker="o", markersize=3, label="training")
+    if has_validation(history):
+        ax.plot(xs, [h.get("validation_objective") for h in history], marker="s",
+                markersize=3, label="validation")
+        ax.legend()
     ax.set_xlabel("seconds (cumulative)")
     ax.set_ylabel("objective")
     ax.set_title(title)
