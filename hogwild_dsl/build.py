@@ -8,6 +8,10 @@ It knows nothing about specs: the caller's key must cover the sources and `envir
 Why it is shaped this way:
 - Cython runs in-process and the C compiler is called directly, not through setuptools'
   build_ext, which costs about 4 s more per build for nothing we need.
+- Cython's own runtime code (memoryviews, conversions: ~30,000 lines of C, the same for every
+  spec) is compiled once per build environment into the shared extension `SHARED_UTILITY`
+  (`shared_utility`), which every kernel imports; a kernel's C holds only its own code, so a
+  first compile costs a fraction of what it did.
 - Everything about the C compiler lives here: which one, the flags, OpenMP or not (probed once;
   without it the kernels still build, serially, with a warning), and where its output goes
   (`build.log` beside the sources).
@@ -84,6 +88,9 @@ OPENMP_FLAG = "-fopenmp"
 
 LOG_NAME = "build.log"
 READY_MARKER = "READY"
+# The module every kernel imports Cython's runtime code from (hogwild_dsl/_cyutility.py finds
+# or builds it in the cache when a kernel is imported outside `load`).
+SHARED_UTILITY = "hogwild_dsl._cyutility"
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 _OPENMP_PROBE = """\
@@ -216,6 +223,7 @@ def environment_key() -> str:
         "ldflags": " ".join(_link_flags()),
         "openmp": str(openmp_available()),
         "cython-directives": ",".join(f"{k}={v}" for k, v in sorted(CYTHON_DIRECTIVES.items())),
+        "cython-shared-utility": SHARED_UTILITY,
         "ext-suffix": EXT_SUFFIX,
         "python": sys.version,
         "numpy": version("numpy"),
@@ -239,6 +247,7 @@ def _cythonize(pyx_path: Path, c_path: Path, ext_name: str) -> tuple[bool, str]:
         compiler_directives=dict(CYTHON_DIRECTIVES),
         use_listing_file=True,  # messages go to <pyx>.lis rather than to our stderr
         errors_to_stderr=False,
+        shared_utility_qualified_name=SHARED_UTILITY,
     )
     listing = pyx_path.with_suffix(".lis")
     crash = ""
@@ -274,16 +283,10 @@ def compile_extension(pyx_path: Path, ext_name: str, signature: str | None = Non
     pyx_path = Path(pyx_path).resolve()
     if not ext_name.isidentifier() or not ext_name.isascii():
         raise ValueError(f"extension name {ext_name!r} is not an ASCII identifier")
-    folder = pyx_path.parent
-    c_path = folder / f"{ext_name}.c"
-    so_path = folder / f"{ext_name}{EXT_SUFFIX}"
-    log_path = folder / LOG_NAME
-    tmp_so = folder / f".{ext_name}-{os.getpid()}-{threading.get_ident()}.so.tmp"
-    compiler = _compiler()
+    c_path = pyx_path.parent / f"{ext_name}.c"
     import Cython
-    import numpy
 
-    with open(log_path, "w") as log:
+    with open(pyx_path.parent / LOG_NAME, "w") as log:
         log.write(f"# environment\n{environment_key()}\n\n")
         log.write(f"$ cython {pyx_path.name} -o {c_path.name}  (in-process, Cython {Cython.__version__})\n")
         ok, messages = _cythonize(pyx_path, c_path, ext_name)
@@ -291,45 +294,99 @@ def compile_extension(pyx_path: Path, ext_name: str, signature: str | None = Non
         if not ok:
             raise CompileError(
                 f"Cython could not translate {pyx_path.name}:\n{messages.strip()[-4000:]}",
-                log_path=log_path,
+                log_path=Path(log.name),
             )
-        command = [
-            *compiler,
-            *_compile_flags(),
-            f"-I{sysconfig.get_paths()['include']}",
-            f"-I{numpy.get_include()}",
-            f"-I{HELPERS_DIR}",
-            c_path.name,
-            "-o",
-            tmp_so.name,
-            *_link_flags(),
-        ]
-        log.write(f"\n$ {shlex.join(command)}\n")
-        log.flush()
-        proc = subprocess.run(
-            command,
-            cwd=folder,  # relative names: messages then point at files that survive the rename
-            env={**os.environ, "LC_ALL": "C"},  # English messages, so error lines can be found
-            capture_output=True,
-            text=True,
-            errors="replace",
-        )
-        output = proc.stdout + proc.stderr
-        log.write(output)
-        log.write(f"(exit status {proc.returncode})\n")
+        so_path = _compile_c(c_path, ext_name, log)
+    if signature is not None:
+        _write_atomic(stamp_path(so_path), json.dumps({"signature": signature,
+                                                       "sha256": _digest(so_path)}))
+    return so_path
+
+
+def _compile_c(c_path: Path, ext_name: str, log) -> Path:
+    """Compile and link `c_path` into `<ext_name><EXT_SUFFIX>` beside it, the compiler's output
+    going to the open `log`; any old stamp of that extension is removed."""
+    import numpy
+
+    folder = c_path.parent
+    so_path = folder / f"{ext_name}{EXT_SUFFIX}"
+    tmp_so = folder / f".{ext_name}-{os.getpid()}-{threading.get_ident()}.so.tmp"
+    command = [
+        *_compiler(),
+        *_compile_flags(),
+        f"-I{sysconfig.get_paths()['include']}",
+        f"-I{numpy.get_include()}",
+        f"-I{HELPERS_DIR}",
+        c_path.name,
+        "-o",
+        tmp_so.name,
+        *_link_flags(),
+    ]
+    log.write(f"\n$ {shlex.join(command)}\n")
+    log.flush()
+    proc = subprocess.run(
+        command,
+        cwd=folder,  # relative names: messages then point at files that survive the rename
+        env={**os.environ, "LC_ALL": "C"},  # English messages, so error lines can be found
+        capture_output=True,
+        text=True,
+        errors="replace",
+    )
+    output = proc.stdout + proc.stderr
+    log.write(output)
+    log.write(f"(exit status {proc.returncode})\n")
     if proc.returncode != 0:
         tmp_so.unlink(missing_ok=True)
         raise CompileError(
             f"the C compiler failed on {c_path.name} (exit status {proc.returncode}):\n"
             f"{_error_excerpt(output)}",
-            log_path=log_path,
+            log_path=Path(log.name),
         )
-    stamp = stamp_path(so_path)
-    stamp.unlink(missing_ok=True)        # no stamp, no trust, while the two are swapped
+    stamp_path(so_path).unlink(missing_ok=True)   # no stamp, no trust, while the two are swapped
     os.replace(tmp_so, so_path)
-    if signature is not None:
-        _write_atomic(stamp, json.dumps({"signature": signature, "sha256": _digest(so_path)}))
     return so_path
+
+
+def _compile_shared_utility(folder: Path) -> None:
+    """Generate the C of Cython's shared runtime code and compile it into `folder`."""
+    from Cython.Build.SharedModule import generate_shared_module
+    from Cython.Compiler import Main
+
+    name = SHARED_UTILITY.rpartition(".")[2]
+    c_path = folder / f"{name}.c"
+    options = Main.CompilationOptions(
+        Main.default_options,
+        language_level=3,
+        compiler_directives=dict(CYTHON_DIRECTIVES),
+        shared_c_file_path=str(c_path),     # (the module's own name, not as the kernels':
+        module_name=SHARED_UTILITY,         # naming a shared module here would leave it empty)
+    )
+    with open(folder / LOG_NAME, "w") as log:
+        log.write(f"# environment\n{environment_key()}\n\n$ cython --generate-shared "
+                  f"{c_path.name}  (in-process)\n")
+        with _cython_lock:
+            errors, _ = generate_shared_module(options)
+        if errors or not c_path.is_file():
+            raise CompileError("Cython could not generate its shared runtime code",
+                               log_path=Path(log.name))
+        _compile_c(c_path, name, log)
+
+
+def shared_utility(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The extension of Cython's runtime code that every kernel imports (`SHARED_UTILITY`),
+    built at most once per build environment and cache."""
+    key = "cyutility-" + hashlib.sha256(environment_key().encode()).hexdigest()[:32]
+    folder = _build_once(key, cache_root(cache_dir), _compile_shared_utility)
+    return folder / f"{SHARED_UTILITY.rpartition('.')[2]}{EXT_SUFFIX}"
+
+
+def load_shared_utility(cache_dir: str | os.PathLike | None = None) -> ModuleType:
+    """Import `SHARED_UTILITY` (building it first if needed) unless it is imported already:
+    a kernel's import needs it."""
+    module = sys.modules.get(SHARED_UTILITY)
+    if module is None or getattr(module, "__file__", "").endswith(".py"):
+        module = import_from_path(SHARED_UTILITY, shared_utility(cache_dir))
+    return module
 
 
 # --- the signature stamp of a built extension -------------------------------------------------
@@ -469,19 +526,30 @@ def cached_build(
     cache_dir: str | os.PathLike | None = None,
     signature: str | None = None,
 ) -> Path:
-    """The cache folder `<root>/<key>` holding `files` and their built extension.
+    """The cache folder `<root>/<key>` holding `files` and their built extension (see
+    `_build_once`)."""
+    _check_name(key, "cache key")
+    for name in files:
+        _check_name(name, "file name")
+    if pyx_name not in files:
+        raise ValueError(f"{pyx_name!r} is not among the files to build ({', '.join(files)})")
+
+    def build_into(folder: Path) -> None:
+        for name, text in files.items():
+            (folder / name).write_text(text, encoding="utf-8")
+        compile_extension(folder / pyx_name, ext_name, signature)
+
+    return _build_once(key, cache_root(cache_dir), build_into)
+
+
+def _build_once(key: str, root: Path, build_into) -> Path:
+    """The cache folder `<root>/<key>`, made by `build_into(folder)` if it is not there.
 
     Built at most once per key across processes: the first one to take the key's lock builds in
     a temporary folder and renames it into place; the others wait on the lock, then find it.
     A full or read-only cache is a HogwildError, and leaves no temporary folder behind; of the
     failed builds of a key only the latest is kept (for its log).
     """
-    _check_name(key, "cache key")
-    for name in files:
-        _check_name(name, "file name")
-    if pyx_name not in files:
-        raise ValueError(f"{pyx_name!r} is not among the files to build ({', '.join(files)})")
-    root = cache_root(cache_dir)
     final = root / key
     if (final / READY_MARKER).is_file():
         return final
@@ -494,9 +562,7 @@ def cached_build(
             _remove_dead_temps(root, f"tmp-{key}-")
             tmp = Path(tempfile.mkdtemp(prefix=f"tmp-{key}-{os.getpid()}-", dir=root))
             try:
-                for name, text in files.items():
-                    (tmp / name).write_text(text, encoding="utf-8")
-                compile_extension(tmp / pyx_name, ext_name, signature)
+                build_into(tmp)
                 (tmp / READY_MARKER).write_text(environment_key() + "\n")
             except CompileError as err:
                 if err.log_path is None:  # e.g. no compiler: nothing worth keeping

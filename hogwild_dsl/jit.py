@@ -73,6 +73,7 @@ def load(path=None, *, text=None, consts=None, cache_dir=None):
     name = f"hog_{key}.{spec.model}"
     if name in sys.modules:
         return sys.modules[name]
+    build.load_shared_utility(cache_dir)      # what the kernel imports, from the same cache
     try:
         return build.import_from_path(name, folder / module_file)
     except HogwildError:
