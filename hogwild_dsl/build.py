@@ -358,8 +358,10 @@ def _compile_shared_utility(folder: Path) -> None:
         Main.default_options,
         language_level=3,
         compiler_directives=dict(CYTHON_DIRECTIVES),
-        shared_c_file_path=str(c_path),     # (the module's own name, not as the kernels':
-        module_name=SHARED_UTILITY,         # naming a shared module here would leave it empty)
+        shared_c_file_path=str(c_path),
+        module_name=SHARED_UTILITY,
+        # not shared_utility_qualified_name (what the kernels are given): with it, Cython
+        # leaves the memoryview code out of the shared module itself
     )
     with open(folder / LOG_NAME, "w") as log:
         log.write(f"# environment\n{environment_key()}\n\n$ cython --generate-shared "
