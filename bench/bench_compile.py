@@ -68,6 +68,7 @@ def main():
     ap.add_argument("--baseline", metavar="REV", help="also time the package at git REV")
     args = ap.parse_args()
     specs = sorted((ROOT / "specs").glob("*.hog"))
+    load = os.getloadavg()[0]        # other work on the machine, at the start and the end
     rows, shared_s = [], None
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
@@ -91,7 +92,8 @@ def main():
                   f"   cached load {row['cached_load_s']:.4f} s", flush=True)
     out = HERE / "results" / "compile.json"
     out.parent.mkdir(exist_ok=True)
-    result = {"machine": machine(), "baseline": args.baseline,
+    result = {"machine": machine(), "load_average_1min": [load, os.getloadavg()[0]],
+              "baseline": args.baseline,
               "shared_runtime_once_s": round(shared_s, 3), "results": rows}
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
