@@ -9,11 +9,14 @@ objective after every epoch, divergence detection, history and an optional progr
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import numbers
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -29,7 +32,7 @@ SYNC_MODES = {"hogwild": 0, "atomic": 1, "lock": 2}
 OPTIMIZERS = {"sgd": 0}      # API.md, "Update rules": adagrad's kernels are not merged yet
 ORDERS = ("shuffle", "chunks", "stored")
 DEFAULTS = {"step": 0.05, "decay": 0.9, "epochs": 10, "chunk": 64, "order": "chunks"}
-EVAL_TERMS = 200_000     # history's objective: exact up to this many terms, else on a sample
+EVAL_TERMS = 10_000      # history's objective: exact up to this many terms, else on a sample
 EXPLODED = 1e12          # objective growth over its initial value that counts as divergence
 META_KEY = "__hogwild__"  # the metadata entry of a saved .npz (param names never start with _)
 SAVE_FORMAT = 2
@@ -88,10 +91,13 @@ class TrainerBase:
     kernels = None
     signature: str = ""
     optimizer = "sgd"                              # (trainers pickled before update rules)
+    patience = None                                # (trainers pickled before patience)
+    best_epoch = None
     _accumulators: dict = {}                       # read-only default; set per instance
 
     def __init__(self, threads=None, epochs=None, step=None, decay=None, seed=0,
-                 sync="hogwild", shuffle=True, progress=False, order=None, chunk=None):
+                 sync="hogwild", shuffle=True, progress=False, order=None, chunk=None,
+                 patience=None):
         train = dict(self.spec.train)
         # the spec's train line may name an update rule; only sgd runs in this version (an
         # `optimizer=` argument comes with AdaGrad's kernels)
@@ -113,6 +119,7 @@ class TrainerBase:
         self.order = order if order is not None else (DEFAULTS["order"] if shuffle else "stored")
         self.chunk = chunk if chunk is not None else train.get("chunk", DEFAULTS["chunk"])
         self.progress = bool(progress)
+        self.patience = patience
         self._check_options()
         self.params: dict[str, np.ndarray] = {}
         self.history: list[dict] = []
@@ -128,6 +135,8 @@ class TrainerBase:
         self.epochs = _int_option("epochs", self.epochs, 0, MAX_COUNT)
         self.seed = _int_option("seed", self.seed, 0, 2**63 - 1)
         self.chunk = _int_option("chunk", self.chunk, 1, MAX_COUNT)
+        if self.patience is not None:
+            self.patience = _int_option("patience", self.patience, 1, MAX_COUNT)
         if not isinstance(self.optimizer, str) or self.optimizer not in OPTIMIZERS:
             hint = " (adagrad and adagrad_row are not in this version yet)" \
                 if self.optimizer in ("adagrad", "adagrad_row") else ""
@@ -143,21 +152,55 @@ class TrainerBase:
                                f"{_show(self.order)}")
 
     # ------------------------------------------------------------ public API
-    def fit(self, /, **data):
-        """Train for `epochs` epochs from the current params (initialised on first use)."""
+    def fit(self, /, validation=None, **data):
+        """Train for `epochs` epochs from the current params (initialised on first use).
+
+        `validation` (fit's one reserved keyword) is held-out data by the spec's names: its
+        objective after each epoch goes into the history as `validation_objective`. With
+        `patience=N`, training stops after N epochs without a lower one, and the params of
+        the best epoch (`best_epoch`) are kept."""
+        if any(d.name == "validation" for d in self.spec.data):
+            raise HogwildError(f"model '{self.spec.model}' names data 'validation', the name of "
+                               "fit's held-out data: rename it in the spec")
+        if self.patience is not None and validation is None:
+            raise HogwildError(f"patience={self.patience!r} stops on the validation objective: "
+                               "pass the held-out data as fit(..., validation={...})")
         arrays, sizes, perms = self._prepare(data, need="all", relabel=self.order == "chunks")
+        held_out = self._held_out(validation)
         try:
-            return self._epochs(arrays, sizes)
+            best = self._epochs(arrays, sizes, perms, held_out)
         finally:
             self._write_back(arrays, perms)
+        if best is not None:
+            for k, v in best.items():
+                self.params[k][...] = v
+        return self
 
-    def _epochs(self, arrays: dict, sizes: dict):
+    def _held_out(self, validation):
+        """The kernel of the validation data, which reads the live params (self.params)."""
+        if validation is None:
+            return None
+        if not isinstance(validation, dict):
+            raise DataError("validation must be a dict of data by the spec's names, like fit's "
+                            f"own, not {_show(validation)}")
+        try:
+            arrays, sizes, _ = self._prepare(validation, need="all")
+        except DataError as e:
+            raise DataError(f"validation: {e}") from None
+        return self.kernels.Kernel(arrays, sizes)
+
+    def _epochs(self, arrays: dict, sizes: dict, perms: dict, held_out):
+        """Run the epochs on the kernel's arrays (params relabelled like the data: `perms`).
+        Returns the params of the best epoch on the validation data where patience stopped
+        training after a worse one, else None."""
         kernel = self.kernels.Kernel(arrays, sizes)
         n_terms = kernel.nterms
         work = {p.name: arrays[p.name] for p in self.spec.params}
-        # The objective after each epoch: exact on small data; on large data the mean over one
-        # fixed random sample of terms (an unbiased estimate at a fraction of a pass), and
-        # exact again after the last epoch of the fit.
+        relabelled = any(d in perms for p in self.spec.params for d in p.dims)
+        # The objective after each epoch: the progressive objective where the kernel's epoch
+        # returns its terms' losses; else the mean over one fixed random sample of terms (an
+        # unbiased estimate at a fraction of a pass), exact on small data. Exact after the
+        # last epoch of the fit.
         sample = None
         if n_terms > EVAL_TERMS:
             sample = np.sort(self._rng.choice(n_terms, EVAL_TERMS, replace=False)).astype(np.int64)
@@ -169,65 +212,98 @@ class TrainerBase:
 
         sync = SYNC_MODES[self.sync]
         draws = hasattr(kernel, "set_draw_key")
-        start_objective = None
+        start_objective = last = None
+        # The point a divergence rolls back to: (epochs done, history length, params), taken
+        # at the start of the fit and again only before an epoch that follows one whose
+        # objective rose (a diverging run rises first), not every epoch (a copy of the model).
+        kept, rose = None, False
+        first_epoch = self._epochs_done
+        best_value, best, best_epoch = math.inf, None, None
         bar = self._progress_bar()
         try:
-            for i in range(self.epochs):
-                epoch = self._epochs_done
-                step = self.step * self.decay ** epoch
-                snapshot = {k: v.copy() for k, v in work.items()}
-                committed = len(self.history)
-                try:
+            with _interrupt_between_epochs() as interrupted:
+                for i in range(self.epochs):
+                    epoch = self._epochs_done
+                    step = self.step * self.decay ** epoch
                     if start_objective is None:
-                        start_objective = objective_at(False)
+                        start_objective = last = objective_at(False)
                         if not np.isfinite(start_objective):
                             raise DivergenceError(
                                 f"the objective is {start_objective:.6g} before any update, at "
                                 "the initial params: nothing was trained", epoch=0,
                                 hint="look for a division by zero or a log of zero in the "
                                      "spec at the initial params, or in the data")
+                    if kept is None or rose:
+                        kept = (epoch, len(self.history), {k: v.copy() for k, v in work.items()})
                     visit, chunk = self._visit_order(n_terms)
                     if draws:                  # fresh draws in every epoch, from the seed
                         kernel.set_draw_key(_draw_key(self.seed, "epoch", epoch))
                     began = time.perf_counter()
-                    kernel.epoch(visit, chunk, step, self.threads, sync)
+                    losses = kernel.epoch(visit, chunk, step, self.threads, sync)
                     seconds = time.perf_counter() - began
                     if draws:                  # the objective's fixed draws
                         kernel.set_draw_key(_draw_key(self.seed, "objective"))
-                    objective = objective_at(i == self.epochs - 1)
-                    # the params too: a NaN in them can leave the objective finite (b = 0
-                    # in `y[i] / b` trained to objectives of 0.0)
-                    finite = all(np.isfinite(v).all() for v in work.values())
+                    if i == self.epochs - 1 or losses is None:
+                        objective = objective_at(i == self.epochs - 1)
+                    else:                      # the progressive objective
+                        objective = losses / max(n_terms, 1)
+                    # the params too: a NaN in them can leave the objective finite (b = 0 in
+                    # `y[i] / b` trained to objectives of 0.0); a sum is NaN or inf if any
+                    # value is, at a fraction of the cost of isfinite().all()
+                    finite = all(math.isfinite(np.sum(v)) for v in work.values())
                     if not finite or not np.isfinite(objective) or (
                             objective > EXPLODED * max(abs(start_objective), 1.0)):
-                        for k, v in snapshot.items():
-                            work[k][...] = v
+                        self._roll_back(work, kept)
                         became = (f"the objective became {objective:.6g}" if finite else
                                   "the params became NaN or inf")
                         raise DivergenceError(
                             f"training diverged in epoch {epoch + 1}: {became} (the objective "
-                            f"was {start_objective:.6g} at the start); the params of the last "
-                            "finite epoch are kept",
+                            f"was {start_objective:.6g} at the start); the finite params after "
+                            f"epoch {kept[0]} are kept",
                             epoch=epoch + 1, hint=f"use a smaller step than {step:.6g}, or "
                             "look for a division by zero or a log of zero in the spec")
-                    self.history.append({"epoch": epoch + 1, "objective": float(objective),
-                                         "seconds": seconds, "step": step})
+                    rose, last = objective > last, objective
+                    entry = {"epoch": epoch + 1, "objective": float(objective),
+                             "seconds": seconds, "step": step}
+                    self.history.append(entry)
                     self._epochs_done = epoch + 1
-                except KeyboardInterrupt:
-                    # Ctrl-C lands when the kernel returns: an epoch not yet counted is undone,
-                    # so params, history and the epoch count always agree
-                    if self._epochs_done == epoch:
-                        del self.history[committed:]
-                        for k, v in snapshot.items():
-                            work[k][...] = v
-                    raise
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(objective=f"{objective:.6g}")
+                    if held_out is not None:
+                        if relabelled:         # the validation kernel reads self.params
+                            self._write_back(arrays, perms)
+                        value = held_out.objective_sum(self.threads) / max(held_out.nterms, 1)
+                        entry["validation_objective"] = float(value)
+                        if value < best_value:
+                            best_value, best_epoch = value, epoch + 1
+                            if self.patience is not None:     # self.params: written back
+                                best = {k: v.copy() for k, v in self.params.items()}
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(objective=f"{objective:.6g}")
+                    if interrupted():
+                        raise KeyboardInterrupt
+                    if self.patience is not None and self._epochs_done - (
+                            best_epoch or first_epoch) >= self.patience:
+                        break
+        except KeyboardInterrupt:
+            # where Ctrl-C could not be deferred: an epoch not yet counted is undone
+            if kept is not None and self._epochs_done == epoch:
+                self._roll_back(work, kept)
+            raise
         finally:
             if bar is not None:
                 bar.close()
-        return self
+        if self.patience is None:
+            return None
+        self.best_epoch = best_epoch
+        return best if best_epoch != self._epochs_done else None
+
+    def _roll_back(self, work: dict, kept: tuple):
+        """Back to the kept point: its params, history and epoch count (they always agree)."""
+        epochs_done, history_length, params = kept
+        for k, v in params.items():
+            work[k][...] = v
+        del self.history[history_length:]
+        self._epochs_done = epochs_done
 
     def objective(self, /, **data) -> float:
         """Mean over every term of its loss plus its share of the regularizer.
@@ -1005,6 +1081,25 @@ def _entry_companions(spec: ir.Spec) -> dict:
                         node.name != b.over and node.index == b.vars:
                     out[node.name] = b.over
     return out
+
+
+@contextlib.contextmanager
+def _interrupt_between_epochs():
+    """Ctrl-C during training stops it after the current epoch, never inside one: params,
+    history and the epoch count then agree with no copy of the params kept to undo an epoch.
+    (The kernel runs without the GIL, so the interrupt could only land between kernels
+    anyway.) Yields a function that tells whether Ctrl-C was pressed. Python's own handler
+    only is replaced, in the main thread only (where signals are delivered)."""
+    pressed = []
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield lambda: False
+        return
+    signal.signal(signal.SIGINT, lambda *_: pressed.append(True))
+    try:
+        yield lambda: bool(pressed)
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _draw_key(seed: int, *purpose) -> int:

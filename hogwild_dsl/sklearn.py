@@ -16,12 +16,11 @@ cores // k, so k jobs never oversubscribe the machine. Under a thread-based jobl
 pass `threads` explicitly. With threads > 1 the updates race (HOGWILD!), so two fits differ in
 the last digits; `threads=1` with a fixed `seed` is bit-for-bit reproducible.
 
-Early stopping. The Trainer has no validation or patience yet, so `early_stopping=True` is
-done here: `validation_fraction` of the rows (of the ratings, for the recommender) is held
-out, training runs one epoch at a time (warm starts, the step schedule continuing), the
-Trainer's `objective` on the held-out part is recorded in each history entry as
-`validation_objective`, and training stops after `n_iter_no_change` epochs without a strictly
-lower one; the params of the best epoch are kept.
+Early stopping. `early_stopping=True` holds out `validation_fraction` of the rows (of the
+ratings, for the recommender) and passes them to the Trainer as `fit(..., validation=...)`
+with `patience=n_iter_no_change`: the history records the objective on the held-out part as
+`validation_objective`, training stops after `n_iter_no_change` epochs without a strictly
+lower one, and the params of the best epoch are kept.
 
 Step. With `step=None` (the spec's step, else the Trainer's default), a fit that diverges is
 run again from scratch at a tenth of the step, up to three times (features of large scale need
@@ -182,6 +181,13 @@ class _HogwildEstimator(BaseEstimator):
                       epochs=self.epochs, step=step if step is not None else self.step,
                       decay=self.decay, seed=self.seed,
                       sync=self.sync, order=self.order)
+        if self.early_stopping:
+            patience = self.n_iter_no_change
+            if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) \
+                    or patience < 1:
+                raise HogwildError(f"n_iter_no_change must be a positive integer, not "
+                                   f"{patience!r}")
+            kwargs["patience"] = patience
         if self.optimizer is not None:
             if "optimizer" not in inspect.signature(module.Trainer.__init__).parameters:
                 raise HogwildError("optimizer= needs a Trainer with update rules, which this "
@@ -195,12 +201,14 @@ class _HogwildEstimator(BaseEstimator):
         scratch at a tenth of it, up to RETRIES times. Sets trainer_, history_, n_iter_."""
         trainer = self._new_trainer(module)
         first_step = trainer.step
+        if self.early_stopping:
+            data, validation = self._split(n, take, stratify)
+            data["validation"] = validation
+        else:
+            data = take(None)
         for attempt in range(RETRIES + 1):
             try:
-                if not self.early_stopping:
-                    trainer.fit(**take(None))
-                else:
-                    self._train_early_stopping(trainer, n, take, stratify)
+                trainer.fit(**data)
                 break
             except DivergenceError:
                 if self.step is not None or attempt == RETRIES:
@@ -211,15 +219,12 @@ class _HogwildEstimator(BaseEstimator):
         self.n_iter_ = len(trainer.history)
         return self
 
-    def _train_early_stopping(self, trainer, n, take, stratify):
-        """Train epoch by epoch on a split of the rows; keep the params of the best epoch on
-        the held-out rows (see the module's docstring)."""
-        frac, patience = self.validation_fraction, self.n_iter_no_change
-        if not (isinstance(frac, (float, int)) and 0 < frac < 1):
+    def _split(self, n, take, stratify):
+        """(fit data, validation data) for early stopping: `validation_fraction` of the rows
+        held out (stratified by class where every class has enough rows)."""
+        frac = self.validation_fraction
+        if isinstance(frac, bool) or not (isinstance(frac, (float, int)) and 0 < frac < 1):
             raise HogwildError(f"validation_fraction must be in (0, 1), not {frac!r}")
-        if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) \
-                or patience < 1:
-            raise HogwildError(f"n_iter_no_change must be a positive integer, not {patience!r}")
         rows = np.arange(n)
         try:
             fit_rows, val_rows = train_test_split(rows, test_size=frac, random_state=self.seed,
@@ -229,26 +234,7 @@ class _HogwildEstimator(BaseEstimator):
                 raise EstimatorInputError(f"early_stopping needs at least 2 rows, got {n}") \
                     from None
             fit_rows, val_rows = train_test_split(rows, test_size=frac, random_state=self.seed)
-        fit_data, val_data = take(np.sort(fit_rows)), take(np.sort(val_rows))
-        total, trainer.epochs = trainer.epochs, 1
-        if total == 0:
-            trainer.epochs = 0
-            trainer.fit(**fit_data)
-        best, best_params, waited = np.inf, None, 0
-        for _ in range(total):
-            trainer.fit(**fit_data)
-            score = trainer.objective(**val_data)
-            trainer.history[-1]["validation_objective"] = score
-            if score < best:
-                best, waited = score, 0
-                best_params = {k: v.copy() for k, v in trainer.params.items()}
-            else:
-                waited += 1
-                if waited >= patience:
-                    break
-        if best_params is not None:
-            trainer.params = best_params
-        trainer.epochs = total
+        return take(np.sort(fit_rows)), take(np.sort(val_rows))
 
     def _x_binding(self):
         module = _module(self.spec, self.consts)
