@@ -261,21 +261,17 @@ def _shard_trainer(mod):
     spec = mod.Trainer.spec
     degs = [deg for b in spec.blocks for deg in b.degs]
 
-    def _prepare(self, data, need, relabel=False):
+    def _prepare(self, data, need):
         kept = self.prepared if need == "all" and self.prepared and \
             _same_values(self.prepared[0], data) else None
         if kept is None:
-            arrays, sizes, perms = mod.Trainer._prepare(self, data, need, relabel)
+            arrays, sizes = mod.Trainer._prepare(self, data, need)
             if need == "all":
-                self.prepared = (dict(data), arrays, sizes, perms)
+                self.prepared = (dict(data), arrays, sizes)
         else:
-            _, arrays, sizes, perms = kept
-            for p in spec.params:       # the current params, relabelled like the data
-                value = self.params[p.name]
-                for axis, dim in enumerate(p.dims):
-                    if dim in perms:
-                        value = np.take(value, perms[dim], axis=axis)
-                arrays[p.name] = value
+            _, arrays, sizes = kept
+            for p in spec.params:
+                arrays[p.name] = self.params[p.name]
         for deg in degs:
             value = self.whole_degrees.get(deg.name)
             if value is None:
@@ -284,8 +280,8 @@ def _shard_trainer(mod):
                 if deg.name in sizes:
                     sizes[deg.name] = value
             elif deg.name in arrays:
-                arrays[deg.name] = np.take(value, perms[deg.dim]) if deg.dim in perms else value
-        return arrays, sizes, perms
+                arrays[deg.name] = value
+        return arrays, sizes
 
     cls = type("ShardTrainer", (mod.Trainer,), {"_prepare": _prepare, "whole_degrees": {},
                                                 "prepared": None})

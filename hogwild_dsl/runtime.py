@@ -31,7 +31,13 @@ from .errors import DataError, DivergenceError, HogwildError
 SYNC_MODES = {"hogwild": 0, "atomic": 1, "lock": 2}
 OPTIMIZERS = {"sgd": 0}      # API.md, "Update rules": adagrad's kernels are not merged yet
 ORDERS = ("shuffle", "chunks", "stored")
-DEFAULTS = {"step": 0.05, "decay": 0.9, "epochs": 10, "chunk": 64, "order": "chunks"}
+DEFAULTS = {"step": 0.05, "decay": 0.9, "epochs": 10}
+# The default visit order (docs/api.md, "order"): every term in a fresh random order where all
+# the arrays the terms read fit in CACHE_BYTES (a last-level cache: a random visit then costs
+# little), else chunks of consecutive terms spanning about CHUNK_BYTES of the data each
+# (memory is read in order; bench/results/order.md measures both choices).
+CACHE_BYTES = 8 << 20
+CHUNK_BYTES = 32 << 10
 EVAL_TERMS = 10_000      # history's objective: exact up to this many terms, else on a sample
 EXPLODED = 1e12          # objective growth over its initial value that counts as divergence
 META_KEY = "__hogwild__"  # the metadata entry of a saved .npz (param names never start with _)
@@ -116,8 +122,8 @@ class TrainerBase:
         if not shuffle and order not in (None, "stored"):
             raise HogwildError("shuffle=False visits terms in stored order; do not also "
                                f"pass order={order!r}")
-        self.order = order if order is not None else (DEFAULTS["order"] if shuffle else "stored")
-        self.chunk = chunk if chunk is not None else train.get("chunk", DEFAULTS["chunk"])
+        self.order = order if order is not None or shuffle else "stored"   # None: chosen per fit
+        self.chunk = chunk if chunk is not None else train.get("chunk")    # None: by bytes
         self.progress = bool(progress)
         self.patience = patience
         self._check_options()
@@ -134,7 +140,8 @@ class TrainerBase:
                                    "use, and at least 64")
         self.epochs = _int_option("epochs", self.epochs, 0, MAX_COUNT)
         self.seed = _int_option("seed", self.seed, 0, 2**63 - 1)
-        self.chunk = _int_option("chunk", self.chunk, 1, MAX_COUNT)
+        if self.chunk is not None:
+            self.chunk = _int_option("chunk", self.chunk, 1, MAX_COUNT)
         if self.patience is not None:
             self.patience = _int_option("patience", self.patience, 1, MAX_COUNT)
         if not isinstance(self.optimizer, str) or self.optimizer not in OPTIMIZERS:
@@ -147,7 +154,8 @@ class TrainerBase:
         if not isinstance(self.sync, str) or self.sync not in SYNC_MODES:
             raise HogwildError(f"sync must be one of {', '.join(SYNC_MODES)}, not "
                                f"{_show(self.sync)}")
-        if not isinstance(self.order, str) or self.order not in ORDERS:
+        if self.order is not None and (not isinstance(self.order, str) or
+                                       self.order not in ORDERS):
             raise HogwildError(f"order must be one of {', '.join(ORDERS)}, not "
                                f"{_show(self.order)}")
 
@@ -165,12 +173,9 @@ class TrainerBase:
         if self.patience is not None and validation is None:
             raise HogwildError(f"patience={self.patience!r} stops on the validation objective: "
                                "pass the held-out data as fit(..., validation={...})")
-        arrays, sizes, perms = self._prepare(data, need="all", relabel=self.order == "chunks")
+        arrays, sizes = self._prepare(data, need="all")
         held_out = self._held_out(validation)
-        try:
-            best = self._epochs(arrays, sizes, perms, held_out)
-        finally:
-            self._write_back(arrays, perms)
+        best = self._epochs(arrays, sizes, held_out)
         if best is not None:
             for k, v in best.items():
                 self.params[k][...] = v
@@ -184,19 +189,18 @@ class TrainerBase:
             raise DataError("validation must be a dict of data by the spec's names, like fit's "
                             f"own, not {_show(validation)}")
         try:
-            arrays, sizes, _ = self._prepare(validation, need="all")
+            arrays, sizes = self._prepare(validation, need="all")
         except DataError as e:
             raise DataError(f"validation: {e}") from None
         return self.kernels.Kernel(arrays, sizes)
 
-    def _epochs(self, arrays: dict, sizes: dict, perms: dict, held_out):
-        """Run the epochs on the kernel's arrays (params relabelled like the data: `perms`).
+    def _epochs(self, arrays: dict, sizes: dict, held_out):
+        """Run the epochs on the kernel's arrays (the params among them are self.params).
         Returns the params of the best epoch on the validation data where patience stopped
         training after a worse one, else None."""
         kernel = self.kernels.Kernel(arrays, sizes)
         n_terms = kernel.nterms
         work = {p.name: arrays[p.name] for p in self.spec.params}
-        relabelled = any(d in perms for p in self.spec.params for d in p.dims)
         # The objective after each epoch: the progressive objective where the kernel's epoch
         # returns its terms' losses; else the mean over one fixed random sample of terms (an
         # unbiased estimate at a fraction of a pass), exact on small data. Exact after the
@@ -211,6 +215,7 @@ class TrainerBase:
             return kernel.objective_terms(sample, self.threads) / len(sample)
 
         sync = SYNC_MODES[self.sync]
+        order, chunk = self._visit_plan(arrays, n_terms)
         draws = hasattr(kernel, "set_draw_key")
         start_objective = last = None
         # The point a divergence rolls back to: (epochs done, history length, params), taken
@@ -235,7 +240,7 @@ class TrainerBase:
                                      "spec at the initial params, or in the data")
                     if kept is None or rose:
                         kept = (epoch, len(self.history), {k: v.copy() for k, v in work.items()})
-                    visit, chunk = self._visit_order(n_terms)
+                    visit = self._visit_order(order, chunk, n_terms)
                     if draws:                  # fresh draws in every epoch, from the seed
                         kernel.set_draw_key(_draw_key(self.seed, "epoch", epoch))
                     began = time.perf_counter()
@@ -268,13 +273,11 @@ class TrainerBase:
                     self.history.append(entry)
                     self._epochs_done = epoch + 1
                     if held_out is not None:
-                        if relabelled:         # the validation kernel reads self.params
-                            self._write_back(arrays, perms)
                         value = held_out.objective_sum(self.threads) / max(held_out.nterms, 1)
                         entry["validation_objective"] = float(value)
                         if value < best_value:
                             best_value, best_epoch = value, epoch + 1
-                            if self.patience is not None:     # self.params: written back
+                            if self.patience is not None:
                                 best = {k: v.copy() for k, v in self.params.items()}
                     if bar is not None:
                         bar.update(1)
@@ -311,7 +314,7 @@ class TrainerBase:
         With `sample` lines, a term stands for the expectation of its loss over the draws:
         this is then an estimate of that mean, from one draw per term out of a stream fixed
         by the trainer's seed (two calls give the same value)."""
-        arrays, sizes, _ = self._prepare(data, need="all")
+        arrays, sizes = self._prepare(data, need="all")
         kernel = self.kernels.Kernel(arrays, sizes)
         return float(kernel.objective_sum(self.threads) / max(kernel.nterms, 1))
 
@@ -322,7 +325,7 @@ class TrainerBase:
             raise HogwildError(f"model '{self.spec.model}' has no 'predict' line")
         if not self.params:
             raise HogwildError("predict() before fit(): train first, or load saved params")
-        arrays, sizes, _ = self._prepare(data, need="predict")
+        arrays, sizes = self._prepare(data, need="predict")
         kernel = self.kernels.Kernel(arrays, sizes)
         n = sizes[f"nterms_{block.index}"]
         if block.predict_var is None:
@@ -405,42 +408,30 @@ class TrainerBase:
         return tqdm(total=self.epochs, desc=f"{self.spec.model} ({self.sync}, "
                     f"{self.threads} thread{'s' if self.threads > 1 else ''})", unit="epoch")
 
-    def _visit_order(self, n_terms: int):
-        if self.order == "shuffle":
-            return self._rng.permutation(n_terms).astype(np.int64), 0
-        if self.order == "stored":
-            return np.arange(n_terms, dtype=np.int64), 0
-        n_chunks = -(-n_terms // self.chunk)
-        return self._rng.permutation(n_chunks).astype(np.int64), self.chunk
+    def _visit_plan(self, arrays: dict, n_terms: int) -> tuple[str, int]:
+        """(order, chunk) of a fit's epochs on the kernel's `arrays`: the trainer's own, or by
+        default "shuffle" where every array the terms read fits in CACHE_BYTES, else "chunks";
+        a default chunk spans about CHUNK_BYTES of the data (0 for the other orders)."""
+        params = {p.name for p in self.spec.params}
+        data_bytes = sum(v.nbytes for k, v in arrays.items()
+                         if k not in params and isinstance(v, np.ndarray))
+        total = sum(v.nbytes for v in arrays.values() if isinstance(v, np.ndarray))
+        order = self.order or ("shuffle" if total <= CACHE_BYTES else "chunks")
+        if order != "chunks":
+            return order, 0
+        return order, self.chunk or max(1, CHUNK_BYTES * n_terms // max(data_bytes, 1))
 
-    def _write_back(self, arrays: dict, perms: dict):
-        """Undo the relabelling of dims on the params trained in relabelled order."""
-        for p in self.spec.params:
-            value = arrays[p.name]
-            for axis, dim in enumerate(p.dims):
-                if dim in perms:
-                    value = np.take(value, np.argsort(perms[dim]), axis=axis)
-            if value is not self.params[p.name]:
-                self.params[p.name][...] = value
-            acc = arrays.get(f"{p.name}__acc")
-            if acc is not None:
-                for axis, dim in enumerate(p.dims):
-                    if dim in perms:
-                        acc = np.take(acc, np.argsort(perms[dim]), axis=axis)
-                if acc is not self._accumulators[p.name]:
-                    self._accumulators[p.name][...] = acc
+    def _visit_order(self, order: str, chunk: int, n_terms: int) -> np.ndarray:
+        """One epoch's visit: terms (chunk 0), or chunks of `chunk` consecutive terms."""
+        if order == "shuffle":
+            return self._rng.permutation(n_terms).astype(np.int64)
+        if order == "stored":
+            return np.arange(n_terms, dtype=np.int64)
+        return self._rng.permutation(-(-n_terms // chunk)).astype(np.int64)
 
-    def _relabelling(self, dims: dict) -> dict:
-        """A random relabelling of the dims the terms run over (rows of row blocks, the row dim
-        of entry blocks), drawn once per fit: visiting chunks of consecutive terms then reads
-        memory in order yet keeps the terms of a chunk a random sample, whatever the order the
-        user's data came in (sorted by label, by user...)."""
-        over = {b.over if b.kind == "rows" else b.vars[0].dim for b in self.spec.blocks}
-        return {d: self._rng.permutation(dims[d]) for d in sorted(over) if d in dims}
-
-    def _prepare(self, data: dict, need: str, relabel: bool = False):
-        """Check `data` against the spec; return (arrays, sizes, relabelling) in the kernel
-        layout. With relabel, dims are relabelled at random (data and params consistently)."""
+    def _prepare(self, data: dict, need: str):
+        """Check `data` against the spec; return (arrays, sizes) in the kernel layout. The
+        params among the arrays are self.params' own (live) arrays."""
         self._check_options()
         spec = self.spec
         declared = {d.name: d for d in spec.data}
@@ -478,16 +469,6 @@ class TrainerBase:
                                 f"of '{r}' (the same (row, column) pairs, as often), but its "
                                 "pattern differs")
         dims = self._dims(given)
-        perms = self._relabelling(dims) if relabel else {}
-        if perms:
-            def gather(indptr, indices, data, perm):
-                return self.kernels.permute_rows(indptr, indices, data,
-                                                 perm.astype(np.int64), self.threads)
-            given = {n: _permute(declared[n].dims, v, perms, gather) for n, v in given.items()}
-            for n, v in given.items():      # index data pointing into a relabelled dim
-                d = declared[n]
-                if d.kind == "index" and d.of in perms:
-                    given[n] = np.ascontiguousarray(np.argsort(perms[d.of])[v], dtype=np.int64)
         arrays, sizes = {}, {}
         for name, value in given.items():
             d = declared[name]
@@ -504,14 +485,14 @@ class TrainerBase:
                 sizes.setdefault(f"maxnnz_{d.name}", 0)
         self._init_params(dims)
         for name, value in self._live_params(dims).items():
-            arrays[name] = _permute(self.spec.param(name).dims, value, perms)
+            arrays[name] = value
         if need == "all" and self.optimizer == "adagrad":   # AdaGrad's state, kept across fits
             accumulators = self.__dict__.setdefault("_accumulators", {})
             for p in spec.params:
                 acc = accumulators.get(p.name)
                 if acc is None or acc.shape != self.params[p.name].shape:
                     acc = accumulators[p.name] = np.zeros_like(self.params[p.name])
-                arrays[f"{p.name}__acc"] = _permute(p.dims, acc, perms)
+                arrays[f"{p.name}__acc"] = acc
         for dim in spec.dims:
             sizes[f"n_{dim}"] = dims[dim]
         for b in spec.blocks:
@@ -535,7 +516,7 @@ class TrainerBase:
                 for deg in b.degs:
                     sizes.setdefault(deg.name, 0.0)
         self._draws(given, dims, sizes, arrays)
-        return arrays, sizes, perms
+        return arrays, sizes
 
     def _draws(self, given: dict, dims: dict, sizes: dict, arrays: dict):
         """What the `sample` lines draw from: the key of the objective's fixed draws, an alias
@@ -732,28 +713,6 @@ def _read_params(path) -> tuple[dict, dict]:
         raise HogwildError(f"{path}: not a params file saved by Trainer.save ({why})"[:300]) \
             from None
     return meta, params
-
-
-def _permute(dims: tuple, value, perms: dict, gather_rows=None):
-    """value with every axis over a relabelled dim permuted (label perm[k] becomes k)."""
-    if not any(d in perms for d in dims):
-        return value
-    if sp.issparse(value):
-        indptr, indices, data = value.indptr, value.indices, value.data
-        if dims[0] in perms:       # compiled and parallel: a few tenths of a second per GB
-            indptr, indices, data = gather_rows(indptr, indices, data, perms[dims[0]])
-        if dims[1] in perms:
-            indices = np.argsort(perms[dims[1]]).astype(np.int32)[indices]
-        out = sp.csr_matrix((data, indices, indptr), shape=value.shape, copy=False)
-        if dims[1] in perms:
-            out.sort_indices()
-        out.indptr = np.ascontiguousarray(out.indptr, dtype=np.int64)
-        out.indices = np.ascontiguousarray(out.indices, dtype=np.int32)
-        return out
-    for axis, dim in enumerate(dims):
-        if dim in perms:
-            value = np.take(value, perms[dim], axis=axis)
-    return np.ascontiguousarray(value)      # float64 data and params, int64 index data
 
 
 def _predict_data(spec: ir.Spec) -> set:

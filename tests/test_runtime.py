@@ -170,10 +170,11 @@ def test_load_rejects_bad_arguments(tmp_path):
         hogwild_dsl.load(tmp_path / "missing.hog")
 
 
+@pytest.mark.parametrize("order", ["chunks", "shuffle", "stored"])
 @pytest.mark.parametrize("spec", ["svm", "mc", "cuts"])
-def test_chunked_order_relabels_consistently(load_spec, spec):
-    """Chunks visit a random relabelling of the data; the params come back in the user's
-    labels: the objective the trainer recorded equals the objective on the original data."""
+def test_every_order_ends_at_the_exact_objective(load_spec, spec, order):
+    """The objective the trainer recorded after the last epoch equals the objective of its
+    params on the data, in every visit order."""
     rng = np.random.default_rng(3)
     if spec == "svm":
         X, y = sparse_rows(400, 30, 4, seed=3)
@@ -183,18 +184,35 @@ def test_chunked_order_relabels_consistently(load_spec, spec):
     else:
         data = {"w": sp.random(30, 30, density=0.1, random_state=3, format="csr"),
                 "c": rng.normal(size=(30, 4))}
-    t = load_spec(spec).Trainer(epochs=3, order="chunks", chunk=8, threads=1).fit(**data)
+    t = load_spec(spec).Trainer(epochs=3, order=order, chunk=8, threads=1).fit(**data)
     assert t.objective(**data) == pytest.approx(t.history[-1]["objective"], rel=1e-9)
 
 
-def test_chunked_order_copes_with_data_sorted_by_label(svm):
+def test_default_order_copes_with_data_sorted_by_label(svm):
     X, y = sparse_rows(2000, 60, 6, seed=4)
     order = np.argsort(y)
     X, y = X[order], y[order]
-    chunks = svm.Trainer(epochs=5, order="chunks", chunk=32, threads=1).fit(X=X, y=y)
-    shuffled = svm.Trainer(epochs=5, order="shuffle", threads=1).fit(X=X, y=y)
-    a, b = chunks.history[-1]["objective"], shuffled.history[-1]["objective"]
+    default = svm.Trainer(epochs=5, threads=1).fit(X=X, y=y)
+    shuffled = svm.Trainer(epochs=5, order="shuffle", threads=1, seed=1).fit(X=X, y=y)
+    a, b = default.history[-1]["objective"], shuffled.history[-1]["objective"]
     assert a <= 1.1 * b
+
+
+def test_default_order_by_working_set(svm, monkeypatch):
+    """Shuffle where the arrays the terms read fit in CACHE_BYTES, else chunks spanning about
+    CHUNK_BYTES of the data; an explicit order or chunk wins."""
+    import hogwild_dsl.runtime as runtime
+    X, y = sparse_rows(2000, 60, 6, seed=4)
+    t = svm.Trainer(epochs=0).fit(X=X, y=y)
+    arrays, _ = t._prepare({"X": X, "y": y}, need="all")
+    data_bytes = sum(a.nbytes for k, a in arrays.items() if k != "w")
+    assert t._visit_plan(arrays, 2000) == ("shuffle", 0)
+    monkeypatch.setattr(runtime, "CACHE_BYTES", data_bytes)
+    assert t._visit_plan(arrays, 2000) == ("chunks", runtime.CHUNK_BYTES * 2000 // data_bytes)
+    t.chunk = 7
+    assert t._visit_plan(arrays, 2000) == ("chunks", 7)
+    t.order = "stored"
+    assert t._visit_plan(arrays, 2000) == ("stored", 0)
 
 
 def test_history_samples_the_objective_on_large_data_and_ends_exact(svm, monkeypatch):

@@ -79,10 +79,10 @@ def test_ctrl_c_stops_after_the_current_epoch(mean, monkeypatch):
     t = stepping(mean, epochs=10)
     visit = t._visit_order
 
-    def interrupt_in_epoch_2(n):
+    def interrupt_in_epoch_2(*args):
         if t._epochs_done == 1:
             signal.raise_signal(signal.SIGINT)
-        return visit(n)
+        return visit(*args)
 
     monkeypatch.setattr(t, "_visit_order", interrupt_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
