@@ -34,10 +34,12 @@ ORDERS = ("shuffle", "chunks", "stored")
 DEFAULTS = {"step": 0.05, "decay": 0.9, "epochs": 10}
 # The default visit order (docs/api.md, "order"): every term in a fresh random order where all
 # the arrays the terms read fit in CACHE_BYTES (a last-level cache: a random visit then costs
-# little), else chunks of consecutive terms spanning about CHUNK_BYTES of the data each
-# (memory is read in order; bench/results/order.md measures both choices).
+# little), else chunks of consecutive terms spanning about CHUNK_BYTES of the data each (memory
+# is read in order), but at most CHUNK_TERMS terms (longer runs of neighbouring terms cost SGD
+# accuracy: bench/results/order.md measures these choices).
 CACHE_BYTES = 8 << 20
 CHUNK_BYTES = 32 << 10
+CHUNK_TERMS = 256
 EVAL_TERMS = 10_000      # history's objective: exact up to this many terms, else on a sample
 EXPLODED = 1e12          # objective growth over its initial value that counts as divergence
 META_KEY = "__hogwild__"  # the metadata entry of a saved .npz (param names never start with _)
@@ -411,7 +413,8 @@ class TrainerBase:
     def _visit_plan(self, arrays: dict, n_terms: int) -> tuple[str, int]:
         """(order, chunk) of a fit's epochs on the kernel's `arrays`: the trainer's own, or by
         default "shuffle" where every array the terms read fits in CACHE_BYTES, else "chunks";
-        a default chunk spans about CHUNK_BYTES of the data (0 for the other orders)."""
+        a default chunk spans about CHUNK_BYTES of the data, in at most CHUNK_TERMS terms (0
+        for the other orders)."""
         params = {p.name for p in self.spec.params}
         data_bytes = sum(v.nbytes for k, v in arrays.items()
                          if k not in params and isinstance(v, np.ndarray))
@@ -419,7 +422,8 @@ class TrainerBase:
         order = self.order or ("shuffle" if total <= CACHE_BYTES else "chunks")
         if order != "chunks":
             return order, 0
-        return order, self.chunk or max(1, CHUNK_BYTES * n_terms // max(data_bytes, 1))
+        return order, self.chunk or max(1, min(CHUNK_TERMS, CHUNK_BYTES * n_terms //
+                                               max(data_bytes, 1)))
 
     def _visit_order(self, order: str, chunk: int, n_terms: int) -> np.ndarray:
         """One epoch's visit: terms (chunk 0), or chunks of `chunk` consecutive terms."""

@@ -200,7 +200,7 @@ def test_default_order_copes_with_data_sorted_by_label(svm):
 
 def test_default_order_by_working_set(svm, monkeypatch):
     """Shuffle where the arrays the terms read fit in CACHE_BYTES, else chunks spanning about
-    CHUNK_BYTES of the data; an explicit order or chunk wins."""
+    CHUNK_BYTES of the data in at most CHUNK_TERMS terms; an explicit order or chunk wins."""
     import hogwild_dsl.runtime as runtime
     X, y = sparse_rows(2000, 60, 6, seed=4)
     t = svm.Trainer(epochs=0).fit(X=X, y=y)
@@ -208,7 +208,11 @@ def test_default_order_by_working_set(svm, monkeypatch):
     data_bytes = sum(a.nbytes for k, a in arrays.items() if k != "w")
     assert t._visit_plan(arrays, 2000) == ("shuffle", 0)
     monkeypatch.setattr(runtime, "CACHE_BYTES", data_bytes)
+    monkeypatch.setattr(runtime, "CHUNK_BYTES", data_bytes // 100)       # ~20 of the rows
     assert t._visit_plan(arrays, 2000) == ("chunks", runtime.CHUNK_BYTES * 2000 // data_bytes)
+    assert 15 < t._visit_plan(arrays, 2000)[1] <= 20
+    monkeypatch.setattr(runtime, "CHUNK_TERMS", 5)
+    assert t._visit_plan(arrays, 2000) == ("chunks", 5)
     t.chunk = 7
     assert t._visit_plan(arrays, 2000) == ("chunks", 7)
     t.order = "stored"
