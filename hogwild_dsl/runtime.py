@@ -284,10 +284,13 @@ class TrainerBase:
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix(objective=f"{objective:.6g}")
+                    stop = interrupted() or self.patience is not None and \
+                        self._epochs_done - (best_epoch or first_epoch) >= self.patience
+                    if stop and i < self.epochs - 1:   # the fit's last epoch after all: exact
+                        entry["objective"] = float(objective_at(True))
                     if interrupted():
                         raise KeyboardInterrupt
-                    if self.patience is not None and self._epochs_done - (
-                            best_epoch or first_epoch) >= self.patience:
+                    if stop:
                         break
         except KeyboardInterrupt:
             # where Ctrl-C could not be deferred: an epoch not yet counted is undone

@@ -293,7 +293,9 @@ def test_cuts_closes_the_gap_to_the_lp(load_spec):
     lp = so.linprog(cost, A_ub=A_ub.tocsr(), b_ub=np.zeros(2 * ns), A_eq=A_eq, b_eq=np.ones(n),
                     bounds=(0, None), method="highs")
     assert lp.status == 0
-    t = mod.Trainer(epochs=600, threads=1, step=0.1, decay=0.995).fit(w=wg, c=c)
+    # in stored order: a shuffled visit (the default on data this small) ends 0.94-0.95 of the
+    # way at this schedule, its last iterate keeping SGD's O(step) noise; stored order 0.966
+    t = mod.Trainer(epochs=600, threads=1, step=0.1, decay=0.995, order="stored").fit(w=wg, c=c)
     assert gap_closed(start, t.history[-1]["objective"], lp.fun) >= 0.95
 
 
