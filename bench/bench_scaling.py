@@ -1,5 +1,7 @@
 """Thread scaling of the paper's problems: hogwild at 1, 2, 4, 8, 16 threads (as many as the
-machine has), and lock at the most threads, on generated data shaped like the paper's sets.
+machine has), and lock at the most threads, on generated data shaped like the paper's sets;
+where a spec has params with hot rows (docs/api.md, replicas), hogwild without the replicas
+at the most threads too.
 
   python bench/bench_scaling.py [--epochs 3] [--threads 1,2,4,8,16] [--scale full|small]
                                 [--out bench/results] [--tag NAME]
@@ -52,12 +54,12 @@ def problems(scale: str):
     yield "cuts Abdomen-shaped", "cuts", {"w": w, "c": c}
 
 
-def run(mod, data, threads: int, sync: str, epochs: int) -> dict:
-    t = mod.Trainer(threads=threads, epochs=epochs, sync=sync, seed=0)
+def run(mod, data, threads: int, sync: str, epochs: int, replicas: bool = True) -> dict:
+    t = mod.Trainer(threads=threads, epochs=epochs, sync=sync, seed=0, replicas=replicas)
     began = time.perf_counter()
     t.fit(**data)
     wall = time.perf_counter() - began
-    return {"threads": threads, "sync": sync,
+    return {"threads": threads, "sync": sync if replicas else f"{sync}, no replicas",
             "epoch_s": float(np.median([h["seconds"] for h in t.history])),
             "fit_s": wall, "objective": float(t.history[-1]["objective"])}
 
@@ -69,7 +71,8 @@ def markdown(result) -> str:
              f"{result['date']}; {result['epochs']} epochs per run, data scale "
              f"'{result['scale']}'.", "",
              "Speed-up: median epoch update time at 1 thread over that at N threads "
-             "(hogwild); the lock row uses the most threads.", "",
+             "(hogwild, with hot replicas where the spec has replicable params from 4 threads: "
+             "docs/api.md); the \"no replicas\" and lock rows use the most threads.", "",
              "| problem | sync | threads | epoch s | speed-up over 1 thread | fit s | objective |",
              "|---|---|---|---|---|---|---|"]
     for p in result["problems"]:
@@ -98,6 +101,8 @@ def main(argv=None):
     for name, spec, data in problems(args.scale):
         mod = hogwild_dsl.load(spec)
         runs = [run(mod, data, n, "hogwild", args.epochs) for n in counts]
+        if mod.Trainer.kernels.REPLICABLE and counts[-1] > 1:   # hot replicas (docs/api.md)
+            runs.append(run(mod, data, counts[-1], "hogwild", args.epochs, replicas=False))
         runs.append(run(mod, data, counts[-1], "lock", args.epochs))
         result["problems"].append({"problem": name, "spec": spec, "runs": runs})
         one = runs[0]["epoch_s"]

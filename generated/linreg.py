@@ -20,7 +20,7 @@ for i in example:
 train step 0.01, decay 0.95, epochs 20
 """
 CONSTS = {}
-SIGNATURE = "9fd0d3d9fa2b5f1670bfa139"
+SIGNATURE = "69935f9c5d85164cb88b05a4"
 KERNELS = "linreg_kernels"
 
 Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)

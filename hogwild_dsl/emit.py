@@ -13,7 +13,7 @@ from importlib import resources
 import jinja2
 
 from . import __version__, ir
-from .lower import KernelPlan, c_nterms, lower
+from .lower import KernelPlan, c_hot, c_nterms, lower
 
 
 @functools.cache
@@ -77,6 +77,8 @@ def emit(spec: ir.Spec, ext_name: str, plan: KernelPlan | None = None) -> dict[s
         block = spec.blocks[bp.index]
         for fn, what in ((bp.update_plain, "SGD update (racy writes)"),
                          (bp.update_atomic, "SGD update (atomic adds)"),
+                         (bp.update_hot, "SGD update (racy writes; hot rows on this "
+                          "thread's replicas)"),
                          (bp.loss, "term objective"), (bp.predict, "predict")):
             if fn is None:
                 continue
@@ -88,10 +90,12 @@ def emit(spec: ir.Spec, ext_name: str, plan: KernelPlan | None = None) -> dict[s
     for bp in plan.blocks:
         end = f"M.{c_nterms(bp.index)}"
         end = end if start == "0" else f"{start} + {end}"
-        blocks.append({"index": bp.index, "start": start, "end": end})
+        blocks.append({"index": bp.index, "start": start, "end": end,
+                       "hot": bp.update_hot is not None})
         start = end
     scratch = [bp.update_plain.scratch for bp in plan.blocks] + \
-              [bp.update_atomic.scratch for bp in plan.blocks]
+              [bp.update_atomic.scratch for bp in plan.blocks] + \
+              [bp.update_hot.scratch for bp in plan.blocks if bp.update_hot is not None]
     scratch_py = "max(" + ", ".join(_python_expr(s, plan.fields) for s in scratch) + ", 0)"
     nterms_py = " + ".join(f'sizes["nterms_{bp.index}"]' for bp in plan.blocks)
     predict = next((bp for bp in plan.blocks if bp.predict is not None), None)
@@ -103,16 +107,30 @@ def emit(spec: ir.Spec, ext_name: str, plan: KernelPlan | None = None) -> dict[s
                         (bp.loss, "train"), (bp.predict, "predict")):
             if fn is not None:
                 needs[use] |= {f.key for f in plan.pointers_used[fn.name] if f.is_pointer}
+    replicas = [_replica(spec, name, data) for name, data in plan.replicas.items()]
     env = _environment()
     pyx = env.get_template("kernels.pyx.j2").render(
         version=__version__, model=spec.model, signature=sig, fields=plan.fields,
         functions=functions, blocks=blocks, nterms_py=nterms_py, scratch_py=scratch_py,
-        predict=predict, field_table=field_table, nterms=c_nterms,
+        predict=predict, field_table=field_table, nterms=c_nterms, replicas=replicas,
+        replicable=repr({r["param"]: r["data"] for r in replicas}),
         needs={k: sorted(v) for k, v in needs.items()})
     py = env.get_template("module.py.j2").render(
         version=__version__, model=spec.model, spec_text=_triple_quoted(spec.source),
         consts=repr(dict(spec.consts)), signature=sig, ext_name=ext_name)
     return {f"{ext_name}.pyx": pyx, f"{spec.model}.py": py}
+
+
+def _replica(spec: ir.Spec, name: str, data: tuple) -> dict:
+    """What the template needs of a replicable param: its names, and its rows and row length
+    as Python over the kernel's `sizes`."""
+    consts = dict(spec.consts)
+    dims = spec.param(name).dims
+
+    def extent(dim):
+        return str(consts[dim]) if dim in consts else f'sizes["n_{dim}"]'
+    return {"param": name, "map": c_hot(name), "data": data,
+            "rows_py": extent(dims[0]), "length_py": extent(dims[1]) if len(dims) > 1 else "1"}
 
 
 def _triple_quoted(text: str) -> str:

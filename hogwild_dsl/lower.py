@@ -55,6 +55,12 @@ def c_maxnnz(data: str) -> str:
     return f"_maxnnz_{data}"
 
 
+def c_hot(param: str) -> str:
+    """The replica map of a param (see replicable): where each row sits on a thread's
+    replicas, or -1 for a row read and written in the shared param."""
+    return f"_hot_{param}"
+
+
 def c_nterms(block: int) -> str:
     return f"_nterms{block}"
 
@@ -108,6 +114,21 @@ def layout(spec: ir.Spec) -> list[Field]:
         fields.append(Field(c_bound(name), "int64_t", f"loop bound of const {name}", "",
                             value))
     return fields
+
+
+def replicable(spec: ir.Spec) -> dict[str, tuple[str, ...]]:
+    """Params whose hot rows may live on per-thread replicas under hogwild (issue 19, item 2;
+    DimmWitted): those whose rows terms reach through a sparse row loop (`j in X[i]`: the
+    column dim of sparse data, where a few popular columns are touched by most terms) and
+    that carry no constraint (a merge adds the threads' changes, which would step out of a
+    box or a simplex). -> param -> the sparse data whose column counts rank its rows."""
+    reached: dict[str, dict] = {}
+    for b in spec.blocks:
+        for node in ir.walk(b.objective) if b.objective is not None else ():
+            if isinstance(node, ir.ParamAt) and node.index and node.index[0].kind == "sparse":
+                reached.setdefault(node.name, {})[node.index[0].source[0]] = True
+    return {p.name: tuple(reached[p.name]) for p in spec.params
+            if p.name in reached and p.constraint is None and len(p.dims) in (1, 2)}
 
 
 # ---------------------------------------------------------------- helpers on expressions
@@ -288,8 +309,9 @@ class Names:
 class Access:
     """C expressions for index variables, data, params and degrees of one spec."""
 
-    def __init__(self, spec: ir.Spec, block: ir.Block):
+    def __init__(self, spec: ir.Spec, block: ir.Block, hot: frozenset = frozenset()):
         self.spec, self.block = spec, block
+        self.hot = hot          # params read and written through this thread's replicas
         self.consts = dict(spec.consts)
         self.entry_data = block.over if block.kind == "entries" else None
 
@@ -329,6 +351,11 @@ class Access:
         return [f"for _d_{v.name} in range({bound}):"]
 
     def element(self, name: str, dims: tuple, index: tuple) -> str:
+        if name in self.hot:    # the row on this thread's replica where it is hot, else shared
+            length = "1" if len(dims) == 1 else self.extent(dims[1])
+            col = "0" if len(dims) == 1 else self.index(index[1])
+            return f"_hw_row({c_value(name)}, own, {c_hot(name)}, {self.index(index[0])}, " \
+                   f"{length})[{col}]"
         name = c_value(name)
         if not dims:
             return f"{name}[0]"
@@ -715,8 +742,8 @@ class BlockLowering:
         written = [s.param for s in bg.sites]
         self.aliased = {p for p in written if written.count(p) > 1}
 
-    def start(self, names: Names) -> tuple[Access, list]:
-        a = Access(self.spec, self.block)
+    def start(self, names: Names, hot: frozenset = frozenset()) -> tuple[Access, list]:
+        a = Access(self.spec, self.block, hot)
         lines = []
         for v in self.block.vars:
             names.var(f"_t_{v.name}", "int64_t")
@@ -745,9 +772,11 @@ class BlockLowering:
                         dict(names.decls), lines, "0", "double")
 
     # ---------------- update
-    def update(self, atomic: bool) -> Function:
+    def update(self, atomic: bool, hot: frozenset = frozenset()) -> Function:
+        """The update with plain writes, atomic adds, or (hot: replicated params) plain
+        writes where the hot rows of `hot` are this thread's replicas (`own`)."""
         names = Names()
-        a, lines = self.start(names)
+        a, lines = self.start(names, hot)
         em = Emitter(a, names, lines, [s.grad for s in self.bg.sites])
         nests: dict[tuple, Nest] = {}
         hoisted, stored = [], []
@@ -807,10 +836,26 @@ class BlockLowering:
             for nest in nests.values():
                 self.nest(em, nest, atomic, mode="apply", buffer=buffers[nest.vars])
         self.project(em, take)
+        if hot:
+            text = "\n".join(lines)
+            maps = [c_hot(p) for p in sorted(hot) if c_hot(p) in text]
+            for m in reversed(maps):
+                names.var(m, "const int32_t*")
+                lines.insert(0, f"    {m} = M.{m}")
+            return Function(f"_update_b{self.block.index}_hot",
+                            "(const _Model* M, int64_t t, double step, double* scratch, "
+                            "double* own)", dict(names.decls), lines, scratch_at)
         suffix = "atomic" if atomic else "plain"
         return Function(f"_update_b{self.block.index}_{suffix}",
                         "(const _Model* M, int64_t t, double step, double* scratch)",
                         dict(names.decls), lines, scratch_at)
+
+    def update_hot(self, hot: frozenset) -> Function | None:
+        """The hogwild update on per-thread replicas of the hot rows of `hot`; None where
+        the block touches none of them (its plain update serves)."""
+        if self.bg.objective is None or not ir.params_of(self.bg.objective) & hot:
+            return None
+        return self.update(False, hot)
 
     def partial_invariants(self, nests: dict) -> list:
         """Loop-invariant code motion inside each nest by dependence sets: a subtree that
@@ -946,6 +991,7 @@ class BlockPlan:
     update_atomic: Function
     loss: Function
     predict: Function | None
+    update_hot: Function | None = None     # see replicable
 
 
 @dataclass
@@ -954,6 +1000,7 @@ class KernelPlan:
     fields: list
     blocks: list
     pointers_used: dict        # function name -> fields it reads (locals copied from M)
+    replicas: dict = field(default_factory=dict)   # replicable(spec)
 
 
 def used_fields(fields: list[Field], fn: Function) -> list[Field]:
@@ -990,14 +1037,16 @@ def lower(spec: ir.Spec) -> KernelPlan:
         raise SpecError(f"{missing} checks, but its code generation is not supported yet",
                         hint="see docs/language.md for the forms that compile today")
     fields = layout(spec)
+    replicas = replicable(spec)
     blocks = []
     for bg in derive(spec):
         bl = BlockLowering(spec, bg)
         blocks.append(BlockPlan(bg.block.index, bg.block.kind, bg.block.over,
-                                bl.update(False), bl.update(True), bl.loss(), bl.predict()))
+                                bl.update(False), bl.update(True), bl.loss(), bl.predict(),
+                                bl.update_hot(frozenset(replicas))))
     uses = {}
     for b in blocks:
-        for fn in (b.update_plain, b.update_atomic, b.loss, b.predict):
+        for fn in (b.update_plain, b.update_atomic, b.loss, b.predict, b.update_hot):
             if fn is not None:
                 uses[fn.name] = used_fields(fields, fn)
-    return KernelPlan(spec.model, fields, blocks, uses)
+    return KernelPlan(spec.model, fields, blocks, uses, replicas)

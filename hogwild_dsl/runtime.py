@@ -40,6 +40,21 @@ DEFAULTS = {"step": 0.05, "decay": 0.9, "epochs": 10}
 CACHE_BYTES = 8 << 20
 CHUNK_BYTES = 32 << 10
 CHUNK_TERMS = 256
+# Hot rows on per-thread replicas (hogwild on REPLICA_THREADS threads or more; issue 19
+# item 2): a row of a replicable param is hot when at least HOT_SHARE of the terms touch it,
+# the most touched first, up to HOT_VALUES values in all. Each thread merges its replicas
+# every MERGE_DELAY / threads terms (at least MIN_MERGE_TERMS): a thread misses about
+# MERGE_DELAY terms' steps of the others on a hot row, whatever the threads (1024 and more
+# cost the SVM's objective). Each change counts MERGE_WEIGHT times (1: every step is kept;
+# 1/threads would follow the mean of the threads' paths, DimmWitted's model averaging, and
+# converged markedly slower). Below 4 threads the replica map's cost on every access exceeds
+# the cache-line hand-offs it saves. bench/results/hot_replicas*.md measures these choices.
+REPLICA_THREADS = 4
+HOT_SHARE = 0.002
+HOT_VALUES = 256
+MERGE_DELAY = 256
+MIN_MERGE_TERMS = 16
+MERGE_WEIGHT = 1.0
 EVAL_TERMS = 10_000      # history's objective: exact up to this many terms, else on a sample
 EXPLODED = 1e12          # objective growth over its initial value that counts as divergence
 META_KEY = "__hogwild__"  # the metadata entry of a saved .npz (param names never start with _)
@@ -102,10 +117,11 @@ class TrainerBase:
     patience = None                                # (trainers pickled before patience)
     best_epoch = None
     _accumulators: dict = {}                       # read-only default; set per instance
+    replicas = True                                # (trainers pickled before replicas)
 
     def __init__(self, threads=None, epochs=None, step=None, decay=None, seed=0,
                  sync="hogwild", shuffle=True, progress=False, order=None, chunk=None,
-                 patience=None):
+                 patience=None, replicas=True):
         train = dict(self.spec.train)
         # the spec's train line may name an update rule; only sgd runs in this version (an
         # `optimizer=` argument comes with AdaGrad's kernels)
@@ -128,6 +144,7 @@ class TrainerBase:
         self.chunk = chunk if chunk is not None else train.get("chunk")    # None: by bytes
         self.progress = bool(progress)
         self.patience = patience
+        self.replicas = replicas
         self._check_options()
         self.params: dict[str, np.ndarray] = {}
         self.history: list[dict] = []
@@ -160,6 +177,8 @@ class TrainerBase:
                                        self.order not in ORDERS):
             raise HogwildError(f"order must be one of {', '.join(ORDERS)}, not "
                                f"{_show(self.order)}")
+        if not isinstance(self.replicas, (bool, np.bool_)):
+            raise HogwildError(f"replicas must be True or False, not {_show(self.replicas)}")
 
     # ------------------------------------------------------------ public API
     def fit(self, /, validation=None, **data):
@@ -176,6 +195,7 @@ class TrainerBase:
             raise HogwildError(f"patience={self.patience!r} stops on the validation objective: "
                                "pass the held-out data as fit(..., validation={...})")
         arrays, sizes = self._prepare(data, need="all")
+        arrays.update(self._hot_rows(arrays, sizes))
         held_out = self._held_out(validation)
         best = self._epochs(arrays, sizes, held_out)
         if best is not None:
@@ -435,6 +455,43 @@ class TrainerBase:
         if order == "stored":
             return np.arange(n_terms, dtype=np.int64)
         return self._rng.permutation(-(-n_terms // chunk)).astype(np.int64)
+
+    def _hot_rows(self, arrays: dict, sizes: dict) -> dict:
+        """The hot rows of each replicable param (the kernel's REPLICABLE), as the arrays
+        "_hot_<param>" the kernel reads: under hogwild with several threads, each thread then
+        updates its own replicas of them and merges its changes at regular points (see
+        MERGE_DELAY; DimmWitted), and the threads stop handing the cache lines of the
+        coordinates most terms touch to one another on every update. Ranked by how many
+        stored entries of the sparse data reaching the param's rows fall in each row (its
+        column counts); none where replicas are off, under atomic or lock (the exact
+        algorithm), or on fewer than REPLICA_THREADS threads."""
+        replicable = getattr(self.kernels, "REPLICABLE", {})
+        if not (self.replicas and self.sync == "hogwild" and self.threads >= max(
+                REPLICA_THREADS, 2) and replicable):
+            return {}
+        consts = dict(self.spec.consts)
+        names, rows, shares, lengths = [], [], [], []
+        for name, data in replicable.items():
+            dims = self.spec.param(name).dims
+            extent = consts.get(dims[0], sizes.get(f"n_{dims[0]}", 0))
+            counts, terms = np.zeros(extent, dtype=np.float64), 0
+            for d in data:
+                counts += self.kernels.column_counts(arrays[f"{d}__indices"], extent)
+                terms += arrays[f"{d}__indptr"].shape[0] - 1
+            share = counts / max(terms, 1)
+            hot = np.flatnonzero(share >= HOT_SHARE)
+            names.append(np.full(hot.size, len(names)))
+            rows.append(hot)
+            shares.append(share[hot])
+            lengths.append(np.full(hot.size, math.prod(
+                consts.get(d, sizes.get(f"n_{d}", 0)) for d in dims[1:])))
+        order = np.argsort(-np.concatenate(shares), kind="stable")
+        which, rows = np.concatenate(names)[order], np.concatenate(rows)[order]
+        taken = np.cumsum(np.concatenate(lengths)[order]) <= HOT_VALUES
+        sizes["_merge_every"] = max(MIN_MERGE_TERMS, MERGE_DELAY // self.threads)
+        sizes["_merge_weight"] = MERGE_WEIGHT
+        return {f"_hot_{name}": np.sort(rows[taken & (which == k)]).astype(np.int64)
+                for k, name in enumerate(replicable)}
 
     def _prepare(self, data: dict, need: str):
         """Check `data` against the spec; return (arrays, sizes) in the kernel layout. The
