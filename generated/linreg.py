@@ -20,7 +20,7 @@ for i in example:
 train step 0.01, decay 0.95, epochs 20
 """
 CONSTS = {}
-SIGNATURE = "69935f9c5d85164cb88b05a4"
+SIGNATURE = "71001cd0a5c9f74892c96822"
 KERNELS = "linreg_kernels"
 
 Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)

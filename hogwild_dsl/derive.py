@@ -12,7 +12,7 @@ Hands to `lower`: per block, the canonical objective and one `SiteGrad` per dist
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import ir
 from .ir import Binary, Const, Func, Neg, Sum
@@ -207,17 +207,21 @@ def partials(e: ir.Expr) -> list[tuple[ir.Expr, ir.Expr]]:
 
 @dataclass(frozen=True)
 class SiteGrad:
-    """d(term objective) / d(param[index]); free variables: the loop variables of `index`."""
+    """d(term objective) / d(param[index]); free variables: the loop variables of `index`.
+    In an update's sites (update_sites), `penalty` is the weight of the coordinate's l1 share
+    (LAMBDA / deg(c)) when a `reg l1` covers it; `grad` then leaves the l1 share out."""
     param: str
     index: tuple
     grad: ir.Expr
+    penalty: ir.Expr | None = None
 
     @property
     def access(self) -> ir.ParamAt:
         return ir.ParamAt(self.param, self.index)
 
     def __str__(self):
-        return f"d/d{self.access} = {self.grad}"
+        text = f"d/d{self.access} = {self.grad}"
+        return text if self.penalty is None else f"{text}, l1 weight {self.penalty}"
 
 
 @dataclass(frozen=True)
@@ -283,6 +287,39 @@ def _memo_has_params():
             memo[e] = isinstance(e, ir.ParamAt) or any(has_params(c) for c in e.children())
         return memo[e]
     return has_params
+
+
+def update_sites(block: ir.Block) -> tuple[SiteGrad, ...]:
+    """The coordinates one update writes. Without `reg l1`: derive_block's sites. With it, the
+    gradient of the losses and the l2 regs, and apart from it each l1-covered coordinate's
+    penalty weight (the derivative of its share with |c| read as c: LAMBDA / deg(c)), which the
+    update applies as a clipped cumulative penalty (Tsuruoka et al., ACL 2009) so that a
+    coordinate whose optimum is 0 ends at exactly 0."""
+    l1 = [r for r in block.regs if r.kind == "l1"]
+    smooth = derive_block(replace(block, regs=tuple(r for r in block.regs if r.kind != "l1")))
+    if not l1:
+        return smooth.sites
+    weights = derive_block(replace(block, regs=(), predict=None, losses=tuple(
+        (_magnitude(r.expr), r.line) for r in l1)))
+    sites = {(s.param, s.index): s for s in smooth.sites}
+    for w in weights.sites:
+        site = sites.get((w.param, w.index), SiteGrad(w.param, w.index, Const(0.0)))
+        sites[(w.param, w.index)] = replace(site, penalty=w.grad)
+    return tuple(sites.values())
+
+
+def _magnitude(e: ir.Expr) -> ir.Expr:
+    """An l1 share with each |c| read as c (its derivative is then the weight of |c|)."""
+    if isinstance(e, Func):
+        args = tuple(_magnitude(a) for a in e.args)
+        return args[0] if e.name == "abs" else Func(e.name, args)
+    if isinstance(e, Binary):
+        return Binary(e.op, _magnitude(e.left), _magnitude(e.right))
+    if isinstance(e, Neg):
+        return Neg(_magnitude(e.operand))
+    if isinstance(e, Sum):
+        return Sum(e.var, _magnitude(e.body))
+    return e
 
 
 def derive(spec: ir.Spec) -> tuple[BlockGrad, ...]:

@@ -13,7 +13,7 @@ from importlib import resources
 import jinja2
 
 from . import __version__, ir
-from .lower import KernelPlan, c_hot, c_nterms, lower
+from .lower import KernelPlan, c_draw_key, c_hot, c_nterms, lower
 
 
 @functools.cache
@@ -79,6 +79,8 @@ def emit(spec: ir.Spec, ext_name: str, plan: KernelPlan | None = None) -> dict[s
                          (bp.update_atomic, "SGD update (atomic adds)"),
                          (bp.update_hot, "SGD update (racy writes; hot rows on this "
                           "thread's replicas)"),
+                         (bp.update_plain_adaptive, "AdaGrad update (racy writes)"),
+                         (bp.update_atomic_adaptive, "AdaGrad update (atomic adds)"),
                          (bp.loss, "term objective"), (bp.predict, "predict")):
             if fn is None:
                 continue
@@ -93,26 +95,31 @@ def emit(spec: ir.Spec, ext_name: str, plan: KernelPlan | None = None) -> dict[s
         blocks.append({"index": bp.index, "start": start, "end": end,
                        "hot": bp.update_hot is not None})
         start = end
-    scratch = [bp.update_plain.scratch for bp in plan.blocks] + \
-              [bp.update_atomic.scratch for bp in plan.blocks] + \
-              [bp.update_hot.scratch for bp in plan.blocks if bp.update_hot is not None]
+    scratch = [fn.scratch for bp in plan.blocks for fn in bp.updates]
     scratch_py = "max(" + ", ".join(_python_expr(s, plan.fields) for s in scratch) + ", 0)"
     nterms_py = " + ".join(f'sizes["nterms_{bp.index}"]' for bp in plan.blocks)
     predict = next((bp for bp in plan.blocks if bp.predict is not None), None)
+    width = None                # a vector predict: values per term, as read in the Kernel
+    if predict is not None and predict.predict_width is not None:
+        w = predict.predict_width
+        width = w if w.isdigit() else f"M.{w}"
     field_table = "[\n" + "".join(f"    ({f.key!r}, {f.ctype!r}),\n" for f in plan.fields
                                    if f.value is None) + "]"
     needs = {"train": set(), "predict": set()}
     for bp in plan.blocks:
-        for fn, use in ((bp.update_plain, "train"), (bp.update_atomic, "train"),
-                        (bp.loss, "train"), (bp.predict, "predict")):
+        for fn, use in [(u, "train") for u in bp.updates] + [(bp.loss, "train"),
+                                                             (bp.predict, "predict")]:
             if fn is not None:
                 needs[use] |= {f.key for f in plan.pointers_used[fn.name] if f.is_pointer}
     replicas = [_replica(spec, name, data) for name, data in plan.replicas.items()]
+    needs["state"] = {f.key for f in plan.fields if f.state}
+    needs["train"] -= needs["state"]
     env = _environment()
     pyx = env.get_template("kernels.pyx.j2").render(
         version=__version__, model=spec.model, signature=sig, fields=plan.fields,
         functions=functions, blocks=blocks, nterms_py=nterms_py, scratch_py=scratch_py,
-        predict=predict, field_table=field_table, nterms=c_nterms, replicas=replicas,
+        predict=predict, predict_width=width, field_table=field_table, nterms=c_nterms,
+        draws=any(f.name == c_draw_key() for f in plan.fields), replicas=replicas,
         replicable=repr({r["param"]: r["data"] for r in replicas}),
         needs={k: sorted(v) for k, v in needs.items()})
     py = env.get_template("module.py.j2").render(

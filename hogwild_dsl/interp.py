@@ -11,9 +11,19 @@ per stored entry) and meant for small data.
 - deg(c) of the degree split is counted here from the data: the number of terms of the block
   whose regularizer share reads the coordinate c (every `Deg` node the term visits).
 - Gradients are central finite differences over the coordinates a term reads; `sgd_epoch`
-  applies them term by term with the update rule of LANGUAGE.md: `c -= step * g`, an l1
-  param's zero crossing stopped at 0, then box / lower-bound clipping, then the touched rows
-  of simplex / ball params projected.
+  applies them term by term with the update rule of LANGUAGE.md: `c -= step * g` for the
+  losses and l2 regs; a coordinate under `reg l1` then moves toward 0 by the penalty it still
+  owes, never across it (the clipped cumulative penalty of Tsuruoka et al. 2009: it owes
+  u = the sum of step x its weight LAMBDA / deg(c) over its touches, and has been given q);
+  then box / lower-bound clipping, then the touched rows of simplex / ball params projected.
+- Index data `y[i]` pick a coordinate by their value; `max`/`min`/`logsumexp` of a vector are
+  evaluated directly (logsumexp as m + log(sum(exp(v - m))), m the max).
+- A `sample j in D` line draws j uniformly from D with the counter-based generator documented
+  in templates/hogwild_helpers.h (splitmix64 of the draw key, the term's index in its block and
+  the draw's number: block x 1024 + the sample line's position), under `draw_key` (set it to
+  the runtime's key of the objective or of an epoch to compare draw for draw). deg(c) of a
+  sampled coordinate is its expected number of touches per epoch: terms / size of D.
+  Weighted draws (`~ P`) are not interpreted.
 - `margin` reports how close the last evaluation came to a kink or a domain edge (abs, relu,
   hinge, max, min at their kinks; sqrt, log, division, fractional powers near 0): a finite
   difference is only trusted when that margin is comfortably larger than its step.
@@ -138,6 +148,39 @@ def project_rows(value: np.ndarray, con: ir.Constraint | None, rows=None) -> np.
     return out
 
 
+# ---------------------------------------------------------------- draws of `sample` lines
+
+_M64 = (1 << 64) - 1
+
+
+def _mix(x: int) -> int:
+    """splitmix64's finaliser (as _hw_mix)."""
+    x = (x + 0x9E3779B97F4A7C15) & _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
+def draw(key: int, term: int, which: int, n: int) -> int:
+    """Draw number `which` of a term under `key`: uniform in [0, n) (as _hw_draw)."""
+    bits = _mix((_mix((key & _M64) ^ _mix(term)) + which) & _M64)
+    return (bits * n) >> 64
+
+
+def _without_abs(e: ir.Expr) -> ir.Expr:
+    """An l1 share with |c| read as c."""
+    if isinstance(e, ir.Func):
+        args = tuple(_without_abs(a) for a in e.args)
+        return args[0] if e.name == "abs" else ir.Func(e.name, args)
+    if isinstance(e, ir.Binary):
+        return ir.Binary(e.op, _without_abs(e.left), _without_abs(e.right))
+    if isinstance(e, ir.Neg):
+        return ir.Neg(_without_abs(e.operand))
+    if isinstance(e, ir.Sum):
+        return ir.Sum(e.var, _without_abs(e.body))
+    return e
+
+
 # ---------------------------------------------------------------- the interpreter
 
 
@@ -168,22 +211,33 @@ class Interpreter:
             v = data[d.name]
             if d.kind == "sparse":
                 self.data[d.name], self.given_order[d.name] = _stored(v)
+            elif d.kind == "index":
+                self.data[d.name] = np.asarray(v).astype(np.int64)
             else:
                 self.data[d.name] = np.asarray(v, dtype=np.float64)
         self.sizes = dict(spec.consts)
         for d in spec.data:
             for axis, dim in enumerate(d.dims):
                 self.sizes.setdefault(dim, self.data[d.name].shape[axis])
+        for d in spec.data:          # a dim only index data point into: largest index + 1
+            if d.kind == "index" and d.of not in self.sizes:
+                self.sizes[d.of] = int(self.data[d.name].max(initial=-1)) + 1
+        self.draw_key = 0
         self.margin = math.inf
         self._touched = None        # a set while recording which coordinates a term reads
         self._degs_seen = None      # a set while counting deg(c)
         self.deg: dict[tuple, int] = {}
         self.terms = [list(self._block_terms(b)) for b in spec.blocks]
         self.n_terms = sum(len(t) for t in self.terms)
-        self._objective = [self._compile(b.objective) for b in spec.blocks]
+        self._parts = {
+            "objective": [self._compile(b.objective) for b in spec.blocks],
+            "smooth": [self._compile(ir.add_all([e for e, _ in b.losses] + [
+                r.expr for r in b.regs if r.kind != "l1"])) for b in spec.blocks],
+            "l1": [self._compile(ir.add_all([_without_abs(r.expr) for r in b.regs
+                                             if r.kind == "l1"]) or ir.Const(0.0))
+                   for b in spec.blocks]}
         self._predict = [self._compile(b.predict) if b.predict is not None else None
                          for b in spec.blocks]
-        self.l1 = [{r.param for r in b.regs if r.kind == "l1"} for b in spec.blocks]
         self._count_degrees()
 
     # ------------------------------------------------------------ shapes and terms
@@ -195,13 +249,14 @@ class Interpreter:
         if block.kind == "rows":
             (i,) = block.vars
             for t in range(self.sizes[block.over]):
-                yield {i.name: t}
+                yield {i.name: t, "__term__": t}
         else:
             u, v = block.vars
             m = self.data[block.over]
             for row in range(m.shape[0]):
                 for pos in range(m.indptr[row], m.indptr[row + 1]):
-                    yield {u.name: row, v.name: int(m.indices[pos]), "__entry__": pos}
+                    yield {u.name: row, v.name: int(m.indices[pos]), "__entry__": pos,
+                           "__term__": pos}
 
     def _count_degrees(self):
         """deg(c): for each Deg node name and index, the number of terms that visit it."""
@@ -222,6 +277,16 @@ class Interpreter:
         name = var.name
         if var.kind == "sparse":
             return lambda env: env[name][0]
+        if var.kind == "indirect":
+            values, at = self.data[var.source[0]], var.source[1]
+            return lambda env: int(values[env[at]])
+        if var.kind == "sample":
+            if var.source[0] is not None:
+                raise TypeError("the interpreter does not draw weighted samples")
+            block = next(b for b in self.spec.blocks if any(s.var == var for s in b.samples))
+            which = block.index * 1024 + [s.var for s in block.samples].index(var)
+            n = self.sizes[var.dim]
+            return lambda env: draw(self.draw_key, env["__term__"], which, n)
         return lambda env: env[name]
 
     def _compile(self, e: ir.Expr):
@@ -242,6 +307,13 @@ class Interpreter:
             return self._data_at(e)
         if isinstance(e, ir.Deg):
             name, idx = e.name, [self._index(v) for v in e.index]
+
+            sampled = next((v for v in e.index if v.kind == "sample"), None)
+            if sampled is not None:    # expected touches per epoch: terms / size of the dim
+                block = next(b for b in self.spec.blocks if any(
+                    s.var == sampled for s in b.samples))
+                expected = sum(1 for _ in self._block_terms(block)) / self.sizes[sampled.dim]
+                return lambda env, p: expected
 
             def deg(env, p):
                 key = (name, tuple(f(env) for f in idx))
@@ -285,7 +357,31 @@ class Interpreter:
                 env[name] = outer
                 return float(at)
             return argmax
+        if isinstance(e, ir.Reduce):
+            return self._reduce(e)
         raise TypeError(f"the interpreter does not know {type(e).__name__}")
+
+    def _reduce(self, e: ir.Reduce):
+        """max / min (a kink where the top two values tie) or logsumexp of a vector."""
+        body, values, name, op = self._compile(e.body), self._range(e.var), e.var.name, e.op
+
+        def reduce(env, p):
+            outer = env.get(name)
+            vs = []
+            for value in values(env):
+                env[name] = value
+                vs.append(body(env, p))
+            env[name] = outer
+            top = max(vs) if op != "min" else min(vs)
+            if op != "logsumexp":
+                if len(vs) > 1:
+                    ranked = sorted(vs, reverse=op == "max")
+                    self.margin = min(self.margin, abs(ranked[0] - ranked[1]))
+                return top
+            if math.isinf(top):
+                return top
+            return top + math.log(sum(math.exp(v - top) for v in vs))
+        return reduce
 
     def _range(self, var: ir.Var):
         """A function env -> the values a summed variable takes (ints, or (column, position)
@@ -349,9 +445,11 @@ class Interpreter:
         return call
 
     # ------------------------------------------------------------ the objective
-    def term_value(self, block: int, term: int, params: dict) -> float:
-        """One term's losses plus its share of the regularizer."""
-        return self._objective[block](dict(self.terms[block][term]), params)
+    def term_value(self, block: int, term: int, params: dict, part="objective") -> float:
+        """One term's losses plus its share of the regularizer (part "objective"); without its
+        l1 shares ("smooth"); its l1 shares with |c| read as c ("l1": their gradient is each
+        coordinate's l1 weight)."""
+        return self._parts[part][block](dict(self.terms[block][term]), params)
 
     def objective(self, params: dict) -> float:
         """Mean over every term of every block (API.md's objective)."""
@@ -362,37 +460,45 @@ class Interpreter:
         return total / max(self.n_terms, 1)
 
     def predict(self, params: dict) -> np.ndarray:
-        """The `predict` expression of the predicting block, one value per term."""
+        """The `predict` expression of the predicting block, one value per term (a vector
+        predict: one row per term, over its dim)."""
         b = next(i for i, f in enumerate(self._predict) if f is not None)
-        values = np.array([self._predict[b](dict(env), params) for env in self.terms[b]])
         block = self.spec.blocks[b]
+        var = block.predict_var
+        if var is None:
+            values = np.array([self._predict[b](dict(env), params) for env in self.terms[b]])
+        else:
+            values = np.array([[self._predict[b](dict(env, **{var.name: k}), params)
+                                for k in range(self.sizes[var.dim])] for env in self.terms[b]])
+            values = values.reshape(len(self.terms[b]), self.sizes[var.dim])
         if block.kind == "entries":         # in the order the entries were given (API.md)
             out = np.empty_like(values)
             out[self.given_order[block.over]] = values
             return out
         return values
 
-    def touched(self, block: int, term: int, params: dict) -> list:
-        """The (param, index) coordinates one term's objective reads, in first-read order."""
+    def touched(self, block: int, term: int, params: dict, part="objective") -> list:
+        """The (param, index) coordinates one term's objective (or part) reads."""
         self._touched = set()
         try:
-            self.term_value(block, term, params)
+            self.term_value(block, term, params, part)
             return sorted(self._touched, key=lambda c: (c[0], c[1]))
         finally:
             self._touched = None
 
     # ------------------------------------------------------------ gradients and SGD
-    def term_gradient(self, block: int, term: int, params: dict, h: float = 1e-6) -> dict:
+    def term_gradient(self, block: int, term: int, params: dict, h: float = 1e-6,
+                      part="objective") -> dict:
         """d(term value)/d(coordinate) by central differences, for every coordinate it reads."""
         grad = {}
-        for name, key in self.touched(block, term, params):
+        for name, key in self.touched(block, term, params, part):
             arr = params[name]
             old = float(arr[key])
             step = h * max(1.0, abs(old))
             arr[key] = old + step
-            up = self.term_value(block, term, params)
+            up = self.term_value(block, term, params, part)
             arr[key] = old - step
-            down = self.term_value(block, term, params)
+            down = self.term_value(block, term, params, part)
             arr[key] = old
             grad[(name, key)] = (up - down) / (2 * step)
         return grad
@@ -406,22 +512,40 @@ class Interpreter:
                     out[name][key] += g / self.n_terms
         return out
 
-    def sgd_epoch(self, params: dict, step: float, h: float = 1e-6) -> dict:
+    def sgd_epoch(self, params: dict, step: float, h: float = 1e-6, draw_key=None) -> dict:
         """One SGD epoch in stored order (block by block, terms in order): a copy of the params
         after it. Each term: c -= step * g for every coordinate it reads (one step at the old
         point), an l1 param's zero crossing stopped at 0, box/lower clipped, then the touched
-        rows of simplex/ball params projected."""
+        rows of simplex/ball params projected. `draw_key`: the key of the epoch's draws. The
+        l1 penalty's state (owed, given) starts at 0, as in a fresh trainer."""
+        if draw_key is not None:
+            kept = self.draw_key
+            self.draw_key = draw_key
+            try:
+                return self.sgd_epoch(params, step, h)
+            finally:
+                self.draw_key = kept
         params = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
+        owed, given = {}, {}
         for b in range(len(self.terms)):
             for t in range(len(self.terms[b])):
-                grad = self.term_gradient(b, t, params, h)
+                grad = self.term_gradient(b, t, params, h, "smooth")
+                weights = self.term_gradient(b, t, params, h, "l1")
                 rows: dict[str, set] = {}
-                for (name, key), g in grad.items():
+                for (name, key) in dict.fromkeys(list(grad) + list(weights)):
                     arr = params[name]
                     old = float(arr[key])
-                    new = old - step * g
-                    if name in self.l1[b] and old * new < 0.0:
-                        new = 0.0
+                    new = old - step * grad.get((name, key), 0.0)
+                    if (name, key) in weights:
+                        z = new
+                        u = owed[(name, key)] = owed.get((name, key), 0.0) + \
+                            step * weights[(name, key)]
+                        q = given.get((name, key), 0.0)
+                        if z > 0:
+                            new = max(0.0, z - (u + q))
+                        elif z < 0:
+                            new = min(0.0, z + (u - q))
+                        given[(name, key)] = q + new - z
                     con = self.spec.param(name).constraint
                     if con is not None and con.kind in ("lower", "box"):
                         new = float(project_rows(np.array(new), con))

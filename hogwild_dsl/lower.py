@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from . import ir
-from .derive import BlockGrad, SiteGrad, derive
+from .derive import BlockGrad, SiteGrad, derive, update_sites
 
 # ---------------------------------------------------------------- the layout
 
@@ -65,6 +65,30 @@ def c_nterms(block: int) -> str:
     return f"_nterms{block}"
 
 
+def c_draw_key() -> str:
+    """The key of the draws of `sample` lines (a size the runtime sets per epoch)."""
+    return "_draw_key"
+
+
+def c_acc(param: str) -> str:
+    """The optimizer's per-coordinate (or per-row) state of a param."""
+    return f"_acc_{param}"
+
+
+def c_l1(param: str, part: str) -> str:
+    """The clipped cumulative l1 penalty's state of a param: part "u" (the penalty each
+    coordinate has been owed so far) or "q" (what was applied)."""
+    return f"_l1{part}_{param}"
+
+
+def c_optimizer() -> str:
+    """Which update rule runs: 0 sgd, 1 adagrad, 2 adagrad_row (OPTIMIZERS)."""
+    return "_optimizer"
+
+
+OPTIMIZERS = {"sgd": 0, "adagrad": 1, "adagrad_row": 2}     # API.md, "Update rules"
+
+
 def c_deg(name: str) -> str:
     """1/deg of a degree split (check names them '_deg<block>_<var>', '_n<block>')."""
     return f"_inv{name}"
@@ -77,6 +101,7 @@ class Field:
     doc: str
     key: str             # in the runtime's arrays / sizes dicts
     value: int | None = None   # a constant the kernel itself fills in (not from the runtime)
+    state: bool = False        # optimizer state: read only under an update rule other than sgd
 
     @property
     def is_pointer(self):
@@ -97,10 +122,23 @@ def layout(spec: ir.Spec) -> list[Field]:
                              f"{d.name}__{part}") for part, ctype, doc in parts]
             fields.append(Field(c_maxnnz(d.name), "int64_t", f"longest row of {d.name}",
                                 f"maxnnz_{d.name}"))
+        elif d.kind == "index":
+            fields.append(Field(c_value(d.name), "int64_t*", f"index data {d.name} (into "
+                                f"{d.of})", d.name))
         else:
             fields.append(Field(c_value(d.name), "double*", f"{d.kind} data {d.name}", d.name))
     for p in spec.params:
         fields.append(Field(c_value(p.name), "double*", f"param {p.name}", p.name))
+        fields.append(Field(c_acc(p.name), "double*", f"sums of squared gradients of {p.name} "
+                            "(adagrad: per coordinate; adagrad_row: per row of a 2-D param)",
+                            f"{p.name}__acc", state=True))
+    for name in dict.fromkeys(r.param for b in spec.blocks for r in b.regs if r.kind == "l1"):
+        fields += [Field(c_l1(name, "u"), "double*", f"l1 penalty owed to each coordinate of "
+                         f"{name} so far", f"{name}__l1u"),
+                   Field(c_l1(name, "q"), "double*", f"l1 penalty applied to each coordinate "
+                         f"of {name} so far", f"{name}__l1q")]
+    fields.append(Field(c_optimizer(), "int64_t", "update rule: 0 sgd, 1 adagrad, "
+                        "2 adagrad_row", "optimizer"))
     for b in spec.blocks:
         fields.append(Field(c_nterms(b.index), "int64_t", f"terms of block {b.index}",
                             f"nterms_{b.index}"))
@@ -113,6 +151,15 @@ def layout(spec: ir.Spec) -> list[Field]:
     for name, value in spec.consts:
         fields.append(Field(c_bound(name), "int64_t", f"loop bound of const {name}", "",
                             value))
+    samples = [s for b in spec.blocks for s in b.samples]
+    if samples:
+        fields.append(Field(c_draw_key(), "int64_t", "key of the draws of sample lines",
+                            "draw_key"))
+    for w in dict.fromkeys(s.weights for s in samples if s.weights):
+        fields += [Field(c_csr(w, "aliasp"), "double*", f"alias table of {w}: probabilities",
+                         f"{w}__alias_p"),
+                   Field(c_csr(w, "aliasi"), "int64_t*", f"alias table of {w}: aliases",
+                         f"{w}__alias_i")]
     return fields
 
 
@@ -120,27 +167,37 @@ def replicable(spec: ir.Spec) -> dict[str, tuple[str, ...]]:
     """Params whose hot rows may live on per-thread replicas under hogwild (issue 19, item 2;
     DimmWitted): those whose rows terms reach through a sparse row loop (`j in X[i]`: the
     column dim of sparse data, where a few popular columns are touched by most terms) and
-    that carry no constraint (a merge adds the threads' changes, which would step out of a
-    box or a simplex). -> param -> the sparse data whose column counts rank its rows."""
+    that carry no constraint and no `reg l1` (a merge adds the threads' changes, which would
+    step out of a box or a simplex, or past an l1 step's stop at 0). -> param -> the sparse data whose column counts rank its rows."""
     reached: dict[str, dict] = {}
     for b in spec.blocks:
         for node in ir.walk(b.objective) if b.objective is not None else ():
             if isinstance(node, ir.ParamAt) and node.index and node.index[0].kind == "sparse":
                 reached.setdefault(node.name, {})[node.index[0].source[0]] = True
+    l1 = {r.param for b in spec.blocks for r in b.regs if r.kind == "l1"}
     return {p.name: tuple(reached[p.name]) for p in spec.params
-            if p.name in reached and p.constraint is None and len(p.dims) in (1, 2)}
+            if p.name in reached and p.constraint is None and len(p.dims) in (1, 2)
+            and p.name not in l1}
 
 
 # ---------------------------------------------------------------- helpers on expressions
+
+
+BINDERS = (ir.Sum, ir.ArgMax, ir.Reduce)     # nodes that bind a loop variable over their body
+
+
+def _rebind(e, var: ir.Var, body: ir.Expr):
+    """A binder like e over another variable and body."""
+    return ir.Reduce(e.op, var, body) if isinstance(e, ir.Reduce) else type(e)(var, body)
 
 
 @functools.lru_cache(maxsize=1 << 16)
 def free_loop_vars(e: ir.Expr) -> frozenset:
     """Loop (dense / sparse) variables an expression depends on and does not bind itself."""
     if isinstance(e, (ir.DataAt, ir.ParamAt, ir.Deg)):
-        found = {v for v in e.index if v.kind != "term"}
+        found = {v for v in e.index if not v.per_term}
         return frozenset(found)
-    if isinstance(e, (ir.Sum, ir.ArgMax)):
+    if isinstance(e, BINDERS):
         return free_loop_vars(e.body) - {e.var}
     out = frozenset()
     for c in e.children():
@@ -158,17 +215,17 @@ def substitute(e: ir.Expr, old: ir.Var, new: ir.Var, memo=None) -> ir.Expr:
         out = e
     elif isinstance(e, (ir.DataAt, ir.ParamAt, ir.Deg)):
         out = type(e)(e.name, tuple(new if v == old else v for v in e.index))
-    elif isinstance(e, (ir.Sum, ir.ArgMax)):
+    elif isinstance(e, BINDERS):
         var, body = e.var, e.body
         if var.name == new.name:     # the binder would capture `new`: rename it first
             taken = {n.var.name for n in _distinct(body, lambda n: False)
-                     if isinstance(n, (ir.Sum, ir.ArgMax))} | {new.name, old.name}
+                     if isinstance(n, BINDERS)} | {new.name, old.name}
             fresh = var.name
             while fresh in taken:
                 fresh = "x" + fresh
             fresh_var = ir.Var(fresh, var.dim, var.kind, var.source)
             var, body = fresh_var, substitute(body, e.var, fresh_var)
-        out = type(e)(var, substitute(body, old, new, memo))
+        out = _rebind(e, var, substitute(body, old, new, memo))
     elif isinstance(e, ir.Binary):
         out = ir.Binary(e.op, substitute(e.left, old, new, memo),
                         substitute(e.right, old, new, memo))
@@ -198,7 +255,7 @@ def _distinct(e: ir.Expr, stop) -> list:
 
 def _outer_sums(e: ir.Expr) -> list:
     """The sums of e that are not inside another sum."""
-    return [n for n in _distinct(e, lambda n: isinstance(n, (ir.Sum, ir.ArgMax)))
+    return [n for n in _distinct(e, lambda n: isinstance(n, BINDERS))
             if isinstance(n, ir.Sum)]
 
 
@@ -208,10 +265,10 @@ def _invariant_subtrees(e: ir.Expr, var: ir.Var, bound: set) -> list:
     def hoistable(n):
         free = {v.name for v in free_loop_vars(n)}
         return var.name not in free and free <= bound and \
-            isinstance(n, (ir.Sum, ir.Func, ir.ArgMax))
+            isinstance(n, BINDERS + (ir.Func,))
 
     def stop(n):
-        return hoistable(n) or (isinstance(n, (ir.Sum, ir.ArgMax)) and n.var == var)
+        return hoistable(n) or (isinstance(n, BINDERS) and n.var == var)
     return [n for n in _distinct(e, stop) if hoistable(n)]
 
 
@@ -235,7 +292,7 @@ def _partial_invariants(e: ir.Expr, nest: tuple) -> list:
         return free_loop_vars(n) & full != full
 
     def stop(n):
-        return partial(n) or isinstance(n, ir.Sum)
+        return partial(n) or isinstance(n, BINDERS)
     return [n for n in _distinct(e, stop) if partial(n) and free_loop_vars(n) and
             isinstance(n, (ir.Binary, ir.Neg, ir.Func, ir.DataAt, ir.Deg))]
 
@@ -319,7 +376,39 @@ class Access:
         return str(self.consts[dim]) if dim in self.consts else c_dim(dim)
 
     def index(self, v: ir.Var) -> str:
+        if v.kind == "indirect":            # y[i]: loaded once per term (per_term_loads)
+            return f"_x_{v.source[0]}_{v.source[1]}"
+        if v.kind == "sample":
+            return f"_s_{v.name}"
         return {"term": f"_t_{v.name}", "sparse": f"_c_{v.name}", "dense": f"_d_{v.name}"}[v.kind]
+
+    def per_term_loads(self, exprs, names: Names) -> list[str]:
+        """`_x_y_i = y_[_t_i]` for every index datum the expressions read at a term index, and
+        `_s_j = <draw>` for every sampled index they use. A draw is a function of the draw
+        key, the term and the draw's number (the sample line's position in the block, offset
+        by the block's number x 1024), so every function of one visit sees the same draws."""
+        found = {}
+        for e in exprs:
+            for node in _distinct(e, lambda n: False):
+                if isinstance(node, (ir.ParamAt, ir.DataAt, ir.Deg)):
+                    for v in node.index:
+                        if v.kind in ("indirect", "sample"):
+                            found.setdefault(v, None)
+        lines = []
+        for v in found:
+            names.var(self.index(v), "int64_t")
+            if v.kind == "indirect":
+                data, at = v.source
+                lines.append(f"{self.index(v)} = {c_value(data)}[_t_{at}]")
+                continue
+            which = self.block.index * 1024 + \
+                next(n for n, s in enumerate(self.block.samples) if s.var == v)
+            n, w = self.extent(v.dim), v.source[0]
+            draw = f"_hw_draw({c_draw_key()}, t, {which}, {n})" if w is None else \
+                f"_hw_draw_alias({c_draw_key()}, t, {which}, {n}, {c_csr(w, 'aliasp')}, " \
+                f"{c_csr(w, 'aliasi')})"
+            lines.append(f"{self.index(v)} = {draw}")
+        return lines
 
     def row_start(self, v: ir.Var) -> str:
         data, row = v.source
@@ -350,13 +439,14 @@ class Access:
         bound = c_bound(v.dim) if in_row and v.dim in self.consts else self.extent(v.dim)
         return [f"for _d_{v.name} in range({bound}):"]
 
-    def element(self, name: str, dims: tuple, index: tuple) -> str:
-        if name in self.hot:    # the row on this thread's replica where it is hot, else shared
-            length = "1" if len(dims) == 1 else self.extent(dims[1])
+    def element(self, name: str, dims: tuple, index: tuple, array: str | None = None) -> str:
+        """The C element of param or data `name` (or of `array`, laid out as it) at `index`."""
+        if array is None and name in self.hot:   # the row on this thread's replica where it
+            length = "1" if len(dims) == 1 else self.extent(dims[1])       # is hot, else shared
             col = "0" if len(dims) == 1 else self.index(index[1])
             return f"_hw_row({c_value(name)}, own, {c_hot(name)}, {self.index(index[0])}, " \
                    f"{length})[{col}]"
-        name = c_value(name)
+        name = array or c_value(name)
         if not dims:
             return f"{name}[0]"
         if len(dims) == 1:
@@ -471,6 +561,8 @@ class Emitter:
             return self.sum(e)
         if isinstance(e, ir.ArgMax):
             return self.argmax(e)
+        if isinstance(e, ir.Reduce):
+            return self.reduce(e)
         raise AssertionError(f"cannot emit {e!r}")
 
     def sum(self, e: ir.Sum) -> str:
@@ -611,6 +703,32 @@ class Emitter:
         self.close_loop()
         return self.remember(e, where)
 
+    def reduce(self, e: ir.Reduce) -> str:
+        """max / min over a dense var; logsumexp as max + log(sum(exp(body - max))): stable,
+        no exp overflows (the largest term is exp(0) = 1)."""
+        var, body = self.loop_var(e)
+        self.hoist_invariants(body, var)
+        best, seen = self.names.new("m"), self.names.new("a", "int")
+        self.emit(f"{seen} = 0")
+        self.emit(f"{best} = 0.0")
+        self.open_loop(var)
+        self.fuse([body])
+        value = self.value(body)
+        better = "<" if e.op == "min" else ">"
+        self.emit(f"if {seen} == 0 or {value} {better} {best}:")
+        self.emit(f"    {best} = {value}")
+        self.emit(f"    {seen} = 1")
+        self.close_loop()
+        if e.op != "logsumexp":
+            return self.remember(e, best)
+        acc = self.names.new("s")
+        self.emit(f"{acc} = 0.0")
+        self.open_loop(var)
+        self.fuse([body])
+        self.emit(f"{acc} = {acc} + exp({self.value(body)} - {best})")
+        self.close_loop()
+        return self.temp(e, f"{best} + log({acc})", "l")
+
     def hoist(self, e: ir.Expr) -> str:
         """Compute e into a temporary now (in the current scope) so later uses read it."""
         known = self.lookup(e)
@@ -640,7 +758,7 @@ def size_of(a: Access, vars_: tuple) -> str:
 
 def _sorted_nest(index: tuple) -> tuple:
     """The loops of a site's nest: one per distinct loop variable (Q[s, s] loops once)."""
-    loops = list(dict.fromkeys(v for v in index if v.kind != "term"))
+    loops = list(dict.fromkeys(v for v in index if not v.per_term))
     return tuple([v for v in loops if v.kind == "sparse"] + [v for v in loops if v.kind == "dense"])
 
 
@@ -738,22 +856,24 @@ def _term_vars(a: Access, block: ir.Block) -> list[str]:
 class BlockLowering:
     def __init__(self, spec: ir.Spec, bg: BlockGrad):
         self.spec, self.bg, self.block = spec, bg, bg.block
-        self.l1 = {r.param for r in self.block.regs if r.kind == "l1"}
-        written = [s.param for s in bg.sites]
+        self.sites = update_sites(bg.block)
+        written = [s.param for s in self.sites]
         self.aliased = {p for p in written if written.count(p) > 1}
 
-    def start(self, names: Names, hot: frozenset = frozenset()) -> tuple[Access, list]:
+    def start(self, names: Names, exprs, hot: frozenset = frozenset()) -> tuple[Access, list]:
+        """The term's indices, and the index data and draws that `exprs` read at them."""
         a = Access(self.spec, self.block, hot)
         lines = []
         for v in self.block.vars:
             names.var(f"_t_{v.name}", "int64_t")
         lines += ["    " + s for s in _term_vars(a, self.block)]
+        lines += ["    " + s for s in a.per_term_loads(exprs, names)]
         return a, lines
 
     # ---------------- loss and predict
     def loss(self) -> Function:
         names = Names()
-        a, lines = self.start(names)
+        a, lines = self.start(names, [self.bg.objective])
         em = Emitter(a, names, lines, [self.bg.objective])
         em.fuse([self.bg.objective])
         em.emit(f"return {em.value(self.bg.objective)}")
@@ -764,27 +884,45 @@ class BlockLowering:
         if self.bg.predict is None:
             return None
         names = Names()
-        a, lines = self.start(names)
+        a, lines = self.start(names, [self.bg.predict])
         em = Emitter(a, names, lines, [self.bg.predict])
+        var = self.block.predict_var
+        if var is not None:      # a vector per term, written to _out[0 .. its extent)
+            em.fuse([self.bg.predict])
+            em.hoist_invariants(self.bg.predict, var)
+            em.open_loop(var)
+            em.emit(f"_out[{a.index(var)}] = {em.value(self.bg.predict)}")
+            em.close_loop()
+            return Function(f"_predict_b{self.block.index}",
+                            "(const _Model* M, int64_t t, double* _out)",
+                            dict(names.decls), lines, "0", "void")
         em.fuse([self.bg.predict])
         em.emit(f"return {em.value(self.bg.predict)}")
         return Function(f"_predict_b{self.block.index}", "(const _Model* M, int64_t t)",
                         dict(names.decls), lines, "0", "double")
 
     # ---------------- update
-    def update(self, atomic: bool, hot: frozenset = frozenset()) -> Function:
-        """The update with plain writes, atomic adds, or (hot: replicated params) plain
-        writes where the hot rows of `hot` are this thread's replicas (`own`)."""
+    def update(self, atomic: bool, adaptive: bool = False,
+               hot: frozenset = frozenset()) -> Function:
+        """The update of one term: racy writes or atomic adds; plain SGD steps, or (adaptive)
+        AdaGrad's steps, per coordinate or per row as the kernel's `_optimizer` says (two
+        functions rather than a test per coordinate: a branch in the scatter loops keeps the
+        compiler from vectorising them; mc's rank loop ran 1.7x slower); or (hot: replicated
+        params) plain SGD writes where the hot rows of `hot` are this thread's replicas."""
+        self.adaptive = adaptive
         names = Names()
-        a, lines = self.start(names, hot)
-        em = Emitter(a, names, lines, [s.grad for s in self.bg.sites])
+        exprs = [s.grad for s in self.sites] + [s.penalty for s in self.sites if s.penalty]
+        a, lines = self.start(names, [self.bg.objective] + exprs, hot)
+        em = Emitter(a, names, lines, exprs)
         nests: dict[tuple, Nest] = {}
         hoisted, stored = [], []
-        for site in self.bg.sites:
+        for site in self.sites:
             vars_ = _sorted_nest(site.index)
             nest = nests.setdefault(vars_, Nest(vars_))
             nest.sites.append(site)
-            _variant_parts(site.grad, frozenset(vars_), hoisted, stored, nest.reads)
+            for e in (site.grad, site.penalty):
+                if e is not None:
+                    _variant_parts(e, frozenset(vars_), hoisted, stored, nest.reads)
         scratch_parts: list[str] = []
         scratch_at = "0"
 
@@ -820,6 +958,7 @@ class BlockLowering:
         if ordered is not None:
             em.emit("# scatter: each coordinate's gradient from old values, then the write")
             for group in _fusible(ordered):
+                self.row_sums(em, group, atomic)
                 if len(group) > 1:        # siblings over one outer loop: one pass
                     em.open_loop(group[0].vars[0])
                 for nest in group:
@@ -830,6 +969,7 @@ class BlockLowering:
             em.emit("# scatter, buffered: a loop would read what another wrote, so every")
             em.emit("# gradient is computed first and written afterwards")
             buffers = {}
+            self.row_sums(em, list(nests.values()), atomic)
             for nest in nests.values():
                 buffers[nest.vars] = take(f"{size_of(a, nest.vars)} * {len(nest.sites)}")
                 self.nest(em, nest, atomic, mode="compute", buffer=buffers[nest.vars])
@@ -845,7 +985,7 @@ class BlockLowering:
             return Function(f"_update_b{self.block.index}_hot",
                             "(const _Model* M, int64_t t, double step, double* scratch, "
                             "double* own)", dict(names.decls), lines, scratch_at)
-        suffix = "atomic" if atomic else "plain"
+        suffix = ("atomic" if atomic else "plain") + ("_adaptive" if adaptive else "")
         return Function(f"_update_b{self.block.index}_{suffix}",
                         "(const _Model* M, int64_t t, double step, double* scratch)",
                         dict(names.decls), lines, scratch_at)
@@ -855,7 +995,7 @@ class BlockLowering:
         the block touches none of them (its plain update serves)."""
         if self.bg.objective is None or not ir.params_of(self.bg.objective) & hot:
             return None
-        return self.update(False, hot)
+        return self.update(False, hot=hot)
 
     def partial_invariants(self, nests: dict) -> list:
         """Loop-invariant code motion inside each nest by dependence sets: a subtree that
@@ -874,10 +1014,31 @@ class BlockLowering:
                         vectors.append((n, loops))
         return list(dict.fromkeys(vectors))
 
+    def row_sums(self, em: Emitter, nests: list, atomic: bool):
+        """adagrad_row (LIBMF's rule): before the nests write, each row of a 2-D param they
+        touch gains the mean of g^2 over the row in its accumulator, so that the step of every
+        coordinate of the row uses the updated sum. The gradients are computed here once more
+        (at the same old point: these nests read nothing they or a sibling write)."""
+        rows = [n for n in nests if any(self.by_row(s) for s in n.sites)]
+        if not rows or not self.adaptive:
+            return
+        em.emit(f"if {c_optimizer()} == 2:   # adagrad_row: the rows' sums of g^2 first")
+        em.indent += 1
+        em.scopes.append({})            # nothing computed under the `if` is reused after it
+        for nest in rows:
+            self.nest(em, nest, atomic, mode="rows")
+        em.scopes.pop()
+        em.indent -= 1
+
+    def by_row(self, site: SiteGrad) -> bool:
+        """Does adagrad_row keep one accumulator per row for this site's param (2-D)?"""
+        return len(self.spec.param(site.param).dims) == 2
+
     def nest(self, em: Emitter, nest: Nest, atomic: bool, mode: str, buffer: str | None = None,
              opened: bool = False):
         """One nest's gradients and writes; `opened`: its outer loop is already open (fused
-        with a sibling)."""
+        with a sibling). mode: "fused" (compute and write), "compute" / "apply" (into / from
+        `buffer`), "rows" (adagrad_row's sums of g^2 per row, no write)."""
         a = em.a
         for depth, v in enumerate(nest.vars, 1):
             if not (opened and depth == 1):
@@ -897,13 +1058,21 @@ class BlockLowering:
             if mode == "apply":
                 grads.append(slot)
                 continue
+            if mode == "rows":
+                if self.by_row(site):
+                    p = self.spec.param(site.param)
+                    row = f"{c_acc(p.name)}[{a.index(site.access.index[0])}]"
+                    add = f"_hw_sq({em.value(site.grad)}) / {a.extent(p.dims[1])}"
+                    em.emit(f"_hw_atomic_add(&{row}, {add})" if atomic else
+                            f"{row} = {row} + {add}")
+                continue
             text = em.value(site.grad)
             g = em.names.new("g")
             em.emit(f"{g} = {text}" + (f"   # d/d{site.access}" if mode != "compute" else ""))
             if mode == "compute":
                 em.emit(f"{slot} = {g}")
             grads.append(g)
-        if mode != "compute":
+        if mode in ("fused", "apply"):
             for site, g in zip(nest.sites, grads):
                 self.write(em, site, g, atomic, olds.get(site.access))
         for _ in nest.vars[1:] if opened else nest.vars:
@@ -917,17 +1086,19 @@ class BlockLowering:
         if old is None or site.param in self.aliased:
             old = em.names.new("o")
             em.emit(f"{old} = {target}")
+        weight = None
+        if site.penalty is not None:      # reg l1: its weight here, LAMBDA / deg(c)
+            weight = em.names.new("w")
+            em.emit(f"{weight} = {em.value(site.penalty)}")
+        self.adapt(em, site, g, weight, atomic)
         con = self.spec.param(site.param).constraint
         clip = None
         if con is not None and con.kind == "lower":
             clip = f"fmax({_fmt(con.lo)}, {{x}})"
         elif con is not None and con.kind == "box":
             clip = f"fmin({_fmt(con.hi)}, fmax({_fmt(con.lo)}, {{x}}))"
-        if site.param in self.l1:             # l1: a step that crosses zero stops at zero
-            new = em.names.new("new")
-            em.emit(f"{new} = {old} - step * {g}")
-            em.emit(f"if {old} * {new} < 0.0:")
-            em.emit(f"    {new} = 0.0")
+        if weight is not None:
+            new = self.l1_step(em, site, g, weight, old, atomic)
             if clip:
                 em.emit(f"{new} = {clip.format(x=new)}")
             em.emit(f"_hw_atomic_add(&{target}, {new} - {old})" if atomic else f"{target} = {new}")
@@ -940,6 +1111,60 @@ class BlockLowering:
             em.emit(f"{target} = {clip.format(x=f'{old} - step * {g}')}")
         else:
             em.emit(f"{target} = {old} - step * {g}")
+
+    def l1_step(self, em: Emitter, site: SiteGrad, g: str, weight: str, old: str,
+                atomic: bool) -> str:
+        """The clipped cumulative penalty (Tsuruoka, Tsujii and Ananiadou, ACL 2009), per
+        coordinate: after the step on the smooth part, z = old - step * g, the coordinate owes
+        u (every step * weight of its touches so far) and has been given q (signed); it moves
+        toward 0 by what it still owes, never across 0: z > 0: max(0, z - (u + q)); z < 0:
+        min(0, z + (u - q)); then q gains the move. Returns the new value's temporary."""
+        p = self.spec.param(site.param)
+        a = em.a
+        u_cell = a.element(p.name, p.dims, site.access.index, c_l1(p.name, "u"))
+        q_cell = a.element(p.name, p.dims, site.access.index, c_l1(p.name, "q"))
+        z, u, new = em.names.new("z"), em.names.new("u"), em.names.new("new")
+        em.emit(f"{z} = {old} - step * {g}")
+        em.emit(f"{u} = " + (f"_hw_atomic_add_fetch(&{u_cell}, step * {weight})" if atomic
+                             else f"_hw_add_fetch(&{u_cell}, step * {weight})"))
+        em.emit(f"{new} = {z}")
+        em.emit(f"if {z} > 0.0:")
+        em.emit(f"    {new} = fmax(0.0, {z} - ({u} + {q_cell}))")
+        em.emit(f"elif {z} < 0.0:")
+        em.emit(f"    {new} = fmin(0.0, {z} + ({u} - {q_cell}))")
+        em.emit(f"_hw_atomic_add(&{q_cell}, {new} - {z})" if atomic else
+                f"{q_cell} = {q_cell} + ({new} - {z})")
+        return new
+
+    def adapt(self, em: Emitter, site: SiteGrad, g: str, weight: str | None, atomic: bool):
+        """AdaGrad (API.md, "Update rules"): g /= sqrt(G + 1e-8) after G += g^2, G the
+        coordinate's running sum of squared gradients; under adagrad_row, for a 2-D param, G
+        is its row's (already updated by row_sums). An l1 weight is scaled alike (the
+        coordinate's step size applies to its penalty too)."""
+        if not self.adaptive:
+            return
+        p = self.spec.param(site.param)
+        a, opt = em.a, c_optimizer()
+        cell = a.element(p.name, p.dims, site.access.index, c_acc(p.name))
+        add = f"_hw_atomic_add_fetch(&{cell}, {g} * {g})" if atomic else \
+            f"_hw_add_fetch(&{cell}, {g} * {g})"
+        k = em.names.new("k") if weight is not None else None
+
+        def scale(root: str, indent: str):
+            if weight is None:
+                em.emit(f"{indent}{g} = {g} / {root}")
+                return
+            em.emit(f"{indent}{k} = {root}")
+            em.emit(f"{indent}{g} = {g} / {k}")
+            em.emit(f"{indent}{weight} = {weight} / {k}")
+        if not self.by_row(site):
+            scale(f"sqrt({add} + 1e-8)", "")
+            return
+        row = f"{c_acc(p.name)}[{a.index(site.access.index[0])}]"
+        em.emit(f"if {opt} == 2:")
+        scale(f"sqrt({row} + 1e-8)", "    ")
+        em.emit("else:")
+        scale(f"sqrt({add} + 1e-8)", "    ")
 
     def project(self, em: Emitter, take):
         """Project every touched row of a param constrained to a simplex or a ball."""
@@ -956,7 +1181,7 @@ class BlockLowering:
         for (name, row_var), p in rows.items():
             a, length = em.a, em.a.extent(p.dims[-1])
             em.emit(f"# keep {name} {p.constraint}")
-            loop = row_var is not None and row_var.kind != "term"
+            loop = row_var is not None and not row_var.per_term
             if loop:
                 em.open_loop(row_var)
             array = c_value(name)
@@ -989,9 +1214,22 @@ class BlockPlan:
     over: str
     update_plain: Function
     update_atomic: Function
+    update_plain_adaptive: Function      # under adagrad / adagrad_row
+    update_atomic_adaptive: Function
     loss: Function
     predict: Function | None
     update_hot: Function | None = None     # see replicable
+    predict_width: str | None = None   # a vector predict: values per term (C expression)
+
+    @property
+    def updates(self) -> tuple:
+        return tuple(fn for fn in (self.update_plain, self.update_atomic, self.update_hot,
+                                   self.update_plain_adaptive, self.update_atomic_adaptive)
+                     if fn is not None)
+
+    @property
+    def functions(self) -> tuple:
+        return self.updates + (self.loss, self.predict)
 
 
 @dataclass
@@ -1010,43 +1248,22 @@ def used_fields(fields: list[Field], fn: Function) -> list[Field]:
     return [f for f in fields if f.name in words]
 
 
-def not_yet_lowered(spec: ir.Spec) -> str | None:
-    """What of the spec the code generator cannot emit yet (checked forms of LANGUAGE.md whose
-    lowering is still to come), as a sentence; None when everything can be emitted."""
-    for d in spec.data:
-        if d.kind == "index":
-            return f"index data ('{d.name}', line {d.line})"
-    for b in spec.blocks:
-        if b.samples:
-            return f"the 'sample' line of the block on line {b.line}"
-        if b.predict_var is not None:
-            return f"the vector-valued 'predict' of the block on line {b.line}"
-        exprs = [e for e, _ in b.losses] + [r.expr for r in b.regs] + \
-            ([b.predict] if b.predict is not None else [])
-        for e in exprs:
-            for node in ir.walk(e):
-                if isinstance(node, ir.Reduce):
-                    return f"{node.op}() in the block on line {b.line}"
-    return None
-
-
 def lower(spec: ir.Spec) -> KernelPlan:
-    missing = not_yet_lowered(spec)
-    if missing is not None:
-        from .errors import SpecError
-        raise SpecError(f"{missing} checks, but its code generation is not supported yet",
-                        hint="see docs/language.md for the forms that compile today")
     fields = layout(spec)
     replicas = replicable(spec)
     blocks = []
     for bg in derive(spec):
         bl = BlockLowering(spec, bg)
+        var = bg.block.predict_var
+        width = Access(spec, bg.block).extent(var.dim) if var is not None else None
         blocks.append(BlockPlan(bg.block.index, bg.block.kind, bg.block.over,
-                                bl.update(False), bl.update(True), bl.loss(), bl.predict(),
-                                bl.update_hot(frozenset(replicas))))
+                                bl.update(False), bl.update(True), bl.update(False, True),
+                                bl.update(True, True), bl.loss(), bl.predict(),
+                                update_hot=bl.update_hot(frozenset(replicas)),
+                                predict_width=width))
     uses = {}
     for b in blocks:
-        for fn in (b.update_plain, b.update_atomic, b.loss, b.predict, b.update_hot):
+        for fn in b.functions:
             if fn is not None:
                 uses[fn.name] = used_fields(fields, fn)
     return KernelPlan(spec.model, fields, blocks, uses, replicas)

@@ -29,7 +29,7 @@ from .derive import gradients_text
 from .errors import DataError, DivergenceError, HogwildError
 
 SYNC_MODES = {"hogwild": 0, "atomic": 1, "lock": 2}
-OPTIMIZERS = {"sgd": 0}      # API.md, "Update rules": adagrad's kernels are not merged yet
+OPTIMIZERS = {"sgd": 0, "adagrad": 1, "adagrad_row": 2}   # API.md, "Update rules"
 ORDERS = ("shuffle", "chunks", "stored")
 DEFAULTS = {"step": 0.05, "decay": 0.9, "epochs": 10}
 # The default visit order (docs/api.md, "order"): every term in a fresh random order where all
@@ -120,12 +120,10 @@ class TrainerBase:
     replicas = True                                # (trainers pickled before replicas)
 
     def __init__(self, threads=None, epochs=None, step=None, decay=None, seed=0,
-                 sync="hogwild", shuffle=True, progress=False, order=None, chunk=None,
-                 patience=None, replicas=True):
+                 sync="hogwild", shuffle=True, progress=False, order=None, optimizer=None,
+                 chunk=None, patience=None, replicas=True):
         train = dict(self.spec.train)
-        # the spec's train line may name an update rule; only sgd runs in this version (an
-        # `optimizer=` argument comes with AdaGrad's kernels)
-        self.optimizer = train.get("optimizer", "sgd")
+        self.optimizer = optimizer if optimizer is not None else train.get("optimizer", "sgd")
         self._accumulators: dict[str, np.ndarray] = {}
         self.threads = threads if threads is not None else \
             train.get("threads", _available_threads())
@@ -164,10 +162,8 @@ class TrainerBase:
         if self.patience is not None:
             self.patience = _int_option("patience", self.patience, 1, MAX_COUNT)
         if not isinstance(self.optimizer, str) or self.optimizer not in OPTIMIZERS:
-            hint = " (adagrad and adagrad_row are not in this version yet)" \
-                if self.optimizer in ("adagrad", "adagrad_row") else ""
             raise HogwildError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not "
-                               f"{self.optimizer!r}{hint}")
+                               f"{_show(self.optimizer)}")
         self.step = _positive_float("step", self.step)
         self.decay = _positive_float("decay", self.decay)
         if not isinstance(self.sync, str) or self.sync not in SYNC_MODES:
@@ -464,10 +460,11 @@ class TrainerBase:
         coordinates most terms touch to one another on every update. Ranked by how many
         stored entries of the sparse data reaching the param's rows fall in each row (its
         column counts); none where replicas are off, under atomic or lock (the exact
-        algorithm), or on fewer than REPLICA_THREADS threads."""
+        algorithm), under AdaGrad (its update has no replica variant), or on fewer than
+        REPLICA_THREADS threads."""
         replicable = getattr(self.kernels, "REPLICABLE", {})
-        if not (self.replicas and self.sync == "hogwild" and self.threads >= max(
-                REPLICA_THREADS, 2) and replicable):
+        if not (self.replicas and self.sync == "hogwild" and self.optimizer == "sgd" and
+                self.threads >= max(REPLICA_THREADS, 2) and replicable):
             return {}
         consts = dict(self.spec.consts)
         names, rows, shares, lengths = [], [], [], []
@@ -492,6 +489,22 @@ class TrainerBase:
         sizes["_merge_weight"] = MERGE_WEIGHT
         return {f"_hot_{name}": np.sort(rows[taken & (which == k)]).astype(np.int64)
                 for k, name in enumerate(replicable)}
+
+    def _state_arrays(self) -> list:
+        """The update rules' state beside the params: (key in _accumulators, layout key,
+        shape). AdaGrad's sums of squares (under adagrad and adagrad_row: one per coordinate,
+        or per row of a 2-D param) and, for a param under `reg l1`, the penalty each coordinate
+        was owed and was given (the clipped cumulative penalty, whatever the optimizer)."""
+        out = []
+        for p in self.spec.params:
+            shape = self.params[p.name].shape
+            if self.optimizer != "sgd":
+                rows = self.optimizer == "adagrad_row" and len(shape) >= 2
+                out.append((p.name, f"{p.name}__acc", shape[:1] if rows else shape))
+            if any(r.param == p.name and r.kind == "l1" for b in self.spec.blocks
+                   for r in b.regs):
+                out += [(f"{p.name}__l1{part}", f"{p.name}__l1{part}", shape) for part in "uq"]
+        return out
 
     def _prepare(self, data: dict, need: str):
         """Check `data` against the spec; return (arrays, sizes) in the kernel layout. The
@@ -550,13 +563,14 @@ class TrainerBase:
         self._init_params(dims)
         for name, value in self._live_params(dims).items():
             arrays[name] = value
-        if need == "all" and self.optimizer == "adagrad":   # AdaGrad's state, kept across fits
+        sizes["optimizer"] = OPTIMIZERS[self.optimizer] if need == "all" else 0
+        if need == "all":      # the update rules' state, kept across fits (_state_arrays)
             accumulators = self.__dict__.setdefault("_accumulators", {})
-            for p in spec.params:
-                acc = accumulators.get(p.name)
-                if acc is None or acc.shape != self.params[p.name].shape:
-                    acc = accumulators[p.name] = np.zeros_like(self.params[p.name])
-                arrays[f"{p.name}__acc"] = acc
+            for key, layout_key, shape in self._state_arrays():
+                acc = accumulators.get(key)
+                if acc is None or acc.shape != shape:
+                    acc = accumulators[key] = np.zeros(shape)
+                arrays[layout_key] = acc
         for dim in spec.dims:
             sizes[f"n_{dim}"] = dims[dim]
         for b in spec.blocks:

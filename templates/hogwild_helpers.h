@@ -82,6 +82,17 @@ static inline void _hw_merge(double* own, double* seen, double* shared, int64_t 
         seen[e] = now;
     }
 }
+/* `*p += v`, returning the new value (an optimizer's running sum); atomically under
+   sync atomic (an atomic capture: the value includes every thread's adds so far). */
+static inline double _hw_add_fetch(double* p, double v) { *p += v; return *p; }
+static inline double _hw_atomic_add_fetch(double* p, double v) {
+    double out;
+#ifdef _OPENMP
+#pragma omp atomic capture
+#endif
+    { *p += v; out = *p; }
+    return out;
+}
 static volatile int _hw_spin = 0;
 static inline void _hw_lock(void) {
     while (__atomic_exchange_n(&_hw_spin, 1, __ATOMIC_ACQUIRE))

@@ -38,7 +38,9 @@ CONSTRUCTS = sorted(
      "init:default", "init:value", "init:uniform-rows", "init:normal", "init:uniform",
      "reg:l1", "reg:l2", "reg:unscaled", "reg:on-row", "reg:on-entry", "reg:on-whole-vector",
      "reg:on-scalar", "reg:on-support-1d", "reg:on-support-2d",
-     "predict", "predict:sign", "predict:argmax", "train-line", "data:explicit-zero"]
+     "predict", "predict:sign", "predict:argmax", "train-line", "data:explicit-zero",
+     "data:index", "param:at-index", "param:at-sample", "sample:uniform", "reg:on-index",
+     "reg:on-sample", "reduce:logsumexp", "reduce:max", "reduce:min", "predict:vector"]
     + [f"fn:{f}" for f in FUNCS1 + FUNCS2])
 
 
@@ -123,11 +125,31 @@ class Generator:
                 return name
         if kind == "1d":
             kind = self.pick(["real", "real", "sign", "binary"])
-        prefix = {"sparse": "X", "dense": "C", "real": "y", "sign": "g", "binary": "z"}[kind]
+        prefix = {"sparse": "X", "dense": "C", "real": "y", "sign": "g", "binary": "z"}.get(
+            kind, "n")
         name = f"{prefix}{len(self.data)}{self.sfx}"
         self.data[name] = (kind, dims)
-        self.tags.add(f"data:{kind}")
+        self.tags.add(f"data:{kind.split('(')[0]}")
         return name
+
+    def per_term_index(self, sc: "Scope"):
+        """An index fixed for the term other than a term var: index data at a term var
+        (`n0[i]`, an index into another extent) or a sampled index. -> (text, extent, key,
+        tag) or None."""
+        options = []
+        if sc.samples:
+            options.append("sample")
+        if sc.vars and self.chance(0.5):
+            options.append("index")
+        if not options:
+            return None
+        if self.pick(options) == "sample":
+            name, dim = self.pick(sc.samples)
+            return name, dim, ("term", name), "sample"
+        var, dim = self.pick(sc.vars)
+        of = self.extent()
+        n = self.datum(f"index({of})", (dim,))
+        return f"{n}[{var}]", of, ("index", n, var), "index"
 
     def param(self, dims: tuple, fresh=False) -> str:
         existing = [n for n, (d, _, _) in self.params.items() if d == dims]
@@ -251,6 +273,12 @@ class Generator:
             name = self.pick([n for n, shape in sc.lets if shape == "S"])
             return E(name, "S", sc.let_params[name])
         var, dim = self.pick(sc.index_vars())
+        at = self.per_term_index(sc) if kind == "param" and self.chance(0.3) else None
+        if at is not None:
+            text, of, key, tag = at
+            p = sc.use(self.param((of,)), key)
+            return E(f"{p}[{text}]", "S", frozenset([p]),
+                     frozenset(["param:1d", f"param:at-{tag}"]))
         if kind == "param":
             if self.chance(0.2):
                 p = sc.use(self.param(()), ())
@@ -274,7 +302,14 @@ class Generator:
         return E(f"{d}[{var}, {var2}]", "S", vars=frozenset([var, var2]))
 
     def reduction(self, sc, depth) -> E:
-        fn = self.pick(["dot", "dot", "dot-sparse", "sum", "norm1", "norm2", "sqnorm"])
+        fn = self.pick(["dot", "dot", "dot-sparse", "sum", "norm1", "norm2", "sqnorm",
+                        "logsumexp", "max", "min"])
+        if fn in ("logsumexp", "max", "min"):
+            if sc.no_funcs:
+                fn = "sum"
+            else:
+                a = self.vector(sc, self.vec_extent(sc), depth - 1)
+                return _join(f"{fn}({a.text})", "S", a, tags=[f"reduce:{fn}"])
         if fn == "dot-sparse":
             rows = sc.sparse_rows(self)
             if rows:
@@ -434,6 +469,12 @@ class Generator:
                 return E(p, ("V", d), frozenset([p]), frozenset(["param:whole-vector"]))
             y = self.datum("real", (d,))
             return E(y, ("V", d), tags=frozenset(["value:whole-data"]))
+        at = self.per_term_index(sc) if kind == "param-row" and self.chance(0.3) else None
+        if at is not None:
+            text, of, key, tag = at
+            p = sc.use(self.param((of, d)), key)
+            return E(f"{p}[{text}]", ("V", d), frozenset([p]),
+                     frozenset(["param:row", f"param:at-{tag}"]))
         var, dim = self.pick(sc.index_vars())
         if kind == "data-row":
             c = self.datum("dense", (dim, d))
@@ -467,6 +508,11 @@ class Generator:
             head = f"for ({u}, {v}) in {r}:"
             self.tags.update(["block:entries", "data:sparse"])
         lines = [head]
+        if self.dims and self.chance(0.2):
+            name, dim = f"w{index}{self.sfx}", self.pick(list(self.dims))
+            sc.samples.append((name, dim))
+            lines.append(f"    sample {name} in {dim}")
+            self.tags.add("sample:uniform")
         for _ in range(self.rng.choice([0, 0, 1, 2])):
             name = f"h{self.lets}{self.sfx}"
             self.lets += 1
@@ -492,6 +538,7 @@ class Generator:
         for _ in range(self.rng.choice([0, 1, 1, 2])):
             lines.append("    " + self.reg(sc, self.block_offset + index))
         if predict:
+            sc.samples = []                    # predict may not read a sampled index
             lines.append("    " + self.predict(sc))
         return "\n".join(lines)
 
@@ -536,10 +583,15 @@ class Generator:
                 self.tags.add("reg:on-scalar")
             else:
                 var, dim = self.pick(sc.vars)
+                key, tag = sc.key(var), None
+                at = self.per_term_index(sc) if self.chance(0.3) else None
+                if at is not None:
+                    var, dim, key, tag = at
                 dims = (dim,) if self.chance(0.4) else (dim, self.extent())
-                p = self.reg_param(sc, dims, sc.key(var))
+                p = self.reg_param(sc, dims, key)
                 t = f"{p}[{var}]"
-                self.tags.add("reg:on-row" if len(self.params[p][0]) == 2 else "reg:on-entry")
+                self.tags.add(f"reg:on-{tag}" if tag else
+                              "reg:on-row" if len(self.params[p][0]) == 2 else "reg:on-entry")
             if t not in targets:
                 targets.append(t)
         self.tags.add(f"reg:{kind}")
@@ -553,6 +605,11 @@ class Generator:
     def predict(self, sc) -> str:
         self.tags.add("predict")
         r = self.rng.random()
+        if r < 0.1:
+            self.tags.add("predict:vector")
+            v = self.vector(sc, self.vec_extent(sc), 1)
+            self.tags.update(v.tags)
+            return f"predict softmax({v.text})" if self.chance(0.5) else f"predict {v.text}"
         if r < 0.2:
             self.tags.add("predict:argmax")
             var, dim = self.pick(sc.vars)
@@ -582,7 +639,7 @@ class Generator:
         if self.dims:
             head.append("dim " + ", ".join(self.dims))
         head += [f"const {k} = {v}" for k, v in self.consts.items()]
-        for name, (kind, dims) in self.data.items():
+        for name, (kind, dims) in self.data.items():   # (an index datum's kind: index(E))
             head.append(f"data {name}[{', '.join(dims)}] : {kind}")
         for name, (dims, con, init) in self.params.items():
             shape = f"[{', '.join(dims)}]" if dims else ""
@@ -618,6 +675,8 @@ class Generator:
                 source = name in self.entry_sources
                 out[name] = self.sparse(rng, shape, small and source,
                                         source and dims[0] == dims[1])
+            elif kind.startswith("index("):
+                out[name] = rng.integers(0, sizes[kind[6:-1]], size=shape)
             elif kind == "dense":
                 out[name] = rng.uniform(-1, 1, size=shape)
             elif kind == "real":
@@ -662,6 +721,7 @@ class Scope:
         self.kind, self.vars, self.source = kind, vars_, source
         self.bound: list[tuple] = []      # (name, extent, sparse source or None)
         self.lets: list[tuple] = []       # (name, "S" or ("V", extent))
+        self.samples: list[tuple] = []    # (name, dim) of the block's sample lines
         self.let_params: dict[str, frozenset] = {}
         self.no_funcs = False
         self.accesses: dict[str, set] = {}   # param -> how its rows are selected (key())
@@ -806,13 +866,16 @@ def reference(case: Case):
     import hogwild_dsl
     from hogwild_dsl.interp import Interpreter
 
+    from hogwild_dsl.runtime import _draw_key
     spec = hogwild_dsl.check(case.text)
     rng = np.random.default_rng(case.seed)
     full = Interpreter(spec, case.full)
+    full.draw_key = _draw_key(0, "objective")     # the draws of a seed-0 trainer
     params, expected = _safe_point(full, rng, full.objective)
     if params is None:
         return None
     small = Interpreter(spec, case.small)
+    small.draw_key = _draw_key(0, "objective")
     for _ in range(6):
         start, _ = _safe_point(small, rng, small.objective)
         if start is None:
@@ -822,7 +885,7 @@ def reference(case: Case):
         gmax = max((abs(g) for gr in grads for g in gr.values()), default=1.0)
         step = float(min(0.2, 0.2 / max(gmax, 1e-12)))
         small.margin = np.inf
-        after = small.sgd_epoch(start, step)
+        after = small.sgd_epoch(start, step, draw_key=_draw_key(0, "epoch", 0))
         if small.margin > MARGIN and all(np.all(np.isfinite(v)) for v in after.values()):
             return spec, full, params, expected, start, after, step
     return None

@@ -75,12 +75,11 @@ def test_docs_example_trains(load_spec, text):
 
 
 def test_the_newer_examples_are_shipped_verbatim():
-    # softmax and bpr are shipped once their lowering is merged onto the issue-14 back end
-    for name in ("funksvd",):
+    for name in ("softmax", "bpr", "funksvd"):
         assert (SPECS / f"{name}.hog").is_file(), name
     if SHARED.exists():
         by_model = {re.search(r"model (\w+)", t).group(1): t for t in blocks_of(SHARED)}
-        for name in ("funksvd",):
+        for name in ("softmax", "bpr", "funksvd"):
             assert (SPECS / f"{name}.hog").read_text() == by_model[name], name
 
 
@@ -90,7 +89,4 @@ def test_language_md_example_trains(load_spec, index):
     texts = blocks_of(SHARED)
     if index >= len(texts):
         pytest.skip("fewer examples")
-    from hogwild_dsl.lower import not_yet_lowered
-    if not_yet_lowered(check(texts[index])):
-        pytest.skip("its lowering onto the issue-14 back end is not merged yet")
     trains(load_spec(text=texts[index]), texts[index])

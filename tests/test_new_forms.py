@@ -10,12 +10,6 @@ from test_new_forms_check import FUNKSVD, SOFTMAX
 
 SYNCS = ["hogwild", "atomic", "lock"]
 
-# Index data, vector reductions and predict, sample lines and AdaGrad check (tests/
-# test_new_forms_check.py) and were trained here against numpy on the previous back end; their
-# lowering onto the new loop-nest back end (issue 14) is not merged yet.
-needs_lowering = pytest.mark.skip(reason="lowering of this form onto the issue-14 back end is "
-                                         "not merged yet (compile raises SpecError)")
-
 
 def fd_gradient(t, data, eps=1e-6):
     """Central differences of t.objective(**data) in every param coordinate."""
@@ -153,7 +147,6 @@ def classes(n=60, d=12, k=4, seed=0):
     return X, y
 
 
-@needs_lowering
 def test_softmax_objective_and_vector_predict(softmax):
     X, y = classes()
     t = softmax.Trainer(threads=2, epochs=4, step=0.2).fit(X=X, y=y.astype(float))
@@ -166,7 +159,6 @@ def test_softmax_objective_and_vector_predict(softmax):
     np.testing.assert_allclose(got.sum(axis=1), 1.0)
 
 
-@needs_lowering
 def test_logsumexp_is_stable(softmax):
     X, y = classes(n=5)
     t = softmax.Trainer(threads=1, epochs=0).fit(X=X, y=y)
@@ -176,7 +168,6 @@ def test_logsumexp_is_stable(softmax):
     assert np.all(np.isfinite(t.predict(X=X)))
 
 
-@needs_lowering
 @pytest.mark.parametrize("sync", SYNCS)
 def test_softmax_one_step(softmax, sync):
     X = sp.csr_matrix(np.array([[0.5, 0.0, -1.0, 2.0]]))
@@ -204,7 +195,6 @@ def triples(load_spec):
     return load_spec(text=TRIPLES)
 
 
-@needs_lowering
 def test_tuple_terms_objective(triples):
     tu, ti, tj = np.array([0, 2, 1, 2]), np.array([1, 0, 3, 3]), np.array([0, 2, 2, 1])
     t = triples.Trainer(threads=1, epochs=3, step=0.1, seed=4).fit(tu=tu, ti=ti, tj=tj)
@@ -217,7 +207,6 @@ def test_tuple_terms_objective(triples):
     np.testing.assert_allclose(t.predict(tu=tu, ti=ti), [P[u] @ Q[i] for u, i in zip(tu, ti)])
 
 
-@needs_lowering
 @pytest.mark.parametrize("sync", SYNCS)
 @pytest.mark.parametrize("same", [False, True], ids=["distinct", "i == j"])
 def test_tuple_terms_one_step(triples, sync, same):
@@ -228,7 +217,6 @@ def test_tuple_terms_one_step(triples, sync, same):
 @pytest.mark.parametrize("y,words", [
     ([0, 1.5, 2], "position 1 holds 1.5"), ([0, -1, 2], "position 1 holds -1"),
     ([0, np.nan, 1], "position 1 holds nan"), ([[0, 1]], "1-D"), (["a", "b"], "numeric")])
-@needs_lowering
 def test_index_data_errors(softmax, y, words):
     X, _ = classes(n=3)
     with pytest.raises(DataError, match="'y'") as info:
@@ -236,7 +224,6 @@ def test_index_data_errors(softmax, y, words):
     assert words in str(info.value)
 
 
-@needs_lowering
 def test_index_out_of_range_of_a_known_dim(softmax):
     X, y = classes(n=8)
     t = softmax.Trainer(epochs=1).fit(X=X, y=y)
@@ -295,7 +282,6 @@ def clicks(n_users=30, n_items=12, nnz=90, seed=0):
                          shape=(n_users, n_items))
 
 
-@needs_lowering
 def test_sampled_objective_is_repeatable_and_uses_the_documented_draws(bpr):
     from hogwild_dsl.runtime import _draw_key
     seen = clicks()
@@ -311,7 +297,6 @@ def test_sampled_objective_is_repeatable_and_uses_the_documented_draws(bpr):
     assert t.history[-1]["objective"] == pytest.approx(first, abs=1e-12)   # stored order
 
 
-@needs_lowering
 def test_sampled_objective_estimates_the_expectation(bpr):
     seen = clicks(n_users=200, n_items=20, nnz=2000, seed=1)
     t = bpr.Trainer(threads=2, epochs=2, step=0.05, seed=2).fit(seen=seen)
@@ -324,7 +309,6 @@ def test_sampled_objective_estimates_the_expectation(bpr):
     assert se > 0
 
 
-@needs_lowering
 def test_threads_one_and_a_seed_reproduce_every_draw(bpr):
     seen = clicks()
     a = bpr.Trainer(threads=1, epochs=3, seed=9).fit(seen=seen)
@@ -334,7 +318,6 @@ def test_threads_one_and_a_seed_reproduce_every_draw(bpr):
     assert not np.array_equal(a.params["Q"], c.params["Q"])
 
 
-@needs_lowering
 @pytest.mark.parametrize("sync", SYNCS)
 @pytest.mark.parametrize("same", [False, True], ids=["j != i", "j == i"])
 def test_sampled_one_step(bpr, sync, same):
@@ -373,7 +356,6 @@ def weighted(load_spec):
     return load_spec(text=WEIGHTED)
 
 
-@needs_lowering
 def test_weighted_draws_follow_the_weights(weighted):
     seen = clicks()
     pop = np.zeros(12)
@@ -393,14 +375,12 @@ def test_weighted_draws_follow_the_weights(weighted):
 
 @pytest.mark.parametrize("pop,words", [(np.r_[1.0, -1.0, np.ones(10)], "non-negative"),
                                        (np.zeros(12), "sum must be positive")])
-@needs_lowering
 def test_bad_weights(weighted, pop, words):
     with pytest.raises(DataError, match=words) as info:
         weighted.Trainer(epochs=0).fit(seen=clicks(), pop=pop)
     assert "'pop'" in str(info.value)
 
 
-@needs_lowering
 def test_scaled_reg_on_a_sampled_index_uses_expected_touches(load_spec):
     from hogwild_dsl.runtime import _draw_key
     mod = load_spec(text=BPR.replace(" unscaled", ""))
@@ -461,7 +441,6 @@ def test_weight_per_observation_one_step(weighted_mc, sync):
     check_one_step(weighted_mc, {"r": r, "c": c}, sync)
 
 
-@needs_lowering
 def test_softmax_reaches_sklearns_logistic_regression(softmax):
     """The shipped softmax objective times N is sklearn's multinomial LogisticRegression loss
     with C = 1 / (2 * 1e-4) (every feature is touched, so the degree split sums to ||W||^2):
@@ -486,7 +465,6 @@ def test_softmax_reaches_sklearns_logistic_regression(softmax):
 # ---------------------------------------------------------------- optimizer adagrad (bpr's)
 
 
-@needs_lowering
 @pytest.mark.parametrize("sync", SYNCS)
 def test_adagrad_two_steps(funksvd, sync):
     """Two epochs over one term: each step is g / sqrt(G + 1e-8), G the running sum of g^2."""
@@ -507,7 +485,6 @@ def test_adagrad_two_steps(funksvd, sync):
                                        rtol=1e-6, atol=1e-7, err_msg=f"{name} ({sync})")
 
 
-@needs_lowering
 def test_adagrad_state_is_kept(funksvd, tmp_path):
     import pickle
     r = ratings()
@@ -524,7 +501,6 @@ def test_adagrad_state_is_kept(funksvd, tmp_path):
         np.testing.assert_array_equal(a.params[k], c.params[k])
 
 
-@needs_lowering
 def test_bpr_trains_as_written(load_spec):
     from hogwild_dsl import HogwildError
     mod = load_spec("bpr")
@@ -533,6 +509,6 @@ def test_bpr_trains_as_written(load_spec):
     seen = clicks(n_users=40, n_items=30, nnz=300)
     first = t.fit(seen=seen).history[0]["objective"]
     assert np.isfinite(first) and t.history[-1]["objective"] < first
-    for bad in ("adagrad_row", "adam"):
-        with pytest.raises(HogwildError, match="optimizer must be one of sgd, adagrad"):
+    for bad in ("adam", "AdaGrad"):
+        with pytest.raises(HogwildError, match="optimizer must be one of sgd, adagrad, adagrad_row"):
             mod.Trainer(optimizer=bad)

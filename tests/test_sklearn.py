@@ -370,17 +370,22 @@ for i in example:
 """
 
 
-def test_multiclass_through_index_labels_once_the_language_has_them():
-    try:
-        hogwild_dsl.check(SOFTMAX_SPEC)
-    except SpecError:
-        pytest.skip("index(...) data and softmax are not in the language yet")
-    from hogwild_dsl.lower import not_yet_lowered
-    if not_yet_lowered(hogwild_dsl.check(SOFTMAX_SPEC)):
-        pytest.skip("index data and softmax check but do not compile yet")
+def test_multiclass_through_index_labels():
     from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
     X, y = load_digits(return_X_y=True)
-    clf = HogwildClassifier(spec=SOFTMAX_SPEC, threads=1, epochs=5)
-    check_estimator(clf)
-    clf.fit(StandardScaler().fit_transform(X[:1200]), y[:1200].astype(str))
-    assert clf.predict_proba(X[:5]).shape == (5, 10) and len(clf.classes_) == 10
+    X = StandardScaler().fit_transform(X)
+    labels = np.array(list("abcdefghij"))[y]          # any labels: strings here
+    check_estimator(HogwildClassifier(spec=SOFTMAX_SPEC, threads=1, epochs=5))
+    clf = HogwildClassifier(spec="softmax", threads=1, epochs=10).fit(X[:1200], labels[:1200])
+    assert list(clf.classes_) == list("abcdefghij")
+    proba = clf.predict_proba(X[1200:])
+    assert proba.shape == (len(X) - 1200, 10)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_array_equal(clf.predict(X[1200:]), clf.classes_[proba.argmax(axis=1)])
+    ours = np.mean(clf.predict(X[1200:]) == labels[1200:])
+    theirs = LogisticRegression(max_iter=1000).fit(X[:1200], labels[:1200]) \
+        .score(X[1200:], labels[1200:])
+    assert ours >= theirs - 0.03, (ours, theirs)
+    two = HogwildClassifier(spec="softmax", threads=1, epochs=3).fit(X[:300], y[:300] % 2)
+    assert two.predict_proba(X[:4]).shape == (4, 2) and two.decision_function(X[:4]).ndim == 1
