@@ -348,8 +348,8 @@ def test_shipped_spec_by_name(hogwildc, tmp_path):
 
 
 def test_new_forms_on_the_command_line(hogwildc, tmp_path):
-    """Scalar data inline, `check` printing a sample line, and a form whose code generation is
-    not merged yet refused in one line (no traceback)."""
+    """Scalar data inline, `check` printing a sample line, and a spec with a sample line
+    trained from the command line."""
     import scipy.sparse as sp
     from test_new_forms_check import BPR
     r = sp.random(8, 5, density=0.5, random_state=1, format="coo")
@@ -362,6 +362,7 @@ def test_new_forms_on_the_command_line(hogwildc, tmp_path):
     res = hogwildc("check", tmp_path / "bpr.hog")
     assert res.returncode == 0 and "sample j: drawn from item uniformly" in res.stdout
     assert "d/dQ[j, k_k] = " in res.stdout
-    res = hogwildc("train", tmp_path / "bpr.hog", "--data", f"seen={tmp_path / 'r.npz'}")
-    assert res.returncode == 1 and "not supported yet" in res.stderr
-    no_traceback(res)
+    res = hogwildc("train", tmp_path / "bpr.hog", "--data", f"seen={tmp_path / 'r.npz'}",
+                   "--epochs", "2", "--out", tmp_path / "bpr.npz")
+    assert res.returncode == 0, res.stderr
+    assert np.load(tmp_path / "bpr.npz")["Q"].shape == (5, 32)
