@@ -13,7 +13,28 @@ the coordinates ``e`` of the model it touches. A *coordinate* is one entry of on
 Which coordinates a term touches is read off the checked IR: every ``ParamAt`` access in the
 block's losses and regularizer shares (``predict`` is not an update and is not counted). Each
 index variable of an access contributes its values: a term variable its value for the term, a
-sparse variable the stored columns of its sparse row, a dense variable every index of its dim.
+sparse variable the stored columns of its sparse row, a dense variable every index of its dim,
+and index data used as an index (``W[y[i]]``) the value the data hold for the term (so the
+term touches the one row its label selects). Data that are only read (a scalar ``data mu :
+real``, a weight ``c[u, v]``) touch nothing.
+
+A sampled index (``sample j in D``, ``sample j in D ~ P``) touches a slice drawn afresh at every
+visit (``Q[j]``: the row of ``Q`` at ``j``), with probability ``p(v)`` = ``1/|D|`` or
+``P[v] / sum(P)``. The statistics then describe the random term, counted as follows:
+
+* ``Omega`` counts every draw's slice in full, on top of the term's other coordinates: the
+  largest size the term takes (reached whenever a draw can miss them);
+* ``Delta`` is the *expected* share: coordinate ``c`` counts, besides the terms that always
+  touch it, every other term of a block with a draw that can reach it, weighted by the chance
+  that it does (``1 - prod(1 - p)`` over the block's draws), as the degree split's ``deg(c)``;
+* ``rho`` is an upper bound on the expected share (a union bound): for a term ``e``, the terms
+  whose fixed coordinates meet ``e``'s count 1, and every term ``e'`` adds, for each pair of
+  draws, the chance that a draw of ``e`` lands on a slice ``e'`` touches, that a draw of ``e'``
+  lands on one ``e`` touches, and that a draw of each picks the same slice; capped at 1. For
+  ``bpr`` (one uniform draw over ``n_item`` items) that is the fixed share ``+ 3 / n_item``.
+
+A sampled index must pick a whole slice (every other index of the access runs over its whole
+dim, as in ``Q[j]``); ``analyze`` refuses other uses with a HogwildError.
 
 The computation is exact and vectorised: a term x coordinate incidence matrix ``T`` (CSR,
 bool) is built; ``Omega`` is its largest row count, ``Delta`` its largest column count over
@@ -34,8 +55,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import ir
-from .errors import DataError
-from .runtime import as_csr
+from .errors import DataError, HogwildError
+from .runtime import _convert, _index_range
 
 __all__ = ["analyze", "format_report", "paper_factor"]
 
@@ -73,7 +94,7 @@ def _dims_and_data(spec: ir.Spec, data: dict):
     consts = dict(spec.consts)
     sizes: dict[str, int] = {}
     origin: dict[str, str] = {}
-    sparse: dict[str, sp.csr_matrix] = {}
+    given: dict[str, np.ndarray | sp.csr_matrix] = {}
     for name, value in data.items():
         d = declared[name]
         shape = _shape(name, value)
@@ -91,10 +112,17 @@ def _dims_and_data(spec: ir.Spec, data: dict):
                                 f"{extent} from data '{name}'")
             sizes[dim] = extent
             origin[dim] = name
-        if d.kind == "sparse":
-            # the trainer's own gate: structure checked before scipy, duplicates summed
-            sparse[name] = as_csr(value, f"data '{name}'")
-    return sizes, sparse
+        # the trainer's own gate: sparse structure checked before scipy, index data integral
+        given[name] = _convert(d, value)
+    for name, value in given.items():   # a dim only index data point into: largest + 1
+        d = declared[name]
+        if d.kind == "index" and d.of not in sizes and d.of not in consts:
+            sizes[d.of] = int(value.max()) + 1 if value.size else 0
+    for name, value in given.items():
+        d = declared[name]
+        if d.kind == "index":
+            _index_range(d, value, consts[d.of] if d.of in consts else sizes[d.of])
+    return sizes, given
 
 
 def _padded(m: sp.csr_matrix, rows: int) -> sp.csr_matrix:
@@ -112,7 +140,8 @@ class _Sizes:
 
     def __call__(self, dim, why):
         if dim not in self.sizes:
-            givers = [d.name for d in self.spec.data if dim in d.dims]
+            givers = [d.name for d in self.spec.data
+                      if dim in d.dims or (d.kind == "index" and d.of == dim)]
             hint = (f": pass data {' or '.join(repr(g) for g in givers)}" if givers
                     else " (no data declares it)")
             raise DataError(f"the size of dim '{dim}' is unknown ({why}){hint}")
@@ -131,7 +160,7 @@ def _accesses(block: ir.Block):
     variables = {v.name: v for v in block.vars}
     for e in exprs:
         for node in ir.walk(e):
-            if isinstance(node, (ir.Sum, ir.ArgMax)):
+            if isinstance(node, (ir.Sum, ir.Reduce, ir.ArgMax)):
                 variables.setdefault(node.var.name, node.var)
             if isinstance(node, ir.ParamAt) and node not in seen:
                 seen.add(node)
@@ -145,8 +174,10 @@ def _access_key(access, variables):
     names = [v.name for v in access.index]
     parts = []
     for pos, v in enumerate(access.index):
-        if v.kind == "term":
-            what = ("term", v.name)
+        if v.kind in ("term", "sample"):
+            what = (v.kind, v.name)
+        elif v.kind == "indirect":
+            what = ("indirect", v.source)
         elif v.kind == "dense":
             what = ("dense", v.dim)
         else:
@@ -159,8 +190,8 @@ def _access_key(access, variables):
 
 
 def _needed_vars(access, variables):
-    """The variables of an access plus the row variables their sparse rows depend on, in an
-    order where every sparse variable comes after its row variable."""
+    """The variables of an access plus the variables their values depend on (the row variable
+    of a sparse row, the term variable index data are read at), each after those."""
     order, done = [], set()
 
     def visit(var, trail=()):
@@ -168,11 +199,11 @@ def _needed_vars(access, variables):
             return
         if var.name in trail:
             raise DataError(f"index variable '{var.name}' depends on itself")
-        if var.kind == "sparse":
+        if var.kind in ("sparse", "indirect"):
             row = variables.get(var.source[1])
             if row is None:
-                raise DataError(f"index variable '{var.name}': its row variable "
-                                f"'{var.source[1]}' is not bound in the block")
+                raise HogwildError(f"index '{var.name}': the index '{var.source[1]}' it is "
+                                   "read at is not bound in the block")
             visit(row, trail + (var.name,))
         done.add(var.name)
         order.append(var)
@@ -182,9 +213,10 @@ def _needed_vars(access, variables):
     return order
 
 
-def _expand(vars_in_order, term_values, n_terms, sparse, size):
+def _expand(vars_in_order, term_values, n_terms, given, size):
     """Expand the index variables `vars_in_order` (from _needed_vars) term by term: returns
-    term ids and, per variable name, its value, one entry per (term, combination)."""
+    term ids and, per variable name, its value, one entry per (term, combination). `given`:
+    the converted data, by name (sparse rows are padded in place to the rows asked for)."""
     term = np.arange(n_terms, dtype=np.int64)
     values: dict[str, np.ndarray] = {}
     for var in vars_in_order:
@@ -197,16 +229,27 @@ def _expand(vars_in_order, term_values, n_terms, sparse, size):
             for k in values:
                 values[k] = np.repeat(values[k], ext)
             values[var.name] = np.tile(np.arange(ext, dtype=np.int64), m)
-        else:
+        elif var.kind == "indirect":         # y[i]: the value index data hold for the term
+            data_name, at_name = var.source
+            if data_name not in given:
+                raise DataError(f"data '{data_name}' is needed (it says which {var.dim} each "
+                                "term touches) but was not given")
+            at = values[at_name]
+            labels = given[data_name]
+            if at.size and at.max() >= labels.size:
+                raise DataError(f"data '{data_name}' has {labels.size} values, but a term "
+                                f"reads it at position {int(at.max())}")
+            values[var.name] = labels[at]
+        elif var.kind == "sparse":
             data_name, row_name = var.source
-            if data_name not in sparse:
+            if data_name not in given:
                 raise DataError(f"data '{data_name}' is needed (its rows are summed over) "
                                 "but was not given")
-            mat = sparse[data_name]
+            mat = given[data_name]
             rows = values[row_name]
             if rows.size and rows.max() >= mat.shape[0]:
                 mat = _padded(mat, int(rows.max()) + 1)
-                sparse[data_name] = mat
+                given[data_name] = mat
             starts = mat.indptr[rows].astype(np.int64)
             counts = mat.indptr[rows + 1].astype(np.int64) - starts
             total = int(counts.sum())
@@ -217,6 +260,8 @@ def _expand(vars_in_order, term_values, n_terms, sparse, size):
             for k in values:
                 values[k] = values[k][pick]
             values[var.name] = mat.indices[pos].astype(np.int64)
+        else:     # sampled indices are counted apart (_Draws); nothing else is per term
+            raise HogwildError(f"analyze cannot expand the index '{var.name}' ({var.kind})")
     return term, values
 
 
@@ -255,6 +300,11 @@ class _Columns:
             hi = lo + int(np.prod([shapes[p.name][k] for k in self.kept[p.name]], dtype=np.int64))
             self.weights[lo:hi] = self.weight[p.name]
 
+    def n_of(self, param) -> int:
+        """How many columns the param has (its coordinates over its grouping weight)."""
+        shape = self.shapes[param]
+        return int(np.prod([shape[k] for k in self.kept[param]], dtype=np.int64))
+
     def name(self, col) -> str:
         owner = None
         for p in self.spec.params:
@@ -276,7 +326,7 @@ def _param_shape(spec, name, size):
 
 
 def _incidence(spec: ir.Spec, data: dict):
-    sizes, sparse = _dims_and_data(spec, data)
+    sizes, given = _dims_and_data(spec, data)
     size = _Sizes(spec, sizes)
 
     shapes = {p.name: _param_shape(spec, p.name, size) for p in spec.params}
@@ -292,17 +342,18 @@ def _incidence(spec: ir.Spec, data: dict):
     blocks = []           # (header, n_terms, term offset)
     local_pairs = []      # per block: (terms (global ids), columns) of term-dependent accesses
     global_sets = []      # per block: columns touched by every term of the block
+    draws = []            # _Draw, one per sample line of every block
     start = 0
     for block, (accesses, variables) in zip(spec.blocks, block_accesses):
         if block.kind == "rows":
             n = size(block.over, f"the block '{block.header()}' has one term per index")
             term_values = {block.vars[0].name: np.arange(n, dtype=np.int64)}
         else:
-            if block.over not in sparse:
+            if block.over not in given:
                 raise DataError(f"data '{block.over}' is needed (the block "
                                 f"'{block.header()}' has one term per stored entry) "
                                 "but was not given")
-            m = sparse[block.over]
+            m = given[block.over]
             n = int(m.nnz)
             rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))
             term_values = {block.vars[0].name: rows,
@@ -311,14 +362,21 @@ def _incidence(spec: ir.Spec, data: dict):
         unique = {}
         for acc in accesses:
             unique.setdefault(_access_key(acc, variables), acc)
+        block_draws = {s.var.name: _Draw(s, len(blocks), n, start, given, size)
+                       for s in block.samples}
         for acc in unique.values():
+            sampled = [v for v in acc.index if v.kind == "sample"]
+            if sampled:
+                pos = _sampled_position(block, acc, sampled, variables)
+                block_draws[sampled[0].name].families.add((acc.name, pos))
+                continue
             shape = shapes[acc.name]
             kept = cols.kept[acc.name]
             grouped_names = {acc.index[k].name for k in grouped[acc.name]}
             needed = [v for v in _needed_vars(acc, variables) if v.name not in grouped_names]
             term_dependent = any(v.kind != "dense" for v in needed)
             terms, values = _expand(needed, term_values, n if term_dependent else 1,
-                                    sparse, size)
+                                    given, size)
             flat = np.zeros(terms.size, dtype=np.int64)
             for k in kept:
                 flat = flat * shape[k] + values[acc.index[k].name]
@@ -334,8 +392,13 @@ def _incidence(spec: ir.Spec, data: dict):
         local_pairs.append((t, c))
         global_sets.append(g if n else np.zeros(0, np.int64))
         blocks.append((block.header(), n, start))
+        draws += [d for d in block_draws.values() if d.families and n]
         start += n
     n_terms = start
+    # the columns of a param a draw can reach: never folded into a virtual column
+    sampled_cols = np.concatenate(
+        [np.arange(cols.offset[p], cols.offset[p] + cols.n_of(p), dtype=np.int64)
+         for p in sorted({p for d in draws for p, _ in d.families})] + [np.zeros(0, np.int64)])
 
     # A block's global set becomes one weighted virtual column when no term of another block
     # touches any of its columns; otherwise it is spelled out, one entry per term and column.
@@ -350,7 +413,7 @@ def _incidence(spec: ir.Spec, data: dict):
         header, n, off = blocks[b]
         others = np.concatenate([c for k, c in enumerate(coords_all) if k != b] +
                                 [s for k, s in enumerate(global_sets) if k != b] +
-                                [np.zeros(0, np.int64)])
+                                [sampled_cols])
         if g.size > 1 and not np.isin(others, g).any():
             # the block's own term-dependent touches of g are implied by the virtual column
             keep = ~np.isin(coords_all[b], g)
@@ -379,7 +442,132 @@ def _incidence(spec: ir.Spec, data: dict):
                        "the same terms"
         return cols.name(col)
 
-    return T, weights, name, blocks, n_coordinates
+    return T, weights, name, blocks, n_coordinates, _Draws(draws, cols, shapes, T)
+
+
+def _sampled_position(block, acc, sampled, variables) -> int:
+    """The position of the one sampled index of `acc`, which must pick a whole slice of the
+    param (every other index running over its whole dim), else a HogwildError."""
+    where = f"'{acc}' (the block on spec line {block.line})"
+    if len({v.name for v in sampled}) > 1:
+        raise HogwildError(f"analyze does not support an access that reads two sampled indices: "
+                           f"{where}")
+    if len(sampled) > 1:
+        raise HogwildError(f"analyze does not support a sampled index at two positions of one "
+                           f"access: {where}")
+    pos = acc.index.index(sampled[0])
+    free = _free_dense_positions(acc, variables)
+    if any(k != pos and k not in free for k in range(len(acc.index))):
+        raise HogwildError(f"analyze supports a sampled index only where it picks a whole "
+                           f"slice of a param (Q[{sampled[0].name}]: every other index running "
+                           f"over its whole dim), not in {where}")
+    return pos
+
+
+class _Draw:
+    """One `sample` line of a block: the probability of each value of its dim, and the
+    slices (param, position) of the params it picks (Q[j]: ("Q", 0))."""
+
+    def __init__(self, sample: ir.Sample, block_no, n_terms, offset, given, size):
+        self.var, self.block_no = sample.var, block_no
+        self.n_terms, self.offset = n_terms, offset      # the block's terms and first term id
+        self.families: set[tuple[str, int]] = set()
+        line = f"'{sample}' (spec line {sample.line})"
+        extent = size(sample.var.dim, f"{line} draws from it")
+        if extent == 0 and n_terms:
+            raise DataError(f"{line} draws from {sample.var.dim}, which has size 0")
+        if sample.weights is None:
+            self.p = np.full(extent, 1.0 / max(extent, 1))
+            return
+        if sample.weights not in given:
+            raise DataError(f"data '{sample.weights}' is needed (it weights the draws of "
+                            f"{line}) but was not given")
+        w = np.asarray(given[sample.weights], dtype=np.float64)
+        if w.size and w.min() < 0:
+            at = int(np.flatnonzero(w < 0)[0])
+            raise DataError(f"data '{sample.weights}' weights a draw, so it must be "
+                            f"non-negative, but position {at} holds {w[at]:g}")
+        total = w.sum()
+        if not total > 0 or not np.isfinite(total):
+            raise DataError(f"data '{sample.weights}' weights a draw, so its sum must be "
+                            f"positive and finite, not {total:g}")
+        self.p = w / total
+
+    def describe(self) -> str:
+        how = f"~ {self.var.source[0]}" if self.var.source[0] else "uniform"
+        slices = ", ".join(f"{p}[{', '.join([':'] * pos + [self.var.name])}]"
+                           for p, pos in sorted(self.families))
+        return f"sample {self.var.name} in {self.var.dim} ({how}): {slices}"
+
+
+class _Draws:
+    """What the draws add to the fixed incidence T (see the module's docstring): per term the
+    coordinates of its draws (Omega), per column the expected touches of the terms that do not
+    always touch it (Delta), per term the union bound of the chance that a draw makes it meet
+    another term (rho)."""
+
+    def __init__(self, draws: list, cols, shapes, T: sp.csr_matrix):
+        self.draws = draws
+        n_terms, n_cols = T.shape
+        self.size_extra = np.zeros(n_terms, dtype=np.int64)
+        self.touch_extra = np.zeros(n_cols)
+        self.meet_extra = np.zeros(n_terms)
+        if not draws:
+            return
+        coo = T.tocoo()
+        hits = []      # per draw: the columns it can pick and the chance that it picks each
+        slices = []    # per draw: term x value, true where the term touches the value's slices
+        for d in draws:
+            c_parts, p_parts, t_parts, v_parts = [], [], [], []
+            for p, pos in sorted(d.families):
+                shape, kept = shapes[p], cols.kept[p]
+                self.size_extra[d.offset:d.offset + d.n_terms] += \
+                    cols.weight[p] * int(np.prod([shape[k] for k in kept if k != pos]))
+                local = np.arange(cols.n_of(p), dtype=np.int64)
+                value = np.unravel_index(local, [shape[k] for k in kept])[kept.index(pos)]
+                c_parts.append(local + cols.offset[p])
+                p_parts.append(d.p[value])
+                mine = (coo.col >= cols.offset[p]) & (coo.col < cols.offset[p] + local.size)
+                t_parts.append(coo.row[mine])
+                v_parts.append(value[coo.col[mine] - cols.offset[p]])
+            hits.append((np.concatenate(c_parts), np.concatenate(p_parts)))
+            t, v = np.concatenate(t_parts), np.concatenate(v_parts)
+            U = sp.csr_matrix((np.ones(t.size, dtype=bool), (t, v)), shape=(n_terms, d.p.size))
+            U.sum_duplicates()
+            slices.append(U.astype(np.float64))
+
+        # Delta: 1 - prod(1 - P(draw picks c)) over a block's draws, for its terms not always
+        # touching c
+        by_block: dict[int, list] = {}
+        for d, hit in zip(draws, hits):
+            by_block.setdefault(d.block_no, []).append((d, hit))
+        for group in by_block.values():
+            off, n = group[0][0].offset, group[0][0].n_terms
+            miss = np.ones(n_cols)
+            for _, (columns, chance) in group:
+                picked = np.zeros(n_cols)
+                np.add.at(picked, columns, chance)
+                miss *= 1.0 - np.minimum(picked, 1.0)
+            fixed = np.bincount(T[off:off + n].indices, minlength=n_cols)
+            self.touch_extra += (n - fixed) * (1.0 - miss)
+
+        # rho: for term e of block b, summed over every term e' (union bound):
+        #   a draw of e lands on a slice e' touches:  sum_v p(v) |{e' touching slice v}|
+        #   a draw of e' lands on a slice e touches:  n_b' * p(slices e touches)
+        #   draws of e and e' pick the same slice:    n_b' * sum_v p(v) p'(v)  (1 if they
+        #   pick slices of one param along different positions: those always cross)
+        for d, U in zip(draws, slices):
+            per_term = float(d.p @ np.diff(U.tocsc().indptr))
+            self.meet_extra += d.n_terms * (U @ d.p)
+            for other in draws:
+                same = 0.0
+                if d.families & other.families:
+                    same = float(d.p @ other.p)
+                if any(pos != pos2 for p, pos in d.families for q, pos2 in other.families
+                       if p == q):
+                    same = 1.0
+                per_term += other.n_terms * same
+            self.meet_extra[d.offset:d.offset + d.n_terms] += per_term
 
 
 # --------------------------------------------------------------------------------------------
@@ -457,33 +645,36 @@ def analyze(spec: ir.Spec, data: dict, sample: int | None = None, seed: int = 0)
     many random terms (exact when it is at least the number of terms). Returns a dict:
     n_terms, n_coordinates (the model's size), n_touched, Omega, Delta, rho, rho_mean,
     rho_exact, rho_sample (terms examined), busiest (the coordinate with the largest share),
-    blocks (list of (header, n_terms)).
+    blocks (list of (header, n_terms)), draws (one line per `sample` line that picks params'
+    slices; when there are any, Omega, Delta and rho are counted as the module's docstring
+    says: the largest size, the expected share, and an upper bound on the expected share).
     """
     if sample is not None and (not isinstance(sample, (int, np.integer)) or sample < 1):
         raise ValueError(f"sample must be a positive int or None, got {sample!r}")
-    _refuse_new_forms(spec)
-    T, weights, column_name, blocks, n_coordinates = _incidence(spec, data)
+    T, weights, column_name, blocks, n_coordinates, draws = _incidence(spec, data)
     n_terms = T.shape[0]
     result = {
         "model": spec.model,
         "n_terms": int(n_terms),
         "n_coordinates": int(n_coordinates),
         "blocks": [(h, int(n)) for h, n, _ in blocks],
+        "draws": [d.describe() for d in draws.draws],
     }
     col_counts = np.diff(T.tocsc().indptr).astype(np.int64)
-    touched = col_counts > 0
+    touches = col_counts + draws.touch_extra       # expected touches per column
+    touched = touches > 0
     result["n_touched"] = int(weights[touched].sum())
     if n_terms == 0 or not touched.any():
         result.update(Omega=0, Delta=0.0, rho=0.0, rho_mean=0.0, rho_exact=True,
                       rho_sample=int(n_terms), busiest=None)
         return result
-    row_sizes = np.asarray(T @ weights).ravel()
+    row_sizes = np.asarray(T @ weights).ravel() + draws.size_extra
     result["Omega"] = int(row_sizes.max())
-    busiest = int(np.argmax(col_counts))
-    result["Delta"] = float(col_counts[busiest] / n_terms)
+    busiest = int(np.argmax(touches))
+    result["Delta"] = float(min(touches[busiest] / n_terms, 1.0))
     result["busiest"] = column_name(busiest)
 
-    if col_counts[busiest] == n_terms:
+    if col_counts.max() == n_terms:
         # one coordinate is touched by every term: every pair of terms meets
         result.update(rho=1.0, rho_mean=1.0, rho_exact=True, rho_sample=int(n_terms))
         return result
@@ -499,7 +690,7 @@ def analyze(spec: ir.Spec, data: dict, sample: int | None = None, seed: int = 0)
     else:
         rng = np.random.default_rng(seed)
         rows = np.sort(rng.choice(n_terms, size=sample_size, replace=False)).astype(np.int64)
-    meets = meeter.counts(rows)
+    meets = np.minimum(meeter.counts(rows) + draws.meet_extra[rows], n_terms)
     result["rho"] = float(meets.max() / n_terms)
     result["rho_mean"] = float(meets.mean() / n_terms)
     result["rho_exact"] = bool(exact)
@@ -509,21 +700,6 @@ def analyze(spec: ir.Spec, data: dict, sample: int | None = None, seed: int = 0)
 
 # --------------------------------------------------------------------------------------------
 # the paper's reading
-
-
-def _refuse_new_forms(spec: ir.Spec) -> None:
-    """Index data used as an index and sampled indices: which coordinates a term touches then
-    depends on the data's values or on random draws, which these statistics do not model yet."""
-    from .errors import HogwildError
-    for b in spec.blocks:
-        if b.samples:
-            raise HogwildError(f"analyze does not support 'sample' lines yet (the block on "
-                               f"spec line {b.line}): the rows a term touches are random draws")
-        for e in [e for e, _ in b.losses] + [r.expr for r in b.regs]:
-            for node in ir.walk(e):
-                if isinstance(node, ir.ParamAt) and any(v.kind == "indirect" for v in node.index):
-                    raise HogwildError(f"analyze does not support index data used as an index "
-                                       f"yet (the block on spec line {b.line})")
 
 
 def paper_factor(stats: dict, tau: int) -> float:
@@ -550,11 +726,22 @@ def format_report(stats: dict, threads: int | None = None) -> str:
              f"{stats['n_coordinates']} coordinates ({stats['n_touched']} touched by some term)"]
     for header, count in stats["blocks"]:
         lines.append(f"  {header:<28} {count} terms")
+    draws = stats.get("draws") or []
+    for line in draws:
+        lines.append(f"  {line}")
+    if draws:
+        lines.append("  with draws, Omega counts each drawn slice in full, Delta is the expected "
+                     "share, and rho an upper bound on the expected share (a union bound over "
+                     "the draws)")
     if n == 0:
         lines.append("no terms: nothing to analyze")
         return "\n".join(lines)
     how = "exact" if stats["rho_exact"] else \
         f"sampled: the largest over {stats['rho_sample']} random terms, a lower bound"
+    if draws:
+        how = "union bound over the draws" + ("" if stats["rho_exact"] else
+                                              f"; largest over {stats['rho_sample']} "
+                                              "random terms")
     lines += [
         "",
         f"  Omega = {stats['Omega']:<10} most coordinates one term touches",
