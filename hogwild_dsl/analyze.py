@@ -730,9 +730,9 @@ def format_report(stats: dict, threads: int | None = None) -> str:
     for line in draws:
         lines.append(f"  {line}")
     if draws:
-        lines.append("  with draws, Omega counts each drawn slice in full, Delta is the expected "
-                     "share, and rho an upper bound on the expected share (a union bound over "
-                     "the draws)")
+        lines += ["  with draws: Omega counts each drawn slice in full, Delta is the expected",
+                  "  share, rho an upper bound on the expected share (a union bound over the",
+                  "  draws); a coordinate a draw can pick counts as touched"]
     if n == 0:
         lines.append("no terms: nothing to analyze")
         return "\n".join(lines)
