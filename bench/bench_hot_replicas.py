@@ -44,7 +44,7 @@ def handoff_ns() -> float | None:
 
 def fit(mod, train, test, threads: int, replicas: bool, epochs: int) -> dict:
     t = mod.Trainer(threads=threads, epochs=epochs, seed=0, replicas=replicas)
-    arrays, sizes = t._prepare(train, need="all")[:2]
+    arrays, sizes = t.layout(train)
     hot = t._hot_rows(arrays, sizes)
     began = time.perf_counter()
     t.fit(**train)

@@ -75,7 +75,7 @@ def data(rows, features, nnz, classes, seed=0):
 def kernel(mod, **fit):
     """The compiled kernel of a fresh trainer on `fit` (params initialised with seed 0)."""
     t = mod.Trainer(threads=1, epochs=0, seed=0).fit(**fit)
-    arrays, sizes = t._prepare(fit, need="all")
+    arrays, sizes = t.layout(fit)
     return t, mod.Trainer.kernels.Kernel(arrays, sizes)
 
 

@@ -71,7 +71,7 @@ def worker(problem: str, data_path: str, order: str | None, seed: int, epochs: i
     rmse = float(np.sqrt(np.mean((t.predict(**held) - test.data) ** 2)))
     chose = None
     if hasattr(t, "_visit_plan"):
-        arrays, _ = t._prepare(data, need="all")
+        arrays, _ = t.layout(data)
         chose = list(t._visit_plan(arrays, train.nnz))
     return {"rmse": rmse, "fit": seconds, "chose": chose,
             "ns_per_rating": min(h["seconds"] for h in t.history) * 1e9 / train.nnz}

@@ -190,7 +190,7 @@ class TrainerBase:
         if self.patience is not None and validation is None:
             raise HogwildError(f"patience={self.patience!r} stops on the validation objective: "
                                "pass the held-out data as fit(..., validation={...})")
-        arrays, sizes = self._prepare(data, need="all")
+        arrays, sizes = self.layout(data)
         arrays.update(self._hot_rows(arrays, sizes))
         held_out = self._held_out(validation)
         best = self._epochs(arrays, sizes, held_out)
@@ -207,7 +207,7 @@ class TrainerBase:
             raise DataError("validation must be a dict of data by the spec's names, like fit's "
                             f"own, not {_show(validation)}")
         try:
-            arrays, sizes = self._prepare(validation, need="all")
+            arrays, sizes = self.layout(validation)
         except DataError as e:
             raise DataError(f"validation: {e}") from None
         return self.kernels.Kernel(arrays, sizes)
@@ -335,7 +335,7 @@ class TrainerBase:
         With `sample` lines, a term stands for the expectation of its loss over the draws:
         this is then an estimate of that mean, from one draw per term out of a stream fixed
         by the trainer's seed (two calls give the same value)."""
-        arrays, sizes = self._prepare(data, need="all")
+        arrays, sizes = self.layout(data)
         kernel = self.kernels.Kernel(arrays, sizes)
         return float(kernel.objective_sum(self.threads) / max(kernel.nterms, 1))
 
@@ -346,7 +346,7 @@ class TrainerBase:
             raise HogwildError(f"model '{self.spec.model}' has no 'predict' line")
         if not self.params:
             raise HogwildError("predict() before fit(): train first, or load saved params")
-        arrays, sizes = self._prepare(data, need="predict")
+        arrays, sizes = self.layout(data, need="predict")
         kernel = self.kernels.Kernel(arrays, sizes)
         n = sizes[f"nterms_{block.index}"]
         if block.predict_var is None:
@@ -506,9 +506,14 @@ class TrainerBase:
                 out += [(f"{p.name}__l1{part}", f"{p.name}__l1{part}", shape) for part in "uq"]
         return out
 
-    def _prepare(self, data: dict, need: str):
-        """Check `data` against the spec; return (arrays, sizes) in the kernel layout. The
-        params among the arrays are self.params' own (live) arrays."""
+    def layout(self, data: dict, need: str = "all") -> tuple[dict, dict]:
+        """The hook through which fit, objective and predict take their data: `data` (by the
+        spec's data names) checked against the spec and laid out for the kernel, as (arrays,
+        sizes); need="predict" lays out only the data `predict` reads. The params among the
+        arrays are self.params' own (live) arrays. A subclass may override it to reuse a
+        layout it made before for the very same data, or to adjust one (the worker-side
+        trainer of hogwild_dsl.distributed does both), as long as every array it returns
+        went through this method's checks: the kernels trust them."""
         self._check_options()
         spec = self.spec
         declared = {d.name: d for d in spec.data}

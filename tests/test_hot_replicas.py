@@ -46,7 +46,7 @@ def replicas_from_two_threads(monkeypatch):
 
 def prepared(trainer, data):
     """The kernel's arrays and sizes of `data`, as fit makes them."""
-    arrays, sizes = trainer._prepare(data, need="all")[:2]
+    arrays, sizes = trainer.layout(data)
     return arrays, sizes
 
 

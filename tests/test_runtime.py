@@ -204,7 +204,7 @@ def test_default_order_by_working_set(svm, monkeypatch):
     import hogwild_dsl.runtime as runtime
     X, y = sparse_rows(2000, 60, 6, seed=4)
     t = svm.Trainer(epochs=0).fit(X=X, y=y)
-    arrays, _ = t._prepare({"X": X, "y": y}, need="all")
+    arrays, _ = t.layout({"X": X, "y": y})
     data_bytes = sum(a.nbytes for k, a in arrays.items() if k != "w")
     assert t._visit_plan(arrays, 2000) == ("shuffle", 0)
     monkeypatch.setattr(runtime, "CACHE_BYTES", data_bytes)
