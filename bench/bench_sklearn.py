@@ -7,8 +7,9 @@ side, all at default settings (issue 17's target: within 1 point of scikit-learn
 Data sets, all offline: breast cancer (shipped with scikit-learn; 569 x 30, dense), a9a-like
 data (generated here: Adult/a9a's shape, 32,561 + 16,281 rows of 123 one-hot features from 14
 categorical attributes, labels drawn from a planted logistic model), and RCV1-like text
-(60,000 tf-idf rows of 47,236 features; 20 newsgroups would need a download). Digits is skipped:
-it has 10 classes, which need index(...) label data that the language does not have yet.
+(60,000 tf-idf rows of 47,236 features; 20 newsgroups would need a download), and digits
+(shipped with scikit-learn; 1,797 x 64, 10 classes: the shipped softmax spec, whose labels are
+index(...) data).
 
 Every method is a Pipeline of StandardScaler (dense data only) and the estimator at its
 defaults: HogwildClassifier (logreg and svm specs, default threads), scikit-learn's
@@ -85,8 +86,17 @@ def rcv1_like_text(n_rows=60_000, seed=0):
     return datasets.train_test_split_rows(X, y, 0.25, seed=seed)
 
 
-def methods(dense: bool):
+def methods(dense: bool, classes: int = 2):
     scale = [StandardScaler()] if dense else []
+    if classes > 2:      # many classes: the softmax spec (labels as index data)
+        return {
+            "HogwildClassifier(spec='softmax')": make_pipeline(
+                *scale, HogwildClassifier(spec="softmax")),
+            "HogwildClassifier(spec='softmax', threads=1)": make_pipeline(
+                *scale, HogwildClassifier(spec="softmax", threads=1)),
+            "sklearn SGDClassifier()": make_pipeline(*scale, SGDClassifier()),
+            "sklearn LogisticRegression()": make_pipeline(*scale, LogisticRegression()),
+        }
     return {
         "HogwildClassifier(spec='logreg')": make_pipeline(*scale, HogwildClassifier()),
         "HogwildClassifier(spec='logreg', threads=1)": make_pipeline(
@@ -98,10 +108,22 @@ def methods(dense: bool):
     }
 
 
+def digits(seed=0):
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    X, y = load_digits(return_X_y=True)
+    return train_test_split(X.astype(np.float64), y, test_size=0.25, random_state=seed,
+                            stratify=y)
+
+
+DATASETS = {"breast cancer": lambda: breast_cancer(), "a9a-like": lambda: a9a_like(),
+            "rcv1-like text": lambda: rcv1_like_text(), "digits": lambda: digits()}
+
+
 def run(name, data, repeats):
     Xtr, Xte, ytr, yte = data
     rows = []
-    for method, pipe in methods(dense=not sp.issparse(Xtr)).items():
+    for method, pipe in methods(not sp.issparse(Xtr), len(np.unique(ytr))).items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             pipe.fit(Xtr, ytr)                              # warm-up (compiles once)
@@ -132,8 +154,11 @@ def markdown(report) -> str:
              "noisy, and more threads than idle cores slow OpenMP down; compare within one "
              "run only).", ""]
     for name, d in report["datasets"].items():
+        earlier = (f" (kept from an earlier run, {d['from_an_earlier_run']})"
+                   if "from_an_earlier_run" in d else "")
         lines += [f"## {name} ({d['train_rows']} train / {d['test_rows']} test rows, "
-                  f"{d['features']} features, {'sparse' if d['sparse'] else 'dense'})", "",
+                  f"{d['features']} features, {'sparse' if d['sparse'] else 'dense'}){earlier}",
+                  "",
                   "| method | test accuracy | fit seconds |", "|---|---|---|"]
         lines += [f"| {r['method']} | {r['test_accuracy']:.4f} | {r['fit_seconds']:.4f} |"
                   for r in d["results"]]
@@ -141,23 +166,25 @@ def markdown(report) -> str:
         lines += ["", f"Best Hogwild at default settings is {d['points_behind_sklearn']:+.2f} "
                   "points behind the best scikit-learn method "
                   f"({verdict} the {TARGET_POINTS:g}-point target).", ""]
-    for name, why in report["skipped"].items():
-        lines += [f"## {name}: skipped", "", why, ""]
     return "\n".join(lines)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--only", nargs="*", choices=sorted(DATASETS),
+                    help="run these data sets and keep the others' results from the last run")
     args = ap.parse_args(argv)
     report = {"machine": machine(), "threads": default_threads(), "repeats": args.repeats,
-              "load_average": os.getloadavg()[0],
-              "datasets": {"breast cancer": run("breast cancer", breast_cancer(), args.repeats),
-                           "a9a-like": run("a9a-like", a9a_like(), args.repeats),
-                           "rcv1-like text": run("rcv1-like text", rcv1_like_text(),
-                                                 args.repeats)},
-              "skipped": {"digits": "10 classes need a softmax spec with index(...) label data, "
-                                    "which the language does not have yet."}}
+              "load_average": os.getloadavg()[0], "datasets": {}}
+    if args.only and (RESULTS / "sklearn.json").exists():
+        earlier = json.loads((RESULTS / "sklearn.json").read_text())
+        report["datasets"] = {k: {**v, "from_an_earlier_run": v.get(
+            "from_an_earlier_run", f"load average {earlier['load_average']:.1f}")}
+            for k, v in earlier["datasets"].items() if k not in args.only}
+    for name, make in DATASETS.items():
+        if not args.only or name in args.only:
+            report["datasets"][name] = run(name, make(), args.repeats)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "sklearn.json").write_text(json.dumps(report, indent=2) + "\n")
     (RESULTS / "sklearn.md").write_text(markdown(report))

@@ -1,0 +1,203 @@
+"""No tuning (issue 16): AdaGrad at its default step against the best hand-tuned SGD step.
+
+  python bench/bench_no_tuning.py [--epochs 10] [--scale small|medium] [--threads 2]
+      -> bench/results/no_tuning.json and bench/results/no_tuning.md
+
+For every shipped spec, on data shaped like its use (generated; the matrix-completion specs on
+ratings 1-5 with mean about 3.5, not centred), with the same epochs, threads and seed:
+- `optimizer="adagrad"` at the Trainer's default step (no `step` given, the spec's own train
+  line removed, so that nothing was tuned for the data);
+- `optimizer="sgd"` at each step of a grid around the spec's step (x 1/27 .. x 81), the best
+  final objective that did not diverge being "hand-tuned SGD".
+Pass: AdaGrad's exact final objective within 1% of the best SGD one (objectives are means of
+non-negative losses here), without divergence. AdaGrad is also run at a few (step, decay)
+pairs (ADAGRAD_GRID), to show which single default, if any, would serve every spec. Then the MF spec with `adagrad_row` side by
+side with LIBMF (the same rule) at equal epochs: fit time and test RMSE, where LIBMF builds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+import hogwild_dsl  # noqa: E402
+from hogwild_dsl import datasets  # noqa: E402
+from hogwild_dsl import shipped  # noqa: E402
+from machine import machine  # noqa: E402
+
+SCALES = {"small": dict(rows=20_000, users=5_000, ratings=200_000, nodes=3_000),
+          "medium": dict(rows=80_000, users=20_000, ratings=800_000, nodes=10_000)}
+GRID = (1 / 27, 1 / 9, 1 / 3, 1.0, 3.0, 9.0, 27.0, 81.0)
+ADAGRAD_GRID = ((0.1, 1.0), (0.3, 1.0), (1.0, 1.0), (0.3, 0.9))   # (step, decay)
+
+
+def data_sets(scale: str):
+    """spec name -> (data, test data or None) shaped like the spec's use."""
+    s = SCALES[scale]
+    rng = np.random.default_rng(0)
+    X, y = datasets.rcv1_like(n_rows=s["rows"], n_features=20_000, seed=0)
+    w = rng.normal(size=X.shape[1]) * (rng.random(X.shape[1]) < 0.1)
+    yreal = X @ w + 0.1 * rng.normal(size=X.shape[0])
+    classes = np.argmax(np.column_stack([X @ rng.normal(size=X.shape[1]) for _ in range(5)]), 1)
+    train, test = datasets.netflix_like(n_users=s["users"], n_items=2_000,
+                                        n_ratings=s["ratings"], seed=0)
+    wg, c = datasets.dblife_like(n_nodes=s["nodes"], n_labels=10, avg_degree=6, seed=0)
+    sys.path.insert(0, str(HERE))
+    from bench_bpr import implicit_feedback
+    clicks, _, _ = implicit_feedback(s["users"], 2_000, s["ratings"] // 2)
+    mu = float(train.data.mean())
+    return {
+        "svm": ({"X": X, "y": y}, None),
+        "logreg": ({"X": X, "y": y}, None),
+        "linreg": ({"X": X, "y": yreal}, None),
+        "fm": ({"X": X, "y": yreal}, None),
+        "softmax": ({"X": X, "y": classes}, None),
+        "mc": ({"r": train}, {"r": test}),
+        "funksvd": ({"r": train, "mu": mu}, {"r": test, "mu": mu}),
+        "bpr": ({"seen": clicks}, None),
+        "cuts": ({"w": wg, "c": c}, None),
+    }
+
+
+def without_train_line(name: str) -> tuple[str, float | None]:
+    """The shipped spec's text with its `train` line removed, and that line's step."""
+    text = shipped.text(name)
+    line = next((l for l in text.splitlines() if l.strip().startswith("train ")), "")
+    step = re.search(r"\bstep\s+([0-9.eE+-]+)", line)
+    return text.replace(line, ""), float(step.group(1)) if step else None
+
+
+def final(mod, data, epochs, threads, **options) -> dict:
+    t = mod.Trainer(epochs=epochs, threads=threads, seed=0, **options)
+    began = time.perf_counter()
+    try:
+        t.fit(**data)
+    except hogwild_dsl.DivergenceError as e:
+        return {"diverged": True, "why": str(e).splitlines()[0],
+                "seconds": time.perf_counter() - began}
+    seconds = time.perf_counter() - began
+    value = t.objective(**data)
+    return {"diverged": not np.isfinite(value), "objective": float(value), "seconds": seconds,
+            "step": t.step, "trainer": t}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--scale", choices=sorted(SCALES), default="small")
+    ap.add_argument("--only", nargs="*", help="spec names (default: every shipped spec)")
+    ap.add_argument("--out", type=Path, default=HERE / "results")
+    args = ap.parse_args(argv)
+    sets = data_sets(args.scale)
+    rows = []
+    for name, (data, test) in sets.items():
+        if args.only and name not in args.only:
+            continue
+        text, spec_step = without_train_line(name)
+        mod = hogwild_dsl.load(text=text)
+        ada = final(mod, data, args.epochs, args.threads, optimizer="adagrad")
+        base = spec_step or mod.Trainer().step
+        sgd = [dict(final(mod, data, args.epochs, args.threads, optimizer="sgd",
+                          step=base * f), factor=f) for f in GRID]
+        ok = [r for r in sgd if not r["diverged"]]
+        best = min(ok, key=lambda r: r["objective"]) if ok else None
+        row = {"spec": name, "epochs": args.epochs,
+               "adagrad_step": ada.get("step"), "adagrad_objective": ada.get("objective"),
+               "adagrad_diverged": ada["diverged"],
+               "sgd": [{"step": base * r["factor"], "objective": r.get("objective"),
+                        "diverged": r["diverged"]} for r in sgd],
+               "best_sgd_step": best["step"] if best else None,
+               "best_sgd_objective": best["objective"] if best else None}
+        if best and not ada["diverged"]:
+            row["ratio"] = ada["objective"] / best["objective"]
+            row["within_1_percent"] = bool(ada["objective"] <= 1.01 * best["objective"])
+        row["adagrad_grid"] = []
+        for step, decay in ADAGRAD_GRID:
+            r = final(mod, data, args.epochs, args.threads, optimizer="adagrad", step=step,
+                      decay=decay)
+            row["adagrad_grid"].append({"step": step, "decay": decay, "diverged": r["diverged"],
+                                        "objective": r.get("objective"), "ratio": (
+                r["objective"] / best["objective"] if best and not r["diverged"] else None)})
+        if test is not None and not ada["diverged"]:
+            pred = ada["trainer"].predict(**test)
+            row["adagrad_test_rmse"] = float(np.sqrt(np.mean((pred - test["r"].data) ** 2)))
+        rows.append(row)
+        print(f"{name:8s} adagrad {row['adagrad_objective']}  best sgd "
+              f"{row['best_sgd_objective']} (step {row['best_sgd_step']})  "
+              f"ratio {row.get('ratio', float('nan')):.4f}", flush=True)
+    result = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"),
+              "scale": args.scale, "threads": args.threads, "grid": GRID, "rows": rows,
+              "libmf": libmf_side_by_side(sets["mc"], args) if not args.only or "mc" in
+              args.only else None}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "no_tuning.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / "no_tuning.md").write_text(markdown(result))
+    print(f"wrote {args.out}/no_tuning.json and no_tuning.md")
+
+
+def libmf_side_by_side(mc, args):
+    """The MF spec with adagrad_row against LIBMF (per-row AdaGrad too), equal epochs."""
+    from peers import libmf
+    ok, why = libmf.available()
+    (train,), (test,) = mc[0].values(), mc[1].values()
+    text, step = without_train_line("mc")
+    mod = hogwild_dsl.load(text=text)
+    ours = final(mod, {"r": train}, args.epochs, args.threads, optimizer="adagrad_row")
+    out = {"epochs": args.epochs, "ours_seconds": ours["seconds"]}
+    if not ours["diverged"]:
+        pred = ours["trainer"].predict(r=test)
+        out["ours_test_rmse"] = float(np.sqrt(np.mean((pred - test.data) ** 2)))
+    if not ok:
+        out["libmf"] = f"not run: {why}"
+        return out
+    model = libmf.libmf_train(train, k=20, iters=args.epochs, threads=args.threads)
+    out.update(libmf_seconds=model.seconds, libmf_test_rmse=libmf.libmf_rmse(model, test))
+    return out
+
+
+def markdown(result) -> str:
+    m = result["machine"]
+    lines = ["# No tuning: AdaGrad at its default step vs the best hand-tuned SGD step", "",
+             f"Machine: {m['cpu']}, {m['cores']} cores, host {m['host']}; {result['date']}; "
+             f"scale '{result['scale']}', {result['threads']} threads; SGD steps: the spec's "
+             f"step x {', '.join(f'{g:.3g}' for g in result['grid'])}.", "",
+             "| spec | epochs | adagrad step | adagrad objective | best sgd step | "
+             "best sgd objective | ratio | within 1% |", "|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['spec']} | {r['epochs']} | {r['adagrad_step']} | "
+                     f"{_f(r['adagrad_objective'])} | {_f(r['best_sgd_step'])} | "
+                     f"{_f(r['best_sgd_objective'])} | {_f(r.get('ratio'))} | "
+                     f"{r.get('within_1_percent', 'diverged' if r['adagrad_diverged'] else '-')} |")
+    lines += ["", "## AdaGrad at other (step, decay) pairs: objective / best SGD objective", "",
+              "| spec | " + " | ".join(f"step {s}, decay {d}" for s, d in ADAGRAD_GRID) + " |",
+              "|---|" + "---|" * len(ADAGRAD_GRID)]
+    for r in result["rows"]:
+        lines.append(f"| {r['spec']} | " + " | ".join(
+            "diverged" if g["diverged"] else _f(g["ratio"]) for g in r["adagrad_grid"]) + " |")
+    lib = result.get("libmf")
+    if lib:
+        lines += ["", "## MF: adagrad_row vs LIBMF, equal epochs", "",
+                  f"Ours: {lib['ours_seconds']:.2f} s, test RMSE "
+                  f"{_f(lib.get('ours_test_rmse'))}. LIBMF: "
+                  + (f"{lib['libmf_seconds']:.2f} s, test RMSE {lib['libmf_test_rmse']:.4f}."
+                     if "libmf_seconds" in lib else str(lib.get("libmf")))]
+    return "\n".join(lines) + "\n"
+
+
+def _f(x) -> str:
+    return "-" if x is None else f"{x:.6g}"
+
+
+if __name__ == "__main__":
+    main()
