@@ -21,7 +21,7 @@ for (u, v) in r:
     predict pred
 """
 CONSTS = {'rank': 50}
-SIGNATURE = "4e4ef4c66f167aff14b542a0"
+SIGNATURE = "5642fb545324360b23a52953"
 KERNELS = "funksvd_kernels"
 
 Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)

@@ -18,7 +18,7 @@ for i in example:
     predict softmax(z)
 """
 CONSTS = {}
-SIGNATURE = "6f3655ebc24fe3431fa9ac24"
+SIGNATURE = "a764494c397a4987249e8e83"
 KERNELS = "softmax_kernels"
 
 Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import ir
 from .derive import BlockGrad, SiteGrad, derive, update_sites
@@ -333,8 +333,45 @@ def _renamed(var: ir.Var, n: int) -> ir.Var:
     return ir.Var(f"r{n}_{var.name}", var.dim, var.kind, var.source)
 
 
+@dataclass(frozen=True)
+class Step(ir.Expr):
+    """The step size of the current update (the kernel's `step`), as a leaf of a gradient
+    that an sgd update scales by it (see scaled_by_step)."""
+    def children(self):
+        return ()
+
+    def __str__(self):
+        return "step"
+
+
+def scaled_by_step(e: ir.Expr, nest: tuple) -> ir.Expr:
+    """step * e, with the step multiplied into the factor of each product that depends on the
+    fewest of the nest's loops (strength reduction): `step * (T[c] * X[i, j])` becomes
+    `(step * X[i, j]) * T[c]`, whose first factor the partial-invariant pass computes once per
+    nonzero, so the innermost loop no longer multiplies by the step. Sums and negations are
+    distributed over; any other expression is one factor."""
+    if isinstance(e, ir.Binary) and e.op in ("+", "-"):
+        return ir.Binary(e.op, scaled_by_step(e.left, nest), scaled_by_step(e.right, nest))
+    if isinstance(e, ir.Neg):
+        return ir.Neg(scaled_by_step(e.operand, nest))
+    factors, stack = [], [e]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ir.Binary) and node.op == "*":
+            stack += [node.right, node.left]
+        else:
+            factors.append(node)
+
+    def depth(f):          # how deep in the nest the innermost loop it depends on is
+        return max((nest.index(v) + 1 for v in free_loop_vars(f) if v in nest), default=0)
+    out = Step()
+    for f in sorted(factors, key=depth):       # stable: the order within a level is kept
+        out = ir.Binary("*", out, f)
+    return out
+
+
 def _is_leafy(e) -> bool:
-    return isinstance(e, (ir.Const, ir.Deg, ir.DataAt))
+    return isinstance(e, (ir.Const, ir.Deg, ir.DataAt, Step))
 
 
 def _fmt(value: float) -> str:
@@ -490,6 +527,7 @@ class Emitter:
         self.open_names: list[str] = []
         self.open_vars: list[ir.Var] = []
         self.stored: dict[ir.Sum, tuple] = {}
+        self.take = None        # in an update: room in scratch (BlockLowering.update's take)
 
     def emit(self, line: str):
         self.lines.append("    " * self.indent + line)
@@ -535,6 +573,8 @@ class Emitter:
             return _fmt(e.value) if e.value >= 0 else f"({_fmt(e.value)})"
         if isinstance(e, (ir.DataAt, ir.ParamAt, ir.Deg)):
             return self.a.leaf(e)
+        if isinstance(e, Step):
+            return "step"
         if e in self.shared and isinstance(e, (ir.Neg, ir.Binary)):
             return self.temp(e, self.inline(e), "c")
         return self.inline(e)
@@ -708,6 +748,12 @@ class Emitter:
         no exp overflows (the largest term is exp(0) = 1)."""
         var, body = self.loop_var(e)
         self.hoist_invariants(body, var)
+        if e.op != "logsumexp" and self.take is not None and not self.open_vars and \
+                free_loop_vars(body) == {var} and body not in self.stored:
+            # an update compares the max with each body value (its derivative is 1 where
+            # they are equal): the values are stored once and read by both, so they agree to
+            # the bit (computed twice, the compiler may contract them into FMAs differently)
+            self.store(body, (var,), self.take)
         best, seen = self.names.new("m"), self.names.new("a", "int")
         self.emit(f"{seen} = 0")
         self.emit(f"{best} = 0.0")
@@ -911,12 +957,15 @@ class BlockLowering:
         params) plain SGD writes where the hot rows of `hot` are this thread's replicas."""
         self.adaptive = adaptive
         names = Names()
-        exprs = [s.grad for s in self.sites] + [s.penalty for s in self.sites if s.penalty]
+        sites = [site if adaptive else   # AdaGrad needs g itself; sgd only step * g
+                 replace(site, grad=scaled_by_step(site.grad, _sorted_nest(site.index)))
+                 for site in self.sites]
+        exprs = [s.grad for s in sites] + [s.penalty for s in sites if s.penalty]
         a, lines = self.start(names, [self.bg.objective] + exprs, hot)
         em = Emitter(a, names, lines, exprs)
         nests: dict[tuple, Nest] = {}
         hoisted, stored = [], []
-        for site in self.sites:
+        for site in sites:
             vars_ = _sorted_nest(site.index)
             nest = nests.setdefault(vars_, Nest(vars_))
             nest.sites.append(site)
@@ -939,6 +988,7 @@ class BlockLowering:
             scratch_parts.append(size)
             scratch_at = " + ".join(f"({p})" for p in scratch_parts)
             return name
+        em.take = take
 
         vectors = self.partial_invariants(nests)
         hoisted, stored = list(dict.fromkeys(hoisted)), list(dict.fromkeys(stored))
@@ -1079,9 +1129,10 @@ class BlockLowering:
             em.close_loop()
 
     def write(self, em: Emitter, site: SiteGrad, g: str, atomic: bool, old: str | None):
-        """p -= step * g for one coordinate (its old value in `old` when already read).
-        Where another site of the term may write the same coordinate (x[u] and x[v] with
-        u == v), the write is an increment of the current value, so both steps add up."""
+        """p -= step * g for one coordinate (its old value in `old` when already read; in an
+        sgd update, g already holds step * g: scaled_by_step). Where another site of the term
+        may write the same coordinate (x[u] and x[v] with u == v), the write is an increment
+        of the current value, so both steps add up."""
         target = em.a.leaf(site.access)
         if old is None or site.param in self.aliased:
             old = em.names.new("o")
@@ -1091,6 +1142,7 @@ class BlockLowering:
             weight = em.names.new("w")
             em.emit(f"{weight} = {em.value(site.penalty)}")
         self.adapt(em, site, g, weight, atomic)
+        move = f"step * {g}" if self.adaptive else g
         con = self.spec.param(site.param).constraint
         clip = None
         if con is not None and con.kind == "lower":
@@ -1098,24 +1150,24 @@ class BlockLowering:
         elif con is not None and con.kind == "box":
             clip = f"fmin({_fmt(con.hi)}, fmax({_fmt(con.lo)}, {{x}}))"
         if weight is not None:
-            new = self.l1_step(em, site, g, weight, old, atomic)
+            new = self.l1_step(em, site, move, weight, old, atomic)
             if clip:
                 em.emit(f"{new} = {clip.format(x=new)}")
             em.emit(f"_hw_atomic_add(&{target}, {new} - {old})" if atomic else f"{target} = {new}")
             return
         if atomic:
-            em.emit(f"_hw_atomic_add(&{target}, -step * {g})")
+            em.emit(f"_hw_atomic_add(&{target}, -({move}))")
             if clip:
                 em.emit(f"{target} = {clip.format(x=target)}")
         elif clip:
-            em.emit(f"{target} = {clip.format(x=f'{old} - step * {g}')}")
+            em.emit(f"{target} = {clip.format(x=f'{old} - {move}')}")
         else:
-            em.emit(f"{target} = {old} - step * {g}")
+            em.emit(f"{target} = {old} - {move}")
 
-    def l1_step(self, em: Emitter, site: SiteGrad, g: str, weight: str, old: str,
+    def l1_step(self, em: Emitter, site: SiteGrad, move: str, weight: str, old: str,
                 atomic: bool) -> str:
         """The clipped cumulative penalty (Tsuruoka, Tsujii and Ananiadou, ACL 2009), per
-        coordinate: after the step on the smooth part, z = old - step * g, the coordinate owes
+        coordinate: after the step on the smooth part, z = old - move, the coordinate owes
         u (every step * weight of its touches so far) and has been given q (signed); it moves
         toward 0 by what it still owes, never across 0: z > 0: max(0, z - (u + q)); z < 0:
         min(0, z + (u - q)); then q gains the move. Returns the new value's temporary."""
@@ -1124,7 +1176,7 @@ class BlockLowering:
         u_cell = a.element(p.name, p.dims, site.access.index, c_l1(p.name, "u"))
         q_cell = a.element(p.name, p.dims, site.access.index, c_l1(p.name, "q"))
         z, u, new = em.names.new("z"), em.names.new("u"), em.names.new("new")
-        em.emit(f"{z} = {old} - step * {g}")
+        em.emit(f"{z} = {old} - {move}")
         em.emit(f"{u} = " + (f"_hw_atomic_add_fetch(&{u_cell}, step * {weight})" if atomic
                              else f"_hw_add_fetch(&{u_cell}, step * {weight})"))
         em.emit(f"{new} = {z}")
