@@ -110,6 +110,10 @@ class Checker:
 
     def declare(self, name: syn.Name, what: str):
         self.new_name(name, what)
+        if what == "data" and name.id == "validation":
+            self.error(name, "data cannot be named 'validation'",
+                       "fit(..., validation={...}) takes held-out data under that keyword: "
+                       "choose another name")
         if name.id in self.names:
             prev_what, prev = self.names[name.id]
             self.error(name, f"duplicate name '{name.id}' (already declared as {_a(prev_what)} "

@@ -184,9 +184,6 @@ class TrainerBase:
         objective after each epoch goes into the history as `validation_objective`. With
         `patience=N`, training stops after N epochs without a lower one, and the params of
         the best epoch (`best_epoch`) are kept."""
-        if any(d.name == "validation" for d in self.spec.data):
-            raise HogwildError(f"model '{self.spec.model}' names data 'validation', the name of "
-                               "fit's held-out data: rename it in the spec")
         if self.patience is not None and validation is None:
             raise HogwildError(f"patience={self.patience!r} stops on the validation objective: "
                                "pass the held-out data as fit(..., validation={...})")

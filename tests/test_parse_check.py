@@ -658,3 +658,14 @@ def test_check_from_several_threads_at_once():
         out = list(pool.map(lambda t: str(check(t)), texts))
     assert out == [IR[n] for n in sorted(EXAMPLES)] * 8
 
+
+
+def test_data_named_validation_is_refused_at_check():
+    """`validation` is fit's one reserved keyword (API.md): a spec naming data so could never
+    be given that data, so check refuses it with the line and a hint."""
+    with pytest.raises(SpecError) as err:
+        check("model m\ndim a\ndata validation[a] : real\nparam w[a]\n"
+              "for i in a:\n    loss (w[i] - validation[i])^2\n")
+    assert err.value.line == 3 and "validation" in str(err.value)
+    check("model m\ndim a\ndata valid[a] : real\nparam w[a]\n"
+          "for i in a:\n    loss (w[i] - valid[i])^2\n")
