@@ -21,7 +21,7 @@ for i in example:
 train step 0.5, decay 0.9, epochs 20
 """
 CONSTS = {}
-SIGNATURE = "bd01090720f2e10135497bf3"
+SIGNATURE = "e8d8e6e8978294af99d7b865"
 KERNELS = "svm_kernels"
 
 Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)
