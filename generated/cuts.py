@@ -21,7 +21,7 @@ for n in node:
 train step 0.05, decay 0.9, epochs 30
 """
 CONSTS = {}
-SIGNATURE = "d271e88dc04f129300b8465d"
+SIGNATURE = "6372f75b42dd07e4371dc766"
 KERNELS = "cuts_kernels"
 
 Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)

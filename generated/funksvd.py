@@ -21,7 +21,7 @@ for (u, v) in r:
     predict pred
 """
 CONSTS = {'rank': 50}
-SIGNATURE = "90d1c144b106f7813d762069"
+SIGNATURE = "a0b6371b12e7ac48d2e0b703"
 KERNELS = "funksvd_kernels"
 
 Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)

@@ -20,7 +20,7 @@ for i in example:
 train step 0.01, decay 0.95, epochs 20
 """
 CONSTS = {}
-SIGNATURE = "93281480893cfc0b9d1ea9d9"
+SIGNATURE = "a8473dc22144dbb9cc1772ea"
 KERNELS = "linreg_kernels"
 
 Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)

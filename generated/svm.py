@@ -21,7 +21,7 @@ for i in example:
 train step 0.5, decay 0.9, epochs 20
 """
 CONSTS = {}
-SIGNATURE = "e8d8e6e8978294af99d7b865"
+SIGNATURE = "2e8b94a0ad44fd5f37d59c30"
 KERNELS = "svm_kernels"
 
 Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)
