@@ -18,7 +18,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import check_estimator
 
 import hogwild_dsl
-from hogwild_dsl import HogwildError, SpecError
+from hogwild_dsl import HogwildError, SpecError, shipped
 from hogwild_dsl.sklearn import (EstimatorInputError, HogwildClassifier, HogwildRecommender,
                                  HogwildRegressor, default_threads)
 
@@ -355,19 +355,7 @@ def test_binary_labels_take_the_two_classes_as_0_and_1(cancer):
     np.testing.assert_array_equal(clf.predict_proba(X)[:, 1], p)
 
 
-SOFTMAX_SPEC = """
-model softmax
-dim example, feature, class
-data X[example, feature] : sparse
-data y[example] : index(class)
-param W[feature, class] = 0
-param b[class] = 0
-for i in example:
-    let z = sum(j in X[i]: X[i, j] * W[j]) + b
-    loss logsumexp(z) - z[y[i]]
-    reg l2(1e-4) on W[X[i]]
-    predict softmax(z)
-"""
+SOFTMAX_SPEC = shipped.text("softmax")     # the spec given as text, not by name
 
 
 def test_multiclass_through_index_labels():
