@@ -120,7 +120,7 @@ LONG_FIT = """
     X = sp.csr_matrix((rng.random(10 * n), rng.integers(0, 1000, 10 * n),
                        np.arange(0, 10 * n + 1, 10)), shape=(n, 1000))
     y = np.where(np.arange(n) %% 2, 1.0, -1.0)
-    t = mod.Trainer(threads=1, epochs=1000, order="stored")
+    t = mod.Trainer(threads=1, epochs=10**6, order="stored")   # never done before the Ctrl-C
     print("ready", flush=True)
     try:
         t.fit(X=X, y=y)
