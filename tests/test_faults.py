@@ -26,6 +26,13 @@ def python(code: str, env=None, **kwargs) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
+def default_sigint():
+    """preexec_fn: Ctrl-C as a terminal delivers it, whatever this process inherited (a job
+    started in the background by a non-interactive shell ignores SIGINT, and so would its
+    children)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def disk_of(limit_bytes: int):
     """preexec_fn: files may not grow past limit_bytes (writes fail with EFBIG, as on a full
     disk, instead of the process being killed by SIGXFSZ)."""
@@ -136,7 +143,7 @@ def test_ctrl_c_during_fit_from_python(hog_cache_dir):
     """SIGINT mid-fit: history, the epoch count and the params agree (the objective of the
     params kept is the last one recorded)."""
     p = python(LONG_FIT % str(ROOT / "specs" / "svm.hog"),
-               {"HOGWILD_CACHE_DIR": str(hog_cache_dir)})
+               {"HOGWILD_CACHE_DIR": str(hog_cache_dir)}, preexec_fn=default_sigint)
     assert p.stdout.readline().strip() == "ready"
     time.sleep(2.0)
     p.send_signal(signal.SIGINT)
@@ -158,7 +165,7 @@ def test_ctrl_c_during_cli_train_saves(tmp_path, hog_cache_dir):
                           str(ROOT / "specs" / "svm.hog"), "--data", "X,y=train.svm",
                           "--epochs", "100000", "--threads", "1", "--out", "model.npz"],
                          cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+                         text=True, preexec_fn=default_sigint)
     seen = ""
     while "thread)" not in seen:             # the progress bar: the fit has started
         char = p.stderr.read(1)
