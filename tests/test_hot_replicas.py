@@ -214,12 +214,12 @@ def test_two_threads_on_replicas_converge_like_one_thread(load_spec, monkeypatch
     delay of 2048 terms, or merges that average the threads' paths, end 10-20% above)."""
     mod = load_spec("svm")
     X, y = rcv1_like(n_rows=6000, n_features=2000, nnz_per_row=30, seed=6)
-    serial = mod.Trainer(threads=1, epochs=10, seed=0).fit(X=X, y=y)
+    serial = mod.Trainer(threads=1, epochs=20, seed=0).fit(X=X, y=y)
     start = mod.Trainer(threads=1, epochs=0).fit(X=X, y=y).objective(X=X, y=y)
     best = serial.history[-1]["objective"]
     for delay in (32, 256):
         monkeypatch.setattr(runtime, "MERGE_DELAY", delay)
-        t = mod.Trainer(threads=2, epochs=10, seed=0)
+        t = mod.Trainer(threads=2, epochs=20, seed=0)
         assert len(hot_rows(t, X=X, y=y)["_hot_w"]) > 100
         t.fit(X=X, y=y)
         reached = t.history[-1]["objective"]
