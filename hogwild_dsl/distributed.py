@@ -847,7 +847,9 @@ class _Lost(Exception):
 
 
 def _alive(client) -> list:
-    return sorted(client.scheduler_info(n_workers=-1)["workers"])
+    """The workers the scheduler has now (asked, not the client's cached identity, which lags
+    behind a worker that was just restarted)."""
+    return sorted(client.nthreads())
 
 
 def _is_sparse_meta(x) -> bool:
