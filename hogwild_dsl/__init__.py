@@ -13,11 +13,12 @@ def check(text: str, consts: dict | None = None):
     return _check_stage(text, consts)
 
 
-def load(path=None, *, text=None, consts=None, cache_dir=None):
+def load(path=None, *, text=None, consts=None, cache_dir=None, dtype="float64"):
     """Parse, check, generate, compile (cached) and import a spec; returns the module.
-    `path` is a .hog file or a shipped spec's name: `load("svm")`."""
+    `path` is a .hog file or a shipped spec's name: `load("svm")`. `dtype="float32"` stores
+    params, data values and optimizer state in single precision (half the memory)."""
     from .jit import load as _load
-    return _load(path, text=text, consts=consts, cache_dir=cache_dir)
+    return _load(path, text=text, consts=consts, cache_dir=cache_dir, dtype=dtype)
 
 
 __all__ = ["check", "load", "HogwildError", "SpecError", "DataError", "CompileError",

@@ -214,7 +214,7 @@ def cmd_compile(args) -> int:
         models[spec.model] = path
     from .jit import compile_to
     for path in args.specs:
-        for p in compile_to([path], args.out_dir, consts[path]):
+        for p in compile_to([path], args.out_dir, consts[path], dtype=args.dtype):
             print(f"wrote {p}")
     return 0
 
@@ -332,7 +332,7 @@ def cmd_train(args) -> int:
         fit_args["validation"] = read_data_args(spec, args.validation, "--validation")
         widen_to_agree(spec, data, fit_args["validation"])
     from .jit import load
-    mod = load(args.spec, consts=consts)
+    mod = load(args.spec, consts=consts, dtype=args.dtype)
     out = args.out or f"{spec.model}_params.npz"
     out_dir = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(out_dir):
@@ -422,6 +422,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
+    def dtype_opt(q):
+        q.add_argument("--dtype", choices=["float64", "float32"], default="float64",
+                       help="storage of params, data values and optimizer state (float32: "
+                            "half the memory; default float64)")
+
     def const_opt(q):
         q.add_argument("--const", action="append", type=parse_const, metavar="NAME=INT",
                        help="override a const of the spec (repeatable)")
@@ -437,6 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("-o", "--out-dir", default="generated", metavar="DIR",
                    help="where to write the module (default: generated/)")
     const_opt(q)
+    dtype_opt(q)
     q.set_defaults(func=cmd_compile)
 
     q = sub.add_parser("train", help="train a spec on data files")
@@ -463,6 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after N epochs without a lower validation objective and keep "
                         "the best epoch's params (needs --validation)")
     const_opt(q)
+    dtype_opt(q)
     q.add_argument("--out", metavar="PARAMS.npz",
                    help="where to save the params (default: MODEL_params.npz)")
     q.add_argument("--plot", metavar="CURVE.png",

@@ -316,7 +316,7 @@ def _load(key, shard, spec_text, consts, plan_, settings, source):
     combine them: per part its terms, touches and degree counts."""
     import hogwild_dsl
     from distributed import get_worker
-    mod = hogwild_dsl.load(text=spec_text, consts=consts)
+    mod = hogwild_dsl.load(text=spec_text, consts=consts, dtype=settings["dtype"])
     spec = mod.Trainer.spec
     threads = settings["threads"] or get_worker().state.nthreads
     if plan_.mode == "dsgd":
@@ -379,7 +379,7 @@ def _objective_sum_of(key, shard, args):
 
 
 def _copy(params):
-    return {k: np.array(v, dtype=np.float64, order="C") for k, v in params.items()}
+    return {k: np.array(v, order="C") for k, v in params.items()}     # the dtype kept
 
 
 def _forget(key):
@@ -524,6 +524,7 @@ class _Job:
             raise HogwildError("the Dask cluster has no workers")
         self.d = len(self.workers)
         self.settings = {"threads": threads, "parts": parts, "seed": seed, "shapes": {},
+                         "dtype": trainer.dtype.name,     # the module's storage (API.md)
                          "trainer": {"sync": trainer.sync, "order": trainer.order,
                                      "chunk": trainer.chunk}}
         self.sources: dict = {}       # shard -> its source (client values or futures)
@@ -1001,7 +1002,7 @@ def _run(job: _Job, t, progress: bool):
         if bar is not None:
             bar.close()
         for name, value in params.items():
-            t.params[name] = np.array(value, dtype=np.float64, order="C")
+            t.params[name] = np.array(value, dtype=t.dtype, order="C")
     return t
 
 

@@ -13,7 +13,7 @@ from importlib import resources
 import jinja2
 
 from . import __version__, ir
-from .lower import KernelPlan, c_draw_key, c_hot, c_nterms, lower
+from .lower import STORAGE, KernelPlan, c_draw_key, c_hot, c_nterms, lower
 
 
 @functools.cache
@@ -41,11 +41,12 @@ def generator_hash() -> str:
     return h.hexdigest()
 
 
-def signature(spec: ir.Spec) -> str:
-    """Hash of everything that changes the generated sources: spec text, consts, templates and
-    generator code, package version (the build environment is added by the cache key)."""
+def signature(spec: ir.Spec, dtype: str = "float64") -> str:
+    """Hash of everything that changes the generated sources: spec text, consts, storage
+    dtype, templates and generator code, package version (the build environment is added by
+    the cache key)."""
     h = hashlib.sha256()
-    for part in (spec.source, repr(spec.consts), generator_hash(), __version__):
+    for part in (spec.source, repr(spec.consts), dtype, generator_hash(), __version__):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:24]
@@ -68,10 +69,13 @@ def _comments(spec: ir.Spec, block: ir.Block, what: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def emit(spec: ir.Spec, ext_name: str, plan: KernelPlan | None = None) -> dict[str, str]:
-    """-> {"<ext_name>.pyx": kernels, "<model>.py": the thin module}."""
-    plan = plan or lower(spec)
-    sig = signature(spec)
+def emit(spec: ir.Spec, ext_name: str, plan: KernelPlan | None = None,
+         dtype: str = "float64") -> dict[str, str]:
+    """-> {"<ext_name>.pyx": kernels, "<model>.py": the thin module}; params, data values and
+    update-rule state stored in `dtype` (lower.STORAGE; a given plan's own)."""
+    plan = plan or lower(spec, dtype)
+    dtype = plan.dtype
+    sig = signature(spec, dtype)
     functions = []
     for bp in plan.blocks:
         block = spec.blocks[bp.index]
@@ -121,10 +125,10 @@ def emit(spec: ir.Spec, ext_name: str, plan: KernelPlan | None = None) -> dict[s
         predict=predict, predict_width=width, field_table=field_table, nterms=c_nterms,
         draws=any(f.name == c_draw_key() for f in plan.fields), replicas=replicas,
         replicable=repr({r["param"]: r["data"] for r in replicas}),
-        needs={k: sorted(v) for k, v in needs.items()})
+        needs={k: sorted(v) for k, v in needs.items()}, dtype=dtype, real=STORAGE[dtype])
     py = env.get_template("module.py.j2").render(
         version=__version__, model=spec.model, spec_text=_triple_quoted(spec.source),
-        consts=repr(dict(spec.consts)), signature=sig, ext_name=ext_name)
+        consts=repr(dict(spec.consts)), signature=sig, ext_name=ext_name, dtype=dtype)
     return {f"{ext_name}.pyx": pyx, f"{spec.model}.py": py}
 
 

@@ -15,6 +15,7 @@ from . import build, shipped
 from .check import check
 from .emit import emit, signature
 from .errors import CompileError, HogwildError, SpecError
+from .lower import STORAGE
 
 
 def read_spec(path) -> str:
@@ -54,21 +55,40 @@ def _short(model: str) -> str:
     return f"{model[:MAX_FILE_STEM - 13]}_{digest}"
 
 
-def load(path=None, *, text=None, consts=None, cache_dir=None):
+def storage_dtype(dtype) -> str:
+    """The storage dtype's name, "float64" or "float32", from that name or a numpy float
+    type (np.float32, np.dtype("float32")); anything else is a HogwildError."""
+    import numpy as np
+    name = dtype if isinstance(dtype, str) else None
+    if name is None:
+        try:
+            name = np.dtype(dtype).name if isinstance(dtype, (type, np.dtype)) else None
+        except TypeError:
+            name = None
+    if name not in STORAGE:
+        shown = repr(dtype) if len(repr(dtype)) <= 40 else repr(dtype)[:37] + "..."
+        raise HogwildError(f"dtype must be \"float64\" or \"float32\" (or np.float64, "
+                           f"np.float32), not {shown}")
+    return name
+
+
+def load(path=None, *, text=None, consts=None, cache_dir=None, dtype="float64"):
     """Parse, check, generate, compile (cached) and import a spec; return the module.
-    `path` is a .hog file or a shipped spec's name ("svm", see hogwild_dsl.shipped)."""
+    `path` is a .hog file or a shipped spec's name ("svm", see hogwild_dsl.shipped); `dtype`
+    the storage of params, data values and update-rule state ("float64" or "float32")."""
     if (path is None) == (text is None):
         raise HogwildError("load() takes a spec path or text=..., exactly one of them")
+    dtype = storage_dtype(dtype)
     source = read_spec(shipped.resolve(path)) if path is not None else text
     spec = check(source, consts)
     ext = ext_name_for(spec.model)
-    sig = signature(spec)
+    sig = signature(spec, dtype)
     key = build.cache_key(sig)
     folder = build.cache_root(cache_dir) / key
     module_file = f"{_short(spec.model)}.py"
     if not (folder / build.READY_MARKER).exists():     # emit only on a cache miss
         files = {module_file if n == f"{spec.model}.py" else n: text
-                 for n, text in emit(spec, ext).items()}
+                 for n, text in emit(spec, ext, dtype=dtype).items()}
         folder = build.cached_build(key, files, f"{ext}.pyx", ext, cache_dir, sig)
     name = f"hog_{key}.{spec.model}"
     if name in sys.modules:
@@ -84,11 +104,13 @@ def load(path=None, *, text=None, consts=None, cache_dir=None):
                            f"({type(e).__name__}: {e}); it was removed from the cache") from None
 
 
-def compile_to(paths, out_dir="generated", consts=None) -> list[Path]:
-    """Write <model>.py and <model>_kernels.pyx for each spec into out_dir and build them.
+def compile_to(paths, out_dir="generated", consts=None, dtype="float64") -> list[Path]:
+    """Write <model>.py and <model>_kernels.pyx for each spec into out_dir and build them
+    (storage `dtype`, as `load`'s).
 
     Outputs are replaced only once the new extension is built (build.build_into): a failed or
     killed compile leaves the previous build importable, never a .py over a stale .so."""
+    dtype = storage_dtype(dtype)
     specs = [check(read_spec(path), consts) for path in paths]
     seen = {}
     for path, spec in zip(paths, specs):
@@ -111,8 +133,8 @@ def compile_to(paths, out_dir="generated", consts=None) -> list[Path]:
                                f"file ({len(spec.model)} characters; at most {MAX_MODULE_NAME} "
                                "for `hogwildc compile`, whose module is imported by its name)")
         ext = ext_name_for(spec.model)
-        files = emit(spec, ext)
-        sig = signature(spec)
+        files = emit(spec, ext, dtype=dtype)
+        sig = signature(spec, dtype)
         current = all((out / n).is_file() and (out / n).read_text(encoding="utf-8") == text
                       for n, text in files.items())
         if current and build.stamp_matches(build.find_extension(out, ext), sig):

@@ -94,10 +94,16 @@ def c_deg(name: str) -> str:
     return f"_inv{name}"
 
 
+# The scalar storage type of the arrays a kernel updates or streams (params, data values,
+# optimizer and l1 state), by numpy dtype name -> C type. Locals, sums and the objective stay
+# double whatever it is: float32 halves memory and bandwidth without float32 accumulation.
+STORAGE = {"float64": "double", "float32": "float"}
+
+
 @dataclass(frozen=True)
 class Field:
     name: str            # in the generated code
-    ctype: str           # double* | int64_t* | int32_t* | double | int64_t
+    ctype: str           # double* | float* | int64_t* | int32_t* | double | int64_t
     doc: str
     key: str             # in the runtime's arrays / sizes dicts
     value: int | None = None   # a constant the kernel itself fills in (not from the runtime)
@@ -108,14 +114,16 @@ class Field:
         return self.ctype.endswith("*")
 
 
-def layout(spec: ir.Spec) -> list[Field]:
-    """Every array and size a kernel reads, named as the runtime fills them."""
+def layout(spec: ir.Spec, dtype: str = "float64") -> list[Field]:
+    """Every array and size a kernel reads, named as the runtime fills them; params, data
+    values and update-rule state in `dtype` (STORAGE), the runtime's own tables in double."""
+    real = STORAGE[dtype] + "*"
     fields: list[Field] = []
     entry_data = {b.over for b in spec.blocks if b.kind == "entries"}
     for d in spec.data:
         if d.kind == "sparse":
             parts = [("indptr", "int64_t*", "CSR row pointers"), ("indices", "int32_t*",
-                     "CSR columns"), ("data", "double*", "CSR values")]
+                     "CSR columns"), ("data", real, "CSR values")]
             if d.name in entry_data:
                 parts.append(("rows", "int32_t*", "row of each entry"))
             fields += [Field(c_csr(d.name, part), ctype, f"{doc} of {d.name}",
@@ -126,16 +134,16 @@ def layout(spec: ir.Spec) -> list[Field]:
             fields.append(Field(c_value(d.name), "int64_t*", f"index data {d.name} (into "
                                 f"{d.of})", d.name))
         else:
-            fields.append(Field(c_value(d.name), "double*", f"{d.kind} data {d.name}", d.name))
+            fields.append(Field(c_value(d.name), real, f"{d.kind} data {d.name}", d.name))
     for p in spec.params:
-        fields.append(Field(c_value(p.name), "double*", f"param {p.name}", p.name))
-        fields.append(Field(c_acc(p.name), "double*", f"sums of squared gradients of {p.name} "
+        fields.append(Field(c_value(p.name), real, f"param {p.name}", p.name))
+        fields.append(Field(c_acc(p.name), real, f"sums of squared gradients of {p.name} "
                             "(adagrad: per coordinate; adagrad_row: per row of a 2-D param)",
                             f"{p.name}__acc", state=True))
     for name in dict.fromkeys(r.param for b in spec.blocks for r in b.regs if r.kind == "l1"):
-        fields += [Field(c_l1(name, "u"), "double*", f"l1 penalty owed to each coordinate of "
+        fields += [Field(c_l1(name, "u"), real, f"l1 penalty owed to each coordinate of "
                          f"{name} so far", f"{name}__l1u"),
-                   Field(c_l1(name, "q"), "double*", f"l1 penalty applied to each coordinate "
+                   Field(c_l1(name, "q"), real, f"l1 penalty applied to each coordinate "
                          f"of {name} so far", f"{name}__l1q")]
     fields.append(Field(c_optimizer(), "int64_t", "update rule: 0 sgd, 1 adagrad, "
                         "2 adagrad_row", "optimizer"))
@@ -900,8 +908,9 @@ def _term_vars(a: Access, block: ir.Block) -> list[str]:
 
 
 class BlockLowering:
-    def __init__(self, spec: ir.Spec, bg: BlockGrad):
+    def __init__(self, spec: ir.Spec, bg: BlockGrad, real: str = "double"):
         self.spec, self.bg, self.block = spec, bg, bg.block
+        self.real = real          # the params' C type (STORAGE): a hot update's replicas too
         self.sites = update_sites(bg.block)
         written = [s.param for s in self.sites]
         self.aliased = {p for p in written if written.count(p) > 1}
@@ -1034,7 +1043,7 @@ class BlockLowering:
                 lines.insert(0, f"    {m} = M.{m}")
             return Function(f"_update_b{self.block.index}_hot",
                             "(const _Model* M, int64_t t, double step, double* scratch, "
-                            "double* own)", dict(names.decls), lines, scratch_at)
+                            f"{self.real}* own)", dict(names.decls), lines, scratch_at)
         suffix = ("atomic" if atomic else "plain") + ("_adaptive" if adaptive else "")
         return Function(f"_update_b{self.block.index}_{suffix}",
                         "(const _Model* M, int64_t t, double step, double* scratch)",
@@ -1291,6 +1300,7 @@ class KernelPlan:
     blocks: list
     pointers_used: dict        # function name -> fields it reads (locals copied from M)
     replicas: dict = field(default_factory=dict)   # replicable(spec)
+    dtype: str = "float64"     # the storage type (STORAGE)
 
 
 def used_fields(fields: list[Field], fn: Function) -> list[Field]:
@@ -1300,12 +1310,12 @@ def used_fields(fields: list[Field], fn: Function) -> list[Field]:
     return [f for f in fields if f.name in words]
 
 
-def lower(spec: ir.Spec) -> KernelPlan:
-    fields = layout(spec)
+def lower(spec: ir.Spec, dtype: str = "float64") -> KernelPlan:
+    fields = layout(spec, dtype)
     replicas = replicable(spec)
     blocks = []
     for bg in derive(spec):
-        bl = BlockLowering(spec, bg)
+        bl = BlockLowering(spec, bg, STORAGE[dtype])
         var = bg.block.predict_var
         width = Access(spec, bg.block).extent(var.dim) if var is not None else None
         blocks.append(BlockPlan(bg.block.index, bg.block.kind, bg.block.over,
@@ -1318,4 +1328,4 @@ def lower(spec: ir.Spec) -> KernelPlan:
         for fn in b.functions:
             if fn is not None:
                 uses[fn.name] = used_fields(fields, fn)
-    return KernelPlan(spec.model, fields, blocks, uses, replicas)
+    return KernelPlan(spec.model, fields, blocks, uses, replicas, dtype)

@@ -93,6 +93,39 @@ static inline double _hw_atomic_add_fetch(double* p, double v) {
     { *p += v; out = *p; }
     return out;
 }
+/* The same on float storage (dtype="float32": params, data values and state in single
+   precision); the values they return and the sums they keep beside them stay double. */
+static inline void _hw_atomic_add_f(float* p, double v) {
+#ifdef _OPENMP
+#pragma omp atomic
+#endif
+    *p += (float)v;
+}
+static inline double _hw_add_fetch_f(float* p, double v) { *p += (float)v; return *p; }
+static inline double _hw_atomic_add_fetch_f(float* p, double v) {
+    float out;
+#ifdef _OPENMP
+#pragma omp atomic capture
+#endif
+    { *p += (float)v; out = *p; }
+    return out;
+}
+static inline float* _hw_row_f(float* shared, float* own, const int32_t* map, int64_t row,
+                               int64_t length) {
+    int32_t at = map[row];
+    uintptr_t cold = (uintptr_t)(intptr_t)(at >> 31);
+    uintptr_t hot_row = (uintptr_t)own + (uintptr_t)((intptr_t)at * (intptr_t)sizeof(float));
+    return (float*)((hot_row & ~cold) | ((uintptr_t)(shared + row * length) & cold)); }
+static inline void _hw_merge_f(float* own, float* seen, double* shared, int64_t n,
+                               double weight) {
+    for (int64_t e = 0; e < n; e++) {
+        double change = (double)own[e] - (double)seen[e];
+        if (change != 0.0) _hw_atomic_add(&shared[e], weight * change);
+        float now = (float)shared[e];
+        own[e] = now;
+        seen[e] = now;
+    }
+}
 static volatile int _hw_spin = 0;
 static inline void _hw_lock(void) {
     while (__atomic_exchange_n(&_hw_spin, 1, __ATOMIC_ACQUIRE))
@@ -101,9 +134,9 @@ static inline void _hw_lock(void) {
 static inline void _hw_unlock(void) { __atomic_store_n(&_hw_spin, 0, __ATOMIC_RELEASE); }
 static int _hw_desc(const void* a, const void* b) {
     double x = *(const double*)a, y = *(const double*)b; return (x < y) - (x > y); }
-/* Euclidean projection onto the probability simplex (sort-based, exact). */
-static inline void _hw_project_simplex(double* v, int64_t n, double* u) {
-    memcpy(u, v, (size_t)n * sizeof(double));
+/* Euclidean projection onto the probability simplex (sort-based, exact): the threshold
+   theta of the values copied into u (sorted there, largest first). */
+static inline double _hw_simplex_theta(double* u, int64_t n) {
     if (n <= 32) {             /* short rows (labels): insertion sort, no calls */
         for (int64_t i = 1; i < n; i++) {
             double x = u[i]; int64_t j = i - 1;
@@ -119,11 +152,30 @@ static inline void _hw_project_simplex(double* v, int64_t n, double* u) {
         double t = (css - 1.0) / (double)(i + 1);
         if (u[i] - t > 0) theta = t;
     }
+    return theta;
+}
+static inline void _hw_project_simplex(double* v, int64_t n, double* u) {
+    memcpy(u, v, (size_t)n * sizeof(double));
+    double theta = _hw_simplex_theta(u, n);
     for (int64_t i = 0; i < n; i++) v[i] = v[i] - theta > 0 ? v[i] - theta : 0.0;
 }
 static inline void _hw_project_ball(double* v, int64_t n, double r) {
     double s = 0.0;
     for (int64_t i = 0; i < n; i++) s += v[i] * v[i];
     if (s > r * r) { double f = r / sqrt(s); for (int64_t i = 0; i < n; i++) v[i] *= f; }
+}
+/* The projections of a float row: the sums in double, each value rounded once. */
+static inline void _hw_project_simplex_f(float* v, int64_t n, double* u) {
+    for (int64_t i = 0; i < n; i++) u[i] = v[i];
+    double theta = _hw_simplex_theta(u, n);
+    for (int64_t i = 0; i < n; i++) v[i] = (float)(v[i] - theta > 0 ? v[i] - theta : 0.0);
+}
+static inline void _hw_project_ball_f(float* v, int64_t n, double r) {
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++) s += (double)v[i] * v[i];
+    if (s > r * r) {
+        double f = r / sqrt(s);
+        for (int64_t i = 0; i < n; i++) v[i] = (float)(v[i] * f);
+    }
 }
 #endif
