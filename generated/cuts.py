@@ -21,7 +21,8 @@ for n in node:
 train step 0.05, decay 0.9, epochs 30
 """
 CONSTS = {}
-SIGNATURE = "6372f75b42dd07e4371dc766"
+SIGNATURE = "c9bab9c792ac30404e52b263"
 KERNELS = "cuts_kernels"
+DTYPE = "float64"      # storage of params, data values and optimizer state
 
-Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)
+Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS, DTYPE)

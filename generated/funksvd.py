@@ -21,7 +21,8 @@ for (u, v) in r:
     predict pred
 """
 CONSTS = {'rank': 50}
-SIGNATURE = "a0b6371b12e7ac48d2e0b703"
+SIGNATURE = "f0ee623015c591f3975f39df"
 KERNELS = "funksvd_kernels"
+DTYPE = "float64"      # storage of params, data values and optimizer state
 
-Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)
+Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS, DTYPE)

@@ -21,7 +21,8 @@ for (u, v) in r:
 train step 0.01, decay 0.9, epochs 20
 """
 CONSTS = {'rank': 20}
-SIGNATURE = "e997411a69706d8c8c21c2de"
+SIGNATURE = "566617ecabe7431316df2cc3"
 KERNELS = "mc_kernels"
+DTYPE = "float64"      # storage of params, data values and optimizer state
 
-Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)
+Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS, DTYPE)

@@ -18,7 +18,8 @@ for i in example:
     predict softmax(z)
 """
 CONSTS = {}
-SIGNATURE = "d3dc24405c9edc70e0c7f1d9"
+SIGNATURE = "c0cee8b41629774f3192401e"
 KERNELS = "softmax_kernels"
+DTYPE = "float64"      # storage of params, data values and optimizer state
 
-Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)
+Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS, DTYPE)

@@ -21,7 +21,8 @@ for i in example:
 train step 0.5, decay 0.9, epochs 20
 """
 CONSTS = {}
-SIGNATURE = "2e8b94a0ad44fd5f37d59c30"
+SIGNATURE = "dfd06a577b13fb59d1656d05"
 KERNELS = "svm_kernels"
+DTYPE = "float64"      # storage of params, data values and optimizer state
 
-Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)
+Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS, DTYPE)
