@@ -360,8 +360,9 @@ class TrainerBase:
             consts = dict(self.spec.consts)
             out = np.empty((n, consts[dim] if dim in consts else sizes[f"n_{dim}"]))
         kernel.predict(out.reshape(-1), self.threads)
-        if block.kind == "entries":     # the kernel's CSR order -> the order the user gave
-            out = out[self._positions[block.over]]
+        positions = self._positions.get(block.over)
+        if positions is not None:       # the kernel's CSR order -> the order the user gave
+            out = out[positions]
         return out
 
     def save(self, path) -> Path:
@@ -692,16 +693,14 @@ class TrainerBase:
         params = {}
         for p in self.spec.params:
             shape, init = self._shape(p, dims), p.init
+            value = np.empty(shape, dtype=self.dtype)
             if init.kind == "value":
-                value = np.full(shape, init.a, dtype=np.float64)
+                value[...] = init.a
             elif init.kind == "uniform_rows":
-                value = np.full(shape, 1.0 / max(shape[-1], 1), dtype=np.float64)
-            elif init.kind == "normal":
-                value = rng.normal(init.a, init.b, size=shape)
+                value[...] = 1.0 / max(shape[-1], 1)
             else:
-                value = rng.uniform(init.a, init.b, size=shape)
-            params[p.name] = _project(np.array(value, dtype=np.float64, order="C"),
-                                      p.constraint).astype(self.dtype, copy=False)
+                _draw_into(value, rng, init)
+            params[p.name] = _project(value, p.constraint)
         self.params = params
 
     def _live_params(self, dims: dict | None) -> dict:
@@ -1004,11 +1003,13 @@ def as_csr(value, what: str, dtype=np.float64) -> sp.csr_matrix:
     return out
 
 
-def as_entries(value, what: str, dtype=np.float64) -> tuple[sp.csr_matrix, np.ndarray]:
+def as_entries(value, what: str, dtype=np.float64) -> tuple[sp.csr_matrix, np.ndarray | None]:
     """Sparse data whose stored entries are terms (LANGUAGE.md: never merged, zeros kept), as
     the kernel's CSR (rows in order; within a row by column, ties in the order given) and, for
     each entry in the order the user gave them (a COO's own order; CSR storage order for CSR
-    input and row-major order for any other input), its position in that CSR."""
+    input and row-major order for any other input), its position in that CSR: None where it is
+    the CSR's own order (a CSR with sorted columns is used as it is, with no reordered copy:
+    for a large ratings matrix, the sort's arrays were most of a fit's memory)."""
     if sp.issparse(value) and getattr(value, "format", None) == "coo":
         shape = tuple(getattr(value, "shape", ()))
         if len(shape) != 2:
@@ -1033,6 +1034,8 @@ def as_entries(value, what: str, dtype=np.float64) -> tuple[sp.csr_matrix, np.nd
                 raise DataError(f"{what} is not a valid sparse matrix: {e}") from None
         else:
             m = as_csr(value, what, dtype)
+        if m.has_sorted_indices:
+            return _entries_in_order(m, what, dtype), None
         row = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))
         col, data = m.indices, m.data
     values = _values(data, what, dtype)
@@ -1050,6 +1053,21 @@ def as_entries(value, what: str, dtype=np.float64) -> tuple[sp.csr_matrix, np.nd
     positions = np.empty(order.size, dtype=np.int64)
     positions[order] = np.arange(order.size, dtype=np.int64)
     return out, positions
+
+
+def _entries_in_order(m: sp.csr_matrix, what: str, dtype) -> sp.csr_matrix:
+    """A checked CSR already in the kernel's order, with its values in `dtype` and its index
+    arrays in the kernel's types (no copy of what already is)."""
+    values = np.ascontiguousarray(_values(m.data, what, dtype))
+    if not np.all(np.isfinite(values)):
+        bad = np.flatnonzero(~np.isfinite(values))[0]
+        row = int(np.searchsorted(m.indptr, bad, side="right") - 1)
+        raise DataError(f"{what} holds NaN or inf (row {row}, column {m.indices[bad]})")
+    indptr = np.ascontiguousarray(m.indptr, dtype=np.int64)
+    indices = np.ascontiguousarray(m.indices, dtype=np.int32)
+    out = sp.csr_matrix((values, indices, indptr), shape=m.shape, copy=False)
+    out.indptr, out.indices = indptr, indices     # keep our dtypes (scipy may downcast)
+    return out
 
 
 def _extent(what: str, shape) -> None:
@@ -1212,6 +1230,20 @@ def _alias_table(name: str, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return prob, alias
 
 
+DRAW_BLOCK = 1 << 16     # values drawn at a time (_draw_into)
+
+
+def _draw_into(out: np.ndarray, rng, init: ir.Init) -> None:
+    """Fill `out` with the init's random draws, a block at a time: the very values of one
+    draw of its shape (the generator's stream is sequential), rounded to a float32 param's
+    dtype without a float64 copy of the param (which was most of a float32 fit's peak)."""
+    flat = out.reshape(-1)
+    draw = rng.normal if init.kind == "normal" else rng.uniform
+    for start in range(0, flat.size, DRAW_BLOCK):
+        stop = min(start + DRAW_BLOCK, flat.size)
+        flat[start:stop] = draw(init.a, init.b, size=stop - start)
+
+
 def _project(value: np.ndarray, con: ir.Constraint | None) -> np.ndarray:
     """Make an initial value satisfy its constraint (rows for simplex/ball)."""
     if con is None:
@@ -1232,7 +1264,7 @@ def _project(value: np.ndarray, con: ir.Constraint | None) -> np.ndarray:
         rho = rows.shape[1] - 1 - np.argmax(cond[:, ::-1], axis=1)
         theta = css[np.arange(rows.shape[0]), rho] / (rho + 1)
         rows = np.maximum(rows - theta[:, None], 0.0)
-    return np.array(rows.reshape(value.shape), dtype=np.float64, order="C")
+    return np.array(rows.reshape(value.shape), dtype=value.dtype, order="C")
 
 
 MAX_COUNT = 2**31 - 1       # epochs and chunk sizes (the kernels take C ints and int64s)
