@@ -250,9 +250,6 @@ class Checker:
         self.data[stmt.name.id] = ir.Data(stmt.name.id, dims, kind, stmt.line, of)
 
     def param(self, stmt: syn.ParamDecl):
-        if len(stmt.dims) == 3:
-            self.error(stmt.dims[2], f"a 3-D param ({stmt.name.id}) is not supported yet",
-                       "for now use one 2-D param per value of the middle dim")
         if len(stmt.dims) > 3:
             self.error(stmt.dims[3], f"a param has at most 3 dims, but {stmt.name.id} declares "
                                      f"{len(stmt.dims)}",
@@ -274,7 +271,8 @@ class Checker:
                            self.did_you_mean(c.name.id, ["simplex"]) or forms)
             if not dims:
                 self.error(c, f"'in simplex' on the 0-D param '{name}' means nothing",
-                           "the simplex constrains a row of a 1-D or 2-D param")
+                           "the simplex constrains each row (last-dim vector) of a 1-D, 2-D "
+                           "or 3-D param")
             return ir.Constraint("simplex")
         if c.kind == "call":
             if c.name.id != "ball":
@@ -307,7 +305,7 @@ class Checker:
                            "write '= NUMBER', '= uniform', '~ normal(MEAN, STD)' or "
                            "'~ uniform(LO, HI)'")
             if ndim == 0:
-                self.error(init.name, "'= uniform' (rows of 1/k) needs a 1-D or 2-D param",
+                self.error(init.name, "'= uniform' (rows of 1/k) needs a 1-D, 2-D or 3-D param",
                            "give a 0-D param a number, e.g. '= 0'")
             return ir.Init("uniform_rows")
         a, b = (v.value for v in init.values)
@@ -628,9 +626,10 @@ class BlockChecker:
             p = spec.params.get(target.id)
             if p is None:
                 self.not_a_param(target, hint)
-            if len(p.dims) == 2:
-                self.error(target, f"a whole 2-D param '{p.name}' cannot be a reg target",
-                           f"penalise the rows the term touches, e.g. {p.name}[u]")
+            if len(p.dims) >= 2:
+                self.error(target, f"a whole {len(p.dims)}-D param '{p.name}' cannot be a reg "
+                                   "target", f"penalise the rows the term touches, e.g. "
+                                             f"{p.name}[u] or {p.name}[X[i]]")
             deg = None if unscaled else self.deg_node(("all",), ir.DegSpec(
                 f"_n{self.index}", "all", None, None, None), ())
             if not p.dims:
@@ -638,6 +637,11 @@ class BlockChecker:
             k = self.fresh(p.dims[0], "dense")
             return (p.name, None, lambda share: ir.Sum(k, share(ir.ParamAt(p.name, (k,)))),
                     deg, p.name)
+        if isinstance(target, syn.Index) and len(target.args) > 1 and \
+                target.name.id in spec.params:
+            self.error(target.args[1], f"a reg target takes one index (the rows of "
+                                       f"'{target.name.id}' it penalises, every entry of each)",
+                       f"write {target.name.id}[{self._text(target.args[0])}]; " + hint)
         if not isinstance(target, syn.Index) or len(target.args) != 1:
             self.error(target, "this is not a reg target", hint)
         p = spec.params.get(target.name.id)
@@ -650,7 +654,10 @@ class BlockChecker:
         if self.is_index_datum(arg):      # W[y[i]]: the row of the term's label
             var = self.index_var(arg)
             self.check_dim(arg, p, 0, var)
-            data, at = var.source
+            data, at = var.source[:2]
+            if var.at.kind != "term":
+                self.error(arg, f"a reg target reads index data at the block's index, not at "
+                                f"'{at}'", f"e.g. {p.name}[{data}[{self.tvars[0].name}]]")
             deg = None if unscaled else self.deg_node(
                 ("indirect", data, at), ir.DegSpec(f"_deg{self.index}_{data}_{at}", "indirect",
                                                    at, data, var.dim), (var,))
@@ -676,11 +683,7 @@ class BlockChecker:
             deg = None if unscaled else self.deg_node(
                 ("var", var.name), ir.DegSpec(f"_deg{self.index}_{var.name}", "var", var.name,
                                              None, var.dim), (var,))
-            if len(p.dims) == 1:
-                return p.name, var, lambda share: share(ir.ParamAt(p.name, (var,))), deg, text
-            k = self.fresh(p.dims[1], "dense")
-            return (p.name, var, lambda share: ir.Sum(k, share(ir.ParamAt(p.name, (var, k)))),
-                    deg, text)
+            return self.row_target(p, var, deg, text)
         row = self.expr(arg)
         if row.shape.kind != "sparse":
             self.error(arg, f"the index of a reg target must be an index or a sparse row, "
@@ -695,11 +698,8 @@ class BlockChecker:
             ("support", row.shape.data, rowvar.name),
             ir.DegSpec(self.support_deg_name(row.shape.data, rowvar), "support",
                        rowvar.name, row.shape.data, row.shape.dim), (j,))
-        if len(p.dims) == 1:
-            return p.name, j, lambda share: ir.Sum(j, share(ir.ParamAt(p.name, (j,)))), deg, text
-        k = self.fresh(p.dims[1], "dense")
-        return (p.name, j, lambda share: ir.Sum(j, ir.Sum(k, share(ir.ParamAt(p.name, (j, k))))),
-                deg, text)
+        _, _, coord, _, _ = self.row_target(p, j, deg, text)
+        return p.name, j, lambda share: ir.Sum(j, coord(share)), deg, text
 
     def support_deg_name(self, data: str, rowvar: ir.Var) -> str:
         """_deg<block>_<data>; the rows of one data picked by the block's other index
@@ -711,12 +711,16 @@ class BlockChecker:
         return f"_deg{self.index}r{self.tvars.index(rowvar)}_{data}"
 
     def row_target(self, p: ir.Param, var: ir.Var, deg, text):
-        """The reg target p[var] for an index fixed per term: an entry, or a row summed."""
-        if len(p.dims) == 1:
-            return p.name, var, lambda share: share(ir.ParamAt(p.name, (var,))), deg, text
-        k = self.fresh(p.dims[1], "dense")
-        return (p.name, var, lambda share: ir.Sum(k, share(ir.ParamAt(p.name, (var, k)))),
-                deg, text)
+        """The reg target p[var]: an entry of a 1-D param, or every entry of the row (of a
+        3-D param: the matrix p[var, :, :]) summed."""
+        ks = tuple(self.fresh(d, "dense") for d in p.dims[1:])
+
+        def coord(share):
+            e = share(ir.ParamAt(p.name, (var,) + ks))
+            for k in reversed(ks):
+                e = ir.Sum(k, e)
+            return e
+        return p.name, var, coord, deg, text
 
     def is_index_datum(self, node) -> bool:
         """Whether node reads index data, y[i] (which then stands for an index)."""
@@ -775,10 +779,11 @@ class BlockChecker:
         d = self.spec.data[node.name.id]
         at = self.index_var(node.args[0])
         self.check_dim(node.args[0], d, 0, at)
-        if at.kind != "term":
-            self.error(node.args[0], f"index data read at '{at.name}' is not supported yet: "
-                                     "only at the index of the block",
-                       f"read {d.name} at the block's index, e.g. {d.name}[i]")
+        if at.kind == "indirect" and not at.per_term:
+            self.error(node.args[0], f"index data read at '{at.name}', itself index data read "
+                                     "at a summed index, is not supported",
+                       f"read {d.name} at an index bound by 'for', 'sum' or 'sample', or at "
+                       "index data read at the block's index")
         return ir.indirect(d.name, at, d.of)
 
     def check_dim(self, node, decl, position, var: ir.Var):
@@ -839,8 +844,9 @@ class BlockChecker:
                 return Typed(SCALAR, lambda k: e, node)
             if len(p.dims) == 1:
                 return Typed(Shape("dense", p.dims[0]), lambda k: ir.ParamAt(p.name, (k,)), node)
-            self.error(node, f"'{p.name}' is a 2-D param: use one of its rows, e.g. "
-                             f"{p.name}[u]", "a whole matrix has no meaning in an expression")
+            rows = ", ".join("abc"[:len(p.dims) - 1])
+            self.error(node, f"'{p.name}' is a {len(p.dims)}-D param: use one of its rows, e.g. "
+                             f"{p.name}[{rows}]", "a whole matrix has no meaning in an expression")
         if node.id in spec.data:
             d = spec.data[node.id]
             if not d.dims:                  # a scalar given at fit time
@@ -892,9 +898,15 @@ class BlockChecker:
         if len(idx) == len(decl.dims):
             e = (ir.ParamAt if is_param else ir.DataAt)(name, idx)
             return Typed(SCALAR, lambda k: e, node)
-        row = idx[0]
+        if len(idx) < len(decl.dims) - 1:      # V[j] of a 3-D param: a matrix
+            self.error(node, f"'{name}[{', '.join(self._text(a) for a in node.args)}]' of the "
+                             f"{len(decl.dims)}-D param '{name}' is a matrix, which has no "
+                             "meaning in an expression",
+                       f"read a vector over {decl.dims[-1]} with {len(decl.dims) - 1} indices, "
+                       f"e.g. {name}[{', '.join(decl.dims[:-1])}], or one entry with "
+                       f"{len(decl.dims)}")
         cls = ir.ParamAt if is_param else ir.DataAt
-        return Typed(Shape("dense", decl.dims[1]), lambda k: cls(name, (row, k)), node)
+        return Typed(Shape("dense", decl.dims[-1]), lambda k: cls(name, idx + (k,)), node)
 
     def sparse_index(self, node, decl: ir.Data, idx):
         name = decl.name
@@ -1149,7 +1161,7 @@ def _renamed(e: ir.Expr, old: ir.Var, new: ir.Var, memo: dict) -> ir.Expr:
     if e in memo:
         return memo[e]
     if isinstance(e, (ir.DataAt, ir.ParamAt, ir.Deg)):
-        out = type(e)(e.name, tuple(new if v == old else v for v in e.index))
+        out = type(e)(e.name, tuple(ir.renamed_index(v, {old: new}) for v in e.index))
     elif isinstance(e, (ir.Sum, ir.ArgMax)):
         out = type(e)(e.var, _renamed(e.body, old, new, memo))
     elif isinstance(e, ir.Binary):

@@ -125,7 +125,7 @@ class _Renamer:
             return self.memo[e]
         names = self.names
         if isinstance(e, (ir.DataAt, ir.ParamAt, ir.Deg)):
-            out = type(e)(e.name, tuple(names.get(v, v) for v in e.index))
+            out = type(e)(e.name, tuple(ir.renamed_index(v, names) for v in e.index))
         elif isinstance(e, (Sum, ir.ArgMax, ir.Reduce)):
             key = (e.var.kind, e.var.source[0] if e.var.kind == "sparse" else e.var.dim)
             depth = self.depths.get(key, 0)
@@ -268,10 +268,11 @@ def derive_block(block: ir.Block) -> BlockGrad:
     sites = []
     for (param, index), keys in leaves.items():
         total = None
+        varies = {ir.loop_of(v) for v in index}     # f[j] varies with j
         for node, loops in keys:
             part = adjoint[(node, loops)]
             for var in reversed(loops):   # summed over loops the coordinate does not vary with
-                if var not in index:
+                if var not in varies:
                     part = Sum(var, part)
             total = part if total is None else add(total, part)
         sites.append(SiteGrad(param, index, total))

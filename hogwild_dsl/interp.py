@@ -16,7 +16,7 @@ per stored entry) and meant for small data.
   owes, never across it (the clipped cumulative penalty of Tsuruoka et al. 2009: it owes
   u = the sum of step x its weight LAMBDA / deg(c) over its touches, and has been given q);
   then box / lower-bound clipping, then the touched rows of simplex / ball params projected.
-- Index data `y[i]` pick a coordinate by their value; `max`/`min`/`logsumexp` of a vector are
+- Index data `y[i]` (or `f[j]` at a summed j) pick a coordinate by their value; `max`/`min`/`logsumexp` of a vector are
   evaluated directly (logsumexp as m + log(sum(exp(v - m))), m the max).
 - A `sample j in D` line draws j uniformly from D with the counter-based generator documented
   in templates/hogwild_helpers.h (splitmix64 of the draw key, the term's index in its block and
@@ -126,7 +126,7 @@ def _project_simplex(row: np.ndarray) -> np.ndarray:
 
 def project_rows(value: np.ndarray, con: ir.Constraint | None, rows=None) -> np.ndarray:
     """`value` with its constraint applied: elementwise for box/lower, per row (the last axis)
-    for simplex/ball; `rows` (indices of the first axis of a 2-D param) limits the rows."""
+    for simplex/ball; `rows` (index tuples of the leading axes) limits the rows."""
     if con is None:
         return value
     out = np.array(value, dtype=np.float64)
@@ -136,8 +136,8 @@ def project_rows(value: np.ndarray, con: ir.Constraint | None, rows=None) -> np.
         return np.clip(out, con.lo, con.hi)
     if out.ndim == 1:
         views = [out]
-    else:
-        views = [out[r] for r in (range(out.shape[0]) if rows is None else rows)]
+    else:       # rows: first-axis indices (2-D) or index tuples of the leading axes (3-D)
+        views = [out[r] for r in (np.ndindex(out.shape[:-1]) if rows is None else rows)]
     for row in views:
         if con.kind == "simplex":
             row[...] = _project_simplex(row)
@@ -277,9 +277,9 @@ class Interpreter:
         name = var.name
         if var.kind == "sparse":
             return lambda env: env[name][0]
-        if var.kind == "indirect":
-            values, at = self.data[var.source[0]], var.source[1]
-            return lambda env: int(values[env[at]])
+        if var.kind == "indirect":          # y[i], or f[j] at a summed j
+            values, at = self.data[var.source[0]], self._index(var.at)
+            return lambda env: int(values[at(env)])
         if var.kind == "sample":
             if var.source[0] is not None:
                 raise TypeError("the interpreter does not draw weighted samples")
@@ -550,7 +550,7 @@ class Interpreter:
                     if con is not None and con.kind in ("lower", "box"):
                         new = float(project_rows(np.array(new), con))
                     arr[key] = new
-                    rows.setdefault(name, set()).add(key[0] if len(key) == 2 else None)
+                    rows.setdefault(name, set()).add(key[:-1] if len(key) >= 2 else None)
                 for name, touched in rows.items():
                     con = self.spec.param(name).constraint
                     if con is not None and con.kind in ("simplex", "ball"):

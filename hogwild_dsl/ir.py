@@ -28,10 +28,12 @@ def fmt_number(value: float) -> str:
 class Var:
     """An index variable. kind: "term" (bound by a `for`), "dense" (0..extent of `dim`),
     "sparse" (the stored entries of the sparse row `source` = (data, row var); its value is a
-    column, i.e. an index into `dim`), "indirect" (the value of index data at a term index:
-    `y[i]` with source = (data, term var)), or "sample" (an index drawn afresh per visit by a
-    `sample` line; source = (weights data or None,)). Indirect and sampled indices are fixed
-    for the whole term, like term vars: no loop runs over them."""
+    column, i.e. an index into `dim`), "indirect" (the value of index data at another index:
+    `y[i]` or `f[j]`, source = (data, name of that index, that index's Var)), or "sample" (an
+    index drawn afresh per visit by a `sample` line; source = (weights data or None,)). Sampled
+    indices, and index data read at a term index, are fixed for the whole term, like term
+    vars: no loop runs over them; index data read at a summed index (`f[j]` inside
+    `sum(j in X[i]: ...)`) varies with that sum's loop (see `loop_of`)."""
     name: str
     dim: str
     kind: str
@@ -39,16 +41,44 @@ class Var:
 
     @property
     def per_term(self) -> bool:
-        """Fixed for the whole term (no loop): a term, indirect or sampled index."""
-        return self.kind in ("term", "indirect", "sample")
+        """Fixed for the whole term (no loop): a term or sampled index, or index data read
+        at one."""
+        if self.kind == "indirect":
+            return self.source[2].per_term
+        return self.kind in ("term", "sample")
+
+    @property
+    def at(self) -> "Var":
+        """The index that index data are read at (`i` of `y[i]`)."""
+        return self.source[2]
 
     def __str__(self):
         return self.name
 
 
 def indirect(data: str, at: Var, dim: str) -> Var:
-    """The index `data[at]` (index data read at a term index), an index into `dim`."""
-    return Var(f"{data}[{at.name}]", dim, "indirect", (data, at.name))
+    """The index `data[at]` (index data read at another index), an index into `dim`."""
+    return Var(f"{data}[{at.name}]", dim, "indirect", (data, at.name, at))
+
+
+def loop_of(v: Var) -> Var | None:
+    """The loop variable an index varies with: itself for a dense or sparse var, the loop of
+    the index it is read at for index data (`f[j]` varies with j), None if fixed per term."""
+    while v.kind == "indirect":
+        v = v.at
+    return v if v.kind in ("dense", "sparse") else None
+
+
+def renamed_index(v: Var, mapping: dict) -> Var:
+    """v with the index variables of `mapping` replaced, also where index data are read at
+    one of them (`f[j]` -> `f[j2]` when j -> j2)."""
+    if v in mapping:
+        return mapping[v]
+    if v.kind == "indirect":
+        at = renamed_index(v.at, mapping)
+        if at is not v.at:
+            return indirect(v.source[0], at, v.dim)
+    return v
 
 
 # ---------------------------------------------------------------- expressions

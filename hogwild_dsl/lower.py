@@ -203,8 +203,8 @@ def _rebind(e, var: ir.Var, body: ir.Expr):
 def free_loop_vars(e: ir.Expr) -> frozenset:
     """Loop (dense / sparse) variables an expression depends on and does not bind itself."""
     if isinstance(e, (ir.DataAt, ir.ParamAt, ir.Deg)):
-        found = {v for v in e.index if not v.per_term}
-        return frozenset(found)
+        found = {ir.loop_of(v) for v in e.index}     # f[j] depends on the loop over j
+        return frozenset(found - {None})
     if isinstance(e, BINDERS):
         return free_loop_vars(e.body) - {e.var}
     out = frozenset()
@@ -222,7 +222,7 @@ def substitute(e: ir.Expr, old: ir.Var, new: ir.Var, memo=None) -> ir.Expr:
     if old not in free_loop_vars(e):
         out = e
     elif isinstance(e, (ir.DataAt, ir.ParamAt, ir.Deg)):
-        out = type(e)(e.name, tuple(new if v == old else v for v in e.index))
+        out = type(e)(e.name, tuple(ir.renamed_index(v, {old: new}) for v in e.index))
     elif isinstance(e, BINDERS):
         var, body = e.var, e.body
         if var.name == new.name:     # the binder would capture `new`: rename it first
@@ -378,6 +378,11 @@ def scaled_by_step(e: ir.Expr, nest: tuple) -> ir.Expr:
     return out
 
 
+def _grouped(text: str) -> str:
+    """A C expression as a factor: in parentheses unless it is one name."""
+    return text if text.isidentifier() else f"({text})"
+
+
 def _is_leafy(e) -> bool:
     return isinstance(e, (ir.Const, ir.Deg, ir.DataAt, Step))
 
@@ -416,13 +421,18 @@ class Access:
         self.hot = hot          # params read and written through this thread's replicas
         self.consts = dict(spec.consts)
         self.entry_data = block.over if block.kind == "entries" else None
+        self.load_in_loop = None   # the Emitter's: index data read at an open loop's index
 
     def extent(self, dim: str) -> str:
         return str(self.consts[dim]) if dim in self.consts else c_dim(dim)
 
     def index(self, v: ir.Var) -> str:
+        if v.kind == "indirect" and not v.per_term:    # f[j]: loaded once per pass of j's loop
+            return self.load_in_loop(v)
         if v.kind == "indirect":            # y[i]: loaded once per term (per_term_loads)
-            return f"_x_{v.source[0]}_{v.source[1]}"
+            at = v.at
+            return f"_x_{v.source[0]}_{at.name}" if at.kind == "term" else \
+                f"_x_{v.source[0]}{self.index(at)}"
         if v.kind == "sample":
             return f"_s_{v.name}"
         return {"term": f"_t_{v.name}", "sparse": f"_c_{v.name}", "dense": f"_d_{v.name}"}[v.kind]
@@ -433,18 +443,22 @@ class Access:
         key, the term and the draw's number (the sample line's position in the block, offset
         by the block's number x 1024), so every function of one visit sees the same draws."""
         found = {}
+
+        def need(v):                # what an index datum is read at is loaded before it
+            if v.kind == "indirect":
+                need(v.at)
+            if v.kind in ("indirect", "sample") and v.per_term:
+                found.setdefault(v, None)
         for e in exprs:
             for node in _distinct(e, lambda n: False):
                 if isinstance(node, (ir.ParamAt, ir.DataAt, ir.Deg)):
                     for v in node.index:
-                        if v.kind in ("indirect", "sample"):
-                            found.setdefault(v, None)
+                        need(v)
         lines = []
         for v in found:
             names.var(self.index(v), "int64_t")
             if v.kind == "indirect":
-                data, at = v.source
-                lines.append(f"{self.index(v)} = {c_value(data)}[_t_{at}]")
+                lines.append(f"{self.index(v)} = {c_value(v.source[0])}[{self.index(v.at)}]")
                 continue
             which = self.block.index * 1024 + \
                 next(n for n, s in enumerate(self.block.samples) if s.var == v)
@@ -492,11 +506,16 @@ class Access:
             return f"_hw_row({c_value(name)}, own, {c_hot(name)}, {self.index(index[0])}, " \
                    f"{length})[{col}]"
         name = array or c_value(name)
+        return f"{name}[{self.flat(dims, index)}]"
+
+    def flat(self, dims: tuple, index: tuple) -> str:
+        """The row-major offset of `index` in an array over `dims`: (a * n1 + b) * n2 + c."""
         if not dims:
-            return f"{name}[0]"
-        if len(dims) == 1:
-            return f"{name}[{self.index(index[0])}]"
-        return f"{name}[{self.index(index[0])} * {self.extent(dims[1])} + {self.index(index[1])}]"
+            return "0"
+        flat = self.index(index[0])
+        for dim, v in zip(dims[1:], index[1:]):
+            flat = f"{_grouped(flat)} * {self.extent(dim)} + {self.index(v)}"
+        return flat
 
     def leaf(self, e) -> str:
         if isinstance(e, ir.ParamAt):
@@ -536,6 +555,8 @@ class Emitter:
         self.open_vars: list[ir.Var] = []
         self.stored: dict[ir.Sum, tuple] = {}
         self.take = None        # in an update: room in scratch (BlockLowering.update's take)
+        self.loop_starts: list[list] = []   # per open loop: [first body line, indent, loads]
+        access.load_in_loop = self.load_in_loop
 
     def emit(self, line: str):
         self.lines.append("    " * self.indent + line)
@@ -563,12 +584,31 @@ class Emitter:
         self.scopes.append({})
         self.open_names.append(v.name)
         self.open_vars.append(v)
+        self.loop_starts.append([len(self.lines), self.indent, {}])
 
     def close_loop(self):
         self.scopes.pop()
         self.open_names.pop()
         self.open_vars.pop()
+        self.loop_starts.pop()
         self.indent -= 1
+
+    def load_in_loop(self, v: ir.Var) -> str:
+        """The local holding index data read at an open loop's index (`f[j]` in the loop
+        over j), loaded once at the top of that loop's body: read through a pointer in an
+        inner loop, it would be reloaded after every write (a param may alias it)."""
+        loop = ir.loop_of(v)
+        depth = max(n for n, o in enumerate(self.open_vars) if o == loop)
+        start = self.loop_starts[depth]
+        data, at = v.source[0], self.a.index(v.at)
+        name = f"_y_{data}{at}"
+        if name not in start[2]:
+            self.names.var(name, "int64_t")
+            self.lines.insert(start[0], "    " * start[1] + f"{name} = {c_value(data)}[{at}]")
+            start[2][name] = True
+            for inner in self.loop_starts[depth + 1:]:
+                inner[0] += 1
+        return name
 
     def value(self, e: ir.Expr) -> str:
         known = self.lookup(e)
@@ -812,7 +852,7 @@ def size_of(a: Access, vars_: tuple) -> str:
 
 def _sorted_nest(index: tuple) -> tuple:
     """The loops of a site's nest: one per distinct loop variable (Q[s, s] loops once)."""
-    loops = list(dict.fromkeys(v for v in index if not v.per_term))
+    loops = list(dict.fromkeys(ir.loop_of(v) for v in index if not v.per_term))
     return tuple([v for v in loops if v.kind == "sparse"] + [v for v in loops if v.kind == "dense"])
 
 
@@ -839,12 +879,20 @@ class Nest:
     levels: dict = field(default_factory=dict)   # loop depth -> subtrees computed there
 
 
+def _injective(site: SiteGrad) -> bool:
+    """Whether the site writes a different coordinate at every point of its nest: not so
+    where its index reads index data at a loop's index (V[j, f[j2]]: two nonzeros j2 of one
+    field write one coordinate)."""
+    return all(v.kind != "indirect" or v.per_term for v in site.index)
+
+
 def _order_nests(nests: list[Nest]) -> list[Nest] | None:
     """Order loop nests so that no nest reads a param an earlier nest wrote; None if impossible."""
     writes = [{s.param for s in n.sites} for n in nests]
     for n, w in zip(nests, writes):          # reads of a param this nest writes: same coordinate
-        own = {s.access for s in n.sites}
-        if any(r.name in w and r not in own for r in n.reads):
+        own = {s.access for s in n.sites}    # (and written once: a point's own write only)
+        repeated = {s.param for s in n.sites if not _injective(s)}
+        if any(r.name in w and (r not in own or r.name in repeated) for r in n.reads):
             return None
     remaining, ordered = list(range(len(nests))), []
     while remaining:
@@ -913,7 +961,10 @@ class BlockLowering:
         self.real = real          # the params' C type (STORAGE): a hot update's replicas too
         self.sites = update_sites(bg.block)
         written = [s.param for s in self.sites]
-        self.aliased = {p for p in written if written.count(p) > 1}
+        # a coordinate written twice in one update (two sites, or one site whose index
+        # repeats over its loops) is written as an increment of its current value
+        self.aliased = {p for p in written if written.count(p) > 1} | \
+            {s.param for s in self.sites if not _injective(s)}
 
     def start(self, names: Names, exprs, hot: frozenset = frozenset()) -> tuple[Access, list]:
         """The term's indices, and the index data and draws that `exprs` read at them."""
@@ -1090,8 +1141,14 @@ class BlockLowering:
         em.indent -= 1
 
     def by_row(self, site: SiteGrad) -> bool:
-        """Does adagrad_row keep one accumulator per row for this site's param (2-D)?"""
-        return len(self.spec.param(site.param).dims) == 2
+        """Does adagrad_row keep one accumulator per row (last-dim vector) for this site's
+        param (2-D or 3-D)?"""
+        return len(self.spec.param(site.param).dims) >= 2
+
+    def row_cell(self, a: Access, site: SiteGrad) -> str:
+        """adagrad_row's accumulator of the row a site's coordinate lies in."""
+        p = self.spec.param(site.param)
+        return f"{c_acc(p.name)}[{a.flat(p.dims[:-1], site.index[:-1])}]"
 
     def nest(self, em: Emitter, nest: Nest, atomic: bool, mode: str, buffer: str | None = None,
              opened: bool = False):
@@ -1120,8 +1177,8 @@ class BlockLowering:
             if mode == "rows":
                 if self.by_row(site):
                     p = self.spec.param(site.param)
-                    row = f"{c_acc(p.name)}[{a.index(site.access.index[0])}]"
-                    add = f"_hw_sq({em.value(site.grad)}) / {a.extent(p.dims[1])}"
+                    row = self.row_cell(a, site)
+                    add = f"_hw_sq({em.value(site.grad)}) / {a.extent(p.dims[-1])}"
                     em.emit(f"_hw_atomic_add(&{row}, {add})" if atomic else
                             f"{row} = {row} + {add}")
                 continue
@@ -1221,7 +1278,7 @@ class BlockLowering:
         if not self.by_row(site):
             scale(f"sqrt({add} + 1e-8)", "")
             return
-        row = f"{c_acc(p.name)}[{a.index(site.access.index[0])}]"
+        row = self.row_cell(a, site)
         em.emit(f"if {opt} == 2:")
         scale(f"sqrt({row} + 1e-8)", "    ")
         em.emit("else:")
@@ -1233,25 +1290,26 @@ class BlockLowering:
         for site in self.bg.sites:
             p = self.spec.param(site.param)
             if p.constraint is not None and p.constraint.kind in ("simplex", "ball"):
-                rows.setdefault((p.name, site.index[0] if len(p.dims) == 2 else None), p)
+                rows.setdefault((p.name, site.index[:-1]), p)
         # the work row is taken once, before any loop: taken inside a row loop that runs no
         # time, it would leave the pointer unset for the projections after that loop
         work = None
         if any(p.constraint.kind == "simplex" for p in rows.values()):
             work = take(self.longest_simplex_row(em.a))
-        for (name, row_var), p in rows.items():
+        for (name, row), p in rows.items():
             a, length = em.a, em.a.extent(p.dims[-1])
             em.emit(f"# keep {name} {p.constraint}")
-            loop = row_var is not None and not row_var.per_term
-            if loop:
-                em.open_loop(row_var)
+            loops = list(dict.fromkeys(ir.loop_of(v) for v in row if not v.per_term))
+            for v in loops:
+                em.open_loop(v)
             array = c_value(name)
-            start = array if row_var is None else f"{array} + {a.index(row_var)} * {length}"
+            start = array if not row else \
+                f"{array} + {_grouped(a.flat(p.dims[:-1], row))} * {length}"
             if p.constraint.kind == "simplex":
                 em.emit(f"_hw_project_simplex({start}, {length}, {work})")
             else:
                 em.emit(f"_hw_project_ball({start}, {length}, {_fmt(p.constraint.hi)})")
-            if loop:
+            for _ in loops:
                 em.close_loop()
 
     def longest_simplex_row(self, a: Access) -> str:

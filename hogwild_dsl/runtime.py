@@ -507,14 +507,14 @@ class TrainerBase:
     def _state_arrays(self) -> list:
         """The update rules' state beside the params: (key in _accumulators, layout key,
         shape). AdaGrad's sums of squares (under adagrad and adagrad_row: one per coordinate,
-        or per row of a 2-D param) and, for a param under `reg l1`, the penalty each coordinate
+        or per row of a 2-D or 3-D param) and, for a param under `reg l1`, the penalty each coordinate
         was owed and was given (the clipped cumulative penalty, whatever the optimizer)."""
         out = []
         for p in self.spec.params:
             shape = self.params[p.name].shape
             if self.optimizer != "sgd":
                 rows = self.optimizer == "adagrad_row" and len(shape) >= 2
-                out.append((p.name, f"{p.name}__acc", shape[:1] if rows else shape))
+                out.append((p.name, f"{p.name}__acc", shape[:-1] if rows else shape))
             if any(r.param == p.name and r.kind == "l1" for b in self.spec.blocks
                    for r in b.regs):
                 out += [(f"{p.name}__l1{part}", f"{p.name}__l1{part}", shape) for part in "uq"]
