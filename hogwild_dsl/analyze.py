@@ -176,6 +176,8 @@ def _access_key(access, variables):
     for pos, v in enumerate(access.index):
         if v.kind in ("term", "sample"):
             what = (v.kind, v.name)
+        elif v.kind == "indirect" and not v.per_term:    # f[j] at a summed j
+            return ("unique", id(access))
         elif v.kind == "indirect":
             what = ("indirect", v.source)
         elif v.kind == "dense":
@@ -230,7 +232,7 @@ def _expand(vars_in_order, term_values, n_terms, given, size):
                 values[k] = np.repeat(values[k], ext)
             values[var.name] = np.tile(np.arange(ext, dtype=np.int64), m)
         elif var.kind == "indirect":         # y[i]: the value index data hold for the term
-            data_name, at_name = var.source
+            data_name, at_name = var.source[:2]
             if data_name not in given:
                 raise DataError(f"data '{data_name}' is needed (it says which {var.dim} each "
                                 "term touches) but was not given")

@@ -40,7 +40,9 @@ CONSTRUCTS = sorted(
      "reg:on-scalar", "reg:on-support-1d", "reg:on-support-2d",
      "predict", "predict:sign", "predict:argmax", "train-line", "data:explicit-zero",
      "data:index", "param:at-index", "param:at-sample", "sample:uniform", "reg:on-index",
-     "reg:on-sample", "reduce:logsumexp", "reduce:max", "reduce:min", "predict:vector"]
+     "reg:on-sample", "reduce:logsumexp", "reduce:max", "reduce:min", "predict:vector",
+     "param:3d", "param:3d-entry", "param:3d-vector", "param:at-summed-index",
+     "reg:on-support-3d", "reg:on-row-3d"]
     + [f"fn:{f}" for f in FUNCS1 + FUNCS2])
 
 
@@ -79,6 +81,9 @@ class Generator:
     def __init__(self, seed: int, avoid_known: bool = True, suffix: str = "",
                  block_offset: int = 0):
         self.rng = random.Random(seed)
+        # the newer forms (3-D params, index data at a summed index) decide from a stream of
+        # their own, so that the specs of older seeds change only where one of them is used
+        self.rng2 = random.Random(seed * 7919 + 1)
         self.sfx = suffix                      # appended to every name (packed specs)
         self.block_offset = block_offset       # index of our first block in the spec
         self.seed = seed
@@ -96,6 +101,9 @@ class Generator:
     # ------------------------------------------------------------ declarations on demand
     def chance(self, p):
         return self.rng.random() < p
+
+    def chance2(self, p):
+        return self.rng2.random() < p
 
     def pick(self, seq):
         return self.rng.choice(list(seq))
@@ -150,6 +158,44 @@ class Generator:
         of = self.extent()
         n = self.datum(f"index({of})", (dim,))
         return f"{n}[{var}]", of, ("index", n, var), "index"
+
+    def summed_index(self, sc: "Scope"):
+        """Index data read at an index a sum binds (`n0[s1]` inside sum(s1 in X[i]: ...)),
+        an index into another extent. -> (text, extent, key, tag, summed var) or None."""
+        bound = [(n, d) for n, d, _ in sc.bound if d in self.dims]
+        if not bound:
+            return None
+        var, dim = self.rng2.choice(bound)
+        of = self.extent()
+        n = self.datum(f"index({of})", (dim,))
+        return f"{n}[{var}]", of, ("index", n, sc.key(var)), "summed-index", var
+
+    def param3(self, sc: "Scope", last: str | None) -> E:
+        """A 3-D param read as an entry (last None) or as a vector over `last`: P[a, b, c] or
+        P[a, b], where b may be index data at a summed index (V[j, f[j2]])."""
+        var, dim = self.rng2.choice(sc.index_vars())
+        reads, tags = {var}, {"param:3d"}
+        at = self.summed_index(sc) if self.chance2(0.5) else None
+        if at is not None:
+            second, dim2 = at[0], at[1]
+            reads.add(at[4])
+            tags.add("param:at-summed-index")
+        else:
+            others = [(v, d) for v, d in sc.index_vars() if v != var or not self.avoid_known]
+            if not others:
+                return None
+            second, dim2 = self.rng2.choice(others)
+            reads.add(second)
+        if last is None:
+            third, dim3 = self.rng2.choice(sc.index_vars())
+            if self.avoid_known and third in reads:    # F3: no index twice in an access
+                return None
+            p = sc.use(self.param((dim, dim2, dim3)), sc.key(var))
+            return E(f"{p}[{var}, {second}, {third}]", "S", frozenset([p]),
+                     frozenset(tags | {"param:3d-entry"}), frozenset(reads | {third}))
+        p = sc.use(self.param((dim, dim2, last)), sc.key(var))
+        return E(f"{p}[{var}, {second}]", ("V", last), frozenset([p]),
+                 frozenset(tags | {"param:3d-vector"}), frozenset(reads))
 
     def param(self, dims: tuple, fresh=False) -> str:
         existing = [n for n, (d, _, _) in self.params.items() if d == dims]
@@ -273,12 +319,22 @@ class Generator:
             name = self.pick([n for n, shape in sc.lets if shape == "S"])
             return E(name, "S", sc.let_params[name])
         var, dim = self.pick(sc.index_vars())
+        if kind == "param" and self.chance2(0.1):
+            e = self.param3(sc, None)
+            if e is not None:
+                return e
         at = self.per_term_index(sc) if kind == "param" and self.chance(0.3) else None
         if at is not None:
             text, of, key, tag = at
             p = sc.use(self.param((of,)), key)
             return E(f"{p}[{text}]", "S", frozenset([p]),
                      frozenset(["param:1d", f"param:at-{tag}"]))
+        at = self.summed_index(sc) if kind == "param" and self.chance2(0.2) else None
+        if at is not None:
+            text, of, key, tag, summed = at
+            p = sc.use(self.param((of,)), key)
+            return E(f"{p}[{text}]", "S", frozenset([p]),
+                     frozenset(["param:1d", f"param:at-{tag}"]), frozenset([summed]))
         if kind == "param":
             if self.chance(0.2):
                 p = sc.use(self.param(()), ())
@@ -469,12 +525,22 @@ class Generator:
                 return E(p, ("V", d), frozenset([p]), frozenset(["param:whole-vector"]))
             y = self.datum("real", (d,))
             return E(y, ("V", d), tags=frozenset(["value:whole-data"]))
+        if kind == "param-row" and self.chance2(0.15):
+            e = self.param3(sc, d)
+            if e is not None:
+                return e
         at = self.per_term_index(sc) if kind == "param-row" and self.chance(0.3) else None
         if at is not None:
             text, of, key, tag = at
             p = sc.use(self.param((of, d)), key)
             return E(f"{p}[{text}]", ("V", d), frozenset([p]),
                      frozenset(["param:row", f"param:at-{tag}"]))
+        at = self.summed_index(sc) if kind == "param-row" and self.chance2(0.2) else None
+        if at is not None:
+            text, of, key, tag, summed = at
+            p = sc.use(self.param((of, d)), key)
+            return E(f"{p}[{text}]", ("V", d), frozenset([p]),
+                     frozenset(["param:row", f"param:at-{tag}"]), frozenset([summed]))
         var, dim = self.pick(sc.index_vars())
         if kind == "data-row":
             c = self.datum("dense", (dim, d))
@@ -569,6 +635,8 @@ class Generator:
             if form == "support" and rows:
                 text, data, col_dim = self.pick(rows)
                 dims = (col_dim,) if self.chance(0.5) else (col_dim, self.extent())
+                if self.chance2(0.2):
+                    dims = (col_dim, self.extent(), self.extent())
                 p = self.reg_param(sc, dims, ("sparse", data, text[text.index("[") + 1:-1]))
                 t = f"{p}[{text}]"
                 self.tags.add(f"reg:on-support-{len(self.params[p][0])}d")
@@ -588,10 +656,13 @@ class Generator:
                 if at is not None:
                     var, dim, key, tag = at
                 dims = (dim,) if self.chance(0.4) else (dim, self.extent())
+                if self.chance2(0.15):
+                    dims = (dim, self.extent(), self.extent())
                 p = self.reg_param(sc, dims, key)
                 t = f"{p}[{var}]"
                 self.tags.add(f"reg:on-{tag}" if tag else
-                              "reg:on-row" if len(self.params[p][0]) == 2 else "reg:on-entry")
+                              "reg:on-row" if len(self.params[p][0]) == 2 else
+                              "reg:on-row-3d" if len(self.params[p][0]) == 3 else "reg:on-entry")
             if t not in targets:
                 targets.append(t)
         self.tags.add(f"reg:{kind}")

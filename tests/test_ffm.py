@@ -1,0 +1,239 @@
+"""3-D params and index data read at a summed index (LANGUAGE.md: `param V[feature, field, k]`
+read as `V[j, f[j2]]`), through the shipped field-aware FM and small specs of their own: the
+objective against an independent numpy FFM to 1e-8, one SGD step against finite differences
+in every sync mode (coinciding touches adding up), constraints and inits on 3-D rows,
+adagrad_row per (a, b) row, data checks and check's errors."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import hogwild_dsl
+from hogwild_dsl import shipped
+from hogwild_dsl import DataError, SpecError
+from hogwild_dsl.interp import Interpreter, project_rows
+from test_new_forms import SYNCS, check_one_step
+
+LAM = 1e-5        # specs/ffm.hog's reg
+
+
+def ffm_data(n=5, d=6, fields=3, nnz=4, seed=0):
+    """Rows of `nnz` nonzeros; features 0 and 1 share field 0 (two nonzeros of one field)."""
+    rng = np.random.default_rng(seed)
+    rows, cols = [], []
+    for i in range(n):
+        c = np.sort(rng.choice(d, size=nnz, replace=False))
+        rows += [i] * nnz
+        cols += list(c)
+    X = sp.csr_matrix((rng.uniform(-1, 1, len(rows)), (rows, cols)), shape=(n, d))
+    y = rng.choice([-1.0, 1.0], size=n)
+    f = np.array([0, 0] + list(rng.integers(0, fields, size=d - 2)))
+    f[2] = fields - 1              # every field present
+    return {"X": X, "y": y, "f": f}
+
+
+def numpy_ffm(p, X, y, f):
+    """The FFM objective written directly: pairs j < j2 of each row, l2 split by degree."""
+    X = sp.csr_matrix(X)
+    deg = np.bincount(X.indices, minlength=X.shape[1])
+    total = 0.0
+    for i in range(X.shape[0]):
+        cols = X.indices[X.indptr[i]:X.indptr[i + 1]]
+        vals = X.data[X.indptr[i]:X.indptr[i + 1]]
+        z = p["w0"] + vals @ p["w"][cols]
+        for a in range(len(cols)):
+            for b in range(a + 1, len(cols)):
+                j, j2 = cols[a], cols[b]
+                z += vals[a] * vals[b] * p["V"][j, f[j2]] @ p["V"][j2, f[j]]
+        total += np.logaddexp(0.0, -y[i] * z)
+        total += sum(LAM * (p["w"][j] ** 2 + np.sum(p["V"][j] ** 2)) / deg[j] for j in cols)
+    return total / X.shape[0]
+
+
+def test_ffm_objective_matches_numpy(load_spec):
+    mod = load_spec("ffm")
+    data = ffm_data()
+    t = mod.Trainer(epochs=0, seed=3).fit(**data)
+    assert t.params["V"].shape == (6, 3, 4)
+    t.params["w"][:] = np.linspace(-0.5, 0.5, 6)
+    t.params["w0"][...] = 0.2
+    t.params["V"][...] += 0.3 * np.random.default_rng(1).normal(size=(6, 3, 4))
+    want = numpy_ffm(t.params, **data)
+    assert abs(t.objective(**data) - want) <= 1e-8 * max(1.0, abs(want))
+    prob = t.predict(**{k: v for k, v in data.items() if k != "y"})
+    assert prob.shape == (5,) and np.all((prob > 0) & (prob < 1))
+
+
+@pytest.mark.parametrize("sync", SYNCS)
+def test_ffm_one_step_is_the_gradient_with_coinciding_touches(load_spec, sync):
+    # one term whose nonzeros 0 and 1 share field 0: V[0, f[1]] = V[0, f[0]] and V[1, f[0]] =
+    # V[1, f[1]] are each written by two pairs (and by the diagonal), which must add up
+    X = sp.csr_matrix(np.array([[0.7, -1.2, 0.5, 0.0, 0.9]]))
+    data = {"X": X, "y": np.array([-1.0]), "f": np.array([0, 0, 1, 2, 1])}
+    check_one_step(load_spec("ffm"), data, sync, step=0.05, perturb=0.5)
+
+
+@pytest.mark.parametrize("sync", SYNCS)
+def test_index_data_at_a_summed_index_everywhere(load_spec, sync):
+    # f[j] as the index of a 1-D param, of a 2-D param's row and of dense data, at j == j2
+    text = """
+model summed
+dim example, feature, group
+const k = 2
+data X[example, feature] : sparse
+data g[feature] : index(group)
+data c[group, k] : dense
+param b[group] = 0.5
+param W[group, k] ~ normal(0, 0.5)
+for i in example:
+    loss sum(j in X[i]: X[i, j] * (b[g[j]]^2 + dot(W[g[j]], c[g[j]]))) + sum(j in X[i]: sum(j2 in X[i]: b[g[j]] * b[g[j2]]))^2
+"""
+    X = sp.csr_matrix(np.array([[0.5, 1.5, -1.0, 0.0]]))
+    data = {"X": X, "g": np.array([1, 1, 0, 2]), "c": np.array([[1.0, -1], [0.5, 2], [3, 1]])}
+    check_one_step(load_spec(text=text), data, sync, step=1e-3, perturb=0.3)
+
+
+CON_SPEC = """
+model con3
+dim row, a, b
+data r[row, a] : sparse
+data g[a] : index(b)
+param V[a, b, k] {con} {init}
+const k = 3
+for (u, v) in r:
+    loss r[u, v] * sum(j in r[u]: dot(V[v, g[j]], V[j, g[v]] + 1))
+"""
+
+
+@pytest.mark.parametrize("con,init", [
+    ("in simplex", "= uniform"), (">= 0", "~ uniform(0, 1)"), ("in [-0.5, 0.5]", "= 0.25"),
+    ("in ball(0.8)", "~ normal(0, 1)"), ("", "~ normal(0, 0.2)")])
+def test_3d_param_constraints_and_inits_follow_the_interpreter(load_spec, con, init):
+    text = CON_SPEC.format(con=con, init=init)
+    mod = load_spec(text=text)
+    r = sp.csr_matrix(np.array([[0.0, 1.0, -2.0], [0.5, 0.0, 1.5]]))
+    data = {"r": r, "g": np.array([1, 0, 1])}
+    t = mod.Trainer(epochs=0, seed=5).fit(**data)
+    V = t.params["V"]
+    assert V.shape == (3, 2, 3)
+    if init == "= uniform":
+        np.testing.assert_allclose(V, 1 / 3)
+    elif init == "= 0.25":
+        np.testing.assert_allclose(V, 0.25)
+    spec = hogwild_dsl.check(text)
+    noise = np.random.default_rng(0).uniform(0, 0.5, size=V.shape)
+    start = {"V": project_rows(V + noise, spec.param("V").constraint)}
+    interp = Interpreter(spec, data)
+    want = interp.sgd_epoch(start, 0.3)
+    for sync in SYNCS:
+        t2 = mod.Trainer(epochs=1, step=0.3, decay=1.0, sync=sync, order="stored", threads=1)
+        t2.params = {k: v.copy() for k, v in start.items()}
+        t2.fit(**data)
+        np.testing.assert_allclose(t2.params["V"], want["V"], rtol=1e-7, atol=1e-8)  # interp: FD
+    got = t2.params["V"]
+    if con == "in simplex":
+        np.testing.assert_allclose(got.sum(axis=-1), 1.0)
+        assert got.min() >= 0
+    elif con == ">= 0":
+        assert got.min() >= 0
+    elif con.startswith("in ["):
+        assert got.min() >= -0.5 and got.max() <= 0.5
+    elif con.startswith("in ball"):
+        assert np.linalg.norm(got, axis=-1).max() <= 0.8 + 1e-12
+    if con:
+        assert not np.allclose(got, start["V"])        # the step did move the params
+
+
+def test_adagrad_row_keeps_one_accumulator_per_row_of_a_3d_param(load_spec):
+    text = """
+model arow
+dim example, a, b
+const k = 3
+data e[example] : index(a)
+data h[example] : index(b)
+data y[example] : real
+param V[a, b, k] ~ normal(0, 1)
+for i in example:
+    loss (sum(V[e[i], h[i]]) - y[i])^2
+"""
+    mod = load_spec(text=text)
+    data = {"e": np.array([1, 0, 1]), "h": np.array([1, 1, 1]), "y": np.array([1.0, -2.0, 0.5])}
+    t = mod.Trainer(epochs=0, seed=2, optimizer="adagrad_row", step=0.1, decay=1.0,
+                    order="stored", threads=1).fit(**data)
+    V, G = t.params["V"].copy(), np.zeros((2, 2))
+    for i in range(3):                      # LIBMF's rule, by hand
+        a, b = data["e"][i], data["h"][i]
+        g = 2 * (V[a, b].sum() - data["y"][i]) * np.ones(3)
+        G[a, b] += np.mean(g ** 2)
+        V[a, b] -= 0.1 * g / np.sqrt(G[a, b] + 1e-8)
+    t.epochs = 1
+    t.fit(**data)
+    np.testing.assert_allclose(t.params["V"], V, rtol=1e-12)
+
+
+def test_3d_params_save_load_and_pickle(load_spec, tmp_path):
+    import pickle
+    mod = load_spec("ffm")
+    data = ffm_data()
+    t = mod.Trainer(epochs=2, seed=1, optimizer="adagrad_row").fit(**data)
+    t.save(tmp_path / "m.npz")
+    t2 = mod.Trainer.load(tmp_path / "m.npz")
+    np.testing.assert_array_equal(t2.params["V"], t.params["V"])
+    assert np.load(tmp_path / "m.npz")["V"].shape == (6, 3, 4)
+    t3 = pickle.loads(pickle.dumps(t))
+    assert t3.objective(**data) == t.objective(**data)
+
+
+def test_index_data_read_at_a_summed_index_is_checked_before_any_kernel(load_spec):
+    mod = load_spec("ffm")
+    data = ffm_data()
+    for bad, what in [(np.array([0, 1, 2, -1, 0, 1]), "-1"),
+                      (np.array([0, 1, 2, 0.5, 0, 1]), "0.5")]:
+        with pytest.raises(DataError, match="'f'") as err:
+            mod.Trainer(epochs=1).fit(**{**data, "f": bad})
+        assert what in str(err.value)
+    with pytest.raises(DataError, match="'f'"):            # shorter than dim feature
+        mod.Trainer(epochs=1).fit(**{**data, "f": data["f"][:4]})
+
+
+BASE = """model m
+dim example, feature, field
+const k = 4
+data X[example, feature] : sparse
+data y[example] : real
+data f[feature] : index(field)
+param V[feature, field, k] ~ normal(0, 0.1)
+for i in example:
+"""
+
+
+@pytest.mark.parametrize("body,where,words", [
+    ("    loss sum(j in X[i]: dot(V[j], V[j]))", "V[j]", ["matrix", "V[feature, field]"]),
+    ("    loss sum(j in X[i]: V[j, f[j], 0, 1])", "1]", ["3 dims", "4 indices"]),
+    ("    loss sum(j in X[i]: sum(k2 in k: V[j, k2]^2))", "k2]", ["position 2", "field"]),
+    ("    loss sum(j in X[i]: sqnorm(V[f[j], f[j]]))", "f[j], f", ["points into field",
+                                                                   "index(feature)"]),
+    ("    loss sum(j in X[i]: sqnorm(V[j, f[j]]))\n    reg l2(0.1) on V[X[i], f]", "f]",
+     ["one index"]),
+    ("    loss sum(j in X[i]: sqnorm(V[j, f[j]]))\n    reg l2(0.1) on V", "V",
+     ["whole 3-D"]),
+])
+def test_check_errors_for_misused_3d_params(body, where, words):
+    text = BASE + body + "\n"
+    with pytest.raises(SpecError) as err:
+        hogwild_dsl.check(text)
+    e = err.value
+    line = text.splitlines()[e.line - 1]
+    assert line[e.column - 1:].startswith(where), (line, e.column)
+    for w in words:
+        assert w in str(e), (w, str(e))
+    assert "^" in str(e)
+
+
+def test_check_refuses_a_4d_param_and_prints_3d_reads():
+    with pytest.raises(SpecError, match="at most 3 dims"):
+        hogwild_dsl.check(BASE.replace("param V[feature, field, k]",
+                                       "param V[feature, field, k, k]") +
+                          "    loss sum(j in X[i]: V[j, f[j], 0])\n")
+    from hogwild_dsl.derive import gradients_text
+    text = gradients_text(hogwild_dsl.check(shipped.text("ffm")))
+    assert "d/dV[j_X, f[j2_X], k_k]" in text and "V[j2_X, f[j_X], k_k]" in text
