@@ -271,8 +271,7 @@ class Checker:
                            self.did_you_mean(c.name.id, ["simplex"]) or forms)
             if not dims:
                 self.error(c, f"'in simplex' on the 0-D param '{name}' means nothing",
-                           "the simplex constrains each row (last-dim vector) of a 1-D, 2-D "
-                           "or 3-D param")
+                           "the simplex constrains each row of a 1-D, 2-D or 3-D param")
             return ir.Constraint("simplex")
         if c.kind == "call":
             if c.name.id != "ball":
@@ -844,7 +843,7 @@ class BlockChecker:
                 return Typed(SCALAR, lambda k: e, node)
             if len(p.dims) == 1:
                 return Typed(Shape("dense", p.dims[0]), lambda k: ir.ParamAt(p.name, (k,)), node)
-            rows = ", ".join("abc"[:len(p.dims) - 1])
+            rows = ", ".join(p.dims[:-1])
             self.error(node, f"'{p.name}' is a {len(p.dims)}-D param: use one of its rows, e.g. "
                              f"{p.name}[{rows}]", "a whole matrix has no meaning in an expression")
         if node.id in spec.data:
