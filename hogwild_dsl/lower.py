@@ -858,14 +858,15 @@ def _sorted_nest(index: tuple) -> tuple:
 
 def _variant_parts(e: ir.Expr, nest: frozenset, hoisted: list, stored: list, reads: list):
     """Walk a gradient: collect maximal loop-invariant subtrees (hoisted), loop-dependent sums
-    (stored in scratch) and param reads left inside the loop nest."""
+    and reductions (stored in scratch, at the old point: a reduction's body may read, under
+    its own index, coordinates the nest writes) and param reads left inside the loop nest."""
     def stop(n):
-        return not (free_loop_vars(n) & nest) or isinstance(n, (ir.Sum, ir.ParamAt))
+        return not (free_loop_vars(n) & nest) or isinstance(n, (ir.Sum, ir.Reduce, ir.ParamAt))
     for n in _distinct(e, stop):
         if not free_loop_vars(n) & nest:
             if not _is_leafy(n):
                 hoisted.append(n)
-        elif isinstance(n, ir.Sum):
+        elif isinstance(n, (ir.Sum, ir.Reduce)):
             stored.append(n)
         elif isinstance(n, ir.ParamAt):
             reads.append(n)
@@ -880,10 +881,71 @@ class Nest:
 
 
 def _injective(site: SiteGrad) -> bool:
-    """Whether the site writes a different coordinate at every point of its nest: not so
-    where its index reads index data at a loop's index (V[j, f[j2]]: two nonzeros j2 of one
-    field write one coordinate)."""
-    return all(v.kind != "indirect" or v.per_term for v in site.index)
+    """Whether the site writes a different coordinate at every point of its nest: so when
+    each of its loops is an index position of its own; not so where a loop is reached only
+    through index data (V[j, f[j2]]: two nonzeros j2 of one field write one coordinate)."""
+    direct = {v for v in site.index if v.kind in ("dense", "sparse")}
+    return all(ir.loop_of(v) in direct for v in site.index if not v.per_term)
+
+
+def _same_domain(a: ir.Var, b: ir.Var) -> bool:
+    """Whether two loop variables run over the same values (a dim, or one sparse row)."""
+    return a.kind == b.kind and a.dim == b.dim and a.source == b.source
+
+
+def _rename_loops(e: ir.Expr, mapping: dict) -> ir.Expr:
+    """e with its free loop variables renamed at once (a swap j <-> j2 included)."""
+    temps = {old: ir.Var(f"_swap{n}", old.dim, old.kind, old.source)
+             for n, old in enumerate(mapping)}
+    for old, tmp in temps.items():
+        e = substitute(e, old, tmp)
+    for old, tmp in temps.items():
+        e = substitute(e, tmp, mapping[old])
+    return e
+
+
+def merge_symmetric(sites) -> list:
+    """One site for two sites of a param whose indices are the same up to a renaming of loops
+    over the same domain (V[j, f[j2]] and V[j2, f[j]] with j, j2 both over X[i]; V[j] and
+    V[j2] of a double sum over a row): renamed, the second's gradient is added to the first's.
+    Each point of the renamed nest is a point of the original one, so every coordinate gets
+    the same total, with one loop nest instead of two."""
+    out = []
+    for site in sites:
+        for n, kept in enumerate(out):
+            mapping = _loop_renaming(site.index, kept.index)
+            if kept.param != site.param or mapping is None:
+                continue
+            grad = ir.Binary("+", kept.grad, _rename_loops(site.grad, mapping))
+            penalty = kept.penalty
+            if site.penalty is not None:
+                renamed = _rename_loops(site.penalty, mapping)
+                penalty = renamed if penalty is None else ir.Binary("+", penalty, renamed)
+            out[n] = replace(kept, grad=grad, penalty=penalty)
+            break
+        else:
+            out.append(site)
+    return out
+
+
+def _loop_renaming(index: tuple, target: tuple) -> dict | None:
+    """A bijection of loop variables over equal domains taking `index` to `target`, if one
+    does (the identity is left out: {} means the indices are equal), else None."""
+    if len(index) != len(target):
+        return None
+    mapping = {}
+    for a, b in zip(index, target):
+        la, lb = ir.loop_of(a), ir.loop_of(b)
+        if (la is None) != (lb is None):
+            return None
+        if la is not None:
+            if not _same_domain(la, lb) or mapping.setdefault(la, lb) != lb:
+                return None
+        if ir.renamed_index(a, {la: lb} if la is not None else {}) != b:
+            return None
+    if len(set(mapping.values())) != len(mapping):
+        return None
+    return {a: b for a, b in mapping.items() if a != b} or None
 
 
 def _order_nests(nests: list[Nest]) -> list[Nest] | None:
@@ -905,6 +967,19 @@ def _order_nests(nests: list[Nest]) -> list[Nest] | None:
         else:
             return None
     return ordered
+
+
+def _direct_tail(nests: list[Nest]) -> list[Nest]:
+    """Of nests that cannot all run in order (see _order_nests), those that may run after the
+    others have computed their gradients and before they add them: each writes distinct
+    coordinates reading only its own, and together they order. The largest loops first:
+    they would cost most to hold in scratch. -> them, in order."""
+    chosen: list[Nest] = []
+    for nest in sorted(nests, key=lambda n: -len(n.vars)):
+        if all(_injective(s) for s in nest.sites) and \
+                _order_nests(chosen + [nest]) is not None:
+            chosen.append(nest)
+    return _order_nests(chosen) or []
 
 
 LOCAL_ARRAY_MAX = 1024     # doubles of a stack array (8 KiB)
@@ -1076,14 +1151,25 @@ class BlockLowering:
                 if len(group) > 1:
                     em.close_loop()
         else:
-            em.emit("# scatter, buffered: a loop would read what another wrote, so every")
-            em.emit("# gradient is computed first and written afterwards")
+            em.emit("# scatter, buffered: a loop would read what another wrote, so these")
+            em.emit("# gradients are computed first and added afterwards")
             buffers = {}
             self.row_sums(em, list(nests.values()), atomic)
-            for nest in nests.values():
+            direct = _direct_tail(list(nests.values()))
+            held = [n for n in nests.values() if n not in direct]
+            for nest in held:
                 buffers[nest.vars] = take(f"{size_of(a, nest.vars)} * {len(nest.sites)}")
                 self.nest(em, nest, atomic, mode="compute", buffer=buffers[nest.vars])
-            for nest in nests.values():
+            if direct:
+                em.emit("# the nests no other reads: computed and written at once")
+            for group in _fusible(direct):
+                if len(group) > 1:
+                    em.open_loop(group[0].vars[0])
+                for nest in group:
+                    self.nest(em, nest, atomic, mode="fused", opened=len(group) > 1)
+                if len(group) > 1:
+                    em.close_loop()
+            for nest in held:
                 self.nest(em, nest, atomic, mode="apply", buffer=buffers[nest.vars])
         self.project(em, take)
         if hot:
