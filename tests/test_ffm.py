@@ -237,3 +237,40 @@ def test_check_refuses_a_4d_param_and_prints_3d_reads():
     from hogwild_dsl.derive import gradients_text
     text = gradients_text(hogwild_dsl.check(shipped.text("ffm")))
     assert "d/dV[j_X, f[j2_X], k_k]" in text and "V[j2_X, f[j_X], k_k]" in text
+
+
+SYMMETRIC = """
+model sym
+dim example, feature
+const k = 3
+data X[example, feature] : sparse
+data y[example] : real
+param w[feature] ~ normal(0, 0.5)
+param c[k] ~ normal(0, 0.5)
+for i in example:
+    let pairs = sum(j in X[i]: sum(j2 in X[i]: X[i, j] * w[j] * w[j2] * X[i, j2]))
+    let dense = sum(a in k: sum(b in k: c[b] * exp(c[a] * c[b]) * c[a]))
+    let lopsided = sum(j in X[i]: sum(j2 in X[i]: X[i, j] * w[j2]^2))
+    loss (pairs + dense + lopsided - y[i])^2
+"""
+
+
+def test_symmetric_double_sums_run_over_one_triangle_and_match_the_interpreter(load_spec):
+    from hogwild_dsl.lower import lower
+    body = "\n".join(lower(hogwild_dsl.check(SYMMETRIC)).blocks[0].loss.body)
+    assert "range(_p_j_X + 1," in body and "range(_d_k_k + 1," in body
+    assert body.count("range(_p_j_X + 1,") == 1          # not the lopsided one
+    mod = load_spec(text=SYMMETRIC)
+    X = sp.csr_matrix(np.array([[0.5, -1.0, 2.0, 0.0], [0.0, 1.5, 0.0, -0.5]]))
+    data = {"X": X, "y": np.array([0.3, -0.2])}
+    t = mod.Trainer(epochs=0, seed=4).fit(**data)
+    start = {n: v.copy() for n, v in t.params.items()}
+    interp = Interpreter(hogwild_dsl.check(SYMMETRIC), data)
+    assert abs(t.objective(**data) - interp.objective(start)) <= 1e-10
+    want = interp.sgd_epoch(start, 0.01)
+    for sync in SYNCS:
+        t2 = mod.Trainer(epochs=1, step=0.01, decay=1.0, sync=sync, order="stored", threads=1)
+        t2.params = {n: v.copy() for n, v in start.items()}
+        t2.fit(**data)
+        for n in start:
+            np.testing.assert_allclose(t2.params[n], want[n], rtol=1e-6, atol=1e-8)
