@@ -28,7 +28,7 @@ for i in example:
 train step 0.1, decay 0.9, epochs 10
 """
 CONSTS = {'k': 4}
-SIGNATURE = "b49c45e984a403d05e6785bd"
+SIGNATURE = "51a2ccbfb00c800fb1c6e644"
 KERNELS = "ffm_kernels"
 
 Trainer, gradients = bind(__name__, __file__, SPEC, CONSTS, SIGNATURE, KERNELS)
