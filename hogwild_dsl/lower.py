@@ -1089,7 +1089,7 @@ class BlockLowering:
     def __init__(self, spec: ir.Spec, bg: BlockGrad, real: str = "double"):
         self.spec, self.bg, self.block = spec, bg, bg.block
         self.real = real          # the params' C type (STORAGE): a hot update's replicas too
-        self.sites = update_sites(bg.block)
+        self.sites = merge_symmetric(update_sites(bg.block))
         written = [s.param for s in self.sites]
         # a coordinate written twice in one update (two sites, or one site whose index
         # repeats over its loops) is written as an increment of its current value
