@@ -21,7 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from machine import machine  # noqa: E402
+from machine import machine, snapshot  # noqa: E402
 
 # numpy and scipy.sparse are imported first: a user passing data has them loaded already, and
 # the target is the cost of load() itself, not of importing the scientific stack.
@@ -48,19 +48,6 @@ def timed(code: str, *args, tree: Path | None = None) -> float:
     out = subprocess.run([sys.executable, "-c", code, *map(str, args)], check=True,
                          capture_output=True, text=True, env=env, cwd=tempfile.gettempdir())
     return float(out.stdout.strip().splitlines()[-1])
-
-
-def snapshot(rev: str, folder: Path) -> Path:
-    """The package as it was at `rev`, laid out as installed (grammar, templates and specs
-    inside it), importable by putting `folder` on PYTHONPATH."""
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], check=True,
-                             capture_output=True).stdout
-    folder.mkdir()
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
-    for data in ("grammar", "templates", "specs"):
-        shutil.rmtree(folder / "hogwild_dsl" / data, ignore_errors=True)
-        shutil.move(str(folder / data), str(folder / "hogwild_dsl" / data))
-    return folder
 
 
 def main():

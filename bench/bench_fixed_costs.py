@@ -23,7 +23,6 @@ import json
 import os
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import warnings
@@ -68,18 +67,6 @@ def worker(kind: str, data_path: str, epochs: int) -> dict:
             "accuracy": accuracy}
 
 
-def checkout(rev: str, into: Path) -> Path:
-    """The tree of `rev` (the package, its grammar, templates and specs), extracted."""
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], check=True,
-                             capture_output=True).stdout
-    with tempfile.TemporaryFile() as f:
-        f.write(archive)
-        f.seek(0)
-        with tarfile.open(fileobj=f) as tar:
-            tar.extractall(into, filter="data")
-    return into
-
-
 def run(tree: Path, kind: str, data_path: str, epochs: int) -> dict:
     env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS="1")
     out = subprocess.run([sys.executable, str(HERE / "bench_fixed_costs.py"), "--worker", kind,
@@ -101,7 +88,7 @@ def main():
         print(json.dumps(worker(args.worker, args.data, args.epochs[0])))
         return
     sys.path.insert(0, str(ROOT))
-    from bench.machine import machine
+    from bench.machine import machine, snapshot
     from hogwild_dsl import datasets
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -109,7 +96,7 @@ def main():
         data_path = str(tmp / "rcv1.npz")
         np.savez(data_path, data=X.data, indices=X.indices, indptr=X.indptr,
                  shape=np.array(X.shape), y=y, n_train=args.rows)
-        trees = {"before": checkout(args.before, tmp / "before"), "after": ROOT,
+        trees = {"before": snapshot(args.before, tmp / "before"), "after": ROOT,
                  "sklearn": ROOT}
         runs = {(k, e): [] for e in args.epochs for k in trees}
         for r in range(args.repeats):

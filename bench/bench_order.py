@@ -37,7 +37,8 @@ import scipy.sparse as sp
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from bench_fixed_costs import BEFORE, checkout      # noqa: E402
+from bench_fixed_costs import BEFORE      # noqa: E402
+from machine import snapshot      # noqa: E402
 
 
 def _load(path):
@@ -116,7 +117,7 @@ def main():
     results = {"machine": machine(), "before": args.before, "movielens": {}, "netflix": {}}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        trees = {"before": checkout(args.before, tmp / "before"), "after": ROOT}
+        trees = {"before": snapshot(args.before, tmp / "before"), "after": ROOT}
         ml = str(tmp / "ml.npz")
         save(ml, *datasets.netflix_like(n_users=943, n_items=1682, n_ratings=100_000,
                                         test_frac=0.2, seed=0))

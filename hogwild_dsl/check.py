@@ -13,7 +13,7 @@ import difflib
 import math
 import numbers
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from . import ir, parse as syn
@@ -492,6 +492,7 @@ class BlockChecker:
                 predict = self.predict(stmt)
         if not losses:
             self.error(b, "this block has no 'loss'", "add a line 'loss EXPR' to the block")
+        regs = [self.deferred(r, losses) for r in regs]
         return ir.Block(self.index, kind, tvars, src, tuple(losses), tuple(regs),
                         tuple(self.degs.values()), predict, b.line, tuple(self.samples),
                         self.predict_var)
@@ -615,6 +616,61 @@ class BlockChecker:
             expr = coord(share)
             out.append(ir.RegTerm(kind, lam, text, param, stmt.unscaled, expr, stmt.line))
         return out
+
+    def deferred(self, reg: ir.RegTerm, losses) -> ir.RegTerm:
+        """`reg l2 on w` of a whole 1-D unconstrained param costs O(size of w) per term if
+        every term steps every coordinate. Where the block's losses read w at one index
+        pattern (w[j] over a sparse row's nonzeros, w[u], w[y[i]]) or not at all, the update
+        instead steps the coordinates the term reads, and the rest of the penalty is applied
+        per coordinate once per epoch (ir.Deferred); the objective is unchanged."""
+        p = self.spec.params[reg.param]
+        if reg.kind != "l2" or len(p.dims) != 1 or reg.target != p.name or \
+                p.constraint is not None:
+            return reg
+        patterns = {}
+        for e, _ in losses:
+            for n in _nodes(e):
+                if isinstance(n, ir.ParamAt) and n.name == p.name:
+                    patterns[self.touch_key(n.index[0])] = n.index[0]
+        if None in patterns or len(patterns) > 1:
+            return reg          # read at a dense or sampled index, or at several patterns
+        every = self.deg_node(("all",), ir.DegSpec(f"_n{self.index}", "all", None, None, None),
+                              ())
+        if not patterns:
+            return replace(reg, deferred=ir.Deferred(None, None, every.name))
+        (key, var), = patterns.items()
+        if key[0] == "support":
+            data, row = var.source
+            touch = self.deg_node(key, ir.DegSpec(self.support_deg_name(data, self.scope[row]),
+                                                  "support", row, data, var.dim), ())
+            var = self.fresh(var.dim, "sparse", var.source)
+        elif key[0] == "var":
+            touch = self.deg_node(key, ir.DegSpec(f"_deg{self.index}_{var.name}", "var",
+                                                  var.name, None, var.dim), ())
+        else:
+            data, at = var.source
+            touch = self.deg_node(key, ir.DegSpec(f"_deg{self.index}_{data}_{at}", "indirect",
+                                                  at, data, var.dim), ())
+        share = ir.Binary("*", ir.Const(reg.lam),
+                          ir.Binary("^", ir.ParamAt(p.name, (var,)), ir.Const(2.0)))
+        if not reg.unscaled:
+            share = ir.Binary("/", share, every)
+        if var.kind == "sparse":
+            share = ir.Sum(var, share)
+        return replace(reg, deferred=ir.Deferred(share, touch.name, every.name))
+
+    def touch_key(self, var) -> tuple | None:
+        """The coordinates an index reaches in one term, as the key of their degree count;
+        None where that is not a few per term (a dense loop, a draw)."""
+        if not isinstance(var, ir.Var):
+            return None
+        if var.kind == "sparse" and self.scope.get(var.source[1]) in self.tvars:
+            return ("support", var.source[0], var.source[1])
+        if var.kind == "term":
+            return ("var", var.name)
+        if var.kind == "indirect":
+            return ("indirect",) + tuple(var.source)
+        return None
 
     def reg_target(self, target, unscaled):
         """-> (param, rows, coord(share) -> Expr, deg Expr | None, text) for one reg target."""

@@ -291,13 +291,17 @@ def _memo_has_params():
 
 
 def update_sites(block: ir.Block) -> tuple[SiteGrad, ...]:
-    """The coordinates one update writes. Without `reg l1`: derive_block's sites. With it, the
+    """The coordinates one update writes (a deferred reg, ir.Deferred, only where the term's
+    losses read: the rest of it is applied once per epoch). Without `reg l1`: derive_block's
+    sites. With it, the
     gradient of the losses and the l2 regs, and apart from it each l1-covered coordinate's
     penalty weight (the derivative of its share with |c| read as c: LAMBDA / deg(c)), which the
     update applies as a clipped cumulative penalty (Tsuruoka et al., ACL 2009) so that a
     coordinate whose optimum is 0 ends at exactly 0."""
     l1 = [r for r in block.regs if r.kind == "l1"]
-    smooth = derive_block(replace(block, regs=tuple(r for r in block.regs if r.kind != "l1")))
+    smooth = derive_block(replace(block, regs=tuple(
+        r if r.deferred is None else replace(r, expr=r.deferred.update)
+        for r in block.regs if r.kind != "l1" and (r.deferred is None or r.deferred.update))))
     if not l1:
         return smooth.sites
     weights = derive_block(replace(block, regs=(), predict=None, losses=tuple(

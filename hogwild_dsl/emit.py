@@ -85,7 +85,9 @@ def emit(spec: ir.Spec, ext_name: str, plan: KernelPlan | None = None,
                           "thread's replicas)"),
                          (bp.update_plain_adaptive, "AdaGrad update (racy writes)"),
                          (bp.update_atomic_adaptive, "AdaGrad update (atomic adds)"),
-                         (bp.loss, "term objective"), (bp.predict, "predict")):
+                         (bp.loss, "term objective"), (bp.predict, "predict"),
+                         (bp.shares, "each term's share of the deferred regs"),
+                         (bp.deferred, "the deferred regs' steps left for the epoch's end")):
             if fn is None:
                 continue
             functions.append({"name": fn.name, "signature": fn.signature, "returns": fn.returns,
@@ -97,7 +99,8 @@ def emit(spec: ir.Spec, ext_name: str, plan: KernelPlan | None = None,
         end = f"M.{c_nterms(bp.index)}"
         end = end if start == "0" else f"{start} + {end}"
         blocks.append({"index": bp.index, "start": start, "end": end,
-                       "hot": bp.update_hot is not None})
+                       "hot": bp.update_hot is not None, "shares": bp.shares is not None,
+                       "deferred": bp.deferred is not None})
         start = end
     scratch = [fn.scratch for bp in plan.blocks for fn in bp.updates]
     scratch_py = "max(" + ", ".join(_python_expr(s, plan.fields) for s in scratch) + ", 0)"
@@ -111,8 +114,9 @@ def emit(spec: ir.Spec, ext_name: str, plan: KernelPlan | None = None,
                                    if f.value is None) + "]"
     needs = {"train": set(), "predict": set()}
     for bp in plan.blocks:
-        for fn, use in [(u, "train") for u in bp.updates] + [(bp.loss, "train"),
-                                                             (bp.predict, "predict")]:
+        for fn, use in [(u, "train") for u in bp.updates] + [
+                (bp.loss, "train"), (bp.shares, "train"), (bp.deferred, "train"),
+                (bp.predict, "predict")]:
             if fn is not None:
                 needs[use] |= {f.key for f in plan.pointers_used[fn.name] if f.is_pointer}
     replicas = [_replica(spec, name, data) for name, data in plan.replicas.items()]
@@ -124,6 +128,7 @@ def emit(spec: ir.Spec, ext_name: str, plan: KernelPlan | None = None,
         functions=functions, blocks=blocks, nterms_py=nterms_py, scratch_py=scratch_py,
         predict=predict, predict_width=width, field_table=field_table, nterms=c_nterms,
         draws=any(f.name == c_draw_key() for f in plan.fields), replicas=replicas,
+        deferred=any(b["deferred"] for b in blocks),
         replicable=repr({r["param"]: r["data"] for r in replicas}),
         needs={k: sorted(v) for k, v in needs.items()}, dtype=dtype, real=STORAGE[dtype])
     py = env.get_template("module.py.j2").render(

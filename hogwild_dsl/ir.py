@@ -364,6 +364,19 @@ class DegSpec:
 
 
 @dataclass(frozen=True)
+class Deferred:
+    """How a whole 1-D param's l2 penalty is applied in O(touched) per term rather than
+    O(its size): a term's update steps only the coordinates its losses read (`update`: the
+    share there, or None where the losses read none), and every coordinate gets the steps of
+    the terms that did not read it at the end of each epoch, as one multiplicative shrink
+    (lower.deferred). `touch` names the DegSpec of 1/(terms reading each coordinate),
+    `all` the one of 1/(terms of the block)."""
+    update: Expr | None
+    touch: str | None
+    all: str
+
+
+@dataclass(frozen=True)
 class RegTerm:
     kind: str            # l1 | l2
     lam: float
@@ -372,6 +385,7 @@ class RegTerm:
     unscaled: bool
     expr: Expr           # the per-term share, in index form
     line: int
+    deferred: Deferred | None = None    # see Deferred
 
     def __str__(self):
         return f"reg {self.kind}({fmt_number(self.lam)}) on {self.target}" + \

@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 
 from . import ir
-from .derive import BlockGrad, SiteGrad, derive, update_sites
+from .derive import BlockGrad, SiteGrad, canonical, derive, update_sites
 
 # ---------------------------------------------------------------- the layout
 
@@ -1108,13 +1108,68 @@ class BlockLowering:
 
     # ---------------- loss and predict
     def loss(self) -> Function:
+        """The term's objective, less the shares of deferred regs (the same for every term:
+        `shares` computes them once per objective)."""
+        kept = [e for e, _ in self.block.losses] + \
+            [r.expr for r in self.block.regs if r.deferred is None]
+        return self.value_function(f"_loss_b{self.block.index}", canonical(ir.add_all(kept)))
+
+    def shares(self) -> Function | None:
+        """Each term's share of the block's deferred regs (ir.Deferred): term-independent,
+        O(size of the param), so computed once per objective rather than once per term."""
+        deferred = [r.expr for r in self.block.regs if r.deferred is not None]
+        if not deferred:
+            return None
+        return self.value_function(f"_shares_b{self.block.index}",
+                                   canonical(ir.add_all(deferred)))
+
+    def value_function(self, name: str, value: ir.Expr) -> Function:
         names = Names()
-        a, lines = self.start(names, [self.bg.objective])
-        em = Emitter(a, names, lines, [self.bg.objective])
-        em.fuse([self.bg.objective])
-        em.emit(f"return {em.value(self.bg.objective)}")
-        return Function(f"_loss_b{self.block.index}", "(const _Model* M, int64_t t)",
-                        dict(names.decls), lines, "0", "double")
+        a, lines = self.start(names, [value])
+        em = Emitter(a, names, lines, [value])
+        em.fuse([value])
+        em.emit(f"return {em.value(value)}")
+        return Function(name, "(const _Model* M, int64_t t)", dict(names.decls), lines, "0",
+                        "double")
+
+    def deferred(self) -> Function | None:
+        """The rest of the block's deferred regs (ir.Deferred) after an epoch that ran
+        `fraction` of its terms: each coordinate c gets, at once, the l2 steps of the terms
+        that did not read it, about nterms * fraction * (1 - touches(c) / nterms) of them,
+        each a factor 1 - 2 * rate * LAMBDA / deg (rate: the step, or AdaGrad's step for c
+        under adagrad; deg: the block's terms, 1 where unscaled). With one term this is
+        exactly the step the term's whole share would take (the differential fuzz checks)."""
+        regs = [r for r in self.block.regs if r.deferred is not None]
+        if not regs:
+            return None
+        names = Names()
+        for name, ctype in (("_k", "int64_t"), ("_terms", "double"), ("_e", "double"),
+                            ("_rate", "double"), ("_f", "double")):
+            names.var(name, ctype)
+        lines = [f"    _terms = {c_nterms(self.block.index)} * fraction"]
+        for r in regs:
+            param = self.spec.param(r.param)
+            value, acc = c_value(param.name), c_acc(param.name)
+            scale = f" * {c_deg(r.deferred.all)}" if not r.unscaled else ""
+            lines.append(f"    for _k in range({c_dim(param.dims[0])}):")
+            lines.append("        _e = _terms")
+            if r.deferred.touch is not None:
+                touch = c_deg(r.deferred.touch)
+                lines += [f"        if {touch}[_k] > 0.0:",
+                          f"            _e = _terms * (1.0 - {c_deg(r.deferred.all)} / "
+                          f"{touch}[_k])",
+                          "            if _e < 0.0:",
+                          "                _e = 0.0"]
+            lines += ["        _rate = step",
+                      f"        if {c_optimizer()} != 0:",
+                      f"            _rate = step / sqrt({acc}[_k] + 1e-8)",
+                      f"        _f = 1.0 - 2.0 * {_fmt(r.lam)} * _rate{scale}",
+                      "        if _f < 0.0:",
+                      "            _f = 0.0",
+                      f"        {value}[_k] = {value}[_k] * pow(_f, _e)"]
+        return Function(f"_deferred_b{self.block.index}",
+                        "(const _Model* M, double step, double fraction)", dict(names.decls),
+                        lines, "0")
 
     def predict(self) -> Function | None:
         if self.bg.predict is None:
@@ -1480,6 +1535,8 @@ class BlockPlan:
     predict: Function | None
     update_hot: Function | None = None     # see replicable
     predict_width: str | None = None   # a vector predict: values per term (C expression)
+    shares: Function | None = None     # the deferred regs' share of a term (ir.Deferred)
+    deferred: Function | None = None   # their steps left for the end of an epoch
 
     @property
     def updates(self) -> tuple:
@@ -1489,7 +1546,7 @@ class BlockPlan:
 
     @property
     def functions(self) -> tuple:
-        return self.updates + (self.loss, self.predict)
+        return self.updates + (self.loss, self.predict, self.shares, self.deferred)
 
 
 @dataclass
@@ -1521,7 +1578,8 @@ def lower(spec: ir.Spec, dtype: str = "float64") -> KernelPlan:
                                 bl.update(False), bl.update(True), bl.update(False, True),
                                 bl.update(True, True), bl.loss(), bl.predict(),
                                 update_hot=bl.update_hot(frozenset(replicas)),
-                                predict_width=width))
+                                predict_width=width, shares=bl.shares(),
+                                deferred=bl.deferred()))
     uses = {}
     for b in blocks:
         for fn in b.functions:
