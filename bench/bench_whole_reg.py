@@ -45,7 +45,10 @@ def worker(target: str, rows: int, features: int, epochs: int) -> dict:
 
     import hogwild_dsl
     rng = np.random.default_rng(0)
-    X = sp.random(rows, features, density=20 / features, random_state=0, format="csr")
+    cols = rng.integers(features, size=(rows, 20))        # (sp.random would take rows x
+    X = sp.csr_matrix((rng.random(rows * 20), cols.ravel(),  # features memory)
+                       np.arange(0, rows * 20 + 1, 20)), shape=(rows, features))
+    X.sum_duplicates()
     y = np.sign(X @ rng.standard_normal(features) + 1e-9)
     mod = hogwild_dsl.load(text=SPEC.format(tag=target, target=TARGETS[target]))
     began = time.perf_counter()
