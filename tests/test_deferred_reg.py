@@ -164,3 +164,15 @@ def test_training_reaches_the_optimum(load_spec, optimizer, step, threads):
     # per-term steps (the O(d) algorithm this replaces) ended 0.01% (1 thread) and 0.10%
     # (2 threads) above the optimum with sgd; the deferred steps 0.004% and 0.013%
     assert t.objective(X=X, y=y) <= best * 1.002
+
+
+def test_a_float32_module_defers_the_same_way(hog_cache_dir):
+    text = LOGREG.format(tag="e", lam=0.7, unscaled="")
+    X, y = _data()
+    fits = {}
+    for dtype in ("float64", "float32"):
+        mod = hogwild_dsl.load(text=text, dtype=dtype, cache_dir=hog_cache_dir)
+        t = mod.Trainer(epochs=3, step=0.2, seed=4, threads=1).fit(X=X, y=y)
+        assert t.params["w"].dtype == np.dtype(dtype)
+        fits[dtype] = t.params["w"].astype(np.float64)
+    np.testing.assert_allclose(fits["float32"], fits["float64"], rtol=1e-4, atol=1e-5)
