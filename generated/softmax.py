@@ -18,7 +18,7 @@ for i in example:
     predict softmax(z)
 """
 CONSTS = {}
-SIGNATURE = "ba7cfa69bb51727fb45ad8be"
+SIGNATURE = "3d2ccbdbfe21b3076e3994d5"
 KERNELS = "softmax_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 
