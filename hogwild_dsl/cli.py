@@ -133,6 +133,11 @@ def _positive_float(what):
     return conv
 
 
+def _step_arg(s):
+    """--step: a positive number, or 'auto' (calibrated by the Trainer)."""
+    return "auto" if s == "auto" else _positive_float("--step")(s)
+
+
 def _check_spec(path: str, consts=None) -> tuple[str, ir.Spec]:
     from .check import check
     text = read_spec(path)
@@ -367,6 +372,10 @@ def cmd_train(args) -> int:
     final = history[-1].get("objective") if history else None
     print(f"trained {spec.model} in {wall:.2f} s"
           + (f"; final objective {fmt_num(final, '.8g')}" if final is not None else ""))
+    calibration = getattr(t, "calibration", None)
+    if calibration:
+        print(f"step {calibration['step']:.6g}: calibrated on {calibration['terms']} terms in "
+              f"{calibration['seconds']:.2f} s (no step given)")
     if args.patience is not None and has_validation(history):
         best = best_validation(history)
         print(f"kept the params of epoch {best['epoch']}, the best validation objective "
@@ -453,7 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--threads", type=_positive_int("--threads"), metavar="N",
                    help="threads (default: every core)")
     q.add_argument("--epochs", type=_nonneg_int("--epochs"), metavar="E")
-    q.add_argument("--step", type=_positive_float("--step"), metavar="S")
+    q.add_argument("--step", type=_step_arg, metavar="S",
+                   help="the step, or 'auto' (default: the spec's train line, else calibrated "
+                        "on a sample of the data at the start of training)")
     q.add_argument("--decay", type=_positive_float("--decay"), metavar="G")
     q.add_argument("--sync", choices=["hogwild", "atomic", "lock"],
                    help="synchronisation (default: hogwild)")

@@ -32,6 +32,18 @@ SYNC_MODES = {"hogwild": 0, "atomic": 1, "lock": 2}
 OPTIMIZERS = {"sgd": 0, "adagrad": 1, "adagrad_row": 2}   # API.md, "Update rules"
 ORDERS = ("shuffle", "chunks", "stored")
 DEFAULTS = {"step": 0.05, "decay": 0.9, "epochs": 10}
+# The default step (docs/api.md, "The default step"): where neither the Trainer nor the spec's
+# train line gives a step, the first fit that trains tries each step of STEP_GRID for
+# CALIBRATION_PASSES passes (at the fit's decay) over one random sample of the terms (a
+# CALIBRATION_SHARE of them, at least CALIBRATION_TERMS, at most CALIBRATION_MAX_TERMS), on
+# copies of the params and optimizer state, on one thread, and keeps the step whose objective
+# on that sample ends lowest (Bottou's svmsgd does the same on 1000 examples); a fit that then
+# diverges restarts at the next smaller step. bench/results/no_tuning.md measures the choice.
+STEP_GRID = tuple(3.0 ** k for k in range(-9, 4))     # 5.1e-5 .. 27
+CALIBRATION_TERMS = 1000
+CALIBRATION_SHARE = 0.02
+CALIBRATION_MAX_TERMS = 20_000
+CALIBRATION_PASSES = 3
 # The default visit order (docs/api.md, "order"): every term in a fresh random order where all
 # the arrays the terms read fit in CACHE_BYTES (a last-level cache: a random visit then costs
 # little), else chunks of consecutive terms spanning about CHUNK_BYTES of the data each (memory
@@ -135,7 +147,14 @@ class TrainerBase:
         self.threads = threads if threads is not None else \
             train.get("threads", _available_threads())
         self.epochs = epochs if epochs is not None else train.get("epochs", DEFAULTS["epochs"])
-        self.step = step if step is not None else train.get("step", DEFAULTS["step"])
+        # step="auto", or no step given anywhere: calibrated by the first fit that trains
+        # (_calibrate_step); DEFAULTS["step"] until then
+        auto = isinstance(step, str) and step == "auto"
+        self._calibrate = auto or step is None and "step" not in train
+        self.calibration = None
+        self.step = step if step is not None and not auto else train.get("step", DEFAULTS["step"])
+        if self._calibrate:
+            self.step = DEFAULTS["step"]
         self.decay = decay if decay is not None else train.get("decay", DEFAULTS["decay"])
         self.seed = seed if seed is not None else train.get("seed", 0)
         self.sync = sync
@@ -171,6 +190,8 @@ class TrainerBase:
         if not isinstance(self.optimizer, str) or self.optimizer not in OPTIMIZERS:
             raise HogwildError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not "
                                f"{_show(self.optimizer)}")
+        if isinstance(self.step, str):
+            raise HogwildError(f"step must be a positive number or 'auto', not {_show(self.step)}")
         self.step = _positive_float("step", self.step)
         self.decay = _positive_float("decay", self.decay)
         if not isinstance(self.sync, str) or self.sync not in SYNC_MODES:
@@ -195,13 +216,82 @@ class TrainerBase:
             raise HogwildError(f"patience={self.patience!r} stops on the validation objective: "
                                "pass the held-out data as fit(..., validation={...})")
         arrays, sizes = self.layout(data)
-        arrays.update(self._hot_rows(arrays, sizes))
         held_out = self._held_out(validation)
-        best = self._epochs(arrays, sizes, held_out)
+        restart = self._calibrate_step(arrays, sizes)
+        arrays.update(self._hot_rows(arrays, sizes))
+        while True:
+            try:
+                best = self._epochs(arrays, sizes, held_out)
+                break
+            except DivergenceError:
+                if not self._smaller_step(restart, arrays):
+                    raise
         if best is not None:
             for k, v in best.items():
                 self.params[k][...] = v
         return self
+
+    def _calibrate_step(self, arrays: dict, sizes: dict):
+        """Where no step was given (Trainer, train line), once per trainer, before its first
+        training epoch: set `step` to the step of STEP_GRID whose CALIBRATION_PASSES passes
+        over a random sample of the terms, from the current params and optimizer state
+        (copies of them), end at the lowest objective on that sample. One thread and a
+        generator of its own seeded by `seed`: the same step whatever the threads, and the
+        fit's own visits unchanged. `calibration` records the search. Returns the point a
+        divergence restarts from (_smaller_step), or None where nothing was calibrated."""
+        if not self.__dict__.get("_calibrate") or self.epochs == 0:
+            return None
+        kernel = self.kernels.Kernel(arrays, sizes)
+        if kernel.nterms == 0:
+            return None
+        began = time.perf_counter()
+        rng = np.random.default_rng([self.seed, 0x57E9])
+        n = min(kernel.nterms, CALIBRATION_MAX_TERMS,
+                max(CALIBRATION_TERMS, int(CALIBRATION_SHARE * kernel.nterms)))
+        sample = np.sort(rng.choice(kernel.nterms, n, replace=False)).astype(np.int64)
+        visits = [rng.permutation(sample) for _ in range(CALIBRATION_PASSES)]
+        live = {p.name for p in self.spec.params} | {k for _, k, _ in self._state_arrays()}
+        draws = hasattr(kernel, "set_draw_key")
+        values = []
+        for step in STEP_GRID:
+            copies = {k: arrays[k].copy() for k in live}
+            trial = self.kernels.Kernel({**arrays, **copies}, sizes)
+            for i, visit in enumerate(visits):
+                if draws:
+                    trial.set_draw_key(_draw_key(self.seed, "calibrate", i))
+                trial.epoch(visit, 0, step * self.decay ** i, 1, SYNC_MODES["hogwild"])
+            if draws:
+                trial.set_draw_key(_draw_key(self.seed, "objective"))
+            value = trial.objective_terms(sample, 1) / n
+            finite = all(math.isfinite(np.sum(v)) for v in copies.values())
+            values.append(float(value) if finite and math.isfinite(value) else math.inf)
+        best = int(np.argmin(values))
+        if math.isfinite(values[best]):
+            self.step = STEP_GRID[best]
+        self._calibrate = False
+        self.calibration = {"step": self.step, "grid": list(STEP_GRID), "objectives": values,
+                            "terms": n, "passes": CALIBRATION_PASSES, "diverged": [],
+                            "seconds": time.perf_counter() - began}
+        return (self._epochs_done, len(self.history), self._rng.bit_generator.state,
+                {k: arrays[k].copy() for k in live})
+
+    def _smaller_step(self, restart, arrays: dict) -> bool:
+        """After a divergence at a calibrated step (the sample cannot show every instability:
+        a row updated by many terms in one epoch), restart the fit from its start at the next
+        smaller step of STEP_GRID; False where the step was not calibrated by this fit or no
+        smaller step is left (the DivergenceError then stands)."""
+        smaller = [s for s in STEP_GRID if s < self.step]
+        if restart is None or not smaller:
+            return False
+        epochs_done, history_length, rng_state, start = restart
+        for k, v in start.items():
+            arrays[k][...] = v
+        del self.history[history_length:]
+        self._epochs_done = epochs_done
+        self._rng.bit_generator.state = rng_state
+        self.calibration["diverged"].append(self.step)
+        self.step = self.calibration["step"] = smaller[-1]
+        return True
 
     def _held_out(self, validation):
         """The kernel of the validation data, which reads the live params (self.params)."""

@@ -22,10 +22,11 @@ with `patience=n_iter_no_change`: the history records the objective on the held-
 `validation_objective`, training stops after `n_iter_no_change` epochs without a strictly
 lower one, and the params of the best epoch are kept.
 
-Step. With `step=None` (the spec's step, else the Trainer's default), a fit that diverges is
-run again from scratch at a tenth of the step, up to three times (features of large scale need
-a smaller step than the spec's); `trainer_.step` tells the step used. A `step` given
-explicitly is never changed: divergence is then a DivergenceError.
+Step. With `step=None` the Trainer calibrates the step on a sample of the data at the start
+of the fit, whatever the spec's train line says (the user's data is not the data that line
+was tuned on; docs/api.md, "The default step"), and restarts at a smaller step where the fit
+diverges; `trainer_.step` tells the step used and `trainer_.calibration` the search. A `step`
+given explicitly is never changed: divergence is then a DivergenceError.
 """
 from __future__ import annotations
 
@@ -43,11 +44,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import ir, shipped
 from .check import check
-from .errors import DataError, DivergenceError, HogwildError
+from .errors import DataError, HogwildError
 from .jit import load, read_spec
 from .runtime import _predict_data
-
-RETRIES = 3      # step=None: a diverging fit is retried at step / 10, / 100, / 1000
 
 __all__ = ["HogwildClassifier", "HogwildRegressor", "HogwildRecommender", "EstimatorInputError",
            "default_threads"]
@@ -176,9 +175,9 @@ class _HogwildEstimator(BaseEstimator):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
 
-    def _new_trainer(self, module, step=None):
+    def _new_trainer(self, module):
         kwargs = dict(threads=self.threads if self.threads is not None else default_threads(),
-                      epochs=self.epochs, step=step if step is not None else self.step,
+                      epochs=self.epochs, step=self.step if self.step is not None else "auto",
                       decay=self.decay, seed=self.seed,
                       sync=self.sync, order=self.order)
         if self.early_stopping:
@@ -197,23 +196,14 @@ class _HogwildEstimator(BaseEstimator):
 
     def _train(self, module, n: int, take, stratify=None):
         """Fit a fresh Trainer on `n` rows; take(idx) gives the data (by spec names) of rows
-        idx, take(None) of all rows. With step=None, a fit that diverges at the spec's step is run again from
-        scratch at a tenth of it, up to RETRIES times. Sets trainer_, history_, n_iter_."""
+        idx, take(None) of all rows. Sets trainer_, history_, n_iter_."""
         trainer = self._new_trainer(module)
-        first_step = trainer.step
         if self.early_stopping:
             data, validation = self._split(n, take, stratify)
             data["validation"] = validation
         else:
             data = take(None)
-        for attempt in range(RETRIES + 1):
-            try:
-                trainer.fit(**data)
-                break
-            except DivergenceError:
-                if self.step is not None or attempt == RETRIES:
-                    raise
-                trainer = self._new_trainer(module, step=first_step * 0.1 ** (attempt + 1))
+        trainer.fit(**data)
         self.trainer_ = trainer
         self.history_ = trainer.history
         self.n_iter_ = len(trainer.history)
