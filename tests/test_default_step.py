@@ -1,0 +1,181 @@
+"""The default step (docs/api.md, "The default step"): where neither the Trainer nor the spec's
+train line gives a step, the first fit calibrates it on a sample of the terms (runtime.STEP_GRID),
+and restarts at a smaller step where the fit diverges all the same."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import hogwild_dsl
+from hogwild_dsl import runtime
+from hogwild_dsl.sklearn import HogwildClassifier
+
+from test_cli import hogwildc, cli_env  # noqa: F401  (fixtures)
+
+# A KL-divergence NMF of large counts (steps above 1 diverge).
+NMF_KL = """
+model nmf_kl
+dim row, col
+const k = 4
+data V[row, col] : sparse
+param W[row, k] >= 0 ~ uniform(0.5, 1.5)
+param H[col, k] >= 0 ~ uniform(0.5, 1.5)
+for (i, j) in V:
+    let yhat = dot(W[i], H[j])
+    loss yhat - V[i, j] * log(yhat + 0.001)
+    predict yhat
+"""
+
+
+def classification(n=2000, d=50, scale=1.0, seed=0):
+    rng = np.random.default_rng(seed)
+    X = sp.random(n, d, density=0.2, random_state=seed, format="csr") * scale
+    w = rng.normal(size=d)
+    y = np.where(X @ w / scale + 0.1 * rng.normal(size=n) > 0, 1.0, -1.0)
+    return X.tocsr(), y
+
+
+def counts(rows=200, cols=150, nnz=4000, seed=0):
+    rng = np.random.default_rng(seed)
+    W, H = rng.gamma(2.0, 6.0, size=(rows, 4)), rng.gamma(2.0, 6.0, size=(cols, 4))
+    flat = rng.choice(rows * cols, nnz, replace=False)
+    u, v = flat // cols, flat % cols
+    value = rng.poisson(np.sum(W[u] * H[v], axis=1)).astype(float)
+    return sp.csr_matrix((value, (u, v)), shape=(rows, cols))
+
+
+@pytest.fixture(scope="module")
+def logreg(load_spec):
+    return load_spec("logreg")     # no train line
+
+
+def test_calibration_picks_a_grid_step_reproducibly_whatever_the_threads(logreg):
+    X, y = classification()
+    fits = [logreg.Trainer(threads=threads, epochs=3, seed=7).fit(X=X, y=y)
+            for threads in (1, 1, 2)]
+    cal = fits[0].calibration
+    assert fits[0].step == cal["step"] in runtime.STEP_GRID
+    assert cal["grid"] == list(runtime.STEP_GRID) and len(cal["objectives"]) == len(cal["grid"])
+    assert cal["objectives"][runtime.STEP_GRID.index(cal["step"])] == min(cal["objectives"])
+    assert 0 < cal["terms"] <= 2000 and cal["seconds"] >= 0
+    assert [h["step"] for h in fits[0].history] == [cal["step"] * 0.9 ** e for e in range(3)]
+    for k in fits[0].params:                      # threads=1 + seed: bit for bit
+        np.testing.assert_array_equal(fits[0].params[k], fits[1].params[k])
+    assert fits[1].calibration["objectives"] == cal["objectives"]
+    assert fits[2].step == cal["step"]            # the search runs on one thread
+    other = logreg.Trainer(threads=1, epochs=3, seed=8).fit(X=X, y=y).calibration
+    assert other["objectives"] != cal["objectives"]   # another seed, another sample
+
+
+def test_a_given_step_is_kept_and_nothing_is_calibrated(logreg, load_spec):
+    X, y = classification(n=300)
+    t = logreg.Trainer(threads=1, epochs=2, step=0.05).fit(X=X, y=y)
+    assert t.calibration is None and [h["step"] for h in t.history] == [0.05, 0.05 * 0.9]
+    svm = load_spec("svm")                        # train line: step 0.5
+    t = svm.Trainer(threads=1, epochs=1).fit(X=X, y=y)
+    assert t.calibration is None and t.step == 0.5 and t.history[0]["step"] == 0.5
+    t = svm.Trainer(threads=1, epochs=1, step="auto").fit(X=X, y=y)
+    assert t.calibration is not None and t.step == t.calibration["step"]
+    with pytest.raises(hogwild_dsl.HogwildError, match="step must be a positive number or 'auto'"):
+        logreg.Trainer(step="fast")
+
+
+def test_calibrated_once_per_trainer_and_not_by_epochs_0(logreg):
+    X, y = classification(n=500)
+    t = logreg.Trainer(threads=1, epochs=0).fit(X=X, y=y)
+    assert t.calibration is None and not t.history          # nothing trained
+    t.epochs = 2
+    t.fit(X=X, y=y)
+    cal = dict(t.calibration)
+    t.fit(X=X * 100.0, y=y)                                  # warm start: no new search
+    assert t.calibration == cal and t.step == cal["step"] and len(t.history) == 4
+
+
+def test_no_crawl_where_the_good_step_is_large(logreg):
+    X, y = classification(scale=0.1)             # small features: a large step is right
+    auto = logreg.Trainer(threads=1, epochs=5).fit(X=X, y=y)
+    fixed = logreg.Trainer(threads=1, epochs=5, step=0.05).fit(X=X, y=y)
+    assert auto.step >= 1
+    assert auto.objective(X=X, y=y) < 0.7 * fixed.objective(X=X, y=y)
+
+
+def test_no_divergence_where_the_good_step_is_small(load_spec):
+    mod = load_spec(text=NMF_KL)
+    V = counts()
+    t = mod.Trainer(threads=1, epochs=5).fit(V=V)
+    ends = [mod.Trainer(threads=1, epochs=5, step=s).fit(V=V).objective(V=V)
+            for s in (0.1, 0.01, 0.001)]
+    assert t.step <= 0.5 and t.objective(V=V) <= min(ends) + 0.01 * abs(min(ends))
+
+
+def test_large_data_values_a_regression_does_not_diverge(load_spec):
+    mod = load_spec("linreg")                    # train line step 0.01 diverges on these
+    rng = np.random.default_rng(0)
+    X = rng.normal(loc=100, size=(400, 3))
+    y = X @ [1.0, -2.0, 0.5] + 3
+    with pytest.raises(hogwild_dsl.DivergenceError):
+        mod.Trainer(threads=1, epochs=5).fit(X=sp.csr_matrix(X), y=y)
+    t = mod.Trainer(threads=1, epochs=5, step="auto").fit(X=sp.csr_matrix(X), y=y)
+    assert t.step < 1e-3 and t.objective(X=sp.csr_matrix(X), y=y) < 0.01 * np.mean(y ** 2)
+
+
+def test_a_divergence_restarts_at_the_next_smaller_step(logreg, monkeypatch):
+    """The sample cannot show every instability: the fit's own divergence steps down the grid
+    from the params the fit started from (here the sample is made to prefer a huge step)."""
+    X, y = classification(n=500)
+    monkeypatch.setattr(runtime, "STEP_GRID", (1e-3, 1e-2, 1e300))
+    real = runtime.TrainerBase._calibrate_step
+
+    def prefer_the_largest(self, arrays, sizes):
+        restart = real(self, arrays, sizes)
+        if restart is not None:
+            self.step = self.calibration["step"] = 1e300
+        return restart
+    monkeypatch.setattr(runtime.TrainerBase, "_calibrate_step", prefer_the_largest)
+    t = logreg.Trainer(threads=1, epochs=2).fit(X=X, y=y)
+    assert t.calibration["diverged"] == [1e300] and t.step == 1e-2
+    again = logreg.Trainer(threads=1, epochs=2, step=1e-2).fit(X=X, y=y)
+    assert [h["epoch"] for h in t.history] == [1, 2]
+    for k in t.params:                            # as if 1e-2 had been given
+        np.testing.assert_array_equal(t.params[k], again.params[k])
+
+
+@pytest.mark.parametrize("options", [dict(optimizer="adagrad"), dict(optimizer="adagrad_row"),
+                                     dict(sync="atomic"), dict(sync="lock", threads=2),
+                                     dict(threads=4), dict(order="chunks", chunk=8)])
+def test_every_option_calibrates(logreg, options):
+    X, y = classification(n=600)
+    Xv, yv = classification(n=200, seed=1)
+    t = logreg.Trainer(**{"threads": 1, "epochs": 3, "patience": 2, **options})
+    t.fit(X=X, y=y, validation={"X": Xv, "y": yv})
+    assert t.step == t.calibration["step"] in runtime.STEP_GRID
+    assert t.history[-1]["objective"] < t.calibration["objectives"][0] or \
+        t.history[-1]["objective"] < 0.6
+
+
+def test_the_classifier_default_learning_rate_is_calibrated():
+    X, y = classification(n=400)
+    clf = HogwildClassifier(threads=1, epochs=3).fit(X, y)
+    assert clf.trainer_.calibration is not None
+    assert clf.trainer_.step == clf.trainer_.calibration["step"]
+    clf = HogwildClassifier(spec="svm", threads=1, epochs=3).fit(X, y)   # a train line too
+    assert clf.trainer_.calibration is not None
+    clf = HogwildClassifier(threads=1, epochs=3, step=0.2).fit(X, y)
+    assert clf.trainer_.calibration is None and clf.trainer_.step == 0.2
+
+
+def test_hogwildc_train_calibrates_without_step_and_takes_step_auto(hogwildc, tmp_path, logreg):
+    X, y = classification(n=300)
+    lines = [f"{int(label)} " + " ".join(f"{j + 1}:{v:.6g}" for j, v in zip(row.indices, row.data))
+             for row, label in zip(X, y)]
+    (tmp_path / "d.svm").write_text("\n".join(lines) + "\n")
+    spec = logreg.SPEC
+    (tmp_path / "logreg.hog").write_text(spec)
+    res = hogwildc("train", "logreg.hog", "--data", "X,y=d.svm", "--epochs", "2", "--threads",
+                   "1", "--out", "p.npz")
+    assert res.returncode == 0, res.stderr
+    assert "calibrated on 300 terms" in res.stdout
+    res = hogwildc("train", "logreg.hog", "--data", "X,y=d.svm", "--epochs", "2", "--threads",
+                   "1", "--step", "0.1", "--out", "p.npz")
+    assert res.returncode == 0 and "calibrated" not in res.stdout
+    res = hogwildc("train", "logreg.hog", "--data", "X,y=d.svm", "--step", "fast")
+    assert res.returncode != 0 and "--step must be a number" in res.stderr
