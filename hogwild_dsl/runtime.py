@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -34,16 +35,18 @@ ORDERS = ("shuffle", "chunks", "stored")
 DEFAULTS = {"step": 0.05, "decay": 0.9, "epochs": 10}
 # The default step (docs/api.md, "The default step"): where neither the Trainer nor the spec's
 # train line gives a step, the first fit that trains tries each step of STEP_GRID for
-# CALIBRATION_PASSES passes (at the fit's decay) over one random sample of the terms (a
-# CALIBRATION_SHARE of them, at least CALIBRATION_TERMS, at most CALIBRATION_MAX_TERMS), on
-# copies of the params and optimizer state, on one thread, and keeps the step whose objective
-# on that sample ends lowest (Bottou's svmsgd does the same on 1000 examples); a fit that then
-# diverges restarts at the next smaller step. bench/results/no_tuning.md measures the choice.
+# CALIBRATION_PASSES passes (at most the fit's epochs, at its decay) over one random sample of
+# the terms (a CALIBRATION_SHARE of them, at least CALIBRATION_TERMS, at most
+# CALIBRATION_MAX_TERMS), on copies of the params and optimizer state, each step on one
+# thread, and keeps the step whose objective on that sample ends lowest (Bottou's svmsgd does
+# the same on 1000 examples); a fit that then diverges restarts at the next smaller step.
+# bench/results/no_tuning.md measures these choices against the best hand-tuned step.
 STEP_GRID = tuple(3.0 ** k for k in range(-9, 4))     # 5.1e-5 .. 27
 CALIBRATION_TERMS = 1000
 CALIBRATION_SHARE = 0.02
 CALIBRATION_MAX_TERMS = 20_000
 CALIBRATION_PASSES = 3
+CALIBRATION_BYTES = 1 << 30      # the most memory the steps' copies of the params take at once
 # The default visit order (docs/api.md, "order"): every term in a fresh random order where all
 # the arrays the terms read fit in CACHE_BYTES (a last-level cache: a random visit then costs
 # little), else chunks of consecutive terms spanning about CHUNK_BYTES of the data each (memory
@@ -135,6 +138,7 @@ class TrainerBase:
     optimizer = "sgd"                              # (trainers pickled before update rules)
     patience = None                                # (trainers pickled before patience)
     best_epoch = None
+    calibration = None                             # (trainers pickled before the default step)
     _accumulators: dict = {}                       # read-only default; set per instance
     replicas = True                                # (trainers pickled before replicas)
 
@@ -235,10 +239,11 @@ class TrainerBase:
         """Where no step was given (Trainer, train line), once per trainer, before its first
         training epoch: set `step` to the step of STEP_GRID whose CALIBRATION_PASSES passes
         over a random sample of the terms, from the current params and optimizer state
-        (copies of them), end at the lowest objective on that sample. One thread and a
-        generator of its own seeded by `seed`: the same step whatever the threads, and the
-        fit's own visits unchanged. `calibration` records the search. Returns the point a
-        divergence restarts from (_smaller_step), or None where nothing was calibrated."""
+        (copies of them), end at the lowest objective on that sample. Each step's passes run
+        on one thread, from a generator of the search's own seeded by `seed`: the same step
+        whatever the threads, and the fit's own visits unchanged. `calibration` records the
+        search. Returns the point a divergence restarts from (_smaller_step), or None where
+        nothing was calibrated."""
         if not self.__dict__.get("_calibrate") or self.epochs == 0:
             return None
         kernel = self.kernels.Kernel(arrays, sizes)
@@ -249,28 +254,36 @@ class TrainerBase:
         n = min(kernel.nterms, CALIBRATION_MAX_TERMS,
                 max(CALIBRATION_TERMS, int(CALIBRATION_SHARE * kernel.nterms)))
         sample = np.sort(rng.choice(kernel.nterms, n, replace=False)).astype(np.int64)
-        visits = [rng.permutation(sample) for _ in range(CALIBRATION_PASSES)]
+        visits = [rng.permutation(sample) for _ in range(min(CALIBRATION_PASSES, self.epochs))]
         live = {p.name for p in self.spec.params} | {k for _, k, _ in self._state_arrays()}
         draws = hasattr(kernel, "set_draw_key")
-        values = []
-        for step in STEP_GRID:
+
+        def trial(step: float) -> float:
+            """The sample objective after the passes at `step`, from copies (inf: diverged)."""
             copies = {k: arrays[k].copy() for k in live}
-            trial = self.kernels.Kernel({**arrays, **copies}, sizes)
+            run = self.kernels.Kernel({**arrays, **copies}, sizes)
             for i, visit in enumerate(visits):
                 if draws:
-                    trial.set_draw_key(_draw_key(self.seed, "calibrate", i))
-                trial.epoch(visit, 0, step * self.decay ** i, 1, SYNC_MODES["hogwild"])
+                    run.set_draw_key(_draw_key(self.seed, "calibrate", i))
+                run.epoch(visit, 0, step * self.decay ** i, 1, SYNC_MODES["hogwild"])
             if draws:
-                trial.set_draw_key(_draw_key(self.seed, "objective"))
-            value = trial.objective_terms(sample, 1) / n
+                run.set_draw_key(_draw_key(self.seed, "objective"))
+            value = run.objective_terms(sample, 1) / n
             finite = all(math.isfinite(np.sum(v)) for v in copies.values())
-            values.append(float(value) if finite and math.isfinite(value) else math.inf)
-        best = int(np.argmin(values))
+            return float(value) if finite and math.isfinite(value) else math.inf
+
+        # each step on one thread of its own (the kernels release the GIL): deterministic,
+        # and the search takes the fit's cores, with at most CALIBRATION_BYTES of copies at once
+        copy_bytes = sum(arrays[k].nbytes for k in live)
+        workers = min(self.threads, len(STEP_GRID), max(1, CALIBRATION_BYTES // max(copy_bytes, 1)))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            values = list(pool.map(trial, STEP_GRID))
+        best = _best_step(values)
         if math.isfinite(values[best]):
             self.step = STEP_GRID[best]
         self._calibrate = False
         self.calibration = {"step": self.step, "grid": list(STEP_GRID), "objectives": values,
-                            "terms": n, "passes": CALIBRATION_PASSES, "diverged": [],
+                            "terms": n, "passes": len(visits), "diverged": [],
                             "seconds": time.perf_counter() - began}
         return (self._epochs_done, len(self.history), self._rng.bit_generator.state,
                 {k: arrays[k].copy() for k in live})
@@ -1284,6 +1297,11 @@ def _interrupt_between_epochs():
         yield lambda: bool(pressed)
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _best_step(values: list) -> int:
+    """The index of the lowest of the sample objectives of the steps of STEP_GRID."""
+    return int(np.argmin(values))
 
 
 def _draw_key(seed: int, *purpose) -> int:
