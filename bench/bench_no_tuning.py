@@ -191,6 +191,10 @@ def markdown(result) -> str:
         cells += [f"{_f(a['calibration_seconds'])}, {_f(g['calibration_seconds'])}",
                   f"{a['seconds']:.2f}, {g['seconds']:.2f}"]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
+    for opt in ("sgd", "adagrad"):
+        hits = [r["spec"] for r in result["rows"] if r[f"default_{opt}"].get("within_1_percent")]
+        lines += ["", f"Within 1% at the default step, {opt}: {len(hits)} of "
+                  f"{len(result['rows'])} ({', '.join(hits) or 'none'})."]
     rmse = [(r["spec"], r["default_adagrad"].get("test_rmse"), r["default_sgd"].get("test_rmse"))
             for r in result["rows"] if "test_rmse" in r["default_sgd"]]
     if rmse:
