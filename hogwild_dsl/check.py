@@ -492,7 +492,7 @@ class BlockChecker:
                 predict = self.predict(stmt)
         if not losses:
             self.error(b, "this block has no 'loss'", "add a line 'loss EXPR' to the block")
-        regs = [self.deferred(r, losses) for r in regs]
+        regs = [self.deferred(r, losses, regs) for r in regs]
         return ir.Block(self.index, kind, tvars, src, tuple(losses), tuple(regs),
                         tuple(self.degs.values()), predict, b.line, tuple(self.samples),
                         self.predict_var)
@@ -617,15 +617,18 @@ class BlockChecker:
             out.append(ir.RegTerm(kind, lam, text, param, stmt.unscaled, expr, stmt.line))
         return out
 
-    def deferred(self, reg: ir.RegTerm, losses) -> ir.RegTerm:
-        """`reg l2 on w` of a whole 1-D unconstrained param costs O(size of w) per term if
-        every term steps every coordinate. Where the block's losses read w at one index
-        pattern (w[j] over a sparse row's nonzeros, w[u], w[y[i]]) or not at all, the update
-        instead steps the coordinates the term reads, and the rest of the penalty is applied
-        per coordinate once per epoch (ir.Deferred); the objective is unchanged."""
+    def deferred(self, reg: ir.RegTerm, losses, regs) -> ir.RegTerm:
+        """`reg l2 on w` (or `reg l1 on w`) of a whole 1-D unconstrained param costs O(size
+        of w) per term if every term steps every coordinate. Where the block's losses read w
+        at one index pattern (w[j] over a sparse row's nonzeros, w[u], w[y[i]]) or not at
+        all, the update instead steps the coordinates the term reads, and the rest of the
+        penalty is applied per coordinate around each epoch (ir.Deferred); the objective is
+        unchanged. Not an l1 beside an l2 on the same whole param: the two deferred steps of
+        one term would not compose into its exact step."""
         p = self.spec.params[reg.param]
-        if reg.kind != "l2" or len(p.dims) != 1 or reg.target != p.name or \
-                p.constraint is not None:
+        if len(p.dims) != 1 or reg.target != p.name or p.constraint is not None:
+            return reg
+        if reg.kind == "l1" and any(r.kind == "l2" and r.target == p.name for r in regs):
             return reg
         patterns = {}
         for e, _ in losses:
@@ -651,8 +654,9 @@ class BlockChecker:
             data, at = var.source
             touch = self.deg_node(key, ir.DegSpec(f"_deg{self.index}_{data}_{at}", "indirect",
                                                   at, data, var.dim), ())
-        share = ir.Binary("*", ir.Const(reg.lam),
-                          ir.Binary("^", ir.ParamAt(p.name, (var,)), ir.Const(2.0)))
+        at = ir.ParamAt(p.name, (var,))
+        share = ir.Binary("*", ir.Const(reg.lam), ir.Binary("^", at, ir.Const(2.0))
+                          if reg.kind == "l2" else ir.Func("abs", (at,)))
         if not reg.unscaled:
             share = ir.Binary("/", share, every)
         if var.kind == "sparse":

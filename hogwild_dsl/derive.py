@@ -298,7 +298,8 @@ def update_sites(block: ir.Block) -> tuple[SiteGrad, ...]:
     penalty weight (the derivative of its share with |c| read as c: LAMBDA / deg(c)), which the
     update applies as a clipped cumulative penalty (Tsuruoka et al., ACL 2009) so that a
     coordinate whose optimum is 0 ends at exactly 0."""
-    l1 = [r for r in block.regs if r.kind == "l1"]
+    l1 = [r if r.deferred is None else replace(r, expr=r.deferred.update)
+          for r in block.regs if r.kind == "l1" and (r.deferred is None or r.deferred.update)]
     smooth = derive_block(replace(block, regs=tuple(
         r if r.deferred is None else replace(r, expr=r.deferred.update)
         for r in block.regs if r.kind != "l1" and (r.deferred is None or r.deferred.update))))

@@ -1136,15 +1136,17 @@ class BlockLowering:
         """The rest of the block's deferred regs (ir.Deferred) after an epoch that ran
         `fraction` of its terms: each coordinate c gets, at once, the l2 steps of the terms
         that did not read it, about nterms * fraction * (1 - touches(c) / nterms) of them,
-        each a factor 1 - 2 * rate * LAMBDA / deg (rate: the step, or AdaGrad's step for c
-        under adagrad; deg: the block's terms, 1 where unscaled). With one term this is
-        exactly the step the term's whole share would take (the differential fuzz checks)."""
+        each a factor 1 - 2 * rate * LAMBDA / deg for l2 (rate: the step, or under adagrad
+        c's own step once c has had a gradient: at G = 0 AdaGrad's step is step / 1e-4; deg: the block's terms, 1 where unscaled), for l1 a clipped
+        cumulative penalty step (l1_step) owing rate * LAMBDA / deg for each. With one term
+        this is exactly the step the term's whole share would take (the fuzz checks)."""
         regs = [r for r in self.block.regs if r.deferred is not None]
         if not regs:
             return None
         names = Names()
         for name, ctype in (("_k", "int64_t"), ("_terms", "double"), ("_e", "double"),
-                            ("_rate", "double"), ("_f", "double")):
+                            ("_rate", "double"), ("_f", "double"), ("_z", "double"),
+                            ("_new", "double")):
             names.var(name, ctype)
         lines = [f"    _terms = {c_nterms(self.block.index)} * fraction"]
         for r in regs:
@@ -1161,12 +1163,24 @@ class BlockLowering:
                           "            if _e < 0.0:",
                           "                _e = 0.0"]
             lines += ["        _rate = step",
-                      f"        if {c_optimizer()} != 0:",
-                      f"            _rate = step / sqrt({acc}[_k] + 1e-8)",
-                      f"        _f = 1.0 - 2.0 * {_fmt(r.lam)} * _rate{scale}",
-                      "        if _f < 0.0:",
-                      "            _f = 0.0",
-                      f"        {value}[_k] = {value}[_k] * pow(_f, _e)"]
+                      f"        if {c_optimizer()} != 0 and {acc}[_k] > 0.0:",
+                      f"            _rate = step / sqrt({acc}[_k] + 1e-8)"]
+            if r.kind == "l2":
+                lines += [f"        _f = 1.0 - 2.0 * {_fmt(r.lam)} * _rate{scale}",
+                          "        if _f < 0.0:",
+                          "            _f = 0.0",
+                          f"        {value}[_k] = {value}[_k] * pow(_f, _e)"]
+                continue
+            u, q = c_l1(param.name, "u"), c_l1(param.name, "q")    # as l1_step, with z = c
+            lines += [f"        {u}[_k] = {u}[_k] + _e * _rate * {_fmt(r.lam)}{scale}",
+                      f"        _z = {value}[_k]",
+                      "        _new = _z",
+                      "        if _z > 0.0:",
+                      f"            _new = fmax(0.0, _z - ({u}[_k] + {q}[_k]))",
+                      "        elif _z < 0.0:",
+                      f"            _new = fmin(0.0, _z + ({u}[_k] - {q}[_k]))",
+                      f"        {q}[_k] = {q}[_k] + (_new - _z)",
+                      f"        {value}[_k] = _new"]
         return Function(f"_deferred_b{self.block.index}",
                         "(const _Model* M, double step, double fraction)", dict(names.decls),
                         lines, "0")

@@ -27,8 +27,10 @@ def _deferred(text):
     return [r.deferred for b in hogwild_dsl.check(text).blocks for r in b.regs]
 
 
-def test_a_whole_param_l2_read_at_one_pattern_is_deferred():
+def test_a_whole_param_reg_read_at_one_pattern_is_deferred():
     (d,) = _deferred(LOGREG.format(tag="a", lam=0.1, unscaled=""))
+    assert d is not None and d.touch is not None and d.update is not None
+    (d,) = _deferred(LASSO.format(lam=0.1))
     assert d is not None and d.touch is not None and d.update is not None
     # read at the term index, and not read at all: deferred too
     entries = """
@@ -53,14 +55,15 @@ for (u, v) in r:
     # read at two patterns
     "data X[example, feature] : sparse\ndata Z[example, feature] : sparse\nparam w[feature]\n"
     "for i in example:\n    loss (dot(X[i], w) - dot(Z[i], w))^2\n    reg l2(0.1) on w",
-    # l1, and a constrained param
+    # an l1 beside an l2 on the same param (the l2 is deferred, the l1 not), a constrained
+    # param
     "data X[example, feature] : sparse\nparam w[feature]\nfor i in example:\n"
-    "    loss (dot(X[i], w) - 1)^2\n    reg l1(0.1) on w",
+    "    loss (dot(X[i], w) - 1)^2\n    reg l1(0.1) on w\n    reg l2(0.1) on w",
     "data X[example, feature] : sparse\nparam w[feature] >= 0\nfor i in example:\n"
     "    loss (dot(X[i], w) - 1)^2\n    reg l2(0.1) on w",
 ])
 def test_other_whole_param_regs_step_every_coordinate(body):
-    (d,) = _deferred(f"model defno\ndim example, feature\n{body}\n")
+    d = _deferred(f"model defno\ndim example, feature\n{body}\n")[0]
     assert d is None
 
 
@@ -176,3 +179,49 @@ def test_a_float32_module_defers_the_same_way(hog_cache_dir):
         assert t.params["w"].dtype == np.dtype(dtype)
         fits[dtype] = t.params["w"].astype(np.float64)
     np.testing.assert_allclose(fits["float32"], fits["float64"], rtol=1e-4, atol=1e-5)
+
+
+LASSO = """model deflasso
+dim example, feature
+data X[example, feature] : sparse
+data y[example] : real
+param w[feature] = 0
+for i in example:
+    loss 0.5 * (dot(X[i], w) - y[i])^2
+    reg l1({lam}) on w
+"""
+
+
+@pytest.mark.parametrize("sync", ["hogwild", "atomic", "lock"])
+def test_one_term_gets_exactly_one_clipped_l1_step(load_spec, sync):
+    mod = load_spec(text=LASSO.format(lam=0.4).replace("= 0\n", "~ normal(0, 1)\n", 1))
+    X = sp.csr_matrix(([0.5, -1.0], ([0, 0], [1, 4])), shape=(1, 6))
+    y = np.array([0.3])
+    w0 = mod.Trainer(epochs=0, seed=5).fit(X=X, y=y).params["w"].copy()
+    step = 0.3
+    t = mod.Trainer(epochs=1, step=step, seed=5, threads=1, sync=sync).fit(X=X, y=y)
+    x = X.toarray()[0]
+    z = w0 - step * (x @ w0 - y[0]) * x                  # the smooth step, then the clip
+    want = np.sign(z) * np.maximum(np.abs(z) - step * 0.4, 0.0)
+    np.testing.assert_allclose(t.params["w"], want, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("optimizer,step", [("sgd", 0.02), ("adagrad", 0.3)])
+def test_a_deferred_l1_finds_the_lasso_support_with_exact_zeros(load_spec, optimizer, step):
+    from sklearn.linear_model import Lasso
+    rng = np.random.default_rng(1)
+    n, d, alpha = 300, 60, 0.05
+    X = sp.random(n, d, density=0.4, random_state=1, format="csr",
+                  data_rvs=rng.standard_normal)
+    coef = np.zeros(d)
+    coef[rng.choice(d, 10, replace=False)] = rng.uniform(1, 3, 10) * rng.choice([-1, 1], 10)
+    y = X @ coef + 0.2 * rng.normal(size=n)
+    mod = load_spec(text=LASSO.format(lam=alpha * n))     # LANGUAGE.md: LAMBDA = alpha * n
+    t = mod.Trainer(threads=2, epochs=60, step=step, decay=0.95, seed=0,
+                    optimizer=optimizer).fit(X=X, y=y)
+    sk = Lasso(alpha=alpha, fit_intercept=False, tol=1e-10, max_iter=100_000).fit(X, y)
+    ours, theirs = set(np.flatnonzero(t.params["w"])), set(np.flatnonzero(sk.coef_))
+    f1 = 2 * len(ours & theirs) / (len(ours) + len(theirs))
+    assert f1 >= 0.9, (sorted(ours), sorted(theirs))
+    best = 0.5 * np.mean((X @ sk.coef_ - y) ** 2) + alpha * np.abs(sk.coef_).sum()
+    assert t.objective(X=X, y=y) <= 1.02 * best
