@@ -179,3 +179,41 @@ def test_hogwildc_train_calibrates_without_step_and_takes_step_auto(hogwildc, tm
     assert res.returncode == 0 and "calibrated" not in res.stdout
     res = hogwildc("train", "logreg.hog", "--data", "X,y=d.svm", "--step", "fast")
     assert res.returncode != 0 and "--step must be a number" in res.stderr
+
+
+# index labels, an l1 reg (its per-coordinate state is copied for the search) and no train line
+SOFTMAX_L1 = """
+model softmax_l1
+dim example, feature, class
+data X[example, feature] : sparse
+data y[example] : index(class)
+param W[feature, class] = 0
+param b[class] = 0
+for i in example:
+    let z = sum(j in X[i]: X[i, j] * W[j]) + b
+    loss logsumexp(z) - z[y[i]]
+    reg l1(1e-3) on W[X[i]]
+    predict softmax(z)
+"""
+
+
+def test_index_data_l1_and_sampled_terms_calibrate_reproducibly(load_spec):
+    X, y = classification(n=600)
+    labels = (np.asarray(X.sum(axis=1)).ravel() * 3).astype(np.int64) % 3
+    mod = load_spec(text=SOFTMAX_L1)
+    a, b = (mod.Trainer(threads=1, epochs=3).fit(X=X, y=labels) for _ in range(2))
+    assert a.step == b.step == a.calibration["step"] and a.calibration == {
+        **b.calibration, "seconds": a.calibration["seconds"]}
+    assert a.objective(X=X, y=labels) < a.calibration["objectives"][0]
+    given = mod.Trainer(threads=1, epochs=3, step=a.step).fit(X=X, y=labels)
+    for k in a.params:              # the search ran on copies: the fit is the given step's
+        np.testing.assert_array_equal(a.params[k], given.params[k])
+    for k in given._accumulators:   # the l1 state too
+        np.testing.assert_array_equal(a._accumulators[k], given._accumulators[k])
+    bpr = load_spec("bpr")                                   # `sample j in item`: draws
+    seen = sp.random(60, 40, density=0.2, random_state=1, format="csr")
+    seen.data[:] = 1.0
+    fits = [bpr.Trainer(threads=1, epochs=2, step="auto").fit(seen=seen) for _ in range(2)]
+    assert fits[0].step == fits[1].step and fits[0].optimizer == "adagrad"
+    np.testing.assert_array_equal(fits[0].params["P"], fits[1].params["P"])
+    assert fits[0].history[-1]["objective"] < np.log(2)
