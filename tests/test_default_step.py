@@ -177,6 +177,10 @@ def test_hogwildc_train_calibrates_without_step_and_takes_step_auto(hogwildc, tm
     res = hogwildc("train", "logreg.hog", "--data", "X,y=d.svm", "--epochs", "2", "--threads",
                    "1", "--step", "0.1", "--out", "p.npz")
     assert res.returncode == 0 and "calibrated" not in res.stdout
+    (tmp_path / "with_train.hog").write_text(spec + "train step 0.1, epochs 2\n")
+    res = hogwildc("train", "with_train.hog", "--data", "X,y=d.svm", "--threads", "1",
+                   "--step", "auto", "--out", "p.npz")
+    assert res.returncode == 0 and "calibrated on 300 terms" in res.stdout, res.stderr
     res = hogwildc("train", "logreg.hog", "--data", "X,y=d.svm", "--step", "fast")
     assert res.returncode != 0 and "--step must be a number" in res.stderr
 
