@@ -178,7 +178,8 @@ def markdown(result) -> str:
              "default's final objective / the best SGD one (target: within 1%).", "",
              "| spec | epochs | best sgd step | best sgd objective | adagrad default step | "
              "adagrad objective | adagrad ratio | within 1% | sgd default step | sgd objective "
-             "| sgd ratio | within 1% | calibration s (adagrad, sgd) | fit s (adagrad, sgd) |",
+             "| sgd ratio | within 1% | calibration s (adagrad, sgd) | fit s, calibration "
+             "included (adagrad, sgd) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         a, g = r["default_adagrad"], r["default_sgd"]
