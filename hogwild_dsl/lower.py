@@ -416,9 +416,11 @@ class Names:
 class Access:
     """C expressions for index variables, data, params and degrees of one spec."""
 
-    def __init__(self, spec: ir.Spec, block: ir.Block, hot: frozenset = frozenset()):
+    def __init__(self, spec: ir.Spec, block: ir.Block, hot: frozenset = frozenset(),
+                 real: str = "double"):
         self.spec, self.block = spec, block
         self.hot = hot          # params read and written through this thread's replicas
+        self.widen = real != "double"     # values read from float storage: widened to double
         self.consts = dict(spec.consts)
         self.entry_data = block.over if block.kind == "entries" else None
         self.load_in_loop = None   # the Emitter's: index data read at an open loop's index
@@ -625,6 +627,8 @@ class Emitter:
             return f"{array}[{offset(self.a, vars_)}]"
         if isinstance(e, ir.Const):
             return _fmt(e.value) if e.value >= 0 else f"({_fmt(e.value)})"
+        if isinstance(e, (ir.DataAt, ir.ParamAt)) and self.a.widen:
+            return f"(<double>{self.a.leaf(e)})"    # products and sums of them in double
         if isinstance(e, (ir.DataAt, ir.ParamAt, ir.Deg)):
             return self.a.leaf(e)
         if isinstance(e, Step):
@@ -1098,7 +1102,7 @@ class BlockLowering:
 
     def start(self, names: Names, exprs, hot: frozenset = frozenset()) -> tuple[Access, list]:
         """The term's indices, and the index data and draws that `exprs` read at them."""
-        a = Access(self.spec, self.block, hot)
+        a = Access(self.spec, self.block, hot, self.real)
         lines = []
         for v in self.block.vars:
             names.var(f"_t_{v.name}", "int64_t")
