@@ -2,7 +2,9 @@
 
 The mc model with LIBMF's objective (squared loss, l2 0.02 unscaled, rank 20: bench_kernels'
 MC_SPEC), 20 epochs at 2 threads, trained three ways, each in a fresh subprocess on the
-same float64 CSR training set read from disk: ours with dtype="float64", ours with
+same float64 CSR training set read from disk, in `--repeats` interleaved rounds (this shared
+2-vCPU machine's load varies: one run of LIBMF took 8 s, another 17 s; the table gives each
+measure's median over the rounds, the JSON every run): ours with dtype="float64", ours with
 dtype="float32", and LIBMF (bench/peers/libmf.py, its SSE + OpenMP build, float32 by
 design). Per run: wall time of the whole fit, time per epoch (ours: the median of the
 history's update times; LIBMF: whole mf_train / iterations, setup included), test RMSE, and
@@ -14,7 +16,7 @@ conversion the fit makes of the data, the params and any other state is.
 Issue 19's targets: MF at 2 threads >= 2x LIBMF's speed at a test RMSE <= LIBMF's + 0.005;
 peak memory of the fit (float32) no more than LIBMF's.
 
-    python bench/bench_float32.py [--scale full|small] [--epochs 20] [--threads 2]
+    python bench/bench_float32.py [--scale full|small] [--epochs 20] [--threads 2] [--repeats 3]
 -> bench/results/float32.json and float32.md
 """
 from __future__ import annotations
@@ -151,16 +153,18 @@ def markdown(result: dict) -> str:
     lines = [f"# dtype=\"float32\": MF on Netflix-shaped data ({d['users']:,} users x "
              f"{d['items']:,} items, {d['ratings']:,} training ratings), "
              f"{result['epochs']} epochs, {result['threads']} threads",
-             "", f"Machine: {result['machine']}. Single runs, each in a fresh process, "
-             "side by side. `bench/bench_float32.py` (spec: the mc model with LIBMF's l2 0.02 "
-             "unscaled, rank 20).", "",
+             "", f"Machine: {result['machine']}. Each run in a fresh process, the three side "
+             f"by side in each of {result['repeats']} rounds; medians over the rounds (fit "
+             "times of every round in brackets). `bench/bench_float32.py` (spec: the mc model "
+             "with LIBMF's l2 0.02 unscaled, rank 20).", "",
              "| run | fit (s) | per epoch (s) | test RMSE | peak memory of the fit (MB) |",
              "|---|---|---|---|---|"]
     for name, r in runs.items():
         if "fit_seconds" not in r:
             lines.append(f"| {name} | {r} | | | |")
             continue
-        lines.append(f"| {name} | {r['fit_seconds']:.2f} | {r['epoch_seconds']:.3f} | "
+        every = ", ".join(f"{x['fit_seconds']:.2f}" for x in result["rounds"][name])
+        lines.append(f"| {name} | {r['fit_seconds']:.2f} ({every}) | {r['epoch_seconds']:.3f} | "
                      f"{r['rmse']:.4f} | {r['peak_fit_bytes'] / 2**20:.0f} |")
     lines += ["", "Per epoch: ours, the median update time of an epoch; LIBMF, its whole "
               "`mf_train` over the iterations (it exposes no per-iteration time). Peak memory "
@@ -191,11 +195,26 @@ def summary(runs: dict) -> dict:
     return out
 
 
+def median(done: list) -> dict:
+    """Each measure's median over the rounds (a round that did not run: its message)."""
+    ran = [r for r in done if "fit_seconds" in r]
+    if not ran:
+        return done[0]
+    out = dict(ran[0])
+    for k, v in ran[0].items():
+        if isinstance(v, float):
+            out[k] = float(np.median([r[k] for r in ran]))
+        elif isinstance(v, int) and not isinstance(v, bool):
+            out[k] = int(np.median([r[k] for r in ran]))
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", choices=SCALES, default="full")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--child")
     ap.add_argument("--data")
     args = ap.parse_args(argv)
@@ -208,12 +227,14 @@ def main(argv=None):
     import hogwild_dsl                      # build both modules before any timing
     for dtype in ("float64", "float32"):
         hogwild_dsl.load(text=MC_SPEC, dtype=dtype)
-    runs = {}
-    for which in ("float64", "float32", "libmf"):
-        runs[which] = run(which, path, args.epochs, args.threads)
-        print(which, runs[which], flush=True)
+    rounds = {"float64": [], "float32": [], "libmf": []}
+    for _ in range(args.repeats):
+        for which, done in rounds.items():
+            done.append(run(which, path, args.epochs, args.threads))
+            print(which, done[-1], flush=True)
+    runs = {which: median(done) for which, done in rounds.items()}
     result = {"machine": machine.machine(), "scale": args.scale, "epochs": args.epochs,
-              "threads": args.threads,
+              "threads": args.threads, "repeats": args.repeats, "rounds": rounds,
               "data": {"users": shape[0], "items": shape[1], "ratings": int(nnz),
                        "test_ratings": int(n_test)},
               "runs": runs, "summary": summary(runs)}
