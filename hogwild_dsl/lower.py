@@ -7,8 +7,12 @@ For every block it plans three nogil functions over one term `t`:
   of loop indices (a sparse row's nonzeros, a dense dim), computing every coordinate's gradient
   from old values and then writing `p -= step * g` (plain racy writes, or atomic adds);
   (3) project the touched rows of constrained params. If a loop would read a coordinate that an
-  earlier loop already wrote, the plan computes every gradient into scratch first and writes
-  afterwards (still one SGD step at the old point).
+  earlier loop already wrote, or one nest writes a coordinate from several of its points
+  (V[j, f[j2]]), the plan computes those gradients into scratch first and adds them
+  afterwards, writing the nests nothing else reads in between (still one SGD step at the old
+  point). Two sites equal up to a renaming of loops over one domain share one nest
+  (merge_symmetric); a double sum over one domain of a symmetric term runs over a triangle
+  (Emitter.summand).
 - loss: the term's objective value (its losses plus its share of the regularizer).
 - predict: the block's `predict` expression.
 and the module-level layout (the struct of pointers and sizes the runtime fills).

@@ -20,7 +20,11 @@ def access_text(access: ir.ParamAt) -> str:
         return access.name
     parts = []
     for v in access.index:
-        if v.kind in ("term", "indirect"):
+        if v.kind == "indirect" and not v.per_term:     # f[j2] at a summed j2: say where
+            at = v.at
+            where = f"{at.source[0]}[{at.source[1]}]" if at.kind == "sparse" else at.dim
+            parts.append(f"{v.source[0]}[{_short(at)} in {where}]")
+        elif v.kind in ("term", "indirect"):
             parts.append(v.name)
         elif v.kind == "sample":
             parts.append(f"{v.name} (drawn from {v.dim})")

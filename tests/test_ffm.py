@@ -237,6 +237,8 @@ def test_check_refuses_a_4d_param_and_prints_3d_reads():
     from hogwild_dsl.derive import gradients_text
     text = gradients_text(hogwild_dsl.check(shipped.text("ffm")))
     assert "d/dV[j_X, f[j2_X], k_k]" in text and "V[j2_X, f[j_X], k_k]" in text
+    from hogwild_dsl.report import summary
+    assert "V[j in X[i], f[j2 in X[i]], :]" in summary(hogwild_dsl.check(shipped.text("ffm")))
 
 
 SYMMETRIC = """
