@@ -32,6 +32,13 @@ from machine import machine  # noqa: E402
 from peers._build import cython_extension  # noqa: E402
 
 RESULTS = HERE / "results"
+NOTE = ("Below issue 14's 0.9x target. The compiler merges the two symmetric sites "
+        "V[j, f[j2]] / V[j2, f[j]] into one nest and runs the forward pairs over a triangle, "
+        "but it must hold the pair gradients in scratch and add them afterwards: two nonzeros "
+        "of one field may write one coordinate, which it cannot rule out from the spec, while "
+        "the yardstick relies on one feature per field and writes each pair's two vectors at "
+        "once. The held nest (computed, then added) and the diagonal terms of the spec's "
+        "'(pairs - diag) / 2' spelling account for most of the gap.")
 STEP, LAM = 0.05, 1e-5      # LAM: specs/ffm.hog's reg
 
 
@@ -91,7 +98,7 @@ def main(argv=None):
               "features": int(X.shape[1]), "k": int(p["V"].shape[2]), "epochs": args.epochs,
               "generated_ns_per_term": round(g_ns, 1), "handwritten_ns_per_term": round(h_ns, 1),
               "speed_vs_handwritten": round(h_ns / g_ns, 3), "max_param_difference": agree,
-              "target": ">= 0.9 (issue 14)"}
+              "target": ">= 0.9 (issue 14)", "note": NOTE}
     print(f"ffm: generated {g_ns:.1f} ns/term, hand-written {h_ns:.1f} ns/term "
           f"({h_ns / g_ns:.2f}x), params agree to {agree:.1e}", flush=True)
     out = Path(args.out)
@@ -108,7 +115,8 @@ def main(argv=None):
         "| model | generated ns/term | hand-written ns/term | generated speed (hand / gen) |",
         "|---|---|---|---|",
         f"| ffm (specs/ffm.hog) | {result['generated_ns_per_term']} | "
-        f"{result['handwritten_ns_per_term']} | {result['speed_vs_handwritten']}x |", ""]))
+        f"{result['handwritten_ns_per_term']} | {result['speed_vs_handwritten']}x |", "",
+        NOTE, ""]))
 
 
 if __name__ == "__main__":
