@@ -39,9 +39,12 @@ DEFAULTS = {"step": 0.05, "decay": 0.9, "epochs": 10}
 # the terms (a CALIBRATION_SHARE of them, at least CALIBRATION_TERMS, at most
 # CALIBRATION_MAX_TERMS), on copies of the params and optimizer state, each step on one
 # thread, and keeps the step whose objective on that sample ends lowest (Bottou's svmsgd does
-# the same on 1000 examples); a fit that then diverges restarts at the next smaller step.
+# the same on 1000 examples); where the best is at an end of the grid, the grid goes on past
+# that end, 3 steps at a time, up to STEP_LIMITS; a fit that then diverges restarts at a third
+# of the step.
 # bench/results/no_tuning.md measures these choices against the best hand-tuned step.
 STEP_GRID = tuple(3.0 ** k for k in range(-9, 4))     # 5.1e-5 .. 27
+STEP_LIMITS = (3.0 ** -25, 3.0 ** 9)    # where the best is at an end, the grid goes on to these
 CALIBRATION_TERMS = 1000
 CALIBRATION_SHARE = 0.02
 CALIBRATION_MAX_TERMS = 20_000
@@ -276,13 +279,25 @@ class TrainerBase:
         # and the search takes the fit's cores, with at most CALIBRATION_BYTES of copies at once
         copy_bytes = sum(arrays[k].nbytes for k in live)
         workers = min(self.threads, len(STEP_GRID), max(1, CALIBRATION_BYTES // max(copy_bytes, 1)))
+        grid = list(STEP_GRID)
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            values = list(pool.map(trial, STEP_GRID))
-        best = _best_step(values)
+            values = list(pool.map(trial, grid))
+            while True:       # the best at an end of the grid: on past it, as svmsgd does
+                best = _best_step(values)
+                lower = values[0] < values[1] or values[0] == math.inf     # all diverged
+                if best == 0 and lower and grid[0] / 3 >= STEP_LIMITS[0]:
+                    more = [grid[0] / 3 ** k for k in (3, 2, 1)]
+                    values, grid = list(pool.map(trial, more)) + values, more + grid
+                elif best == len(grid) - 1 and values[-1] < values[-2] and \
+                        grid[-1] * 3 <= STEP_LIMITS[1]:
+                    more = [grid[-1] * 3 ** k for k in (1, 2, 3)]
+                    values, grid = values + list(pool.map(trial, more)), grid + more
+                else:
+                    break
         if math.isfinite(values[best]):
-            self.step = STEP_GRID[best]
+            self.step = grid[best]
         self._calibrate = False
-        self.calibration = {"step": self.step, "grid": list(STEP_GRID), "objectives": values,
+        self.calibration = {"step": self.step, "grid": grid, "objectives": values,
                             "terms": n, "passes": len(visits), "diverged": [],
                             "seconds": time.perf_counter() - began}
         return (self._epochs_done, len(self.history), self._rng.bit_generator.state,
@@ -290,11 +305,10 @@ class TrainerBase:
 
     def _smaller_step(self, restart, arrays: dict) -> bool:
         """After a divergence at a calibrated step (the sample cannot show every instability:
-        a row updated by many terms in one epoch), restart the fit from its start at the next
-        smaller step of STEP_GRID; False where the step was not calibrated by this fit or no
-        smaller step is left (the DivergenceError then stands)."""
-        smaller = [s for s in STEP_GRID if s < self.step]
-        if restart is None or not smaller:
+        a row updated by many terms in one epoch), restart the fit from its start at a third of
+        the step; False where the step was not calibrated by this fit or would fall below
+        STEP_LIMITS (the DivergenceError then stands)."""
+        if restart is None or self.step / 3 < STEP_LIMITS[0]:
             return False
         epochs_done, history_length, rng_state, start = restart
         for k, v in start.items():
@@ -303,7 +317,7 @@ class TrainerBase:
         self._epochs_done = epochs_done
         self._rng.bit_generator.state = rng_state
         self.calibration["diverged"].append(self.step)
-        self.step = self.calibration["step"] = smaller[-1]
+        self.step = self.calibration["step"] = self.step / 3
         return True
 
     def _held_out(self, validation):

@@ -118,25 +118,37 @@ def test_large_data_values_a_regression_does_not_diverge(load_spec):
     assert t.step < 1e-3 and t.objective(X=sp.csr_matrix(X), y=y) < 0.01 * np.mean(y ** 2)
 
 
-def test_a_divergence_restarts_at_the_next_smaller_step(logreg, monkeypatch):
-    """The sample cannot show every instability: the fit's own divergence steps down the grid
-    from the params the fit started from (here the sample is made to prefer a huge step)."""
+def test_a_divergence_restarts_at_a_third_of_the_step(logreg, monkeypatch):
+    """The sample cannot show every instability: the fit's own divergence steps down by 3
+    from the params the fit started from (here the search is made to pick a huge step)."""
     X, y = classification(n=500)
-    monkeypatch.setattr(runtime, "STEP_GRID", (1e-3, 1e-2, 1e300))
     real = runtime.TrainerBase._calibrate_step
 
-    def prefer_the_largest(self, arrays, sizes):
+    def prefer_a_huge_step(self, arrays, sizes):
         restart = real(self, arrays, sizes)
         if restart is not None:
             self.step = self.calibration["step"] = 1e300
         return restart
-    monkeypatch.setattr(runtime.TrainerBase, "_calibrate_step", prefer_the_largest)
+    monkeypatch.setattr(runtime.TrainerBase, "_calibrate_step", prefer_a_huge_step)
     t = logreg.Trainer(threads=1, epochs=2).fit(X=X, y=y)
-    assert t.calibration["diverged"] == [1e300] and t.step == 1e-2
-    again = logreg.Trainer(threads=1, epochs=2, step=1e-2).fit(X=X, y=y)
+    left = t.calibration["diverged"]
+    assert left[0] == 1e300 and t.step == left[-1] / 3 == t.calibration["step"]
+    assert all(b == a / 3 for a, b in zip(left, left[1:]))
+    again = logreg.Trainer(threads=1, epochs=2, step=t.step).fit(X=X, y=y)
     assert [h["epoch"] for h in t.history] == [1, 2]
-    for k in t.params:                            # as if 1e-2 had been given
+    for k in t.params:                            # as if that step had been given
         np.testing.assert_array_equal(t.params[k], again.params[k])
+
+
+def test_the_grid_goes_on_past_an_end_where_the_best_is(logreg, load_spec):
+    svm = load_spec("svm")                       # no intercept (whose step is its own)
+    X, y = classification(scale=1e-3)            # tiny features: the best step is above 27
+    t = svm.Trainer(threads=1, epochs=2, step="auto").fit(X=X, y=y)
+    assert t.calibration["grid"][-1] > runtime.STEP_GRID[-1] and t.step > runtime.STEP_GRID[-1]
+    X, y = classification(scale=1e3)             # huge features: below 5e-5
+    t = logreg.Trainer(threads=1, epochs=2).fit(X=X, y=y)
+    assert t.calibration["grid"][0] < runtime.STEP_GRID[0] and t.step < runtime.STEP_GRID[0]
+    assert t.step >= runtime.STEP_LIMITS[0] and t.objective(X=X, y=y) < np.log(2)
 
 
 @pytest.mark.parametrize("options", [dict(optimizer="adagrad"), dict(optimizer="adagrad_row"),
