@@ -22,7 +22,7 @@ for i in example:
     predict yhat
 """
 CONSTS = {'k': 8}
-SIGNATURE = "4a7e7b4e631899928a0cfc60"
+SIGNATURE = "ad4d0162f1ace6abd623f963"
 KERNELS = "fm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -698,9 +698,7 @@ class BlockChecker:
                     deg, p.name)
         if isinstance(target, syn.Index) and len(target.args) > 1 and \
                 target.name.id in spec.params:
-            self.error(target.args[1], f"a reg target takes one index (the rows of "
-                                       f"'{target.name.id}' it penalises, every entry of each)",
-                       f"write {target.name.id}[{self._text(target.args[0])}]; " + hint)
+            return self.row_of_3d(target, unscaled, hint)
         if not isinstance(target, syn.Index) or len(target.args) != 1:
             self.error(target, "this is not a reg target", hint)
         p = spec.params.get(target.name.id)
@@ -759,6 +757,32 @@ class BlockChecker:
                        rowvar.name, row.shape.data, row.shape.dim), (j,))
         _, _, coord, _, _ = self.row_target(p, j, deg, text)
         return p.name, j, lambda share: ir.Sum(j, coord(share)), deg, text
+
+    def row_of_3d(self, target: syn.Index, unscaled: bool, hint: str):
+        """V[a, b] of a 3-D param, a and b fixed for the term (V[u, g[v]]): its row over the
+        last dim, penalised in full at every touch (`unscaled`: the degree split would count
+        the terms of each (a, b) pair, which the compiler does not)."""
+        p = self.spec.params[target.name.id]
+        text = f"{p.name}[{', '.join(self._text(a) for a in target.args)}]"
+        if len(p.dims) != 3 or len(target.args) != 2:
+            self.error(target.args[1], f"a reg target takes one index (the rows of '{p.name}' "
+                                       "it penalises, every entry of each), or two for a row "
+                                       "of a 3-D param",
+                       f"write {p.name}[{self._text(target.args[0])}]; " + hint)
+        idx = tuple(self.index_var(a) for a in target.args)
+        for pos, (a, v) in enumerate(zip(target.args, idx)):
+            self.check_dim(a, p, pos, v)
+            if not v.per_term:
+                self.error(a, f"a reg target's index is fixed for the term, not '{v.name}'",
+                           f"e.g. {p.name}[u, g[v]] with indices of the block")
+        if not unscaled:
+            self.error(target, f"'{text}' (one row of a 3-D param) is penalised only "
+                               "`unscaled`", f"append 'unscaled' to the reg line, or penalise "
+                                         f"{p.name}[{self._text(target.args[0])}] (with the "
+                                         "degree split)")
+        k = self.fresh(p.dims[2], "dense")
+        return (p.name, idx[0], lambda share: ir.Sum(k, share(ir.ParamAt(p.name, idx + (k,)))),
+                None, text)
 
     def support_deg_name(self, data: str, rowvar: ir.Var) -> str:
         """_deg<block>_<data>; the rows of one data picked by the block's other index

@@ -212,8 +212,10 @@ for i in example:
     ("    loss sum(j in X[i]: sum(k2 in k: V[j, k2]^2))", "k2]", ["position 2", "field"]),
     ("    loss sum(j in X[i]: sqnorm(V[f[j], f[j]]))", "f[j], f", ["points into field",
                                                                    "index(feature)"]),
-    ("    loss sum(j in X[i]: sqnorm(V[j, f[j]]))\n    reg l2(0.1) on V[X[i], f]", "f]",
-     ["one index"]),
+    ("    loss sum(j in X[i]: sqnorm(V[j, f[j]]))\n    reg l2(0.1) on V[X[i], f]", "X[i], f]",
+     ["an index must be"]),
+    ("    loss sum(j in X[i]: sqnorm(V[j, f[j]]))\n    reg l2(0.1) on V[X[i], f, 0]", "f, 0]",
+     ["one index", "two for a row of a 3-D param"]),
     ("    loss sum(j in X[i]: sqnorm(V[j, f[j]]))\n    reg l2(0.1) on V", "V",
      ["whole 3-D"]),
 ])
@@ -276,3 +278,39 @@ def test_symmetric_double_sums_run_over_one_triangle_and_match_the_interpreter(l
         t2.fit(**data)
         for n in start:
             np.testing.assert_allclose(t2.params[n], want[n], rtol=1e-6, atol=1e-8)
+
+
+ROW3 = """
+model row3
+dim user, item, group
+const k = 2
+data r[user, item] : sparse
+data g[item] : index(group)
+param V[user, group, k] ~ normal(0, 0.5)
+for (u, v) in r:
+    loss (sum(V[u, g[v]]) - r[u, v])^2
+    reg l2(0.3) on V[u, g[v]]{unscaled}
+"""
+
+
+@pytest.mark.parametrize("sync", SYNCS)
+def test_a_row_of_a_3d_param_as_an_unscaled_reg_target(load_spec, sync):
+    text = ROW3.format(unscaled=" unscaled")
+    mod = load_spec(text=text)
+    r = sp.csr_matrix(np.array([[1.0, 0.0, -2.0], [0.5, 1.5, 0.0]]))
+    data = {"r": r, "g": np.array([1, 0, 1])}
+    t = mod.Trainer(epochs=0, seed=5).fit(**data)
+    start = {n: v.copy() for n, v in t.params.items()}
+    interp = Interpreter(hogwild_dsl.check(text), data)
+    assert abs(t.objective(**data) - interp.objective(start)) <= 1e-10
+    want = interp.sgd_epoch(start, 0.05)
+    t2 = mod.Trainer(epochs=1, step=0.05, decay=1.0, sync=sync, order="stored", threads=1)
+    t2.params = {n: v.copy() for n, v in start.items()}
+    t2.fit(**data)
+    np.testing.assert_allclose(t2.params["V"], want["V"], rtol=1e-7, atol=1e-8)
+
+
+def test_a_row_of_a_3d_param_needs_unscaled():
+    with pytest.raises(SpecError, match="unscaled") as err:
+        hogwild_dsl.check(ROW3.format(unscaled=""))
+    assert err.value.hint and "V[u]" in err.value.hint
