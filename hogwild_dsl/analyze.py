@@ -33,6 +33,8 @@ visit (``Q[j]``: the row of ``Q`` at ``j``), with probability ``p(v)`` = ``1/|D|
   lands on one ``e`` touches, and that a draw of each picks the same slice; capped at 1. For
   ``bpr`` (one uniform draw over ``n_item`` items) that is the fixed share ``+ 3 / n_item``.
 
+The K draws of ``sample n[K] in D`` (read as ``n[s]``) count as K such draws, each alike.
+
 A sampled index must pick a whole slice (every other index of the access runs over its whole
 dim, as in ``Q[j]``); ``analyze`` refuses other uses with a HogwildError.
 
@@ -178,6 +180,8 @@ def _access_key(access, variables):
             what = (v.kind, v.name)
         elif v.kind == "indirect" and not v.per_term:    # f[j] at a summed j
             return ("unique", id(access))
+        elif v.kind == "draw":               # n[s] and n[_k4]: the same K draws
+            what = ("draw", v.source[1])
         elif v.kind == "indirect":
             what = ("indirect", v.source)
         elif v.kind == "dense":
@@ -367,10 +371,12 @@ def _incidence(spec: ir.Spec, data: dict):
         block_draws = {s.var.name: _Draw(s, len(blocks), n, start, given, size)
                        for s in block.samples}
         for acc in unique.values():
-            sampled = [v for v in acc.index if v.kind == "sample"]
+            sampled = [v for v in acc.index if v.kind in ("sample", "draw")]
             if sampled:
                 pos = _sampled_position(block, acc, sampled, variables)
-                block_draws[sampled[0].name].families.add((acc.name, pos))
+                v = sampled[0]
+                block_draws[v.name if v.kind == "sample" else v.source[1]].families.add(
+                    (acc.name, pos))
                 continue
             shape = shapes[acc.name]
             kept = cols.kept[acc.name]
@@ -394,7 +400,8 @@ def _incidence(spec: ir.Spec, data: dict):
         local_pairs.append((t, c))
         global_sets.append(g if n else np.zeros(0, np.int64))
         blocks.append((block.header(), n, start))
-        draws += [d for d in block_draws.values() if d.families and n]
+        # `sample n[K]`: K independent draws alike, each counted as one draw
+        draws += [d for d in block_draws.values() if d.families and n for _ in range(d.count)]
         start += n
     n_terms = start
     # the columns of a param a draw can reach: never folded into a virtual column
@@ -472,6 +479,7 @@ class _Draw:
 
     def __init__(self, sample: ir.Sample, block_no, n_terms, offset, given, size):
         self.var, self.block_no = sample.var, block_no
+        self.count, self.text = sample.draws, str(sample).split(" ~ ")[0][len("sample "):]
         self.n_terms, self.offset = n_terms, offset      # the block's terms and first term id
         self.families: set[tuple[str, int]] = set()
         line = f"'{sample}' (spec line {sample.line})"
@@ -497,9 +505,11 @@ class _Draw:
 
     def describe(self) -> str:
         how = f"~ {self.var.source[0]}" if self.var.source[0] else "uniform"
-        slices = ", ".join(f"{p}[{', '.join([':'] * pos + [self.var.name])}]"
+        name = f"{self.var.name}[s]" if self.count > 1 else self.var.name
+        slices = ", ".join(f"{p}[{', '.join([':'] * pos + [name])}]"
                            for p, pos in sorted(self.families))
-        return f"sample {self.var.name} in {self.var.dim} ({how}): {slices}"
+        many = f", {self.count} draws per term" if self.count > 1 else ""
+        return f"sample {self.text} ({how}{many}): {slices}"
 
 
 class _Draws:
@@ -660,7 +670,7 @@ def analyze(spec: ir.Spec, data: dict, sample: int | None = None, seed: int = 0)
         "n_terms": int(n_terms),
         "n_coordinates": int(n_coordinates),
         "blocks": [(h, int(n)) for h, n, _ in blocks],
-        "draws": [d.describe() for d in draws.draws],
+        "draws": [d.describe() for d in dict.fromkeys(draws.draws)],
     }
     col_counts = np.diff(T.tocsc().indptr).astype(np.int64)
     touches = col_counts + draws.touch_extra       # expected touches per column

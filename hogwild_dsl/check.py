@@ -27,6 +27,7 @@ MAX_EXTENT = 2**31 - 1     # consts and integer train values (C ints downstream)
 MAX_IR_DEPTH = 150         # deepest expression after lets are inlined (later stages recurse)
 MAX_IR_SIZE = 200_000      # largest expression tree after lets are inlined
 MAX_LET_DEPTH = 2 * MAX_IR_DEPTH   # deepest let: no use of a deeper one could pass
+MAX_DRAWS = 1024           # draws of one `sample n[K]` line (a local array per term)
 SCALAR_FUNCS = {  # name -> number of arguments
     "abs": 1, "exp": 1, "log": 1, "log1p": 1, "sqrt": 1, "sigmoid": 1, "softplus": 1,
     "relu": 1, "hinge": 1, "sqhinge": 1, "logistic": 1, "max": 2, "min": 2, "huber": 2,
@@ -524,13 +525,49 @@ class BlockChecker:
                 self.error(stmt.weights, f"the weights of a draw from {dim} are real data over "
                                          f"{dim}, but '{w.name}' is {w}", hint)
             weights = w.name
-        if stmt.count is not None:
-            self.error(stmt.count, f"'sample {name.id}[{stmt.count.id}] in {dim}' (several "
-                                   "draws per term) is not supported yet",
-                       f"write one 'sample' line per draw, e.g. 'sample {name.id} in {dim}'")
+        if stmt.count is not None:      # sample n[K] in D: K draws, read as n[s]
+            count = stmt.count.id
+            if count not in spec.consts:
+                what = spec.names.get(count, (None,))[0]
+                self.error(stmt.count, f"the number of draws must be a const, but '{count}' "
+                                       f"is {_a(what) if what else 'unknown'}",
+                           f"declare it, e.g. 'const {count} = 5', and write "
+                           f"'sample {name.id}[{count}] in {dim}'")
+            if spec.consts[count] > MAX_DRAWS:
+                self.error(stmt.count, f"{spec.consts[count]} draws per term is more than "
+                                       f"this compiler supports ({MAX_DRAWS})",
+                           f"draw at most {MAX_DRAWS} per term")
+            var = ir.Var(name.id, dim, "draws", (weights, count))
+            self.scope[name.id] = var
+            self.samples.append(ir.Sample(var, weights, stmt.line, count, spec.consts[count]))
+            return
         var = ir.Var(name.id, dim, "sample", (weights,))
         self.scope[name.id] = var
         self.samples.append(ir.Sample(var, weights, stmt.line))
+
+    def draw_var(self, node: syn.Index) -> ir.Var:
+        """n[s], the s-th draw of `sample n[K] in D`, with s bound by sum(s in K: ...)."""
+        n = self.scope[node.name.id]
+        count = n.source[1]
+        if self.in_predict:
+            self.error(node, f"'predict' may not use the sampled index '{n.name}'",
+                       "a prediction is one value per term: it cannot depend on a random draw")
+        hint = f"read the draws of '{n.name}' as {n.name}[s] inside sum(s in {count}: ...)"
+        if len(node.args) != 1:
+            self.error(node, f"'{n.name}' holds {count} draws: it takes one index, not "
+                             f"{len(node.args)}", hint)
+        arg = node.args[0]
+        s = self.scope.get(arg.id) if isinstance(arg, syn.Name) else None
+        if not isinstance(s, ir.Var) or s.kind != "dense" or s.dim != count:
+            self.error(arg, f"'{self._text(node)}': a draw of '{n.name}' is read at the index "
+                            f"of a sum over {count}", hint)
+        return ir.draw(n.name, n.source[0], s, n.dim)
+
+    def is_draw(self, node) -> bool:
+        """Whether node reads one of several draws, n[s] (which then stands for an index)."""
+        return isinstance(node, syn.Index) and \
+            isinstance(self.scope.get(node.name.id), ir.Var) and \
+            self.scope[node.name.id].kind == "draws"
 
     def let(self, stmt: syn.Let):
         name = stmt.name
@@ -720,6 +757,18 @@ class BlockChecker:
                                                    at, data, var.dim), (var,))
             return self.row_target(p, var, deg, text)
         if isinstance(arg, syn.Name) and isinstance(self.scope.get(arg.id), ir.Var) \
+                and self.scope[arg.id].kind == "draws":     # Q[n]: every row n[s] draws
+            n = self.scope[arg.id]
+            s = self.fresh(n.source[1], "dense")
+            var = ir.draw(n.name, n.source[0], s, n.dim)
+            self.check_dim(arg, p, 0, var)
+            count = self.spec.consts[n.source[1]]
+            deg = None if unscaled else self.deg_node(
+                ("sample", n.name), ir.DegSpec(f"_deg{self.index}_s_{n.name}", "sample",
+                                               n.name, n.source[0], n.dim, count), (var,))
+            name, _, coord, deg, text = self.row_target(p, var, deg, text)
+            return name, var, lambda share: ir.Sum(s, coord(share)), deg, text
+        if isinstance(arg, syn.Name) and isinstance(self.scope.get(arg.id), ir.Var) \
                 and self.scope[arg.id].kind == "sample":     # Q[j] for a sampled j
             var = self.scope[arg.id]
             self.check_dim(arg, p, 0, var)
@@ -887,11 +936,17 @@ class BlockChecker:
         hint = "index with a name bound by 'for', 'sum' or 'sample', or with index data y[i]"
         if self.is_index_datum(node):
             return self.indirect_var(node)
+        if self.is_draw(node):
+            return self.draw_var(node)
         if not isinstance(node, syn.Name):
             self.error(node, "an index must be a name bound by 'for', 'sum' or 'sample', or "
                              "index data such as y[i]", hint)
         v = self.scope.get(node.id)
         if isinstance(v, ir.Var):
+            if v.kind == "draws":
+                count = v.source[1]
+                self.error(node, f"'{node.id}' holds {count} draws, not one index",
+                           f"read the s-th as {node.id}[s] inside sum(s in {count}: ...)")
             if v.kind == "sample" and self.in_predict:
                 self.error(node, f"'predict' may not use the sampled index '{node.id}'",
                            "a prediction is one value per term: it cannot depend on a random "
@@ -939,6 +994,9 @@ class BlockChecker:
                 return Typed(Shape("dense", d.dims[0]), lambda k: ir.DataAt(d.name, (k,)), node)
             self.error(node, f"'{d.name}' is 2-D data: use one of its rows, e.g. {d.name}[i]",
                        "a whole matrix has no meaning in an expression")
+        if node.id in spec.consts:          # a const is also its number (sum(...) / K)
+            c = ir.Const(float(spec.consts[node.id]))
+            return Typed(SCALAR, lambda k: c, node)
         if node.id in spec.names:
             self.error(node, f"the {spec.names[node.id][0]} '{node.id}' is not a value",
                        f"a dim or const is an extent: sum over it with sum(k in {node.id}: ...)")
@@ -967,7 +1025,7 @@ class BlockChecker:
                        f"dim{'s' if len(decl.dims) > 1 else ''} but is given {len(node.args)} "
                        "indices", f"'{name}' is declared as {name}[{', '.join(decl.dims)}]")
         if len(node.args) == 1 and isinstance(node.args[0], syn.Index) and is_param \
-                and not self.is_index_datum(node.args[0]):
+                and not self.is_index_datum(node.args[0]) and not self.is_draw(node.args[0]):
             self.error(node, f"'{name}[{self._text(node.args[0])}]' (a param on a sparse row's "
                              "support) is only a reg target",
                        f"in an expression use dot({self._text(node.args[0])}, {name}) or "

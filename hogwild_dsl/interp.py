@@ -23,6 +23,8 @@ per stored entry) and meant for small data.
   the draw's number: block x 1024 + the sample line's position), under `draw_key` (set it to
   the runtime's key of the objective or of an epoch to compare draw for draw). deg(c) of a
   sampled coordinate is its expected number of touches per epoch: terms / size of D.
+  `sample n[K] in D` draws n[s] for s in 0..K-1 the same way, draw number
+  (block x 1024 + position + 1) x 2^32 + s; its deg(c) is K x terms / size of D.
   Weighted draws (`~ P`) are not interpreted.
 - `margin` reports how close the last evaluation came to a kink or a domain edge (abs, relu,
   hinge, max, min at their kinks; sqrt, log, division, fractional powers near 0): a finite
@@ -287,6 +289,15 @@ class Interpreter:
             which = block.index * 1024 + [s.var for s in block.samples].index(var)
             n = self.sizes[var.dim]
             return lambda env: draw(self.draw_key, env["__term__"], which, n)
+        if var.kind == "draw":          # n[s]: the s-th of the term's draws
+            weights, n_name, s = var.source
+            if weights is not None:
+                raise TypeError("the interpreter does not draw weighted samples")
+            block = next(b for b in self.spec.blocks
+                         if any(x.var.name == n_name and x.count for x in b.samples))
+            pos = next(k for k, x in enumerate(block.samples) if x.var.name == n_name)
+            base, n, s_name = (block.index * 1024 + pos + 1) << 32, self.sizes[var.dim], s.name
+            return lambda env: draw(self.draw_key, env["__term__"], base + env[s_name], n)
         return lambda env: env[name]
 
     def _compile(self, e: ir.Expr):
@@ -308,11 +319,13 @@ class Interpreter:
         if isinstance(e, ir.Deg):
             name, idx = e.name, [self._index(v) for v in e.index]
 
-            sampled = next((v for v in e.index if v.kind == "sample"), None)
-            if sampled is not None:    # expected touches per epoch: terms / size of the dim
-                block = next(b for b in self.spec.blocks if any(
-                    s.var == sampled for s in b.samples))
-                expected = sum(1 for _ in self._block_terms(block)) / self.sizes[sampled.dim]
+            sampled = next((v for v in e.index if v.kind in ("sample", "draw")), None)
+            if sampled is not None:    # expected touches per epoch: terms x K / size of the dim
+                name_of = sampled.name if sampled.kind == "sample" else sampled.source[1]
+                block, line = next((b, s) for b in self.spec.blocks for s in b.samples
+                                   if s.var.name == name_of)
+                expected = sum(1 for _ in self._block_terms(block)) * line.draws / \
+                    self.sizes[sampled.dim]
                 return lambda env, p: expected
 
             def deg(env, p):

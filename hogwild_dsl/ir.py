@@ -56,6 +56,11 @@ class Var:
         return self.name
 
 
+def draw(name: str, weights: str | None, s: Var, dim: str) -> Var:
+    """n[s]: the s-th draw of `sample n[K] in dim`."""
+    return Var(f"{name}[{s.name}]", dim, "draw", (weights, name, s))
+
+
 def indirect(data: str, at: Var, dim: str) -> Var:
     """The index `data[at]` (index data read at another index), an index into `dim`."""
     return Var(f"{data}[{at.name}]", dim, "indirect", (data, at.name, at))
@@ -64,7 +69,7 @@ def indirect(data: str, at: Var, dim: str) -> Var:
 def loop_of(v: Var) -> Var | None:
     """The loop variable an index varies with: itself for a dense or sparse var, the loop of
     the index it is read at for index data (`f[j]` varies with j), None if fixed per term."""
-    while v.kind == "indirect":
+    while v.kind in ("indirect", "draw"):
         v = v.at
     return v if v.kind in ("dense", "sparse") else None
 
@@ -78,6 +83,10 @@ def renamed_index(v: Var, mapping: dict) -> Var:
         at = renamed_index(v.at, mapping)
         if at is not v.at:
             return indirect(v.source[0], at, v.dim)
+    if v.kind == "draw":                # n[s] -> n[s2] when s -> s2
+        at = renamed_index(v.at, mapping)
+        if at is not v.at:
+            return draw(v.source[1], v.source[0], at, v.dim)
     return v
 
 
@@ -355,12 +364,13 @@ class DegSpec:
     data `data`'s rows picked by term var `var`; "all": every term of the block (a whole param);
     "indirect": counts of the values of index data `data` over the block's terms (term var
     `var`); "sample": the expected draws of each value in one epoch (terms x probability;
-    `data` is the weights or None for uniform)."""
+    `data` is the weights or None for uniform; `draws`: K of `sample n[K] in D`)."""
     name: str
     kind: str
     var: str | None
     data: str | None
     dim: str | None
+    draws: int = 1
 
 
 @dataclass(frozen=True)
@@ -394,13 +404,17 @@ class RegTerm:
 
 @dataclass(frozen=True)
 class Sample:
-    """`sample NAME in DIM (~ WEIGHTS)`: an index drawn afresh at every visit of a term."""
+    """`sample NAME in DIM (~ WEIGHTS)`: an index drawn afresh at every visit of a term;
+    `sample NAME[COUNT] in DIM`: COUNT (a const, `draws` its value) independent draws."""
     var: Var
     weights: str | None
     line: int
+    count: str | None = None
+    draws: int = 1
 
     def __str__(self):
-        return f"sample {self.var} in {self.var.dim}" + \
+        count = f"[{self.count}]" if self.count else ""
+        return f"sample {self.var}{count} in {self.var.dim}" + \
             (f" ~ {self.weights}" if self.weights else "")
 
 

@@ -74,6 +74,14 @@ def c_draw_key() -> str:
     return "_draw_key"
 
 
+def draw_number(block: int, line: int, several: bool = False) -> int:
+    """The number of a draw (which, in _hw_draw): block x 1024 + the sample line's position
+    in the block for `sample j in D`; for `sample n[K] in D`, (that + 1) x 2^32 + s for the
+    s-th draw, so no two draws of a term share a number."""
+    base = block * 1024 + line
+    return (base + 1) << 32 if several else base
+
+
 def c_acc(param: str) -> str:
     """The optimizer's per-coordinate (or per-row) state of a param."""
     return f"_acc_{param}"
@@ -441,13 +449,16 @@ class Access:
                 f"_x_{v.source[0]}{self.index(at)}"
         if v.kind == "sample":
             return f"_s_{v.name}"
+        if v.kind == "draw":                # n[s]: the s-th of the term's draws
+            return f"_s_{v.source[1]}[{self.index(v.source[2])}]"
         return {"term": f"_t_{v.name}", "sparse": f"_c_{v.name}", "dense": f"_d_{v.name}"}[v.kind]
 
     def per_term_loads(self, exprs, names: Names) -> list[str]:
-        """`_x_y_i = y_[_t_i]` for every index datum the expressions read at a term index, and
-        `_s_j = <draw>` for every sampled index they use. A draw is a function of the draw
-        key, the term and the draw's number (the sample line's position in the block, offset
-        by the block's number x 1024), so every function of one visit sees the same draws."""
+        """`_x_y_i = y_[_t_i]` for every index datum the expressions read at a term index,
+        `_s_j = <draw>` for every sampled index they use, and `_s_n[0..K) = <draws>` for the
+        K draws of `sample n[K] in D` they read as n[s]. A draw is a function of the draw
+        key, the term and the draw's number (see draw_number), so every function of one visit
+        sees the same draws."""
         found = {}
 
         def need(v):                # what an index datum is read at is loaded before it
@@ -455,6 +466,8 @@ class Access:
                 need(v.at)
             if v.kind in ("indirect", "sample") and v.per_term:
                 found.setdefault(v, None)
+            if v.kind == "draw":        # n[s]: every draw of n, once per term
+                found.setdefault(v.source[1], None)
         for e in exprs:
             for node in _distinct(e, lambda n: False):
                 if isinstance(node, (ir.ParamAt, ir.DataAt, ir.Deg)):
@@ -462,18 +475,31 @@ class Access:
                         need(v)
         lines = []
         for v in found:
+            if isinstance(v, str):          # the K draws of n, into a local array
+                pos, sample = next((n, s) for n, s in enumerate(self.block.samples)
+                                   if s.var.name == v)
+                names.var(f"_s_{v}", f"int64_t[{sample.draws}]")
+                names.var("_q", "int64_t")
+                lines.append(f"for _q in range({sample.draws}):")
+                lines.append(f"    _s_{v}[_q] = " + self.draw(   # (LL: a C literal)
+                    sample, f"{draw_number(self.block.index, pos, True)}LL + _q"))
+                continue
             names.var(self.index(v), "int64_t")
             if v.kind == "indirect":
                 lines.append(f"{self.index(v)} = {c_value(v.source[0])}[{self.index(v.at)}]")
                 continue
-            which = self.block.index * 1024 + \
-                next(n for n, s in enumerate(self.block.samples) if s.var == v)
-            n, w = self.extent(v.dim), v.source[0]
-            draw = f"_hw_draw({c_draw_key()}, t, {which}, {n})" if w is None else \
-                f"_hw_draw_alias({c_draw_key()}, t, {which}, {n}, {c_csr(w, 'aliasp')}, " \
-                f"{c_csr(w, 'aliasi')})"
-            lines.append(f"{self.index(v)} = {draw}")
+            pos, sample = next((n, s) for n, s in enumerate(self.block.samples) if s.var == v)
+            lines.append(f"{self.index(v)} = " +
+                         self.draw(sample, str(draw_number(self.block.index, pos))))
         return lines
+
+    def draw(self, sample: ir.Sample, which: str) -> str:
+        """C for the draw number `which` of a term from the dim of `sample`."""
+        n, w = self.extent(sample.var.dim), sample.weights
+        if w is None:
+            return f"_hw_draw({c_draw_key()}, t, {which}, {n})"
+        return f"_hw_draw_alias({c_draw_key()}, t, {which}, {n}, {c_csr(w, 'aliasp')}, " \
+            f"{c_csr(w, 'aliasi')})"
 
     def row_start(self, v: ir.Var) -> str:
         data, row = v.source

@@ -28,6 +28,8 @@ def access_text(access: ir.ParamAt) -> str:
             parts.append(v.name)
         elif v.kind == "sample":
             parts.append(f"{v.name} (drawn from {v.dim})")
+        elif v.kind == "draw":      # n[s]: the same text for every s
+            parts.append(f"{v.source[1]}[s] (each draw from {v.dim})")
         elif v.kind == "dense":
             parts.append(":")
         else:
@@ -80,8 +82,9 @@ def summary(spec: ir.Spec, path: str | None = None) -> str:
         lines.append(f"  {'':<8} {', '.join(parts)}")
         for s in b.samples:
             how = f"with probability proportional to {s.weights}" if s.weights else "uniformly"
-            lines.append(f"  {'':<8}   sample {s.var.name}: drawn from {s.var.dim} {how} at "
-                         "every visit")
+            what = f"{s.var.name}[{s.count}]: {s.draws} independent draws" if s.count else \
+                f"{s.var.name}: drawn"
+            lines.append(f"  {'':<8}   sample {what} from {s.var.dim} {how} at every visit")
         if b.predict_var is not None:
             lines.append(f"  {'':<8}   predict gives a vector over {b.predict_var.dim} per term")
         for r in b.regs:

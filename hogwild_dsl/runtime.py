@@ -1262,12 +1262,14 @@ def _degree(deg: ir.DegSpec, block: ir.Block, given: dict, dims: dict, sizes: di
 def _touches(deg: ir.DegSpec, block: ir.Block, given: dict, arrays: dict, n_terms: int,
              size: int) -> np.ndarray:
     """How many terms of `block` touch each value of `deg.dim` through an index datum
-    (counted), or in expectation per epoch through a sampled index (terms x probability)."""
+    (counted), or in expectation per epoch through a sampled index (terms x draws per term x
+    probability)."""
     if deg.kind == "sample":
+        draws = n_terms * deg.draws
         if deg.data is None:
-            return np.full(size, n_terms / max(size, 1), dtype=np.float64)
+            return np.full(size, draws / max(size, 1), dtype=np.float64)
         w = np.asarray(given[deg.data], dtype=np.float64)      # 1/deg is double (layout)
-        return n_terms * w / w.sum()
+        return draws * w / w.sum()
     values = given[deg.data]
     if block.kind == "entries":      # the index datum read at the row or column of each entry
         m = given[block.over]

@@ -42,7 +42,7 @@ CONSTRUCTS = sorted(
      "data:index", "param:at-index", "param:at-sample", "sample:uniform", "reg:on-index",
      "reg:on-sample", "reduce:logsumexp", "reduce:max", "reduce:min", "predict:vector",
      "param:3d", "param:3d-entry", "param:3d-vector", "param:at-summed-index",
-     "reg:on-support-3d", "reg:on-row-3d"]
+     "reg:on-support-3d", "reg:on-row-3d", "sample:several"]
     + [f"fn:{f}" for f in FUNCS1 + FUNCS2])
 
 
@@ -84,6 +84,9 @@ class Generator:
         # the newer forms (3-D params, index data at a summed index) decide from a stream of
         # their own, so that the specs of older seeds change only where one of them is used
         self.rng2 = random.Random(seed * 7919 + 1)
+        # `sample n[K]` is decided on a stream of its own, so the specs of seeds that draw
+        # none are the same as before the form existed
+        self.krng = random.Random(seed * 7919 + 7)
         self.sfx = suffix                      # appended to every name (packed specs)
         self.block_offset = block_offset       # index of our first block in the spec
         self.seed = seed
@@ -574,11 +577,22 @@ class Generator:
             head = f"for ({u}, {v}) in {r}:"
             self.tags.update(["block:entries", "data:sparse"])
         lines = [head]
+        several = None          # `sample w[K] in D`: the const K and the sum var over it
         if self.dims and self.chance(0.2):
             name, dim = f"w{index}{self.sfx}", self.pick(list(self.dims))
             sc.samples.append((name, dim))
-            lines.append(f"    sample {name} in {dim}")
             self.tags.add("sample:uniform")
+            if self.krng.random() < 0.4:
+                count = f"kd{self.sfx}"
+                self.consts.setdefault(count, self.krng.randint(2, 3))
+                several = (name, count, self.sum_var())
+                lines.append(f"    sample {name}[{count}] in {dim}")
+                self.tags.add("sample:several")
+            else:
+                lines.append(f"    sample {name} in {dim}")
+        lets_see = sc.samples
+        if several:             # a let is outside any sum over K: it may not read w[s]
+            sc.samples = []
         for _ in range(self.rng.choice([0, 0, 1, 2])):
             name = f"h{self.lets}{self.sfx}"
             self.lets += 1
@@ -594,12 +608,18 @@ class Generator:
             sc.let_params[name] = value.params
             lines.append(f"    let {name} = {value.text}")
             self.tags.update(value.tags)
+        sc.samples = lets_see
         n_losses = self.rng.choice([1, 1, 1, 2])
         if n_losses > 1:
             self.tags.add("loss:several")
         for _ in range(n_losses):
             loss = self.loss(sc)
-            lines.append(f"    loss {loss.text}")
+            text = loss.text
+            if several:         # the loss averaged over the K draws: w reads w[s]
+                name, count, s = several
+                text = f"sum({s} in {count}: {text.replace(f'[{name}]', f'[{name}[{s}]]')})" \
+                    f" / {count}"
+            lines.append(f"    loss {text}")
             self.tags.update(loss.tags)
         for _ in range(self.rng.choice([0, 1, 1, 2])):
             lines.append("    " + self.reg(sc, self.block_offset + index))
