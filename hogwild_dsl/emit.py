@@ -85,6 +85,8 @@ def emit(spec: ir.Spec, ext_name: str, plan: KernelPlan | None = None,
                           "thread's replicas)"),
                          (bp.update_plain_adaptive, "AdaGrad update (racy writes)"),
                          (bp.update_atomic_adaptive, "AdaGrad update (atomic adds)"),
+                         (bp.update_plain_row, "AdaGrad update, per row (racy writes)"),
+                         (bp.update_atomic_row, "AdaGrad update, per row (atomic adds)"),
                          (bp.loss, "term objective"), (bp.predict, "predict"),
                          (bp.shares, "each term's share of the deferred regs"),
                          (bp.deferred, "the deferred regs' steps left for the epoch's end")):

@@ -1242,13 +1242,14 @@ class BlockLowering:
 
     # ---------------- update
     def update(self, atomic: bool, adaptive: bool = False,
-               hot: frozenset = frozenset()) -> Function:
+               hot: frozenset = frozenset(), by_row: bool = False) -> Function:
         """The update of one term: racy writes or atomic adds; plain SGD steps, or (adaptive)
         AdaGrad's steps, per coordinate or per row as the kernel's `_optimizer` says (two
         functions rather than a test per coordinate: a branch in the scatter loops keeps the
         compiler from vectorising them; mc's rank loop ran 1.7x slower); or (hot: replicated
         params) plain SGD writes where the hot rows of `hot` are this thread's replicas."""
         self.adaptive = adaptive
+        self.row_rule = adaptive and by_row     # adagrad_row (else adagrad) when adaptive
         names = Names()
         sites = [site if adaptive else   # AdaGrad needs g itself; sgd only step * g
                  replace(site, grad=scaled_by_step(site.grad, _sorted_nest(site.index)))
@@ -1298,6 +1299,12 @@ class BlockLowering:
         for v, loops in vectors:
             em.store(v, loops, take)
         ordered = _order_nests(list(nests.values()))
+        # AdaGrad's steps (a square root and a division per coordinate) vectorise only in
+        # loops over few arrays: one pass computes the gradients, then one loop per
+        # coordinate set writes them (bpr's adagrad update: 2.2x faster than one loop)
+        split = adaptive and any(len(n.sites) > 1 for n in nests.values())
+        if split:
+            ordered = None
         if ordered is not None:
             em.emit("# scatter: each coordinate's gradient from old values, then the write")
             for group in _fusible(ordered):
@@ -1309,11 +1316,11 @@ class BlockLowering:
                 if len(group) > 1:
                     em.close_loop()
         else:
-            em.emit("# scatter, buffered: a loop would read what another wrote, so these")
-            em.emit("# gradients are computed first and added afterwards")
+            em.emit("# scatter, buffered: every gradient is computed first (a loop may read")
+            em.emit("# what another wrote), then each coordinate set is written in a loop")
             buffers = {}
             self.row_sums(em, list(nests.values()), atomic)
-            direct = _direct_tail(list(nests.values()))
+            direct = [] if split else _direct_tail(list(nests.values()))
             held = [n for n in nests.values() if n not in direct]
             for nest in held:
                 buffers[nest.vars] = take(f"{size_of(a, nest.vars)} * {len(nest.sites)}")
@@ -1327,8 +1334,10 @@ class BlockLowering:
                     self.nest(em, nest, atomic, mode="fused", opened=len(group) > 1)
                 if len(group) > 1:
                     em.close_loop()
-            for nest in held:
-                self.nest(em, nest, atomic, mode="apply", buffer=buffers[nest.vars])
+            for nest in held:          # one loop per coordinate set (few arrays: vectorises)
+                for n, site in enumerate(nest.sites):
+                    self.nest(em, Nest(nest.vars, [site]), atomic, mode="apply",
+                              buffer=buffers[nest.vars], first=n)
         self.project(em, take)
         if hot:
             text = "\n".join(lines)
@@ -1339,7 +1348,8 @@ class BlockLowering:
             return Function(f"_update_b{self.block.index}_hot",
                             "(const _Model* M, int64_t t, double step, double* scratch, "
                             f"{self.real}* own)", dict(names.decls), lines, scratch_at)
-        suffix = ("atomic" if atomic else "plain") + ("_adaptive" if adaptive else "")
+        suffix = ("atomic" if atomic else "plain") + ("_adaptive" if adaptive else "") + \
+            ("_row" if self.row_rule else "")
         return Function(f"_update_b{self.block.index}_{suffix}",
                         "(const _Model* M, int64_t t, double step, double* scratch)",
                         dict(names.decls), lines, scratch_at)
@@ -1374,15 +1384,13 @@ class BlockLowering:
         coordinate of the row uses the updated sum. The gradients are computed here once more
         (at the same old point: these nests read nothing they or a sibling write)."""
         rows = [n for n in nests if any(self.by_row(s) for s in n.sites)]
-        if not rows or not self.adaptive:
+        if not rows or not self.row_rule:
             return
-        em.emit(f"if {c_optimizer()} == 2:   # adagrad_row: the rows' sums of g^2 first")
-        em.indent += 1
-        em.scopes.append({})            # nothing computed under the `if` is reused after it
+        em.emit("# adagrad_row: the rows' sums of g^2 first")
+        em.scopes.append({})            # nothing computed here is reused after it
         for nest in rows:
             self.nest(em, nest, atomic, mode="rows")
         em.scopes.pop()
-        em.indent -= 1
 
     def by_row(self, site: SiteGrad) -> bool:
         """Does adagrad_row keep one accumulator per row (last-dim vector) for this site's
@@ -1395,10 +1403,11 @@ class BlockLowering:
         return f"{c_acc(p.name)}[{a.flat(p.dims[:-1], site.index[:-1])}]"
 
     def nest(self, em: Emitter, nest: Nest, atomic: bool, mode: str, buffer: str | None = None,
-             opened: bool = False):
+             opened: bool = False, first: int = 0):
         """One nest's gradients and writes; `opened`: its outer loop is already open (fused
         with a sibling). mode: "fused" (compute and write), "compute" / "apply" (into / from
-        `buffer`), "rows" (adagrad_row's sums of g^2 per row, no write)."""
+        `buffer`, site-major: the gradients of site `first + n` of the nest are contiguous),
+        "rows" (adagrad_row's sums of g^2 per row, no write)."""
         a = em.a
         for depth, v in enumerate(nest.vars, 1):
             if not (opened and depth == 1):
@@ -1413,8 +1422,9 @@ class BlockLowering:
                     olds[site.access] = em.lookup(site.access) or \
                         em.temp(site.access, a.leaf(site.access), "o")
         grads = []
-        for n, site in enumerate(nest.sites):
-            slot = f"{buffer}[({offset(a, nest.vars)}) * {len(nest.sites)} + {n}]" if buffer else None
+        for n, site in enumerate(nest.sites, first):
+            slot = f"{buffer}[{n} * ({size_of(a, nest.vars)}) + {offset(a, nest.vars)}]" \
+                if buffer else None
             if mode == "apply":
                 grads.append(slot)
                 continue
@@ -1506,7 +1516,7 @@ class BlockLowering:
         if not self.adaptive:
             return
         p = self.spec.param(site.param)
-        a, opt = em.a, c_optimizer()
+        a = em.a
         cell = a.element(p.name, p.dims, site.access.index, c_acc(p.name))
         add = f"_hw_atomic_add_fetch(&{cell}, {g} * {g})" if atomic else \
             f"_hw_add_fetch(&{cell}, {g} * {g})"
@@ -1519,14 +1529,11 @@ class BlockLowering:
             em.emit(f"{indent}{k} = {root}")
             em.emit(f"{indent}{g} = {g} / {k}")
             em.emit(f"{indent}{weight} = {weight} / {k}")
-        if not self.by_row(site):
+        if not (self.row_rule and self.by_row(site)):
             scale(f"sqrt({add} + 1e-8)", "")
             return
         row = self.row_cell(a, site)
-        em.emit(f"if {opt} == 2:")
-        scale(f"sqrt({row} + 1e-8)", "    ")
-        em.emit("else:")
-        scale(f"sqrt({add} + 1e-8)", "    ")
+        scale(f"sqrt({row} + 1e-8)", "")
 
     def project(self, em: Emitter, take):
         """Project every touched row of a param constrained to a simplex or a ball."""
@@ -1577,8 +1584,10 @@ class BlockPlan:
     over: str
     update_plain: Function
     update_atomic: Function
-    update_plain_adaptive: Function      # under adagrad / adagrad_row
+    update_plain_adaptive: Function      # under adagrad
     update_atomic_adaptive: Function
+    update_plain_row: Function           # under adagrad_row (no test of the rule per
+    update_atomic_row: Function          # coordinate: the loops vectorise)
     loss: Function
     predict: Function | None
     update_hot: Function | None = None     # see replicable
@@ -1589,7 +1598,8 @@ class BlockPlan:
     @property
     def updates(self) -> tuple:
         return tuple(fn for fn in (self.update_plain, self.update_atomic, self.update_hot,
-                                   self.update_plain_adaptive, self.update_atomic_adaptive)
+                                   self.update_plain_adaptive, self.update_atomic_adaptive,
+                                   self.update_plain_row, self.update_atomic_row)
                      if fn is not None)
 
     @property
@@ -1624,7 +1634,8 @@ def lower(spec: ir.Spec, dtype: str = "float64") -> KernelPlan:
         width = Access(spec, bg.block).extent(var.dim) if var is not None else None
         blocks.append(BlockPlan(bg.block.index, bg.block.kind, bg.block.over,
                                 bl.update(False), bl.update(True), bl.update(False, True),
-                                bl.update(True, True), bl.loss(), bl.predict(),
+                                bl.update(True, True), bl.update(False, True, by_row=True),
+                                bl.update(True, True, by_row=True), bl.loss(), bl.predict(),
                                 update_hot=bl.update_hot(frozenset(replicas)),
                                 predict_width=width, shares=bl.shares(),
                                 deferred=bl.deferred()))
