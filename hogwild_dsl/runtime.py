@@ -1159,10 +1159,7 @@ def as_entries(value, what: str, dtype=np.float64) -> tuple[sp.csr_matrix, np.nd
     if not np.all(np.isfinite(values)):
         bad = np.flatnonzero(~np.isfinite(values))[0]
         raise DataError(f"{what} holds NaN or inf (row {row[bad]}, column {col[bad]})")
-    if _row_major(row, col):                # already in CSR order (CSR input with sorted
-        order = np.arange(len(values), dtype=np.int64)     # columns): no sort to pay for
-    else:
-        order = np.lexsort((col, row))      # stable: duplicates stay in the order given
+    order = np.lexsort((col, row))          # stable: duplicates stay in the order given
     shape = tuple(value.shape) if sp.issparse(value) else tuple(m.shape)
     n_rows = int(shape[0])
     indptr = np.zeros(n_rows + 1, dtype=np.int64)
