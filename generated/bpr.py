@@ -19,7 +19,7 @@ for (u, i) in seen:
 train optimizer adagrad, step 0.05, epochs 30
 """
 CONSTS = {'k': 32}
-SIGNATURE = "c540f87c9d88f2e6f7c52eb2"
+SIGNATURE = "4d5c2860fdd91502057fde40"
 KERNELS = "bpr_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -21,7 +21,7 @@ for n in node:
 train step 0.05, decay 0.9, epochs 30
 """
 CONSTS = {}
-SIGNATURE = "530d8fffccf3b6593f385c4e"
+SIGNATURE = "caa40ac3f7102bc06a59657a"
 KERNELS = "cuts_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -18,7 +18,7 @@ for i in example:
     predict softmax(z)
 """
 CONSTS = {}
-SIGNATURE = "b7fc8c356c4c63e8eb5f863f"
+SIGNATURE = "7fb7420aea0bf6c12db6e35c"
 KERNELS = "softmax_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -177,7 +177,7 @@ class Checker:
             for s in b.body:
                 if isinstance(s, syn.Let):
                     self.block_lets.setdefault(s.name.id, (b.line, s.line))
-        checked = [BlockChecker(self, b, i).run() for i, b in enumerate(blocks)]
+        checked = _undefer_shared([BlockChecker(self, b, i).run() for i, b in enumerate(blocks)])
         predicting = [b for b, c in zip(blocks, checked) if c.predict is not None]
         if len(predicting) > 1:
             second = next(s for s in predicting[1].body if isinstance(s, syn.Predict))
@@ -1314,6 +1314,20 @@ def _renamed(e: ir.Expr, old: ir.Var, new: ir.Var, memo: dict) -> ir.Expr:
     else:
         out = e
     memo[e] = out
+    return out
+
+
+def _undefer_shared(blocks: list) -> list:
+    """A deferred reg (ir.Deferred) steps its param apart from the terms' updates, around
+    each epoch: exact for its own block's terms, not for another block whose losses read the
+    param (its terms would see the shrink out of order). Such regs step every coordinate."""
+    read = [set().union(*(_params_of(e) for e, _ in b.losses)) for b in blocks]
+    out = []
+    for i, b in enumerate(blocks):
+        others = set().union(*(r for j, r in enumerate(read) if j != i))
+        regs = tuple(replace(r, deferred=None) if r.deferred and r.param in others else r
+                     for r in b.regs)
+        out.append(replace(b, regs=regs))
     return out
 
 

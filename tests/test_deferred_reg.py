@@ -225,3 +225,19 @@ def test_a_deferred_l1_finds_the_lasso_support_with_exact_zeros(load_spec, optim
     assert f1 >= 0.9, (sorted(ours), sorted(theirs))
     best = 0.5 * np.mean((X @ sk.coef_ - y) ** 2) + alpha * np.abs(sk.coef_).sum()
     assert t.objective(X=X, y=y) <= 1.02 * best
+
+
+def test_a_param_another_block_reads_is_not_deferred():
+    text = """
+model defshared
+dim a, b
+data ya[a] : real
+data yb[b] : real
+param w[b]
+for i in a:
+    loss (ya[i] - 1)^2 * sum(w)
+for j in b:
+    loss (w[j] - yb[j])^2
+    reg l2(0.5) on w
+"""
+    assert _deferred(text) == [None]
