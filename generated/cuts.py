@@ -21,7 +21,7 @@ for n in node:
 train step 0.05, decay 0.9, epochs 30
 """
 CONSTS = {}
-SIGNATURE = "caa40ac3f7102bc06a59657a"
+SIGNATURE = "b06dad13d6e5bdc14fc2fade"
 KERNELS = "cuts_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -20,7 +20,7 @@ for i in example:
 train step 0.01, decay 0.95, epochs 20
 """
 CONSTS = {}
-SIGNATURE = "032592998ec32a11419d4e2d"
+SIGNATURE = "094212a10ead02d762e6081d"
 KERNELS = "linreg_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -20,6 +20,7 @@ Nothing here knows the template syntax; `emit` renders the plan.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 from collections import Counter
@@ -107,8 +108,10 @@ def c_deg(name: str) -> str:
 
 
 # The scalar storage type of the arrays a kernel updates or streams (params, data values,
-# optimizer and l1 state), by numpy dtype name -> C type. Locals, sums and the objective stay
-# double whatever it is: float32 halves memory and bandwidth without float32 accumulation.
+# optimizer and l1 state), by numpy dtype name -> C type. Sums, reductions, the gather and
+# the objective stay double whatever it is (no float32 accumulation); only the arithmetic
+# per written coordinate (an update's scatter) runs in the storage type (Emitter.real): in
+# double, gcc vectorised a float <-> double conversion of every coordinate read and written.
 STORAGE = {"float64": "double", "float32": "float"}
 
 
@@ -432,7 +435,7 @@ class Access:
                  real: str = "double"):
         self.spec, self.block = spec, block
         self.hot = hot          # params read and written through this thread's replicas
-        self.widen = real != "double"     # values read from float storage: widened to double
+        self.storage = real     # the C type params and data values are stored in
         self.consts = dict(spec.consts)
         self.entry_data = block.over if block.kind == "entries" else None
         self.load_in_loop = None   # the Emitter's: index data read at an open loop's index
@@ -594,6 +597,7 @@ class Emitter:
         self.stored: dict[ir.Sum, tuple] = {}
         self.take = None        # in an update: room in scratch (BlockLowering.update's take)
         self.loop_starts: list[list] = []   # per open loop: [first body line, indent, loads]
+        self.real = "double"    # the C type of the arithmetic emitted now (see in_storage)
         access.load_in_loop = self.load_in_loop
 
     def emit(self, line: str):
@@ -610,9 +614,30 @@ class Emitter:
         return text
 
     def temp(self, e, text: str, prefix="v") -> str:
-        name = self.names.new(prefix)
+        name = self.names.new(prefix, self.real)
         self.emit(f"{name} = {text}")
         return self.remember(e, name)
+
+    @contextlib.contextmanager
+    def arithmetic(self, ctype: str):
+        """Emit in `ctype` arithmetic: the storage type for an update's per-coordinate
+        work (float32: no conversion of each coordinate read and written), double for sums
+        and reductions wherever they sit."""
+        before, self.real = self.real, ctype
+        try:
+            yield
+        finally:
+            self.real = before
+
+    def typed(self, text: str, ctype: str = "double") -> str:
+        """A C value of type `ctype` as one of the current arithmetic's type (a cast where
+        they differ: gcc hoists the cast of a loop-invariant out of the loop)."""
+        return text if ctype == self.real else f"(<{self.real}>{text})"
+
+    def known(self, name: str) -> str:
+        """A temporary read in the current arithmetic."""
+        ctype = self.names.decls.get(name)
+        return self.typed(name, ctype) if ctype in ("double", "float") else name
 
     def open_loop(self, v: ir.Var, after: ir.Var | None = None):
         in_row = any(o.kind == "sparse" for o in self.open_vars)
@@ -651,18 +676,19 @@ class Emitter:
     def value(self, e: ir.Expr) -> str:
         known = self.lookup(e)
         if known is not None:
-            return known
+            return self.known(known)
         if e in self.stored:
             array, vars_ = self.stored[e]
-            return f"{array}[{offset(self.a, vars_)}]"
+            return self.typed(f"{array}[{offset(self.a, vars_)}]")
         if isinstance(e, ir.Const):
-            return _fmt(e.value) if e.value >= 0 else f"({_fmt(e.value)})"
-        if isinstance(e, (ir.DataAt, ir.ParamAt)) and self.a.widen:
-            return f"(<double>{self.a.leaf(e)})"    # products and sums of them in double
-        if isinstance(e, (ir.DataAt, ir.ParamAt, ir.Deg)):
-            return self.a.leaf(e)
+            text = self.typed(_fmt(e.value))
+            return text if e.value >= 0 or text != _fmt(e.value) else f"({text})"
+        if isinstance(e, (ir.DataAt, ir.ParamAt)):       # (int index data never reaches here)
+            return self.typed(self.a.leaf(e), self.a.storage)
+        if isinstance(e, ir.Deg):
+            return self.typed(self.a.leaf(e))
         if isinstance(e, Step):
-            return "step"
+            return self.typed("step")
         if e in self.shared and isinstance(e, (ir.Neg, ir.Binary)):
             return self.temp(e, self.inline(e), "c")
         return self.inline(e)
@@ -672,15 +698,16 @@ class Emitter:
             return f"(-{self.value(e.operand)})"
         if isinstance(e, ir.Binary):
             if e.op == "/" and isinstance(e.right, ir.Deg):
-                return f"({self.value(e.left)} * {self.a.inv_deg(e.right)})"
+                return f"({self.value(e.left)} * {self.typed(self.a.inv_deg(e.right))})"
             left, right = self.value(e.left), self.value(e.right)
             if e.op != "^":
                 return f"({left} {e.op} {right})"
+            f = "" if self.real == "double" else "f"      # _hw_sqf: float in, float out
             if isinstance(e.right, ir.Const) and e.right.value == int(e.right.value) \
                     and abs(e.right.value) <= 64:
                 n = int(e.right.value)
-                return f"_hw_sq({left})" if n == 2 else f"_hw_powi({left}, {n})"
-            return f"pow({left}, {right})"
+                return f"_hw_sq{f}({left})" if n == 2 else f"_hw_powi{f}({left}, {n})"
+            return self.typed(f"pow({left}, {right})")
         if isinstance(e, ir.Func):
             args = ", ".join(self.value(x) for x in e.args)
             fn = C_FUNCS.get(e.name, f"_hw_{e.name.lstrip('_')}")
@@ -694,6 +721,10 @@ class Emitter:
         raise AssertionError(f"cannot emit {e!r}")
 
     def sum(self, e: ir.Sum) -> str:
+        with self.arithmetic("double"):
+            return self._sum(e)
+
+    def _sum(self, e: ir.Sum) -> str:
         var, body = self.loop_var(e)
         self.hoist_invariants(body, var)
         acc = self.names.new("s")
@@ -837,6 +868,10 @@ class Emitter:
             self.hoist(sub)
 
     def argmax(self, e: ir.ArgMax) -> str:
+        with self.arithmetic("double"):
+            return self._argmax(e)
+
+    def _argmax(self, e: ir.ArgMax) -> str:
         var, body = self.loop_var(e)
         self.hoist_invariants(body, var)
         best, where = self.names.new("m"), self.names.new("a")
@@ -853,6 +888,10 @@ class Emitter:
     def reduce(self, e: ir.Reduce) -> str:
         """max / min over a dense var; logsumexp as max + log(sum(exp(body - max))): stable,
         no exp overflows (the largest term is exp(0) = 1)."""
+        with self.arithmetic("double"):
+            return self._reduce(e)
+
+    def _reduce(self, e: ir.Reduce) -> str:
         var, body = self.loop_var(e)
         self.hoist_invariants(body, var)
         if e.op != "logsumexp" and self.take is not None and not self.open_vars and \
@@ -1407,7 +1446,13 @@ class BlockLowering:
         """One nest's gradients and writes; `opened`: its outer loop is already open (fused
         with a sibling). mode: "fused" (compute and write), "compute" / "apply" (into / from
         `buffer`, site-major: the gradients of site `first + n` of the nest are contiguous),
-        "rows" (adagrad_row's sums of g^2 per row, no write)."""
+        "rows" (adagrad_row's sums of g^2 per row, no write). The gradients and writes run
+        in the storage type's arithmetic (adagrad_row's sums in double)."""
+        with em.arithmetic("double" if mode == "rows" else self.real):
+            self._nest(em, nest, atomic, mode, buffer, opened, first)
+
+    def _nest(self, em: Emitter, nest: Nest, atomic: bool, mode: str, buffer: str | None,
+              opened: bool, first: int):
         a = em.a
         for depth, v in enumerate(nest.vars, 1):
             if not (opened and depth == 1):
@@ -1425,8 +1470,10 @@ class BlockLowering:
         for n, site in enumerate(nest.sites, first):
             slot = f"{buffer}[{n} * ({size_of(a, nest.vars)}) + {offset(a, nest.vars)}]" \
                 if buffer else None
-            if mode == "apply":
-                grads.append(slot)
+            if mode == "apply":       # into a local: adapt() rescales it in place
+                g = em.names.new("g", em.real)
+                em.emit(f"{g} = {em.typed(slot)}")
+                grads.append(g)
                 continue
             if mode == "rows":
                 if self.by_row(site):
@@ -1437,7 +1484,7 @@ class BlockLowering:
                             f"{row} = {row} + {add}")
                 continue
             text = em.value(site.grad)
-            g = em.names.new("g")
+            g = em.names.new("g", em.real)
             em.emit(f"{g} = {text}" + (f"   # d/d{site.access}" if mode != "compute" else ""))
             if mode == "compute":
                 em.emit(f"{slot} = {g}")
@@ -1455,14 +1502,14 @@ class BlockLowering:
         of the current value, so both steps add up."""
         target = em.a.leaf(site.access)
         if old is None or site.param in self.aliased:
-            old = em.names.new("o")
+            old = em.names.new("o", em.real)
             em.emit(f"{old} = {target}")
         weight = None
         if site.penalty is not None:      # reg l1: its weight here, LAMBDA / deg(c)
             weight = em.names.new("w")
             em.emit(f"{weight} = {em.value(site.penalty)}")
         self.adapt(em, site, g, weight, atomic)
-        move = f"step * {g}" if self.adaptive else g
+        move = f"{em.typed('step')} * {g}" if self.adaptive else g
         con = self.spec.param(site.param).constraint
         clip = None
         if con is not None and con.kind == "lower":

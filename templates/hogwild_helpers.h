@@ -8,6 +8,9 @@
 #include <math.h>
 static inline double _hw_sq(double x) { return x * x; }
 static inline double _hw_powi(double x, int n) { return __builtin_powi(x, n); }
+/* the same in float: an update's per-coordinate arithmetic on float32 storage */
+static inline float _hw_sqf(float x) { return x * x; }
+static inline float _hw_powif(float x, int n) { return __builtin_powif(x, n); }
 static inline double _hw_sgn(double x) { return (double)((x > 0) - (x < 0)); }
 static inline double _hw_sign(double x) { return (double)((x > 0) - (x < 0)); }
 static inline double _hw_gt(double a, double b) { return a > b ? 1.0 : 0.0; }
