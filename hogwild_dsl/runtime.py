@@ -1037,16 +1037,31 @@ def _values(arr, what: str, dtype) -> np.ndarray:
     return out
 
 
-def _indices(what: str, name: str, arr, limit: int, length: int | None = None) -> None:
-    """An index array of a sparse matrix: 1-D, integral, in [0, limit), of the right length.
-    Checked before any cast, so an int64 index past 2^32 is refused, never wrapped."""
+def _finite_values(data, what: str, dtype, where) -> np.ndarray:
+    """The stored values of sparse data as `dtype` (no copy where they are already), every one
+    finite, from one check of the converted values: a NaN or inf given and a value past
+    float32's range are told apart only once one is found. where(i) names the place of value
+    i in the messages."""
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(data, dtype=dtype)
+    if np.isfinite(out).all():
+        return out
+    _values(data, what, dtype)          # a value past the dtype's range says so
+    bad = np.flatnonzero(~np.isfinite(out))[0]
+    raise DataError(f"{what} holds NaN or inf ({where(bad)})")
+
+
+def _indices(what: str, name: str, arr, limit: int | None, length: int | None = None) -> None:
+    """An index array of a sparse matrix: 1-D, integral, in [0, limit) (limit None: the range
+    is checked apart), of the right length. Checked before any cast, so an int64 index past
+    2^32 is refused, never wrapped."""
     if not isinstance(arr, np.ndarray) or arr.ndim != 1 or arr.dtype.kind not in "iu":
         raise DataError(f"{what} is a corrupt sparse matrix: its {name} must be a 1-D integer "
                         f"array, not {type(arr).__name__} {getattr(arr, 'dtype', '')}".rstrip())
     if length is not None and arr.size != length:
         raise DataError(f"{what} is a corrupt sparse matrix: {arr.size} {name} for {length} "
                         "stored values")
-    if arr.size and (arr.min() < 0 or arr.max() >= limit):
+    if limit is not None and arr.size and (arr.min() < 0 or arr.max() >= limit):
         bad = arr[(arr < 0) | (arr >= limit)][0]
         raise DataError(f"{what} is a corrupt sparse matrix: {name} entry {bad} is out of "
                         f"range [0, {limit})")
@@ -1108,13 +1123,16 @@ def as_csr(value, what: str, dtype=np.float64) -> sp.csr_matrix:
     if not m.has_canonical_format:   # sorted columns, no duplicates; zeros are kept
         m = m.copy()                 # never sort the caller's arrays in place
         m.sum_duplicates()
+    return _kernel_csr(m, what, dtype)
+
+
+def _kernel_csr(m: sp.csr_matrix, what: str, dtype) -> sp.csr_matrix:
+    """A checked CSR in the kernel's types: finite values in `dtype`, int64 row pointers,
+    int32 columns (no copy of what already is)."""
     indptr = np.ascontiguousarray(m.indptr, dtype=np.int64)
     indices = np.ascontiguousarray(m.indices, dtype=np.int32)
-    values = np.ascontiguousarray(_values(m.data, what, dtype))
-    if not np.all(np.isfinite(values)):
-        bad = np.flatnonzero(~np.isfinite(values))[0]
-        row = int(np.searchsorted(indptr, bad, side="right") - 1)
-        raise DataError(f"{what} holds NaN or inf (row {row}, column {indices[bad]})")
+    values = _finite_values(m.data, what, dtype, lambda at: (
+        f"row {int(np.searchsorted(indptr, at, side='right') - 1)}, column {indices[at]}"))
     out = sp.csr_matrix((values, indices, indptr), shape=m.shape, copy=False)
     out.indptr, out.indices = indptr, indices     # keep our dtypes (scipy may downcast)
     return out
@@ -1149,16 +1167,13 @@ def as_entries(value, what: str, dtype=np.float64) -> tuple[sp.csr_matrix, np.nd
             except (ValueError, RuntimeError, TypeError, IndexError, OverflowError,
                     AttributeError) as e:
                 raise DataError(f"{what} is not a valid sparse matrix: {e}") from None
-        else:
-            m = as_csr(value, what, dtype)
+        else:               # a dense array, DIA/LIL/DOK/BSR: no repeated entries
+            return as_csr(value, what, dtype), None
         if m.has_sorted_indices:
-            return _entries_in_order(m, what, dtype), None
+            return _kernel_csr(m, what, dtype), None
         row = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))
         col, data = m.indices, m.data
-    values = _values(data, what, dtype)
-    if not np.all(np.isfinite(values)):
-        bad = np.flatnonzero(~np.isfinite(values))[0]
-        raise DataError(f"{what} holds NaN or inf (row {row[bad]}, column {col[bad]})")
+    values = _finite_values(data, what, dtype, lambda at: f"row {row[at]}, column {col[at]}")
     order = np.lexsort((col, row))          # stable: duplicates stay in the order given
     shape = tuple(value.shape) if sp.issparse(value) else tuple(m.shape)
     n_rows = int(shape[0])
@@ -1170,21 +1185,6 @@ def as_entries(value, what: str, dtype=np.float64) -> tuple[sp.csr_matrix, np.nd
     positions = np.empty(order.size, dtype=np.int64)
     positions[order] = np.arange(order.size, dtype=np.int64)
     return out, positions
-
-
-def _entries_in_order(m: sp.csr_matrix, what: str, dtype) -> sp.csr_matrix:
-    """A checked CSR already in the kernel's order, with its values in `dtype` and its index
-    arrays in the kernel's types (no copy of what already is)."""
-    values = np.ascontiguousarray(_values(m.data, what, dtype))
-    if not np.all(np.isfinite(values)):
-        bad = np.flatnonzero(~np.isfinite(values))[0]
-        row = int(np.searchsorted(m.indptr, bad, side="right") - 1)
-        raise DataError(f"{what} holds NaN or inf (row {row}, column {m.indices[bad]})")
-    indptr = np.ascontiguousarray(m.indptr, dtype=np.int64)
-    indices = np.ascontiguousarray(m.indices, dtype=np.int32)
-    out = sp.csr_matrix((values, indices, indptr), shape=m.shape, copy=False)
-    out.indptr, out.indices = indptr, indices     # keep our dtypes (scipy may downcast)
-    return out
 
 
 def _extent(what: str, shape) -> None:
@@ -1221,9 +1221,26 @@ def _checked_csr(value, fmt: str, shape: tuple, what: str) -> sp.csr_matrix:
     if value.data.ndim != 1 or value.data.size != nnz:
         raise DataError(f"{what} is a corrupt sparse matrix: {value.data.size} values for "
                         f"{nnz} stored entries (indptr[-1])")
-    _indices(what, "indices", value.indices, minor, nnz)
+    signed = value.indices.dtype.kind == "i"      # scipy's casts keep every signed value
+    _indices(what, "indices", value.indices, None if signed else minor, nnz)
     make = sp.csr_matrix if fmt == "csr" else sp.csc_matrix
-    return make((value.data, value.indices, value.indptr), shape=shape, copy=False).tocsr()
+    m = make((value.data, value.indices, value.indptr), shape=shape, copy=False)
+    # scipy's canonical check only compares the columns of a row (indptr is checked): where
+    # they increase along every row, each row's first and last bound them all, and the range
+    # check reads two per row instead of every one (a canonical CSR is the common input)
+    if signed and fmt == "csr" and m.has_canonical_format:
+        _index_ends(what, m.indptr, m.indices, minor)
+    elif signed:
+        _indices(what, "indices", m.indices, minor, nnz)
+    return m.tocsr()
+
+
+def _index_ends(what: str, indptr: np.ndarray, indices: np.ndarray, limit: int) -> None:
+    """The range check of the columns of a CSR whose columns increase along each row."""
+    starts, stops = indptr[:-1], indptr[1:]
+    full = stops > starts
+    if full.any() and (indices[starts[full]].min() < 0 or indices[stops[full] - 1].max() >= limit):
+        _indices(what, "indices", indices, limit)      # says which
 
 
 def _degree(deg: ir.DegSpec, block: ir.Block, given: dict, dims: dict, sizes: dict,
