@@ -1,20 +1,25 @@
-"""The fixed costs of a fit (issue 19, item 3), before and after, beside scikit-learn.
+"""The SVM fit beside scikit-learn's (issue 19): fixed costs and updates, 1 and 2 threads.
 
   python bench/bench_fixed_costs.py [--before REV] [--rows 180000] [--repeats 3]
       -> bench/results/fixed_costs.json and bench/results/fixed_costs.md
 
 The SVM spec on RCV1-shaped rows (hogwild_dsl.datasets.rcv1_like, 180,000 training rows plus
-20,000 test rows), one thread, 5 and 20 epochs at the spec's own step schedule and the default
-visit order: the whole `fit` (data checks, layout, updates, objectives, rollback copies) and
-the update time alone (the history's `seconds`), for this tree and for the tree of revision
---before (default: main's first commit without these changes, a251296), beside scikit-learn's
-`SGDClassifier(loss="hinge", alpha=2e-4)` (the same objective: mean hinge plus 1e-4 ||w||^2)
-for the same epochs. Test accuracy is reported beside each.
+20,000 test rows), 5 and 20 epochs at the spec's own step schedule and the default visit
+order: the whole `fit` (data checks, layout, updates, objectives, rollback copies) and the
+update time alone (the history's `seconds`), on 1 and 2 threads, for modules of both dtypes
+(float64, the default, and float32: API.md), and for the tree of revision --before on 1
+thread (float64), beside scikit-learn's `SGDClassifier(loss="hinge", alpha=2e-4)` (the same
+objective: mean hinge plus 1e-4 ||w||^2; one thread: its binary fit has no other) for the
+same epochs. Test accuracy is reported beside each. Two parts of the fixed costs are timed
+apart, after the fit: `layout` (the data's checks and conversion: `t.layout(X=..., y=...)` on
+a fresh trainer) and the exact objective (one `objective_sum` pass, which the fit runs
+after its last epoch).
 
 Every measurement runs in a fresh process (the old tree is imported from a `git archive` of
-it), after one untimed warm-up fit (which also builds the kernels, once), in rounds that
-alternate the three, so that a noisy machine slows all of them alike; the figure is the
-minimum over the rounds. Ratios are only comparable within one run (bench/machine.py).
+it) with OMP_NUM_THREADS set to its threads, after one untimed warm-up fit (which also builds
+the kernels, once), in rounds that alternate every kind, so that a noisy machine slows all
+of them alike; the figure is the minimum over the rounds, and the load average before each
+run is recorded. Ratios are only comparable within one run (bench/machine.py).
 """
 from __future__ import annotations
 
@@ -32,11 +37,11 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-BEFORE = "a251296"
+BEFORE = "80cbc1a"      # main before the layout's fast path for canonical CSR
 
 
-def worker(kind: str, data_path: str, epochs: int) -> dict:
-    """One timed fit after one warm-up fit, in this process: {fit, updates, accuracy}."""
+def worker(kind: str, data_path: str, epochs: int, threads: int, dtype: str) -> dict:
+    """One timed fit after one warm-up fit, in this process: {fit, updates, accuracy, ...}."""
     with np.load(data_path) as f:
         import scipy.sparse as sp
         X = sp.csr_matrix((f["data"], f["indices"], f["indptr"]), shape=tuple(f["shape"]))
@@ -56,23 +61,33 @@ def worker(kind: str, data_path: str, epochs: int) -> dict:
         seconds = time.perf_counter() - began
         return {"fit": seconds, "updates": None, "accuracy": float(clf.score(Xte, yte))}
     import hogwild_dsl
-    mod = hogwild_dsl.load(str(Path(hogwild_dsl.__file__).parent.parent / "specs" / "svm.hog"))
-    mod.Trainer(threads=1, epochs=epochs).fit(X=Xtr, y=ytr)
-    t = mod.Trainer(threads=1, epochs=epochs)
+    mod = hogwild_dsl.load("svm", **({} if dtype == "float64" else {"dtype": dtype}))
+    mod.Trainer(threads=threads, epochs=epochs).fit(X=Xtr, y=ytr)
+    t = mod.Trainer(threads=threads, epochs=epochs)
     began = time.perf_counter()
     t.fit(X=Xtr, y=ytr)
     seconds = time.perf_counter() - began
     accuracy = float(np.mean(np.where(t.predict(X=Xte) >= 0, 1.0, -1.0) == yte))
+    fresh = mod.Trainer(threads=threads, epochs=epochs)
+    began = time.perf_counter()
+    arrays, sizes = fresh.layout({"X": Xtr, "y": ytr})
+    layout = time.perf_counter() - began
+    kernel = t.kernels.Kernel({**arrays, "w": t.params["w"]}, sizes)
+    began = time.perf_counter()
+    kernel.objective_sum(threads)
+    objective = time.perf_counter() - began
     return {"fit": seconds, "updates": sum(h["seconds"] for h in t.history),
-            "accuracy": accuracy}
+            "accuracy": accuracy, "layout": layout, "objective": objective}
 
 
-def run(tree: Path, kind: str, data_path: str, epochs: int) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS="1")
+def run(tree: Path, kind: str, data_path: str, epochs: int, threads: int, dtype: str) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS=str(threads))
+    load = os.getloadavg()[0]
     out = subprocess.run([sys.executable, str(HERE / "bench_fixed_costs.py"), "--worker", kind,
-                          "--data", data_path, "--epochs", str(epochs)], env=env, cwd=tree,
+                          "--data", data_path, "--epochs", str(epochs), "--threads",
+                          str(threads), "--dtype", dtype], env=env, cwd=tree,
                          check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return {**json.loads(out.strip().splitlines()[-1]), "load": load}
 
 
 def main():
@@ -83,9 +98,12 @@ def main():
     ap.add_argument("--epochs", type=int, nargs="+", default=[5, 20])
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
+    ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--dtype", default="float64", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.data, args.epochs[0])))
+        print(json.dumps(worker(args.worker, args.data, args.epochs[0], args.threads,
+                                args.dtype)))
         return
     sys.path.insert(0, str(ROOT))
     from bench.machine import machine, snapshot
@@ -96,48 +114,68 @@ def main():
         data_path = str(tmp / "rcv1.npz")
         np.savez(data_path, data=X.data, indices=X.indices, indptr=X.indptr,
                  shape=np.array(X.shape), y=y, n_train=args.rows)
-        trees = {"before": snapshot(args.before, tmp / "before"), "after": ROOT,
-                 "sklearn": ROOT}
-        runs = {(k, e): [] for e in args.epochs for k in trees}
+        before = snapshot(args.before, tmp / "before")
+        # (label, tree, worker kind, threads, dtype)
+        kinds = [("before, 1 thread", before, "hogwild", 1, "float64"),
+                 ("float64, 1 thread", ROOT, "hogwild", 1, "float64"),
+                 ("float64, 2 threads", ROOT, "hogwild", 2, "float64"),
+                 ("float32, 1 thread", ROOT, "hogwild", 1, "float32"),
+                 ("float32, 2 threads", ROOT, "hogwild", 2, "float32"),
+                 ("sklearn", ROOT, "sklearn", 1, "float64")]
+        runs = {(k[0], e): [] for e in args.epochs for k in kinds}
         for r in range(args.repeats):
             for e in args.epochs:
-                for kind, tree in trees.items():
-                    got = run(tree, "sklearn" if kind == "sklearn" else "hogwild", data_path, e)
-                    runs[(kind, e)].append(got)
-                    print(f"round {r + 1} epochs {e:2d} {kind:8s} fit {got['fit']:.3f} s",
-                          flush=True)
+                for label, tree, kind, threads, dtype in kinds:
+                    got = run(tree, kind, data_path, e, threads, dtype)
+                    runs[(label, e)].append(got)
+                    print(f"round {r + 1} epochs {e:2d} {label:18s} fit {got['fit']:.3f} s "
+                          f"(load {got['load']:.2f})", flush=True)
     nnz = X[:args.rows].nnz
     rows = []
     for e in args.epochs:
-        best = {k: min(runs[(k, e)], key=lambda g: g["fit"]) for k in trees}
-        for kind in trees:
-            b = best[kind]
-            rows.append({"epochs": e, "what": kind, "fit_s": b["fit"],
+        best = {k[0]: min(runs[(k[0], e)], key=lambda g: g["fit"]) for k in kinds}
+        for label, *_ in kinds:
+            b = best[label]
+            done = runs[(label, e)]
+            rows.append({"epochs": e, "what": label, "fit_s": b["fit"],
                          "updates_s": b["updates"],
+                         "layout_s": min((g["layout"] for g in done if "layout" in g),
+                                         default=None),
+                         "objective_s": min((g["objective"] for g in done if "objective" in g),
+                                            default=None),
                          "fit_ns_per_nnz_epoch": b["fit"] * 1e9 / (nnz * e),
                          "accuracy": b["accuracy"],
                          "sklearn_fit_over_this": best["sklearn"]["fit"] / b["fit"],
-                         "all_fits_s": [g["fit"] for g in runs[(kind, e)]]})
+                         "all_fits_s": [g["fit"] for g in done],
+                         "loads": [g["load"] for g in done]})
     result = {"machine": machine(), "before": args.before, "rows": args.rows, "nnz": nnz,
-              "threads": 1, "repeats": args.repeats, "rows_measured": rows}
+              "repeats": args.repeats, "rows_measured": rows}
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     (out / "fixed_costs.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = [f"# Fixed costs of a fit: SVM, RCV1-shaped ({args.rows:,} rows, {nnz:,} nonzeros), "
-             "1 thread", "",
+
+    def cell(v, fmt=".3f"):
+        return "" if v is None else format(v, fmt)
+
+    lines = [f"# SVM fit beside scikit-learn: RCV1-shaped ({args.rows:,} rows, {nnz:,} "
+             "nonzeros), 1 and 2 threads", "",
              f"Machine: {result['machine']['cpu']} ({result['machine']['cores']} cores, host "
-             f"{result['machine']['host']}). Minimum of {args.repeats} alternating rounds, "
-             "each a fresh process after a warm-up fit. `before` is revision "
-             f"{args.before}; `after` this tree.", "",
-             "| epochs | what | fit (s) | updates (s) | fixed costs (s) | ns/nnz/epoch (fit) "
-             "| test accuracy | scikit-learn's fit / this fit |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"{result['machine']['host']}), shared with other work: load averages of each run "
+             f"in fixed_costs.json. Minimum of {args.repeats} alternating rounds, each a fresh "
+             "process after a warm-up fit. `before` is revision "
+             f"{args.before} (float64, 1 thread); the others this tree. Updates: the history's "
+             "`seconds` in the fastest fit; fixed costs: fit - updates; layout and exact "
+             "objective timed apart after the fit (bench/bench_fixed_costs.py).", "",
+             "| epochs | what | fit (s) | updates (s) | fixed costs (s) | of which layout (s) "
+             "| exact objective (s) | ns/nnz/epoch (fit) | test accuracy | scikit-learn's fit "
+             "/ this fit |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        upd = "" if r["updates_s"] is None else f"{r['updates_s']:.3f}"
-        fixed = "" if r["updates_s"] is None else f"{r['fit_s'] - r['updates_s']:.3f}"
-        lines.append(f"| {r['epochs']} | {r['what']} | {r['fit_s']:.3f} | {upd} | {fixed} | "
-                     f"{r['fit_ns_per_nnz_epoch']:.2f} | {r['accuracy']:.4f} | "
-                     f"{r['sklearn_fit_over_this']:.2f}x |")
+        fixed = None if r["updates_s"] is None else r["fit_s"] - r["updates_s"]
+        lines.append(f"| {r['epochs']} | {r['what']} | {r['fit_s']:.3f} | "
+                     f"{cell(r['updates_s'])} | {cell(fixed)} | {cell(r['layout_s'])} | "
+                     f"{cell(r['objective_s'])} | {r['fit_ns_per_nnz_epoch']:.2f} | "
+                     f"{r['accuracy']:.4f} | {r['sklearn_fit_over_this']:.2f}x |")
     (out / "fixed_costs.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -60,6 +60,55 @@ def test_out_of_range_indices_are_refused_before_any_kernel(svm, data):
         svm.Trainer(epochs=1).fit(X=broken, y=y)
 
 
+def _canonical(rows):
+    """A CSR of 3 rows x 10 columns from lists of (increasing) columns, built without scipy's
+    checks (they would refuse what these tests give the gate)."""
+    indptr = np.cumsum([0] + [len(r) for r in rows]).astype(np.int32)
+    indices = np.array([c for r in rows for c in r], dtype=np.int32)
+    m = sp.csr_matrix((3, 10))
+    m.data, m.indices, m.indptr = np.ones(indices.size), indices, indptr
+    return m
+
+
+@pytest.mark.parametrize("rows, bad", [
+    ([[1, 4], [], [2, 12]], 12),          # past the columns, last of its row
+    ([[-1, 4], [0, 9], [3]], -1),         # negative, first of its row
+    ([[1, 4], [0, 9], [10]], 10),         # the row's only column
+])
+def test_a_canonical_csr_is_range_checked_at_each_rows_ends(rows, bad):
+    """Where the columns increase along every row (scipy's canonical check), the range
+    check reads each row's first and last column: it still finds every bad one."""
+    from hogwild_dsl.runtime import as_csr
+    with pytest.raises(DataError, match=f"indices entry {bad} is out of range"):
+        as_csr(_canonical(rows), "data 'X'")
+    assert as_csr(_canonical([[1, 4], [], [0, 9]]), "data 'X'").nnz == 4
+
+
+def test_unsigned_indices_past_int64_are_refused():
+    from hogwild_dsl.runtime import as_csr
+    m = _canonical([[1, 4], [0, 9], [3]])
+    m.indices = m.indices.astype(np.uint64)
+    m.indices[2] = 2**63 + 1             # -(2^63 - 1) if cast to int64
+    with pytest.raises(DataError, match="out of range"):
+        as_csr(m, "data 'X'")
+
+
+def test_sparse_values_are_checked_once_after_the_cast():
+    """float64 -> float32: a NaN given and a value past float32's range each say so."""
+    from hogwild_dsl.runtime import as_csr
+    m = _canonical([[1, 4], [0, 9], [3]])
+    m.data[3] = np.nan
+    with pytest.raises(DataError, match=r"'X' holds NaN or inf \(row 1, column 9\)"):
+        as_csr(m, "data 'X'", np.float32)
+    m.data[3] = 1e39
+    with pytest.raises(DataError, match="past the range of float32"):
+        as_csr(m, "data 'X'", np.float32)
+    m.data[3] = 2.5
+    out = as_csr(m, "data 'X'", np.float32)
+    assert out.data.dtype == np.float32 and out.data[3] == 2.5
+    assert out.indptr.dtype == np.int64 and out.indices.dtype == np.int32
+
+
 def test_epochs_zero_initialises_and_warm_start_continues(svm, data):
     X, y = data
     t = svm.Trainer(epochs=0).fit(X=X, y=y)
