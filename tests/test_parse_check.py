@@ -1,6 +1,7 @@
 """The front end (parse + check): LANGUAGE.md's examples give the IR printed here, and bad specs
 give a SpecError with the exact line and column, a message in the language's words, a hint,
 and the offending line quoted with a caret under the place."""
+import re
 import textwrap
 from pathlib import Path
 
@@ -167,7 +168,10 @@ def test_language_md_example_checks_to_its_ir(name):
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_shipped_spec_checks_to_the_same_ir(name):
-    assert str(check((SPECS / f"{name}.hog").read_text())) == IR[name]
+    """Each shipped spec is its LANGUAGE.md example, but one may leave the step of its train
+    line to the first fit's calibration (cuts: a fixed 0.05 stalled, bench/results/cuts_lp.md)."""
+    shipped = str(check((SPECS / f"{name}.hog").read_text()))
+    assert shipped in (IR[name], re.sub(r"train step [^,]+, ", "train ", IR[name]))
 
 
 def test_package_level_check_is_the_same():
