@@ -1,12 +1,16 @@
 """The HOGWILD! paper's experiments at full scale, on generated data shaped like its data sets.
 
-  python bench/bench_paper.py [--epochs 5] [--curve-epochs 12]
+  python bench/bench_paper.py [--epochs 5] [--repeats 3] [--curve-epochs 12]
       -> bench/results/paper.json, paper.md and paper_speedup.png
 
 For each problem (sparse SVM on RCV1-shaped data, matrix completion on Netflix-shaped data,
 graph cuts on a DBLife-shaped graph and an Abdomen-shaped volume) and the shipped spec:
-rho and Delta (hogwildc analyze), the time of `epochs` epochs with hogwild at 1 and at all
-threads and with lock at all threads, the final objective and accuracy / RMSE / labels found.
+rho and Delta (hogwildc analyze), the update time of `epochs` epochs with hogwild at 1 and at
+all threads and with lock at all threads (median of `repeats` rounds, the three fits of a
+round one after the other), the final objective and accuracy / RMSE / labels found. Every
+round carries the cache-line hand-off latency measured just before it (bench/peers/pingpong.py)
+and the CPU time other processes took during each of its fits (in CPUs: on a shared 2-vCPU
+machine a busy neighbour, not the trainer, explains a 2-thread fit no faster than 1 thread).
 For the SVM also the peers side by side on the same split: scikit-learn SGDClassifier(hinge)
 and Vowpal Wabbit (hinge loss), as time to a test accuracy within 0.5 points of the best any
 of them reached. Data sets are generated once and cached in bench/data.
@@ -65,10 +69,31 @@ def problems():
                    t.predict(w=data["w"].tocsr(), c=np.asarray(data["c"])) == truth))), None)
 
 
+def _busy_cpu_seconds() -> float:
+    """CPU-seconds all CPUs spent busy since boot (/proc/stat; 0 where it is missing)."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]
+    except OSError:
+        return 0.0
+    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def others_cpu(run):
+    """(run(), the CPUs other processes kept busy meanwhile, on average): the busy time of
+    the machine less this process's own CPU time, over the wall time."""
+    busy, own, wall = _busy_cpu_seconds(), os.times(), time.perf_counter()
+    out = run()
+    after = os.times()
+    mine = after.user + after.system - own.user - own.system
+    return out, max(0.0, (_busy_cpu_seconds() - busy - mine) / (time.perf_counter() - wall))
+
+
 def timed(mod, data, epochs, threads, sync):
+    """(trainer, update seconds of its epochs, other processes' CPUs meanwhile)."""
     t = mod.Trainer(threads=threads, epochs=epochs, sync=sync)
-    t.fit(**data)
-    return t, sum(h["seconds"] for h in t.history)
+    _, others = others_cpu(lambda: t.fit(**data))
+    return t, sum(h["seconds"] for h in t.history), others
 
 
 def svm_peers(mod, split, epochs, log):
@@ -124,17 +149,26 @@ def svm_peers(mod, split, epochs, log):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=5)
-    ap.add_argument("--curve-epochs", type=int, default=12)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--curve-epochs", type=int, default=12, help="0: no SVM peers")
     args = ap.parse_args(argv)
     log = lambda m: print(m, flush=True)
     rows, peers = [], None
     for name, label, spec, data, metric, split in problems():
         mod = hogwild_dsl.load(SPECS / spec)
         stats = analyze(mod.Trainer.spec, data, sample=2000)
-        one, t1 = timed(mod, data, args.epochs, 1, "hogwild")
-        probe = latency()
-        hog, tall = timed(mod, data, args.epochs, ALL, "hogwild")
-        lock, tlock = timed(mod, data, args.epochs, ALL, "lock")
+        rounds = []
+        for _ in range(args.repeats):
+            probe = latency()
+            _, t1, o1 = timed(mod, data, args.epochs, 1, "hogwild")
+            hog, tall, oall = timed(mod, data, args.epochs, ALL, "hogwild")
+            _, tlock, olock = timed(mod, data, args.epochs, ALL, "lock")
+            rounds.append({"hogwild_1_thread_s": t1, "hogwild_s": tall, "lock_s": tlock,
+                           "speedup_over_1_thread": t1 / tall, "others_cpu_1_thread": o1,
+                           "others_cpu": oall, "others_cpu_lock": olock, **probe})
+        t1, tall, tlock = (float(np.median([r[k] for r in rounds])) for k in
+                           ("hogwild_1_thread_s", "hogwild_s", "lock_s"))
+        probe = {"pingpong_ns": float(np.median([r["pingpong_ns"] for r in rounds]))}
         what, value = metric(hog)
         row = {"problem": name, "data": label, "terms": stats["n_terms"],
                "coordinates": stats["n_coordinates"], "rho": stats["rho"],
@@ -143,16 +177,18 @@ def main(argv=None):
                "hogwild_1_thread_s": t1, "hogwild_s": tall, "lock_s": tlock,
                "speedup_over_1_thread": t1 / tall, "speedup_over_lock": tlock / tall,
                "objective": hog.history[-1]["objective"], "metric": what, "value": value,
-               **probe}
+               "rounds": rounds, **probe}
         rows.append(row)
         log(f"{name:13s} terms {row['terms']:>10,}  rho {row['rho']:.3g}  Delta {row['Delta']:.3g}  "
             f"hogwild {tall:.2f} s ({row['speedup_over_1_thread']:.2f}x over 1 thread, "
             f"{row['speedup_over_lock']:.2f}x over lock)  {what} {value:.4f}  "
-            f"[ping-pong {probe['pingpong_ns']:.0f} ns]")
-        if split is not None:
+            f"[ping-pong {probe['pingpong_ns']:.0f} ns; rounds " + ", ".join(
+                f"{r['speedup_over_1_thread']:.2f}x ({r['pingpong_ns']:.0f} ns, others "
+                f"{r['others_cpu_1_thread']:.2f}/{r['others_cpu']:.2f} CPU)" for r in rounds) + "]")
+        if split is not None and args.curve_epochs > 0:
             peers = svm_peers(mod, split, args.curve_epochs, log)
     result = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"), "threads": ALL,
-              "rows": rows, "svm_peers": peers}
+              "repeats": args.repeats, "rows": rows, "svm_peers": peers}
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     (out / "paper.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -175,7 +211,25 @@ def markdown(result) -> str:
                      f"{r['lock_s']:.2f} | {r['speedup_over_lock']:.2f}x | {r['objective']:.4g} | "
                      f"{r['metric']} {r['value']:.4f} | {r['pingpong_ns']:.0f} |")
     lines += ["", f"Times are the update time of {result['rows'][0]['epochs']} epochs at "
-              f"{result['threads']} threads (1 thread for the first speed-up).", ""]
+              f"{result['threads']} threads (1 thread for the first speed-up), the median of "
+              f"{result.get('repeats', 1)} rounds; ping-pong: the median of the rounds' "
+              "cache-line hand-off latencies.", ""]
+    if any(r.get("rounds") for r in result["rows"]):
+        lines += ["## Each round", "",
+                  "A round: the hand-off latency between two threads pinned to the first two "
+                  "CPUs, then hogwild at 1 thread, hogwild at all threads, lock at all threads. "
+                  "Others' CPUs: the CPU time other processes took during the fit, over its "
+                  "wall time (2 = both vCPUs taken by someone else).", "",
+                  "| problem | round | hand-off ns | 1 thread s | others' CPUs | "
+                  f"{result['threads']} threads s | others' CPUs | speed-up |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in result["rows"]:
+            for i, q in enumerate(r.get("rounds", [])):
+                lines.append(f"| {r['problem']} | {i + 1} | {q['pingpong_ns']:.0f} | "
+                             f"{q['hogwild_1_thread_s']:.3f} | {q['others_cpu_1_thread']:.2f} | "
+                             f"{q['hogwild_s']:.3f} | {q['others_cpu']:.2f} | "
+                             f"{q['speedup_over_1_thread']:.2f}x |")
+        lines.append("")
     p = result.get("svm_peers")
     if p:
         lines += ["## SVM: time to a test accuracy within 0.5 points of the best", "",

@@ -6,6 +6,7 @@ import pytest
 import scipy.sparse as sp
 
 from hogwild_dsl import HogwildError, check, runtime
+from hogwild_dsl.emit import emit
 from hogwild_dsl.lower import lower, replicable
 from hogwild_dsl.datasets import rcv1_like
 
@@ -85,7 +86,8 @@ for i in example:
 def test_a_spec_without_hot_rows_generates_no_replica_code(load_spec):
     mod = load_spec("mc", consts={"rank": 3})
     assert mod.Trainer.kernels.REPLICABLE == {}
-    assert not hasattr(mod.Trainer.kernels.Kernel, "_epoch_hot")
+    assert "_term_hot" not in emit(check(open("specs/mc.hog").read(), {"rank": 3}),
+                                   "mc_k")["mc_k.pyx"]
     assert all(b.update_hot is None for b in lower(check(open("specs/mc.hog").read(),
                                                           {"rank": 3})).blocks)
 
@@ -224,3 +226,22 @@ def test_two_threads_on_replicas_converge_like_one_thread(load_spec, monkeypatch
         t.fit(X=X, y=y)
         reached = t.history[-1]["objective"]
         assert reached <= best * 1.02 and (start - reached) / (start - best) >= 0.98
+
+
+@pytest.mark.parametrize("threads,chunk", [(2, 0), (3, 7), (2, 300)])
+def test_every_term_is_visited_once_whatever_thread_takes_its_grab(load_spec, threads, chunk):
+    """The epoch hands out grabs of the visit to whichever thread is free (the kernel's
+    GRAB_TERMS, GRABS_PER_THREAD): with atomic adds (nothing lost) and constant gradients,
+    one epoch adds each term's step exactly once, with or without hot rows."""
+    mod = load_spec(text=CONSTANT)
+    X = skewed(5000, seed=5)                   # several grabs per thread
+    for hot in ((), (0, 1, 2, 3, 4, 5, 10, 11, 12, 13)):     # the popular columns
+        t = mod.Trainer(threads=threads, epochs=0).fit(X=X)
+        arrays, sizes = prepared(t, {"X": X})
+        if hot:                                # replicas merge with atomic adds too
+            arrays["_hot_w"], sizes["_merge_every"] = np.array(hot), 100
+        k = mod.Trainer.kernels.Kernel(arrays, sizes)
+        entries = -(-5000 // chunk) if chunk else 5000
+        visit = np.random.default_rng(0).permutation(entries).astype(np.int64)
+        k.epoch(visit, chunk, 0.5, threads, 0 if hot else 1)
+        assert np.array_equal(arrays["w"], 0.5 * np.asarray(X.sum(axis=0)).ravel()), hot
