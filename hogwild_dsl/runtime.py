@@ -40,8 +40,9 @@ DEFAULTS = {"step": 0.05, "decay": 0.9, "epochs": 10}
 # CALIBRATION_MAX_TERMS), on copies of the params and optimizer state, each step on one
 # thread, and keeps the step whose objective on that sample ends lowest (Bottou's svmsgd does
 # the same on 1000 examples); where the best is at an end of the grid, the grid goes on past
-# that end, 3 steps at a time, up to STEP_LIMITS; a fit that then diverges restarts at a third
-# of the step.
+# that end, 3 steps at a time, up to STEP_LIMITS; a fit that then diverges restarts at the step
+# RESTART_FACTOR lower (half a step of the grid: the full data's largest stable step, often
+# the best one, lies between the grid's steps as often as on them).
 # bench/results/no_tuning.md measures these choices against the best hand-tuned step.
 STEP_GRID = tuple(3.0 ** k for k in range(-9, 4))     # 5.1e-5 .. 27
 STEP_LIMITS = (3.0 ** -25, 3.0 ** 9)    # where the best is at an end, the grid goes on to these
@@ -50,6 +51,7 @@ CALIBRATION_SHARE = 0.02
 CALIBRATION_MAX_TERMS = 20_000
 CALIBRATION_PASSES = 3
 CALIBRATION_BYTES = 1 << 30      # the most memory the steps' copies of the params take at once
+RESTART_FACTOR = math.sqrt(3.0)
 # The default visit order (docs/api.md, "order"): every term in a fresh random order where all
 # the arrays the terms read fit in CACHE_BYTES (a last-level cache: a random visit then costs
 # little), else chunks of consecutive terms spanning about CHUNK_BYTES of the data each (memory
@@ -305,10 +307,10 @@ class TrainerBase:
 
     def _smaller_step(self, restart, arrays: dict) -> bool:
         """After a divergence at a calibrated step (the sample cannot show every instability:
-        a row updated by many terms in one epoch), restart the fit from its start at a third of
-        the step; False where the step was not calibrated by this fit or would fall below
-        STEP_LIMITS (the DivergenceError then stands)."""
-        if restart is None or self.step / 3 < STEP_LIMITS[0]:
+        a row updated by many terms in one epoch), restart the fit from its start at the step
+        RESTART_FACTOR lower; False where the step was not calibrated by this fit or would
+        fall below STEP_LIMITS (the DivergenceError then stands)."""
+        if restart is None or self.step / RESTART_FACTOR < STEP_LIMITS[0]:
             return False
         epochs_done, history_length, rng_state, start = restart
         for k, v in start.items():
@@ -317,7 +319,7 @@ class TrainerBase:
         self._epochs_done = epochs_done
         self._rng.bit_generator.state = rng_state
         self.calibration["diverged"].append(self.step)
-        self.step = self.calibration["step"] = self.step / 3
+        self.step = self.calibration["step"] = self.step / RESTART_FACTOR
         return True
 
     def _held_out(self, validation):

@@ -118,9 +118,10 @@ def test_large_data_values_a_regression_does_not_diverge(load_spec):
     assert t.step < 1e-3 and t.objective(X=sp.csr_matrix(X), y=y) < 0.01 * np.mean(y ** 2)
 
 
-def test_a_divergence_restarts_at_a_third_of_the_step(logreg, monkeypatch):
-    """The sample cannot show every instability: the fit's own divergence steps down by 3
-    from the params the fit started from (here the search is made to pick a huge step)."""
+def test_a_divergence_restarts_half_a_grid_step_lower(logreg, monkeypatch):
+    """The sample cannot show every instability: the fit's own divergence steps down by
+    sqrt(3) from the params the fit started from (here the search is made to pick a huge
+    step)."""
     X, y = classification(n=500)
     real = runtime.TrainerBase._calibrate_step
 
@@ -132,8 +133,10 @@ def test_a_divergence_restarts_at_a_third_of_the_step(logreg, monkeypatch):
     monkeypatch.setattr(runtime.TrainerBase, "_calibrate_step", prefer_a_huge_step)
     t = logreg.Trainer(threads=1, epochs=2).fit(X=X, y=y)
     left = t.calibration["diverged"]
-    assert left[0] == 1e300 and t.step == left[-1] / 3 == t.calibration["step"]
-    assert all(b == a / 3 for a, b in zip(left, left[1:]))
+    f = runtime.RESTART_FACTOR
+    assert f == pytest.approx(3 ** 0.5)
+    assert left[0] == 1e300 and t.step == left[-1] / f == t.calibration["step"]
+    assert all(b == a / f for a, b in zip(left, left[1:]))
     again = logreg.Trainer(threads=1, epochs=2, step=t.step).fit(X=X, y=y)
     assert [h["epoch"] for h in t.history] == [1, 2]
     for k in t.params:                            # as if that step had been given
