@@ -22,11 +22,16 @@ with `patience=n_iter_no_change`: the history records the objective on the held-
 `validation_objective`, training stops after `n_iter_no_change` epochs without a strictly
 lower one, and the params of the best epoch are kept.
 
-Step. With `step=None` the Trainer calibrates the step on a sample of the data at the start
-of the fit, whatever the spec's train line says (the user's data is not the data that line
-was tuned on; docs/api.md, "The default step"), and restarts at a smaller step where the fit
-diverges; `trainer_.step` tells the step used and `trainer_.calibration` the search. A `step`
-given explicitly is never changed: divergence is then a DivergenceError.
+Step. With `step=None` the step is chosen by held-out loss, so that it does not overfit:
+`validation_fraction` of the rows (drawn with `seed`) is held out, a Trainer on the rest
+calibrates its step on the training objective (docs/api.md, "The default step"; whatever the
+spec's train line says: that line was tuned on other data than the user's), then Trainers at
+that step divided by 3, 9, ... (or, where a third is no better, times 3, 9, ...) train for the
+same epochs while the spec's objective on the held-out rows keeps falling (at most
+STEP_SEARCH fits); the step with the lowest held-out objective is kept (`step_search_`) and
+the model refitted on all rows at it (with early stopping, the best candidate is kept as
+trained). Data too small to hold a row out trains at the calibrated step. A `step` given
+explicitly is never changed: divergence is then a DivergenceError.
 """
 from __future__ import annotations
 
@@ -45,10 +50,14 @@ from . import ir, shipped
 from .check import check
 from .errors import DataError, HogwildError
 from .jit import load, read_spec
+from .errors import DivergenceError
 from .runtime import _predict_data
 
 __all__ = ["HogwildClassifier", "HogwildRegressor", "HogwildRecommender", "EstimatorInputError",
            "default_threads"]
+
+
+STEP_SEARCH = 6          # the most fits (on the rows not held out) of the held-out step search
 
 
 class EstimatorInputError(DataError, ValueError):
@@ -174,9 +183,11 @@ class _HogwildEstimator(BaseEstimator):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
 
-    def _new_trainer(self, module):
+    def _new_trainer(self, module, step=None):
+        if step is None:
+            step = self.step if self.step is not None else "auto"
         kwargs = dict(threads=self.threads if self.threads is not None else default_threads(),
-                      epochs=self.epochs, step=self.step if self.step is not None else "auto",
+                      epochs=self.epochs, step=step,
                       decay=self.decay, seed=self.seed,
                       sync=self.sync, order=self.order)
         if self.early_stopping:
@@ -192,18 +203,59 @@ class _HogwildEstimator(BaseEstimator):
 
     def _train(self, module, n: int, take, stratify=None):
         """Fit a fresh Trainer on `n` rows; take(idx) gives the data (by spec names) of rows
-        idx, take(None) of all rows. Sets trainer_, history_, n_iter_."""
-        trainer = self._new_trainer(module)
-        if self.early_stopping:
-            data, validation = self._split(n, take, stratify)
-            data["validation"] = validation
+        idx, take(None) of all rows. Sets trainer_, history_, n_iter_, step_search_."""
+        self.step_search_ = None
+        split = self._split(n, take, stratify) \
+            if self.early_stopping or self.step is None and n >= 2 else None
+        if self.step is None and split is not None:
+            trainer = self._search_step(module, *split)
+            if not self.early_stopping:       # refit on every row at the chosen step
+                trainer = self._new_trainer(module, step=trainer.step)
+                trainer.fit(**take(None))
         else:
-            data = take(None)
-        trainer.fit(**data)
+            trainer = self._new_trainer(module)
+            if self.early_stopping:
+                data, held_out = split
+                trainer.fit(**data, validation=held_out)
+            else:
+                trainer.fit(**take(None))
         self.trainer_ = trainer
         self.history_ = trainer.history
         self.n_iter_ = len(trainer.history)
         return self
+
+    def _search_step(self, module, data: dict, held_out: dict):
+        """The Trainer, fitted on `data`, whose step gives the lowest objective on `held_out`:
+        the calibrated step (training objective), then steps 3x lower while the held-out
+        objective falls, else 3x higher while it falls. Records (step, held-out objective)
+        pairs in step_search_, in the order tried."""
+        def fit_at(step):
+            trainer = self._new_trainer(module, step=step)
+            fit = dict(data, validation=held_out) if self.early_stopping else data
+            try:
+                trainer.fit(**fit)
+                value = trainer.objective(**held_out)
+            except DivergenceError:
+                if step == "auto":    # below every restart of the calibrated step: stands
+                    raise
+                value = np.inf
+            tried.append((float(trainer.step), float(value) if np.isfinite(value) else np.inf))
+            return trainer, tried[-1][1]
+
+        tried: list = []
+        best, best_value = fit_at("auto")
+        for factor in (1 / 3, 3.0):
+            step, moved = best.step, False
+            while len(tried) < STEP_SEARCH:
+                step *= factor
+                trainer, value = fit_at(step)
+                if not value < best_value:
+                    break
+                best, best_value, moved = trainer, value, True
+            if moved or len(tried) >= STEP_SEARCH:
+                break
+        self.step_search_ = tried
+        return best
 
     def _split(self, n, take, stratify):
         """(fit data, validation data) for early stopping: `validation_fraction` of the rows
