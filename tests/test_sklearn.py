@@ -379,3 +379,42 @@ def test_multiclass_through_index_labels():
     assert ours >= theirs - 0.03, (ours, theirs)
     two = HogwildClassifier(spec="softmax", threads=1, epochs=3).fit(X[:300], y[:300] % 2)
     assert two.predict_proba(X[:4]).shape == (4, 2) and two.decision_function(X[:4]).ndim == 1
+
+
+def test_default_step_is_chosen_by_held_out_objective_and_does_not_overfit():
+    """step=None: the calibrated step (training objective), then 3x steps while the objective
+    on the held-out validation_fraction falls; the model is refitted on all rows at the best.
+    On wide text rows the training objective's step overfits: the held-out choice generalises
+    better than step="auto" (the Trainer's calibration alone)."""
+    from hogwild_dsl import datasets
+    X, y = datasets.rcv1_like(n_rows=4000, seed=0)
+    Xtr, Xte, ytr, yte = datasets.train_test_split_rows(X, y, 0.25, seed=0)
+    clf = HogwildClassifier(threads=1, epochs=10).fit(Xtr, ytr)
+    tried = clf.step_search_
+    steps, values = [s for s, _ in tried], [v for _, v in tried]
+    assert len(tried) >= 2 and clf.trainer_.step == steps[int(np.argmin(values))]
+    c = steps[0]                                    # down by 3s, or one third then up
+    down = [c / 3 ** i for i in range(len(steps))]
+    up = [c, c / 3] + [c * 3 ** i for i in range(1, len(steps) - 1)]
+    assert steps == pytest.approx(down) or steps == pytest.approx(up)
+    best = int(np.argmin(values))
+    assert all(v > values[best] for v in values[best + 1:])      # it stops where it rises
+    assert clf.trainer_.calibration is None and len(clf.history_) == 10   # refitted at it
+    again = HogwildClassifier(threads=1, epochs=10).fit(Xtr, ytr)  # threads=1: reproducible
+    assert again.step_search_ == tried
+    auto = HogwildClassifier(threads=1, epochs=10, step="auto").fit(Xtr, ytr)
+    assert auto.step_search_ is None and auto.trainer_.calibration is not None
+    signs = np.where(yte == clf.classes_[1], 1.0, -1.0)
+    held = [m.trainer_.objective(X=Xte, y=signs) for m in (clf, auto)]
+    assert held[0] < 0.8 * held[1]
+    assert np.mean(clf.predict(Xte) == yte) >= np.mean(auto.predict(Xte) == yte)
+    fixed = HogwildClassifier(threads=1, epochs=3, step=0.2).fit(Xtr, ytr)
+    assert fixed.step_search_ is None and fixed.trainer_.step == 0.2
+
+
+def test_held_out_step_search_with_early_stopping_keeps_the_best_candidate(ratings):
+    rec = HogwildRecommender(threads=1, epochs=6, early_stopping=True,
+                             n_iter_no_change=2).fit(ratings[2])
+    steps = [s for s, _ in rec.step_search_]
+    assert rec.trainer_.step == steps[int(np.argmin([v for _, v in rec.step_search_]))]
+    assert all("validation_objective" in h for h in rec.history_)
