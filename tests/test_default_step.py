@@ -167,15 +167,17 @@ def test_every_option_calibrates(logreg, options):
         t.history[-1]["objective"] < 0.6
 
 
-def test_the_classifier_default_learning_rate_is_calibrated():
+def test_the_classifier_default_learning_rate_is_calibrated_then_held_out():
     X, y = classification(n=400)
     clf = HogwildClassifier(threads=1, epochs=3).fit(X, y)
-    assert clf.trainer_.calibration is not None
-    assert clf.trainer_.step == clf.trainer_.calibration["step"]
+    first, _ = clf.step_search_[0]                # the calibrated step starts the search
+    assert first in runtime.STEP_GRID
+    assert clf.trainer_.step in [s for s, _ in clf.step_search_]
     clf = HogwildClassifier(spec="svm", threads=1, epochs=3).fit(X, y)   # a train line too
-    assert clf.trainer_.calibration is not None
+    assert clf.step_search_[0][0] in runtime.STEP_GRID
     clf = HogwildClassifier(threads=1, epochs=3, step=0.2).fit(X, y)
     assert clf.trainer_.calibration is None and clf.trainer_.step == 0.2
+    assert clf.step_search_ is None
 
 
 def test_hogwildc_train_calibrates_without_step_and_takes_step_auto(hogwildc, tmp_path, logreg):
@@ -236,3 +238,17 @@ def test_index_data_l1_and_sampled_terms_calibrate_reproducibly(load_spec):
     assert fits[0].step == fits[1].step and fits[0].optimizer == "adagrad"
     np.testing.assert_array_equal(fits[0].params["P"], fits[1].params["P"])
     assert fits[0].history[-1]["objective"] < np.log(2)
+
+
+def test_adagrad_defaults_to_no_decay(logreg, load_spec):
+    """AdaGrad's accumulators shrink its steps already: its default decay is 1 (sgd's 0.9),
+    unless the Trainer or the train line gives one."""
+    X, y = classification(n=300)
+    for optimizer, decay in (("sgd", 0.9), ("adagrad", 1.0), ("adagrad_row", 1.0)):
+        t = logreg.Trainer(threads=1, epochs=3, optimizer=optimizer).fit(X=X, y=y)
+        assert t.decay == decay
+        assert [h["step"] for h in t.history] == [t.step * decay ** e for e in range(3)]
+    assert logreg.Trainer(optimizer="adagrad", decay=0.8).decay == 0.8
+    assert load_spec("bpr").Trainer().decay == 1.0            # train line: adagrad, no decay
+    with_decay = load_spec(text=logreg.SPEC + "train optimizer adagrad, decay 0.7\n")
+    assert with_decay.Trainer().decay == 0.7
