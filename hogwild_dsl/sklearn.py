@@ -29,8 +29,8 @@ spec's train line says: that line was tuned on other data than the user's), then
 that step divided by 3, 9, ... (or, where a third is no better, times 3, 9, ...) train for the
 same epochs while the spec's objective on the held-out rows keeps falling (at most
 STEP_SEARCH fits); the step with the lowest held-out objective is kept (`step_search_`) and
-the model refitted on all rows at it (with early stopping, the best candidate is kept as
-trained). Data too small to hold a row out trains at the calibrated step. A `step` given
+the model refitted on all rows at it (with early stopping, or where the refit diverges, the
+best candidate is kept as trained). Data too small to hold a row out trains at the calibrated step. A `step` given
 explicitly is never changed: divergence is then a DivergenceError.
 """
 from __future__ import annotations
@@ -210,8 +210,11 @@ class _HogwildEstimator(BaseEstimator):
         if self.step is None and split is not None:
             trainer = self._search_step(module, *split)
             if not self.early_stopping:       # refit on every row at the chosen step
-                trainer = self._new_trainer(module, step=trainer.step)
-                trainer.fit(**take(None))
+                refit = self._new_trainer(module, step=trainer.step)
+                try:
+                    trainer = refit.fit(**take(None))
+                except DivergenceError:       # more rows, larger updates: keep the candidate
+                    pass
         else:
             trainer = self._new_trainer(module)
             if self.early_stopping:
@@ -258,8 +261,9 @@ class _HogwildEstimator(BaseEstimator):
         return best
 
     def _split(self, n, take, stratify):
-        """(fit data, validation data) for early stopping: `validation_fraction` of the rows
-        held out (stratified by class where every class has enough rows)."""
+        """(fit data, validation data) for early stopping and the step search:
+        `validation_fraction` of the rows held out (stratified by class where every class has
+        enough rows)."""
         frac = self.validation_fraction
         if isinstance(frac, bool) or not (isinstance(frac, (float, int)) and 0 < frac < 1):
             raise HogwildError(f"validation_fraction must be in (0, 1), not {frac!r}")

@@ -418,3 +418,28 @@ def test_held_out_step_search_with_early_stopping_keeps_the_best_candidate(ratin
     steps = [s for s, _ in rec.step_search_]
     assert rec.trainer_.step == steps[int(np.argmin([v for _, v in rec.step_search_]))]
     assert all("validation_objective" in h for h in rec.history_)
+
+
+def test_a_refit_that_diverges_keeps_the_best_candidate(cancer, monkeypatch):
+    """The refit on all rows has an explicit step: where it diverges all the same, the
+    candidate trained on the rows not held out is kept instead of an error."""
+    from hogwild_dsl import sklearn as hs
+    X, y = cancer
+    real_search, real_new = hs._HogwildEstimator._search_step, hs._HogwildEstimator._new_trainer
+    found = []
+
+    def search(self, module, data, held_out):
+        found.append(real_search(self, module, data, held_out))
+        return found[-1]
+
+    def new(self, module, step=None):
+        t = real_new(self, module, step)
+        if found:                                  # the refit: make it diverge
+            def diverge(**data):
+                raise hogwild_dsl.DivergenceError("diverged", epoch=1)
+            t.fit = diverge
+        return t
+    monkeypatch.setattr(hs._HogwildEstimator, "_search_step", search)
+    monkeypatch.setattr(hs._HogwildEstimator, "_new_trainer", new)
+    clf = HogwildClassifier(threads=1, epochs=3).fit(X, y)
+    assert clf.trainer_ is found[0] and clf.score(X, y) > 0.9
