@@ -232,7 +232,8 @@ def markdown(result) -> str:
              if r.get("best_adagrad_ratio") is not None and r["best_adagrad_ratio"] <= 1.01]
     lines += ["", f"adagrad at its best step of the grid within 1%: {len(reach)} of "
               f"{len(result['rows'])} ({', '.join(reach) or 'none'}): no choice of the "
-              "adagrad step meets the target on the others (at decay 0.9, 10 epochs)."]
+              f"adagrad step meets the target on the others (at its default decay, "
+              f"{result['rows'][0]['epochs'] if result['rows'] else '-'} epochs)."]
     rmse = [(r["spec"], r["default_adagrad"].get("test_rmse"), r["default_sgd"].get("test_rmse"))
             for r in result["rows"] if "test_rmse" in r["default_sgd"]]
     if rmse:
