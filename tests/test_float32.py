@@ -131,7 +131,8 @@ def test_user_specs_in_float32(load_dtype, text, optimizer):
     values = {}
     for dtype in ("float64", "float32"):
         t = load_dtype(text=text, dtype=dtype).Trainer(threads=1, epochs=8, seed=2,
-                                                       optimizer=optimizer, step=0.05)
+                                                       optimizer=optimizer, step=0.05,
+                                                       decay=0.9)
         t.fit(**data)
         values[dtype] = t.objective(**data)
         assert all(v.dtype == dtype for v in t.params.values())
