@@ -24,7 +24,7 @@ for n in node:
 train decay 0.9, epochs 30
 """
 CONSTS = {}
-SIGNATURE = "5a3a66d04e948ba12bf3e481"
+SIGNATURE = "a6c8e069d7e831f9a2131942"
 KERNELS = "cuts_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

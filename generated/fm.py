@@ -22,7 +22,7 @@ for i in example:
     predict yhat
 """
 CONSTS = {'k': 8}
-SIGNATURE = "80633a281887dc0e311bf4e0"
+SIGNATURE = "2e9bb7f244f7fb1c8a68a3bd"
 KERNELS = "fm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -21,7 +21,7 @@ for i in example:
 train step 0.5, decay 0.9, epochs 20
 """
 CONSTS = {}
-SIGNATURE = "7f5a7dbd24aaa531b3f470e7"
+SIGNATURE = "baaf5d4e1dd43a92585e10e5"
 KERNELS = "svm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -12,7 +12,9 @@ For every block it plans three nogil functions over one term `t`:
   afterwards, writing the nests nothing else reads in between (still one SGD step at the old
   point). Two sites equal up to a renaming of loops over one domain share one nest
   (merge_symmetric); a double sum over one domain of a symmetric term runs over a triangle
-  (Emitter.summand).
+  (Emitter.summand), and so does a held nest over two loops of one domain, each point with its
+  mirror (BlockLowering.triangle). Values the term fixes (a sparse row's start) are loaded once
+  at the top (Emitter.per_term); float32 kernels do each coordinate's arithmetic in float.
 - loss: the term's objective value (its losses plus its share of the regularizer).
 - predict: the block's `predict` expression.
 and the module-level layout (the struct of pointers and sizes the runtime fills).
@@ -439,6 +441,7 @@ class Access:
         self.consts = dict(spec.consts)
         self.entry_data = block.over if block.kind == "entries" else None
         self.load_in_loop = None   # the Emitter's: index data read at an open loop's index
+        self.per_term = None       # the Emitter's: a value loaded once, at the function's top
 
     def extent(self, dim: str) -> str:
         return str(self.consts[dim]) if dim in self.consts else c_dim(dim)
@@ -505,8 +508,10 @@ class Access:
             f"{c_csr(w, 'aliasi')})"
 
     def row_start(self, v: ir.Var) -> str:
+        """Where the term's row of a sparse loop starts (a local, loaded once per term)."""
         data, row = v.source
-        return f"{c_csr(data, 'indptr')}[_t_{row}]"
+        load = f"{c_csr(data, 'indptr')}[_t_{row}]"
+        return self.per_term(load) if self.per_term else load
 
     def position(self, v: ir.Var) -> str:
         """0-based position of a loop variable inside its domain (for scratch offsets)."""
@@ -518,7 +523,7 @@ class Access:
         return c_maxnnz(v.source[0]) if v.kind == "sparse" else self.extent(v.dim)
 
     def loop_header(self, v: ir.Var, names: Names, in_row: bool = False,
-                    after: ir.Var | None = None) -> list[str]:
+                    after: ir.Var | None = None, writing: bool = False) -> list[str]:
         """The loop over v's domain; `after`: only the points past that open loop's (the
         upper triangle of a double sum over one domain)."""
         if v.kind == "sparse":
@@ -532,11 +537,16 @@ class Access:
         names.var(f"_d_{v.name}", "int64_t")
         if after is not None:
             return [f"for _d_{v.name} in range(_d_{after.name} + 1, {self.extent(v.dim)}):"]
-        # Inside a loop over a sparse row, a const's loop runs to a bound read from the
-        # struct, not to a literal: gcc fully unrolls a literal 8 and then vectorises across
-        # the row's nonzeros with gathers (FM, k = 8: 1.5x slower than the contiguous loop
-        # over k it makes otherwise).
-        bound = c_bound(v.dim) if in_row and v.dim in self.consts else self.extent(v.dim)
+        # Inside a loop over a sparse row (in_row), a const's loop runs to a bound read from
+        # the struct, not to a literal: gcc fully unrolls a literal 8 and then vectorises a
+        # sum across the row's nonzeros with gathers (FM, k = 8: 1.5x slower than the
+        # contiguous loop over k it makes otherwise; in its scatter 1.15x slower). A loop of
+        # at most SHORT_LOOP in an update's scatter (writing) keeps its literal: there the
+        # checks and remainder of a loop of unknown length cost more than its work (FFM,
+        # k = 4: 1.3x faster unrolled).
+        literal = not in_row or v.dim not in self.consts or \
+            (writing and self.consts[v.dim] <= SHORT_LOOP)
+        bound = self.extent(v.dim) if literal else c_bound(v.dim)
         return [f"for _d_{v.name} in range({bound}):"]
 
     def element(self, name: str, dims: tuple, index: tuple, array: str | None = None) -> str:
@@ -597,8 +607,12 @@ class Emitter:
         self.stored: dict[ir.Sum, tuple] = {}
         self.take = None        # in an update: room in scratch (BlockLowering.update's take)
         self.loop_starts: list[list] = []   # per open loop: [first body line, indent, loads]
-        self.real = "double"    # the C type of the arithmetic emitted now (see in_storage)
+        self.real = "double"    # the C type of the arithmetic emitted now (see arithmetic)
+        self.top = len(lines)   # where values loaded once per term go (per_term)
+        self.writing = False    # in an update's scatter nests (Access.loop_header)
+        self.per_term_loads: dict[str, str] = {}
         access.load_in_loop = self.load_in_loop
+        access.per_term = self.per_term
 
     def emit(self, line: str):
         self.lines.append("    " * self.indent + line)
@@ -641,7 +655,7 @@ class Emitter:
 
     def open_loop(self, v: ir.Var, after: ir.Var | None = None):
         in_row = any(o.kind == "sparse" for o in self.open_vars)
-        for line in self.a.loop_header(v, self.names, in_row, after):
+        for line in self.a.loop_header(v, self.names, in_row, after, self.writing):
             self.emit(line)
         self.indent += 1
         self.scopes.append({})
@@ -672,6 +686,19 @@ class Emitter:
             for inner in self.loop_starts[depth + 1:]:
                 inner[0] += 1
         return name
+
+    def per_term(self, load: str) -> str:
+        """A local holding `load` (an int64 the term fixes, such as the start of its sparse
+        row), read once at the top of the function: read through a pointer inside the loops,
+        gcc reloads it after every write (any double* may alias it) for each scratch offset."""
+        if load not in self.per_term_loads:
+            name = self.names.new("r", "int64_t")
+            self.lines.insert(self.top, f"    {name} = {load}")
+            self.top += 1
+            for start in self.loop_starts:
+                start[0] += 1
+            self.per_term_loads[load] = name
+        return self.per_term_loads[load]
 
     def value(self, e: ir.Expr) -> str:
         known = self.lookup(e)
@@ -1111,6 +1138,7 @@ def _direct_tail(nests: list[Nest]) -> list[Nest]:
 
 
 LOCAL_ARRAY_MAX = 1024     # doubles of a stack array (8 KiB)
+SHORT_LOOP = 4    # const loops this short in a scatter run to a literal (Access.loop_header)
 
 
 def _constant(size: str) -> int | None:
@@ -1448,12 +1476,17 @@ class BlockLowering:
         `buffer`, site-major: the gradients of site `first + n` of the nest are contiguous),
         "rows" (adagrad_row's sums of g^2 per row, no write). The gradients and writes run
         in the storage type's arithmetic (adagrad_row's sums in double)."""
+        em.writing = True
         with em.arithmetic("double" if mode == "rows" else self.real):
             self._nest(em, nest, atomic, mode, buffer, opened, first)
+        em.writing = False
 
     def _nest(self, em: Emitter, nest: Nest, atomic: bool, mode: str, buffer: str | None,
               opened: bool, first: int):
         a = em.a
+        if not opened and self.triangular(nest, mode):
+            self.triangle(em, nest, atomic, mode, buffer, first)
+            return
         for depth, v in enumerate(nest.vars, 1):
             if not (opened and depth == 1):
                 em.open_loop(v)
@@ -1493,6 +1526,63 @@ class BlockLowering:
             for site, g in zip(nest.sites, grads):
                 self.write(em, site, g, atomic, olds.get(site.access))
         for _ in nest.vars[1:] if opened else nest.vars:
+            em.close_loop()
+
+    def triangular(self, nest: Nest, mode: str) -> bool:
+        """Whether a held nest may run over the triangle of its two outer loops (see
+        triangle): both loops over one domain; its gradients into scratch ("compute": any
+        order), or added from there ("apply": increments commute where no clip, l1 step or
+        AdaGrad sum sees them one by one)."""
+        if len(nest.vars) < 2 or not _same_domain(nest.vars[0], nest.vars[1]):
+            return False
+        if mode == "compute":
+            return True
+        return mode == "apply" and not self.adaptive and all(
+            s.penalty is None and self.spec.param(s.param).constraint is None
+            for s in nest.sites)
+
+    def triangle(self, em: Emitter, nest: Nest, atomic: bool, mode: str, buffer: str,
+                 first: int):
+        """A held nest over two loops j, j2 of one domain, run over the triangle j <= j2
+        (FFM's pairs V[j, f[j2]]): at j2 = j the diagonal, at each j2 > j both the point
+        (j, j2) and its mirror (j2, j), which share their index loads and their symmetric
+        factors. Every point of the square is visited once: the same scratch, the same
+        gradients, half the passes over the row."""
+        j, j2, rest = nest.vars[0], nest.vars[1], nest.vars[2:]
+        mirror = {j: j2, j2: j}
+        em.open_loop(j)
+        diagonal = [_site_map(s, lambda e: substitute(e, j2, j)) for s in nest.sites]
+        self.points(em, diagonal, nest.vars, (j, j) + rest, mode, buffer, first, atomic)
+        em.open_loop(j2, after=j)
+        self.points(em, nest.sites, nest.vars, nest.vars, mode, buffer, first, atomic)
+        swapped = [_site_map(s, lambda e: _rename_loops(e, mirror)) for s in nest.sites]
+        self.points(em, swapped, nest.vars, (j2, j) + rest, mode, buffer, first, atomic)
+        em.close_loop()
+        em.close_loop()
+
+    def points(self, em: Emitter, sites: list, square: tuple, at: tuple, mode: str,
+               buffer: str, first: int, atomic: bool):
+        """The sites' gradients at the point `at` of a held square nest (its loops after the
+        two open ones still to run) into, or from, their scratch slots; each subtree that
+        depends on the open loops only is computed before the inner loops."""
+        a, rest = em.a, square[2:]
+        if mode == "compute":
+            for site in sites:
+                for n in _partial_invariants(site.grad, tuple(em.open_vars) + rest):
+                    if free_loop_vars(n) <= set(em.open_vars):
+                        em.hoist(n)
+        for v in rest:
+            em.open_loop(v)
+        for n, site in enumerate(sites, first):
+            slot = f"{buffer}[{n} * ({size_of(a, square)}) + {offset(a, at)}]"
+            g = em.names.new("g", em.real)
+            if mode == "compute":
+                em.emit(f"{g} = {em.value(site.grad)}")
+                em.emit(f"{slot} = {g}")
+            else:
+                em.emit(f"{g} = {em.typed(slot)}")
+                self.write(em, site, g, atomic, None)
+        for _ in rest:
             em.close_loop()
 
     def write(self, em: Emitter, site: SiteGrad, g: str, atomic: bool, old: str | None):
@@ -1614,6 +1704,13 @@ class BlockLowering:
         lengths = sorted({a.extent(p.dims[-1]) for p in self.spec.params
                           if p.constraint is not None and p.constraint.kind == "simplex"})
         return " + ".join(lengths)          # room for the longest (a sum: C and Python agree)
+
+
+def _site_map(site: SiteGrad, f) -> SiteGrad:
+    """A site with f applied to its index (as one access), gradient and l1 weight."""
+    access = f(site.access)
+    return replace(site, index=access.index, grad=f(site.grad),
+                   penalty=None if site.penalty is None else f(site.penalty))
 
 
 def _order_vars(vars_) -> list:

@@ -72,6 +72,19 @@ def test_ffm_one_step_is_the_gradient_with_coinciding_touches(load_spec, sync):
     check_one_step(load_spec("ffm"), data, sync, step=0.05, perturb=0.5)
 
 
+def test_held_pair_gradients_run_over_one_triangle():
+    """FFM's pair gradients V[j, f[j2]] are held in scratch (two nonzeros of one field write
+    one coordinate): computed, then added, over the triangle j <= j2, each point with its
+    mirror (the step stays exact: the test above). Under AdaGrad each add reads the sum of
+    g^2 the adds before it left, so they are added over the whole square, in order."""
+    from hogwild_dsl.lower import lower
+    block = lower(hogwild_dsl.check(shipped.path("ffm").read_text())).blocks[0]
+    triangle = "range(_p_j_X + 1, "          # the forward pairs, then the held nest's two
+    assert "\n".join(block.update_plain.body).count(triangle) == 3
+    assert "\n".join(block.update_atomic.body).count(triangle) == 3
+    assert "\n".join(block.update_plain_adaptive.body).count(triangle) == 2
+
+
 @pytest.mark.parametrize("sync", SYNCS)
 def test_index_data_at_a_summed_index_everywhere(load_spec, sync):
     # f[j] as the index of a 1-D param, of a 2-D param's row and of dense data, at j == j2
