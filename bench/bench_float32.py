@@ -17,7 +17,8 @@ Issue 19's targets: MF at 2 threads >= 2x LIBMF's speed at a test RMSE <= LIBMF'
 peak memory of the fit (float32) no more than LIBMF's.
 
     python bench/bench_float32.py [--scale full|small] [--epochs 20] [--threads 2] [--repeats 3]
--> bench/results/float32.json and float32.md
+        [--out bench/results/float32]
+-> bench/results/float32.json and float32.md (--threads 1: float32_1thread, as recorded)
 """
 from __future__ import annotations
 
@@ -217,6 +218,7 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--child")
     ap.add_argument("--data")
+    ap.add_argument("--out", default=str(RESULTS / "float32"), help="-> OUT.json and OUT.md")
     args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.child, args.data, args.epochs, args.threads)))
@@ -238,9 +240,10 @@ def main(argv=None):
               "data": {"users": shape[0], "items": shape[1], "ratings": int(nnz),
                        "test_ratings": int(n_test)},
               "runs": runs, "summary": summary(runs)}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "float32.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "float32.md").write_text(markdown(result))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(result))
     print(markdown(result))
 
 
