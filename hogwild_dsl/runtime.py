@@ -1058,17 +1058,16 @@ def _finite_values(data, what: str, dtype, where) -> np.ndarray:
     raise DataError(f"{what} holds NaN or inf ({where(bad)})")
 
 
-def _indices(what: str, name: str, arr, limit: int | None, length: int | None = None) -> None:
-    """An index array of a sparse matrix: 1-D, integral, in [0, limit) (limit None: the range
-    is checked apart), of the right length. Checked before any cast, so an int64 index past
-    2^32 is refused, never wrapped."""
+def _indices(what: str, name: str, arr, limit: int, length: int | None = None) -> None:
+    """An index array of a sparse matrix: 1-D, integral, in [0, limit), of the right length.
+    Checked before any cast, so an int64 index past 2^32 is refused, never wrapped."""
     if not isinstance(arr, np.ndarray) or arr.ndim != 1 or arr.dtype.kind not in "iu":
         raise DataError(f"{what} is a corrupt sparse matrix: its {name} must be a 1-D integer "
                         f"array, not {type(arr).__name__} {getattr(arr, 'dtype', '')}".rstrip())
     if length is not None and arr.size != length:
         raise DataError(f"{what} is a corrupt sparse matrix: {arr.size} {name} for {length} "
                         "stored values")
-    if limit is not None and arr.size and (arr.min() < 0 or arr.max() >= limit):
+    if arr.size and (arr.min() < 0 or arr.max() >= limit):
         bad = arr[(arr < 0) | (arr >= limit)][0]
         raise DataError(f"{what} is a corrupt sparse matrix: {name} entry {bad} is out of "
                         f"range [0, {limit})")
@@ -1228,26 +1227,9 @@ def _checked_csr(value, fmt: str, shape: tuple, what: str) -> sp.csr_matrix:
     if value.data.ndim != 1 or value.data.size != nnz:
         raise DataError(f"{what} is a corrupt sparse matrix: {value.data.size} values for "
                         f"{nnz} stored entries (indptr[-1])")
-    signed = value.indices.dtype.kind == "i"      # scipy's casts keep every signed value
-    _indices(what, "indices", value.indices, None if signed else minor, nnz)
+    _indices(what, "indices", value.indices, minor, nnz)
     make = sp.csr_matrix if fmt == "csr" else sp.csc_matrix
-    m = make((value.data, value.indices, value.indptr), shape=shape, copy=False)
-    # scipy's canonical check only compares the columns of a row (indptr is checked): where
-    # they increase along every row, each row's first and last bound them all, and the range
-    # check reads two per row instead of every one (a canonical CSR is the common input)
-    if signed and fmt == "csr" and m.has_canonical_format:
-        _index_ends(what, m.indptr, m.indices, minor)
-    elif signed:
-        _indices(what, "indices", m.indices, minor, nnz)
-    return m.tocsr()
-
-
-def _index_ends(what: str, indptr: np.ndarray, indices: np.ndarray, limit: int) -> None:
-    """The range check of the columns of a CSR whose columns increase along each row."""
-    starts, stops = indptr[:-1], indptr[1:]
-    full = stops > starts
-    if full.any() and (indices[starts[full]].min() < 0 or indices[stops[full] - 1].max() >= limit):
-        _indices(what, "indices", indices, limit)      # says which
+    return make((value.data, value.indices, value.indptr), shape=shape, copy=False).tocsr()
 
 
 def _degree(deg: ir.DegSpec, block: ir.Block, given: dict, dims: dict, sizes: dict,

@@ -75,9 +75,9 @@ def _canonical(rows):
     ([[-1, 4], [0, 9], [3]], -1),         # negative, first of its row
     ([[1, 4], [0, 9], [10]], 10),         # the row's only column
 ])
-def test_a_canonical_csr_is_range_checked_at_each_rows_ends(rows, bad):
-    """Where the columns increase along every row (scipy's canonical check), the range
-    check reads each row's first and last column: it still finds every bad one."""
+def test_a_canonical_csr_is_range_checked(rows, bad):
+    """Columns that increase along every row (a canonical CSR, which is used as it is) are
+    range checked all the same, wherever the bad one sits in its row."""
     from hogwild_dsl.runtime import as_csr
     with pytest.raises(DataError, match=f"indices entry {bad} is out of range"):
         as_csr(_canonical(rows), "data 'X'")
