@@ -660,12 +660,13 @@ class BlockChecker:
         at one index pattern (w[j] over a sparse row's nonzeros, w[u], w[y[i]]) or not at
         all, the update instead steps the coordinates the term reads, and the rest of the
         penalty is applied per coordinate around each epoch (ir.Deferred); the objective is
-        unchanged. Not an l1 beside an l2 on the same whole param: the two deferred steps of
-        one term would not compose into its exact step."""
+        unchanged. Not where another reg of the block targets the same param (an l1 beside
+        an l2, two l2s, a row target beside the whole): the steps deferred apart would not
+        compose into the term's exact step (found by the differential fuzz)."""
         p = self.spec.params[reg.param]
         if len(p.dims) != 1 or reg.target != p.name or p.constraint is not None:
             return reg
-        if reg.kind == "l1" and any(r.kind == "l2" and r.target == p.name for r in regs):
+        if sum(r.param == p.name for r in regs) > 1:
             return reg
         patterns = {}
         for e, _ in losses:
@@ -1320,8 +1321,10 @@ def _renamed(e: ir.Expr, old: ir.Var, new: ir.Var, memo: dict) -> ir.Expr:
 def _undefer_shared(blocks: list) -> list:
     """A deferred reg (ir.Deferred) steps its param apart from the terms' updates, around
     each epoch: exact for its own block's terms, not for another block whose losses read the
-    param (its terms would see the shrink out of order). Such regs step every coordinate."""
-    read = [set().union(*(_params_of(e) for e, _ in b.losses)) for b in blocks]
+    param or whose regs step it (its terms would see the shrink out of order, or step the
+    param between the halves). Such regs step every coordinate."""
+    read = [set().union(*(_params_of(e) for e, _ in b.losses), (r.param for r in b.regs))
+            for b in blocks]
     out = []
     for i, b in enumerate(blocks):
         others = set().union(*(r for j, r in enumerate(read) if j != i))

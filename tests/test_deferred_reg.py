@@ -55,10 +55,14 @@ for (u, v) in r:
     # read at two patterns
     "data X[example, feature] : sparse\ndata Z[example, feature] : sparse\nparam w[feature]\n"
     "for i in example:\n    loss (dot(X[i], w) - dot(Z[i], w))^2\n    reg l2(0.1) on w",
-    # an l1 beside an l2 on the same param (the l2 is deferred, the l1 not), a constrained
-    # param
+    # another reg of the block on the same param (an l1 beside an l2, two l2s: fuzz seed
+    # 500029, a row target beside the whole), a constrained param
     "data X[example, feature] : sparse\nparam w[feature]\nfor i in example:\n"
     "    loss (dot(X[i], w) - 1)^2\n    reg l1(0.1) on w\n    reg l2(0.1) on w",
+    "data X[example, feature] : sparse\nparam w[feature]\nfor i in example:\n"
+    "    loss (dot(X[i], w) - 1)^2\n    reg l2(0.5) on w unscaled\n    reg l2(0.1) on w unscaled",
+    "data X[example, feature] : sparse\nparam w[feature]\nfor i in example:\n"
+    "    loss (dot(X[i], w) - 1)^2\n    reg l2(0.5) on w[X[i]]\n    reg l1(0.1) on w",
     "data X[example, feature] : sparse\nparam w[feature] >= 0\nfor i in example:\n"
     "    loss (dot(X[i], w) - 1)^2\n    reg l2(0.1) on w",
 ])
@@ -241,3 +245,23 @@ for j in b:
     reg l2(0.5) on w
 """
     assert _deferred(text) == [None]
+
+
+def test_a_param_another_block_regularises_is_not_deferred():
+    """Fuzz seed 500010: a row-target reg in one block, a whole-param reg in another."""
+    text = """
+model defshared2
+dim a, b
+data ya[a] : real
+data X[a, b] : sparse
+data yb[b] : real
+param w[b]
+param v
+for i in a:
+    loss (ya[i] - v)^2
+    reg l2(0.1) on w[X[i]]
+for j in b:
+    loss (yb[j] - w[j])^2
+    reg l1(0.1) on w unscaled
+"""
+    assert _deferred(text) == [None, None]
