@@ -24,7 +24,7 @@ for n in node:
 train decay 0.9, epochs 30
 """
 CONSTS = {}
-SIGNATURE = "a6c8e069d7e831f9a2131942"
+SIGNATURE = "0ba6df2c93cb6fcf4c89e636"
 KERNELS = "cuts_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -22,7 +22,7 @@ for i in example:
     predict yhat
 """
 CONSTS = {'k': 8}
-SIGNATURE = "2e9bb7f244f7fb1c8a68a3bd"
+SIGNATURE = "b16154b68f14f8e49eafef15"
 KERNELS = "fm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 
