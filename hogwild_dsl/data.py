@@ -454,7 +454,8 @@ def _scan_svmlight(path, text, line_base, final):
                     from None
             if k < 1:
                 raise bad(f"bad token {tok!r}: feature index {k} < 1 (indices are one-based: "
-                          "the first feature is 1)")
+                          "the first feature is 1; scikit-learn's dump_svmlight_file writes "
+                          "zero-based ones unless given zero_based=False)")
             if k > _MAX_DIM:
                 raise bad(f"bad token {tok!r}: feature index {k} is too large (at most "
                           f"{_MAX_DIM})")

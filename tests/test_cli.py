@@ -366,3 +366,38 @@ def test_new_forms_on_the_command_line(hogwildc, tmp_path):
                    "--epochs", "2", "--out", tmp_path / "bpr.npz")
     assert res.returncode == 0, res.stderr
     assert np.load(tmp_path / "bpr.npz")["Q"].shape == (5, 32)
+
+
+def test_user_specs_from_files_as_users_have_them(hogwildc, tmp_path):
+    """A user's own specs trained from files: two weighted triplet CSVs (with a header) for
+    one entry block, a dense CSV table with scalar data inline, and an svmlight file written
+    by scikit-learn's default (zero-based indices) refused with a hint saying so."""
+    from sklearn.datasets import dump_svmlight_file
+    from test_user_objectives import SPECS as USER, make_data
+    d = make_data("glove")
+    for name in ("logx", "fx"):
+        m = d[name]
+        np.savetxt(tmp_path / f"{name}.csv", np.c_[m.row, m.col, m.data], delimiter=",",
+                   fmt=["%d", "%d", "%.8f"], header="word,context,value", comments="")
+    (tmp_path / "glove.hog").write_text(USER["glove"])
+    res = hogwildc("train", tmp_path / "glove.hog", "--data", f"logx={tmp_path / 'logx.csv'}",
+                   "--data", f"fx={tmp_path / 'fx.csv'}", "--epochs", "3", "-q",
+                   "--out", tmp_path / "glove.npz")
+    assert res.returncode == 0, res.stderr
+    assert np.load(tmp_path / "glove.npz")["W"].shape == (30, 8)
+    d = make_data("quantile")
+    np.savetxt(tmp_path / "X.csv", d["X"], delimiter=",")
+    np.savetxt(tmp_path / "y.csv", d["y"])
+    (tmp_path / "quantile.hog").write_text(USER["quantile"])
+    res = hogwildc("train", tmp_path / "quantile.hog", "--data", f"X={tmp_path / 'X.csv'}",
+                   "--data", f"y={tmp_path / 'y.csv'}", "--data", "tau=0.8", "--epochs", "2",
+                   "-q", "--out", tmp_path / "q.npz")
+    assert res.returncode == 0, res.stderr
+    d = make_data("huber")
+    dump_svmlight_file(d["X"], d["y"], str(tmp_path / "h.svm"))
+    (tmp_path / "huber.hog").write_text(USER["huber"])
+    res = hogwildc("train", tmp_path / "huber.hog", "--data", f"X,y={tmp_path / 'h.svm'}",
+                   "--epochs", "2", "-q")
+    assert res.returncode == 1
+    no_traceback(res)
+    assert "zero_based=False" in one_error_line(res)
