@@ -168,10 +168,12 @@ def test_language_md_example_checks_to_its_ir(name):
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_shipped_spec_checks_to_the_same_ir(name):
-    """Each shipped spec is its LANGUAGE.md example, but one may leave the step of its train
-    line to the first fit's calibration (cuts: a fixed 0.05 stalled, bench/results/cuts_lp.md)."""
+    """Each shipped spec is its LANGUAGE.md example, but one may choose its own train step
+    (cuts: the example's 0.05 stalled, and the calibration's pick failed on the paper-sized
+    Abdomen instance; step 1 is measured in bench/results/cuts_lp.md)."""
     shipped = str(check((SPECS / f"{name}.hog").read_text()))
-    assert shipped in (IR[name], re.sub(r"train step [^,]+, ", "train ", IR[name]))
+    step = re.compile(r"train step [^,]+, ")
+    assert step.sub("train ", shipped) == step.sub("train ", IR[name])
 
 
 def test_package_level_check_is_the_same():
