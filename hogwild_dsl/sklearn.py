@@ -7,8 +7,14 @@ Binding. `X` is the spec's 2-D data read by `predict`; `y` its 1-D data over the
 `predict` does not read. The classifier maps its classes (any labels, in `classes_`) onto a
 `sign` (-1/+1) or `binary` (0/1) label datum, or, for more than two classes, onto an
 `index(...)` datum. The recommender's `R` is the sparse data whose stored entries are the
-terms of the predicting block (`for (u, v) in r`). A spec that cannot be bound so is a
-HogwildError at `fit`.
+terms of the predicting block (`for (u, v) in r`). Every other datum of the spec (a scalar
+such as a global mean or a temperature, data over another dim, a second block's data) comes
+from the estimator's `data` argument, by the spec's names, and goes as given to every fit,
+objective and predict of the Trainer: the estimator computes no datum itself (the language
+gives a datum no meaning the estimator could compute it from). A datum per row of X or per
+rating of R cannot come from `data` (the estimator holds rows out and predicts new ones). A
+spec that cannot be bound so is a HogwildError at `fit` (a DataError naming the datum and the
+`data` argument where one is missing).
 
 Threads. `threads=None` uses the cores this process may use, capped by `OMP_NUM_THREADS`:
 joblib's process workers (`GridSearchCV(n_jobs=k)`, the default loky backend) set it to
@@ -51,7 +57,7 @@ from .check import check
 from .errors import DataError, HogwildError
 from .jit import load, read_spec
 from .errors import DivergenceError
-from .runtime import _predict_data
+from .runtime import _entry_companions, _predict_data
 
 __all__ = ["HogwildClassifier", "HogwildRegressor", "HogwildRecommender", "EstimatorInputError",
            "default_threads"]
@@ -126,19 +132,59 @@ def _predicting_block(spec: ir.Spec) -> ir.Block:
     return block
 
 
-def _bind_xy(spec: ir.Spec) -> tuple[ir.Data, ir.Data]:
-    """(X, y) of a spec: its 2-D data read by predict, its 1-D data over the same rows not."""
+def _extra_names(estimator) -> tuple:
+    """The names in an estimator's `data` argument, () where it is not a dict (for tags and
+    binding checks that must not raise)."""
+    return tuple(estimator.data) if isinstance(estimator.data, dict) else ()
+
+
+def _check_extra(spec: ir.Spec, extra, per_row, what: str) -> None:
+    """The names in `extra` (the estimator's `data` argument) are data of the spec that do
+    not vary with the rows the estimator splits and predicts (`per_row(d)` says which do)."""
+    declared = {d.name: d for d in spec.data}
+    for name in extra:
+        d = declared.get(name)
+        if d is None:
+            raise DataError(f"data={{{name!r}: ...}}: model '{spec.model}' declares no data "
+                               f"'{name}' (its data: {'; '.join(map(str, spec.data))})")
+        if per_row(d):
+            raise DataError(
+                f"data={{{name!r}: ...}}: '{name}' ({d}) is per {what}, so the "
+                "estimator cannot take it in `data` (it holds rows out and predicts new ones); "
+                "`data` gives the data that stay the same for every row (scalars, data over "
+                "other dims); for per-row data, use the spec's Trainer")
+
+
+def _check_missing(spec: ir.Spec, bound: list, extra, call: str) -> None:
+    """Every datum of the spec is bound by the estimator or named in `extra`."""
+    missing = [d for d in spec.data if d not in bound and d.name not in extra]
+    if missing:
+        d = missing[0]
+        more = "".join(f", {m.name!r}: ..." for m in missing[1:])
+        raise DataError(
+            f"model '{spec.model}' needs data '{d.name}' (spec line {d.line}: {d}), which "
+            f"{call} does not bind: give it in the estimator's data argument, "
+            f"data={{{d.name!r}: ...{more}}}")
+
+
+def _bind_xy(spec: ir.Spec, extra=()) -> tuple[ir.Data, ir.Data]:
+    """(X, y) of a spec: its 2-D data over the predicting block's rows read by predict, its
+    1-D data over the same rows not; every other datum must be named in `extra`."""
     block = _predicting_block(spec)
     read = _predict_data(spec)
-    xs = [d for d in spec.data if len(d.dims) == 2 and d.name in read]
-    ys = [d for d in spec.data if len(d.dims) == 1 and d.name not in read]
-    if (block.kind != "rows" or len(xs) != 1 or len(ys) != 1 or len(spec.data) != 2
-            or xs[0].dims[0] != block.over or ys[0].dims[0] != block.over):
+    if block.kind == "rows":
+        _check_extra(spec, extra, lambda d: block.over in d.dims, "row of X")
+    rows = [d for d in spec.data if d.dims[:1] == (block.over,) and d.name not in extra]
+    xs = [d for d in rows if len(d.dims) == 2 and d.name in read]
+    ys = [d for d in rows if len(d.dims) == 1 and d.name not in read]
+    if block.kind != "rows" or len(xs) != 1 or len(ys) != 1:
         raise HogwildError(
-            f"model '{spec.model}' cannot be bound to fit(X, y): an estimator needs exactly one "
-            "2-D data read by 'predict' (X) and one 1-D data over the same rows that 'predict' "
-            f"does not read (y), and no other data; it declares "
+            f"model '{spec.model}' cannot be bound to fit(X, y): an estimator needs a "
+            "predicting block over rows ('for i in example') with exactly one 2-D data over "
+            "them read by 'predict' (X) and one 1-D data over them that 'predict' does not "
+            "read (y), and no other per-row data; it declares "
             f"{'; '.join(map(str, spec.data)) or 'no data'}")
+    _check_missing(spec, xs + ys, extra, "fit(X, y)")
     return xs[0], ys[0]
 
 
@@ -168,7 +214,7 @@ class _HogwildEstimator(BaseEstimator):
 
     def __init__(self, spec, consts=None, epochs=None, step=None, decay=None, optimizer=None,
                  threads=None, sync="hogwild", order=None, seed=0, early_stopping=False,
-                 validation_fraction=0.1, n_iter_no_change=5):
+                 validation_fraction=0.1, n_iter_no_change=5, data=None):
         self.spec = spec
         self.consts = consts
         self.epochs = epochs
@@ -182,6 +228,17 @@ class _HogwildEstimator(BaseEstimator):
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.data = data
+
+    def _extra(self) -> dict:
+        """The `data` argument checked (a dict by data names), as a new dict: what fit
+        keeps in `data_` and gives to every Trainer call with the data it binds itself."""
+        if self.data is None:
+            return {}
+        if not isinstance(self.data, dict) or not all(isinstance(k, str) for k in self.data):
+            raise HogwildError(f"data must be a dict of the spec's other data by name (e.g. "
+                               f"data={{'mu': 3.5}}), not {self.data!r}"[:300])
+        return dict(self.data)
 
     def _new_trainer(self, module, step=None):
         if step is None:
@@ -203,8 +260,14 @@ class _HogwildEstimator(BaseEstimator):
 
     def _train(self, module, n: int, take, stratify=None):
         """Fit a fresh Trainer on `n` rows; take(idx) gives the data (by spec names) of rows
-        idx, take(None) of all rows. Sets trainer_, history_, n_iter_, step_search_."""
+        idx, take(None) of all rows; `data_` (the `data` argument, the same for every row) is
+        given with each. Sets trainer_, history_, n_iter_, step_search_."""
         self.step_search_ = None
+        bound = take
+
+        def take(idx):
+            return {**bound(idx), **self.data_}
+
         split = self._split(n, take, stratify) \
             if self.early_stopping or self.step is None and n >= 2 else None
         if self.step is None and split is not None:
@@ -279,8 +342,11 @@ class _HogwildEstimator(BaseEstimator):
         return take(np.sort(fit_rows)), take(np.sort(val_rows))
 
     def _x_binding(self):
+        """The module, X and y data of the spec; sets `data_`."""
         module = _module(self.spec, self.consts)
-        X, y = _bind_xy(module.Trainer.spec)
+        extra = self._extra()
+        X, y = _bind_xy(module.Trainer.spec, extra)
+        self.data_ = extra
         return module, X, y
 
     def _validate_x(self, X, datum: ir.Data, reset: bool, y="no_validation", **kw):
@@ -290,14 +356,15 @@ class _HogwildEstimator(BaseEstimator):
 
     def _raw_predict(self, X):
         check_is_fitted(self, "trainer_")
-        X_datum, _ = _bind_xy(self.trainer_.spec)
+        X_datum, _ = _bind_xy(self.trainer_.spec, self.data_)
         X = self._validate_x(X, X_datum, reset=False)
-        return self.trainer_.predict(**{X_datum.name: X})
+        return self.trainer_.predict(**{X_datum.name: X}, **self.data_)
 
     def _tags_x(self, tags):
         spec = _checked(self)
         try:
-            tags.input_tags.sparse = spec is not None and _bind_xy(spec)[0].kind == "sparse"
+            tags.input_tags.sparse = spec is not None and \
+                _bind_xy(spec, _extra_names(self))[0].kind == "sparse"
         except HogwildError:
             pass
         return tags
@@ -312,13 +379,14 @@ class HogwildClassifier(ClassifierMixin, _HogwildEstimator):
     probability (a sigmoid at its top: proba = [1 - p, p]); `decision_function` is the
     margin (for a sigmoid, its logit: log(p / (1 - p)), +-inf where p rounds to 0 or 1).
     Fitted: `classes_`, `trainer_` (the Trainer: params, history), `history_`, `n_iter_`,
-    `n_features_in_`."""
+    `n_features_in_`, `data_` (the `data` argument as fitted, given to every predict)."""
 
     def __init__(self, spec="logreg", consts=None, epochs=None, step=None, decay=None,
                  optimizer=None, threads=None, sync="hogwild", order=None, seed=0,
-                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=5):
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
+                 data=None):
         super().__init__(spec, consts, epochs, step, decay, optimizer, threads, sync, order,
-                         seed, early_stopping, validation_fraction, n_iter_no_change)
+                         seed, early_stopping, validation_fraction, n_iter_no_change, data)
 
     def fit(self, X, y):
         """Train on X (n_samples x n_features, sparse or dense) and labels y of any type."""
@@ -370,7 +438,7 @@ class HogwildClassifier(ClassifierMixin, _HogwildEstimator):
         if is_proba:
             with np.errstate(divide="ignore"):
                 return np.log(out) - np.log1p(-out)
-        _, y_datum = _bind_xy(self.trainer_.spec)
+        _, y_datum = _bind_xy(self.trainer_.spec, self.data_)
         return out - 0.5 if y_datum.kind == "binary" else out
 
     def predict(self, X):
@@ -393,7 +461,7 @@ class HogwildClassifier(ClassifierMixin, _HogwildEstimator):
         spec = _checked(self)
         try:
             tags.classifier_tags.multi_class = spec is None or \
-                _bind_xy(spec)[1].kind.startswith("index")
+                _bind_xy(spec, _extra_names(self))[1].kind.startswith("index")
         except HogwildError:
             pass
         return tags
@@ -402,13 +470,14 @@ class HogwildClassifier(ClassifierMixin, _HogwildEstimator):
 class HogwildRegressor(RegressorMixin, _HogwildEstimator):
     """A regressor on a spec with `real` labels y; `predict` is the spec's predict. The default
     spec, `linreg`, is least squares with an intercept. Fitted: `trainer_`, `history_`,
-    `n_iter_`, `n_features_in_`."""
+    `n_iter_`, `n_features_in_`, `data_`."""
 
     def __init__(self, spec="linreg", consts=None, epochs=None, step=None, decay=None,
                  optimizer=None, threads=None, sync="hogwild", order=None, seed=0,
-                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=5):
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
+                 data=None):
         super().__init__(spec, consts, epochs, step, decay, optimizer, threads, sync, order,
-                         seed, early_stopping, validation_fraction, n_iter_no_change)
+                         seed, early_stopping, validation_fraction, n_iter_no_change, data)
 
     def fit(self, X, y):
         """Train on X (n_samples x n_features, sparse or dense) and real targets y."""
@@ -491,29 +560,39 @@ class HogwildRecommender(_HogwildEstimator):
     matrix). One rating per (user, item) pair: a pair given twice is an EstimatorInputError.
     `predict(users, items)` scores pairs; `recommend(user, n)` ranks items.
     An id not seen by `fit` is an EstimatorInputError: there is no fallback score.
+    The spec's other data come from `data` (funksvd's global mean: data={"mu": ...}); data over
+    the user or item dim is indexed by position in `user_ids_` / `item_ids_`.
     Fitted: `user_ids_`, `item_ids_` (sorted), `seen_` (users x items, the pattern of R),
-    `trainer_`, `history_`, `n_iter_`."""
+    `trainer_`, `history_`, `n_iter_`, `data_`."""
 
     def __init__(self, spec="mc", consts=None, epochs=None, step=None, decay=None,
                  optimizer=None, threads=None, sync="hogwild", order=None, seed=0,
-                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=5):
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
+                 data=None):
         super().__init__(spec, consts, epochs, step, decay, optimizer, threads, sync, order,
-                         seed, early_stopping, validation_fraction, n_iter_no_change)
+                         seed, early_stopping, validation_fraction, n_iter_no_change, data)
 
     @staticmethod
-    def _bind_r(spec: ir.Spec) -> str:
+    def _bind_r(spec: ir.Spec, extra=()) -> str:
+        """The name of R's datum; every other datum must be named in `extra`."""
         block = _predicting_block(spec)
-        if block.kind != "entries" or len(spec.data) != 1:
+        if block.kind != "entries":
             raise HogwildError(
                 f"model '{spec.model}' cannot be bound to fit(R): a recommender needs a "
-                "predicting block over the stored entries of sparse data ('for (u, v) in r') "
-                f"and no other data; it declares {'; '.join(map(str, spec.data)) or 'no data'}")
+                "predicting block over the stored entries of sparse data ('for (u, v) in r'); "
+                f"it declares {'; '.join(map(str, spec.data)) or 'no data'}")
+        per_rating = {block.over} | {c for c, r in _entry_companions(spec).items()
+                                     if r == block.over}
+        _check_extra(spec, extra, lambda d: d.name in per_rating, "rating of R")
+        _check_missing(spec, [d for d in spec.data if d.name == block.over], extra, "fit(R)")
         return block.over
 
     def fit(self, R, y=None):
         """Train on the ratings R; y is ignored (scikit-learn's convention)."""
         module = _module(self.spec, self.consts)
-        name = self._bind_r(module.Trainer.spec)
+        extra = self._extra()
+        name = self._bind_r(module.Trainer.spec, extra)
+        self.data_ = extra
         users, items, ratings, shape = _triples(R)
         if len(ratings) == 0:
             raise EstimatorInputError("R holds no ratings")
@@ -530,7 +609,10 @@ class HogwildRecommender(_HogwildEstimator):
             self.user_ids_, self.item_ids_ = np.arange(shape[0]), np.arange(shape[1])
         u, v = np.asarray(u, dtype=np.int64), np.asarray(v, dtype=np.int64)
         keys, counts = np.unique(u * shape[1] + v, return_counts=True)
-        if np.any(counts > 1):      # the Trainer would add them up into one rating
+        # A pair rated twice is a re-rating or a repeated row: the estimator cannot tell which
+        # (to the Trainer two entries are two observations, LANGUAGE.md), a held-out split
+        # could train on one copy and score the other, and predict scores a pair once.
+        if np.any(counts > 1):
             k = keys[np.argmax(counts > 1)]
             raise EstimatorInputError(
                 f"R rates item {_plain(self.item_ids_[k % shape[1]])!r} {counts.max()} times for "
@@ -550,8 +632,8 @@ class HogwildRecommender(_HogwildEstimator):
         keys, inverse = np.unique(u * shape[1] + v, return_inverse=True)
         pairs = sp.csr_matrix((np.ones(len(keys)), (keys // shape[1], keys % shape[1])),
                               shape=shape)
-        name = self._bind_r(self.trainer_.spec)
-        return self.trainer_.predict(**{name: pairs})[inverse.ravel()]
+        name = self._bind_r(self.trainer_.spec, self.data_)
+        return self.trainer_.predict(**{name: pairs}, **self.data_)[inverse.ravel()]
 
     def predict(self, users, items):
         """One score per (user, item) pair; users and items are 1-D arrays of ids."""

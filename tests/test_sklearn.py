@@ -443,3 +443,119 @@ def test_a_refit_that_diverges_keeps_the_best_candidate(cancer, monkeypatch):
     monkeypatch.setattr(hs._HogwildEstimator, "_new_trainer", new)
     clf = HogwildClassifier(threads=1, epochs=3).fit(X, y)
     assert clf.trainer_ is found[0] and clf.score(X, y) > 0.9
+
+
+# ---------------------------------------------------------------- other data: `data`
+
+
+def test_funksvd_recommender_takes_its_global_mean_from_data(ratings):
+    """funksvd's `data mu : real` is not R: it comes from data=, and reaches every fit and
+    predict of the Trainer (the predictions are mu + bu + bi + P.Q with the mu given)."""
+    full, mask, R = ratings
+    R = R.copy()
+    R.data += 3.0                     # ratings around 3: the global mean matters
+    mu = R.data.mean()
+    rec = HogwildRecommender(spec="funksvd", consts={"rank": 3}, threads=1, epochs=60,
+                             step=0.02, decay=0.98, data={"mu": mu}).fit(R)
+    assert rec.data_ == {"mu": mu}
+    u, v = np.nonzero(~mask)
+    pred = rec.predict(u, v)
+    assert np.sqrt(np.mean((pred - (full[u, v] + 3)) ** 2)) < 0.2 * full.std()
+    p = rec.trainer_.params
+    np.testing.assert_allclose(pred, mu + p["bu"][u] + p["bi"][v] +
+                               np.sum(p["P"][u] * p["Q"][v], axis=1), rtol=1e-12)
+    top = rec.recommend(0, n=5)
+    unseen = np.flatnonzero(~mask[0])
+    scores = rec.predict(np.zeros(len(unseen), dtype=int), unseen)
+    np.testing.assert_array_equal(top, unseen[np.argsort(-scores, kind="stable")[:5]])
+    # the fitted data are kept: a new `data` set after fit waits for the next fit
+    np.testing.assert_array_equal(rec.set_params(data={"mu": 0.0}).predict(u, v), pred)
+    rec.set_params(data={"mu": mu})
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(rec)).predict(u, v), pred)
+    twin = clone(rec)
+    assert twin.get_params()["data"] == {"mu": mu}
+    np.testing.assert_array_equal(twin.fit(R).predict(u, v), pred)     # threads=1
+    rows, cols = np.nonzero(mask)
+    triples = np.column_stack([rows, cols, full[rows, cols] + 3])
+    search = GridSearchCV(clone(rec), {"epochs": [1, 60]},
+                          cv=KFold(3, shuffle=True, random_state=0)).fit(triples)
+    assert search.best_params_ == {"epochs": 60} and search.best_score_ > 0.9
+
+
+def test_a_datum_the_estimator_does_not_bind_is_a_clear_error_naming_data(ratings):
+    R = ratings[2]
+    with pytest.raises(hogwild_dsl.DataError, match="model 'funksvd' needs data 'mu' .*"
+                       "data mu : real.*fit\\(R\\) does not bind.*data=\\{'mu': \\.\\.\\.\\}"):
+        HogwildRecommender(spec="funksvd").fit(R)
+    with pytest.raises(hogwild_dsl.DataError, match="declares no data 'nu'"):
+        HogwildRecommender(spec="funksvd", data={"mu": 1.0, "nu": 2.0}).fit(R)
+    with pytest.raises(hogwild_dsl.DataError, match="'r' .* is per rating of R"):
+        HogwildRecommender(spec="funksvd", data={"mu": 1.0, "r": R}).fit(R)
+    with pytest.raises(HogwildError, match="data must be a dict"):
+        HogwildRecommender(spec="funksvd", data=[1.0]).fit(R)
+    with pytest.raises(hogwild_dsl.DataError, match="data 'mu' must be 0-D"):
+        HogwildRecommender(spec="funksvd", data={"mu": [1.0, 2.0]}).fit(R)
+
+
+QUANTILE_SPEC = """
+model quantile
+dim example, feature
+data X[example, feature] : dense
+data y[example] : real
+data tau : real
+param w[feature] = 0
+param b = 0
+for i in example:
+    let r = y[i] - dot(X[i], w) - b
+    loss max(tau * r, (tau - 1) * r)
+    predict dot(X[i], w) + b
+"""
+
+
+def test_regressor_on_a_spec_with_a_scalar_datum():
+    """Quantile regression with the quantile `tau` a scalar datum: the share of targets
+    below the prediction follows the tau given in data=."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 3))
+    y = X @ [1.0, -2.0, 0.5] + rng.normal(size=400)
+    below = {}
+    for tau in (0.1, 0.9):
+        reg = HogwildRegressor(spec=QUANTILE_SPEC, threads=1, epochs=40,
+                               data={"tau": tau}).fit(X, y)
+        below[tau] = np.mean(y < reg.predict(X))
+        assert abs(below[tau] - tau) < 0.08, below
+    with pytest.raises(hogwild_dsl.DataError, match="needs data 'tau'.*fit\\(X, y\\) does "
+                       "not bind.*data=\\{'tau': \\.\\.\\.\\}"):
+        HogwildRegressor(spec=QUANTILE_SPEC).fit(X, y)
+    with pytest.raises(hogwild_dsl.DataError, match="'y' .* is per row of X"):
+        HogwildRegressor(spec=QUANTILE_SPEC, data={"tau": 0.5, "y": y}).fit(X, y)
+    check_estimator(HogwildRegressor(spec=QUANTILE_SPEC, threads=1, epochs=5,
+                                     data={"tau": 0.5}))
+
+
+ITEM_PRIOR_SPEC = """
+model mc_prior
+dim user, item
+const k = 3
+data r[user, item] : sparse
+data prior[item] : real
+param P[user, k] ~ normal(0, 0.1)
+param Q[item, k] ~ normal(0, 0.1)
+for (u, v) in r:
+    loss (prior[v] + dot(P[u], Q[v]) - r[u, v])^2
+    reg l2(1e-3) on P[u], Q[v]
+    predict prior[v] + dot(P[u], Q[v])
+"""
+
+
+def test_recommender_takes_data_over_the_item_dim(ratings):
+    full, mask, R = ratings
+    prior = np.linspace(-1, 1, R.shape[1])
+    rec = HogwildRecommender(spec=ITEM_PRIOR_SPEC, threads=1, epochs=5, step=0.02,
+                             data={"prior": prior}).fit(R)
+    u, v = np.nonzero(mask)
+    p = rec.trainer_.params
+    np.testing.assert_allclose(rec.predict(u, v),
+                               prior[v] + np.sum(p["P"][u] * p["Q"][v], axis=1), rtol=1e-12)
+    with pytest.raises(hogwild_dsl.DataError, match="prior"):      # 30 items, not 29
+        HogwildRecommender(spec=ITEM_PRIOR_SPEC, data={"prior": prior[1:]}).fit(R)
