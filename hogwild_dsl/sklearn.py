@@ -36,8 +36,9 @@ that step divided by 3, 9, ... (or, where a third is no better, times 3, 9, ...)
 same epochs while the spec's objective on the held-out rows keeps falling (at most
 STEP_SEARCH fits); the step with the lowest held-out objective is kept (`step_search_`) and
 the model refitted on all rows at it (with early stopping, or where the refit diverges, the
-best candidate is kept as trained). Data too small to hold a row out trains at the calibrated step. A `step` given
-explicitly is never changed: divergence is then a DivergenceError.
+best candidate is kept as trained). Data too small to hold a row out trains at the
+calibrated step. A `step` given explicitly is never changed: divergence is then a
+DivergenceError.
 """
 from __future__ import annotations
 
@@ -146,7 +147,7 @@ def _check_extra(spec: ir.Spec, extra, per_row, what: str) -> None:
         d = declared.get(name)
         if d is None:
             raise DataError(f"data={{{name!r}: ...}}: model '{spec.model}' declares no data "
-                               f"'{name}' (its data: {'; '.join(map(str, spec.data))})")
+                            f"'{name}' (its data: {'; '.join(map(str, spec.data))})")
         if per_row(d):
             raise DataError(
                 f"data={{{name!r}: ...}}: '{name}' ({d}) is per {what}, so the "
@@ -258,15 +259,14 @@ class _HogwildEstimator(BaseEstimator):
             kwargs["optimizer"] = self.optimizer
         return module.Trainer(**kwargs)
 
-    def _train(self, module, n: int, take, stratify=None):
-        """Fit a fresh Trainer on `n` rows; take(idx) gives the data (by spec names) of rows
-        idx, take(None) of all rows; `data_` (the `data` argument, the same for every row) is
-        given with each. Sets trainer_, history_, n_iter_, step_search_."""
+    def _train(self, module, n: int, bind, stratify=None):
+        """Fit a fresh Trainer on `n` rows; bind(idx) gives the data the estimator binds (by
+        spec names) of rows idx, bind(None) of all rows; `data_` (the `data` argument, the
+        same for every row) goes with each. Sets trainer_, history_, n_iter_, step_search_."""
         self.step_search_ = None
-        bound = take
 
         def take(idx):
-            return {**bound(idx), **self.data_}
+            return {**bind(idx), **self.data_}
 
         split = self._split(n, take, stratify) \
             if self.early_stopping or self.step is None and n >= 2 else None
