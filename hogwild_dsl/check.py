@@ -20,9 +20,13 @@ from . import ir, parse as syn
 from .errors import SpecError
 
 DATA_KINDS = {"sparse": 2, "dense": 2, "real": 1, "sign": 1, "binary": 1, "index": 1}
-TRAIN_KEYS = {"step", "decay", "epochs", "threads", "seed", "order", "chunk", "optimizer"}
-WORD_TRAIN_KEYS = {"optimizer": ("sgd", "adagrad", "adagrad_row")}   # keys whose value is a word
-INT_TRAIN_KEYS = {"epochs", "threads", "seed", "chunk"}
+# every Trainer option but `step="auto"` (API.md); a word's choices are the Trainer's own
+WORD_TRAIN_KEYS = {"optimizer": ("sgd", "adagrad", "adagrad_row"),
+                   "sync": ("hogwild", "atomic", "lock"),
+                   "order": ("shuffle", "chunks", "stored"),
+                   "shuffle": ("true", "false"), "progress": ("true", "false")}
+INT_TRAIN_KEYS = {"epochs", "threads", "seed", "chunk", "patience"}
+TRAIN_KEYS = {"step", "decay"} | INT_TRAIN_KEYS | set(WORD_TRAIN_KEYS)
 MAX_EXTENT = 2**31 - 1     # consts and integer train values (C ints downstream)
 MAX_IR_DEPTH = 150         # deepest expression after lets are inlined (later stages recurse)
 MAX_IR_SIZE = 200_000      # largest expression tree after lets are inlined
@@ -343,11 +347,9 @@ class Checker:
                     self.error(value, f"unknown {k} '{shown}'",
                                self.did_you_mean(shown, words) or f"the choices are "
                                + ", ".join(words))
-                out[k] = value.id
+                out[k] = value.id if words[0] != "true" else value.id == "true"
                 continue
             v = value.value
-            if k == "order":
-                self.error(key, "'order' is chosen at fit time", "pass order=... to the Trainer")
             if k in INT_TRAIN_KEYS:
                 if v != int(v) or v < 0:
                     self.error(value, f"'{k}' must be a non-negative integer, not {value.text}",
@@ -355,7 +357,7 @@ class Checker:
                 if v > MAX_EXTENT:
                     self.error(value, f"'{k}' {value.text} is too large (at most {MAX_EXTENT})",
                                f"give a smaller {k}")
-            if k in ("threads", "chunk") and v < 1:
+            if k in ("threads", "chunk", "patience") and v < 1:
                 self.error(value, f"'{k}' must be at least 1", f"e.g. {k} 4")
             if k in ("step", "decay") and v <= 0:
                 self.error(value, f"'{k}' must be positive, not {value.text}",

@@ -16,6 +16,8 @@ def fmt_number(value: float) -> str:
     """Numbers as a user would write them (1e-4 -> 0.0001, 2.0 -> 2); words as they are."""
     if isinstance(value, str):
         return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if value == int(value) and abs(value) < 1e15:
         return str(int(value))
     return format(value, ".15g")

@@ -152,9 +152,21 @@ class TrainerBase:
     replicas = True                                # (trainers pickled before replicas)
 
     def __init__(self, threads=None, epochs=None, step=None, decay=None, seed=0,
-                 sync="hogwild", shuffle=True, progress=False, order=None, optimizer=None,
+                 sync=None, shuffle=None, progress=None, order=None, optimizer=None,
                  chunk=None, patience=None, replicas=True):
+        # an option left out (None) comes from the spec's train line, else its default:
+        # sync "hogwild", shuffle True, progress False
         train = dict(self.spec.train)
+        sync = sync if sync is not None else train.get("sync", "hogwild")
+        shuffle = shuffle if shuffle is not None else train.get("shuffle", True)
+        progress = progress if progress is not None else train.get("progress", False)
+        if order is None and shuffle:
+            order = train.get("order")
+        # the train line's patience applies where a fit is given validation data; an explicit
+        # one asks for it (fit refuses to run without)
+        self._patience_asked = patience is not None
+        if patience is None:
+            patience = train.get("patience")
         self.optimizer = optimizer if optimizer is not None else train.get("optimizer", "sgd")
         self._accumulators: dict[str, np.ndarray] = {}
         self.threads = threads if threads is not None else \
@@ -226,7 +238,8 @@ class TrainerBase:
         objective after each epoch goes into the history as `validation_objective`. With
         `patience=N`, training stops after N epochs without a lower one, and the params of
         the best epoch (`best_epoch`) are kept."""
-        if self.patience is not None and validation is None:
+        if self.patience is not None and validation is None and \
+                getattr(self, "_patience_asked", True):
             raise HogwildError(f"patience={self.patience!r} stops on the validation objective: "
                                "pass the held-out data as fit(..., validation={...})")
         arrays, sizes = self.layout(data)
@@ -428,8 +441,8 @@ class TrainerBase:
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix(objective=f"{objective:.6g}")
-                    stop = interrupted() or self.patience is not None and \
-                        self._epochs_done - (best_epoch or first_epoch) >= self.patience
+                    stop = interrupted() or held_out is not None and \
+                        self.patience is not None and self._epochs_done - (best_epoch or first_epoch) >= self.patience
                     if stop and i < self.epochs - 1:   # the fit's last epoch after all: exact
                         entry["objective"] = float(objective_at(True))
                     if interrupted():
@@ -444,7 +457,7 @@ class TrainerBase:
         finally:
             if bar is not None:
                 bar.close()
-        if self.patience is None:
+        if self.patience is None or held_out is None:
             return None
         self.best_epoch = best_epoch
         return best if best_epoch != self._epochs_done else None
