@@ -25,7 +25,7 @@ for n in node:
 train step 1, decay 0.9, epochs 30
 """
 CONSTS = {}
-SIGNATURE = "7aa8331a0953186882f46acf"
+SIGNATURE = "6e396d42604d13d74e414371"
 KERNELS = "cuts_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -22,7 +22,7 @@ for i in example:
     predict yhat
 """
 CONSTS = {'k': 8}
-SIGNATURE = "1b655598ecad9d173b62374e"
+SIGNATURE = "7d938ecfc0cfcabeb6ca5a65"
 KERNELS = "fm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -21,7 +21,7 @@ for (u, v) in r:
     predict pred
 """
 CONSTS = {'rank': 50}
-SIGNATURE = "9c9501a49ed9da2579f24b1d"
+SIGNATURE = "0c8c1c80a3f9350c9bfe7d49"
 KERNELS = "funksvd_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

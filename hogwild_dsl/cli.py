@@ -385,7 +385,7 @@ def cmd_train(args) -> int:
         threads = args.threads or _cpu_count()
         try:
             plot_history(history, args.plot,
-                         f"{spec.model}: sync={args.sync or 'hogwild'}, {threads} thread(s)")
+                         f"{spec.model}: sync={t.sync}, {threads} thread(s)")
         except OSError as e:
             raise CliError(f"--plot '{args.plot}': cannot write ({e.strerror or e})") from None
         print(f"saved the objective curve to {args.plot}")
