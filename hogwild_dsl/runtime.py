@@ -151,11 +151,11 @@ class TrainerBase:
     _accumulators: dict = {}                       # read-only default; set per instance
     replicas = True                                # (trainers pickled before replicas)
 
-    def __init__(self, threads=None, epochs=None, step=None, decay=None, seed=0,
+    def __init__(self, threads=None, epochs=None, step=None, decay=None, seed=None,
                  sync=None, shuffle=None, progress=None, order=None, optimizer=None,
                  chunk=None, patience=None, replicas=True):
         # an option left out (None) comes from the spec's train line, else its default:
-        # sync "hogwild", shuffle True, progress False
+        # seed 0, sync "hogwild", shuffle True, progress False
         train = dict(self.spec.train)
         sync = sync if sync is not None else train.get("sync", "hogwild")
         shuffle = shuffle if shuffle is not None else train.get("shuffle", True)

@@ -68,3 +68,18 @@ def test_the_train_lines_patience_stops_on_validation_and_is_idle_without(svm_ke
 def test_the_checked_spec_prints_the_keys_as_written():
     text = str(check(with_train("train shuffle false, sync lock, order chunks, step 0.5")))
     assert text.splitlines()[-1] == "train shuffle false, sync lock, order chunks, step 0.5"
+
+
+def test_the_train_lines_seed_is_the_default_seed(load_spec):
+    """`train seed 3` seeds a random init as Trainer(seed=3) does (audit F3: it was ignored)."""
+    fm = (SPECS / "fm.hog").read_text()
+    lines = [ln for ln in fm.splitlines() if not ln.startswith("train ")]
+    mod = load_spec(text="\n".join(lines + ["train seed 3, epochs 0", ""]))
+    X, y = sparse_rows(50, 12, 4, 1)
+    seeded = mod.Trainer().fit(X=X, y=y)
+    assert seeded.seed == 3
+    for name, value in mod.Trainer(seed=3).fit(X=X, y=y).params.items():
+        np.testing.assert_array_equal(seeded.params[name], value)
+    random = [name for name, v in mod.Trainer(seed=0).fit(X=X, y=y).params.items()
+              if not np.array_equal(v, seeded.params[name])]
+    assert random, "the spec's init is not random: the test shows nothing"
