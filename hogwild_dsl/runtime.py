@@ -1057,14 +1057,29 @@ def _values(arr, what: str, dtype) -> np.ndarray:
     return out
 
 
+FINITE_BLOCK = 1 << 17    # values converted and checked at a time (_finite_values)
+
+
 def _finite_values(data, what: str, dtype, where) -> np.ndarray:
     """The stored values of sparse data as `dtype` (no copy where they are already), every one
     finite, from one check of the converted values: a NaN or inf given and a value past
     float32's range are told apart only once one is found. where(i) names the place of value
-    i in the messages."""
+    i in the messages. Converted and checked a block at a time: the check reads each block
+    from cache rather than the whole array again from memory (integers are always finite)."""
+    src = np.asarray(data)
+    convert = not (src.dtype == dtype and src.flags.c_contiguous)
+    out = np.empty(src.shape, dtype=dtype) if convert else src
+    check = src.dtype.kind not in "biu"
+    finite = np.empty(min(src.size, FINITE_BLOCK), dtype=bool)
+    ok = True
     with np.errstate(over="ignore"):
-        out = np.ascontiguousarray(data, dtype=dtype)
-    if np.isfinite(out).all():
+        for start in range(0, src.size, FINITE_BLOCK):
+            block = out[start:start + FINITE_BLOCK]
+            if convert:
+                np.copyto(block, src[start:start + FINITE_BLOCK], casting="unsafe")
+            if check and ok:
+                ok = bool(np.isfinite(block, out=finite[:block.size]).all())
+    if ok:
         return out
     _values(data, what, dtype)          # a value past the dtype's range says so
     bad = np.flatnonzero(~np.isfinite(out))[0]
@@ -1080,10 +1095,18 @@ def _indices(what: str, name: str, arr, limit: int, length: int | None = None) -
     if length is not None and arr.size != length:
         raise DataError(f"{what} is a corrupt sparse matrix: {arr.size} {name} for {length} "
                         "stored values")
-    if arr.size and (arr.min() < 0 or arr.max() >= limit):
+    if arr.size and _out_of_range(arr, limit):
         bad = arr[(arr < 0) | (arr >= limit)][0]
         raise DataError(f"{what} is a corrupt sparse matrix: {name} entry {bad} is out of "
                         f"range [0, {limit})")
+
+
+def _out_of_range(arr: np.ndarray, limit: int) -> bool:
+    """Whether an integer array holds a value outside [0, limit), in one pass where it can:
+    seen unsigned, a negative value is at least 2^(bits - 1), so one max finds both sides."""
+    if arr.dtype.kind == "i" and limit <= 2 ** (8 * arr.itemsize - 1):
+        return bool(arr.view(arr.dtype.str.replace("i", "u")).max() >= limit)
+    return bool(arr.min() < 0 or arr.max() >= limit)
 
 
 def _indptr(what: str, indptr, n: int) -> int:

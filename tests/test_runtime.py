@@ -93,6 +93,41 @@ def test_unsigned_indices_past_int64_are_refused():
         as_csr(m, "data 'X'")
 
 
+@pytest.mark.parametrize("dtype", ["int8", "int16", ">i4", "<i8"])
+def test_negative_indices_of_any_integer_type_are_refused(dtype):
+    """The range check takes one max of the indices seen unsigned where a negative one then
+    exceeds the limit; where it cannot (an int8 index into 200 columns), both ends."""
+    from hogwild_dsl.runtime import as_csr
+    for columns in (10, 200):
+        m = sp.csr_matrix((3, columns))
+        m.data, m.indptr = np.ones(3), np.array([0, 1, 2, 3], dtype=np.int32)
+        m.indices = np.array([1, -1, 3], dtype=dtype)
+        with pytest.raises(DataError, match="indices entry -1 is out of range"):
+            as_csr(m, "data 'X'")
+        m.indices = np.array([1, 2, 3], dtype=dtype)
+        assert as_csr(m, "data 'X'").indices.tolist() == [1, 2, 3]
+
+
+def test_sparse_values_past_the_first_block_are_checked(monkeypatch):
+    """Values are converted and checked a block at a time: a bad one in a later block, or in
+    the last, partial one, is found all the same."""
+    import hogwild_dsl.runtime as runtime
+    from hogwild_dsl.runtime import as_csr
+    monkeypatch.setattr(runtime, "FINITE_BLOCK", 2)
+    for at, value, words in [(4, np.inf, r"NaN or inf \(row 2, column 3\)"),
+                             (2, 1e39, "past the range of float32")]:
+        m = _canonical([[1, 4], [0, 9], [3]])
+        m.data[at] = value
+        for dtype in (np.float32, np.float64):
+            if value == 1e39 and dtype == np.float64:
+                continue
+            with pytest.raises(DataError, match=words):
+                as_csr(m, "data 'X'", dtype)
+    m = _canonical([[1, 4], [0, 9], [3]])
+    m.data[:] = [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert as_csr(m, "data 'X'", np.float32).data.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+
 def test_sparse_values_are_checked_once_after_the_cast():
     """float64 -> float32: a NaN given and a value past float32's range each say so."""
     from hogwild_dsl.runtime import as_csr
