@@ -701,7 +701,8 @@ class TrainerBase:
                                 f"'for (u, v) in {r}'), so it must store exactly the entries "
                                 f"of '{r}' (the same (row, column) pairs, as often), but its "
                                 "pattern differs")
-        dims = self._dims(given)
+        # predict runs only the predicting block: another block's dims need no data
+        dims = self._dims(given, predicting=need != "all")
         arrays, sizes = {}, {}
         for name, value in given.items():
             d = declared[name]
@@ -730,10 +731,10 @@ class TrainerBase:
         for dim in spec.dims:
             sizes[f"n_{dim}"] = dims[dim]
         for b in spec.blocks:
-            if b.kind == "rows":
-                sizes[f"nterms_{b.index}"] = dims[b.over]
-            elif need != "all" and b.predict is None:
+            if need != "all" and b.predict is None:
                 sizes[f"nterms_{b.index}"] = 0       # predict runs only the predicting block
+            elif b.kind == "rows":
+                sizes[f"nterms_{b.index}"] = dims[b.over]
             else:
                 m = given.get(b.over)
                 if m is None:
@@ -770,8 +771,9 @@ class TrainerBase:
             if w in given:
                 arrays[f"{w}__alias_p"], arrays[f"{w}__alias_i"] = _alias_table(w, given[w])
 
-    def _dims(self, given: dict) -> dict:
-        """Read every dim off the data (and the params, if any), checking that they agree."""
+    def _dims(self, given: dict, predicting: bool = False) -> dict:
+        """Read every dim off the data (and the params, if any), checking that they agree.
+        `predicting`: a dim the predicting block does not read may be left unread (size 0)."""
         spec, consts = self.spec, dict(self.spec.consts)
         dims: dict[str, tuple[int, str]] = {}
 
@@ -805,9 +807,17 @@ class TrainerBase:
             if d.kind == "index":
                 _index_range(d, value, consts[d.of] if d.of in consts else dims[d.of][0])
         missing = [d for d in spec.dims if d not in dims]
+        if predicting:
+            block = next(b for b in spec.blocks if b.predict is not None)
+            read = {block.over} | {dim for n in _predict_data(spec)
+                                   for dim in spec.datum(n).dims}
+            for dim in [d for d in missing if d not in read]:
+                dims[dim] = (0, "")
+            missing = [d for d in missing if d in read]
         if missing:
-            raise DataError(f"the size of dim '{missing[0]}' cannot be read off the data given",
-                            )
+            takes = ", ".join(sorted(_predict_data(spec))) if predicting else ""
+            raise DataError(f"the size of dim '{missing[0]}' cannot be read off the data given"
+                            + (f" (predict reads {takes})" if takes else ""))
         return {k: v[0] for k, v in dims.items()}
 
     def _shape(self, p: ir.Param, dims: dict) -> tuple:
