@@ -28,7 +28,7 @@ for i in example:
 train step 0.1, decay 0.9, epochs 10
 """
 CONSTS = {'k': 4}
-SIGNATURE = "ee5e912aab3c9157dde08533"
+SIGNATURE = "5516b4727b60a89d69d16c19"
 KERNELS = "ffm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

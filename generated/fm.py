@@ -22,7 +22,7 @@ for i in example:
     predict yhat
 """
 CONSTS = {'k': 8}
-SIGNATURE = "7d938ecfc0cfcabeb6ca5a65"
+SIGNATURE = "a4d68947d0e7ce83acabae45"
 KERNELS = "fm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -21,7 +21,7 @@ for (u, v) in r:
 train step 0.01, decay 0.9, epochs 20
 """
 CONSTS = {'rank': 20}
-SIGNATURE = "12d06a8ac4b8d275ddf28f27"
+SIGNATURE = "b218b220a094e337c6db14ea"
 KERNELS = "mc_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

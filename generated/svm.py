@@ -21,7 +21,7 @@ for i in example:
 train step 0.5, decay 0.9, epochs 20
 """
 CONSTS = {}
-SIGNATURE = "be242412bc0d5c7de6e7452c"
+SIGNATURE = "a7c0079b405d7193aef649fc"
 KERNELS = "svm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

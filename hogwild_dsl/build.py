@@ -49,6 +49,7 @@ import sys
 import sysconfig
 import tempfile
 import threading
+import time
 import traceback
 import warnings
 from pathlib import Path
@@ -289,8 +290,10 @@ def compile_extension(pyx_path: Path, ext_name: str, signature: str | None = Non
     with open(pyx_path.parent / LOG_NAME, "w") as log:
         log.write(f"# environment\n{environment_key()}\n\n")
         log.write(f"$ cython {pyx_path.name} -o {c_path.name}  (in-process, Cython {Cython.__version__})\n")
+        began = time.perf_counter()
         ok, messages = _cythonize(pyx_path, c_path, ext_name)
         log.write(messages)
+        log.write(f"(cython: {time.perf_counter() - began:.3f} s)\n")
         if not ok:
             raise CompileError(
                 f"Cython could not translate {pyx_path.name}:\n{messages.strip()[-4000:]}",
@@ -324,6 +327,7 @@ def _compile_c(c_path: Path, ext_name: str, log) -> Path:
     ]
     log.write(f"\n$ {shlex.join(command)}\n")
     log.flush()
+    began = time.perf_counter()
     proc = subprocess.run(
         command,
         cwd=folder,  # relative names: messages then point at files that survive the rename
@@ -334,7 +338,7 @@ def _compile_c(c_path: Path, ext_name: str, log) -> Path:
     )
     output = proc.stdout + proc.stderr
     log.write(output)
-    log.write(f"(exit status {proc.returncode})\n")
+    log.write(f"(exit status {proc.returncode}; {time.perf_counter() - began:.3f} s)\n")
     if proc.returncode != 0:
         tmp_so.unlink(missing_ok=True)
         raise CompileError(

@@ -18,20 +18,23 @@ from .lower import STORAGE, KernelPlan, c_draw_key, c_hot, c_nterms, lower
 
 @functools.cache
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FunctionLoader(
             lambda name: resources.files("hogwild_dsl.templates").joinpath(name).read_text()),
         undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    env.filters["pyrepr"] = repr        # a Python literal in the generated code
+    return env
 
 
-_GENERATOR = ("parse.py", "check.py", "ir.py", "derive.py", "lower.py", "emit.py")
+# kernel.py is no stage, but it calls the generated entry points: their contract
+_GENERATOR = ("parse.py", "check.py", "ir.py", "derive.py", "lower.py", "emit.py", "kernel.py")
 
 
 @functools.cache
 def generator_hash() -> str:
-    """Hash of the templates, the grammar and every stage whose output reaches the code
-    (parse, check, derive, lower, emit): a change to any of them changes every signature,
-    so no cache entry outlives the code that generated it."""
+    """Hash of the templates, the grammar, every stage whose output reaches the code (parse,
+    check, derive, lower, emit) and kernel.py, which calls it: a change to any of them
+    changes every signature, so no cache entry outlives the code that generated it."""
     h = hashlib.sha256()
     for name in ("kernels.pyx.j2", "module.py.j2", "hogwild_helpers.h"):
         h.update(resources.files("hogwild_dsl.templates").joinpath(name).read_bytes())
@@ -77,6 +80,7 @@ def emit(spec: ir.Spec, ext_name: str, plan: KernelPlan | None = None,
     dtype = plan.dtype
     sig = signature(spec, dtype)
     functions = []
+    first, same = {}, {}     # code -> its first function; function name -> that one's name
     for bp in plan.blocks:
         block = spec.blocks[bp.index]
         for fn, what in ((bp.update_plain, "SGD update (racy writes)"),
@@ -92,28 +96,44 @@ def emit(spec: ir.Spec, ext_name: str, plan: KernelPlan | None = None,
                          (bp.deferred, "the deferred regs' steps left for the epoch's end")):
             if fn is None:
                 continue
-            functions.append({"name": fn.name, "signature": fn.signature, "returns": fn.returns,
-                              "decls": fn.decls, "body": fn.body,
-                              "fields": plan.pointers_used[fn.name],
-                              "comment": _comments(spec, block, what)})
+            # a variant whose code is another's (AdaGrad per row where every param is 1-D:
+            # per coordinate) is emitted once and compiled once
+            code = (fn.signature, fn.returns, tuple(fn.decls.items()), tuple(fn.body))
+            if code in first:
+                first[code]["comment"].append(f"(also the {what}: the same code)")
+                same[fn.name] = first[code]["name"]
+                continue
+            same[fn.name] = fn.name
+            first[code] = {"name": fn.name, "signature": fn.signature, "returns": fn.returns,
+                           "decls": fn.decls, "body": fn.body,
+                           "fields": plan.pointers_used[fn.name],
+                           "comment": _comments(spec, block, what)}
+            functions.append(first[code])
     blocks, start = [], "0"
     for bp in plan.blocks:
         end = f"M.{c_nterms(bp.index)}"
         end = end if start == "0" else f"{start} + {end}"
-        blocks.append({"index": bp.index, "start": start, "end": end,
-                       "hot": bp.update_hot is not None, "shares": bp.shares is not None,
-                       "deferred": bp.deferred is not None})
+        rules = [(test, same[plain.name], same[atomic.name]) for test, plain, atomic in (
+            ("if M._optimizer == 0:", bp.update_plain, bp.update_atomic),
+            ("elif M._optimizer == 1:", bp.update_plain_adaptive, bp.update_atomic_adaptive),
+            ("else:", bp.update_plain_row, bp.update_atomic_row))]
+        called = {what: fn and same[fn.name] for what, fn in (
+            ("loss", bp.loss), ("hot", bp.update_hot), ("shares", bp.shares),
+            ("deferred", bp.deferred))}       # each one's name, None where there is none
+        blocks.append({"index": bp.index, "start": start, "end": end, "rules": rules,
+                       **called})
         start = end
-    scratch = [fn.scratch for bp in plan.blocks for fn in bp.updates]
-    scratch_py = "max(" + ", ".join(_python_expr(s, plan.fields) for s in scratch) + ", 0)"
+    scratch = dict.fromkeys(_python_expr(fn.scratch, plan.fields)
+                            for bp in plan.blocks for fn in bp.updates)
+    scratch_py = "max(" + ", ".join(scratch) + ", 0)"
     nterms_py = " + ".join(f'sizes["nterms_{bp.index}"]' for bp in plan.blocks)
-    predict = next((bp for bp in plan.blocks if bp.predict is not None), None)
-    width = None                # a vector predict: values per term, as read in the Kernel
-    if predict is not None and predict.predict_width is not None:
-        w = predict.predict_width
-        width = w if w.isdigit() else f"M.{w}"
-    field_table = "[\n" + "".join(f"    ({f.key!r}, {f.ctype!r}),\n" for f in plan.fields
-                                   if f.value is None) + "]"
+    predicts = [bp for bp in plan.blocks if bp.predict is not None]
+    predict = width = None      # a vector predict: values per term, as read in the Kernel
+    if predicts:
+        bp = predicts[0]
+        predict = {"name": same[bp.predict.name], "nterms": c_nterms(bp.index)}
+        if bp.predict_width is not None:
+            width = bp.predict_width if bp.predict_width.isdigit() else f"M.{bp.predict_width}"
     needs = {"train": set(), "predict": set()}
     for bp in plan.blocks:
         for fn, use in [(u, "train") for u in bp.updates] + [
@@ -128,8 +148,9 @@ def emit(spec: ir.Spec, ext_name: str, plan: KernelPlan | None = None,
     pyx = env.get_template("kernels.pyx.j2").render(
         version=__version__, model=spec.model, signature=sig, fields=plan.fields,
         functions=functions, blocks=blocks, nterms_py=nterms_py, scratch_py=scratch_py,
-        predict=predict, predict_width=width, field_table=field_table, nterms=c_nterms,
-        draws=any(f.name == c_draw_key() for f in plan.fields), replicas=replicas,
+        predict=predict, predict_width=width, nterms=c_nterms,
+        draw_key=next((f.name for f in plan.fields if f.name == c_draw_key()), None),
+        replicas=replicas, replica_maps=repr(tuple((r["param"], r["map"]) for r in replicas)),
         deferred=any(b["deferred"] for b in blocks),
         replicable=repr({r["param"]: r["data"] for r in replicas}),
         needs={k: sorted(v) for k, v in needs.items()}, dtype=dtype, real=STORAGE[dtype])

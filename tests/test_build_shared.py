@@ -1,6 +1,7 @@
 """Cython's runtime code (memoryviews, conversions), the same for every spec, is compiled once
-per build environment and cache into one shared extension that every kernel imports (issue 14:
-a first compile builds only the spec's own code)."""
+per build environment and cache into one shared extension that every kernel imports, and a
+kernel's own module holds no typed memoryview and no extension type (issue 14: a first compile
+builds only the spec's own code)."""
 import os
 import subprocess
 import sys
@@ -39,3 +40,6 @@ def test_every_kernel_imports_one_shared_build_of_cythons_runtime_code(tmp_path)
     for c in kernels:                                    # only the spec's own code
         text = c.read_text()
         assert definition not in text and build.SHARED_UTILITY in text
+        # no typed memoryview, no extension type: what is the same for every spec is
+        # hogwild_dsl/kernel.py's plain Python
+        assert "memviewslice" not in text and "__pyx_tp_new" not in text

@@ -330,3 +330,47 @@ def test_one_thread_with_a_seed_is_bit_for_bit_reproducible(load_spec):
     assert np.array_equal(a.params["w"], b.params["w"])
     c = mod.Trainer(threads=1, epochs=3, seed=6, order="shuffle").fit(X=X, y=y)
     assert not np.array_equal(a.params["w"], c.params["w"])
+
+
+def test_a_kernel_checks_every_index_its_entry_points_follow(load_spec):
+    """A generated module's entry points take addresses and lengths; hogwild_dsl/kernel.py
+    refuses, before any C runs, what they would follow out of bounds."""
+    mod = load_spec("svm")
+    X, y = sparse_rows(20, 6, 3, seed=1)
+    t = mod.Trainer(threads=1, epochs=0).fit(X=X, y=y)
+    k = mod.Trainer.kernels.Kernel(*t.layout({"X": X, "y": y}))
+    before = t.params["w"].copy()
+    for order, chunk in ((np.array([0, 20]), 0), (np.array([-1]), 0), (np.array([3]), 7),
+                         (np.array([0.5]), 0), (np.zeros((1, 1), int), 0)):
+        with pytest.raises(ValueError, match="order"):
+            k.epoch(order, chunk, 0.1, 1, 0)
+    for bad in ((np.arange(3), 0.1, 0, 0), (np.arange(3), 0.1, 1, 3)):
+        with pytest.raises(ValueError, match="threads|sync"):
+            k.epoch(bad[0], 0, *bad[1:])
+    with pytest.raises(ValueError, match="terms"):
+        k.objective_terms(np.array([20]), 1)
+    for out in (np.zeros(19), np.zeros(20, np.float32), np.zeros(40)[::2]):
+        with pytest.raises(ValueError, match="output"):
+            k.predict(out, 1)
+    assert np.array_equal(t.params["w"], before)            # nothing ran
+    k.epoch(np.array([2], dtype=np.int32), 7, 0.1, 1, 0)     # chunk 2 of 7: terms 14..19
+    assert not np.array_equal(t.params["w"], before)
+    out = np.zeros(20)
+    k.predict(out, 2)
+    assert np.allclose(out, X @ t.params["w"])
+    counts = mod.Trainer.kernels.column_counts(X.indices, 6)
+    assert np.array_equal(counts, np.bincount(X.indices, minlength=6))
+    with pytest.raises(ValueError, match="indices"):
+        mod.Trainer.kernels.column_counts(X.indices, 5 if X.indices.max() == 5 else 1)
+
+
+def test_identical_variants_are_emitted_once():
+    """AdaGrad per row is AdaGrad per coordinate where every param is 1-D (svm): one function,
+    called by both; a spec with a 2-D param (mc) keeps both."""
+    from hogwild_dsl import check, emit, jit
+    for name, shared in (("svm", True), ("mc", False)):
+        pyx = emit.emit(check(jit.read_spec(f"specs/{name}.hog")), "k")["k.pyx"]
+        assert ("cdef inline void _update_b0_plain_adaptive_row(" in pyx) != shared
+        term = pyx.split("cdef inline void _term(")[1].split("\n\n\n")[0]
+        # sync 0 and lock under adagrad, and under adagrad_row where the code is the same
+        assert term.count("_update_b0_plain_adaptive(M,") == (4 if shared else 2)

@@ -1,0 +1,232 @@
+"""The Python side of every generated kernel module: its `Kernel` class and `column_counts`.
+
+A generated module (templates/kernels.pyx.j2) holds the spec's own C: the `_Model` struct, the
+per-term functions, the OpenMP loops, and entry points that take addresses and lengths. This
+module, the same for every spec, does the rest in plain Python: it lays the runtime's arrays
+and sizes out as the module's struct (a one-record numpy array whose fields mirror `LAYOUT`),
+allocates the per-thread scratch, and checks everything an entry point will trust (dtypes,
+lengths, every index it follows) before calling it.
+
+Why not Cython: as a cdef class with typed memoryviews this code was most of each module's C,
+compiled again for every spec (issue 14, "a lighter build"); here it is compiled never.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# An epoch's grabs (see Kernel.epoch): about GRABS_PER_THREAD per thread (a thread that comes
+# free late leaves the others at most one grab to finish), each of at least GRAB_TERMS terms
+# (one atomic add on OpenMP's shared counter per grab, none per term).
+GRABS_PER_THREAD = 16
+GRAB_TERMS = 1024
+
+_FIELD_TYPES = {"int64_t": np.int64, "double": np.float64}     # else a pointer: an address
+_SYNC_MODES = (0, 1, 2)                                        # hogwild, atomic, lock
+
+
+def bind(module: dict):
+    """(Kernel, column_counts) of a generated module, given its namespace (`globals()`)."""
+    names = [name for name, *_ in module["LAYOUT"]] + [hot for _, hot in module["REPLICAS"]]
+    types = [_FIELD_TYPES.get(ctype, np.uintp) for _, ctype, *_ in module["LAYOUT"]]
+    struct = np.dtype(list(zip(names, types + [np.uintp] * len(module["REPLICAS"]))))
+    if struct.itemsize != module["_model_bytes"]():
+        raise ImportError(f"{module['__name__']}: its _Model struct has "
+                          f"{module['_model_bytes']()} bytes, its LAYOUT {struct.itemsize}")
+    members = {"_c": module, "_struct": struct, "__module__": module["__name__"],
+               "__doc__": Kernel.__doc__}
+    if module["DRAW_KEY"] is not None:
+        members["set_draw_key"] = _set_draw_key
+    kernel = type("Kernel", (Kernel,), members)
+
+    def column_counts(indices, n_columns: int) -> np.ndarray:
+        """How many stored entries each column has (the degree split's deg(c) of a row block)."""
+        indices = _index_array(indices, np.int32, n_columns, "column_counts: indices")
+        counts = np.zeros(n_columns, dtype=np.float64)
+        module["_column_counts"](indices.ctypes.data, indices.shape[0], counts.ctypes.data)
+        return counts
+
+    return kernel, column_counts
+
+
+class Kernel:
+    """The compiled trainer of one data set: the module's struct of pointers into arrays the
+    runtime has checked. A missing array is recorded, its pointer left 0, and a method that
+    would read it refuses to run."""
+    _c: dict             # the generated module's namespace: LAYOUT, entry points
+    _struct: np.dtype    # its _Model struct, field by field
+
+    def __init__(self, arrays: dict, sizes: dict):
+        c = self._c
+        self.keep = dict(arrays)            # what the struct points into stays alive
+        self._model = model = np.zeros((), dtype=self._struct)
+        missing = set()
+        for name, ctype, key, value in c["LAYOUT"]:
+            if value is not None:
+                model[name] = value
+            elif ctype.endswith("*"):
+                array = arrays.get(key)
+                if array is None:
+                    missing.add(key)
+                else:
+                    model[name] = array.ctypes.data
+            else:
+                model[name] = sizes[key]
+        self.missing = frozenset(missing)
+        if sizes["optimizer"] != 0 and self.missing & c["STATE_ARRAYS"]:
+            raise ValueError(f"kernel: the optimizer's state "
+                             f"{sorted(self.missing & c['STATE_ARRAYS'])[0]!r} was not given")
+        nterms, scratch, shapes = c["_extents"](sizes)
+        self.nterms = nterms
+        self.scratch_per_thread = max(1, scratch)
+        self.hot_size, self.merge_every, self.merge_weight = 0, 0, 1.0
+        self.hot_where = None                # address of each replicated value in its param
+        if c["REPLICAS"] and any(k.startswith("_hot_") for k in arrays):
+            maps, where = [], []
+            for param, field in c["REPLICAS"]:
+                places = _replica_map(arrays, param, *shapes[param], where, c["DTYPE"])
+                maps.append(places)
+                model[field] = places.ctypes.data
+            self.keep["_hot_maps"] = maps
+            self.hot_where = np.ascontiguousarray(np.concatenate(where), dtype=np.uintp)
+            self.hot_size = self.hot_where.shape[0]
+            self.merge_every = _positive(sizes.get("_merge_every", 1024), "_merge_every")
+            self.merge_weight = sizes.get("_merge_weight", 1.0)
+            if not 0.0 < self.merge_weight <= 1.0:
+                raise ValueError(f"_merge_weight must be in (0, 1], not {self.merge_weight!r}")
+
+    @property
+    def _address(self) -> int:
+        return self._model.ctypes.data
+
+    def _require(self, use: str):
+        """A method that would read an array the runtime did not give refuses to run."""
+        need = self._c["TRAIN_ARRAYS"] if use == "train" else self._c["PREDICT_ARRAYS"]
+        lacking = sorted(self.missing & need)
+        if lacking:
+            raise ValueError(f"kernel {use}: array {lacking[0]!r} was not given")
+
+    def epoch(self, order, chunk: int, step: float, threads: int, sync: int):
+        """One pass: order lists terms (chunk == 0) or chunks of `chunk` consecutive terms.
+        The visit is cut into grabs of consecutive entries that the threads take one at a
+        time as they come free (OpenMP's dynamic schedule: a thread slowed by another process
+        no longer holds up the epoch, as a fixed share of the visit per thread did). Nothing
+        is shared between threads but the model and that schedule's counter (one atomic add
+        per grab): each thread's scratch row is padded to whole cache lines plus a spare one.
+        Under hogwild with hot rows (hot_size > 0) on several threads, each thread updates
+        its own replicas of them (DimmWitted), kept in its row after its scratch, in the
+        params' storage type, and merges after each grab (of about merge_every terms): it
+        adds merge_weight times what it changed since its last merge into the shared hot
+        values (double; atomic adds: no update is lost) and takes the merged values back;
+        the shared hot values go into the params at the end."""
+        self._require("train")
+        threads, chunk = _threads(threads), int(chunk)
+        if sync not in _SYNC_MODES:
+            raise ValueError(f"kernel epoch: sync must be one of {_SYNC_MODES}, not {sync!r}")
+        per_entry = chunk if chunk > 0 else 1
+        order = _index_array(order, np.int64, -(-self.nterms // per_entry), "epoch: order")
+        n = order.shape[0]
+        if n == 0:
+            return
+        deferred = self._c["_deferred_half"]
+        # half the deferred regs' steps for the terms this epoch runs before its updates and
+        # half after (a symmetric splitting: the params an epoch ends with are then not
+        # biased towards 0 by a shrink that per-term updates would have spread)
+        fraction = 0.5 * min(1.0, n * per_entry / max(self.nterms, 1))
+        if deferred is not None:
+            deferred(self._address, step, fraction)
+        size = self.hot_size if sync == 0 and threads > 1 else 0
+        if size > 0:        # a merge after each grab
+            grain = max(1, self.merge_every // per_entry)
+        else:
+            grain = max(-(-GRAB_TERMS // per_entry), n // (threads * GRABS_PER_THREAD))
+        threads = min(threads, -(-n // grain))     # no work for the others: do not wake them
+        stride = ((self.scratch_per_thread + 2 * size + 7) // 8 + 1) * 8
+        scratch = np.zeros((threads, stride), dtype=np.float64)
+        shared = np.empty(max(size, 1), dtype=np.float64)
+        where = self.hot_where.ctypes.data if size > 0 else 0
+        self._c["_epoch"](self._address, order.ctypes.data, n, chunk, step, threads, sync,
+                          self.nterms, scratch.ctypes.data, stride, self.scratch_per_thread,
+                          grain, size, where, shared.ctypes.data, self.merge_weight)
+        if deferred is not None:
+            deferred(self._address, step, fraction)
+
+    def objective_sum(self, threads: int) -> float:
+        """Sum over every term of its loss plus its share of the regularizer."""
+        self._require("train")
+        return self._c["_objective_sum"](self._address, self.nterms, _threads(threads))
+
+    def objective_terms(self, terms, threads: int) -> float:
+        """Sum of the objective over the given global terms (a sample of them)."""
+        self._require("train")
+        terms = _index_array(terms, np.int64, self.nterms, "objective_terms: terms")
+        if terms.shape[0] == 0:
+            return 0.0
+        return self._c["_objective_terms"](self._address, terms.ctypes.data, terms.shape[0],
+                                           _threads(threads))
+
+    def predict(self, out, threads: int):
+        """One value per term of the block with `predict` (a vector predict: `width` values
+        per term, term after term) into `out`, a writable 1-D float64 array."""
+        self._require("predict")
+        if not (isinstance(out, np.ndarray) and out.dtype == np.float64 and out.ndim == 1
+                and out.flags.c_contiguous and out.flags.writeable):
+            raise ValueError("predict: the output must be a writable 1-D C-contiguous float64 "
+                             "array")
+        self._c["_predict"](self._address, out.ctypes.data, out.shape[0], _threads(threads))
+
+
+def _set_draw_key(self, key: int):
+    """The key of the draws of `sample` lines: a fresh one per epoch, a fixed one for the
+    objective (so that it is repeatable)."""
+    self._model[self._c["DRAW_KEY"]] = key
+
+
+def _threads(threads) -> int:
+    if not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"kernel: threads must be a positive integer, not {threads!r}")
+    return int(threads)
+
+
+def _index_array(values, dtype, bound: int, what: str) -> np.ndarray:
+    """`values` as a C-contiguous 1-D array of `dtype`, each in [0, bound): what a kernel
+    follows unchecked."""
+    array = np.asarray(values)
+    if array.ndim != 1 or array.dtype.kind not in "iu":
+        raise ValueError(f"{what}: a 1-D integer array is needed")
+    if array.size and (array.min() < 0 or array.max() >= bound):
+        raise ValueError(f"{what}: values in [0, {bound}) are needed")
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+def _replica_map(arrays: dict, name: str, rows: int, length: int, where: list,
+                 dtype: str) -> np.ndarray:
+    """The replica map of param `name` (per row: its place on a thread's replicas, after the
+    values listed in `where` so far, or -1 for a row read and written in the shared param)
+    from the hot rows the runtime chose, arrays["_hot_<name>"] (none: no row of it is hot);
+    appends the address of each of its replicated values to `where`, in the order of their
+    places. Everything is checked: the kernel follows these unchecked."""
+    at = sum(w.shape[0] for w in where)
+    hot = np.asarray(arrays.get("_hot_" + name, np.zeros(0, dtype=np.int64)))
+    param = arrays.get(name)
+    if hot.ndim != 1 or hot.dtype.kind not in "iu":
+        raise ValueError(f"hot rows of {name}: a 1-D integer array is needed")
+    if hot.size and (hot.min() < 0 or hot.max() >= rows or np.unique(hot).size != hot.size):
+        raise ValueError(f"hot rows of {name}: distinct rows in [0, {rows}) are needed")
+    if not isinstance(param, np.ndarray) or param.dtype != np.dtype(dtype) or \
+            not param.flags.c_contiguous or param.size != rows * length:
+        raise ValueError(f"hot rows of {name}: the param is not a C-contiguous {dtype} array "
+                         f"of {rows} x {length} values")
+    if at + hot.size * length >= 2**31:
+        raise ValueError(f"hot rows of {name}: too many values")
+    hot = hot.astype(np.int64)
+    places = np.full(rows, -1, dtype=np.int32)
+    places[hot] = at + np.arange(hot.size, dtype=np.int64) * length
+    values = (hot[:, None] * length + np.arange(length, dtype=np.int64)).ravel()
+    where.append(param.ctypes.data + param.itemsize * values.astype(np.uint64))
+    return places
+
+
+def _positive(value, what: str) -> int:
+    if not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{what} must be a positive integer, not {value!r}")
+    return int(value)
