@@ -599,9 +599,11 @@ class BlockChecker:
                              f"(at most {MAX_IR_DEPTH})",
                        "shorten the chain of lets and operators it is built from")
         if size > MAX_IR_SIZE:
-            self.error(stmt, f"this {what} has {size} terms once its lets are inlined "
+            self.error(stmt, f"this {what} has {size} terms written out without its lets "
                              f"(at most {MAX_IR_SIZE})",
-                       "a let used several times is copied at each use: use it fewer times")
+                       "the generated code computes each let once, but the compiler checks "
+                       "and differentiates the written-out form: use a let fewer times, e.g. "
+                       "break a chain of lets that each read the previous one twice")
         return e
 
     def loss(self, stmt: syn.Loss) -> ir.Expr:

@@ -337,7 +337,13 @@ def gradients_text(spec: ir.Spec) -> str:
     lines = []
     for bg in derive(spec):
         lines.append(bg.block.header())
-        lines.append(f"    objective = {bg.objective}")
+        exprs = [bg.objective] + [e for s in bg.sites for e in (s.grad, s.penalty)
+                                  if e is not None]
+        shared, texts = ir.shared_texts(exprs)     # parts shared where the text would explode
+        lines += [f"    where {d}" for d in shared]
+        texts = iter(texts)
+        lines.append(f"    objective = {next(texts)}")
         for s in bg.sites:
-            lines.append(f"    {s}")
+            text = f"    d/d{s.access} = {next(texts)}"
+            lines.append(text if s.penalty is None else f"{text}, l1 weight {next(texts)}")
     return "\n".join(lines)

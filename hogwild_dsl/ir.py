@@ -9,7 +9,7 @@ generator) and print as readable math.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 def fmt_number(value: float) -> str:
@@ -493,3 +493,70 @@ class Spec:
         if self.train:
             lines.append("train " + ", ".join(f"{k} {fmt_number(v)}" for k, v in self.train))
         return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- text with shared parts
+
+SHARED_TEXT_FROM = 300      # tree size from which a text names its shared subexpressions
+
+
+@dataclass(frozen=True)
+class _Named(Expr):
+    """A shared subexpression in a text, read by its name."""
+    name: str
+
+    def __str__(self):
+        return self.name
+
+
+def shared_texts(exprs: list, prefix: str = "_s") -> tuple[list[str], list[str]]:
+    """The texts of `exprs`, and the definitions (`_s1 = ...`, children first) of the
+    subexpressions they share, named where the expressions written out in full would have
+    SHARED_TEXT_FROM nodes or more (a let used twice in each of a chain of lets doubles the
+    tree at each link: its text would grow exponentially, its DAG does not). Only a part
+    that depends on no summed index is named (it means the same wherever it stands).
+    Iterative: the DAG is walked once, each distinct node once."""
+    order, seen, stack = [], set(), list(exprs)
+    while stack:                        # distinct nodes, children before parents
+        node = stack.pop()
+        if isinstance(node, tuple):
+            order.append(node[0])
+            continue
+        if node in seen:
+            continue
+        seen.add(node)
+        stack.append((node,))
+        stack.extend(c for c in node.children() if c not in seen)
+    size, free, uses = {}, {}, {}
+    for node in order:
+        kids = node.children()
+        size[node] = 1 + sum(size[c] for c in kids)
+        own = {loop_of(v) for v in getattr(node, "index", ())} - {None} \
+            if isinstance(node, (DataAt, ParamAt, Deg)) else set()
+        own |= set().union(*(free[c] for c in kids)) if kids else set()
+        if isinstance(node, (Sum, Reduce, ArgMax)):
+            own -= {node.var}
+        free[node] = frozenset(own)
+        for c in set(kids):
+            uses[c] = uses.get(c, 0) + 1
+    for e in exprs:
+        uses[e] = uses.get(e, 0) + 1
+    if sum(size[e] for e in set(exprs)) < SHARED_TEXT_FROM:
+        return [], [str(e) for e in exprs]
+    named = {n for n in order if uses.get(n, 0) >= 2 and size[n] >= 4 and not free[n]}
+    rebuilt, definitions = {}, []
+    for node in order:
+        changes = {}
+        for f in node.__match_args__:
+            v = getattr(node, f)
+            if isinstance(v, Expr):
+                changes[f] = rebuilt[v]
+            elif isinstance(v, tuple) and v and all(isinstance(a, Expr) for a in v):
+                changes[f] = tuple(rebuilt[a] for a in v)
+        text_node = replace(node, **changes) if changes else node
+        if node in named:
+            name = f"{prefix}{len(definitions) + 1}"
+            definitions.append(f"{name} = {text_node}")
+            text_node = _Named(name)
+        rebuilt[node] = text_node
+    return definitions, [str(rebuilt[e]) for e in exprs]

@@ -16,7 +16,7 @@ import os
 import re
 import sys
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from typing import NamedTuple
 
@@ -195,6 +195,8 @@ KEYWORD_TOKENS = frozenset(k.upper() for k in KEYWORDS)
 # expression count as levels); deeper input would only exhaust Python's stack in a later stage,
 # every one of which walks expressions recursively.
 MAX_DEPTH = 100
+ASSOCIATIVE = ("+", "*")   # a chain of one of them with BALANCE_FROM operands is regrouped
+BALANCE_FROM = 16
 
 # Characters Python's str.splitlines() breaks lines at, other than '\n' (after '\r\n' and '\r'
 # are normalised): the quoted line of an error would be the wrong one, so they are refused.
@@ -307,7 +309,8 @@ def parse(text: str) -> Module:
             line, column = _end_position(source)
             raise SpecError("the spec ends in the middle of a statement", line, column, source,
                             hint="finish the last statement") from None
-    _check_syntax(statements, source)
+    if _check_syntax(statements, source):
+        statements = _balanced(statements)
     return Module(statements, source)
 
 
@@ -352,12 +355,57 @@ def _check_layout(source: str) -> None:
         first = False
 
 
-def _check_syntax(statements: tuple, source: str) -> None:
+def _chain(node: BinOp) -> list:
+    """The operands of a chain of one operator, `a + b + c + ...` (parsed leaning left),
+    from left to right; iterative."""
+    op, operands = node.op, []
+    while isinstance(node, BinOp) and node.op == op:
+        operands.append(node.right)
+        node = node.left
+    operands.append(node)
+    return operands[::-1]
+
+
+def _balanced(node):
+    """The syntax tree with every chain of BALANCE_FROM or more operands of `+` or `*`
+    regrouped pairwise (((a + b) + (c + d)) + ...): a long flat sum nests log2(n) levels,
+    not n (pairwise summation, no less accurate than left to right). Called after
+    _check_syntax has bounded the depth it recurses to."""
+    if isinstance(node, tuple):
+        return tuple(_balanced(x) for x in node)
+    if isinstance(node, BinOp) and node.op in ASSOCIATIVE:
+        operands = _chain(node)
+        if len(operands) >= BALANCE_FROM:
+            return _pairwise(node, [_balanced(x) for x in operands])
+    if isinstance(node, Node):
+        return replace(node, **{f.name: _balanced(getattr(node, f.name))
+                                for f in fields(node) if f.name not in ("line", "column")})
+    return node
+
+
+def _pairwise(root: BinOp, operands: list):
+    if len(operands) == 1:
+        return operands[0]
+    half = len(operands) // 2
+    return BinOp(root.line, root.column, root.op, _pairwise(root, operands[:half]),
+                 _pairwise(root, operands[half:]))
+
+
+def _check_syntax(statements: tuple, source: str) -> bool:
     """Refuse numbers that overflow to infinity and expressions nested deeper than MAX_DEPTH
-    (iteratively, so that no input can exhaust the stack here)."""
+    (iteratively, so that no input can exhaust the stack here), a long chain of `+` or `*`
+    counted at the depth it has once regrouped pairwise. True if there is such a chain."""
     stack = [(node, 1) for node in statements]
+    long_chain = False
     while stack:
         node, depth = stack.pop()
+        if isinstance(node, BinOp) and node.op in ASSOCIATIVE:
+            operands = _chain(node)
+            if len(operands) >= BALANCE_FROM:
+                long_chain = True
+                levels = math.ceil(math.log2(len(operands)))
+                stack.extend((x, depth + levels) for x in operands)
+                continue
         if isinstance(node, Num):
             if not math.isfinite(node.value):
                 raise SpecError(f"the number {node.text} is too large", node.line, node.column,
@@ -369,6 +417,7 @@ def _check_syntax(statements: tuple, source: str) -> None:
                             hint="split it into several 'let' lines")
         for child in children(node):
             stack.append((child, depth + 1))
+    return long_chain
 
 
 def children(node) -> tuple:

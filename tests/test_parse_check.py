@@ -604,7 +604,7 @@ BAD = [
     ("let copied too often once inlined",
      edit(SVM, LOSS, "    let a0 = dot(X[i], w)\n" +
           "".join(f"    let a{n} = a{n - 1} + a{n - 1}\n" for n in range(1, 40)) + "    loss a39\n"),
-     50, 5, ["terms once its lets are inlined", "at most 200000"], "use it fewer times"),
+     50, 5, ["terms written out without its lets", "at most 200000"], "use a let fewer times"),
     ("missing operator", edit(SVM, "y[i] * dot", "y[i] dot"), 10, 21,
      ["missing operator before the name 'dot'"], "+ - * / ^"),
     ("incomplete expression", edit(SVM, LOSS, "    loss w[1] +\n"), 10, 16,
