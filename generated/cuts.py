@@ -25,7 +25,7 @@ for n in node:
 train step 1, decay 0.9, epochs 30
 """
 CONSTS = {}
-SIGNATURE = "d5859594425323602338a05f"
+SIGNATURE = "c0680dc7e371f212723a623f"
 KERNELS = "cuts_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 
