@@ -18,7 +18,7 @@ for i in example:
     predict softmax(z)
 """
 CONSTS = {}
-SIGNATURE = "c67ee7ae58f703dabc174b1e"
+SIGNATURE = "9ad67e70a92ca9eef8bc01cf"
 KERNELS = "softmax_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

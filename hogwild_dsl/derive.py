@@ -5,7 +5,8 @@ sums over index variables, and reverse mode through `Sum` is just "every summand
 adjoint", so a few dozen lines give exact gradients with the sums kept symbolic (sympy would
 expand them). Before differentiating, index variables are renamed canonically (one name per
 domain and nesting depth), so a loss and a reg that both run over `X[i]` share their loop and
-their update of `w[j]`. Non-smooth points take the subgradient 0 (LANGUAGE.md).
+their update of `w[j]`. Non-smooth points take the subgradient 0 (LANGUAGE.md); the max or min of
+a vector shares one weight among its tied components (extreme_share).
 
 Hands to `lower`: per block, the canonical objective and one `SiteGrad` per distinct access
 `P[index]`: d(term objective)/d(P[index]), an expression whose free variables are the index's.
@@ -193,13 +194,21 @@ def partials(e: ir.Expr) -> list[tuple[ir.Expr, ir.Expr]]:
         raise AssertionError(f"no derivative for {e.name}")   # the checker keeps sign/argmax out
     if isinstance(e, Sum):
         return [(e.body, ONE)]
-    if isinstance(e, ir.Reduce):    # d/d body[k]: softmax for logsumexp, the indicator of the max
+    if isinstance(e, ir.Reduce):    # d/d body[k]: softmax for logsumexp, a share of the max
         if e.op == "logsumexp":
             return [(e.body, func("exp", sub(e.body, e)))]
-        if e.op == "max":       # 1 where body[k] attains the max (every tied k: see notes)
-            return [(e.body, sub(ONE, func("_gt", e, e.body)))]
-        return [(e.body, sub(ONE, func("_gt", e.body, e)))]
+        return [(e.body, extreme_share(e))]
     return []
+
+
+def extreme_share(e: ir.Reduce) -> ir.Expr:
+    """d max(v) / d v[k] (min alike): 1/n where v[k] attains the extreme, n the number of
+    components that do, else 0. One weight shared among tied components, so the weights add
+    up to 1 (a subgradient; at a tie, common at a zero init, passing 1 to each tied component
+    would step n times too far). n >= 1 as long as the max, the count and the indicator read
+    the same values of v (lower stores v once: BlockLowering.update)."""
+    attains = sub(ONE, func("_gt", e, e.body) if e.op == "max" else func("_gt", e.body, e))
+    return div(attains, Sum(e.var, attains))
 
 
 # ---------------------------------------------------------------- reverse mode

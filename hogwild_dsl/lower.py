@@ -787,9 +787,19 @@ class Emitter:
         (gradients put a copy of a forward sum inside a loop over the same index)."""
         if e.var.name not in self.open_names:
             return e.var, e.body
-        self.names.count += 1
-        var = _renamed(e.var, self.names.count)
+        var = self.fresh(e.var)
         return var, substitute(e.body, e.var, var)
+
+    def fresh(self, var: ir.Var) -> ir.Var:
+        """A copy of an open loop's variable for a loop nested in it; what is stored over
+        `var` stays readable under the new name (the same values, the same array)."""
+        self.names.count += 1
+        new = _renamed(var, self.names.count)
+        for e, (array, vars_) in list(self.stored.items()):
+            if var in vars_:
+                self.stored[substitute(e, var, new)] = \
+                    (array, tuple(new if v == var else v for v in vars_))
+        return new
 
     def fuse(self, exprs):
         """Compute, in one loop per domain, the sums of `exprs` that can be computed here and
@@ -807,8 +817,7 @@ class Emitter:
                 continue
             var = sums[0].var
             if var.name in self.open_names:
-                self.names.count += 1
-                var = _renamed(var, self.names.count)
+                var = self.fresh(var)
             bodies = [substitute(s.body, s.var, var) for s in sums]
             for b in bodies:
                 self.hoist_invariants(b, var)
@@ -880,9 +889,11 @@ class Emitter:
             self.close_loop()
 
     def store(self, e: ir.Expr, loops: tuple, take):
-        """Compute e at every point of `loops` into scratch; later uses read it there."""
+        """Compute e at every point of `loops` into scratch; later uses read it there. What
+        does not depend on a loop is computed before it (the max in max(v) - v[k])."""
         array = take(size_of(self.a, loops))
         for v in loops:
+            self.hoist_invariants(e, v)
             self.open_loop(v)
         self.emit(f"{array}[{offset(self.a, loops)}] = {self.value(e)}")
         for _ in loops:
@@ -921,12 +932,6 @@ class Emitter:
     def _reduce(self, e: ir.Reduce) -> str:
         var, body = self.loop_var(e)
         self.hoist_invariants(body, var)
-        if e.op != "logsumexp" and self.take is not None and not self.open_vars and \
-                free_loop_vars(body) == {var} and body not in self.stored:
-            # an update compares the max with each body value (its derivative is 1 where
-            # they are equal): the values are stored once and read by both, so they agree to
-            # the bit (computed twice, the compiler may contract them into FMAs differently)
-            self.store(body, (var,), self.take)
         best, seen = self.names.new("m"), self.names.new("a", "int")
         self.emit(f"{seen} = 0")
         self.emit(f"{best} = 0.0")
@@ -995,6 +1000,19 @@ def _variant_parts(e: ir.Expr, nest: frozenset, hoisted: list, stored: list, rea
             stored.append(n)
         elif isinstance(n, ir.ParamAt):
             reads.append(n)
+
+
+def _extreme_bodies(exprs) -> list:
+    """The vectors v of the max(v) / min(v) whose gradients `exprs` share (extreme_share),
+    with their loops: an update stores each once, at the old point, and the max, its tie
+    count and every indicator read that copy, so they agree to the bit (v computed twice may
+    be contracted into FMAs differently: a count of 0, a division by it)."""
+    found = []
+    for e in exprs:
+        found += [(n.body, tuple(_order_vars(free_loop_vars(n.body))))
+                  for n in _distinct(e, lambda n: False)
+                  if isinstance(n, ir.Reduce) and n.op != "logsumexp" and ir.params_of(n.body)]
+    return list(dict.fromkeys(found))
 
 
 @dataclass
@@ -1355,6 +1373,9 @@ class BlockLowering:
         hoisted, stored = list(dict.fromkeys(hoisted)), list(dict.fromkeys(stored))
         em.emit("# gather: values every update below needs, computed once at the old point")
         em.row_passes(stored + hoisted + [v for v, _ in vectors], take)
+        for body, loops in _extreme_bodies(exprs):
+            if body not in em.stored:
+                em.store(body, loops, take)
         for s in stored:                   # other sums varying with a loop index -> scratch
             if s not in em.stored:
                 em.store(s, tuple(_order_vars(free_loop_vars(s))), take)
