@@ -35,14 +35,18 @@ RESULTS = HERE / "results"
 NOTE = ("The compiler merges the two symmetric sites V[j, f[j2]] / V[j2, f[j]] into one nest and "
         "runs the forward pairs over a triangle. Two nonzeros of one field may write one "
         "coordinate, which it cannot rule out from the spec, so it holds the pair gradients in "
-        "scratch and adds them afterwards; since this run it computes and adds them over the "
-        "triangle j <= j2 too (each point with its mirror: lower.BlockLowering.triangle), "
-        "reads each row's start once per term (through a pointer, gcc reloaded it after "
-        "every write for each scratch offset) and unrolls the scatter's loops over k = 4 "
-        "(lower.SHORT_LOOP). Before these three passes: 0.48x (873.7 vs 421.4 ns/term). What "
-        "is left: the held nest (computed, then added: two passes where the yardstick, "
-        "relying on one feature per field, makes one), the diagonal terms of the spec's "
-        "'(pairs - diag) / 2' spelling, and the reg on V[X[i]] over all fields in its own pass.")
+        "scratch and adds them afterwards, over the triangle j <= j2 too (each point with its "
+        "mirror: lower.BlockLowering.triangle); it reads each row's start once per term and "
+        "unrolls the scatter's loops over k = 4 (lower.SHORT_LOOP): 0.48x -> 0.77x. Since then "
+        "(issue 14, session 6): the diagonal site V[j, f[j]] of the spelling "
+        "'(pairs - diag) / 2' folds into the held triangle's diagonal, where the two "
+        "gradients add up to 0 as polynomials, so the diagonal is neither computed nor "
+        "written (lower.BlockLowering.fold_diagonals), and x * x after a substitution reads "
+        "as x^2, so the forward computes X[i, j]^2 |V[j, f[j]]|^2 once for both lets. "
+        "What is left: the held nest (computed, then added: two passes where the yardstick, "
+        "relying on one feature per field, makes one; without holding, the reg on V[X[i]] "
+        "would read coordinates the pairs already wrote), and that reg over all fields in "
+        "its own pass.")
 STEP, LAM = 0.05, 1e-5      # LAM: specs/ffm.hog's reg
 
 

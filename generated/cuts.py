@@ -25,7 +25,7 @@ for n in node:
 train step 1, decay 0.9, epochs 30
 """
 CONSTS = {}
-SIGNATURE = "b8ce3b2b7f9315d55a282e78"
+SIGNATURE = "4d80217e7b93709240e69b93"
 KERNELS = "cuts_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -18,7 +18,7 @@ for i in example:
     predict softmax(z)
 """
 CONSTS = {}
-SIGNATURE = "9ad67e70a92ca9eef8bc01cf"
+SIGNATURE = "20011046cb18cfaabbc5182a"
 KERNELS = "softmax_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -252,8 +252,11 @@ def substitute(e: ir.Expr, old: ir.Var, new: ir.Var, memo=None) -> ir.Expr:
             var, body = fresh_var, substitute(body, e.var, fresh_var)
         out = _rebind(e, var, substitute(body, old, new, memo))
     elif isinstance(e, ir.Binary):
-        out = ir.Binary(e.op, substitute(e.left, old, new, memo),
-                        substitute(e.right, old, new, memo))
+        left, right = substitute(e.left, old, new, memo), substitute(e.right, old, new, memo)
+        # a product of two equal factors (x_j x_j2 at j2 = j) reads as the square it is, so
+        # that it meets the same square spelled a^2 (FFM's diagonal) and is computed once
+        out = ir.Binary("^", left, ir.Const(2.0)) if e.op == "*" and left == right else \
+            ir.Binary(e.op, left, right)
     elif isinstance(e, ir.Neg):
         out = ir.Neg(substitute(e.operand, old, new, memo))
     elif isinstance(e, ir.Func):
@@ -1335,6 +1338,7 @@ class BlockLowering:
         params) plain SGD writes where the hot rows of `hot` are this thread's replicas."""
         self.adaptive = adaptive
         self.row_rule = adaptive and by_row     # adagrad_row (else adagrad) when adaptive
+        self.folded = {}
         names = Names()
         sites = [site if adaptive else   # AdaGrad needs g itself; sgd only step * g
                  replace(site, grad=scaled_by_step(site.grad, _sorted_nest(site.index)))
@@ -1407,6 +1411,7 @@ class BlockLowering:
             em.emit("# scatter, buffered: every gradient is computed first (a loop may read")
             em.emit("# what another wrote), then each coordinate set is written in a loop")
             buffers = {}
+            self.folded = {} if split else self.fold_diagonals(nests)
             self.row_sums(em, list(nests.values()), atomic)
             direct = [] if split else _direct_tail(list(nests.values()))
             held = [n for n in nests.values() if n not in direct]
@@ -1549,6 +1554,35 @@ class BlockLowering:
         for _ in nest.vars[1:] if opened else nest.vars:
             em.close_loop()
 
+    def fold_diagonals(self, nests: dict) -> dict:
+        """Sites that write the diagonal of a held triangular nest: a site D of nest (j, ...)
+        whose coordinate is that of a site S of nest (j, j2, ...) at j2 = j (FFM's
+        V[j, f[j]] of the spelling (pairs - diag) / 2 and the pairs' V[j, f[j2]]). D's
+        gradient joins S's at the diagonal point and D's own nest goes, where increments
+        commute (see triangular); where the sum is 0 (the diagonals cancel), the triangle
+        skips its diagonal altogether. -> S's access -> D's gradient, or ZERO_SUM. Removes
+        the folded sites from `nests`."""
+        folded = {}
+        for nest in list(nests.values()):
+            if not (self.triangular(nest, "compute") and self.triangular(nest, "apply")):
+                continue
+            j, j2, rest = nest.vars[0], nest.vars[1], nest.vars[2:]
+            for s in nest.sites:
+                if s.penalty is not None or s.access in folded:
+                    continue
+                at = _site_map(s, lambda e: substitute(e, j2, j))
+                inner = nests.get((j,) + rest)
+                d = next((d for d in inner.sites if d.access == at.access and
+                          d.penalty is None), None) if inner is not None else None
+                if d is None:
+                    continue
+                folded[s.access] = ZERO_SUM if _is_zero(ir.Binary("+", at.grad, d.grad)) \
+                    else d.grad
+                inner.sites.remove(d)
+                if not inner.sites:
+                    del nests[inner.vars]
+        return folded
+
     def triangular(self, nest: Nest, mode: str) -> bool:
         """Whether a held nest may run over the triangle of its two outer loops (see
         triangle): both loops over one domain; its gradients into scratch ("compute": any
@@ -1571,30 +1605,41 @@ class BlockLowering:
         gradients, half the passes over the row."""
         j, j2, rest = nest.vars[0], nest.vars[1], nest.vars[2:]
         mirror = {j: j2, j2: j}
+        numbered = list(enumerate(nest.sites, first))
         em.open_loop(j)
-        diagonal = [_site_map(s, lambda e: substitute(e, j2, j)) for s in nest.sites]
-        self.points(em, diagonal, nest.vars, (j, j) + rest, mode, buffer, first, atomic)
+        diagonal = []
+        for n, s in numbered:       # a folded site's gradient joins its diagonal (fold_diagonals)
+            at = _site_map(s, lambda e: substitute(e, j2, j))
+            extra = self.folded.get(s.access)
+            if extra is not None:
+                at = None if extra is ZERO_SUM else replace(at, grad=ir.Binary("+", at.grad, extra))
+            if at is not None:
+                diagonal.append((n, at))
+        self.points(em, diagonal, nest.vars, (j, j) + rest, mode, buffer, atomic)
         em.open_loop(j2, after=j)
-        self.points(em, nest.sites, nest.vars, nest.vars, mode, buffer, first, atomic)
-        swapped = [_site_map(s, lambda e: _rename_loops(e, mirror)) for s in nest.sites]
-        self.points(em, swapped, nest.vars, (j2, j) + rest, mode, buffer, first, atomic)
+        self.points(em, numbered, nest.vars, nest.vars, mode, buffer, atomic)
+        swapped = [(n, _site_map(s, lambda e: _rename_loops(e, mirror))) for n, s in numbered]
+        self.points(em, swapped, nest.vars, (j2, j) + rest, mode, buffer, atomic)
         em.close_loop()
         em.close_loop()
 
     def points(self, em: Emitter, sites: list, square: tuple, at: tuple, mode: str,
-               buffer: str, first: int, atomic: bool):
-        """The sites' gradients at the point `at` of a held square nest (its loops after the
-        two open ones still to run) into, or from, their scratch slots; each subtree that
-        depends on the open loops only is computed before the inner loops."""
+               buffer: str, atomic: bool):
+        """The sites' gradients (with their slot numbers) at the point `at` of a held square
+        nest (its loops after the two open ones still to run) into, or from, their scratch
+        slots; each subtree that depends on the open loops only is computed before the inner
+        loops."""
+        if not sites:
+            return
         a, rest = em.a, square[2:]
         if mode == "compute":
-            for site in sites:
+            for _, site in sites:
                 for n in _partial_invariants(site.grad, tuple(em.open_vars) + rest):
                     if free_loop_vars(n) <= set(em.open_vars):
                         em.hoist(n)
         for v in rest:
             em.open_loop(v)
-        for n, site in enumerate(sites, first):
+        for n, site in sites:
             slot = f"{buffer}[{n} * ({size_of(a, square)}) + {offset(a, at)}]"
             g = em.names.new("g", em.real)
             if mode == "compute":
@@ -1725,6 +1770,56 @@ class BlockLowering:
         lengths = sorted({a.extent(p.dims[-1]) for p in self.spec.params
                           if p.constraint is not None and p.constraint.kind == "simplex"})
         return " + ".join(lengths)          # room for the longest (a sum: C and Python agree)
+
+
+ZERO_SUM = ir.Const(0.0)     # fold_diagonals: a diagonal whose gradients add up to 0
+
+
+def _is_zero(e: ir.Expr, limit: int = 256) -> bool:
+    """Whether e is 0 as a polynomial in its leaves (sums, calls, quotients, data and param
+    reads are leaves; +, -, *, negation and small integer powers are expanded, so a * a is
+    a^2). False where the expansion would pass `limit` monomials."""
+    def times(a, b):        # polynomials: monomial -> (coefficient, magnitude of its parts)
+        if a is None or b is None or len(a) * len(b) > limit:
+            return None
+        out = {}
+        for ma, (ca, ga) in a.items():
+            for mb, (cb, gb) in b.items():
+                powers = dict(ma)
+                for leaf, k in mb:
+                    powers[leaf] = powers.get(leaf, 0) + k
+                m = frozenset(powers.items())
+                c, g = out.get(m, (0.0, 0.0))
+                out[m] = (c + ca * cb, g + ga * gb)
+        return out
+
+    def poly(e):
+        if isinstance(e, ir.Const):
+            return {frozenset(): (e.value, abs(e.value))}
+        if isinstance(e, ir.Neg):
+            p = poly(e.operand)
+            return None if p is None else {m: (-c, g) for m, (c, g) in p.items()}
+        if isinstance(e, ir.Binary) and e.op in ("+", "-"):
+            a, b = poly(e.left), poly(e.right)
+            if a is None or b is None:
+                return None
+            sign = 1.0 if e.op == "+" else -1.0
+            out = dict(a)
+            for m, (c, g) in b.items():
+                c0, g0 = out.get(m, (0.0, 0.0))
+                out[m] = (c0 + sign * c, g0 + g)
+            return out
+        if isinstance(e, ir.Binary) and e.op == "*":
+            return times(poly(e.left), poly(e.right))
+        if isinstance(e, ir.Binary) and e.op == "^" and isinstance(e.right, ir.Const) and \
+                e.right.value in (2.0, 3.0, 4.0):
+            base, out = poly(e.left), {frozenset(): (1.0, 1.0)}
+            for _ in range(int(e.right.value)):
+                out = times(out, base)
+            return out
+        return {frozenset({(e, 1)}): (1.0, 1.0)}
+    p = poly(e)
+    return p is not None and all(abs(c) <= 1e-12 * g for c, g in p.values())
 
 
 def _site_map(site: SiteGrad, f) -> SiteGrad:

@@ -901,6 +901,8 @@ def generate_packed(seeds, avoid_known: bool = True) -> tuple[Case, list]:
 
 SYNCS = ("hogwild", "atomic", "lock")
 MARGIN = 1e-3        # the least distance to a kink or domain edge a finite difference trusts
+# (a tie of a vector's max or min is a kink: there a central difference gives 1/2 to each of two
+# ties, not the kernel's shared subgradient 1/n, so steps are compared away from ties only)
 
 
 def draw_params(interp, rng: np.random.Generator) -> dict:

@@ -327,3 +327,43 @@ def test_a_row_of_a_3d_param_needs_unscaled():
     with pytest.raises(SpecError, match="unscaled") as err:
         hogwild_dsl.check(ROW3.format(unscaled=""))
     assert err.value.hint and "V[u]" in err.value.hint
+
+
+def test_diagonals_that_cancel_are_neither_computed_nor_written():
+    """specs/ffm.hog spells the pairs j != j2 as (pairs - diag) / 2: the gradient of
+    V[j, f[j]] from `diag` cancels the pairs' own at j2 = j. The diagonal site folds into the
+    held triangle's diagonal (lower.BlockLowering.fold_diagonals), which the sum, 0, then
+    skips; and the forward computes x_j x_j |V[j, f[j]]|^2 once for both lets."""
+    from hogwild_dsl.lower import lower
+    block = lower(hogwild_dsl.check(shipped.path("ffm").read_text())).blocks[0]
+    diagonal = "(_c_j_X * _n_field + _y_f_c_j_X) * 4"      # V[j, f[j], :]
+    for fn in (block.update_plain, block.update_atomic, block.update_hot):
+        gather, scatter = "\n".join(fn.body).split("# scatter")
+        assert diagonal not in scatter, fn.name
+        assert gather.count(diagonal) == 1, fn.name         # sum_k V[j, f[j], k]^2, once
+    # under AdaGrad each coordinate's adds stay apart (each reads the sum of g^2 before it)
+    assert diagonal in "\n".join(block.update_plain_adaptive.body).split("# scatter")[1]
+
+
+FOLDED = """
+model folded
+dim example, feature, field
+const k = 2
+data X[example, feature] : sparse
+data f[feature] : index(field)
+param V[feature, field, k] ~ normal(0, 0.5)
+for i in example:
+    let pairs = sum(j in X[i]: sum(j2 in X[i]: X[i, j] * X[i, j2] * dot(V[j, f[j2]], V[j2, f[j]])))
+    let diag = sum(j in X[i]: X[i, j]^2 * sqnorm(V[j, f[j]]))
+    loss (0.3 * pairs - 0.1 * diag - 0.2)^2
+"""
+
+
+@pytest.mark.parametrize("sync", SYNCS)
+def test_a_diagonal_that_does_not_cancel_is_folded_and_exact(load_spec, sync):
+    from hogwild_dsl.lower import lower
+    body = "\n".join(lower(hogwild_dsl.check(FOLDED)).blocks[0].update_plain.body)
+    assert "(_c_j_X * _n_field + _y_f_c_j_X) * 2" in body.split("# scatter")[1]
+    X = sp.csr_matrix(np.array([[0.7, -1.2, 0.5, 0.0, 0.9]]))
+    data = {"X": X, "f": np.array([0, 0, 1, 2, 1])}      # two nonzeros in fields 0 and 1
+    check_one_step(load_spec(text=FOLDED), data, sync, step=0.05, perturb=0.5)

@@ -235,3 +235,28 @@ def test_every_stage_that_shapes_the_code_is_in_the_generator_hash(monkeypatch):
         monkeypatch.setattr(emit.resources, "files",
                             lambda pkg, p=package, n=name: Edited(pkg, n if pkg == p else None))
         assert emit.generator_hash.__wrapped__() != base, name
+
+
+# ---------------------------------------------------------------- algebra of the passes
+
+
+def test_the_zero_test_expands_products_and_squares():
+    """lower._is_zero decides whether folded diagonal gradients cancel (fold_diagonals)."""
+    from hogwild_dsl import ir
+    a, b = ir.ParamAt("a", ()), ir.ParamAt("b", ())
+    s = ir.Func("sigmoid", (b,))
+
+    def mul(*fs):
+        out = fs[0]
+        for f in fs[1:]:
+            out = ir.Binary("*", out, f)
+        return out
+    half, two = ir.Const(0.5), ir.Const(2.0)
+    square = ir.Binary("^", a, two)
+    assert lower._is_zero(ir.Binary("-", mul(a, a), square))
+    # -(0.5 s a a b) - (0.5 b s a^2) + s a^2 b: FFM's diagonal, up to its factors' order
+    halves = ir.Binary("+", ir.Neg(mul(half, s, a, a, b)), ir.Neg(mul(half, b, s, square)))
+    assert lower._is_zero(ir.Binary("+", halves, mul(s, square, b)))
+    assert not lower._is_zero(ir.Binary("-", mul(a, a), a))
+    assert not lower._is_zero(ir.Binary("-", mul(a, b), mul(a, a)))
+    assert not lower._is_zero(ir.Binary("-", ir.Binary("^", a, ir.Const(0.5)), a))
