@@ -234,6 +234,21 @@ train step 0.01, decay 0.99, epochs 5
 """,
 }
 
+# a long flat sum and a tower of lets that each read the previous one twice (audit F6, F7)
+LONG_TERMS, LONG_LETS = 120, 12
+SPECS["long"] = """
+model u2_long
+dim example, feature
+data X[example, feature] : dense
+data y[example] : real
+param w[feature] ~ normal(0, 0.3)
+for i in example:
+    let a = dot(X[i], w)
+    let t0 = a * sigmoid(a)
+""" + "".join(f"    let t{k} = t{k - 1} * sigmoid(t{k - 1})\n" for k in range(1, LONG_LETS)) + \
+    f"    loss (t{LONG_LETS - 1} - y[i])^2 + " + \
+    " + ".join(f"0.001 * softplus(a - {k / 10})" for k in range(LONG_TERMS)) + "\n"
+
 
 def lg(z):
     return np.logaddexp(0, -z)
@@ -338,6 +353,9 @@ def make_data(name):
         X = sparse_X(150, 10, 7)
         Y = np.asarray(X @ rng.normal(size=(10, 3))) + 0.2 * rng.normal(size=(150, 3))
         return dict(X=X, Y=Y)
+    if name == "long":
+        X = rng.normal(size=(50, 3))
+        return dict(X=X, y=0.3 * np.tanh(X @ rng.normal(size=3)))
     if name == "kitchen":
         s = np.sign(rng.normal(size=60))
         return {"double": rng.normal(size=(60, 4)) * 0.7, "losses": rng.normal(size=60),
@@ -349,7 +367,7 @@ def n_terms(name, d):
     if name == "multitask":
         return d["Xr"].shape[0] + d["Xc"].shape[0]
     first = {"cp": "val", "rankpair": "better", "cbow": "target", "sidemf": "r",
-             "kitchen": "double"}.get(name, "y" if name != "multiridge" else "X")
+             "kitchen": "double", "long": "y"}.get(name, "y" if name != "multiridge" else "X")
     return d[first].nnz if sp.issparse(d[first]) and name == "sidemf" else d[first].shape[0]
 
 
@@ -429,6 +447,13 @@ def objective(name, p, d):
     if name == "multiridge":
         W = p["W"]
         return (((d["X"] @ W - d["Y"]) ** 2).sum() + 2.0 * (W[support(d["X"])] ** 2).sum()) / N
+    if name == "long":
+        a = d["X"] @ p["w"]
+        t = a * sig(a)
+        for _ in range(1, LONG_LETS):
+            t = t * sig(t)
+        return np.mean((t - d["y"]) ** 2 + sum(0.001 * softplus(a - k / 10)
+                                               for k in range(LONG_TERMS)))
     if name == "kitchen":
         x, t, s = d["double"], d["losses"], d["float"]
         w, L, q = p["int"], p["L"], p["np"]
@@ -660,7 +685,7 @@ NONCONVEX = {"cp", "ffm", "sidemf"}
 TOLERANCE = {"cp": 0.05, "ffm": 0.05, "sidemf": 0.05}
 
 
-@pytest.mark.parametrize("name", sorted(set(SPECS) - {"kitchen", "cbow"}))
+@pytest.mark.parametrize("name", sorted(set(SPECS) - {"kitchen", "cbow", "long"}))
 def test_reaches_reference_optimum(compiled, name):
     mod = compiled(name)
     d = make_data(name)
@@ -735,6 +760,10 @@ def test_vector_and_entry_predict(compiled):
     pu = P + np.asarray(sp.csr_matrix(d["Fu"]) @ S)
     expect = (pu[shuffled.row] * Q[shuffled.col]).sum(1) + bi[shuffled.col]
     np.testing.assert_allclose(t.predict(r=shuffled, Fu=d["Fu"]), expect, rtol=1e-12, atol=1e-12)
+    d = make_data("multitask")        # predict reads only the predicting block's data
+    t = compiled("multitask").Trainer(threads=1, seed=0, epochs=5).fit(**d)
+    np.testing.assert_allclose(t.predict(Xr=d["Xr"]), d["Xr"] @ t.params["w"] + t.params["br"],
+                               rtol=1e-12, atol=1e-12)
     d = make_data("kitchen")
     t = compiled("kitchen").Trainer(threads=1, seed=0).fit(**d)
     x = {k: v for k, v in d.items() if k != "float"}
@@ -994,3 +1023,34 @@ def test_sklearn_estimators_with_own_spec_files(tmp_path, hog_cache_dir):
     assert not hasattr(clf, "predict_proba")        # predict is a score, not a probability
     assert (clf.predict(d["X"]) == labels).mean() > 0.85
     np.testing.assert_array_equal(clf.predict(d["X"]), np.where(clf.decision_function(d["X"]) > 0, "spam", "ham"))
+
+
+def test_train_line_takes_the_trainer_keys(load_spec):
+    """LANGUAGE.md: the train line gives the defaults, and the trainer's keys may appear."""
+    text = SPECS["cp"].replace(
+        "train step 0.05, decay 0.995, epochs 400",
+        "train step 0.02, decay 0.9, epochs 7, optimizer adagrad, threads 1, seed 3, "
+        "sync lock, shuffle false, patience 2")
+    mod = load_spec(text=text)
+    t = mod.Trainer()
+    assert (t.step, t.decay, t.epochs, t.optimizer, t.threads, t.seed, t.sync, t.patience) == \
+        (0.02, 0.9, 7, "adagrad", 1, 3, "lock", 2)
+    d = make_data("cp")
+    t.fit(**d)
+    assert len(t.history) == 7              # patience only acts on a fit given validation data
+    same = mod.Trainer(seed=3, shuffle=False).fit(**d)
+    other = mod.Trainer(seed=0, shuffle=False).fit(**d)
+    np.testing.assert_array_equal(t.params["A"], same.params["A"])
+    assert not np.array_equal(t.params["A"], other.params["A"])
+
+
+def test_long_specs_print_and_check_fast(compiled, cli, tmp_path):
+    """gradients() and `hogwildc check` of the long spec stay short and quick (the lets are
+    named, not written out: 12 lets read twice each would be 4096 copies)."""
+    import time
+    mod = compiled("long")
+    start = time.perf_counter()
+    text = mod.gradients()
+    assert time.perf_counter() - start < 5 and len(text) < 200_000
+    out = cli("check", write_spec(tmp_path, "long"))
+    assert len(out) < 200_000 and "derived gradients" in out
