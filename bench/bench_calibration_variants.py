@@ -1,21 +1,30 @@
 """Why the default step misses the no-tuning target (issue 16): variants of the calibration
 scored against the full fits of bench/results/no_tuning.json (run bench_no_tuning.py first).
 
-  python bench/bench_calibration_variants.py [--epochs 10]
+  python bench/bench_calibration_variants.py [--only SPEC ...]
       -> bench/results/calibration_variants.json and .md
 
-For every spec and optimizer of no_tuning.json, on the same data, the sample search is rerun
-as the Trainer does it (runtime.STEP_GRID, 3 passes, a 2% sample of at least 1,000 terms),
-then each variant picks a step, and the pick is scored by the final objective of a full
-10-epoch fit at that step (from no_tuning.json's grid of half-powers of 3, where every pick
-lies) over the best SGD one:
+For every spec and optimizer of no_tuning.json, on the same data and epochs, the sample search
+is rerun as the Trainer does it (runtime.STEP_GRID, 3 passes, a 2% sample of at least 1,000
+terms) and gives the pick `a`; then each variant picks a step, scored by the final objective of
+a full fit at that step (no_tuning.json's grid of half-powers of 3, where every pick lies) over
+the best SGD one:
 - "3 passes": the search as it is;
-- "3 passes, half steps": then the grid's half-steps either side of its pick, 3 passes;
-- "fit's epochs, half steps": then the pick and its half-steps, each for as many passes as the
-  fit has epochs (the fit's horizon and decay schedule on the sample);
-- "restart /3" and "restart /sqrt(3)": where the full fit diverges at the pick (no_tuning.json
-  says so), the step a fit restarting at a third (or at sqrt(3) lower) lands on.
-The cost is in passes over the sample per fit's epochs over all the terms.
+- "3 passes, half steps": then the half-steps either side of `a`, 3 passes;
+- "fit's epochs, half steps": `a` and its half-steps, each for as many passes over the sample
+  as the fit has epochs, at its decay (the fit's horizon and schedule on the sample);
+- "fit's epochs, 10% / 20% sample": the same on a sample of 10% / 20% of the terms (at least
+  1,000): does the sample's pick approach the full fit's as the sample grows?
+- "real 1/4 epoch", "real epoch", "real 2 epochs": no sample: the steps a/3 .. 3a (five
+  half-steps) each run over the first quarter of a real shuffled epoch of all the terms, over
+  one whole epoch, or over two (the second at the fit's decay), on copies of the params, and
+  the lowest objective wins (after the quarter: on up to 10,000 terms it did not visit; after
+  whole epochs: on every term). This is a bandit over a short real run, as a trainer could
+  run it with the real per-row update counts and neighbourhoods;
+- "restart /3" and "restart /sqrt(3)": where the full fit diverges at `a` (no_tuning.json says
+  so), the step a fit restarting at a third (or at sqrt(3) lower) lands on.
+The cost is in terms processed per fit's terms (epochs x all the terms), not counting the
+restarts (their cost is the diverging fit's epochs).
 """
 from __future__ import annotations
 
@@ -37,17 +46,22 @@ from bench_no_tuning import data_sets, without_train_line  # noqa: E402
 from machine import machine  # noqa: E402
 
 H = math.sqrt(3.0)
+LABELS = ["3 passes", "3 passes, half steps", "fit's epochs, half steps",
+          "fit's epochs, 10% sample", "fit's epochs, 20% sample", "real 1/4 epoch",
+          "real epoch", "real 2 epochs", "restart /3", "restart /sqrt(3)"]
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--only", nargs="*", help="spec names (default: every row of no_tuning)")
     args = ap.parse_args(argv)
     done = json.loads((HERE / "results" / "no_tuning.json").read_text())
     sets = data_sets(done["scale"])
     rows = []
     for row in done["rows"]:
         name = row["spec"]
+        if args.only and name not in args.only:
+            continue
         best = row["best_sgd_objective"]
         text, _ = without_train_line(name)
         mod = hogwild_dsl.load(text=text)
@@ -62,7 +76,7 @@ def main(argv=None):
                 while ratio(step) == math.inf and step > min(full):
                     step /= factor
                 return step
-            picks, costs = search(mod, sets[name][0], opt, args.epochs)
+            picks, costs = Search(mod, sets[name][0], opt, row["epochs"]).picks()
             out = {"spec": name, "optimizer": opt}
             for label, step in picks.items():
                 out[label] = {"step": step, "ratio": ratio(step), "cost": costs[label]}
@@ -72,82 +86,110 @@ def main(argv=None):
             rows.append(out)
             print(name, opt, {k: (f"{v['step']:.3g}", v["ratio"] and round(v["ratio"], 4))
                               for k, v in out.items() if isinstance(v, dict)}, flush=True)
-    result = {"machine": machine(), "epochs": args.epochs, "rows": rows}
+    result = {"machine": machine(), "epochs": done["rows"][0]["epochs"], "rows": rows}
     (HERE / "results" / "calibration_variants.json").write_text(json.dumps(result, indent=2))
     (HERE / "results" / "calibration_variants.md").write_text(markdown(result))
 
 
-def search(mod, data, opt, epochs):
-    """Each variant's pick on one sample (as the Trainer draws it), and its cost in fits."""
-    t = mod.Trainer(epochs=epochs, threads=1, seed=0, optimizer=opt)
-    arrays, sizes = t.layout(data)
-    kernel = t.kernels.Kernel(arrays, sizes)
-    n_all = kernel.nterms
-    rng = np.random.default_rng([0, 0x57E9])
-    n = min(n_all, runtime.CALIBRATION_MAX_TERMS,
-            max(runtime.CALIBRATION_TERMS, int(runtime.CALIBRATION_SHARE * n_all)))
-    sample = np.sort(rng.choice(n_all, n, replace=False)).astype(np.int64)
-    visits = [rng.permutation(sample) for _ in range(epochs)]
-    live = {p.name for p in t.spec.params} | {k for _, k, _ in t._state_arrays()}
-    passes = [0]
+class Search:
+    """Each variant's pick on one trainer's layout of the data, and its cost in fits."""
 
-    def trial(step, k):
-        copies = {name: arrays[name].copy() for name in live}
-        run = t.kernels.Kernel({**arrays, **copies}, sizes)
-        draws = hasattr(run, "set_draw_key")
-        for i, visit in enumerate(visits[:k]):
+    def __init__(self, mod, data, opt, epochs):
+        self.t = t = mod.Trainer(epochs=epochs, threads=1, seed=0, optimizer=opt)
+        self.epochs = epochs
+        self.arrays, self.sizes = t.layout(data)
+        self.n_all = t.kernels.Kernel(self.arrays, self.sizes).nterms
+        self.live = {p.name for p in t.spec.params} | {k for _, k, _ in t._state_arrays()}
+        self.terms = 0                    # terms processed since the last reset
+
+    def sample(self, share):
+        """A sample as the Trainer draws it (share 2%: its own), and `epochs` visits of it."""
+        rng = np.random.default_rng([0, 0x57E9])
+        n = min(self.n_all, max(runtime.CALIBRATION_TERMS, int(share * self.n_all)))
+        if share == runtime.CALIBRATION_SHARE:
+            n = min(n, runtime.CALIBRATION_MAX_TERMS)
+        sample = np.sort(rng.choice(self.n_all, n, replace=False)).astype(np.int64)
+        return sample, [rng.permutation(sample) for _ in range(self.epochs)]
+
+    def run(self, step, visits, judge):
+        """The objective on `judge` after the visits at `step` (decay per visit), from copies
+        of the params and state; inf where anything became NaN or inf."""
+        t = self.t
+        copies = {k: self.arrays[k].copy() for k in self.live}
+        kernel = t.kernels.Kernel({**self.arrays, **copies}, self.sizes)
+        draws = hasattr(kernel, "set_draw_key")
+        for i, visit in enumerate(visits):
             if draws:
-                run.set_draw_key(runtime._draw_key(0, "calibrate", i))
-            run.epoch(visit, 0, step * t.decay ** i, 1, 0)
+                kernel.set_draw_key(runtime._draw_key(0, "calibrate", i))
+            kernel.epoch(visit, 0, step * t.decay ** int(i), 1, 0)
+            self.terms += len(visit)
         if draws:
-            run.set_draw_key(runtime._draw_key(0, "objective"))
-        passes[0] += k
-        value = run.objective_terms(sample, 1) / n
+            kernel.set_draw_key(runtime._draw_key(0, "objective"))
+        value = kernel.objective_terms(judge, 1) / len(judge)
         ok = all(math.isfinite(np.sum(c)) for c in copies.values()) and math.isfinite(value)
         return value if ok else math.inf
 
-    def pick(steps, k):
-        values = [trial(s, k) for s in steps]
+    def pick(self, steps, visits, judge):
+        values = [self.run(s, visits, judge) for s in steps]
         return steps[int(np.argmin(values))]
-    fit = epochs * n_all
-    a = pick(list(runtime.STEP_GRID), 3)
-    coarse = passes[0] * n / fit
-    passes[0] = 0
-    fine = pick([a / H, a, a * H], 3)
-    fine_cost = passes[0] * n / fit
-    passes[0] = 0
-    horizon = pick([a / H, a, a * H], epochs)
-    horizon_cost = passes[0] * n / fit
-    return ({"3 passes": a, "3 passes, half steps": fine, "fit's epochs, half steps": horizon},
-            {"3 passes": coarse, "3 passes, half steps": coarse + fine_cost,
-             "fit's epochs, half steps": coarse + horizon_cost})
+
+    def picks(self):
+        fit = self.epochs * self.n_all
+        out, cost = {}, {}
+
+        def timed(label, steps, visits, judge, before=0.0):
+            self.terms = 0
+            out[label] = self.pick(steps, visits, judge)
+            cost[label] = before + self.terms / fit
+        sample, visits = self.sample(runtime.CALIBRATION_SHARE)
+        timed("3 passes", list(runtime.STEP_GRID), visits[:3], sample)
+        a, coarse = out["3 passes"], cost["3 passes"]
+        timed("3 passes, half steps", [a / H, a, a * H], visits[:3], sample, coarse)
+        timed("fit's epochs, half steps", [a / H, a, a * H], visits, sample, coarse)
+        for share in (0.1, 0.2):
+            big, big_visits = self.sample(share)
+            timed(f"fit's epochs, {share:.0%} sample", [a / H, a, a * H], big_visits, big,
+                  coarse)
+        rng = np.random.default_rng([0, 0x7EA1])
+        epochs = [rng.permutation(self.n_all).astype(np.int64) for _ in range(2)]
+        quarter = epochs[0][:max(1, self.n_all // 4)]
+        unseen = np.sort(epochs[0][len(quarter):][:runtime.EVAL_TERMS]).astype(np.int64)
+        every = np.arange(self.n_all, dtype=np.int64)
+        near = [a / 3, a / H, a, a * H, a * 3]
+        timed("real 1/4 epoch", near, [quarter], unseen if len(unseen) else every, coarse)
+        timed("real epoch", near, epochs[:1], every, coarse)
+        timed("real 2 epochs", near, epochs, every, coarse)
+        return out, cost
 
 
 def markdown(result) -> str:
     m = result["machine"]
-    labels = ["3 passes", "3 passes, half steps", "fit's epochs, half steps", "restart /3",
-              "restart /sqrt(3)"]
     lines = ["# Calibration variants against the full fits (bench/bench_calibration_variants.py)",
              "", f"Machine: {m['cpu']}, {m['cores']} cores, host {m['host']}; {result['epochs']} "
              "epochs, one thread. Each cell: the variant's step, and the final objective of a "
              "full fit at it over the best hand-tuned SGD one (bench/results/no_tuning.json; "
-             "inf: the full fit diverges there). Cost: sample passes in fits' worth of terms "
-             "(the restarts' cost is the diverging fit's epochs, not counted).", "",
-             "| spec | optimizer | " + " | ".join(labels) + " |",
-             "|---|---|" + "---|" * len(labels)]
+             "inf: the full fit diverges there); cost: the terms the variant processed (the "
+             "sample search's included) per fit's terms (the restarts' cost is the diverging "
+             "fit's epochs, not counted). The variants are described in the script's "
+             "docstring.", "",
+             "| spec | optimizer | " + " | ".join(LABELS) + " |",
+             "|---|---|" + "---|" * len(LABELS)]
     for r in result["rows"]:
         cells = [r["spec"], r["optimizer"]]
-        for label in labels:
+        for label in LABELS:
             v = r[label]
             ratio = "-" if v["ratio"] is None else f"{v['ratio']:.4g}"
             cost = f", cost {v['cost']:.2f}" if v["cost"] else ""
             cells.append(f"{v['step']:.3g}: {ratio}{cost}")
         lines.append("| " + " | ".join(cells) + " |")
-    for label in labels:
+    lines.append("")
+    for label in LABELS:
         for opt in ("sgd", "adagrad"):
-            hits = [r["spec"] for r in result["rows"] if r["optimizer"] == opt and
-                    r[label]["ratio"] is not None and r[label]["ratio"] <= 1.01]
-            lines.append(f"\n{label}, {opt}: within 1% on {len(hits)} ({', '.join(hits)}).")
+            rows = [r for r in result["rows"] if r["optimizer"] == opt]
+            hits = [r["spec"] for r in rows if r[label]["ratio"] is not None and
+                    r[label]["ratio"] <= 1.01]
+            lines.append(f"- {label}, {opt}: within 1% on {len(hits)} of {len(rows)} "
+                         f"({', '.join(hits) or 'none'}).")
     return "\n".join(lines) + "\n"
 
 

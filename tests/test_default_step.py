@@ -1,12 +1,13 @@
 """The default step (docs/api.md, "The default step"): where neither the Trainer nor the spec's
-train line gives a step, the first fit calibrates it on a sample of the terms (runtime.STEP_GRID),
-and restarts at a smaller step where the fit diverges all the same."""
+train line gives a step, the first fit calibrates it on the data scaled down (runtime.STEP_GRID,
+then half-steps of it for the fit's epochs), and restarts at a smaller step where the fit
+diverges all the same."""
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
 import hogwild_dsl
-from hogwild_dsl import runtime
+from hogwild_dsl import datasets, runtime
 from hogwild_dsl.sklearn import HogwildClassifier
 
 from test_cli import hogwildc, cli_env  # noqa: F401  (fixtures)
@@ -43,6 +44,12 @@ def counts(rows=200, cols=150, nnz=4000, seed=0):
     return sp.csr_matrix((value, (u, v)), shape=(rows, cols))
 
 
+def half_power_of_3(step):
+    """The calibrated steps are 3^(k/2), k an integer."""
+    k = 2 * np.log(step) / np.log(3)
+    return abs(k - round(k)) < 1e-9
+
+
 @pytest.fixture(scope="module")
 def logreg(load_spec):
     return load_spec("logreg")     # no train line
@@ -53,10 +60,15 @@ def test_calibration_picks_a_grid_step_reproducibly_whatever_the_threads(logreg)
     fits = [logreg.Trainer(threads=threads, epochs=3, seed=7).fit(X=X, y=y)
             for threads in (1, 1, 2)]
     cal = fits[0].calibration
-    assert fits[0].step == cal["step"] in runtime.STEP_GRID
+    assert fits[0].step == cal["step"] and half_power_of_3(cal["step"])
     assert cal["grid"] == list(runtime.STEP_GRID) and len(cal["objectives"]) == len(cal["grid"])
-    assert cal["objectives"][runtime.STEP_GRID.index(cal["step"])] == min(cal["objectives"])
-    assert 0 < cal["terms"] <= 2000 and cal["seconds"] >= 0
+    coarse = cal["grid"][int(np.argmin(cal["objectives"]))]
+    # then the half-steps around the grid's best, for the fit's 3 epochs: the lowest wins
+    assert cal["epochs"] == 3 and len(cal["fit_objectives"]) == len(cal["steps"]) >= 3
+    assert coarse in cal["steps"] and all(np.isclose(b / a, 3 ** 0.5)
+                                          for a, b in zip(cal["steps"], cal["steps"][1:]))
+    assert cal["fit_objectives"][cal["steps"].index(cal["step"])] == min(cal["fit_objectives"])
+    assert cal["terms"] == 1000 and cal["share"] == 0.5 and cal["seconds"] >= 0
     assert [h["step"] for h in fits[0].history] == [cal["step"] * 0.9 ** e for e in range(3)]
     for k in fits[0].params:                      # threads=1 + seed: bit for bit
         np.testing.assert_array_equal(fits[0].params[k], fits[1].params[k])
@@ -162,7 +174,7 @@ def test_every_option_calibrates(logreg, options):
     Xv, yv = classification(n=200, seed=1)
     t = logreg.Trainer(**{"threads": 1, "epochs": 3, "patience": 2, **options})
     t.fit(X=X, y=y, validation={"X": Xv, "y": yv})
-    assert t.step == t.calibration["step"] in runtime.STEP_GRID
+    assert t.step == t.calibration["step"] and half_power_of_3(t.step)
     assert t.history[-1]["objective"] < t.calibration["objectives"][0] or \
         t.history[-1]["objective"] < 0.6
 
@@ -171,10 +183,10 @@ def test_the_classifier_default_learning_rate_is_calibrated_then_held_out():
     X, y = classification(n=400)
     clf = HogwildClassifier(threads=1, epochs=3).fit(X, y)
     first, _ = clf.step_search_[0]                # the calibrated step starts the search
-    assert first in runtime.STEP_GRID
+    assert half_power_of_3(first)
     assert clf.trainer_.step in [s for s, _ in clf.step_search_]
     clf = HogwildClassifier(spec="svm", threads=1, epochs=3).fit(X, y)   # a train line too
-    assert clf.step_search_[0][0] in runtime.STEP_GRID
+    assert half_power_of_3(clf.step_search_[0][0])
     clf = HogwildClassifier(threads=1, epochs=3, step=0.2).fit(X, y)
     assert clf.trainer_.calibration is None and clf.trainer_.step == 0.2
     assert clf.step_search_ is None
@@ -252,3 +264,46 @@ def test_adagrad_defaults_to_no_decay(logreg, load_spec):
     assert load_spec("bpr").Trainer().decay == 1.0            # train line: adagrad, no decay
     with_decay = load_spec(text=logreg.SPEC + "train optimizer adagrad, decay 0.7\n")
     assert with_decay.Trainer().decay == 0.7
+
+
+def test_the_scaled_down_data_keep_each_rows_updates_per_pass(load_spec):
+    """The search runs on a share of the terms over the same share of the rows of every dim
+    they range over (the other rows hashed onto the kept ones): a kept user keeps its ratings
+    and an item about its own count, a row of X stays whole, a node keeps its degree; the
+    params are the current ones' kept rows; label columns (not ranged over) stay."""
+    rng = np.random.default_rng(0)
+    users, items = 2000, 500
+    u = np.repeat(np.arange(users), 20)                 # every user rates 20 items
+    v = np.concatenate([rng.choice(items, 20, replace=False) for _ in range(users)])
+    r = sp.csr_matrix((rng.integers(1, 6, u.size).astype(float), (u, v)), shape=(users, items))
+    t = load_spec("mc").Trainer(threads=1, epochs=0)
+    arrays, sizes = t.layout({"r": r})
+    small, small_sizes = t._scaled_down(arrays, sizes, 0.1, np.random.default_rng(1))
+    assert (small_sizes["n_user"], small_sizes["n_item"]) == (200, 50)
+    assert small["r__data"].size == 4000                # a tenth of the ratings, as terms
+    assert np.diff(small["r__indptr"]).mean() == 20     # per user: 20, as in the data
+    per_item = np.bincount(small["r__indices"], minlength=50)
+    assert per_item.mean() == 80 and per_item.min() > 10     # per item: 80 on average
+    full = t.params["L"]
+    assert small["L"].shape == (200, 20) and not np.shares_memory(small["L"], full)
+    assert (small["L"][:, None, :] == full[None]).all(-1).any(1).all()
+
+    X, y = classification(n=2000, d=400)
+    t = load_spec("logreg").Trainer(threads=1, epochs=0)
+    arrays, sizes = t.layout({"X": X, "y": y})
+    small, small_sizes = t._scaled_down(arrays, sizes, 0.1, np.random.default_rng(1))
+    assert (small_sizes["n_example"], small_sizes["n_feature"]) == (200, 40)
+    Xs = sp.csr_matrix((small["X__data"], small["X__indices"], small["X__indptr"]), shape=(200, 40))
+    sums = np.asarray(X.sum(axis=1)).ravel()            # whole rows, their columns hashed
+    kept = [np.flatnonzero(np.isclose(sums, s) & (y == label))
+            for s, label in zip(np.asarray(Xs.sum(axis=1)).ravel(), small["y"])]
+    assert all(k.size for k in kept)
+
+    w, c = datasets.dblife_like(n_nodes=2000, n_labels=4, avg_degree=6, seed=0)
+    t = load_spec("cuts").Trainer(threads=1, epochs=0)
+    arrays, sizes = t.layout({"w": w, "c": c})
+    small, small_sizes = t._scaled_down(arrays, sizes, 0.1, np.random.default_rng(1))
+    assert small_sizes["n_node"] == 200 and small["c"].shape == (200, 4)
+    assert small["x"].shape == (200, 4)
+    degree = np.diff(small["w__indptr"]).mean()
+    assert abs(degree - w.nnz / 2000) < 0.1 * w.nnz / 2000     # neighbours kept
