@@ -3,13 +3,24 @@ scored against the full fits of bench/results/no_tuning.json (run bench_no_tunin
 
   python bench/bench_calibration_variants.py [--only SPEC ...]
       -> bench/results/calibration_variants.json and .md
+  python bench/bench_calibration_variants.py --paper-cuts
+      -> bench/results/calibration_paper_cuts.json and .md: the graph cuts of bench_paper.py
+         (DBLife-shaped 40,000 nodes; Abdomen-shaped 128 x 128 x 32), where the plain sample's
+         pick failed (bench/results/cuts_lp.md): both searches' picks, and a full fit (the
+         spec's 30 epochs, decay 0.9, 2 threads) at the Trainer's pick: planted labels found
 
-For every spec and optimizer of no_tuning.json, on the same data and epochs, the sample search
-is rerun as the Trainer does it (runtime.STEP_GRID, 3 passes, a 2% sample of at least 1,000
-terms) and gives the pick `a`; then each variant picks a step, scored by the final objective of
-a full fit at that step (no_tuning.json's grid of half-powers of 3, where every pick lies) over
-the best SGD one:
-- "3 passes": the search as it is;
+For every spec and optimizer of no_tuning.json, on the same data and epochs, each variant
+picks a step, scored by the final objective of a full fit at that step (no_tuning.json's grid
+of half-powers of 3, where every pick lies) over the best SGD one:
+- "scaled down (the Trainer's)": the Trainer's own search (runtime.TrainerBase._calibrate_step:
+  the data scaled down, STEP_GRID for 3 passes, then half-steps for the fit's epochs);
+- "... after restarts": where the full fit diverges at that pick, the step the Trainer's
+  restarts (sqrt(3) lower each) land on;
+- "scaled down, 3 passes": its first stage alone (no half-steps at the fit's horizon);
+the earlier search and the alternatives measured against it:
+- "3 passes": a plain 2% sample of the terms (at least 1,000), STEP_GRID for 3 passes over
+  it, lowest sample objective: the Trainer's search before the scaled-down data; its pick `a`
+  starts the variants below;
 - "3 passes, half steps": then the half-steps either side of `a`, 3 passes;
 - "fit's epochs, half steps": `a` and its half-steps, each for as many passes over the sample
   as the fit has epochs, at its decay (the fit's horizon and schedule on the sample);
@@ -21,8 +32,8 @@ the best SGD one:
   the lowest objective wins (after the quarter: on up to 10,000 terms it did not visit; after
   whole epochs: on every term). This is a bandit over a short real run, as a trainer could
   run it with the real per-row update counts and neighbourhoods;
-- "restart /3" and "restart /sqrt(3)": where the full fit diverges at `a` (no_tuning.json says
-  so), the step a fit restarting at a third (or at sqrt(3) lower) lands on.
+- "restart /sqrt(3)": where the full fit diverges at `a` (no_tuning.json says so), the step a
+  fit restarting at sqrt(3) lower lands on.
 The cost is in terms processed per fit's terms (epochs x all the terms), not counting the
 restarts (their cost is the diverging fit's epochs).
 """
@@ -46,15 +57,19 @@ from bench_no_tuning import data_sets, without_train_line  # noqa: E402
 from machine import machine  # noqa: E402
 
 H = math.sqrt(3.0)
-LABELS = ["3 passes", "3 passes, half steps", "fit's epochs, half steps",
+LABELS = ["scaled down (the Trainer's)", "... after restarts", "scaled down, 3 passes",
+          "3 passes", "3 passes, half steps", "fit's epochs, half steps",
           "fit's epochs, 10% sample", "fit's epochs, 20% sample", "real 1/4 epoch",
-          "real epoch", "real 2 epochs", "restart /3", "restart /sqrt(3)"]
+          "real epoch", "real 2 epochs", "restart /sqrt(3)"]
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="*", help="spec names (default: every row of no_tuning)")
+    ap.add_argument("--paper-cuts", action="store_true", help="the paper-sized graph cuts")
     args = ap.parse_args(argv)
+    if args.paper_cuts:
+        return paper_cuts()
     done = json.loads((HERE / "results" / "no_tuning.json").read_text())
     sets = data_sets(done["scale"])
     rows = []
@@ -80,9 +95,10 @@ def main(argv=None):
             out = {"spec": name, "optimizer": opt}
             for label, step in picks.items():
                 out[label] = {"step": step, "ratio": ratio(step), "cost": costs[label]}
-            a = picks["3 passes"]
-            for label, f in (("restart /3", 3.0), ("restart /sqrt(3)", H)):
-                out[label] = {"step": land(a, f), "ratio": ratio(land(a, f)), "cost": 0.0}
+            for label, start in (("restart /sqrt(3)", picks["3 passes"]),
+                                 ("... after restarts", picks["scaled down (the Trainer's)"])):
+                out[label] = {"step": land(start, H), "ratio": ratio(land(start, H)),
+                              "cost": 0.0}
             rows.append(out)
             print(name, opt, {k: (f"{v['step']:.3g}", v["ratio"] and round(v["ratio"], 4))
                               for k, v in out.items() if isinstance(v, dict)}, flush=True)
@@ -96,7 +112,7 @@ class Search:
 
     def __init__(self, mod, data, opt, epochs):
         self.t = t = mod.Trainer(epochs=epochs, threads=1, seed=0, optimizer=opt)
-        self.epochs = epochs
+        self.epochs, self.data = epochs, data
         self.arrays, self.sizes = t.layout(data)
         self.n_all = t.kernels.Kernel(self.arrays, self.sizes).nterms
         self.live = {p.name for p in t.spec.params} | {k for _, k, _ in t._state_arrays()}
@@ -129,6 +145,13 @@ class Search:
         ok = all(math.isfinite(np.sum(c)) for c in copies.values()) and math.isfinite(value)
         return value if ok else math.inf
 
+    def trainers_search(self):
+        """The Trainer's own calibration on this data (on a trainer of its own)."""
+        t = type(self.t)(epochs=self.epochs, threads=1, seed=0, optimizer=self.t.optimizer)
+        arrays, sizes = t.layout(self.data)
+        t._calibrate_step(arrays, sizes)
+        return t.calibration
+
     def pick(self, steps, visits, judge):
         values = [self.run(s, visits, judge) for s in steps]
         return steps[int(np.argmin(values))]
@@ -136,6 +159,12 @@ class Search:
     def picks(self):
         fit = self.epochs * self.n_all
         out, cost = {}, {}
+        own = self.trainers_search()
+        out["scaled down (the Trainer's)"] = own["step"]
+        cost["scaled down (the Trainer's)"] = own["terms"] * (
+            len(own["grid"]) * own["passes"] + len(own["steps"]) * own["epochs"]) / fit
+        out["scaled down, 3 passes"] = own["grid"][int(np.argmin(own["objectives"]))]
+        cost["scaled down, 3 passes"] = own["terms"] * len(own["grid"]) * own["passes"] / fit
 
         def timed(label, steps, visits, judge, before=0.0):
             self.terms = 0
@@ -160,6 +189,54 @@ class Search:
         timed("real epoch", near, epochs[:1], every, coarse)
         timed("real 2 epochs", near, epochs, every, coarse)
         return out, cost
+
+
+def paper_cuts():
+    """The searches on the paper-sized cuts instances, and a fit at the Trainer's pick."""
+    from hogwild_dsl import datasets
+    mod = hogwild_dsl.load(HERE.parent / "specs" / "cuts.hog")
+    rows = []
+    for label, make in (
+            ("DBLife-shaped", lambda: datasets.dblife_like(
+                n_nodes=40_000, n_labels=10, avg_degree=6, seed=0, return_truth=True)),
+            ("Abdomen-shaped", lambda: datasets.abdomen_like(
+                height=128, width=128, depth=32, n_labels=5, seed=0, return_truth=True))):
+        w, c, truth = make()[:3]
+        data = {"w": w.tocsr(), "c": np.asarray(c)}
+        plain = Search(mod, data, "sgd", 30)
+        sample, visits = plain.sample(runtime.CALIBRATION_SHARE)
+        old = plain.pick(list(runtime.STEP_GRID), visits[:3], sample)
+        t = mod.Trainer(step="auto", threads=2, seed=0)
+        t.fit(**data)
+        found = float(np.mean(t.predict(**data) == np.asarray(truth).ravel()))
+        cal = t.calibration
+        rows.append({"problem": label, "terms": plain.n_all, "plain_sample_pick": old,
+                     "step": t.step, "calibration": cal, "labels_found": found,
+                     "objective": t.history[-1]["objective"],
+                     "fit_seconds": sum(h["seconds"] for h in t.history)})
+        print(label, old, t.step, found, flush=True)
+    m = machine()
+    lines = ["# The default step on the paper-sized graph cuts", "",
+             f"Machine: {m['cpu']}, {m['cores']} cores, host {m['host']}. specs/cuts.hog with "
+             "step \"auto\" (its own decay 0.9 and 30 epochs), 2 threads, seed 0, the instances "
+             "of bench/bench_paper.py. The plain sample's pick (the search before the "
+             "scaled-down data) is the one bench/results/cuts_lp.md measured at 0.29 of the "
+             "Abdomen labels (step 243).", "",
+             "| problem | terms | plain sample's pick | the Trainer's pick (restarts) | "
+             "search s | its share of the fit | planted labels found | objective |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        cal = r["calibration"]
+        lines.append(f"| {r['problem']} | {r['terms']} | {r['plain_sample_pick']:.4g} | "
+                     f"{r['step']:.4g} ({', '.join(f'{x:.3g}' for x in cal['diverged']) or '-'})"
+                     f" | {cal['seconds']:.2f} | "
+                     f"{cal['seconds'] / (cal['seconds'] + r['fit_seconds']):.0%} | "
+                     f"{r['labels_found']:.4f} | {r['objective']:.5g} |")
+    for r in rows:
+        r["calibration"] = {k: v for k, v in r["calibration"].items()}
+    (HERE / "results" / "calibration_paper_cuts.json").write_text(
+        json.dumps({"machine": m, "rows": rows}, indent=2, default=float))
+    (HERE / "results" / "calibration_paper_cuts.md").write_text("\n".join(lines) + "\n")
 
 
 def markdown(result) -> str:

@@ -280,8 +280,13 @@ class TrainerBase:
         began = time.perf_counter()
         share = min(1.0, max(CALIBRATION_SHARE, CALIBRATION_TERMS / n_all),
                     CALIBRATION_MAX_TERMS / n_all)
-        small, small_sizes = (arrays, sizes) if share >= 1.0 else \
-            self._scaled_down(arrays, sizes, share, np.random.default_rng([self.seed, 0x57E9]))
+        small, small_sizes = arrays, sizes
+        if share < 1.0:
+            try:
+                small, small_sizes = self._scaled_down(arrays, sizes, share,
+                                                       np.random.default_rng([self.seed, 0x57E9]))
+            except DataError:        # e.g. sampling weights all 0 on the kept rows: whole data
+                share = 1.0
         kernel = self.kernels.Kernel(small, small_sizes)
         n, draws = kernel.nterms, hasattr(kernel, "set_draw_key")
         live = {p.name for p in self.spec.params} | {k for _, k, _ in self._state_arrays()}
@@ -376,17 +381,17 @@ class TrainerBase:
                     else value
                 continue
             a, b = d.dims
-            m = sp.csr_matrix((arrays[f"{d.name}__data"], arrays[f"{d.name}__indices"],
-                               arrays[f"{d.name}__indptr"]), shape=(extent(a), extent(b)))
+            indptr, indices = arrays[f"{d.name}__indptr"], arrays[f"{d.name}__indices"]
+            values = arrays[f"{d.name}__data"]
             shape = tuple(len(kept[x]) if x in kept else extent(x) for x in d.dims)
             at = picked.get(companions.get(d.name, d.name))
             if at is None:                    # rows kept whole, their columns hashed
-                m = m[kept[a]] if a in kept else m
-                coo = m.tocoo()
+                m = sp.csr_matrix((values, indices, indptr), shape=(extent(a), extent(b)))
+                coo = (m[kept[a]] if a in kept else m).tocoo()
                 row, col, values = coo.row, coo.col, coo.data
             else:                             # entries as terms: a share of them, hashed
-                coo = m.tocoo()
-                row, col, values = coo.row[at], coo.col[at], coo.data[at]
+                row = np.searchsorted(indptr, at, side="right") - 1
+                col, values = indices[at], values[at]
                 row = onto[a][row] if a in onto else row
             col = onto[b][col] if b in onto else col
             data[d.name] = sp.coo_matrix((values, (row, col)), shape=shape)
