@@ -397,7 +397,7 @@ class TrainerBase:
             data[d.name] = sp.coo_matrix((values, (row, col)), shape=shape)
         plain = next(c for c in type(self).__mro__ if "spec" in c.__dict__)
         small = plain(threads=1, epochs=1, step=1.0, decay=self.decay, seed=self.seed,
-                      optimizer=self.optimizer, order="shuffle")
+                      optimizer=self.optimizer, progress=False)
         small.params = {p.name: rows(self.params[p.name], p.dims) for p in spec.params}
         small._accumulators = {key: rows(self._accumulators[key], spec.param(
             key.split("__")[0]).dims[:len(shape)]) for key, _, shape in self._state_arrays()}

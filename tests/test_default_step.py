@@ -307,3 +307,12 @@ def test_the_scaled_down_data_keep_each_rows_updates_per_pass(load_spec):
     assert small["x"].shape == (200, 4)
     degree = np.diff(small["w__indptr"]).mean()
     assert abs(degree - w.nnz / 2000) < 0.1 * w.nnz / 2000     # neighbours kept
+
+
+def test_a_train_line_without_shuffle_or_step_calibrates_on_the_scaled_down_data(logreg,
+                                                                                 load_spec):
+    mod = load_spec(text=logreg.SPEC + "train shuffle false, epochs 2\n")
+    X, y = classification(n=2000)
+    t = mod.Trainer(threads=1).fit(X=X, y=y)
+    assert t.order == "stored" and t.calibration["share"] == 0.5
+    assert half_power_of_3(t.step) and t.history[-1]["objective"] < np.log(2)
