@@ -219,9 +219,10 @@ def paper_cuts():
     lines = ["# The default step on the paper-sized graph cuts", "",
              f"Machine: {m['cpu']}, {m['cores']} cores, host {m['host']}. specs/cuts.hog with "
              "step \"auto\" (its own decay 0.9 and 30 epochs), 2 threads, seed 0, the instances "
-             "of bench/bench_paper.py. The plain sample's pick (the search before the "
-             "scaled-down data) is the one bench/results/cuts_lp.md measured at 0.29 of the "
-             "Abdomen labels (step 243).", "",
+             "of bench/bench_paper.py. The plain sample's pick: the search before the "
+             "scaled-down data, on STEP_GRID (at its upper end 27 it went on past it: to 243 "
+             "on Abdomen in bench/results/cuts_lp.md, where the fit found 0.29 of the "
+             "labels).", "",
              "| problem | terms | plain sample's pick | the Trainer's pick (restarts) | "
              "search s | its share of the fit | planted labels found | objective |",
              "|---|---|---|---|---|---|---|---|"]
