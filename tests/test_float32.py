@@ -60,8 +60,9 @@ def _data(name):
 # Relative gap between the float32 and float64 objectives after 10 epochs (threads=1, one
 # seed: both runs take the same steps from the same initial values rounded to float32, and
 # differ by float32's rounding of each stored value, about 6e-8 relative, and of each
-# coordinate's step, computed in float). Measured here: bpr 3.5e-9, logreg 2.5e-7, softmax
-# 2.9e-7, fm 4.4e-7, svm 4.6e-7, mc 5.1e-7; the user specs below 3.9e-7 (boxed) and 1.9e-8
+# coordinate's step, computed in float). Measured here (with logreg, softmax and fm at their
+# calibrated steps then): bpr 3.5e-9, logreg 2.5e-7, softmax 2.9e-7, fm 4.4e-7, svm 4.6e-7,
+# mc 5.1e-7; the user specs below 3.9e-7 (boxed) and 1.9e-8
 # (pairs). The bound, 2e-6, is 4x the largest; a kernel that read a float as a double, or
 # lost a write, is off by far more.
 TOLERANCE = 2e-6
@@ -75,7 +76,11 @@ def test_float32_trains_like_float64(load_dtype, name):
     for dtype in ("float64", "float32"):
         mod = load_dtype(name, dtype)
         assert mod.DTYPE == dtype
-        t = mod.Trainer(threads=1, epochs=10, seed=1)
+        # a spec without a step on its train line at 0.1, not at its calibrated step: the
+        # best step of 10 epochs can be one whose path oscillates, where float32's rounding
+        # grows to percents (softmax at 9)
+        step = None if "step" in dict(mod.Trainer.spec.train) else 0.1
+        t = mod.Trainer(threads=1, epochs=10, seed=1, step=step)
         t.fit(**data)
         value = t.objective(**data)
         assert type(value) is float
