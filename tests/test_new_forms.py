@@ -488,9 +488,12 @@ def test_adagrad_two_steps(funksvd, sync):
 def test_adagrad_state_is_kept(funksvd, tmp_path):
     import pickle
     r = ratings()
-    a = funksvd.Trainer(threads=1, epochs=2, optimizer="adagrad", seed=1).fit(r=r, mu=3.0)
+    # a given step: a loaded trainer without one calibrates its own (a save keeps no step)
+    a = funksvd.Trainer(threads=1, epochs=2, optimizer="adagrad", seed=1, step=0.1).fit(
+        r=r, mu=3.0)
     a.save(tmp_path / "m.npz")
-    b = funksvd.Trainer.load(tmp_path / "m.npz", threads=1, epochs=1, optimizer="adagrad", seed=1)
+    b = funksvd.Trainer.load(tmp_path / "m.npz", threads=1, epochs=1, optimizer="adagrad",
+                             seed=1, step=0.1)
     c = pickle.loads(pickle.dumps(a))
     for t in (a, b, c):
         t.epochs = 1
