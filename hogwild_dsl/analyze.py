@@ -155,22 +155,18 @@ class _Sizes:
 
 
 def _accesses(block: ir.Block):
-    """The distinct ParamAt nodes of a block's update (losses and reg shares), and every
-    index variable that appears in the block, by name."""
+    """The distinct ParamAt nodes of a block's update (losses and reg shares)."""
     exprs = [e for e, _ in block.losses] + [r.expr for r in block.regs]
     seen, out = set(), []
-    variables = {v.name: v for v in block.vars}
     for e in exprs:
         for node in ir.walk(e):
-            if isinstance(node, (ir.Sum, ir.Reduce, ir.ArgMax)):
-                variables.setdefault(node.var.name, node.var)
             if isinstance(node, ir.ParamAt) and node not in seen:
                 seen.add(node)
                 out.append(node)
-    return out, variables
+    return out
 
 
-def _access_key(access, variables):
+def _access_key(access):
     """Accesses with equal keys touch the same coordinates in every term (w[_j1] in the loss
     and w[_j2] in the reg, both over X[i]), so only one of them is expanded."""
     names = [v.name for v in access.index]
@@ -186,18 +182,15 @@ def _access_key(access, variables):
             what = ("indirect", v.source)
         elif v.kind == "dense":
             what = ("dense", v.dim)
-        else:
-            row = variables.get(v.source[1])
-            if row is None or row.kind != "term":
-                return ("unique", id(access))
-            what = ("sparse", v.source)
+        else:                                # X[i] or X[better[p]]: fixed per term
+            what = ("sparse", v.source[:2])
         parts.append((what, names.index(v.name)))
     return (access.name, tuple(parts))
 
 
-def _needed_vars(access, variables):
-    """The variables of an access plus the variables their values depend on (the row variable
-    of a sparse row, the term variable index data are read at), each after those."""
+def _needed_vars(access):
+    """The variables of an access plus the variables their values depend on (the index
+    selecting a sparse row, the index that index data are read at), each after those."""
     order, done = [], set()
 
     def visit(var, trail=()):
@@ -206,11 +199,7 @@ def _needed_vars(access, variables):
         if var.name in trail:
             raise DataError(f"index variable '{var.name}' depends on itself")
         if var.kind in ("sparse", "indirect"):
-            row = variables.get(var.source[1])
-            if row is None:
-                raise HogwildError(f"index '{var.name}': the index '{var.source[1]}' it is "
-                                   "read at is not bound in the block")
-            visit(row, trail + (var.name,))
+            visit(var.at, trail + (var.name,))
         done.add(var.name)
         order.append(var)
 
@@ -247,7 +236,7 @@ def _expand(vars_in_order, term_values, n_terms, given, size):
                                 f"reads it at position {int(at.max())}")
             values[var.name] = labels[at]
         elif var.kind == "sparse":
-            data_name, row_name = var.source
+            data_name, row_name = var.source[:2]
             if data_name not in given:
                 raise DataError(f"data '{data_name}' is needed (its rows are summed over) "
                                 "but was not given")
@@ -271,10 +260,10 @@ def _expand(vars_in_order, term_values, n_terms, given, size):
     return term, values
 
 
-def _free_dense_positions(access, variables):
+def _free_dense_positions(access):
     """Positions of the access's index holding a dense variable that spans its whole dim
     independently of everything else (it appears once, and no sparse row depends on it)."""
-    needed = _needed_vars(access, variables)
+    needed = _needed_vars(access)
     sources = {v.source[1] for v in needed if v.kind == "sparse"}
     names = [v.name for v in access.index]
     return {p for p, v in enumerate(access.index)
@@ -340,9 +329,9 @@ def _incidence(spec: ir.Spec, data: dict):
 
     block_accesses = [_accesses(b) for b in spec.blocks]
     grouped = {p.name: set(range(len(p.dims))) for p in spec.params}
-    for accesses, variables in block_accesses:
+    for accesses in block_accesses:
         for acc in accesses:
-            grouped[acc.name] &= _free_dense_positions(acc, variables)
+            grouped[acc.name] &= _free_dense_positions(acc)
     cols = _Columns(spec, shapes, grouped)
 
     blocks = []           # (header, n_terms, term offset)
@@ -350,7 +339,7 @@ def _incidence(spec: ir.Spec, data: dict):
     global_sets = []      # per block: columns touched by every term of the block
     draws = []            # _Draw, one per sample line of every block
     start = 0
-    for block, (accesses, variables) in zip(spec.blocks, block_accesses):
+    for block, accesses in zip(spec.blocks, block_accesses):
         if block.kind == "rows":
             n = size(block.over, f"the block '{block.header()}' has one term per index")
             term_values = {block.vars[0].name: np.arange(n, dtype=np.int64)}
@@ -367,13 +356,13 @@ def _incidence(spec: ir.Spec, data: dict):
         t_parts, c_parts, g_parts = [], [], []
         unique = {}
         for acc in accesses:
-            unique.setdefault(_access_key(acc, variables), acc)
+            unique.setdefault(_access_key(acc), acc)
         block_draws = {s.var.name: _Draw(s, len(blocks), n, start, given, size)
                        for s in block.samples}
         for acc in unique.values():
             sampled = [v for v in acc.index if v.kind in ("sample", "draw")]
             if sampled:
-                pos = _sampled_position(block, acc, sampled, variables)
+                pos = _sampled_position(block, acc, sampled)
                 v = sampled[0]
                 block_draws[v.name if v.kind == "sample" else v.source[1]].families.add(
                     (acc.name, pos))
@@ -381,7 +370,7 @@ def _incidence(spec: ir.Spec, data: dict):
             shape = shapes[acc.name]
             kept = cols.kept[acc.name]
             grouped_names = {acc.index[k].name for k in grouped[acc.name]}
-            needed = [v for v in _needed_vars(acc, variables) if v.name not in grouped_names]
+            needed = [v for v in _needed_vars(acc) if v.name not in grouped_names]
             term_dependent = any(v.kind != "dense" for v in needed)
             terms, values = _expand(needed, term_values, n if term_dependent else 1,
                                     given, size)
@@ -454,7 +443,7 @@ def _incidence(spec: ir.Spec, data: dict):
     return T, weights, name, blocks, n_coordinates, _Draws(draws, cols, shapes, T)
 
 
-def _sampled_position(block, acc, sampled, variables) -> int:
+def _sampled_position(block, acc, sampled) -> int:
     """The position of the one sampled index of `acc`, which must pick a whole slice of the
     param (every other index running over its whole dim), else a HogwildError."""
     where = f"'{acc}' (the block on spec line {block.line})"
@@ -465,7 +454,7 @@ def _sampled_position(block, acc, sampled, variables) -> int:
         raise HogwildError(f"analyze does not support a sampled index at two positions of one "
                            f"access: {where}")
     pos = acc.index.index(sampled[0])
-    free = _free_dense_positions(acc, variables)
+    free = _free_dense_positions(acc)
     if any(k != pos and k not in free for k in range(len(acc.index))):
         raise HogwildError(f"analyze supports a sampled index only where it picks a whole "
                            f"slice of a param (Q[{sampled[0].name}]: every other index running "

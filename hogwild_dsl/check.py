@@ -55,8 +55,8 @@ SIGNATURES = {fn: f"{fn}(z)" for fn in ALL_FUNCS} | {
 class Shape:
     kind: str                # scalar | dense | sparse
     dim: str | None = None
-    data: str | None = None  # sparse: the data and the row var
-    row: str | None = None
+    data: str | None = None  # sparse: the data and the index that selects the row
+    row: ir.Var | None = None
 
     def __str__(self):
         if self.kind == "scalar":
@@ -67,6 +67,11 @@ class Shape:
 
 
 SCALAR = Shape("scalar")
+
+
+def sparse_var(name: str, row: Shape) -> ir.Var:
+    """The index over the stored entries of the sparse row `row` (its columns)."""
+    return ir.Var(name, row.dim, "sparse", (row.data, row.row.name, row.row))
 
 
 @dataclass(frozen=True)
@@ -685,9 +690,7 @@ class BlockChecker:
             return replace(reg, deferred=ir.Deferred(None, None, every.name))
         (key, var), = patterns.items()
         if key[0] == "support":
-            data, row = var.source
-            touch = self.deg_node(key, ir.DegSpec(self.support_deg_name(data, self.scope[row]),
-                                                  "support", row, data, var.dim), ())
+            touch = self.deg_node(key, self.support_deg(var.source[0], var.at, var.dim), ())
             var = self.fresh(var.dim, "sparse", var.source)
         elif key[0] == "var":
             touch = self.deg_node(key, ir.DegSpec(f"_deg{self.index}_{var.name}", "var",
@@ -710,7 +713,8 @@ class BlockChecker:
         None where that is not a few per term (a dense loop, a draw)."""
         if not isinstance(var, ir.Var):
             return None
-        if var.kind == "sparse" and self.scope.get(var.source[1]) in self.tvars:
+        if var.kind == "sparse" and (var.at in self.tvars or var.at.kind == "indirect"
+                                     and var.at.at in self.tvars):
             return ("support", var.source[0], var.source[1])
         if var.kind == "term":
             return ("var", var.name)
@@ -803,12 +807,16 @@ class BlockChecker:
             self.error(arg, f"'{p.name}' has rows over {p.dims[0]}, but the columns of "
                             f"{row.shape.data} are over {row.shape.dim}",
                        f"a target {p.name}[X[i]] needs X's columns over {p.dims[0]}")
-        j = self.fresh(row.shape.dim, "sparse", (row.shape.data, row.shape.row))
-        rowvar = self.scope[row.shape.row]
+        j = self.fresh(row.shape.dim, "sparse", sparse_var("", row.shape).source)
+        rowvar = row.shape.row
+        if rowvar.kind == "indirect" and rowvar.at.kind != "term":
+            self.error(arg, f"a reg target reads index data at the block's index, not at "
+                            f"'{rowvar.at.name}'",
+                       f"e.g. {p.name}[{row.shape.data}[{rowvar.source[0]}"
+                       f"[{self.tvars[0].name}]]]")
         deg = None if unscaled else self.deg_node(
             ("support", row.shape.data, rowvar.name),
-            ir.DegSpec(self.support_deg_name(row.shape.data, rowvar), "support",
-                       rowvar.name, row.shape.data, row.shape.dim), (j,))
+            self.support_deg(row.shape.data, rowvar, row.shape.dim), (j,))
         _, _, coord, _, _ = self.row_target(p, j, deg, text)
         return p.name, j, lambda share: ir.Sum(j, coord(share)), deg, text
 
@@ -837,6 +845,16 @@ class BlockChecker:
         k = self.fresh(p.dims[2], "dense")
         return (p.name, idx[0], lambda share: ir.Sum(k, share(ir.ParamAt(p.name, idx + (k,)))),
                 None, text)
+
+    def support_deg(self, data: str, rowvar: ir.Var, dim: str) -> ir.DegSpec:
+        """The column counts of the rows of `data` the terms pick with `rowvar`: a term index,
+        or index data read at one (X[better[p]]: a row counts once per term picking it)."""
+        if rowvar.kind == "indirect":
+            via, at = rowvar.source[:2]
+            return ir.DegSpec(f"_deg{self.index}v_{data}_{via}_{at}", "support", at, data, dim,
+                              via=via)
+        return ir.DegSpec(self.support_deg_name(data, rowvar), "support", rowvar.name, data,
+                          dim)
 
     def support_deg_name(self, data: str, rowvar: ir.Var) -> str:
         """_deg<block>_<data>; the rows of one data picked by the block's other index
@@ -1058,18 +1076,19 @@ class BlockChecker:
         name = decl.name
         if len(idx) == 1:
             row = idx[0]
-            if row.kind != "term":
-                self.error(node.args[0], f"a row of sparse data is selected by a block index, "
-                                         f"not by '{row.name}'",
-                           f"select the row with the index of a 'for' block, e.g. {name}[i]")
-            return Typed(Shape("sparse", decl.dims[1], name, row.name),
+            if row.kind not in ("term", "indirect") or not row.per_term:
+                self.error(node.args[0], f"a row of sparse data is selected by a block index "
+                                         f"or by index data read at one, not by '{row.name}'",
+                           f"select the row with the index of a 'for' block, e.g. {name}[i], "
+                           f"or with index data at it, e.g. {name}[y[i]]")
+            return Typed(Shape("sparse", decl.dims[1], name, row),
                          lambda j: ir.DataAt(name, (row, j)), node)
         a, b = idx
         if a.kind == "term" and b.kind == "term" and self.kind == "entries" \
                 and self.block.source.id == name and (a, b) == self.tvars:
             e = ir.DataAt(name, (a, b))
             return Typed(SCALAR, lambda k: e, node)
-        if b.kind == "sparse" and b.source == (name, a.name):
+        if b.kind == "sparse" and b.source[:2] == (name, a.name):
             e = ir.DataAt(name, (a, b))
             return Typed(SCALAR, lambda k: e, node)
         if a.kind == "term" and b.kind == "term" and self.kind == "entries" \
@@ -1152,7 +1171,7 @@ class BlockChecker:
             if row.shape.kind != "sparse":
                 self.error(src, f"sum({name} in ...) runs over a dim, a const or a sparse row, "
                                 f"not {row.shape}", "e.g. sum(j in X[i]: X[i, j] * w[j])")
-            var = ir.Var(name, row.shape.dim, "sparse", (row.shape.data, row.shape.row))
+            var = sparse_var(name, row.shape)
         if self.let_binds(node.body, name):   # a let inside has its own sum over `name`
             var = self.fresh(var.dim, var.kind, var.source)
         self.sum_vars.setdefault(name, node.line)
@@ -1278,7 +1297,7 @@ class BlockChecker:
 
     def var_for(self, shape: Shape) -> ir.Var:
         if shape.kind == "sparse":
-            return self.fresh(shape.dim, "sparse", (shape.data, shape.row))
+            return self.fresh(shape.dim, "sparse", sparse_var("", shape).source)
         return self.fresh(shape.dim, "dense")
 
 

@@ -403,10 +403,10 @@ class Interpreter:
             n = self.sizes[var.dim]
             return lambda env: range(n)
         m = self.data[var.source[0]]
-        row_var = var.source[1]
+        row_of = self._index(var.at)     # X[i], or X[better[p]]
 
         def entries(env):
-            row = env[row_var]
+            row = row_of(env)
             return [(int(m.indices[q]), q) for q in range(m.indptr[row], m.indptr[row + 1])]
         return entries
 

@@ -29,8 +29,9 @@ def fmt_number(value: float) -> str:
 @dataclass(frozen=True)
 class Var:
     """An index variable. kind: "term" (bound by a `for`), "dense" (0..extent of `dim`),
-    "sparse" (the stored entries of the sparse row `source` = (data, row var); its value is a
-    column, i.e. an index into `dim`), "indirect" (the value of index data at another index:
+    "sparse" (the stored entries of the sparse row `source` = (data, name of the row index,
+    that index's Var: a term index, or index data read at one, `X[better[p]]`); its value is
+    a column, i.e. an index into `dim`), "indirect" (the value of index data at another index:
     `y[i]` or `f[j]`, source = (data, name of that index, that index's Var)), or "sample" (an
     index drawn afresh per visit by a `sample` line; source = (weights data or None,)). Sampled
     indices, and index data read at a term index, are fixed for the whole term, like term
@@ -51,7 +52,8 @@ class Var:
 
     @property
     def at(self) -> "Var":
-        """The index that index data are read at (`i` of `y[i]`)."""
+        """The index that index data are read at (`i` of `y[i]`), or that selects a sparse
+        row (`i` of `X[i]`, `better[p]` of `X[better[p]]`)."""
         return self.source[2]
 
     def __str__(self):
@@ -363,7 +365,8 @@ class Param:
 class DegSpec:
     """How to count deg(c) for one reg target at fit time.
     kind "var": counts of the term var `var`'s values; "support": column counts of the sparse
-    data `data`'s rows picked by term var `var`; "all": every term of the block (a whole param);
+    data `data`'s rows picked by term var `var` (or, with `via`, by index data `via` read at
+    `var`: a row counts once per term that picks it); "all": every term of the block (a whole param);
     "indirect": counts of the values of index data `data` over the block's terms (term var
     `var`); "sample": the expected draws of each value in one epoch (terms x probability;
     `data` is the weights or None for uniform; `draws`: K of `sample n[K] in D`)."""
@@ -373,6 +376,7 @@ class DegSpec:
     data: str | None
     dim: str | None
     draws: int = 1
+    via: str | None = None
 
 
 @dataclass(frozen=True)

@@ -471,7 +471,7 @@ class Access:
         found = {}
 
         def need(v):                # what an index datum is read at is loaded before it
-            if v.kind == "indirect":
+            if v.kind in ("indirect", "sparse"):    # and the index selecting a sparse row
                 need(v.at)
             if v.kind in ("indirect", "sample") and v.per_term:
                 found.setdefault(v, None)
@@ -512,8 +512,7 @@ class Access:
 
     def row_start(self, v: ir.Var) -> str:
         """Where the term's row of a sparse loop starts (a local, loaded once per term)."""
-        data, row = v.source
-        load = f"{c_csr(data, 'indptr')}[_t_{row}]"
+        load = f"{c_csr(v.source[0], 'indptr')}[{self.index(v.at)}]"
         return self.per_term(load) if self.per_term else load
 
     def position(self, v: ir.Var) -> str:
@@ -530,12 +529,12 @@ class Access:
         """The loop over v's domain; `after`: only the points past that open loop's (the
         upper triangle of a double sum over one domain)."""
         if v.kind == "sparse":
-            data, row = v.source
+            data, row = v.source[0], self.index(v.at)
             names.var(f"_p_{v.name}", "int64_t")
             names.var(f"_c_{v.name}", "int64_t")
             indptr = c_csr(data, "indptr")
-            first = f"_p_{after.name} + 1" if after is not None else f"{indptr}[_t_{row}]"
-            return [f"for _p_{v.name} in range({first}, {indptr}[_t_{row} + 1]):",
+            first = f"_p_{after.name} + 1" if after is not None else f"{indptr}[{row}]"
+            return [f"for _p_{v.name} in range({first}, {indptr}[{row} + 1]):",
                     f"    _c_{v.name} = {c_csr(data, 'indices')}[_p_{v.name}]"]
         names.var(f"_d_{v.name}", "int64_t")
         if after is not None:

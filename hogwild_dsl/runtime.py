@@ -1039,10 +1039,23 @@ def _read_params(path) -> tuple[dict, dict]:
 
 
 def _predict_data(spec: ir.Spec) -> set:
+    """The data predict reads: values, sparse rows summed over, and the index data that pick
+    a row or a coordinate (y of W[y[i]], better of X[better[p]])."""
     block = next(b for b in spec.blocks if b.predict is not None)
-    names = {n.name for n in ir.walk(block.predict) if isinstance(n, ir.DataAt)}
-    names |= {n.var.source[0] for n in ir.walk(block.predict)
-              if isinstance(n, (ir.Sum, ir.ArgMax)) and n.var.kind == "sparse"}
+    names = set()
+
+    def read(v: ir.Var):
+        if v.kind in ("sparse", "indirect"):
+            names.add(v.source[0])
+            read(v.at)
+    for n in ir.walk(block.predict):
+        if isinstance(n, ir.DataAt):
+            names.add(n.name)
+        if isinstance(n, (ir.DataAt, ir.ParamAt)):
+            for v in n.index:
+                read(v)
+        if isinstance(n, (ir.Sum, ir.ArgMax, ir.Reduce)):
+            read(n.var)
     if block.kind == "entries":
         names.add(block.over)
     return names
@@ -1370,7 +1383,10 @@ def _degree(deg: ir.DegSpec, block: ir.Block, given: dict, dims: dict, sizes: di
         with np.errstate(divide="ignore"):
             arrays[deg.name] = np.where(counts > 0, 1.0 / np.maximum(counts, 1e-300), 0.0)
         return
-    if block.kind == "rows":
+    if deg.via is not None:     # X[better[p]]: a row counts once per term picking it
+        x = given[deg.data]
+        per_value = _index_counts(deg.via, deg.var, block, given, arrays, x.shape[0])
+    elif block.kind == "rows":
         per_value = np.ones(dims[block.over], dtype=np.float64)   # each index is one term
     else:
         m = given[block.over]
@@ -1380,7 +1396,7 @@ def _degree(deg: ir.DegSpec, block: ir.Block, given: dict, dims: dict, sizes: di
         per_value = np.bincount(ids, minlength=size).astype(np.float64)
     if deg.kind == "var":
         counts = per_value
-    elif block.kind == "rows":     # every row is one term: plain column counts
+    elif block.kind == "rows" and deg.via is None:     # every row is one term: column counts
         x = given[deg.data]
         counts = column_counts(x.indices, x.shape[1])
     else:
@@ -1402,11 +1418,17 @@ def _touches(deg: ir.DegSpec, block: ir.Block, given: dict, arrays: dict, n_term
             return np.full(size, draws / max(size, 1), dtype=np.float64)
         w = np.asarray(given[deg.data], dtype=np.float64)      # 1/deg is double (layout)
         return draws * w / w.sum()
-    values = given[deg.data]
+    return _index_counts(deg.data, deg.var, block, given, arrays, size)
+
+
+def _index_counts(data: str, at: str, block: ir.Block, given: dict, arrays: dict,
+                  size: int) -> np.ndarray:
+    """How many terms of `block` read each value of the index data `data` (read at the
+    block's index `at`)."""
+    values = given[data]
     if block.kind == "entries":      # the index datum read at the row or column of each entry
         m = given[block.over]
-        at = arrays[f"{block.over}__rows"] if deg.var == block.vars[0].name else m.indices
-        values = values[at]
+        values = values[arrays[f"{block.over}__rows"] if at == block.vars[0].name else m.indices]
     return np.bincount(values, minlength=size).astype(np.float64)
 
 
