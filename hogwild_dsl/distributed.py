@@ -146,16 +146,21 @@ def _n_terms(spec: ir.Spec, block: ir.Block, data: dict) -> int:
 
 def _counts(spec: ir.Spec, block: ir.Block, data: dict, var, size) -> np.ndarray:
     """How many terms of `block` reach each index of a param axis through `var`: a term var,
-    or a sparse var over the support of a sparse row; None (all terms) otherwise."""
+    index data read at one (y[i]), or a sparse var over the support of a sparse row picked by
+    either (X[i], X[better[p]]); None (all terms) otherwise."""
     if not isinstance(var, ir.Var):
         return None
     if var.kind == "term":
         return np.bincount(_term_ids(spec, block, data, var), minlength=size).astype(np.float64)
+    if var.kind == "indirect" and var.at.kind == "term":
+        values = np.asarray(data[var.source[0]])[_term_ids(spec, block, data, var.at)]
+        return np.bincount(values.astype(np.int64), minlength=size).astype(np.float64)
     if var.kind == "sparse":
         x = data[var.source[0]]
-        row_var = next(t for t in block.vars if t.name == var.source[1])
-        per_row = np.bincount(_term_ids(spec, block, data, row_var), minlength=x.shape[0])
-        weights = np.repeat(per_row.astype(np.float64), np.diff(x.indptr))
+        per_row = _counts(spec, block, data, var.at, x.shape[0])
+        if per_row is None:
+            return None
+        weights = np.repeat(per_row, np.diff(x.indptr))
         return np.bincount(x.indices, weights=weights, minlength=size)
     return None
 
@@ -205,8 +210,13 @@ def degree_counts(spec: ir.Spec, data: dict) -> dict:
             var = next(t for t in b.vars if t.name == deg.var)
             if deg.kind == "var":
                 out[deg.name] = _counts(spec, b, data, var, sizes[deg.dim])
+            elif deg.kind == "indirect":
+                out[deg.name] = _counts(spec, b, data, ir.indirect(deg.data, var, deg.dim),
+                                        sizes[deg.dim])
             else:
-                sparse = ir.Var("_", deg.dim, "sparse", (deg.data, deg.var))
+                row = var if deg.via is None else \
+                    ir.indirect(deg.via, var, spec.datum(deg.via).of)
+                sparse = ir.Var("_", deg.dim, "sparse", (deg.data, row.name, row))
                 out[deg.name] = _counts(spec, b, data, sparse, sizes[deg.dim])
     return out
 

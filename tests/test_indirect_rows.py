@@ -217,3 +217,15 @@ def test_analyze_counts_the_rows_each_pair_touches(capsys, tmp_path):
                    "--data", f"worse={tmp_path / 'worse.npy'}"])
     out = capsys.readouterr().out
     assert rc == 0 and "Omega" in out
+
+
+def test_distributed_counts_rows_once_per_pair():
+    # the shards' weights and degrees (distributed.py) count X[better[p]] as the kernel does
+    from hogwild_dsl import distributed
+    X = sp.csr_matrix(np.array([[1.0, 0, 0], [0, 1.0, 0], [0, 1.0, 1.0]]))
+    data = {"X": X, "better": np.array([0, 2, 0, 2]), "worse": np.array([1, 1, 2, 0])}
+    spec = check(RANK)
+    (name, counts), = distributed.degree_counts(spec, data).items()
+    np.testing.assert_array_equal(counts, [2, 2, 2])       # docs 0 and 2, twice each
+    # averaging weights: one count per row reaching w[c] (as for S[u] and S[v] of an entry)
+    np.testing.assert_array_equal(distributed.touches(spec, data)["w"], [3, 5, 3])
