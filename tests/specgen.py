@@ -42,7 +42,7 @@ CONSTRUCTS = sorted(
      "data:index", "param:at-index", "param:at-sample", "sample:uniform", "reg:on-index",
      "reg:on-sample", "reduce:logsumexp", "reduce:max", "reduce:min", "predict:vector",
      "param:3d", "param:3d-entry", "param:3d-vector", "param:at-summed-index",
-     "reg:on-support-3d", "reg:on-row-3d", "sample:several"]
+     "reg:on-support-3d", "reg:on-row-3d", "sample:several", "row:at-index"]
     + [f"fn:{f}" for f in FUNCS1 + FUNCS2])
 
 
@@ -87,6 +87,8 @@ class Generator:
         # `sample n[K]` is decided on a stream of its own, so the specs of seeds that draw
         # none are the same as before the form existed
         self.krng = random.Random(seed * 7919 + 7)
+        # a sparse row picked by index data (X[n[i]]), likewise
+        self.irng = random.Random(seed * 7919 + 11)
         self.sfx = suffix                      # appended to every name (packed specs)
         self.block_offset = block_offset       # index of our first block in the spec
         self.seed = seed
@@ -850,6 +852,13 @@ class Scope:
                                      else gen.new_dim() if len(gen.dims) < 6
                                      else gen.pick(list(gen.dims))))
             rows.append((f"{x}[{v}]", x, gen.data[x][1][1]))
+        if gen.irng.random() < 0.15:        # a row picked by index data at a term var
+            v, d = gen.irng.choice(self.vars)
+            x = gen.irng.choice([name for name, (kind, _) in gen.data.items()
+                                 if kind == "sparse"])
+            n = gen.datum(f"index({gen.data[x][1][0]})", (d,))
+            rows.append((f"{x}[{n}[{v}]]", x, gen.data[x][1][1]))
+            gen.tags.add("row:at-index")
         return rows
 
     @staticmethod
