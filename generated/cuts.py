@@ -25,7 +25,7 @@ for n in node:
 train step 1, decay 0.9, epochs 30
 """
 CONSTS = {}
-SIGNATURE = "4105fa6c1c0aafb1982ac5cc"
+SIGNATURE = "114267724125d2f456a314a1"
 KERNELS = "cuts_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

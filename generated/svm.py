@@ -21,7 +21,7 @@ for i in example:
 train step 0.5, decay 0.9, epochs 20
 """
 CONSTS = {}
-SIGNATURE = "b3a3ca3fc9b1c2626cd5235c"
+SIGNATURE = "8f5a6fdc8571e57403a3afba"
 KERNELS = "svm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

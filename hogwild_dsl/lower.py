@@ -13,8 +13,12 @@ For every block it plans three nogil functions over one term `t`:
   point). Two sites equal up to a renaming of loops over one domain share one nest
   (merge_symmetric); a double sum over one domain of a symmetric term runs over a triangle
   (Emitter.summand), and so does a held nest over two loops of one domain, each point with its
-  mirror (BlockLowering.triangle). Values the term fixes (a sparse row's start) are loaded once
-  at the top (Emitter.per_term); float32 kernels do each coordinate's arithmetic in float.
+  mirror (BlockLowering.triangle); a site that writes that triangle's diagonal joins it there,
+  and a diagonal whose gradients add up to 0 is skipped (BlockLowering.fold_diagonals). The
+  vector of a max(v) / min(v) is stored once per term, so the max, its tie count and each
+  indicator read the same values (_extreme_bodies). Values the term fixes (a sparse row's
+  start) are loaded once at the top (Emitter.per_term); float32 kernels do each coordinate's
+  arithmetic in float.
 - loss: the term's objective value (its losses plus its share of the regularizer).
 - predict: the block's `predict` expression.
 and the module-level layout (the struct of pointers and sizes the runtime fills).
