@@ -7,10 +7,12 @@ from . import ir
 
 
 def _short(var: ir.Var) -> str:
-    """A compiler-made variable `_j2` reads as `j`."""
+    """A compiler-made variable `_j2` reads as `j` (as `j'` in a row picked by a `j`)."""
     name = var.name
     if name.startswith("_"):
-        name = name.lstrip("_").rstrip("0123456789") or name
+        short = name.lstrip("_").rstrip("0123456789") or name
+        row = var.source[1] if var.kind == "sparse" else None
+        name = short if short != row else short + "'"
     return name
 
 

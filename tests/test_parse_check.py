@@ -675,3 +675,10 @@ def test_data_named_validation_is_refused_at_check():
     assert err.value.line == 3 and "validation" in str(err.value)
     check("model m\ndim a\ndata valid[a] : real\nparam w[a]\n"
           "for i in a:\n    loss (w[i] - valid[i])^2\n")
+
+
+def test_check_tells_a_summed_index_from_a_block_index_of_the_same_letter():
+    """`for j in ex` over sparse rows: the row's nonzeros print as j', not as j (audit M3)."""
+    from hogwild_dsl.report import summary
+    text = SVM.replace("for i in", "for j in").replace("[i]", "[j]")
+    assert "w[j' in X[j]]" in summary(check(text))
