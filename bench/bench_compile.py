@@ -59,18 +59,7 @@ text = sys.argv[3] if len(sys.argv) > 3 else None
 mod = hogwild_dsl.load(sys.argv[1] if text is None else None, text=text, cache_dir=sys.argv[2])
 print(mod.Trainer.kernels.__file__)
 """
-MC_SPEC = """model mcbench
-dim user, item
-const rank = 20
-data r[user, item] : sparse
-param L[user, rank] ~ normal(0, 0.1)
-param R[item, rank] ~ normal(0, 0.1)
-for (u, v) in r:
-    loss (dot(L[u], R[v]) - r[u, v])^2
-    reg l2(0.02) on L[u], R[v] unscaled
-    predict dot(L[u], R[v])
-train step 0.05, decay 0.9, epochs 20
-"""
+from bench_kernels import MC_SPEC  # noqa: E402  (the MC spec every benchmark times)
 EPOCHS = 7       # timed epochs of each kernel per configuration, the two interleaved
 CONFIGS = (("shuffle", 1, "hogwild"), ("shuffle", 2, "hogwild"), ("chunks", 1, "hogwild"),
            ("chunks", 2, "hogwild"), ("stored", 2, "hogwild"), ("shuffle", 2, "hogwild hot"),

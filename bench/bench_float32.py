@@ -46,18 +46,7 @@ SCALES = {      # bench_kernels' Netflix shapes
     "full": dict(users=480_000, items=17_770, ratings=6_000_000),
     "small": dict(users=48_000, items=5_000, ratings=600_000),
 }
-MC_SPEC = """model mcbench
-dim user, item
-const rank = 20
-data r[user, item] : sparse
-param L[user, rank] ~ normal(0, 0.1)
-param R[item, rank] ~ normal(0, 0.1)
-for (u, v) in r:
-    loss (dot(L[u], R[v]) - r[u, v])^2
-    reg l2(0.02) on L[u], R[v] unscaled
-    predict dot(L[u], R[v])
-train step 0.05, decay 0.9, epochs 20
-"""
+from bench_kernels import MC_SPEC  # noqa: E402  (the MC spec every benchmark times)
 LAMBDA, ETA = 0.02, 0.1     # LIBMF: the same l2, its default-style learning rate
 
 

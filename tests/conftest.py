@@ -46,3 +46,23 @@ def sparse_rows(n_rows, n_cols, nnz_per_row, seed, noise=0.0):
     y[y == 0] = 1.0
     y[rng.random(n_rows) < noise] *= -1
     return X, y
+
+
+def numeric_gradient(t, d):
+    """Central differences of t.objective(**d) in every coordinate of every param (each param
+    moved in place and put back)."""
+    grads = {}
+    for k, v in t.params.items():
+        g = np.zeros(v.shape)
+        flat, gflat = v.reshape(-1), g.reshape(-1)
+        for j in range(flat.size):
+            old = flat[j]
+            e = 1e-5 * max(1.0, abs(old))
+            flat[j] = old + e
+            up = t.objective(**d)
+            flat[j] = old - e
+            down = t.objective(**d)
+            flat[j] = old
+            gflat[j] = (up - down) / (2 * e)
+        grads[k] = g
+    return grads

@@ -15,6 +15,8 @@ import scipy.sparse as sp
 from scipy.optimize import minimize
 from scipy.special import logsumexp
 
+from conftest import numeric_gradient
+
 SPECS = {
     "poisson": """
 model u_poisson
@@ -542,24 +544,6 @@ def few_terms(name, d):
         elif k in ("X", "y", "S", "D"):
             out[k] = v[:4]
     return out
-
-
-def numeric_gradient(t, d):
-    grads = {}
-    for k, v in t.params.items():
-        g = np.zeros(v.shape)
-        flat, gflat = v.reshape(-1), g.reshape(-1)
-        for j in range(flat.size):
-            old = flat[j]
-            e = 1e-5 * max(1.0, abs(old))
-            flat[j] = old + e
-            up = t.objective(**d)
-            flat[j] = old - e
-            down = t.objective(**d)
-            flat[j] = old
-            gflat[j] = (up - down) / (2 * e)
-        grads[k] = g
-    return grads
 
 
 @pytest.mark.parametrize("name", sorted(set(SPECS) - {"transe", "lmf"}))

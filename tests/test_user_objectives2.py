@@ -28,6 +28,7 @@ import scipy.sparse as sp
 from scipy.optimize import check_grad, minimize
 
 import hogwild_dsl
+from conftest import numeric_gradient
 
 SPECS = {
     "cp": """
@@ -629,24 +630,6 @@ def test_objective_is_the_formula(compiled, name):
     for epochs in (0, 3):
         t = mod.Trainer(threads=1, seed=0, epochs=epochs).fit(**d)
         assert t.objective(**d) == pytest.approx(objective(name, t.params, d), rel=1e-10)
-
-
-def numeric_gradient(t, d):
-    grads = {}
-    for k, v in t.params.items():
-        g = np.zeros(v.shape)
-        flat, gflat = v.reshape(-1), g.reshape(-1)
-        for j in range(flat.size):
-            old = flat[j]
-            e = 1e-5 * max(1.0, abs(old))
-            flat[j] = old + e
-            up = t.objective(**d)
-            flat[j] = old - e
-            down = t.objective(**d)
-            flat[j] = old
-            gflat[j] = (up - down) / (2 * e)
-        grads[k] = g
-    return grads
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
