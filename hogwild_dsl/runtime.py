@@ -248,6 +248,10 @@ class TrainerBase:
             raise HogwildError(f"patience={self.patience!r} stops on the validation objective: "
                                "pass the held-out data as fit(..., validation={...})")
         arrays, sizes = self.layout(data)
+        if self.epochs > 0 and not any(sizes[f"nterms_{b.index}"] for b in self.spec.blocks):
+            blocks = " and ".join(f"'{b.header().rstrip(':')}'" for b in self.spec.blocks)
+            raise DataError(f"the data give model '{self.spec.model}' no terms to train on: "
+                            f"{blocks} ha{'s' if len(self.spec.blocks) == 1 else 've'} 0 terms")
         held_out = self._held_out(validation)
         restart = self._calibrate_step(arrays, sizes)
         arrays.update(self._hot_rows(arrays, sizes))
