@@ -1079,6 +1079,8 @@ def _convert(d: ir.Data, value, dtype=np.float64):
     if d.kind == "index":
         return _index_values(d, arr)
     want = len(d.dims)
+    if want == 0 and arr.size == 1:     # a scalar as a one-element array (a one-cell file)
+        arr = arr.reshape(())
     if arr.ndim != want:
         raise DataError(f"data '{d.name}' must be {want}-D ({d}), got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):

@@ -357,6 +357,11 @@ def test_new_forms_on_the_command_line(hogwildc, tmp_path):
     res = hogwildc("train", SPECS / "funksvd.hog", "--data", f"r={tmp_path / 'r.npz'}",
                    "--data", "mu=3.5", "--epochs", "2", "-q", "--const", "rank=2")
     assert res.returncode == 0, res.stderr
+    (tmp_path / "mu.csv").write_text("mu\n3.5\n")      # a scalar in a one-cell file
+    res = hogwildc("train", SPECS / "funksvd.hog", "--data", f"r={tmp_path / 'r.npz'}",
+                   "--data", f"mu={tmp_path / 'mu.csv'}", "--epochs", "2", "-q",
+                   "--const", "rank=2", "--out", tmp_path / "p.npz")
+    assert res.returncode == 0, res.stderr
     no_train_line = BPR.replace("train optimizer adagrad, step 0.05, epochs 30\n", "")
     (tmp_path / "bpr.hog").write_text(no_train_line)
     res = hogwildc("check", tmp_path / "bpr.hog")

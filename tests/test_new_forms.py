@@ -89,6 +89,12 @@ def test_scalar_data_one_step(funksvd, sync):
     check_one_step(funksvd, {"r": r, "mu": 3.0}, sync, seed=2)
 
 
+def test_a_scalar_may_come_as_a_one_element_array(funksvd):
+    r = ratings()
+    t = funksvd.Trainer(threads=1, epochs=1, step=0.02, seed=1)
+    assert t.fit(r=r, mu=np.array([3.5])).objective(r=r, mu=[[3.5]]) == t.objective(r=r, mu=3.5)
+
+
 @pytest.mark.parametrize("mu,words", [(np.ones(2), "0-D"), (float("nan"), "NaN"),
                                        ("abc", "numeric")])
 def test_scalar_data_errors(funksvd, mu, words):
