@@ -12,7 +12,7 @@ scored against the full fits of bench/results/no_tuning.json (run bench_no_tunin
 For every spec and optimizer of no_tuning.json, on the same data and epochs, each variant
 picks a step, scored by the final objective of a full fit at that step (no_tuning.json's grid
 of half-powers of 3, where every pick lies) over the best SGD one:
-- "scaled down (the Trainer's)": the Trainer's own search (runtime.TrainerBase._calibrate_step:
+- "scaled down (the Trainer's)": the Trainer's own search (calibrate.calibrate_step:
   the data scaled down, STEP_GRID for 3 passes, then half-steps for the fit's epochs);
 - "... after restarts": where the full fit diverges at that pick, the step the Trainer's
   restarts (sqrt(3) lower each) land on;
@@ -52,7 +52,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import hogwild_dsl  # noqa: E402
-from hogwild_dsl import runtime  # noqa: E402
+from hogwild_dsl import calibrate, runtime  # noqa: E402
 from bench_no_tuning import data_sets, without_train_line  # noqa: E402
 from machine import machine  # noqa: E402
 
@@ -121,9 +121,9 @@ class Search:
     def sample(self, share):
         """A sample as the Trainer draws it (share 2%: its own), and `epochs` visits of it."""
         rng = np.random.default_rng([0, 0x57E9])
-        n = min(self.n_all, max(runtime.CALIBRATION_TERMS, int(share * self.n_all)))
-        if share == runtime.CALIBRATION_SHARE:
-            n = min(n, runtime.CALIBRATION_MAX_TERMS)
+        n = min(self.n_all, max(calibrate.CALIBRATION_TERMS, int(share * self.n_all)))
+        if share == calibrate.CALIBRATION_SHARE:
+            n = min(n, calibrate.CALIBRATION_MAX_TERMS)
         sample = np.sort(rng.choice(self.n_all, n, replace=False)).astype(np.int64)
         return sample, [rng.permutation(sample) for _ in range(self.epochs)]
 
@@ -170,8 +170,8 @@ class Search:
             self.terms = 0
             out[label] = self.pick(steps, visits, judge)
             cost[label] = before + self.terms / fit
-        sample, visits = self.sample(runtime.CALIBRATION_SHARE)
-        timed("3 passes", list(runtime.STEP_GRID), visits[:3], sample)
+        sample, visits = self.sample(calibrate.CALIBRATION_SHARE)
+        timed("3 passes", list(calibrate.STEP_GRID), visits[:3], sample)
         a, coarse = out["3 passes"], cost["3 passes"]
         timed("3 passes, half steps", [a / H, a, a * H], visits[:3], sample, coarse)
         timed("fit's epochs, half steps", [a / H, a, a * H], visits, sample, coarse)
@@ -204,8 +204,8 @@ def paper_cuts():
         w, c, truth = make()[:3]
         data = {"w": w.tocsr(), "c": np.asarray(c)}
         plain = Search(mod, data, "sgd", 30)
-        sample, visits = plain.sample(runtime.CALIBRATION_SHARE)
-        old = plain.pick(list(runtime.STEP_GRID), visits[:3], sample)
+        sample, visits = plain.sample(calibrate.CALIBRATION_SHARE)
+        old = plain.pick(list(calibrate.STEP_GRID), visits[:3], sample)
         t = mod.Trainer(step="auto", threads=2, seed=0)
         t.fit(**data)
         found = float(np.mean(t.predict(**data) == np.asarray(truth).ravel()))

@@ -1,5 +1,5 @@
 """The default step (docs/api.md, "The default step"): where neither the Trainer nor the spec's
-train line gives a step, the first fit calibrates it on the data scaled down (runtime.STEP_GRID,
+train line gives a step, the first fit calibrates it on the data scaled down (calibrate.STEP_GRID,
 then half-steps of it for the fit's epochs), and restarts at a smaller step where the fit
 diverges all the same."""
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 import hogwild_dsl
-from hogwild_dsl import datasets, runtime
+from hogwild_dsl import calibrate, datasets, runtime
 from hogwild_dsl.sklearn import HogwildClassifier
 
 from test_cli import hogwildc, cli_env  # noqa: F401  (fixtures)
@@ -61,7 +61,7 @@ def test_calibration_picks_a_grid_step_reproducibly_whatever_the_threads(logreg)
             for threads in (1, 1, 2)]
     cal = fits[0].calibration
     assert fits[0].step == cal["step"] and half_power_of_3(cal["step"])
-    assert cal["grid"] == list(runtime.STEP_GRID) and len(cal["objectives"]) == len(cal["grid"])
+    assert cal["grid"] == list(calibrate.STEP_GRID) and len(cal["objectives"]) == len(cal["grid"])
     coarse = cal["grid"][int(np.argmin(cal["objectives"]))]
     # then the half-steps around the grid's best, for the fit's 3 epochs: the lowest wins
     assert cal["epochs"] == 3 and len(cal["fit_objectives"]) == len(cal["steps"]) >= 3
@@ -145,7 +145,7 @@ def test_a_divergence_restarts_half_a_grid_step_lower(logreg, monkeypatch):
     monkeypatch.setattr(runtime.TrainerBase, "_calibrate_step", prefer_a_huge_step)
     t = logreg.Trainer(threads=1, epochs=2).fit(X=X, y=y)
     left = t.calibration["diverged"]
-    f = runtime.RESTART_FACTOR
+    f = calibrate.RESTART_FACTOR
     assert f == pytest.approx(3 ** 0.5)
     assert left[0] == 1e300 and t.step == left[-1] / f == t.calibration["step"]
     assert all(b == a / f for a, b in zip(left, left[1:]))
@@ -159,11 +159,11 @@ def test_the_grid_goes_on_past_an_end_where_the_best_is(logreg, load_spec):
     svm = load_spec("svm")                       # no intercept (whose step is its own)
     X, y = classification(scale=1e-3)            # tiny features: the best step is above 27
     t = svm.Trainer(threads=1, epochs=2, step="auto").fit(X=X, y=y)
-    assert t.calibration["grid"][-1] > runtime.STEP_GRID[-1] and t.step > runtime.STEP_GRID[-1]
+    assert t.calibration["grid"][-1] > calibrate.STEP_GRID[-1] and t.step > calibrate.STEP_GRID[-1]
     X, y = classification(scale=1e3)             # huge features: below 5e-5
     t = logreg.Trainer(threads=1, epochs=2).fit(X=X, y=y)
-    assert t.calibration["grid"][0] < runtime.STEP_GRID[0] and t.step < runtime.STEP_GRID[0]
-    assert t.step >= runtime.STEP_LIMITS[0] and t.objective(X=X, y=y) < np.log(2)
+    assert t.calibration["grid"][0] < calibrate.STEP_GRID[0] and t.step < calibrate.STEP_GRID[0]
+    assert t.step >= calibrate.STEP_LIMITS[0] and t.objective(X=X, y=y) < np.log(2)
 
 
 @pytest.mark.parametrize("options", [dict(optimizer="adagrad"), dict(optimizer="adagrad_row"),

@@ -1,0 +1,234 @@
+"""The default step (docs/api.md, "The default step"): where neither the Trainer nor the spec's
+train line gives a step, the first fit that trains searches one on the data scaled down.
+
+These functions take the Trainer (runtime.TrainerBase: its methods `_calibrate_step`,
+`_scaled_down` and `_smaller_step` call them) as `self`: a module of their own, since the
+search is a stage of a fit with its own constants and measurements (bench/results/
+no_tuning.md, calibration_variants.md).
+"""
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import runtime
+from .errors import DataError
+
+# The search: a share of each block's terms (CALIBRATION_SHARE of them, at least
+# CALIBRATION_TERMS, at most CALIBRATION_MAX_TERMS in all) over the same share of the rows of every dim the terms range
+# over (the other rows hashed onto those), so that every row keeps the updates per pass it gets
+# in a real epoch and every node its neighbours (a plain sample of terms is another problem:
+# wide rows fitted too easily, factor rows updated once or twice; bench/results/
+# calibration_variants.md). First each step of STEP_GRID for CALIBRATION_PASSES passes (where
+# the best is at an end, the grid goes on past it, 3 steps at a time, up to STEP_LIMITS), then
+# half-steps of that grid around its best for as many passes as the fit has epochs, at its
+# decay (the best step for 10 epochs is not the best for 3), walking towards the lower end at
+# most FINE_WALK half-steps further. On copies of the params and optimizer state, each step on
+# one thread. A fit that diverges all the same restarts at the step RESTART_FACTOR lower (half
+# a step of the grid). bench/results/no_tuning.md measures these choices against the best
+# hand-tuned step.
+STEP_GRID = tuple(3.0 ** k for k in range(-9, 4))     # 5.1e-5 .. 27
+STEP_LIMITS = (3.0 ** -25, 3.0 ** 9)    # where the best is at an end, the grid goes on to these
+CALIBRATION_TERMS = 1000
+CALIBRATION_SHARE = 0.02
+CALIBRATION_MAX_TERMS = 20_000
+CALIBRATION_PASSES = 3
+FINE_WALK = 6
+CALIBRATION_BYTES = 1 << 30      # the most memory the steps' copies of the params take at once
+RESTART_FACTOR = math.sqrt(3.0)
+
+
+def calibrate_step(self, arrays: dict, sizes: dict):
+    """Where no step was given (Trainer, train line), once per trainer, before its first
+    training epoch: set `step` to the half-power of 3 that ends lowest on the data scaled
+    down (scaled_down): the best of STEP_GRID after CALIBRATION_PASSES passes, then the
+    best of its half-steps after as many passes as the fit has epochs, at the fit's decay,
+    from copies of the current params and optimizer state. Each trial runs on one thread,
+    from draws of the search's own seeded by `seed`: the same step whatever the threads,
+    and the fit's own visits unchanged. `calibration` records the search. Returns the point
+    a divergence restarts from (smaller_step), or None where nothing was calibrated."""
+    if not self.__dict__.get("_calibrate") or self.epochs == 0:
+        return None
+    n_all = self.kernels.Kernel(arrays, sizes).nterms
+    if n_all == 0:
+        return None
+    began = time.perf_counter()
+    share = min(1.0, max(CALIBRATION_SHARE, CALIBRATION_TERMS / n_all),
+                CALIBRATION_MAX_TERMS / n_all)
+    small, small_sizes = arrays, sizes
+    if share < 1.0:
+        try:
+            small, small_sizes = self._scaled_down(arrays, sizes, share,
+                                                   np.random.default_rng([self.seed, 0x57E9]))
+        except DataError:        # e.g. sampling weights all 0 on the kept rows: whole data
+            share = 1.0
+    kernel = self.kernels.Kernel(small, small_sizes)
+    n, draws = kernel.nterms, hasattr(kernel, "set_draw_key")
+    live = {p.name for p in self.spec.params} | {k for _, k, _ in self._state_arrays()}
+    terms = np.arange(n, dtype=np.int64)
+
+    def trial(half: int, passes: int) -> float:
+        """The objective of the scaled-down data after `passes` passes at step 3^(half/2),
+        from copies (inf: diverged)."""
+        copies = {k: small[k].copy() for k in live}
+        run = self.kernels.Kernel({**small, **copies}, small_sizes)
+        for i in range(passes):
+            visit = np.random.default_rng([self.seed, 0x57E9, i]).permutation(n)
+            if draws:
+                run.set_draw_key(runtime._draw_key(self.seed, "calibrate", i))
+            run.epoch(visit.astype(np.int64), 0, half_step(half) *
+                      self.decay ** (self._epochs_done + i), 1, runtime.SYNC_MODES["hogwild"])
+        if draws:
+            run.set_draw_key(runtime._draw_key(self.seed, "objective"))
+        value = run.objective_terms(terms, 1) / max(n, 1)
+        finite = all(math.isfinite(np.sum(v)) for v in copies.values())
+        return float(value) if finite and math.isfinite(value) else math.inf
+
+    # each trial on one thread of its own (the kernels release the GIL): deterministic,
+    # and the search takes the fit's cores, with at most CALIBRATION_BYTES of copies at once
+    copy_bytes = sum(small[k].nbytes for k in live)
+    workers = min(self.threads, len(STEP_GRID), max(1, CALIBRATION_BYTES // max(copy_bytes, 1)))
+    passes = min(CALIBRATION_PASSES, self.epochs)
+    limits = tuple(round(2 * math.log(x, 3)) for x in STEP_LIMITS)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        coarse = walk(lambda halves: list(pool.map(trial, halves, [passes] * len(halves))),
+                      [2 * round(math.log(x, 3)) for x in STEP_GRID], 2, limits, 3, None)
+        first = min(coarse, key=coarse.get)
+        fine = walk(lambda halves: list(pool.map(trial, halves, [self.epochs] * len(halves))),
+                    [first - 1, first, first + 1], 1, limits, 1, FINE_WALK)
+    best = min(fine, key=fine.get)
+    if not math.isfinite(fine[best]):
+        best = first
+    if math.isfinite(coarse[first]):
+        self.step = half_step(best)
+    self._calibrate = False
+    self.calibration = {"step": self.step, "grid": [half_step(h) for h in sorted(coarse)],
+                        "objectives": [coarse[h] for h in sorted(coarse)],
+                        "steps": [half_step(h) for h in sorted(fine)],
+                        "fit_objectives": [fine[h] for h in sorted(fine)],
+                        "terms": n, "share": share, "passes": passes, "epochs": self.epochs,
+                        "diverged": [], "seconds": time.perf_counter() - began}
+    return (self._epochs_done, len(self.history), self._rng.bit_generator.state,
+            {k: arrays[k].copy() for k in live})
+
+
+def scaled_down(self, arrays: dict, sizes: dict, share: float, rng) -> tuple[dict, dict]:
+    """The fit's data and params as a smaller problem of the same shape, laid out for the
+    kernel: `share` of each entry block's stored entries, and of the rows of every dim a
+    block ranges over or sparse data index (consts excepted); the dropped rows' entries
+    are hashed onto the kept rows, so every kept row keeps about the entries (updates per
+    pass, neighbours) it has in the data. A kept row's dense data, index data and params
+    are its own (the current params and optimizer state, copied). The result goes through
+    the checks of `layout` like any data."""
+    spec, consts = self.spec, dict(self.spec.consts)
+
+    def extent(dim):
+        return consts[dim] if dim in consts else int(sizes[f"n_{dim}"])
+    ranged = {b.over for b in spec.blocks if b.kind == "rows"}
+    ranged |= {dim for d in spec.data if d.kind == "sparse" for dim in d.dims}
+    kept, onto = {}, {}
+    for dim in sorted(ranged - set(consts)):
+        n = extent(dim)
+        m = min(n, max(1, math.ceil(share * n)))
+        order = rng.permutation(n)
+        onto[dim] = np.empty(n, dtype=np.int64)
+        onto[dim][order[:m]] = np.arange(m)
+        onto[dim][order[m:]] = rng.integers(0, max(m, 1), n - m)
+        kept[dim] = order[:m]
+
+    def rows(value, dims):
+        for axis, dim in enumerate(dims):
+            if dim in kept:
+                value = np.take(value, kept[dim], axis=axis)
+        return np.array(value, order="C")          # a copy, 0-D kept
+    companions = runtime._entry_companions(spec)
+    picked = {}
+    for b in spec.blocks:
+        if b.kind == "entries" and b.over not in picked:
+            nnz = int(arrays[f"{b.over}__indptr"][-1])
+            picked[b.over] = np.sort(rng.choice(nnz, min(nnz, max(1, math.ceil(
+                share * nnz))), replace=False))
+    data = {}
+    for d in spec.data:
+        if d.kind != "sparse":
+            value = rows(np.asarray(arrays[d.name]), d.dims)
+            value = value.reshape(()) if not d.dims else value
+            data[d.name] = onto[d.of][value] if d.kind == "index" and d.of in onto \
+                else value
+            continue
+        a, b = d.dims
+        indptr, indices = arrays[f"{d.name}__indptr"], arrays[f"{d.name}__indices"]
+        values = arrays[f"{d.name}__data"]
+        shape = tuple(len(kept[x]) if x in kept else extent(x) for x in d.dims)
+        at = picked.get(companions.get(d.name, d.name))
+        if at is None:                    # rows kept whole, their columns hashed
+            m = sp.csr_matrix((values, indices, indptr), shape=(extent(a), extent(b)))
+            coo = (m[kept[a]] if a in kept else m).tocoo()
+            row, col, values = coo.row, coo.col, coo.data
+        else:                             # entries as terms: a share of them, hashed
+            row = np.searchsorted(indptr, at, side="right") - 1
+            col, values = indices[at], values[at]
+            row = onto[a][row] if a in onto else row
+        col = onto[b][col] if b in onto else col
+        data[d.name] = sp.coo_matrix((values, (row, col)), shape=shape)
+    plain = next(c for c in type(self).__mro__ if "spec" in c.__dict__)
+    small = plain(threads=1, epochs=1, step=1.0, decay=self.decay, seed=self.seed,
+                  optimizer=self.optimizer, progress=False)
+    small.params = {p.name: rows(self.params[p.name], p.dims) for p in spec.params}
+    small._accumulators = {key: rows(self._accumulators[key], spec.param(
+        key.split("__")[0]).dims[:len(shape)]) for key, _, shape in self._state_arrays()}
+    return small.layout(data)
+
+
+def smaller_step(self, restart, arrays: dict) -> bool:
+    """After a divergence at a calibrated step (the sample cannot show every instability:
+    a row updated by many terms in one epoch), restart the fit from its start at the step
+    RESTART_FACTOR lower; False where the step was not calibrated by this fit or would
+    fall below STEP_LIMITS (the DivergenceError then stands)."""
+    if restart is None or self.step / RESTART_FACTOR < STEP_LIMITS[0]:
+        return False
+    epochs_done, history_length, rng_state, start = restart
+    for k, v in start.items():
+        arrays[k][...] = v
+    del self.history[history_length:]
+    self._epochs_done = epochs_done
+    self._rng.bit_generator.state = rng_state
+    self.calibration["diverged"].append(self.step)
+    self.step = self.calibration["step"] = self.step / RESTART_FACTOR
+    return True
+
+
+def half_step(half: int) -> float:
+    """The step 3^(half / 2): the calibration's steps are half-powers of 3."""
+    return 3.0 ** (half / 2)
+
+
+def walk(judge, start: list, stride: int, limits: tuple, ahead: int, most) -> dict:
+    """{half: objective} of the steps 3^(half/2) of `start`, and past an end of them where the
+    lowest objective lies there (`ahead` more at a time, `stride` half-steps apart; towards the
+    lower steps too where every one diverged), as far as `limits` and at most `most` more
+    (None: no bound)."""
+    seen = dict(zip(start, judge(start)))
+    more = 0
+    while most is None or more < most:
+        low, high = min(seen), max(seen)
+        best = min(seen, key=seen.get)
+        if all(v == math.inf for v in seen.values()) or \
+                best == low and seen[low] < seen[low + stride]:
+            halves = [low - stride * k for k in range(1, ahead + 1)]
+        elif best == high and seen[high] < seen[high - stride]:
+            halves = [high + stride * k for k in range(1, ahead + 1)]
+        else:
+            break
+        halves = [h for h in halves if limits[0] <= h <= limits[1]]
+        if most is not None:
+            halves = halves[:most - more]
+        if not halves:
+            break
+        seen.update(zip(halves, judge(halves)))
+        more += len(halves)
+    return seen
