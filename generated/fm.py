@@ -22,7 +22,7 @@ for i in example:
     predict yhat
 """
 CONSTS = {'k': 8}
-SIGNATURE = "96dad82742aa33cb27aeb8a2"
+SIGNATURE = "cfa7e297bbc823c39c60b74b"
 KERNELS = "fm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

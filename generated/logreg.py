@@ -18,7 +18,7 @@ for i in example:
     predict sigmoid(dot(X[i], w) + b)
 """
 CONSTS = {}
-SIGNATURE = "4f635d2b14d0e21f7ea3dcba"
+SIGNATURE = "bd60c4cc9a9048f4c242dfcb"
 KERNELS = "logreg_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

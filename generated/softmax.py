@@ -18,7 +18,7 @@ for i in example:
     predict softmax(z)
 """
 CONSTS = {}
-SIGNATURE = "8aab6579130f103b04daea11"
+SIGNATURE = "105188337f6694aadf117593"
 KERNELS = "softmax_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

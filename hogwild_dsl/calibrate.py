@@ -68,7 +68,7 @@ def calibrate_step(self, arrays: dict, sizes: dict):
             share = 1.0
     kernel = self.kernels.Kernel(small, small_sizes)
     n, draws = kernel.nterms, hasattr(kernel, "set_draw_key")
-    live = {p.name for p in self.spec.params} | {k for _, k, _ in self._state_arrays()}
+    live = {p.name for p in self.spec.params} | {k for _, k, *_ in self._state_arrays()}
     terms = np.arange(n, dtype=np.int64)
 
     def trial(half: int, passes: int) -> float:
@@ -127,7 +127,7 @@ def scaled_down(self, arrays: dict, sizes: dict, share: float, rng) -> tuple[dic
     spec, consts = self.spec, dict(self.spec.consts)
 
     def extent(dim):
-        return consts[dim] if dim in consts else int(sizes[f"n_{dim}"])
+        return consts[dim] if dim in consts else int(sizes[self._key("dim", dim)])
     ranged = {b.over for b in spec.blocks if b.kind == "rows"}
     ranged |= {dim for d in spec.data if d.kind == "sparse" for dim in d.dims}
     kept, onto = {}, {}
@@ -149,7 +149,7 @@ def scaled_down(self, arrays: dict, sizes: dict, share: float, rng) -> tuple[dic
     picked = {}
     for b in spec.blocks:
         if b.kind == "entries" and b.over not in picked:
-            nnz = int(arrays[f"{b.over}__indptr"][-1])
+            nnz = int(arrays[self._key("indptr", b.over)][-1])
             picked[b.over] = np.sort(rng.choice(nnz, min(nnz, max(1, math.ceil(
                 share * nnz))), replace=False))
     data = {}
@@ -161,8 +161,8 @@ def scaled_down(self, arrays: dict, sizes: dict, share: float, rng) -> tuple[dic
                 else value
             continue
         a, b = d.dims
-        indptr, indices = arrays[f"{d.name}__indptr"], arrays[f"{d.name}__indices"]
-        values = arrays[f"{d.name}__data"]
+        indptr, indices, values = (arrays[self._key(part, d.name)]
+                                   for part in ("indptr", "indices", "values"))
         shape = tuple(len(kept[x]) if x in kept else extent(x) for x in d.dims)
         at = picked.get(companions.get(d.name, d.name))
         if at is None:                    # rows kept whole, their columns hashed
@@ -179,8 +179,8 @@ def scaled_down(self, arrays: dict, sizes: dict, share: float, rng) -> tuple[dic
     small = plain(threads=1, epochs=1, step=1.0, decay=self.decay, seed=self.seed,
                   optimizer=self.optimizer, progress=False)
     small.params = {p.name: rows(self.params[p.name], p.dims) for p in spec.params}
-    small._accumulators = {key: rows(self._accumulators[key], spec.param(
-        key.split("__")[0]).dims[:len(shape)]) for key, _, shape in self._state_arrays()}
+    small._accumulators = {name: rows(self._accumulators[name], spec.param(
+        param).dims[:len(shape)]) for name, _, shape, param in self._state_arrays()}
     return small.layout(data)
 
 

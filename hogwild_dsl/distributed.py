@@ -281,16 +281,16 @@ def _shard_trainer(mod):
         else:
             _, arrays, sizes = kept
             for p in spec.params:
-                arrays[p.name] = self.params[p.name]
+                arrays[self._key("param", p.name)] = self.params[p.name]
         for deg in degs:
-            value = self.whole_degrees.get(deg.name)
+            value, key = self.whole_degrees.get(deg.name), self._key("deg", deg.name)
             if value is None:
                 continue
             if deg.kind == "all":
-                if deg.name in sizes:
-                    sizes[deg.name] = value
-            elif deg.name in arrays:
-                arrays[deg.name] = value
+                if key in sizes:
+                    sizes[key] = value
+            elif key in arrays:
+                arrays[key] = value
         return arrays, sizes
 
     cls = type("ShardTrainer", (mod.Trainer,), {"layout": layout, "whole_degrees": {},

@@ -126,7 +126,8 @@ def emit(spec: ir.Spec, ext_name: str, plan: KernelPlan | None = None,
     scratch = dict.fromkeys(_python_expr(fn.scratch, plan.fields)
                             for bp in plan.blocks for fn in bp.updates)
     scratch_py = "max(" + ", ".join(scratch) + ", 0)"
-    nterms_py = " + ".join(f'sizes["nterms_{bp.index}"]' for bp in plan.blocks)
+    keys = {(f.role, f.of): f.key for f in plan.fields}
+    nterms_py = " + ".join(f'sizes[{keys["nterms", bp.index]!r}]' for bp in plan.blocks)
     predicts = [bp for bp in plan.blocks if bp.predict is not None]
     predict = width = None      # a vector predict: values per term, as read in the Kernel
     if predicts:
@@ -141,7 +142,7 @@ def emit(spec: ir.Spec, ext_name: str, plan: KernelPlan | None = None,
                 (bp.predict, "predict")]:
             if fn is not None:
                 needs[use] |= {f.key for f in plan.pointers_used[fn.name] if f.is_pointer}
-    replicas = [_replica(spec, name, data) for name, data in plan.replicas.items()]
+    replicas = [_replica(spec, name, data, keys) for name, data in plan.replicas.items()]
     needs["state"] = {f.key for f in plan.fields if f.state}
     needs["train"] -= needs["state"]
     env = _environment()
@@ -160,14 +161,14 @@ def emit(spec: ir.Spec, ext_name: str, plan: KernelPlan | None = None,
     return {f"{ext_name}.pyx": pyx, f"{spec.model}.py": py}
 
 
-def _replica(spec: ir.Spec, name: str, data: tuple) -> dict:
+def _replica(spec: ir.Spec, name: str, data: tuple, keys: dict) -> dict:
     """What the template needs of a replicable param: its names, and its rows and row length
-    as Python over the kernel's `sizes`."""
+    as Python over the kernel's `sizes` (`keys`: (role, of) -> key, from the layout)."""
     consts = dict(spec.consts)
     dims = spec.param(name).dims
 
     def extent(dim):
-        return str(consts[dim]) if dim in consts else f'sizes["n_{dim}"]'
+        return str(consts[dim]) if dim in consts else f'sizes[{keys["dim", dim]!r}]'
     return {"param": name, "map": c_hot(name), "data": data,
             "rows_py": extent(dims[0]), "length_py": extent(dims[1]) if len(dims) > 1 else "1"}
 

@@ -12,7 +12,11 @@ compiled again for every spec (issue 14, "a lighter build"); here it is compiled
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
+
+from .errors import HogwildError
 
 # An epoch's grabs (see Kernel.epoch): about GRABS_PER_THREAD per thread (a thread that comes
 # free late leaves the others at most one grab to finish), each of at least GRAB_TERMS terms
@@ -21,19 +25,39 @@ GRABS_PER_THREAD = 16
 GRAB_TERMS = 1024
 
 _FIELD_TYPES = {"int64_t": np.int64, "double": np.float64}     # else a pointer: an address
+_ARRAY_TYPES = {"double*": np.float64, "float*": np.float32, "int64_t*": np.int64,
+                "int32_t*": np.int32}
+_WRITTEN = ("param", "acc", "l1u", "l1q")                      # roles the kernels write
 _SYNC_MODES = (0, 1, 2)                                        # hogwild, atomic, lock
+
+
+class Field(NamedTuple):
+    """One entry of a generated module's LAYOUT (see lower.Field, lower.ROLES)."""
+    name: str
+    ctype: str
+    key: str
+    value: int | None
+    role: str
+    of: str | int
+    shape: tuple
+
+    @property
+    def is_pointer(self) -> bool:
+        return self.ctype.endswith("*")
 
 
 def bind(module: dict):
     """(Kernel, column_counts) of a generated module, given its namespace (`globals()`)."""
-    names = [name for name, *_ in module["LAYOUT"]] + [hot for _, hot in module["REPLICAS"]]
-    types = [_FIELD_TYPES.get(ctype, np.uintp) for _, ctype, *_ in module["LAYOUT"]]
+    fields = tuple(Field(*f) for f in module["LAYOUT"])
+    names = [f.name for f in fields] + [hot for _, hot in module["REPLICAS"]]
+    types = [_FIELD_TYPES.get(f.ctype, np.uintp) for f in fields]
     struct = np.dtype(list(zip(names, types + [np.uintp] * len(module["REPLICAS"]))))
     if struct.itemsize != module["_model_bytes"]():
         raise ImportError(f"{module['__name__']}: its _Model struct has "
                           f"{module['_model_bytes']()} bytes, its LAYOUT {struct.itemsize}")
     members = {"_c": module, "_struct": struct, "__module__": module["__name__"],
-               "__doc__": Kernel.__doc__}
+               "__doc__": Kernel.__doc__, "fields": fields,
+               "_keys": {(f.role, f.of): f.key for f in fields}}
     if module["DRAW_KEY"] is not None:
         members["set_draw_key"] = _set_draw_key
     kernel = type("Kernel", (Kernel,), members)
@@ -50,31 +74,47 @@ def bind(module: dict):
 
 class Kernel:
     """The compiled trainer of one data set: the module's struct of pointers into arrays the
-    runtime has checked. A missing array is recorded, its pointer left 0, and a method that
-    would read it refuses to run."""
+    runtime has filled by walking `fields` (the module's LAYOUT). Every array given is checked
+    against its field (dtype, C order, writable where the kernels write, its shape from the
+    sizes) before any C reads it; a missing array is recorded, its pointer left 0, and a
+    method that would read it refuses to run."""
     _c: dict             # the generated module's namespace: LAYOUT, entry points
     _struct: np.dtype    # its _Model struct, field by field
+    fields: tuple        # LAYOUT, as Field
+    _keys: dict          # (role, of) -> key
+
+    @classmethod
+    def key(cls, role: str, of: str | int = "") -> str:
+        """The key in the arrays / sizes dicts of the field that holds `role` of `of`."""
+        try:
+            return cls._keys[role, of]
+        except KeyError:
+            raise HogwildError(f"the kernel's layout has no {role!r} of {of!r}") from None
 
     def __init__(self, arrays: dict, sizes: dict):
         c = self._c
         self.keep = dict(arrays)            # what the struct points into stays alive
         self._model = model = np.zeros((), dtype=self._struct)
+        self._sizes = sizes
+        self._checked = set()
         missing = set()
-        for name, ctype, key, value in c["LAYOUT"]:
-            if value is not None:
-                model[name] = value
-            elif ctype.endswith("*"):
-                array = arrays.get(key)
+        for f in self.fields:
+            if f.value is not None:
+                model[f.name] = f.value
+            elif f.is_pointer:
+                array = arrays.get(f.key)
                 if array is None:
-                    missing.add(key)
+                    missing.add(f.key)
                 else:
-                    model[name] = array.ctypes.data
+                    model[f.name] = _checked_array(f, array).ctypes.data
+            elif f.key not in sizes:
+                raise HogwildError(f"kernel: size {f.key!r} ({_what(f)}) was not given")
             else:
-                model[name] = sizes[key]
+                model[f.name] = sizes[f.key]
         self.missing = frozenset(missing)
-        if sizes["optimizer"] != 0 and self.missing & c["STATE_ARRAYS"]:
-            raise ValueError(f"kernel: the optimizer's state "
-                             f"{sorted(self.missing & c['STATE_ARRAYS'])[0]!r} was not given")
+        if sizes[self.key("optimizer")] != 0 and self.missing & c["STATE_ARRAYS"]:
+            raise HogwildError(f"kernel: the optimizer's state "
+                               f"{sorted(self.missing & c['STATE_ARRAYS'])[0]!r} was not given")
         nterms, scratch, shapes = c["_extents"](sizes)
         self.nterms = nterms
         self.scratch_per_thread = max(1, scratch)
@@ -99,11 +139,35 @@ class Kernel:
         return self._model.ctypes.data
 
     def _require(self, use: str):
-        """A method that would read an array the runtime did not give refuses to run."""
+        """A method that would read an array the runtime did not give, or one whose shape is
+        not its field's, refuses to run (the shapes are checked once per use)."""
+        if use in self._checked:
+            return
         need = self._c["TRAIN_ARRAYS"] if use == "train" else self._c["PREDICT_ARRAYS"]
+        if use == "train" and self._sizes[self.key("optimizer")] != 0:
+            need = need | self._c["STATE_ARRAYS"]
         lacking = sorted(self.missing & need)
         if lacking:
-            raise ValueError(f"kernel {use}: array {lacking[0]!r} was not given")
+            f = next(f for f in self.fields if f.key == lacking[0])
+            raise HogwildError(f"kernel {use}: array {f.key!r} ({_what(f)}) was not given")
+        extents = self._extents()
+        for f in self.fields:
+            if f.key in need:
+                _check_shape(f, self.keep[f.key], extents, self._sizes[self.key("optimizer")])
+        self._checked.add(use)
+
+    def _extents(self) -> dict:
+        """Each dim's size (consts: their values), and "nnz X" of each sparse datum given."""
+        out = {}
+        for f in self.fields:
+            if f.role in ("dim", "const"):
+                out[f.of] = f.value if f.value is not None else self._sizes[f.key]
+        for f in self.fields:
+            if f.role == "indptr" and f.key in self.keep:
+                indptr = self.keep[f.key]
+                _check_shape(f, indptr, out, 0)
+                out[f"nnz {f.of}"] = int(indptr[-1])
+        return out
 
     def epoch(self, order, chunk: int, step: float, threads: int, sync: int):
         """One pass: order lists terms (chunk == 0) or chunks of `chunk` consecutive terms.
@@ -230,3 +294,35 @@ def _positive(value, what: str) -> int:
     if not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{what} must be a positive integer, not {value!r}")
     return int(value)
+
+
+
+def _what(f: Field) -> str:
+    return f"{f.role} of {f.of}" if f.of != "" else f.role
+
+
+def _checked_array(f: Field, array) -> np.ndarray:
+    """`array` if it is what field `f` points to: an ndarray of its dtype, in C order, and
+    writable where the kernels write; else a HogwildError naming it."""
+    want = np.dtype(_ARRAY_TYPES[f.ctype])
+    if not isinstance(array, np.ndarray) or array.dtype != want or \
+            not array.flags.c_contiguous or (f.role in _WRITTEN and not array.flags.writeable):
+        got = f"a {array.dtype} array" if isinstance(array, np.ndarray) else \
+            type(array).__name__
+        raise HogwildError(f"kernel: array {f.key!r} ({_what(f)}) must be a C-contiguous "
+                           f"{'writable ' if f.role in _WRITTEN else ''}{want} array, not {got}"
+                           + ("" if not isinstance(array, np.ndarray) or array.dtype != want
+                              else " (not C-contiguous or not writable)"))
+    return array
+
+
+def _check_shape(f: Field, array: np.ndarray, extents: dict, optimizer: int) -> None:
+    """The array of field `f` has the shape its field gives, read off the sizes (an AdaGrad
+    per-row state: without the param's last dim)."""
+    shape = f.shape
+    if f.role == "acc" and optimizer == 2 and len(shape) >= 2:
+        shape = shape[:-1]
+    want = tuple(extents[s[:-2]] + 1 if s.endswith("+1") else extents[s] for s in shape)
+    if array.shape != want and not (array.size == 1 and want == ()):
+        raise HogwildError(f"kernel: array {f.key!r} ({_what(f)}) has shape {array.shape}, "
+                           f"its layout says {want} ({', '.join(shape) or 'a scalar'})")

@@ -121,74 +121,117 @@ def c_deg(name: str) -> str:
 STORAGE = {"float64": "double", "float32": "float"}
 
 
+# What each layout field holds (Field.role): the runtime fills a field with its role's function
+# (runtime.FILL) from the field's `of`, and the Kernel checks each array against its ctype and
+# shape before any C runs. The one contract between the generated code and the runtime.
+ROLES = {
+    "param": "a param's values (of: the param)",
+    "data": "a dense datum's values (of: the datum)",
+    "index": "an index datum's rows (of: the datum)",
+    "indptr": "a sparse datum's CSR row pointers",
+    "indices": "a sparse datum's column of each stored entry",
+    "values": "a sparse datum's value of each stored entry",
+    "rows": "the row of each stored entry of the data an entry block ranges over",
+    "maxnnz": "the longest row of a sparse datum",
+    "acc": "AdaGrad's sums of squared gradients of a param (per coordinate; adagrad_row: "
+           "per row of a 2-D or 3-D param); read only under an update rule other than sgd",
+    "l1u": "the l1 penalty owed to each coordinate of a param so far (reg l1)",
+    "l1q": "the l1 penalty applied to each coordinate of a param so far (reg l1)",
+    "alias_p": "the alias table of a weights datum of `sample` lines: probabilities",
+    "alias_i": "the alias table of a weights datum of `sample` lines: aliases",
+    "deg": "1/deg of a degree split, per coordinate or one number (of: check's name)",
+    "optimizer": "the update rule: 0 sgd, 1 adagrad, 2 adagrad_row",
+    "nterms": "the terms of a block (of: its index)",
+    "dim": "the size of a dim",
+    "const": "the loop bound of a const (filled in by the kernel itself)",
+    "draw_key": "the key of the draws of `sample` lines",
+}
+
+
 @dataclass(frozen=True)
 class Field:
+    """One member of the _Model struct: a pointer to an array or a size."""
     name: str            # in the generated code
     ctype: str           # double* | float* | int64_t* | int32_t* | double | int64_t
-    doc: str
-    key: str             # in the runtime's arrays / sizes dicts
+    role: str            # what it holds (ROLES)
+    of: str | int = ""   # the param, datum, block, dim or const it belongs to
+    shape: tuple = ()    # an array's extents: a dim, "<dim>+1", or "nnz <sparse datum>"
     value: int | None = None   # a constant the kernel itself fills in (not from the runtime)
-    state: bool = False        # optimizer state: read only under an update rule other than sgd
 
     @property
     def is_pointer(self):
         return self.ctype.endswith("*")
 
+    @property
+    def key(self) -> str:
+        """Its name in the runtime's arrays / sizes dicts."""
+        return _KEYS[self.role].format(self.of)
+
+    @property
+    def state(self) -> bool:
+        """Optimizer state: read only under an update rule other than sgd."""
+        return self.role == "acc"
+
+    @property
+    def doc(self) -> str:
+        return f"{self.role} of {self.of}" if self.of != "" else self.role
+
+
+_KEYS = {"param": "{}", "data": "{}", "index": "{}", "indptr": "{}__indptr",
+         "indices": "{}__indices", "values": "{}__data", "rows": "{}__rows",
+         "maxnnz": "maxnnz_{}", "acc": "{}__acc", "l1u": "{}__l1u", "l1q": "{}__l1q",
+         "alias_p": "{}__alias_p", "alias_i": "{}__alias_i", "deg": "{}",
+         "optimizer": "optimizer", "nterms": "nterms_{}", "dim": "n_{}", "const": "",
+         "draw_key": "draw_key"}
+
 
 def layout(spec: ir.Spec, dtype: str = "float64") -> list[Field]:
-    """Every array and size a kernel reads, named as the runtime fills them; params, data
-    values and update-rule state in `dtype` (STORAGE), the runtime's own tables in double."""
+    """Every array and size a kernel reads, with what it holds, its C type and its shape;
+    params, data values and update-rule state in `dtype` (STORAGE), the runtime's own tables
+    in double."""
     real = STORAGE[dtype] + "*"
     fields: list[Field] = []
     entry_data = {b.over for b in spec.blocks if b.kind == "entries"}
     for d in spec.data:
         if d.kind == "sparse":
-            parts = [("indptr", "int64_t*", "CSR row pointers"), ("indices", "int32_t*",
-                     "CSR columns"), ("data", real, "CSR values")]
+            nnz = f"nnz {d.name}"
+            fields += [Field(c_csr(d.name, "indptr"), "int64_t*", "indptr", d.name,
+                             (f"{d.dims[0]}+1",)),
+                       Field(c_csr(d.name, "indices"), "int32_t*", "indices", d.name, (nnz,)),
+                       Field(c_csr(d.name, "data"), real, "values", d.name, (nnz,))]
             if d.name in entry_data:
-                parts.append(("rows", "int32_t*", "row of each entry"))
-            fields += [Field(c_csr(d.name, part), ctype, f"{doc} of {d.name}",
-                             f"{d.name}__{part}") for part, ctype, doc in parts]
-            fields.append(Field(c_maxnnz(d.name), "int64_t", f"longest row of {d.name}",
-                                f"maxnnz_{d.name}"))
+                fields.append(Field(c_csr(d.name, "rows"), "int32_t*", "rows", d.name, (nnz,)))
+            fields.append(Field(c_maxnnz(d.name), "int64_t", "maxnnz", d.name))
         elif d.kind == "index":
-            fields.append(Field(c_value(d.name), "int64_t*", f"index data {d.name} (into "
-                                f"{d.of})", d.name))
+            fields.append(Field(c_value(d.name), "int64_t*", "index", d.name, d.dims))
         else:
-            fields.append(Field(c_value(d.name), real, f"{d.kind} data {d.name}", d.name))
+            fields.append(Field(c_value(d.name), real, "data", d.name, d.dims))
     for p in spec.params:
-        fields.append(Field(c_value(p.name), real, f"param {p.name}", p.name))
-        fields.append(Field(c_acc(p.name), real, f"sums of squared gradients of {p.name} "
-                            "(adagrad: per coordinate; adagrad_row: per row of a 2-D param)",
-                            f"{p.name}__acc", state=True))
+        fields.append(Field(c_value(p.name), real, "param", p.name, p.dims))
+        fields.append(Field(c_acc(p.name), real, "acc", p.name, p.dims))
     for name in dict.fromkeys(r.param for b in spec.blocks for r in b.regs if r.kind == "l1"):
-        fields += [Field(c_l1(name, "u"), real, f"l1 penalty owed to each coordinate of "
-                         f"{name} so far", f"{name}__l1u"),
-                   Field(c_l1(name, "q"), real, f"l1 penalty applied to each coordinate "
-                         f"of {name} so far", f"{name}__l1q")]
-    fields.append(Field(c_optimizer(), "int64_t", "update rule: 0 sgd, 1 adagrad, "
-                        "2 adagrad_row", "optimizer"))
+        dims = spec.param(name).dims
+        fields += [Field(c_l1(name, "u"), real, "l1u", name, dims),
+                   Field(c_l1(name, "q"), real, "l1q", name, dims)]
+    fields.append(Field(c_optimizer(), "int64_t", "optimizer"))
     for b in spec.blocks:
-        fields.append(Field(c_nterms(b.index), "int64_t", f"terms of block {b.index}",
-                            f"nterms_{b.index}"))
+        fields.append(Field(c_nterms(b.index), "int64_t", "nterms", b.index))
         for deg in b.degs:
-            ctype = "double" if deg.kind == "all" else "double*"
-            fields.append(Field(c_deg(deg.name), ctype,
-                                f"1/deg for the degree split of block {b.index}", deg.name))
+            if deg.kind == "all":
+                fields.append(Field(c_deg(deg.name), "double", "deg", deg.name))
+            else:
+                fields.append(Field(c_deg(deg.name), "double*", "deg", deg.name, (deg.dim,)))
     for dim in spec.dims:
-        fields.append(Field(c_dim(dim), "int64_t", f"size of dim {dim}", f"n_{dim}"))
+        fields.append(Field(c_dim(dim), "int64_t", "dim", dim))
     for name, value in spec.consts:
-        fields.append(Field(c_bound(name), "int64_t", f"loop bound of const {name}", "",
-                            value))
+        fields.append(Field(c_bound(name), "int64_t", "const", name, value=value))
     samples = [s for b in spec.blocks for s in b.samples]
     if samples:
-        fields.append(Field(c_draw_key(), "int64_t", "key of the draws of sample lines",
-                            "draw_key"))
+        fields.append(Field(c_draw_key(), "int64_t", "draw_key"))
     for w in dict.fromkeys(s.weights for s in samples if s.weights):
-        fields += [Field(c_csr(w, "aliasp"), "double*", f"alias table of {w}: probabilities",
-                         f"{w}__alias_p"),
-                   Field(c_csr(w, "aliasi"), "int64_t*", f"alias table of {w}: aliases",
-                         f"{w}__alias_i")]
+        dims = spec.datum(w).dims
+        fields += [Field(c_csr(w, "aliasp"), "double*", "alias_p", w, dims),
+                   Field(c_csr(w, "aliasi"), "int64_t*", "alias_i", w, dims)]
     return fields
 
 

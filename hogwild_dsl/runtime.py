@@ -223,7 +223,8 @@ class TrainerBase:
             raise HogwildError(f"patience={self.patience!r} stops on the validation objective: "
                                "pass the held-out data as fit(..., validation={...})")
         arrays, sizes = self.layout(data)
-        if self.epochs > 0 and not any(sizes[f"nterms_{b.index}"] for b in self.spec.blocks):
+        if self.epochs > 0 and not any(sizes[self._key("nterms", b.index)]
+                                       for b in self.spec.blocks):
             blocks = " and ".join(f"'{b.header().rstrip(':')}'" for b in self.spec.blocks)
             raise DataError(f"the data give model '{self.spec.model}' no terms to train on: "
                             f"{blocks} ha{'s' if len(self.spec.blocks) == 1 else 've'} 0 terms")
@@ -401,13 +402,13 @@ class TrainerBase:
             raise HogwildError("predict() before fit(): train first, or load saved params")
         arrays, sizes = self.layout(data, need="predict")
         kernel = self.kernels.Kernel(arrays, sizes)
-        n = sizes[f"nterms_{block.index}"]
+        n = sizes[self._key("nterms", block.index)]
         if block.predict_var is None:
             out = np.empty(n, dtype=np.float64)
         else:                           # a vector per term: (terms, size of its dim)
             dim = block.predict_var.dim
             consts = dict(self.spec.consts)
-            out = np.empty((n, consts[dim] if dim in consts else sizes[f"n_{dim}"]))
+            out = np.empty((n, consts[dim] if dim in consts else sizes[self._key("dim", dim)]))
         kernel.predict(out.reshape(-1), self.threads)
         positions = self._positions.get(block.over)
         if positions is not None:       # the kernel's CSR order -> the order the user gave
@@ -533,18 +534,18 @@ class TrainerBase:
         names, rows, shares, lengths = [], [], [], []
         for name, data in replicable.items():
             dims = self.spec.param(name).dims
-            extent = consts.get(dims[0], sizes.get(f"n_{dims[0]}", 0))
+            extent = consts[dims[0]] if dims[0] in consts else sizes[self._key("dim", dims[0])]
             counts, terms = np.zeros(extent, dtype=np.float64), 0
             for d in data:
-                counts += self.kernels.column_counts(arrays[f"{d}__indices"], extent)
-                terms += arrays[f"{d}__indptr"].shape[0] - 1
+                counts += self.kernels.column_counts(arrays[self._key("indices", d)], extent)
+                terms += arrays[self._key("indptr", d)].shape[0] - 1
             share = counts / max(terms, 1)
             hot = np.flatnonzero(share >= HOT_SHARE)
             names.append(np.full(hot.size, len(names)))
             rows.append(hot)
             shares.append(share[hot])
             lengths.append(np.full(hot.size, math.prod(
-                consts.get(d, sizes.get(f"n_{d}", 0)) for d in dims[1:])))
+                consts[d] if d in consts else sizes[self._key("dim", d)] for d in dims[1:])))
         order = np.argsort(-np.concatenate(shares), kind="stable")
         which, rows = np.concatenate(names)[order], np.concatenate(rows)[order]
         taken = np.cumsum(np.concatenate(lengths)[order]) <= HOT_VALUES
@@ -553,20 +554,27 @@ class TrainerBase:
         return {f"_hot_{name}": np.sort(rows[taken & (which == k)]).astype(np.int64)
                 for k, name in enumerate(replicable)}
 
+    def _key(self, role: str, of: str | int = "") -> str:
+        """The key in the kernel's arrays / sizes of the layout field holding `role` of `of`
+        (lower.ROLES): the layout names them, never the runtime."""
+        return self.kernels.Kernel.key(role, of)
+
     def _state_arrays(self) -> list:
-        """The update rules' state beside the params: (key in _accumulators, layout key,
-        shape). AdaGrad's sums of squares (under adagrad and adagrad_row: one per coordinate,
-        or per row of a 2-D or 3-D param) and, for a param under `reg l1`, the penalty each coordinate
-        was owed and was given (the clipped cumulative penalty, whatever the optimizer)."""
+        """The update rules' state beside the params (the layout's fields of roles acc, l1u
+        and l1q): (name in _accumulators and in saved files, layout key, shape, param).
+        AdaGrad's sums of squares (under adagrad and adagrad_row: one per coordinate, or per
+        row of a 2-D or 3-D param) and, for a param under `reg l1`, the penalty each
+        coordinate was owed and was given (the clipped cumulative penalty, whatever the
+        optimizer)."""
         out = []
-        for p in self.spec.params:
-            shape = self.params[p.name].shape
-            if self.optimizer != "sgd":
-                rows = self.optimizer == "adagrad_row" and len(shape) >= 2
-                out.append((p.name, f"{p.name}__acc", shape[:-1] if rows else shape))
-            if any(r.param == p.name and r.kind == "l1" for b in self.spec.blocks
-                   for r in b.regs):
-                out += [(f"{p.name}__l1{part}", f"{p.name}__l1{part}", shape) for part in "uq"]
+        for f in self.kernels.Kernel.fields:
+            if f.role not in ("acc", "l1u", "l1q") or f.role == "acc" and self.optimizer == "sgd":
+                continue
+            shape = self.params[f.of].shape
+            if f.role == "acc" and self.optimizer == "adagrad_row" and len(shape) >= 2:
+                shape = shape[:-1]
+            name = f.of if f.role == "acc" else f"{f.of}__{f.role}"    # saved files' names
+            out.append((name, f.key, shape, f.of))
         return out
 
     def layout(self, data: dict, need: str = "all") -> tuple[dict, dict]:
@@ -615,73 +623,14 @@ class TrainerBase:
                                 "pattern differs")
         # predict runs only the predicting block: another block's dims need no data
         dims = self._dims(given, predicting=need != "all")
-        arrays, sizes = {}, {}
-        for name, value in given.items():
-            d = declared[name]
-            if d.kind == "sparse":
-                arrays[f"{name}__indptr"] = value.indptr
-                arrays[f"{name}__indices"] = value.indices
-                arrays[f"{name}__data"] = value.data
-                lengths = np.diff(value.indptr)
-                sizes[f"maxnnz_{name}"] = int(lengths.max()) if lengths.size else 0
-            else:
-                arrays[name] = value
-        for d in spec.data:
-            if d.kind == "sparse":
-                sizes.setdefault(f"maxnnz_{d.name}", 0)
         self._init_params(dims)
-        for name, value in self._live_params(dims).items():
-            arrays[name] = value
-        sizes["optimizer"] = OPTIMIZERS[self.optimizer] if need == "all" else 0
-        if need == "all":      # the update rules' state, kept across fits (_state_arrays)
-            accumulators = self.__dict__.setdefault("_accumulators", {})
-            for key, layout_key, shape in self._state_arrays():
-                acc = accumulators.get(key)
-                if acc is None or acc.shape != shape or acc.dtype != self.dtype:
-                    acc = accumulators[key] = np.zeros(shape, dtype=self.dtype)
-                arrays[layout_key] = acc
-        for dim in spec.dims:
-            sizes[f"n_{dim}"] = dims[dim]
-        for b in spec.blocks:
-            if need != "all" and b.predict is None:
-                sizes[f"nterms_{b.index}"] = 0       # predict runs only the predicting block
-            elif b.kind == "rows":
-                sizes[f"nterms_{b.index}"] = dims[b.over]
-            else:
-                m = given.get(b.over)
-                if m is None:
-                    raise DataError(f"missing data '{b.over}': its stored entries are the terms "
-                                    f"of the block on spec line {b.line}")
-                sizes[f"nterms_{b.index}"] = m.nnz
-                rows = np.repeat(np.arange(m.shape[0], dtype=np.int32), np.diff(m.indptr))
-                arrays[f"{b.over}__rows"] = rows
-            if need == "all":
-                for deg in b.degs:
-                    _degree(deg, b, given, {**dict(spec.consts), **dims}, sizes, arrays,
-                            self.kernels.column_counts)
-            else:
-                for deg in b.degs:
-                    sizes.setdefault(deg.name, 0.0)
-        self._draws(given, dims, sizes, arrays)
+        bound = _Binding(self, given, dims, need)
+        arrays, sizes = {}, {}
+        for f in self.kernels.Kernel.fields:      # the layout: one fill function per role
+            value = FILL[f.role](bound, f.of) if f.value is None else None
+            if value is not None:
+                (arrays if f.is_pointer else sizes)[f.key] = value
         return arrays, sizes
-
-    def _draws(self, given: dict, dims: dict, sizes: dict, arrays: dict):
-        """What the `sample` lines draw from: the key of the objective's fixed draws, an alias
-        table per weights datum (DataError for weights that are no distribution), and a
-        refusal to draw from an empty dim."""
-        spec = self.spec
-        samples = [(b, s) for b in spec.blocks for s in b.samples]
-        if not samples:
-            return
-        sizes["draw_key"] = _draw_key(self.seed, "objective")
-        extents = {**dims, **dict(spec.consts)}
-        for b, s in samples:
-            if sizes[f"nterms_{b.index}"] > 0 and extents[s.var.dim] == 0:
-                raise DataError(f"'sample {s.var.name} in {s.var.dim}' (spec line {s.line}) "
-                                f"draws from {s.var.dim}, which has size 0")
-        for w in dict.fromkeys(s.weights for _, s in samples if s.weights):
-            if w in given:
-                arrays[f"{w}__alias_p"], arrays[f"{w}__alias_i"] = _alias_table(w, given[w])
 
     def _dims(self, given: dict, predicting: bool = False) -> dict:
         """Read every dim off the data (and the params, if any), checking that they agree.
@@ -1205,27 +1154,151 @@ def _checked_csr(value, fmt: str, shape: tuple, what: str) -> sp.csr_matrix:
     return make((value.data, value.indices, value.indptr), shape=shape, copy=False).tocsr()
 
 
-def _degree(deg: ir.DegSpec, block: ir.Block, given: dict, dims: dict, sizes: dict,
-            arrays: dict, column_counts):
+class _Binding:
+    """What one call of TrainerBase.layout binds: the checked data (`given`), the dims, the
+    params and optimizer state, and `need` ("all" or "predict"). The FILL functions read the
+    layout's fields off it; what several fields share is computed once."""
+
+    def __init__(self, trainer, given: dict, dims: dict, need: str):
+        self.trainer, self.spec, self.given, self.dims, self.need = \
+            trainer, trainer.spec, given, dims, need
+        self.extents = {**dict(trainer.spec.consts), **dims}
+        self._memo = {}
+
+    def once(self, what, make):
+        if what not in self._memo:
+            self._memo[what] = make()
+        return self._memo[what]
+
+    def params(self) -> dict:
+        return self.once("params", lambda: self.trainer._live_params(self.dims))
+
+    def state(self) -> dict:
+        """Layout key -> (name in the trainer's _accumulators, shape), for this optimizer."""
+        return self.once("state", lambda: {key: (name, shape) for name, key, shape, _ in
+                                           self.trainer._state_arrays()})
+
+    def nterms(self, index: int) -> int:
+        def count():
+            b = self.spec.blocks[index]
+            if self.need != "all" and b.predict is None:
+                return 0                     # predict runs only the predicting block
+            if b.kind == "rows":
+                return self.dims[b.over]
+            if b.over not in self.given:
+                raise DataError(f"missing data '{b.over}': its stored entries are the terms "
+                                f"of the block on spec line {b.line}")
+            return self.given[b.over].nnz
+        return self.once(("nterms", index), count)
+
+    def entry_rows(self, name: str) -> np.ndarray:
+        """The row of each stored entry of sparse data `name`."""
+        def rows():
+            m = self.given[name]
+            return np.repeat(np.arange(m.shape[0], dtype=np.int32), np.diff(m.indptr))
+        return self.once(("rows", name), rows)
+
+    def alias(self, name: str):
+        return self.once(("alias", name), lambda: _alias_table(name, self.given[name]))
+
+
+def _given(b: _Binding, name: str):
+    return b.given.get(name)
+
+
+def _csr_part(part: str):
+    def fill(b: _Binding, name: str):
+        m = b.given.get(name)
+        return None if m is None else getattr(m, part)
+    return fill
+
+
+def _maxnnz(b: _Binding, name: str) -> int:
+    m = b.given.get(name)
+    lengths = np.diff(m.indptr) if m is not None else ()
+    return int(lengths.max()) if len(lengths) else 0
+
+
+def _state(b: _Binding, key: str):
+    """AdaGrad's or l1's state of a param, kept across fits in the trainer's _accumulators
+    (zeros where there is none of this shape and dtype yet); predict reads none."""
+    if b.need != "all" or key not in b.state():
+        return None
+    name, shape = b.state()[key]
+    accumulators = b.trainer.__dict__.setdefault("_accumulators", {})
+    acc = accumulators.get(name)
+    if acc is None or acc.shape != shape or acc.dtype != b.trainer.dtype:
+        acc = accumulators[name] = np.zeros(shape, dtype=b.trainer.dtype)
+    return acc
+
+
+def _state_of(role: str):
+    return lambda b, param: _state(b, b.trainer._key(role, param))
+
+
+def _degree_of(b: _Binding, name: str):
+    """1/deg(c) of the degree split `name`: how many terms of its block touch each coordinate
+    (a number for a whole-param target); predict reads none."""
+    block, deg = next((blk, d) for blk in b.spec.blocks for d in blk.degs if d.name == name)
+    if b.need != "all":
+        return 0.0 if deg.kind == "all" else None
+    return _degree(deg, block, b.given, b.extents, b.nterms(block.index), b.entry_rows,
+                   b.trainer.kernels.column_counts)
+
+
+def _draw_key_of(b: _Binding, _):
+    """The key of the objective's fixed draws; a refusal to draw from an empty dim."""
+    for block in b.spec.blocks:
+        for s in block.samples:
+            if b.nterms(block.index) > 0 and b.extents[s.var.dim] == 0:
+                raise DataError(f"'sample {s.var.name} in {s.var.dim}' (spec line {s.line}) "
+                                f"draws from {s.var.dim}, which has size 0")
+    return _draw_key(b.trainer.seed, "objective")
+
+
+# How the runtime fills each role of the layout (lower.ROLES) off a _Binding: the value of the
+# field `of` the given name, or None where the data given do not hold it (the kernel then
+# refuses to run what would read it).
+FILL = {
+    "param": lambda b, name: b.params()[name],
+    "data": _given,
+    "index": _given,
+    "indptr": _csr_part("indptr"),
+    "indices": _csr_part("indices"),
+    "values": _csr_part("data"),
+    "rows": lambda b, name: b.entry_rows(name) if name in b.given else None,
+    "maxnnz": _maxnnz,
+    "acc": _state_of("acc"),
+    "l1u": _state_of("l1u"),
+    "l1q": _state_of("l1q"),
+    "alias_p": lambda b, name: b.alias(name)[0] if name in b.given else None,
+    "alias_i": lambda b, name: b.alias(name)[1] if name in b.given else None,
+    "deg": _degree_of,
+    "optimizer": lambda b, _: OPTIMIZERS[b.trainer.optimizer] if b.need == "all" else 0,
+    "nterms": lambda b, index: b.nterms(index),
+    "dim": lambda b, dim: b.dims[dim],
+    "draw_key": _draw_key_of,
+}
+
+
+def _degree(deg: ir.DegSpec, block: ir.Block, given: dict, dims: dict, n_terms: int,
+            entry_rows, column_counts):
     """1/deg(c): how many terms of `block` touch each coordinate (the degree split)."""
-    n_terms = sizes[f"nterms_{block.index}"]
     if deg.kind == "all":
-        sizes[deg.name] = 1.0 / max(n_terms, 1)
-        return
+        return 1.0 / max(n_terms, 1)
     if deg.kind in ("indirect", "sample"):
-        counts = _touches(deg, block, given, arrays, n_terms, dims[deg.dim])
+        counts = _touches(deg, block, given, entry_rows, n_terms, dims[deg.dim])
         with np.errstate(divide="ignore"):
-            arrays[deg.name] = np.where(counts > 0, 1.0 / np.maximum(counts, 1e-300), 0.0)
-        return
+            return np.where(counts > 0, 1.0 / np.maximum(counts, 1e-300), 0.0)
     if deg.via is not None:     # X[better[p]]: a row counts once per term picking it
         x = given[deg.data]
-        per_value = _index_counts(deg.via, deg.var, block, given, arrays, x.shape[0])
+        per_value = _index_counts(deg.via, deg.var, block, given, entry_rows, x.shape[0])
     elif block.kind == "rows":
         per_value = np.ones(dims[block.over], dtype=np.float64)   # each index is one term
     else:
         m = given[block.over]
         first = deg.var == block.vars[0].name
-        ids = arrays[f"{block.over}__rows"] if first else m.indices
+        ids = entry_rows(block.over) if first else m.indices
         size = m.shape[0] if first else m.shape[1]
         per_value = np.bincount(ids, minlength=size).astype(np.float64)
     if deg.kind == "var":
@@ -1238,10 +1311,10 @@ def _degree(deg: ir.DegSpec, block: ir.Block, given: dict, dims: dict, sizes: di
         weights = np.repeat(per_value, np.diff(x.indptr))
         counts = np.bincount(x.indices.astype(np.intp), weights=weights, minlength=x.shape[1])
     with np.errstate(divide="ignore"):
-        arrays[deg.name] = np.where(counts > 0, 1.0 / np.maximum(counts, 1e-300), 0.0)
+        return np.where(counts > 0, 1.0 / np.maximum(counts, 1e-300), 0.0)
 
 
-def _touches(deg: ir.DegSpec, block: ir.Block, given: dict, arrays: dict, n_terms: int,
+def _touches(deg: ir.DegSpec, block: ir.Block, given: dict, entry_rows, n_terms: int,
              size: int) -> np.ndarray:
     """How many terms of `block` touch each value of `deg.dim` through an index datum
     (counted), or in expectation per epoch through a sampled index (terms x draws per term x
@@ -1252,17 +1325,17 @@ def _touches(deg: ir.DegSpec, block: ir.Block, given: dict, arrays: dict, n_term
             return np.full(size, draws / max(size, 1), dtype=np.float64)
         w = np.asarray(given[deg.data], dtype=np.float64)      # 1/deg is double (layout)
         return draws * w / w.sum()
-    return _index_counts(deg.data, deg.var, block, given, arrays, size)
+    return _index_counts(deg.data, deg.var, block, given, entry_rows, size)
 
 
-def _index_counts(data: str, at: str, block: ir.Block, given: dict, arrays: dict,
+def _index_counts(data: str, at: str, block: ir.Block, given: dict, entry_rows,
                   size: int) -> np.ndarray:
     """How many terms of `block` read each value of the index data `data` (read at the
     block's index `at`)."""
     values = given[data]
     if block.kind == "entries":      # the index datum read at the row or column of each entry
         m = given[block.over]
-        values = values[arrays[f"{block.over}__rows"] if at == block.vars[0].name else m.indices]
+        values = values[entry_rows(block.over) if at == block.vars[0].name else m.indices]
     return np.bincount(values, minlength=size).astype(np.float64)
 
 
