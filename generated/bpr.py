@@ -19,7 +19,7 @@ for (u, i) in seen:
 train optimizer adagrad, step 0.05, epochs 30
 """
 CONSTS = {'k': 32}
-SIGNATURE = "8bbf25092949b454ecb84c17"
+SIGNATURE = "95932d0ec2490db94ce0ec17"
 KERNELS = "bpr_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

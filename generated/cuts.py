@@ -26,7 +26,7 @@ for n in node:
 train step 1, decay 0.9, epochs 30
 """
 CONSTS = {}
-SIGNATURE = "75a9b2af1b6bab9f3614197b"
+SIGNATURE = "fdf32ffd4461dc308c822c58"
 KERNELS = "cuts_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

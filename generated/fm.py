@@ -22,7 +22,7 @@ for i in example:
     predict yhat
 """
 CONSTS = {'k': 8}
-SIGNATURE = "cfa7e297bbc823c39c60b74b"
+SIGNATURE = "253ede542127ca30cc7eee4b"
 KERNELS = "fm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

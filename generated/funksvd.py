@@ -21,7 +21,7 @@ for (u, v) in r:
     predict pred
 """
 CONSTS = {'rank': 50}
-SIGNATURE = "0633cc612f0b2f7ff63df8e5"
+SIGNATURE = "e04d2423ee725cc2aff74a57"
 KERNELS = "funksvd_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -18,7 +18,7 @@ for i in example:
     predict sigmoid(dot(X[i], w) + b)
 """
 CONSTS = {}
-SIGNATURE = "bd60c4cc9a9048f4c242dfcb"
+SIGNATURE = "49f3f8db97e97b283de0798b"
 KERNELS = "logreg_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

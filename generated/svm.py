@@ -21,7 +21,7 @@ for i in example:
 train step 0.5, decay 0.9, epochs 20
 """
 CONSTS = {}
-SIGNATURE = "a68acffa47042f1dd3b3fa18"
+SIGNATURE = "bb6aaa11caa90cd8cabe2fb6"
 KERNELS = "svm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -12,11 +12,10 @@ compiled again for every spec (issue 14, "a lighter build"); here it is compiled
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
 from .errors import HogwildError
+from .lower import Field
 
 # An epoch's grabs (see Kernel.epoch): about GRABS_PER_THREAD per thread (a thread that comes
 # free late leaves the others at most one grab to finish), each of at least GRAB_TERMS terms
@@ -31,24 +30,21 @@ _WRITTEN = ("param", "acc", "l1u", "l1q")                      # roles the kerne
 _SYNC_MODES = (0, 1, 2)                                        # hogwild, atomic, lock
 
 
-class Field(NamedTuple):
-    """One entry of a generated module's LAYOUT (see lower.Field, lower.ROLES)."""
-    name: str
-    ctype: str
-    key: str
-    value: int | None
-    role: str
-    of: str | int
-    shape: tuple
-
-    @property
-    def is_pointer(self) -> bool:
-        return self.ctype.endswith("*")
+def fields_of(table) -> tuple:
+    """A generated module's LAYOUT as lower.Field, each of the key lower gives it (else the
+    module is not from this version of lower: ImportError)."""
+    out = []
+    for name, ctype, key, value, role, of, shape in table:
+        field = Field(name, ctype, role, of, tuple(shape), value)
+        if field.key != key:
+            raise ImportError(f"layout field {name!r}: key {key!r}, lower says {field.key!r}")
+        out.append(field)
+    return tuple(out)
 
 
 def bind(module: dict):
     """(Kernel, column_counts) of a generated module, given its namespace (`globals()`)."""
-    fields = tuple(Field(*f) for f in module["LAYOUT"])
+    fields = fields_of(module["LAYOUT"])
     names = [f.name for f in fields] + [hot for _, hot in module["REPLICAS"]]
     types = [_FIELD_TYPES.get(f.ctype, np.uintp) for f in fields]
     struct = np.dtype(list(zip(names, types + [np.uintp] * len(module["REPLICAS"]))))

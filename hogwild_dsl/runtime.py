@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from . import build, calibrate, ir
+from . import build, calibrate, ir, lower
 from .check import check
 from .derive import gradients_text
 from .errors import DataError, DivergenceError, HogwildError
@@ -83,9 +83,14 @@ def bind(module_name: str, module_file: str, spec_text: str, consts: dict, signa
     if getattr(ext, "DTYPE", "float64") != dtype:      # the kernels trust the arrays' type
         raise HogwildError(f"{module_file}: its kernels store {getattr(ext, 'DTYPE', 'float64')}"
                            f", not {dtype}: regenerate it with `hogwildc compile`")
+    fields = tuple(lower.layout(spec, dtype))
+    if getattr(ext.Kernel, "fields", None) != fields:     # the one contract, both sides
+        raise HogwildError(f"{module_file}: its kernels' layout is not this version's: "
+                           "regenerate it with `hogwildc compile`")
     trainer = type("Trainer", (TrainerBase,), {
         "spec": spec, "kernels": ext, "signature": signature, "__module__": module_name,
-        "dtype": np.dtype(dtype),
+        "dtype": np.dtype(dtype), "fields": fields,
+        "_keys": {(f.role, f.of): f.key for f in fields},
         "__doc__": f"SGD trainer of model '{spec.model}' (see TrainerBase)."})
 
     def gradients() -> str:
@@ -130,6 +135,8 @@ class TrainerBase:
     calibration = None                             # (trainers pickled before the default step)
     _accumulators: dict = {}                       # read-only default; set per instance
     replicas = True                                # (trainers pickled before replicas)
+    fields: tuple = ()                             # the kernels' layout (lower.layout)
+    _keys: dict = {}                               # (role, of) -> key of its field
 
     def __init__(self, threads=None, epochs=None, step=None, decay=None, seed=None,
                  sync=None, shuffle=None, progress=None, order=None, optimizer=None,
@@ -557,7 +564,10 @@ class TrainerBase:
     def _key(self, role: str, of: str | int = "") -> str:
         """The key in the kernel's arrays / sizes of the layout field holding `role` of `of`
         (lower.ROLES): the layout names them, never the runtime."""
-        return self.kernels.Kernel.key(role, of)
+        try:
+            return self._keys[role, of]
+        except KeyError:
+            raise HogwildError(f"the kernels' layout has no {role!r} of {of!r}") from None
 
     def _state_arrays(self) -> list:
         """The update rules' state beside the params (the layout's fields of roles acc, l1u
@@ -567,7 +577,7 @@ class TrainerBase:
         coordinate was owed and was given (the clipped cumulative penalty, whatever the
         optimizer)."""
         out = []
-        for f in self.kernels.Kernel.fields:
+        for f in self.fields:
             if f.role not in ("acc", "l1u", "l1q") or f.role == "acc" and self.optimizer == "sgd":
                 continue
             shape = self.params[f.of].shape
@@ -626,7 +636,7 @@ class TrainerBase:
         self._init_params(dims)
         bound = _Binding(self, given, dims, need)
         arrays, sizes = {}, {}
-        for f in self.kernels.Kernel.fields:      # the layout: one fill function per role
+        for f in self.fields:      # the layout: one fill function per role
             value = FILL[f.role](bound, f.of) if f.value is None else None
             if value is not None:
                 (arrays if f.is_pointer else sizes)[f.key] = value
