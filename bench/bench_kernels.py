@@ -3,6 +3,8 @@ scikit-learn with code nobody wrote by hand).
 
   python bench/bench_kernels.py [--scale full|small] [--epochs 20]
       -> bench/results/kernels.json and bench/results/kernels.md
+  python bench/bench_kernels.py --before REV [--rounds 3] [--scale full|small]
+      -> bench/results/kernels_before_after.json and .md (see before_after)
 
 Measures, on RCV1-shaped data (SVM) and Netflix-shaped data (matrix completion):
 - ns per nonzero / rating per epoch of the GENERATED kernel and of the hand-written Cython
@@ -26,7 +28,8 @@ import scipy.sparse as sp
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
+if "--ab-worker" not in sys.argv:     # a before/after worker imports the tree on its PYTHONPATH
+    sys.path.insert(0, str(HERE.parent))
 
 import hogwild_dsl  # noqa: E402
 from hogwild_dsl import datasets  # noqa: E402
@@ -323,6 +326,105 @@ def mc_section(scale, epochs, timing_epochs, log):
     return out
 
 
+# ------------------------------------------------------------------ before / after
+
+
+AB_PROBLEMS = ("mc", "svm", "bpr")      # the shapes the paper table and the peers time
+AB_DTYPES = ("float64", "float32")
+
+
+def ab_data(problem: str, scale: str):
+    """(spec source or shipped name, fit data) of one before/after problem."""
+    s = SCALES[scale]
+    if problem == "mc":
+        d = cached(f"netflix_{scale}", lambda: dict(zip(("train", "test"), datasets.netflix_like(
+            n_users=s["users"], n_items=s["items"], n_ratings=s["ratings"], rank=20, seed=0))))
+        return dict(text=MC_SPEC), {"r": d["train"].tocsr()}
+    if problem == "svm":
+        d = cached(f"rcv1_{scale}", lambda: dict(zip(("X", "y"), datasets.rcv1_like(
+            n_rows=s["rows"], n_features=s["features"], nnz_per_row=s["nnz"], seed=0))))
+        return dict(name="svm"), {"X": d["X"].tocsr(), "y": np.asarray(d["y"], np.float64)}
+    from bench_bpr import implicit_feedback
+    users, items, clicks = (100_000, 20_000, 2_400_000) if scale == "full" else \
+        (10_000, 2_000, 240_000)
+    d = cached(f"bpr_{scale}", lambda: {"seen": implicit_feedback(users, items, clicks)[0]})
+    return dict(name="bpr"), {"seen": d["seen"].tocsr()}
+
+
+def ab_worker(scale: str, epochs: int) -> dict:
+    """In a fresh process on one tree (PYTHONPATH): each problem's update time per epoch
+    in each dtype, at 1 thread as the thread's CPU time (this shared machine's other load
+    inflates wall time, less so CPU time) and at 2 threads as wall time (the median of
+    `epochs` epochs after the first)."""
+    import hogwild_dsl.kernel as kernel
+    cpu = []
+    plain = kernel.Kernel.epoch
+
+    def timed(self, *args, **kwargs):
+        began = time.thread_time()
+        plain(self, *args, **kwargs)
+        cpu.append(time.thread_time() - began)
+
+    kernel.Kernel.epoch = timed
+    out = {"package": str(Path(hogwild_dsl.__file__).parent.parent)}
+    for problem in AB_PROBLEMS:
+        source, data = ab_data(problem, scale)
+        for dtype in AB_DTYPES:
+            mod = hogwild_dsl.load(source.get("name"), text=source.get("text"), dtype=dtype)
+            for threads in (1, 2):
+                cpu.clear()
+                t = mod.Trainer(threads=threads, epochs=epochs + 1, seed=0).fit(**data)
+                seconds = cpu[1:] if threads == 1 else [h["seconds"] for h in t.history[1:]]
+                out[f"{problem} {dtype} {threads}T"] = float(np.median(seconds))
+    return out
+
+
+def before_after(before: str, scale: str, rounds: int, epochs: int, log) -> dict:
+    """The update time of the kernels built by revision `before` and by this tree, each
+    tree in a fresh process per round, the two alternating (templates, printer and C
+    flags all differ as the trees do); each measure's median over the rounds."""
+    import subprocess
+    import tempfile
+    from machine import snapshot
+    for problem in AB_PROBLEMS:
+        ab_data(problem, scale)             # generated once, before any timing
+    runs = {"before": [], "after": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        trees = {"before": snapshot(before, Path(tmp) / "before"), "after": HERE.parent}
+        for r in range(rounds):
+            for name, tree in trees.items():
+                env = dict(__import__("os").environ, PYTHONPATH=str(tree))
+                proc = subprocess.run([sys.executable, __file__, "--ab-worker", "--scale",
+                                       scale, "--timing-epochs", str(epochs)], env=env,
+                                      cwd=tree, capture_output=True, text=True, check=True)
+                runs[name].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+                log(f"round {r + 1} {name}: {runs[name][-1]}")
+    keys = [k for k in runs["after"][0] if k != "package"]
+    med = {n: {k: float(np.median([x[k] for x in v])) for k in keys} for n, v in runs.items()}
+    return {"machine": machine(), "before": before, "scale": scale, "rounds": rounds,
+            "epochs": epochs, "date": time.strftime("%Y-%m-%d %H:%M"), "runs": runs,
+            "median": med, "speedup": {k: med["before"][k] / med["after"][k] for k in keys}}
+
+
+def before_after_markdown(result) -> str:
+    lines = [f"# Kernels before ({result['before']}) and after, side by side",
+             "", f"Machine: {result['machine']}; {result['date']}; scale {result['scale']}. "
+             f"`bench/bench_kernels.py --before {result['before']}`: each tree in a fresh "
+             f"process, the two alternating, {result['rounds']} rounds; medians over the "
+             f"rounds of each run's median epoch ({result['epochs']} timed epochs after a "
+             "first). 1 thread: the thread's CPU time per epoch (the machine is shared); "
+             "2 threads: wall time per epoch. Problems: mc = bench_kernels' MC_SPEC on "
+             "Netflix-shaped data, svm = specs/svm.hog on RCV1-shaped data, bpr = "
+             "specs/bpr.hog (AdaGrad) on bench_bpr's implicit feedback.", "",
+             "| problem | dtype | threads | before (s/epoch) | after (s/epoch) | speed after/before |",
+             "|---|---|---|---|---|---|"]
+    for k, sp_ in result["speedup"].items():
+        problem, dtype, threads = k.split()
+        lines.append(f"| {problem} | {dtype} | {threads[:-1]} | {result['median']['before'][k]:.4f} "
+                     f"| {result['median']['after'][k]:.4f} | {sp_:.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
 def seconds(value) -> str:
     return "not reached" if value is None else f"{value:.2f}"
 
@@ -387,8 +489,23 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--timing-epochs", type=int, default=3)
     ap.add_argument("--only", choices=("svm", "mc"))
+    ap.add_argument("--before", help="a revision: its kernels' update times beside this tree's")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--ab-worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     log = lambda msg: print(msg, flush=True)
+    if args.ab_worker:
+        print(json.dumps(ab_worker(args.scale, args.timing_epochs)))
+        return
+    if args.before:
+        result = before_after(args.before, args.scale, args.rounds, args.timing_epochs, log)
+        RESULTS.mkdir(exist_ok=True)
+        suffix = "" if args.scale == "full" else f"_{args.scale}"
+        (RESULTS / f"kernels_before_after{suffix}.json").write_text(
+            json.dumps(result, indent=2) + "\n")
+        (RESULTS / f"kernels_before_after{suffix}.md").write_text(before_after_markdown(result))
+        log(before_after_markdown(result))
+        return
     result = {"machine": machine(), "scale": args.scale,
               "date": time.strftime("%Y-%m-%d %H:%M")}
     if args.only != "mc":

@@ -154,7 +154,8 @@ def emit(spec: ir.Spec, ext_name: str, plan: KernelPlan | None = None,
         replicas=replicas, replica_maps=repr(tuple((r["param"], r["map"]) for r in replicas)),
         deferred=any(b["deferred"] for b in blocks),
         replicable=repr({r["param"]: r["data"] for r in replicas}),
-        needs={k: sorted(v) for k, v in needs.items()}, dtype=dtype, real=STORAGE[dtype])
+        needs={k: sorted(v) for k, v in needs.items()}, dtype=dtype, real=STORAGE[dtype],
+        vector_bits=plan.vector_bits)
     py = env.get_template("module.py.j2").render(
         version=__version__, model=spec.model, spec_text=_triple_quoted(spec.source),
         consts=repr(dict(spec.consts)), signature=sig, ext_name=ext_name, dtype=dtype)

@@ -119,6 +119,31 @@ def c_deg(name: str) -> str:
 # per written coordinate (an update's scatter) runs in the storage type (Emitter.real): in
 # double, gcc vectorised a float <-> double conversion of every coordinate read and written.
 STORAGE = {"float64": "double", "float32": "float"}
+SIZEOF = {"float64": 8, "float32": 4}
+
+
+def _scalar_tail(n: int, lanes: int) -> int:
+    """The iterations of a loop of constant length n that gcc (12, -O3) leaves to scalar code
+    with vectors of `lanes`: the rest after whole vectors runs as one vector of half as many
+    lanes where it fills one, else (and for what is left) one at a time."""
+    rest = n % lanes
+    return rest - lanes // 2 if rest >= lanes // 2 else rest
+
+
+def vector_bits(spec: ir.Spec, dtype: str) -> int | None:
+    """256 where 256-bit vectors leave fewer scalar iterations than 512-bit ones over the
+    params' rows of constant length (their last dim, the loops updates run over), else None
+    (the compiler's choice; AVX-512 CPUs differ, and a wider vector halves the vector work).
+    The emitted module then asks for at most 256-bit vectors: a rank-20 row of floats is
+    8 + 8 + 4 lanes, all vector code, where 512 bits gave 16 + 4 scalar ones (dtype="float32"
+    MF ran 0.88x float64's speed; its rank-20 doubles, 8 + 8 + 4, stay at 512 bits, and so
+    do bpr's k = 32: 256 bits made its AdaGrad updates 1.3x slower)."""
+    lanes = 64 // SIZEOF[dtype]
+    consts = dict(spec.consts)
+    rows = [consts[p.dims[-1]] for p in spec.params if p.dims and p.dims[-1] in consts]
+    wide = sum(_scalar_tail(n, lanes) for n in rows)
+    narrow = sum(_scalar_tail(n, lanes // 2) for n in rows)
+    return 256 if narrow < wide else None
 
 
 # What each layout field holds (Field.role): the runtime fills a field with its role's function
@@ -1921,6 +1946,7 @@ class KernelPlan:
     pointers_used: dict        # function name -> fields it reads (locals copied from M)
     replicas: dict = field(default_factory=dict)   # replicable(spec)
     dtype: str = "float64"     # the storage type (STORAGE)
+    vector_bits: int | None = None    # the widest vectors the C compiler should use (vector_bits)
 
 
 def used_fields(fields: list[Field], fn: Function) -> list[Field]:
@@ -1950,4 +1976,4 @@ def lower(spec: ir.Spec, dtype: str = "float64") -> KernelPlan:
         for fn in b.functions:
             if fn is not None:
                 uses[fn.name] = used_fields(fields, fn)
-    return KernelPlan(spec.model, fields, blocks, uses, replicas, dtype)
+    return KernelPlan(spec.model, fields, blocks, uses, replicas, dtype, vector_bits(spec, dtype))
