@@ -18,7 +18,7 @@ for i in example:
     predict softmax(z)
 """
 CONSTS = {}
-SIGNATURE = "adfadda5f4feb13874ffec24"
+SIGNATURE = "1ad44f2df7fa8c81aa35f107"
 KERNELS = "softmax_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -1429,16 +1429,18 @@ class BlockLowering:
         scratch_parts: list[str] = []
         scratch_at = "0"
 
-        def take(size: str) -> str:
-            """Room for `size` doubles: a local C array when the size is a small constant
+        def take(size: str, ctype: str = "double") -> str:
+            """Room for `size` values of `ctype` (double; the storage type for gradients
+            buffered in the scatter): a local C array when the size is a small constant
             (nothing can alias it, so the compiler keeps and vectorises it), else the
-            per-thread scratch."""
+            per-thread scratch (counted in doubles: a float buffer uses part of its room)."""
             constant = _constant(size)
             if constant is not None and constant <= LOCAL_ARRAY_MAX:
-                return names.new("buf", f"double[{constant}]")
+                return names.new("buf", f"{ctype}[{constant}]")
             nonlocal scratch_at
-            name = names.new("buf", "double*")
-            em.emit(f"{name} = scratch + {scratch_at}")
+            name = names.new("buf", f"{ctype}*")
+            at = f"scratch + {scratch_at}"
+            em.emit(f"{name} = {at}" if ctype == "double" else f"{name} = <{ctype}*>({at})")
             scratch_parts.append(size)
             scratch_at = " + ".join(f"({p})" for p in scratch_parts)
             return name
@@ -1487,7 +1489,8 @@ class BlockLowering:
             direct = [] if split else _direct_tail(list(nests.values()))
             held = [n for n in nests.values() if n not in direct]
             for nest in held:
-                buffers[nest.vars] = take(f"{size_of(a, nest.vars)} * {len(nest.sites)}")
+                buffers[nest.vars] = take(f"{size_of(a, nest.vars)} * {len(nest.sites)}",
+                                          self.real)
                 self.nest(em, nest, atomic, mode="compute", buffer=buffers[nest.vars])
             if direct:
                 em.emit("# the nests no other reads: computed and written at once")
@@ -1602,7 +1605,7 @@ class BlockLowering:
                 if buffer else None
             if mode == "apply":       # into a local: adapt() rescales it in place
                 g = em.names.new("g", em.real)
-                em.emit(f"{g} = {em.typed(slot)}")
+                em.emit(f"{g} = {em.typed(slot, self.real)}")
                 grads.append(g)
                 continue
             if mode == "rows":
@@ -1794,7 +1797,10 @@ class BlockLowering:
         cell = a.element(p.name, p.dims, site.access.index, c_acc(p.name))
         add = f"_hw_atomic_add_fetch(&{cell}, {g} * {g})" if atomic else \
             f"_hw_add_fetch(&{cell}, {g} * {g})"
-        k = em.names.new("k") if weight is not None else None
+        k = em.names.new("k", em.real) if weight is not None else None
+        # in the storage type's arithmetic: float32 takes sqrtf, not a double sqrt of floats
+        sqrt = "sqrtf" if em.real == "float" else "sqrt"
+        eps = em.typed("1e-8")
 
         def scale(root: str, indent: str):
             if weight is None:
@@ -1804,10 +1810,10 @@ class BlockLowering:
             em.emit(f"{indent}{g} = {g} / {k}")
             em.emit(f"{indent}{weight} = {weight} / {k}")
         if not (self.row_rule and self.by_row(site)):
-            scale(f"sqrt({add} + 1e-8)", "")
+            scale(f"{sqrt}({add} + {eps})", "")
             return
         row = self.row_cell(a, site)
-        scale(f"sqrt({row} + 1e-8)", "")
+        scale(f"{sqrt}({row} + {eps})", "")
 
     def project(self, em: Emitter, take):
         """Project every touched row of a param constrained to a simplex or a ball."""

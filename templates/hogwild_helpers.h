@@ -97,20 +97,22 @@ static inline double _hw_atomic_add_fetch(double* p, double v) {
     return out;
 }
 /* The same on float storage (dtype="float32": params, data values and state in single
-   precision); the values they return and the sums they keep beside them stay double. */
-static inline void _hw_atomic_add_f(float* p, double v) {
+   precision), in float: a double argument is rounded once at the call, and the float
+   returned is the stored value itself (a float32 AdaGrad step then takes a float sqrt and a
+   float division per coordinate, no conversion both ways). */
+static inline void _hw_atomic_add_f(float* p, float v) {
 #ifdef _OPENMP
 #pragma omp atomic
 #endif
-    *p += (float)v;
+    *p += v;
 }
-static inline double _hw_add_fetch_f(float* p, double v) { *p += (float)v; return *p; }
-static inline double _hw_atomic_add_fetch_f(float* p, double v) {
+static inline float _hw_add_fetch_f(float* p, float v) { *p += v; return *p; }
+static inline float _hw_atomic_add_fetch_f(float* p, float v) {
     float out;
 #ifdef _OPENMP
 #pragma omp atomic capture
 #endif
-    { *p += (float)v; out = *p; }
+    { *p += v; out = *p; }
     return out;
 }
 static inline float* _hw_row_f(float* shared, float* own, const int32_t* map, int64_t row,
