@@ -101,7 +101,8 @@ def final(mod, data, epochs, threads, seed=0, **options) -> dict:
     cal = t.calibration
     return {"diverged": not np.isfinite(value), "objective": float(value), "seconds": seconds,
             "step": t.step, "trainer": t, "calibration_seconds": cal["seconds"] if cal else None,
-            "restarts": cal["diverged"] if cal else None}
+            "restarts": cal["diverged"] if cal else None,
+            "stalled": cal.get("stalled") if cal else None}
 
 
 def main(argv=None):
@@ -141,7 +142,7 @@ def main(argv=None):
         for opt in ("adagrad", "sgd"):
             r = final(mod, data, args.epochs, args.threads, optimizer=opt)
             out = {k: r.get(k) for k in ("step", "objective", "diverged", "seconds",
-                                          "calibration_seconds", "restarts")}
+                                          "calibration_seconds", "restarts", "stalled")}
             if best and not r["diverged"]:
                 out["ratio"] = r["objective"] / best["objective"]
                 out["within_1_percent"] = bool(r["objective"] <= best["objective"] +
@@ -238,7 +239,8 @@ def markdown(result) -> str:
         cells = [r["spec"], r["epochs"], _f(r["best_sgd_step"]), _f(r["best_sgd_objective"])]
         for d in (a, g):
             left = ", ".join(_f(x) for x in d.get("restarts") or ())
-            cells += [_f(d["step"]) + (f" (diverged at {left})" if left else ""),
+            cells += [_f(d["step"]) + (f" (diverged at {left})" if left else "")
+                      + (" (search stalled: warned)" if d.get("stalled") else ""),
                       "diverged" if d["diverged"] else _f(d["objective"]), _f(d.get("ratio")),
                       d.get("within_1_percent", "-")]
         cells += [f"{_f(a['calibration_seconds'])}, {_f(g['calibration_seconds'])}",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -19,25 +20,33 @@ from . import runtime
 from .errors import DataError
 
 # The search: a share of each block's terms (CALIBRATION_SHARE of them, at least
-# CALIBRATION_TERMS, at most CALIBRATION_MAX_TERMS in all) over the same share of the rows of every dim the terms range
-# over (the other rows hashed onto those), so that every row keeps the updates per pass it gets
-# in a real epoch and every node its neighbours (a plain sample of terms is another problem:
-# wide rows fitted too easily, factor rows updated once or twice; bench/results/
-# calibration_variants.md). First each step of STEP_GRID for CALIBRATION_PASSES passes (where
-# the best is at an end, the grid goes on past it, 3 steps at a time, up to STEP_LIMITS), then
-# half-steps of that grid around its best for as many passes as the fit has epochs, at its
-# decay (the best step for 10 epochs is not the best for 3), walking towards the lower end at
-# most FINE_WALK half-steps further. On copies of the params and optimizer state, each step on
-# one thread. A fit that diverges all the same restarts at the step RESTART_FACTOR lower (half
-# a step of the grid). bench/results/no_tuning.md measures these choices against the best
-# hand-tuned step.
+# CALIBRATION_TERMS, at most CALIBRATION_MAX_TERMS in all) over the same share of the rows of
+# every dim the terms range over (the other rows hashed onto those), so that every row keeps
+# the updates per pass it gets in a real epoch and every node its neighbours (a plain sample
+# of terms is another problem: wide rows fitted too easily, factor rows updated once or twice;
+# bench/results/calibration_variants.md). The hashing makes sparse data denser by 1 / share:
+# at 1,000 terms the rows of 20,000 columns overlapped so much more than in the data that the
+# search picked linreg's and fm's steps 1 and 2 half-steps below the best (1.39x, 1.24x);
+# 2,000 terms picked the best (bench/results/no_tuning.md). First each step of STEP_GRID for
+# CALIBRATION_PASSES passes (where the best is at an end, the grid goes on past it, 3 steps at
+# a time, up to STEP_LIMITS), then half-steps of that grid around its best for as many passes
+# as the fit has epochs, at its decay (the best step for 10 epochs is not the best for 3),
+# walking towards the lower end at most FINE_WALK half-steps further. On copies of the params
+# and optimizer state, each step on one thread. A fit that diverges all the same restarts at
+# the step RESTART_FACTOR lower (half a step of the grid). bench/results/no_tuning.md
+# measures these choices against the best hand-tuned step.
 STEP_GRID = tuple(3.0 ** k for k in range(-9, 4))     # 5.1e-5 .. 27
 STEP_LIMITS = (3.0 ** -25, 3.0 ** 9)    # where the best is at an end, the grid goes on to these
-CALIBRATION_TERMS = 1000
+CALIBRATION_TERMS = 2000
 CALIBRATION_SHARE = 0.02
 CALIBRATION_MAX_TERMS = 20_000
 CALIBRATION_PASSES = 3
 FINE_WALK = 6
+# Objectives within TIE (relative) of each other are ties: the search then takes the largest
+# step (more progress on the full data; no walk into ever smaller steps where the objective is
+# flat, as for an optimizer that makes no progress at any step: the cut LP under adagrad once
+# ended at 3^-25 = 6.8e-13), and a search whose best is no lower than the start says so.
+TIE = 1e-3
 CALIBRATION_BYTES = 1 << 30      # the most memory the steps' copies of the params take at once
 RESTART_FACTOR = math.sqrt(3.0)
 
@@ -94,23 +103,33 @@ def calibrate_step(self, arrays: dict, sizes: dict):
     workers = min(self.threads, len(STEP_GRID), max(1, CALIBRATION_BYTES // max(copy_bytes, 1)))
     passes = min(CALIBRATION_PASSES, self.epochs)
     limits = tuple(round(2 * math.log(x, 3)) for x in STEP_LIMITS)
+    start = trial(0, 0)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         coarse = walk(lambda halves: list(pool.map(trial, halves, [passes] * len(halves))),
                       [2 * round(math.log(x, 3)) for x in STEP_GRID], 2, limits, 3, None)
-        first = min(coarse, key=coarse.get)
+        first = pick(coarse)
         fine = walk(lambda halves: list(pool.map(trial, halves, [self.epochs] * len(halves))),
                     [first - 1, first, first + 1], 1, limits, 1, FINE_WALK)
-    best = min(fine, key=fine.get)
+    best = pick(fine)
     if not math.isfinite(fine[best]):
         best = first
     if math.isfinite(coarse[first]):
         self.step = half_step(best)
     self._calibrate = False
+    stalled = not lower(min(fine[best], coarse[first]), start)
+    if stalled:
+        warnings.warn(
+            f"the default step's search found no step from {half_step(min(coarse)):.3g} to "
+            f"{half_step(max(coarse)):.3g} that lowers the objective (optimizer "
+            f"'{self.optimizer}'; {start:.6g} at the start, {fine[best]:.6g} at the best step, "
+            f"on the data scaled down): training at step {self.step:.3g} may not progress; "
+            "give a step, or another optimizer", RuntimeWarning, stacklevel=4)
     self.calibration = {"step": self.step, "grid": [half_step(h) for h in sorted(coarse)],
                         "objectives": [coarse[h] for h in sorted(coarse)],
                         "steps": [half_step(h) for h in sorted(fine)],
                         "fit_objectives": [fine[h] for h in sorted(fine)],
                         "terms": n, "share": share, "passes": passes, "epochs": self.epochs,
+                        "start_objective": start, "stalled": stalled,
                         "diverged": [], "seconds": time.perf_counter() - began}
     return (self._epochs_done, len(self.history), self._rng.bit_generator.state,
             {k: arrays[k].copy() for k in live})
@@ -207,20 +226,35 @@ def half_step(half: int) -> float:
     return 3.0 ** (half / 2)
 
 
+def lower(a: float, b: float) -> bool:
+    """Is objective `a` lower than `b` by more than a tie (TIE of b; any finite a is lower than
+    a divergence)?"""
+    return a < b - TIE * abs(b) if math.isfinite(b) else a < b
+
+
+def pick(seen: dict) -> int:
+    """The largest half-step whose objective ties with the lowest (the lowest where all
+    diverged)."""
+    least = min(seen.values())
+    if not math.isfinite(least):
+        return min(seen)
+    return max(h for h, v in seen.items() if not lower(least, v))
+
+
 def walk(judge, start: list, stride: int, limits: tuple, ahead: int, most) -> dict:
     """{half: objective} of the steps 3^(half/2) of `start`, and past an end of them where the
-    lowest objective lies there (`ahead` more at a time, `stride` half-steps apart; towards the
-    lower steps too where every one diverged), as far as `limits` and at most `most` more
-    (None: no bound)."""
+    lowest objective lies there, lower than its neighbour's by more than a tie (`ahead` more at
+    a time, `stride` half-steps apart; towards the lower steps too where every one diverged),
+    as far as `limits` and at most `most` more (None: no bound)."""
     seen = dict(zip(start, judge(start)))
     more = 0
     while most is None or more < most:
         low, high = min(seen), max(seen)
         best = min(seen, key=seen.get)
         if all(v == math.inf for v in seen.values()) or \
-                best == low and seen[low] < seen[low + stride]:
+                best == low and lower(seen[low], seen[low + stride]):
             halves = [low - stride * k for k in range(1, ahead + 1)]
-        elif best == high and seen[high] < seen[high - stride]:
+        elif best == high and lower(seen[high], seen[high - stride]):
             halves = [high + stride * k for k in range(1, ahead + 1)]
         else:
             break

@@ -2,6 +2,8 @@
 train line gives a step, the first fit calibrates it on the data scaled down (calibrate.STEP_GRID,
 then half-steps of it for the fit's epochs), and restarts at a smaller step where the fit
 diverges all the same."""
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -56,19 +58,24 @@ def logreg(load_spec):
 
 
 def test_calibration_picks_a_grid_step_reproducibly_whatever_the_threads(logreg):
-    X, y = classification()
+    X, y = classification(n=4000)
     fits = [logreg.Trainer(threads=threads, epochs=3, seed=7).fit(X=X, y=y)
             for threads in (1, 1, 2)]
     cal = fits[0].calibration
     assert fits[0].step == cal["step"] and half_power_of_3(cal["step"])
     assert cal["grid"] == list(calibrate.STEP_GRID) and len(cal["objectives"]) == len(cal["grid"])
-    coarse = cal["grid"][int(np.argmin(cal["objectives"]))]
+
+    def tied_largest(steps, objectives):          # the largest step tied with the lowest
+        return max(s for s, v in zip(steps, objectives)
+                   if not calibrate.lower(min(objectives), v))
+    coarse = tied_largest(cal["grid"], cal["objectives"])
     # then the half-steps around the grid's best, for the fit's 3 epochs: the lowest wins
     assert cal["epochs"] == 3 and len(cal["fit_objectives"]) == len(cal["steps"]) >= 3
     assert coarse in cal["steps"] and all(np.isclose(b / a, 3 ** 0.5)
                                           for a, b in zip(cal["steps"], cal["steps"][1:]))
-    assert cal["fit_objectives"][cal["steps"].index(cal["step"])] == min(cal["fit_objectives"])
-    assert cal["terms"] == 1000 and cal["share"] == 0.5 and cal["seconds"] >= 0
+    assert cal["step"] == tied_largest(cal["steps"], cal["fit_objectives"])
+    assert cal["terms"] == calibrate.CALIBRATION_TERMS and cal["share"] == 0.5
+    assert cal["seconds"] >= 0 and not cal["stalled"]
     assert [h["step"] for h in fits[0].history] == [cal["step"] * 0.9 ** e for e in range(3)]
     for k in fits[0].params:                      # threads=1 + seed: bit for bit
         np.testing.assert_array_equal(fits[0].params[k], fits[1].params[k])
@@ -312,7 +319,44 @@ def test_the_scaled_down_data_keep_each_rows_updates_per_pass(load_spec):
 def test_a_train_line_without_shuffle_or_step_calibrates_on_the_scaled_down_data(logreg,
                                                                                  load_spec):
     mod = load_spec(text=logreg.SPEC + "train shuffle false, epochs 2\n")
-    X, y = classification(n=2000)
+    X, y = classification(n=4000)
     t = mod.Trainer(threads=1).fit(X=X, y=y)
     assert t.order == "stored" and t.calibration["share"] == 0.5
     assert half_power_of_3(t.step) and t.history[-1]["objective"] < np.log(2)
+
+
+def test_ties_take_the_larger_step_and_a_flat_end_stops_the_walk():
+    """Objectives within calibrate.TIE of each other are ties: the search takes the largest
+    of them, and walks past an end of its steps only where that end is lower by more."""
+    inf = float("inf")
+    assert calibrate.pick({-2: 1.0, 0: 1.0 + 0.5 * calibrate.TIE, 2: 1.5}) == 0
+    assert calibrate.pick({-2: 1.0, 0: 1.0 + 2 * calibrate.TIE, 2: 1.5}) == -2
+    assert calibrate.pick({0: inf, 2: inf}) == 0
+    assert calibrate.lower(1.0, inf) and not calibrate.lower(inf, inf)
+    flat = calibrate.walk(lambda hs: [1.0 + 0.1 * max(h, 0) for h in hs], [-2, 0, 2], 2,
+                          (-50, 18), 3, None)
+    assert min(flat) == -2                       # no walk into ever smaller steps
+    sloped = calibrate.walk(lambda hs: [1.0 + 0.1 * h for h in hs], [-2, 0, 2], 2,
+                            (-50, 18), 3, None)
+    assert min(sloped) == -50                    # a real slope is followed to the limit
+
+
+def test_a_search_that_finds_no_progress_stays_on_the_grid_and_says_so(load_spec):
+    """The cut LP under adagrad: no step lowers the objective (the first step moves every
+    coordinate by the whole step, then the simplex projection), so every step ties with the
+    smallest. The search once walked to 3^-25 = 6.8e-13 in silence; it now keeps the largest
+    step of the tie, warns, and records `stalled`. Under sgd it trains, and says nothing."""
+    w, c = datasets.dblife_like(n_nodes=300, n_labels=4, avg_degree=6, seed=0)
+    cuts = load_spec("cuts")
+    t = cuts.Trainer(threads=1, epochs=3, optimizer="adagrad", step="auto")
+    with pytest.warns(RuntimeWarning, match="no step from .* lowers the objective"):
+        t.fit(w=w, c=c)
+    cal = t.calibration
+    assert cal["stalled"] and t.step >= calibrate.STEP_GRID[0]
+    assert min(cal["fit_objectives"]) >= cal["start_objective"] * (1 - calibrate.TIE)
+    t = cuts.Trainer(threads=1, epochs=3, step="auto")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t.fit(w=w, c=c)
+    cal = t.calibration
+    assert not cal["stalled"] and min(cal["fit_objectives"]) < cal["start_objective"]
