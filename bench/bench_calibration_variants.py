@@ -56,6 +56,8 @@ from hogwild_dsl import calibrate, runtime  # noqa: E402
 from bench_no_tuning import data_sets, without_train_line  # noqa: E402
 from machine import machine  # noqa: E402
 
+PLAIN_TERMS = 1000      # the plain sample's floor (the search before the scaled-down data)
+
 H = math.sqrt(3.0)
 LABELS = ["scaled down (the Trainer's)", "... after restarts", "scaled down, 3 passes",
           "3 passes", "3 passes, half steps", "fit's epochs, half steps",
@@ -121,7 +123,7 @@ class Search:
     def sample(self, share):
         """A sample as the Trainer draws it (share 2%: its own), and `epochs` visits of it."""
         rng = np.random.default_rng([0, 0x57E9])
-        n = min(self.n_all, max(calibrate.CALIBRATION_TERMS, int(share * self.n_all)))
+        n = min(self.n_all, max(PLAIN_TERMS, int(share * self.n_all)))
         if share == calibrate.CALIBRATION_SHARE:
             n = min(n, calibrate.CALIBRATION_MAX_TERMS)
         sample = np.sort(rng.choice(self.n_all, n, replace=False)).astype(np.int64)

@@ -24,10 +24,10 @@ from .errors import DataError
 # every dim the terms range over (the other rows hashed onto those), so that every row keeps
 # the updates per pass it gets in a real epoch and every node its neighbours (a plain sample
 # of terms is another problem: wide rows fitted too easily, factor rows updated once or twice;
-# bench/results/calibration_variants.md). The hashing makes sparse data denser by 1 / share:
-# at 1,000 terms the rows of 20,000 columns overlapped so much more than in the data that the
-# search picked linreg's and fm's steps 1 and 2 half-steps below the best (1.39x, 1.24x);
-# 2,000 terms picked the best (bench/results/no_tuning.md). First each step of STEP_GRID for
+# bench/results/calibration_variants.md). The hashing makes sparse data denser by 1 / share
+# (its rows overlap more than the data's): 2,000 terms instead of 1,000 picked linreg's and
+# fm's best steps at seed 0 but not over seeds 0-2 (the same mean ratio to the best, at twice
+# the cost; docs/api.md). First each step of STEP_GRID for
 # CALIBRATION_PASSES passes (where the best is at an end, the grid goes on past it, 3 steps at
 # a time, up to STEP_LIMITS), then half-steps of that grid around its best for as many passes
 # as the fit has epochs, at its decay (the best step for 10 epochs is not the best for 3),
@@ -37,7 +37,7 @@ from .errors import DataError
 # measures these choices against the best hand-tuned step.
 STEP_GRID = tuple(3.0 ** k for k in range(-9, 4))     # 5.1e-5 .. 27
 STEP_LIMITS = (3.0 ** -25, 3.0 ** 9)    # where the best is at an end, the grid goes on to these
-CALIBRATION_TERMS = 2000
+CALIBRATION_TERMS = 1000
 CALIBRATION_SHARE = 0.02
 CALIBRATION_MAX_TERMS = 20_000
 CALIBRATION_PASSES = 3

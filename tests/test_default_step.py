@@ -58,7 +58,7 @@ def logreg(load_spec):
 
 
 def test_calibration_picks_a_grid_step_reproducibly_whatever_the_threads(logreg):
-    X, y = classification(n=4000)
+    X, y = classification(n=2000)
     fits = [logreg.Trainer(threads=threads, epochs=3, seed=7).fit(X=X, y=y)
             for threads in (1, 1, 2)]
     cal = fits[0].calibration
@@ -319,7 +319,7 @@ def test_the_scaled_down_data_keep_each_rows_updates_per_pass(load_spec):
 def test_a_train_line_without_shuffle_or_step_calibrates_on_the_scaled_down_data(logreg,
                                                                                  load_spec):
     mod = load_spec(text=logreg.SPEC + "train shuffle false, epochs 2\n")
-    X, y = classification(n=4000)
+    X, y = classification(n=2000)
     t = mod.Trainer(threads=1).fit(X=X, y=y)
     assert t.order == "stored" and t.calibration["share"] == 0.5
     assert half_power_of_3(t.step) and t.history[-1]["objective"] < np.log(2)
