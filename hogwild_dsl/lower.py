@@ -189,8 +189,10 @@ class Field:
 
     @property
     def key(self) -> str:
-        """Its name in the runtime's arrays / sizes dicts."""
-        return _KEYS[self.role].format(self.of)
+        """Its key in the runtime's arrays / sizes dicts: a param's or a datum's own name,
+        else its name in the generated code, which starts with '_' as no user name does (a
+        datum named X__indptr beside sparse data X keeps its own array)."""
+        return self.of if self.role in ("param", "data", "index") else self.name
 
     @property
     def state(self) -> bool:
@@ -200,14 +202,6 @@ class Field:
     @property
     def doc(self) -> str:
         return f"{self.role} of {self.of}" if self.of != "" else self.role
-
-
-_KEYS = {"param": "{}", "data": "{}", "index": "{}", "indptr": "{}__indptr",
-         "indices": "{}__indices", "values": "{}__data", "rows": "{}__rows",
-         "maxnnz": "maxnnz_{}", "acc": "{}__acc", "l1u": "{}__l1u", "l1q": "{}__l1q",
-         "alias_p": "{}__alias_p", "alias_i": "{}__alias_i", "deg": "{}",
-         "optimizer": "optimizer", "nterms": "nterms_{}", "dim": "n_{}", "const": "",
-         "draw_key": "draw_key"}
 
 
 def layout(spec: ir.Spec, dtype: str = "float64") -> list[Field]:

@@ -286,10 +286,11 @@ def test_the_scaled_down_data_keep_each_rows_updates_per_pass(load_spec):
     t = load_spec("mc").Trainer(threads=1, epochs=0)
     arrays, sizes = t.layout({"r": r})
     small, small_sizes = t._scaled_down(arrays, sizes, 0.1, np.random.default_rng(1))
-    assert (small_sizes["n_user"], small_sizes["n_item"]) == (200, 50)
-    assert small["r__data"].size == 4000                # a tenth of the ratings, as terms
-    assert np.diff(small["r__indptr"]).mean() == 20     # per user: 20, as in the data
-    per_item = np.bincount(small["r__indices"], minlength=50)
+    key = t._key          # the layout's key of (role, of)
+    assert (small_sizes[key("dim", "user")], small_sizes[key("dim", "item")]) == (200, 50)
+    assert small[key("values", "r")].size == 4000            # a tenth of the ratings, as terms
+    assert np.diff(small[key("indptr", "r")]).mean() == 20   # per user: 20, as in the data
+    per_item = np.bincount(small[key("indices", "r")], minlength=50)
     assert per_item.mean() == 80 and per_item.min() > 10     # per item: 80 on average
     full = t.params["L"]
     assert small["L"].shape == (200, 20) and not np.shares_memory(small["L"], full)
@@ -299,8 +300,10 @@ def test_the_scaled_down_data_keep_each_rows_updates_per_pass(load_spec):
     t = load_spec("logreg").Trainer(threads=1, epochs=0)
     arrays, sizes = t.layout({"X": X, "y": y})
     small, small_sizes = t._scaled_down(arrays, sizes, 0.1, np.random.default_rng(1))
-    assert (small_sizes["n_example"], small_sizes["n_feature"]) == (200, 40)
-    Xs = sp.csr_matrix((small["X__data"], small["X__indices"], small["X__indptr"]), shape=(200, 40))
+    key = t._key
+    assert (small_sizes[key("dim", "example")], small_sizes[key("dim", "feature")]) == (200, 40)
+    Xs = sp.csr_matrix(tuple(small[key(part, "X")] for part in ("values", "indices", "indptr")),
+                       shape=(200, 40))
     sums = np.asarray(X.sum(axis=1)).ravel()            # whole rows, their columns hashed
     kept = [np.flatnonzero(np.isclose(sums, s) & (y == label))
             for s, label in zip(np.asarray(Xs.sum(axis=1)).ravel(), small["y"])]
@@ -310,9 +313,9 @@ def test_the_scaled_down_data_keep_each_rows_updates_per_pass(load_spec):
     t = load_spec("cuts").Trainer(threads=1, epochs=0)
     arrays, sizes = t.layout({"w": w, "c": c})
     small, small_sizes = t._scaled_down(arrays, sizes, 0.1, np.random.default_rng(1))
-    assert small_sizes["n_node"] == 200 and small["c"].shape == (200, 4)
+    assert small_sizes[t._key("dim", "node")] == 200 and small["c"].shape == (200, 4)
     assert small["x"].shape == (200, 4)
-    degree = np.diff(small["w__indptr"]).mean()
+    degree = np.diff(small[t._key("indptr", "w")]).mean()
     assert abs(degree - w.nnz / 2000) < 0.1 * w.nnz / 2000     # neighbours kept
 
 

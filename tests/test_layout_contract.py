@@ -164,3 +164,32 @@ def test_no_array_name_is_formatted_outside_lower_and_kernel():
             continue
         hits = [line for line in path.read_text().splitlines() if pattern.search(line)]
         assert not hits, f"{path.name}: {hits}"
+
+
+CLASH = """model clash
+dim ex, feat
+data X[ex, feat] : sparse
+data X__indptr[ex] : real
+data X__indices[ex] : index(feat)
+param w[feat] = 0.5
+param X__data = 0.25
+for i in ex:
+    loss (dot(X[i], w) + X__data * w[X__indices[i]] - X__indptr[i])^2
+"""
+
+
+def test_user_names_that_spell_a_layout_part_keep_their_own_arrays(load_spec):
+    """Data and params named like another datum's CSR parts are bound as themselves: the
+    keys of derived arrays are the generated code's names, which no user name can be."""
+    mod = load_spec(text=CLASH)
+    X = sp.csr_matrix(np.array([[1.0, 0.0, 2.0], [0.0, 3.0, 0.0], [0.5, 0.0, 0.0],
+                                [0.0, 0.0, 1.5]]))
+    y, pick = np.array([1.0, -2.0, 0.5, 3.0]), np.array([2, 0, 1, 1])
+    data = {"X": X, "X__indptr": y, "X__indices": pick}
+    t = mod.Trainer(threads=1, epochs=0, seed=0).fit(**data)
+    w, b = t.params["w"], float(t.params["X__data"])
+    want = np.mean((X @ w + b * w[pick] - y) ** 2)
+    assert t.objective(**data) == pytest.approx(want, rel=1e-12)
+    t.epochs, t.step = 3, 0.01
+    t.fit(**data)
+    assert t.objective(**data) < want

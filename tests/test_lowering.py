@@ -135,15 +135,18 @@ def test_a_missing_array_is_an_error_not_a_null_pointer(load_spec):
     mod = load_spec("svm")
     X = sp.csr_matrix(np.array([[1.0, 0.0]]))
     kernels = mod.Trainer.kernels
-    arrays = {"X__indptr": X.indptr.astype(np.int64), "X__indices": X.indices.astype(np.int32),
-              "X__data": X.data, "w": np.zeros(2)}
-    sizes = {"maxnnz_X": 1, "nterms_0": 1, "n_example": 1, "n_feature": 2, "optimizer": 0}
-    with pytest.raises(HogwildError, match="optimizer's state 'w__acc' was not given"):
-        kernels.Kernel(arrays, sizes | {"optimizer": 1})    # adagrad reads its sums of squares
+    key = kernels.Kernel.key          # the layout's key of (role, of)
+    arrays = {key("indptr", "X"): X.indptr.astype(np.int64),
+              key("indices", "X"): X.indices.astype(np.int32),
+              key("values", "X"): X.data, key("param", "w"): np.zeros(2)}
+    sizes = {key("maxnnz", "X"): 1, key("nterms", 0): 1, key("dim", "example"): 1,
+             key("dim", "feature"): 2, key("optimizer"): 0}
+    with pytest.raises(HogwildError, match=f"optimizer's state '{key('acc', 'w')}' was not given"):
+        kernels.Kernel(arrays, sizes | {key("optimizer"): 1})   # adagrad reads its sums of squares
     k = kernels.Kernel(arrays, sizes)                        # sgd reads none
-    with pytest.raises(HogwildError, match="'_deg0_X' .* was not given"):
+    with pytest.raises(HogwildError, match=f"'{key('deg', '_deg0_X')}' .* was not given"):
         k.epoch(np.zeros(1, dtype=np.int64), 0, 0.1, 1, 0)
-    k = kernels.Kernel(arrays | {"_deg0_X": np.ones(2)}, sizes)
+    k = kernels.Kernel(arrays | {key("deg", "_deg0_X"): np.ones(2)}, sizes)
     with pytest.raises(HogwildError, match="'y' .* was not given"):
         k.objective_sum(1)
     out = np.zeros(1)
