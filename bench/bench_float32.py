@@ -115,7 +115,7 @@ def child(which: str, path: str, epochs: int, threads: int) -> dict:
     wall = time.perf_counter() - began
     peak = _peak()
     out = {"fit_seconds": wall, "peak_fit_bytes": peak - before, "rss_before_bytes": before,
-           "peak_is_fit_only": exact}
+           "peak_is_fit_only": exact, "load_after": os.getloadavg()[0]}
     if which == "libmf":
         out["rmse"] = libmf.libmf_rmse(model, test)
         out["epoch_seconds"] = model.seconds / epochs
@@ -146,14 +146,19 @@ def markdown(result: dict) -> str:
              "", f"Machine: {result['machine']}. Each run in a fresh process, the three side "
              f"by side in each of {result['repeats']} rounds; medians over the rounds (fit "
              "times of every round in brackets). `bench/bench_float32.py` (spec: the mc model "
-             "with LIBMF's l2 0.02 unscaled, rank 20).", "",
+             "with LIBMF's l2 0.02 unscaled, rank 20). The machine is shared: its 1-minute "
+             "load average after each fit ranged "
+             f"{min(x['load_after'] for r in result['rounds'].values() for x in r if 'load_after' in x):.1f}-"
+             f"{max(x['load_after'] for r in result['rounds'].values() for x in r if 'load_after' in x):.1f} "
+             f"(2 vCPUs). Code: {result.get('commit', '?')}.", "",
              "| run | fit (s) | per epoch (s) | test RMSE | peak memory of the fit (MB) |",
              "|---|---|---|---|---|"]
     for name, r in runs.items():
         if "fit_seconds" not in r:
             lines.append(f"| {name} | {r} | | | |")
             continue
-        every = ", ".join(f"{x['fit_seconds']:.2f}" for x in result["rounds"][name])
+        every = ", ".join(f"{x['fit_seconds']:.2f}" for x in result["rounds"][name]
+                          if "fit_seconds" in x)
         lines.append(f"| {name} | {r['fit_seconds']:.2f} ({every}) | {r['epoch_seconds']:.3f} | "
                      f"{r['rmse']:.4f} | {r['peak_fit_bytes'] / 2**20:.0f} |")
     lines += ["", "Per epoch: ours, the median update time of an epoch; LIBMF, its whole "
@@ -224,7 +229,10 @@ def main(argv=None):
             done.append(run(which, path, args.epochs, args.threads))
             print(which, done[-1], flush=True)
     runs = {which: median(done) for which, done in rounds.items()}
-    result = {"machine": machine.machine(), "scale": args.scale, "epochs": args.epochs,
+    commit = subprocess.run(["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    result = {"machine": machine.machine(), "commit": commit, "scale": args.scale,
+              "epochs": args.epochs,
               "threads": args.threads, "repeats": args.repeats, "rounds": rounds,
               "data": {"users": shape[0], "items": shape[1], "ratings": int(nnz),
                        "test_ratings": int(n_test)},
