@@ -398,8 +398,9 @@ def before_after(before: str, scale: str, rounds: int, epochs: int, log) -> dict
                                        scale, "--timing-epochs", str(epochs)], env=env,
                                       cwd=tree, capture_output=True, text=True, check=True)
                 runs[name].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+                runs[name][-1]["load"] = __import__("os").getloadavg()[0]
                 log(f"round {r + 1} {name}: {runs[name][-1]}")
-    keys = [k for k in runs["after"][0] if k != "package"]
+    keys = [k for k in runs["after"][0] if k not in ("package", "load")]
     med = {n: {k: float(np.median([x[k] for x in v])) for k in keys} for n, v in runs.items()}
     return {"machine": machine(), "before": before, "scale": scale, "rounds": rounds,
             "epochs": epochs, "date": time.strftime("%Y-%m-%d %H:%M"), "runs": runs,
@@ -415,7 +416,10 @@ def before_after_markdown(result) -> str:
              "first). 1 thread: the thread's CPU time per epoch (the machine is shared); "
              "2 threads: wall time per epoch. Problems: mc = bench_kernels' MC_SPEC on "
              "Netflix-shaped data, svm = specs/svm.hog on RCV1-shaped data, bpr = "
-             "specs/bpr.hog (AdaGrad) on bench_bpr's implicit feedback.", "",
+             "specs/bpr.hog (AdaGrad) on bench_bpr's implicit feedback. The machine's "
+             "1-minute load average after each worker: "
+             + (", ".join(f"{x['load']:.1f}" for v in result["runs"].values() for x in v
+                          if "load" in x) or "not recorded") + ".", "",
              "| problem | dtype | threads | before (s/epoch) | after (s/epoch) | speed after/before |",
              "|---|---|---|---|---|---|"]
     for k, sp_ in result["speedup"].items():
