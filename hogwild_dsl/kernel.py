@@ -116,14 +116,21 @@ class Kernel:
         self.scratch_per_thread = max(1, scratch)
         self.hot_size, self.merge_every, self.merge_weight = 0, 0, 1.0
         self.hot_where = None                # address of each replicated value in its param
+        self.whole = []        # (pointer field, param, merge intervals) of params replicated whole
+        self._copies = {}      # (threads, grab terms, grabs) -> its epochs' _ThreadCopies
         if c["REPLICAS"] and any(k.startswith("_hot_") for k in arrays):
             maps, where = [], []
+            pointers = {key: name for name, ctype, key, _ in c["LAYOUT"] if ctype.endswith("*")}
             for param, field in c["REPLICAS"]:
-                places = _replica_map(arrays, param, *shapes[param], where, c["DTYPE"])
+                places, whole = _replica_map(arrays, param, *shapes[param], where, c["DTYPE"])
+                if whole:
+                    every = _merge_intervals(arrays, param, *shapes[param])
+                    self.whole.append((pointers[param], arrays[param], every))
                 maps.append(places)
                 model[field] = places.ctypes.data
             self.keep["_hot_maps"] = maps
-            self.hot_where = np.ascontiguousarray(np.concatenate(where), dtype=np.uintp)
+            self.hot_where = np.ascontiguousarray(np.concatenate(where) if where else [],
+                                                  dtype=np.uintp)
             self.hot_size = self.hot_where.shape[0]
             self.merge_every = _positive(sizes.get("_merge_every", 1024), "_merge_every")
             self.merge_weight = sizes.get("_merge_weight", 1.0)
@@ -172,12 +179,17 @@ class Kernel:
         no longer holds up the epoch, as a fixed share of the visit per thread did). Nothing
         is shared between threads but the model and that schedule's counter (one atomic add
         per grab): each thread's scratch row is padded to whole cache lines plus a spare one.
-        Under hogwild with hot rows (hot_size > 0) on several threads, each thread updates
-        its own replicas of them (DimmWitted), kept in its row after its scratch, in the
-        params' storage type, and merges after each grab (of about merge_every terms): it
-        adds merge_weight times what it changed since its last merge into the shared hot
-        values (double; atomic adds: no update is lost) and takes the merged values back;
-        the shared hot values go into the params at the end."""
+        Under hogwild with hot rows on several threads, each thread updates its own replicas
+        of them (DimmWitted) and merges after each grab (of about merge_every terms): it adds
+        merge_weight times what it changed since its last merge into the shared values and
+        takes the merged values back (no update is lost). A param all of whose rows are hot
+        is replicated whole: each thread runs on its own copy of the model struct, pointing
+        at its own copy of the param (the updates then read and write it as they would the
+        param, with no map between), merged into the param under a lock, one thread at a
+        time (plain adds on lines streamed in order). The other hot rows (hot_size > 0) are
+        kept in the thread's row after its scratch, in the params' storage type, looked up
+        through the replica maps, and merged into shared double values with atomic adds,
+        which go into the params at the end."""
         self._require("train")
         threads, chunk = _threads(threads), int(chunk)
         if sync not in _SYNC_MODES:
@@ -194,19 +206,33 @@ class Kernel:
         fraction = 0.5 * min(1.0, n * per_entry / max(self.nterms, 1))
         if deferred is not None:
             deferred(self._address, step, fraction)
-        size = self.hot_size if sync == 0 and threads > 1 else 0
-        if size > 0:        # a merge after each grab
+        replicated = sync == 0 and threads > 1
+        size = self.hot_size if replicated else 0
+        whole = self.whole if replicated else []
+        grain = max(-(-GRAB_TERMS // per_entry), n // (threads * GRABS_PER_THREAD))
+        if whole:           # grabs as long as the most often merged row's interval, at most
+            grain = max(1, min(grain, int(min(min(e.min() for _, _, e in whole),
+                                              grain * per_entry)) // per_entry))
+        elif size > 0:      # a merge after each grab
             grain = max(1, self.merge_every // per_entry)
-        else:
-            grain = max(-(-GRAB_TERMS // per_entry), n // (threads * GRABS_PER_THREAD))
         threads = min(threads, -(-n // grain))     # no work for the others: do not wake them
         stride = ((self.scratch_per_thread + 2 * size + 7) // 8 + 1) * 8
         scratch = np.zeros((threads, stride), dtype=np.float64)
         shared = np.empty(max(size, 1), dtype=np.float64)
         where = self.hot_where.ctypes.data if size > 0 else 0
+        plan = (threads, grain * per_entry, -(-n // grain)) if whole and threads > 1 else ()
+        copies = self._copies.get(plan)
+        if copies is None:      # the same in every epoch of a fit: made once
+            copies = self._copies[plan] = _ThreadCopies(self._model, whole if plan else [],
+                                                        *(plan or (1, 1, 1)), self._c["DTYPE"])
+        ticks = np.zeros((threads, 8), dtype=np.int64)
         self._c["_epoch"](self._address, order.ctypes.data, n, chunk, step, threads, sync,
                           self.nterms, scratch.ctypes.data, stride, self.scratch_per_thread,
-                          grain, size, where, shared.ctypes.data, self.merge_weight)
+                          grain, size, where, shared.ctypes.data, self.merge_weight,
+                          copies.models_at, len(copies.table), copies.table.ctypes.data,
+                          copies.copies.ctypes.data, copies.copies.shape[1], copies.total,
+                          copies.at.ctypes.data, copies.where.ctypes.data,
+                          copies.levels.ctypes.data, copies.levels.shape[0], ticks.ctypes.data)
         if deferred is not None:
             deferred(self._address, step, fraction)
 
@@ -233,6 +259,65 @@ class Kernel:
             raise ValueError("predict: the output must be a writable 1-D C-contiguous float64 "
                              "array")
         self._c["_predict"](self._address, out.ctypes.data, out.shape[0], _threads(threads))
+
+
+class _ThreadCopies:
+    """What the threads of one epoch need to run on their own copies of the params replicated
+    whole (`whole`: (pointer field, param, terms between merges per row)): per thread a copy
+    of the model struct pointing at its copies (`models_at`: their address, 0 where nothing
+    is replicated whole), and `copies`, one row per thread padded to whole cache lines plus
+    a spare one: its copies of the params, `total` values, then as many of their values at
+    its last merge; `table`, (param address, values, offset of its copy) per param; and the
+    merge list: the values merged at regular points, by how often (`at`: offset in the
+    copies, `where`: address in the param), `levels[l]` of them after a thread's grab whose
+    count 2 divides l times. A row merged every E terms (its `every`) is in the list's first
+    floor(log2(E / grab_terms)) + 1 levels (so merged at least as often as asked); one that
+    would wait longer than all the grabs only at the thread's last merge."""
+
+    def __init__(self, model, whole: list, threads: int, grab_terms: int, grabs: int, dtype):
+        itemsize = np.dtype(dtype).itemsize
+        line = 64 // itemsize
+        self.table = np.zeros((len(whole), 3), dtype=np.int64)
+        self.total = 0
+        for k, (_, param, _) in enumerate(whole):
+            self.table[k] = (param.ctypes.data, param.size, self.total)
+            self.total += -(-param.size // line) * line
+        self.copies = np.empty((threads if whole else 1, 2 * self.total + line), dtype=dtype)
+        self.models, self.models_at = None, 0
+        at, where, level = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.uint64)], \
+            [np.zeros(0, dtype=np.int64)]
+        count = max(1, int(grabs).bit_length())        # levels a thread's grabs can reach
+        for k, (field, param, every) in enumerate(whole):
+            length = param.size // max(every.shape[0], 1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rows_level = np.floor(np.log2(every / grab_terms))
+            rows = np.flatnonzero(rows_level < count)
+            values = (rows[:, None] * length + np.arange(length)).ravel()
+            at.append(self.table[k, 2] + values)
+            where.append(param.ctypes.data + itemsize * values.astype(np.uint64))
+            level.append(np.repeat(np.maximum(rows_level[rows], 0).astype(np.int64), length))
+        level = np.concatenate(level)
+        ranked = np.argsort(level, kind="stable")
+        self.at = np.ascontiguousarray(np.concatenate(at)[ranked], dtype=np.int64)
+        self.where = np.ascontiguousarray(np.concatenate(where)[ranked], dtype=np.uintp)
+        self.levels = np.searchsorted(level[ranked], np.arange(count), side="right")
+        self.levels = self.levels.astype(np.int64) if whole else np.zeros(0, dtype=np.int64)
+        if whole:
+            self.models = np.repeat(model.reshape(1), threads)
+            first = self.copies[:, 0].ctypes.data + self.copies.strides[0] * np.arange(threads)
+            for k, (field, _, _) in enumerate(whole):
+                self.models[field] = first + itemsize * int(self.table[k, 2])
+            self.models_at = self.models.ctypes.data
+
+
+def _merge_intervals(arrays: dict, name: str, rows: int, length: int) -> np.ndarray:
+    """Per row of a param replicated whole, the terms between two merges of it that the
+    runtime asks for, arrays["_every_<name>"] (inf: at the end of the epoch only), checked:
+    positive, not NaN, one per row."""
+    every = np.asarray(arrays.get("_every_" + name, np.full(rows, np.inf)), dtype=np.float64)
+    if every.shape != (rows,) or np.isnan(every).any() or (every.size and every.min() < 1):
+        raise ValueError(f"merge intervals of {name}: {rows} values >= 1 (terms) are needed")
+    return every
 
 
 def _set_draw_key(self, key: int):
@@ -262,9 +347,11 @@ def _replica_map(arrays: dict, name: str, rows: int, length: int, where: list,
                  dtype: str) -> np.ndarray:
     """The replica map of param `name` (per row: its place on a thread's replicas, after the
     values listed in `where` so far, or -1 for a row read and written in the shared param)
-    from the hot rows the runtime chose, arrays["_hot_<name>"] (none: no row of it is hot);
-    appends the address of each of its replicated values to `where`, in the order of their
-    places. Everything is checked: the kernel follows these unchecked."""
+    from the hot rows the runtime chose, arrays["_hot_<name>"] (none: no row of it is hot),
+    and whether they are all its rows (replicated whole: the map is all -1, the thread's
+    model points at its own copy); else appends the address of each of its replicated
+    values to `where`, in the order of their places. Everything is checked: the kernel
+    follows these unchecked."""
     at = sum(w.shape[0] for w in where)
     hot = np.asarray(arrays.get("_hot_" + name, np.zeros(0, dtype=np.int64)))
     param = arrays.get(name)
@@ -280,10 +367,12 @@ def _replica_map(arrays: dict, name: str, rows: int, length: int, where: list,
         raise ValueError(f"hot rows of {name}: too many values")
     hot = hot.astype(np.int64)
     places = np.full(rows, -1, dtype=np.int32)
+    if rows > 0 and hot.size == rows:       # every row: the param is replicated whole
+        return places, True
     places[hot] = at + np.arange(hot.size, dtype=np.int64) * length
     values = (hot[:, None] * length + np.arange(length, dtype=np.int64)).ravel()
     where.append(param.ctypes.data + param.itemsize * values.astype(np.uint64))
-    return places
+    return places, False
 
 
 def _positive(value, what: str) -> int:

@@ -44,15 +44,25 @@ ADAGRAD_DECAY = 1.0
 CACHE_BYTES = 8 << 20
 CHUNK_BYTES = 32 << 10
 CHUNK_TERMS = 256
-# Hot rows on per-thread replicas (hogwild on REPLICA_THREADS threads or more; issue 19
-# item 2): a row of a replicable param is hot when at least HOT_SHARE of the terms touch it,
-# the most touched first, up to HOT_VALUES values in all. Each thread merges its replicas
+# Hot rows on per-thread replicas (hogwild and sgd on several threads; issue 19 item 2): a row
+# of a replicable param is hot when at least HOT_SHARE of the terms touch it. A param with a
+# hot row is replicated whole where every thread's two copies of it (its own, and its values
+# at the last merge) fit in REPLICA_BYTES per thread (a share of a core's L2 cache; the
+# params by their most touched row first): the updates then run on the thread's copy with no
+# lookup, and a thread merges a row touched by a share s of the terms every MERGE_STEPS / s
+# terms, about every MERGE_STEPS of its own steps on it: it misses about MERGE_STEPS x
+# (threads - 1) steps of the others on any row, and a term costs about (values it touches)
+# / MERGE_STEPS values merged, where plain hogwild hands a hot row's cache line over at
+# nearly every touch. On REPLICA_THREADS threads or more, the hot rows of the other params go
+# on replicas too, the most touched first, up to HOT_VALUES values in all, looked up through a
+# map on every access (below 4 threads its cost exceeded the hand-offs it saved), merged
 # every MERGE_DELAY / threads terms (at least MIN_MERGE_TERMS): a thread misses about
-# MERGE_DELAY terms' steps of the others on a hot row, whatever the threads (1024 and more
-# cost the SVM's objective). Each change counts MERGE_WEIGHT times (1: every step is kept;
-# 1/threads would follow the mean of the threads' paths, DimmWitted's model averaging, and
-# converged markedly slower). Below 4 threads the replica map's cost on every access exceeds
-# the cache-line hand-offs it saves. bench/results/hot_replicas*.md measures these choices.
+# MERGE_DELAY terms' steps of the others on a hot row, whatever the threads. Each change
+# counts MERGE_WEIGHT times (1: every step is kept; 1/threads would follow the mean of the
+# threads' paths, DimmWitted's model averaging, and converged markedly slower).
+# bench/results/hot_replicas*.md measures these choices.
+REPLICA_BYTES = 1 << 20
+MERGE_STEPS = 64
 REPLICA_THREADS = 4
 HOT_SHARE = 0.002
 HOT_VALUES = 256
@@ -506,9 +516,10 @@ class TrainerBase:
         a default chunk spans about CHUNK_BYTES of the data, in at most CHUNK_TERMS terms (0
         for the other orders)."""
         params = {p.name for p in self.spec.params}
-        data_bytes = sum(v.nbytes for k, v in arrays.items()
-                         if k not in params and isinstance(v, np.ndarray))
-        total = sum(v.nbytes for v in arrays.values() if isinstance(v, np.ndarray))
+        arrays = {k: v for k, v in arrays.items() if isinstance(v, np.ndarray) and
+                  not k.startswith(("_hot_", "_every_"))}      # (the replicas' own)
+        data_bytes = sum(v.nbytes for k, v in arrays.items() if k not in params)
+        total = sum(v.nbytes for v in arrays.values())
         order = self.order or ("shuffle" if total <= CACHE_BYTES else "chunks")
         if order != "chunks":
             return order, 0
@@ -525,20 +536,21 @@ class TrainerBase:
 
     def _hot_rows(self, arrays: dict, sizes: dict) -> dict:
         """The hot rows of each replicable param (the kernel's REPLICABLE), as the arrays
-        "_hot_<param>" the kernel reads: under hogwild with several threads, each thread then
-        updates its own replicas of them and merges its changes at regular points (see
-        MERGE_DELAY; DimmWitted), and the threads stop handing the cache lines of the
-        coordinates most terms touch to one another on every update. Ranked by how many
-        stored entries of the sparse data reaching the param's rows fall in each row (its
-        column counts); none where replicas are off, under atomic or lock (the exact
-        algorithm), under AdaGrad (its update has no replica variant), or on fewer than
-        REPLICA_THREADS threads."""
+        "_hot_<param>" the kernel reads (all its rows: replicated whole), and the merge
+        interval (sizes["_merge_every"]): under hogwild with several threads, each thread
+        then updates its own replicas of them and merges its changes at regular points
+        (DimmWitted), and the threads stop handing the cache lines of the coordinates most
+        terms touch to one another on every update. Rows are ranked by how many stored
+        entries of the sparse data reaching the param's rows fall in each (its column
+        counts). None where replicas are off, under atomic or lock (the exact algorithm),
+        under AdaGrad (its update has no replica variant), or on one thread. See
+        REPLICA_BYTES."""
         replicable = getattr(self.kernels, "REPLICABLE", {})
         if not (self.replicas and self.sync == "hogwild" and self.optimizer == "sgd" and
-                self.threads >= max(REPLICA_THREADS, 2) and replicable):
+                self.threads >= 2 and replicable):
             return {}
         consts = dict(self.spec.consts)
-        names, rows, shares, lengths = [], [], [], []
+        shares, lengths = {}, {}
         for name, data in replicable.items():
             dims = self.spec.param(name).dims
             extent = consts[dims[0]] if dims[0] in consts else sizes[self._key("dim", dims[0])]
@@ -546,20 +558,36 @@ class TrainerBase:
             for d in data:
                 counts += self.kernels.column_counts(arrays[self._key("indices", d)], extent)
                 terms += arrays[self._key("indptr", d)].shape[0] - 1
-            share = counts / max(terms, 1)
-            hot = np.flatnonzero(share >= HOT_SHARE)
-            names.append(np.full(hot.size, len(names)))
-            rows.append(hot)
-            shares.append(share[hot])
-            lengths.append(np.full(hot.size, math.prod(
-                consts[d] if d in consts else sizes[self._key("dim", d)] for d in dims[1:])))
-        order = np.argsort(-np.concatenate(shares), kind="stable")
-        which, rows = np.concatenate(names)[order], np.concatenate(rows)[order]
-        taken = np.cumsum(np.concatenate(lengths)[order]) <= HOT_VALUES
+            shares[name] = counts / max(terms, 1)
+            lengths[name] = math.prod(consts[d] if d in consts else
+                                      sizes[self._key("dim", d)] for d in dims[1:])
+        hot = {name: np.flatnonzero(share >= HOT_SHARE) for name, share in shares.items()}
+        # whole params: those with a hot row, the most touched first, while the copies fit
+        whole, budget = [], REPLICA_BYTES // (2 * self.dtype.itemsize)
+        for name in sorted(shares, key=lambda k: -shares[k].max(initial=0.0)):
+            values = shares[name].size * lengths[name]
+            if hot[name].size and 0 < values <= budget:
+                whole.append(name)
+                budget -= values
+        out = {}
+        for name in whole:
+            out[f"_hot_{name}"] = np.arange(shares[name].size, dtype=np.int64)
+            with np.errstate(divide="ignore"):
+                out[f"_every_{name}"] = np.maximum(MERGE_STEPS / shares[name], 1.0)
         sizes["_merge_every"] = max(MIN_MERGE_TERMS, MERGE_DELAY // self.threads)
         sizes["_merge_weight"] = MERGE_WEIGHT
-        return {f"_hot_{name}": np.sort(rows[taken & (which == k)]).astype(np.int64)
-                for k, name in enumerate(replicable)}
+        rest = [k for k in replicable if k not in whole]
+        if self.threads < REPLICA_THREADS or not rest:
+            return out
+        names = np.concatenate([np.full(hot[k].size, i) for i, k in enumerate(rest)])
+        rows = np.concatenate([hot[k] for k in rest])
+        ranked = np.argsort(-np.concatenate([shares[k][hot[k]] for k in rest]), kind="stable")
+        which, rows = names[ranked], rows[ranked]
+        taken = np.cumsum(np.array([lengths[rest[i]] for i in which], dtype=np.int64)) <= \
+            HOT_VALUES
+        out.update({f"_hot_{name}": np.sort(rows[taken & (which == i)]).astype(np.int64)
+                    for i, name in enumerate(rest)})
+        return out
 
     def _key(self, role: str, of: str | int = "") -> str:
         """The key in the kernel's arrays / sizes of the layout field holding `role` of `of`

@@ -85,6 +85,66 @@ static inline void _hw_merge(double* own, double* seen, double* shared, int64_t 
         seen[e] = now;
     }
 }
+/* A thread's merge of its copies of the params replicated whole, value by value: `own` (its
+   copy; its values at the thread's last merge `total` values further) at the n offsets `at`,
+   the param's value at the address `where` of each. Under _hw_merge_lock (threads merge one
+   at a time: plain adds, whose cache misses overlap, where an atomic add per value waits for
+   each line in turn): `weight` times each change since the last merge is added, then the
+   thread takes the merged value, the other threads' changes in it. */
+static inline void _hw_merge_at(double* own, int64_t total, const int64_t* at,
+                                const uintptr_t* where, int64_t n, double weight) {
+    for (int64_t e = 0; e < n; e++) {
+        double* mine = own + at[e];
+        double* shared = (double*)where[e];
+        double change = mine[0] - mine[total], now = *shared;
+        if (change != 0.0) { now += weight * change; *shared = now; }
+        mine[0] = now;
+        mine[total] = now;
+    }
+}
+/* The same over n consecutive values of one param (a thread's last merge: all of them). */
+static inline void _hw_merge_run(double* own, int64_t total, double* shared, int64_t n,
+                                 double weight) {
+    for (int64_t e = 0; e < n; e++) {
+        double change = own[e] - own[total + e], now = shared[e];
+        if (change != 0.0) { now += weight * change; shared[e] = now; }
+        own[e] = now;
+        own[total + e] = now;
+    }
+}
+static inline void _hw_merge_at_f(float* own, int64_t total, const int64_t* at,
+                                  const uintptr_t* where, int64_t n, double weight) {
+    for (int64_t e = 0; e < n; e++) {
+        float* mine = own + at[e];
+        float* shared = (float*)where[e];
+        double change = (double)mine[0] - (double)mine[total];
+        float now = *shared;
+        if (change != 0.0) { now = (float)((double)now + weight * change); *shared = now; }
+        mine[0] = now;
+        mine[total] = now;
+    }
+}
+static inline void _hw_merge_run_f(float* own, int64_t total, float* shared, int64_t n,
+                                   double weight) {
+    for (int64_t e = 0; e < n; e++) {
+        double change = (double)own[e] - (double)own[total + e];
+        float now = shared[e];
+        if (change != 0.0) { now = (float)((double)now + weight * change); shared[e] = now; }
+        own[e] = now;
+        own[total + e] = now;
+    }
+}
+static volatile int _hw_merge_spin = 0;
+static inline void _hw_merge_lock(void) {
+    while (__atomic_exchange_n(&_hw_merge_spin, 1, __ATOMIC_ACQUIRE))
+        while (__atomic_load_n(&_hw_merge_spin, __ATOMIC_RELAXED)) {}
+}
+static inline int _hw_merge_try(void) {      /* the lock if it is free, else 0 at once */
+    return !__atomic_load_n(&_hw_merge_spin, __ATOMIC_RELAXED) &&
+           !__atomic_exchange_n(&_hw_merge_spin, 1, __ATOMIC_ACQUIRE);
+}
+static inline void _hw_merge_unlock(void) {
+    __atomic_store_n(&_hw_merge_spin, 0, __ATOMIC_RELEASE); }
 /* `*p += v`, returning the new value (an optimizer's running sum); atomically under
    sync atomic (an atomic capture: the value includes every thread's adds so far). */
 static inline double _hw_add_fetch(double* p, double v) { *p += v; return *p; }

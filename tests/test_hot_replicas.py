@@ -1,6 +1,8 @@
 """Hot rows on per-thread replicas (issue 19, item 2): under sync="hogwild" with several
 threads, the rows of a param that most terms reach through a sparse row loop live on each
-thread's own replicas, merged into the shared param at regular points (MERGE_DELAY)."""
+thread's own replicas, merged into the shared param at regular points: the whole param where
+its copies fit REPLICA_BYTES (each row merged about every MERGE_STEPS of a thread's steps on
+it), else its hottest rows on 4 threads or more (every MERGE_DELAY / threads terms)."""
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -92,26 +94,37 @@ def test_a_spec_without_hot_rows_generates_no_replica_code(load_spec):
                                                           {"rank": 3})).blocks)
 
 
-def test_hot_rows_are_chosen_from_the_column_counts_only_where_they_apply(load_spec):
+def test_a_param_whose_copies_fit_is_replicated_whole(load_spec):
     mod = load_spec("svm")
     X = skewed(300, seed=1)
     y = np.where(np.arange(300) % 2, 1.0, -1.0)
     got = hot_rows(mod.Trainer(threads=2), X=X, y=y)
-    # each row's own column has a share of 1/300 > HOT_SHARE: hot too, after the popular ones
-    assert set(got) == {"_hot_w"} and {0, 1, 2, 3, 4, 5, 10, 11, 12, 13} <= set(got["_hot_w"])
-    assert list(got["_hot_w"]) == sorted(got["_hot_w"])
+    assert set(got) == {"_hot_w", "_every_w"}
+    assert np.array_equal(got["_hot_w"], np.arange(X.shape[1]))      # every row: whole
+    share = np.bincount(X.indices, minlength=X.shape[1]) / 300
+    with np.errstate(divide="ignore"):
+        assert np.array_equal(got["_every_w"], np.maximum(runtime.MERGE_STEPS / share, 1))
     for trainer in (mod.Trainer(threads=1), mod.Trainer(threads=2, sync="atomic"),
-                    mod.Trainer(threads=2, sync="lock"), mod.Trainer(threads=2, replicas=False)):
+                    mod.Trainer(threads=2, sync="lock"), mod.Trainer(threads=2, replicas=False),
+                    mod.Trainer(threads=2, optimizer="adagrad")):
         assert hot_rows(trainer, X=X, y=y) == {}
 
 
-def test_by_default_replicas_start_at_four_threads(load_spec, monkeypatch):
-    monkeypatch.setattr(runtime, "REPLICA_THREADS", 4)
+def test_a_param_too_big_for_its_copies_has_its_hot_rows_replicated_from_four_threads(
+        load_spec, monkeypatch):
     mod = load_spec("svm")
     X = skewed(300, seed=1)
     y = np.where(np.arange(300) % 2, 1.0, -1.0)
+    monkeypatch.setattr(runtime, "REPLICA_BYTES", 2 * 8 * X.shape[1] - 1)
+    monkeypatch.setattr(runtime, "REPLICA_THREADS", 4)
     assert hot_rows(mod.Trainer(threads=3), X=X, y=y) == {}
-    assert len(hot_rows(mod.Trainer(threads=4), X=X, y=y)["_hot_w"]) == runtime.HOT_VALUES
+    got = hot_rows(mod.Trainer(threads=4), X=X, y=y)
+    assert set(got) == {"_hot_w"} and len(got["_hot_w"]) == runtime.HOT_VALUES
+    # each row's own column has a share of 1/300 > HOT_SHARE: hot too, after the popular ones
+    assert {0, 1, 2, 3, 4, 5, 10, 11, 12, 13} <= set(got["_hot_w"])
+    assert list(got["_hot_w"]) == sorted(got["_hot_w"])
+    monkeypatch.setattr(runtime, "REPLICA_BYTES", 2 * 8 * X.shape[1])     # fits: whole
+    assert len(hot_rows(mod.Trainer(threads=3), X=X, y=y)["_hot_w"]) == X.shape[1]
 
 
 def test_the_budget_keeps_the_most_touched_rows(load_spec, monkeypatch):
@@ -119,6 +132,7 @@ def test_the_budget_keeps_the_most_touched_rows(load_spec, monkeypatch):
     X = skewed(300, seed=1)
     y = np.where(np.arange(300) % 2, 1.0, -1.0)
     counts = np.bincount(X.indices, minlength=X.shape[1])
+    monkeypatch.setattr(runtime, "REPLICA_BYTES", 0)
     monkeypatch.setattr(runtime, "HOT_VALUES", 4)
     got = hot_rows(mod.Trainer(threads=2), X=X, y=y)["_hot_w"]
     assert len(got) == 4 and set(got) == set(np.argsort(-counts, kind="stable")[:4])
@@ -126,6 +140,26 @@ def test_the_budget_keeps_the_most_touched_rows(load_spec, monkeypatch):
     monkeypatch.setattr(runtime, "HOT_SHARE", 0.5)
     assert set(hot_rows(mod.Trainer(threads=2), X=X, y=y)["_hot_w"]) == \
         set(np.flatnonzero(counts >= 150))
+
+
+@pytest.mark.parametrize("steps", [0.001, 3, 1e9])
+@pytest.mark.parametrize("order,chunk", [("chunks", 7), ("shuffle", None), ("chunks", 1000)])
+@pytest.mark.parametrize("weight", [1.0, 0.5])
+def test_no_update_is_lost_on_a_whole_replica(load_spec, monkeypatch, steps, order, chunk,
+                                               weight):
+    """Every step reaches the param, weighted as the merge says, whether the rows merge
+    after every grab (0.001), at levels of the merge list (3) or at the end only (1e9)."""
+    mod = load_spec(text=CONSTANT)
+    X = skewed(3000, seed=2)
+    monkeypatch.setattr(runtime, "MERGE_STEPS", steps)
+    monkeypatch.setattr(runtime, "MERGE_WEIGHT", weight)
+    t = mod.Trainer(threads=2, epochs=1, order=order, chunk=chunk)
+    assert len(hot_rows(t, X=X)["_hot_w"]) == X.shape[1]
+    t.fit(X=X)
+    want = weight * 0.5 * np.asarray(X.sum(axis=0)).ravel()
+    assert np.array_equal(t.params["w"], want)
+    t.fit(X=X)                                            # a second fit: from the merged w
+    assert np.array_equal(t.params["w"], 2 * want)
 
 
 @pytest.mark.parametrize("every", [1, 3, 1000])
@@ -136,6 +170,7 @@ def test_no_update_is_lost_at_a_merge(load_spec, monkeypatch, every, order, weig
     1: in full; 1/2 on 2 threads is the mean of the threads' paths)."""
     mod = load_spec(text=CONSTANT)
     X = skewed(400, seed=2)
+    monkeypatch.setattr(runtime, "REPLICA_BYTES", 0)      # the hot rows only
     monkeypatch.setattr(runtime, "MERGE_DELAY", 2 * every)
     monkeypatch.setattr(runtime, "MIN_MERGE_TERMS", 1)
     monkeypatch.setattr(runtime, "MERGE_WEIGHT", weight)
@@ -172,6 +207,19 @@ def test_the_kernel_merges_what_every_thread_changed(load_spec):
     column = 0.5 * np.asarray(X.sum(axis=0)).ravel()
     assert np.array_equal(arrays["w"], column)
     assert np.array_equal(arrays["V"], 1 + np.repeat(column[:, None], 3, axis=1))
+    # w whole (its rows merged every 1 to 40 terms), V's hot rows on the map; then both whole
+    n = X.shape[1]
+    every = np.random.default_rng(3).uniform(1, 40, n)
+    for hot_v in (np.array(popular), np.arange(n)):
+        t = mod.Trainer(threads=4, epochs=0).fit(X=X)
+        arrays, sizes = prepared(t, {"X": X})
+        arrays.update(_hot_w=np.arange(n), _every_w=every, _hot_V=hot_v, _every_V=every)
+        k = mod.Trainer.kernels.Kernel(arrays, sizes)
+        assert len(k.whole) == (1 if len(hot_v) < n else 2)
+        for threads in (4, 2, 3):
+            k.epoch(np.random.default_rng(threads).permutation(64), 0, 0.5, threads, 0)
+        assert np.array_equal(arrays["w"], 3 * column)
+        assert np.array_equal(arrays["V"], 1 + np.repeat(3 * column[:, None], 3, axis=1))
 
 
 def test_bad_hot_rows_are_refused_before_any_kernel_runs(load_spec):
@@ -192,6 +240,11 @@ def test_bad_hot_rows_are_refused_before_any_kernel_runs(load_spec):
     with pytest.raises(ValueError, match="positive integer"):
         mod.Trainer.kernels.Kernel(arrays | {"_hot_w": np.array([1])},
                                    sizes | {"_merge_every": 0})
+    every = np.ones(n)
+    for bad in (every[1:], np.where(np.arange(n) == 3, 0.5, 1.0), every * np.nan):
+        with pytest.raises(ValueError, match="merge intervals of w"):
+            mod.Trainer.kernels.Kernel(arrays | {"_hot_w": np.arange(n), "_every_w": bad},
+                                       sizes)
     for weight in (0.0, 1.5, float("nan")):
         with pytest.raises(ValueError, match="_merge_weight must be in"):
             mod.Trainer.kernels.Kernel(arrays | {"_hot_w": np.array([1])},
@@ -211,21 +264,24 @@ def test_one_thread_is_unchanged_bit_for_bit(load_spec):
 
 def test_two_threads_on_replicas_converge_like_one_thread(load_spec, monkeypatch):
     """SVM on RCV1-shaped data (the commonest features in most rows): the objective that
-    2 threads reach with replicas is within 2% of the serial run's, as plain hogwild's is
-    (merges made frequent and rare, so that both the delay and the merges are exercised; a
-    delay of 2048 terms, or merges that average the threads' paths, end 10-20% above)."""
+    2 threads reach with replicas is within 2% of the serial run's, as plain hogwild's is:
+    the whole w replicated, rows merged about every 16 and every 256 steps of a thread on
+    them; and its hot rows only, merged every 16 and 128 terms (a delay of 1024 terms, or
+    merges that average the threads' paths, end 10-20% above)."""
     mod = load_spec("svm")
     X, y = rcv1_like(n_rows=6000, n_features=2000, nnz_per_row=30, seed=6)
     serial = mod.Trainer(threads=1, epochs=20, seed=0).fit(X=X, y=y)
     start = mod.Trainer(threads=1, epochs=0).fit(X=X, y=y).objective(X=X, y=y)
     best = serial.history[-1]["objective"]
-    for delay in (32, 256):
-        monkeypatch.setattr(runtime, "MERGE_DELAY", delay)
+    for budget, name, value in ((1 << 20, "MERGE_STEPS", 16), (1 << 20, "MERGE_STEPS", 256),
+                                (0, "MERGE_DELAY", 32), (0, "MERGE_DELAY", 256)):
+        monkeypatch.setattr(runtime, "REPLICA_BYTES", budget)
+        monkeypatch.setattr(runtime, name, value)
         t = mod.Trainer(threads=2, epochs=20, seed=0)
-        assert len(hot_rows(t, X=X, y=y)["_hot_w"]) > 100
+        assert 100 < len(hot_rows(t, X=X, y=y)["_hot_w"]) <= (2000 if budget else 256)
         t.fit(X=X, y=y)
         reached = t.history[-1]["objective"]
-        assert reached <= best * 1.02 and (start - reached) / (start - best) >= 0.98
+        assert reached <= best * 1.02 and (start - reached) / (start - best) >= 0.98, name
 
 
 @pytest.mark.parametrize("threads,chunk", [(2, 0), (3, 7), (2, 300)])
@@ -235,13 +291,14 @@ def test_every_term_is_visited_once_whatever_thread_takes_its_grab(load_spec, th
     one epoch adds each term's step exactly once, with or without hot rows."""
     mod = load_spec(text=CONSTANT)
     X = skewed(5000, seed=5)                   # several grabs per thread
-    for hot in ((), (0, 1, 2, 3, 4, 5, 10, 11, 12, 13)):     # the popular columns
+    for hot in ((), (0, 1, 2, 3, 4, 5, 10, 11, 12, 13), range(X.shape[1])):   # popular, all
         t = mod.Trainer(threads=threads, epochs=0).fit(X=X)
         arrays, sizes = prepared(t, {"X": X})
         if hot:                                # replicas merge with atomic adds too
             arrays["_hot_w"], sizes["_merge_every"] = np.array(hot), 100
+            arrays["_every_w"] = np.full(X.shape[1], 100.0)
         k = mod.Trainer.kernels.Kernel(arrays, sizes)
         entries = -(-5000 // chunk) if chunk else 5000
         visit = np.random.default_rng(0).permutation(entries).astype(np.int64)
         k.epoch(visit, chunk, 0.5, threads, 0 if hot else 1)
-        assert np.array_equal(arrays["w"], 0.5 * np.asarray(X.sum(axis=0)).ravel()), hot
+        assert np.array_equal(arrays["w"], 0.5 * np.asarray(X.sum(axis=0)).ravel()), len(hot)
