@@ -5,15 +5,20 @@ hogwild with replicas on and off, side by side in one run, at each thread count.
                                      [--repeats 3] [--sweep] [--out bench/results] [--tag NAME]
       -> OUT/hot_replicas[-TAG].json and OUT/hot_replicas[-TAG].md
 
-For every thread count and setting: the median update time of an epoch (the fit's
-`history[i]["seconds"]`, median over the epochs, then over the repeats, which alternate on and
-off so that a noisy neighbour hits both alike), in ns per stored entry; the exact objective
+For every thread count and setting: the update time of an epoch (the fit's
+`history[i]["seconds"]`, median over the epochs), in ns per stored entry; the exact objective
 after the last epoch; the accuracy of sign(predict) on held-out rows (10%). Each repeat is a
-fresh fit from the same seed. Two-thread timings carry the cache-line hand-off latency measured
-just before (bench/peers/pingpong.py) where the machine has two CPUs to pin. `--sweep` adds, at
-the most threads, other choices of HOT_VALUES, MERGE_DELAY and MERGE_WEIGHT (runtime.py).
-The "on" rows use replicas from 2 threads; by default the Trainer uses them from
-runtime.REPLICA_THREADS threads (4), where they paid off on a 16-core Xeon.
+fresh fit from the same seed, the settings alternating so that a noisy neighbour hits all
+alike; beside each fit, the CPUs other processes kept busy meanwhile (bench_paper's
+others_cpu). A fit is quiet where they took less than 0.25 CPU: on a 2-vCPU machine shared
+with others, a 2-thread fit beside a busy neighbour runs at the speed of one thread, so a
+row's time is the median over its quiet fits where it has some (the count is shown), else
+over all. Timings on several threads carry the cache-line hand-off latency measured at each round
+(bench/peers/pingpong.py) where the machine has two CPUs to pin. The "on" rows use the
+Trainer's default replicas (runtime.py: the whole w, whose copies fit REPLICA_BYTES, each row
+merged about every MERGE_STEPS of a thread's steps on it); `--sweep` adds, at the most
+threads, other MERGE_STEPS and the hot rows alone (REPLICA_BYTES = 0: the HOT_VALUES most
+touched values looked up through a map, merged every MERGE_DELAY / threads terms).
 """
 from __future__ import annotations
 
@@ -32,6 +37,9 @@ sys.path.insert(0, str(HERE.parent))
 import hogwild_dsl  # noqa: E402
 from hogwild_dsl import datasets, runtime  # noqa: E402
 from machine import machine  # noqa: E402
+from bench_paper import others_cpu  # noqa: E402
+
+QUIET = 0.25       # others' CPUs below which a fit counts as quiet
 
 
 def handoff_ns() -> float | None:
@@ -47,25 +55,26 @@ def fit(mod, train, test, threads: int, replicas: bool, epochs: int) -> dict:
     arrays, sizes = t.layout(train)
     hot = t._hot_rows(arrays, sizes)
     began = time.perf_counter()
-    t.fit(**train)
+    _, others = others_cpu(lambda: t.fit(**train))
     wall = time.perf_counter() - began
     accuracy = float(np.mean(np.sign(t.predict(X=test["X"])) == test["y"]))
+    rows = sum(v.size for k, v in hot.items() if k.startswith("_hot_"))
     return {"epoch_s": float(np.median([h["seconds"] for h in t.history])), "fit_s": wall,
-            "objective": float(t.history[-1]["objective"]), "test_accuracy": accuracy,
-            "hot_rows": int(sum(v.size for v in hot.values())),
-            "merge_every": sizes.get("_merge_every"), "merge_weight": sizes.get("_merge_weight")}
+            "others_cpu": others, "objective": float(t.history[-1]["objective"]),
+            "test_accuracy": accuracy, "hot_rows": int(rows),
+            "whole": sorted(k[7:] for k in hot if k.startswith("_every_")),
+            "merge_every": sizes.get("_merge_every") if rows else None}
 
 
-def compare(mod, train, test, threads: int, epochs: int, repeats: int, settings) -> list:
-    """Median over `repeats` alternating fits of each setting (a dict of runtime constants
-    and replicas=)."""
+def compare(mod, train, test, epochs: int, repeats: int, cases) -> list:
+    """Each case (threads, a dict of runtime constants and replicas=) `repeats` times, the
+    cases alternating; a row per case: the median over its quiet fits, else over all."""
     nnz = train["X"].nnz
-    runs = {i: [] for i in range(len(settings))}
+    runs = {i: [] for i in range(len(cases))}
     probes = []
     for _ in range(repeats):
-        if threads == 2:
-            probes.append(handoff_ns())
-        for i, s in enumerate(settings):
+        probes.append(handoff_ns())
+        for i, (threads, s) in enumerate(cases):
             saved = {k: getattr(runtime, k) for k in s.get("constants", {})}
             for k, v in s.get("constants", {}).items():
                 setattr(runtime, k, v)
@@ -75,27 +84,29 @@ def compare(mod, train, test, threads: int, epochs: int, repeats: int, settings)
                 for k, v in saved.items():
                     setattr(runtime, k, v)
     out = []
-    for i, s in enumerate(settings):
+    for i, (threads, s) in enumerate(cases):
         rs = runs[i]
-        epoch_s = float(np.median([r["epoch_s"] for r in rs]))
-        out.append({"threads": threads, "replicas": s["replicas"],
-                    "hot_values": s.get("constants", {}).get("HOT_VALUES", runtime.HOT_VALUES),
-                    "merge_delay": s.get("constants", {}).get("MERGE_DELAY", runtime.MERGE_DELAY),
-                    "merge_terms": rs[-1]["merge_every"],
-                    "merge_weight": rs[-1]["merge_weight"],
+        quiet = [r for r in rs if r["others_cpu"] < QUIET]
+        epoch_s = float(np.median([r["epoch_s"] for r in (quiet or rs)]))
+        constants = s.get("constants", {})
+        out.append({"threads": threads, "replicas": s["replicas"], "constants": constants,
+                    "whole": rs[-1]["whole"], "merge_terms": rs[-1]["merge_every"],
                     "epoch_s": epoch_s, "ns_per_nnz": epoch_s / nnz * 1e9,
+                    "quiet_fits": len(quiet), "fits": len(rs),
                     "epoch_s_all": [r["epoch_s"] for r in rs],
-                    "fit_s": float(np.median([r["fit_s"] for r in rs])),
-                    "objective": rs[-1]["objective"], "test_accuracy": rs[-1]["test_accuracy"],
+                    "others_cpu_all": [r["others_cpu"] for r in rs],
+                    "fit_s": float(np.median([r["fit_s"] for r in (quiet or rs)])),
+                    "objective": float(np.median([r["objective"] for r in rs])),
+                    "objective_all": [r["objective"] for r in rs],
+                    "test_accuracy": float(np.median([r["test_accuracy"] for r in rs])),
                     "hot_rows": rs[-1]["hot_rows"],
                     "handoff_ns": float(np.median([p for p in probes if p is not None]))
-                    if any(p is not None for p in probes) else None})
-        print(f"  {threads:2d} threads replicas={str(s['replicas']):5s} "
-              f"values={out[-1]['hot_values']:6d} merge={out[-1]['merge_terms']} "
-              f"weight={out[-1]['merge_weight']}: "
-              f"{epoch_s:.4f} s/epoch ({out[-1]['ns_per_nnz']:.2f} ns/nnz), objective "
-              f"{out[-1]['objective']:.6f}, test accuracy {out[-1]['test_accuracy']:.4f}, "
-              f"{out[-1]['hot_rows']} hot rows", flush=True)
+                    if threads > 1 and any(p is not None for p in probes) else None})
+        print(f"  {threads:2d} threads replicas={str(s['replicas']):5s} {constants} "
+              f"{out[-1]['hot_rows']} rows (whole: {out[-1]['whole']}): "
+              f"{epoch_s:.4f} s/epoch ({out[-1]['ns_per_nnz']:.2f} ns/nnz; {len(quiet)} of "
+              f"{len(rs)} quiet), objective {out[-1]['objective']:.6f}, test accuracy "
+              f"{out[-1]['test_accuracy']:.4f}", flush=True)
     return out
 
 
@@ -104,25 +115,28 @@ def markdown(result) -> str:
     lines = ["# Hot rows on per-thread replicas: SVM on RCV1-shaped data", "",
              f"Machine: {m['cpu']}, {m['cores']} cores, host {m['host']}; {result['date']}. "
              f"{result['rows']} rows ({result['nnz']} stored entries in training, 10% held out), "
-             f"{result['epochs']} epochs per fit, median of {result['repeats']} fits per row "
-             "(alternating on and off); sync=\"hogwild\", default order.", "",
-             "Speed-up: the median epoch update time of 1 thread (replicas have no effect "
-             "there) over the row's. The \"on\" rows use replicas from 2 threads on; the Trainer "
-             f"by default from {result.get('replica_threads', 4)} threads.", "",
-             "| threads | replicas | hot rows | merge every (terms) | merge weight | merge delay | "
-             "epoch s | ns/nnz | speed-up over 1 thread | objective | test accuracy | "
-             "hand-off ns |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"{result['epochs']} epochs per fit, {result['repeats']} fits per row "
+             "(the rows alternating); sync=\"hogwild\", default order. Defaults: "
+             f"REPLICA_BYTES {result['defaults']['REPLICA_BYTES']}, MERGE_STEPS "
+             f"{result['defaults']['MERGE_STEPS']}.", "",
+             "Epoch s: the median epoch update time over the row's quiet fits (other processes "
+             f"took under {QUIET} CPU meanwhile), else over all; speed-up: 1 thread's (replicas "
+             "have no effect there) over the row's. Objective and accuracy: medians over all "
+             "fits.", "",
+             "| threads | replicas | setting | rows replicated | epoch s | quiet fits | ns/nnz | "
+             "speed-up over 1 thread | objective | test accuracy | hand-off ns |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     one = next(r["epoch_s"] for r in result["runs"] if r["threads"] == 1 and not r["replicas"])
     for r in result["runs"]:
         hand = f"{r['handoff_ns']:.0f}" if r["handoff_ns"] is not None else "-"
+        setting = ", ".join(f"{k} {v}" for k, v in r["constants"].items()) or "default"
+        kind = (f"{r['hot_rows']} (whole {', '.join(r['whole'])})" if r["whole"] else
+                f"{r['hot_rows']} (map, merged every {r['merge_terms']} terms)") \
+            if r["replicas"] and r["hot_rows"] else "-"
         lines.append(f"| {r['threads']} | {'on' if r['replicas'] else 'off'} | "
-                     f"{r['hot_rows'] if r['replicas'] else '-'} | "
-                     f"{r['merge_terms'] if r['replicas'] else '-'} | "
-                     f"{format(r['merge_weight'], '.4g') if r['replicas'] else '-'} | "
-                     f"{r['merge_delay'] if r['replicas'] else '-'} | "
-                     f"{r['epoch_s']:.4f} | "
-                     f"{r['ns_per_nnz']:.2f} | {one / r['epoch_s']:.2f}x | {r['objective']:.6f} | "
+                     f"{setting if r['replicas'] else '-'} | {kind} | {r['epoch_s']:.4f} | "
+                     f"{r['quiet_fits']}/{r['fits']} | {r['ns_per_nnz']:.2f} | "
+                     f"{one / r['epoch_s']:.2f}x | {r['objective']:.6f} | "
                      f"{r['test_accuracy']:.4f} | {hand} |")
     return "\n".join(lines) + "\n"
 
@@ -144,18 +158,18 @@ def main(argv=None):
     mod = hogwild_dsl.load("svm")
     result = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"),
               "rows": args.rows, "nnz": int(train["X"].nnz), "epochs": args.epochs,
-              "repeats": args.repeats, "replica_threads": runtime.REPLICA_THREADS, "runs": []}
+              "repeats": args.repeats, "runs": [],
+              "defaults": {"REPLICA_BYTES": runtime.REPLICA_BYTES,
+                           "MERGE_STEPS": runtime.MERGE_STEPS}}
+    cases = []
     for n in threads:
-        # "on" rows use replicas from 2 threads (by default: from runtime.REPLICA_THREADS)
-        on = {"REPLICA_THREADS": 2}
-        settings = [{"replicas": False}] + ([{"replicas": True, "constants": on}]
-                                            if n > 1 else [])
+        cases += [(n, {"replicas": False})] + ([(n, {"replicas": True})] if n > 1 else [])
         if args.sweep and n == max(threads) and n > 1:
-            settings += [{"replicas": True, "constants": {**on, "HOT_VALUES": v,
-                                                           "MERGE_DELAY": d, "MERGE_WEIGHT": w}}
-                         for v, d, w in ((512, 512, 1.0), (2048, 256, 1.0), (2048, 1024, 1.0),
-                                         (256, 1024, 1.0), (8192, 4096, 1.0), (256, 256, 0.5))]
-        result["runs"] += compare(mod, train, test, n, args.epochs, args.repeats, settings)
+            cases += [(n, {"replicas": True, "constants": {"MERGE_STEPS": v}})
+                      for v in (16, 256, 1024)]
+            cases += [(n, {"replicas": True, "constants": {"REPLICA_BYTES": 0,
+                                                           "REPLICA_THREADS": 2}})]
+    result["runs"] = compare(mod, train, test, args.epochs, args.repeats, cases)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = "hot_replicas" + (f"-{args.tag}" if args.tag else "")

@@ -50,10 +50,13 @@ CHUNK_TERMS = 256
 # at the last merge) fit in REPLICA_BYTES per thread (a share of a core's L2 cache; the
 # params by their most touched row first): the updates then run on the thread's copy with no
 # lookup, and a thread merges a row touched by a share s of the terms every MERGE_STEPS / s
-# terms, about every MERGE_STEPS of its own steps on it: it misses about MERGE_STEPS x
-# (threads - 1) steps of the others on any row, and a term costs about (values it touches)
-# / MERGE_STEPS values merged, where plain hogwild hands a hot row's cache line over at
-# nearly every touch. On REPLICA_THREADS threads or more, the hot rows of the other params go
+# terms, about every MERGE_STEPS of its own steps on it (it misses about MERGE_STEPS x
+# (threads - 1) steps of the others on a hot row; a term costs about (values it touches) /
+# MERGE_STEPS values merged, where plain hogwild hands a hot row's cache line over at nearly
+# every touch), and at the latest every MERGE_COST x (values replicated) / (values a term
+# touches) terms (merging all of them then costs about 1/MERGE_COST of the updates between:
+# where every row is about as hot, as in small dense-ish data, the delay is that, not a
+# share of the epoch). On REPLICA_THREADS threads or more, the hot rows of the other params go
 # on replicas too, the most touched first, up to HOT_VALUES values in all, looked up through a
 # map on every access (below 4 threads its cost exceeded the hand-offs it saved), merged
 # every MERGE_DELAY / threads terms (at least MIN_MERGE_TERMS): a thread misses about
@@ -63,6 +66,7 @@ CHUNK_TERMS = 256
 # bench/results/hot_replicas*.md measures these choices.
 REPLICA_BYTES = 1 << 20
 MERGE_STEPS = 64
+MERGE_COST = 8
 REPLICA_THREADS = 4
 HOT_SHARE = 0.002
 HOT_VALUES = 256
@@ -570,10 +574,14 @@ class TrainerBase:
                 whole.append(name)
                 budget -= values
         out = {}
+        values = sum(shares[k].size * lengths[k] for k in whole)
+        touched = sum(shares[k].sum() * lengths[k] for k in whole)     # values per term
+        longest = max(MIN_MERGE_TERMS, MERGE_COST * values / max(touched, 1e-300))
         for name in whole:
             out[f"_hot_{name}"] = np.arange(shares[name].size, dtype=np.int64)
             with np.errstate(divide="ignore"):
-                out[f"_every_{name}"] = np.maximum(MERGE_STEPS / shares[name], 1.0)
+                every = MERGE_STEPS / shares[name]
+            out[f"_every_{name}"] = np.clip(every, 1.0, longest)
         sizes["_merge_every"] = max(MIN_MERGE_TERMS, MERGE_DELAY // self.threads)
         sizes["_merge_weight"] = MERGE_WEIGHT
         rest = [k for k in replicable if k not in whole]
