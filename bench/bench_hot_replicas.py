@@ -16,8 +16,9 @@ row's time is the median over its quiet fits where it has some (the count is sho
 over all. Timings on several threads carry the cache-line hand-off latency measured at each round
 (bench/peers/pingpong.py) where the machine has two CPUs to pin. The "on" rows use the
 Trainer's default replicas (runtime.py: the whole w, whose copies fit REPLICA_BYTES, each row
-merged about every MERGE_STEPS of a thread's steps on it); `--sweep` adds, at the most
-threads, other MERGE_STEPS and the hot rows alone (REPLICA_BYTES = 0: the HOT_VALUES most
+merged about every MERGE_STEPS of a thread's steps on it, all at the latest when merging them
+costs 1/MERGE_COST of the updates between); `--sweep` adds, at the most
+threads, other MERGE_STEPS and MERGE_COST and the hot rows alone (REPLICA_BYTES = 0: the HOT_VALUES most
 touched values looked up through a map, merged every MERGE_DELAY / threads terms).
 """
 from __future__ import annotations
@@ -118,7 +119,8 @@ def markdown(result) -> str:
              f"{result['epochs']} epochs per fit, {result['repeats']} fits per row "
              "(the rows alternating); sync=\"hogwild\", default order. Defaults: "
              f"REPLICA_BYTES {result['defaults']['REPLICA_BYTES']}, MERGE_STEPS "
-             f"{result['defaults']['MERGE_STEPS']}.", "",
+             f"{result['defaults']['MERGE_STEPS']}, MERGE_COST "
+             f"{result['defaults']['MERGE_COST']}.", "",
              "Epoch s: the median epoch update time over the row's quiet fits (other processes "
              f"took under {QUIET} CPU meanwhile), else over all; speed-up: 1 thread's (replicas "
              "have no effect there) over the row's. Objective and accuracy: medians over all "
@@ -160,13 +162,13 @@ def main(argv=None):
               "rows": args.rows, "nnz": int(train["X"].nnz), "epochs": args.epochs,
               "repeats": args.repeats, "runs": [],
               "defaults": {"REPLICA_BYTES": runtime.REPLICA_BYTES,
-                           "MERGE_STEPS": runtime.MERGE_STEPS}}
+                           "MERGE_STEPS": runtime.MERGE_STEPS, "MERGE_COST": runtime.MERGE_COST}}
     cases = []
     for n in threads:
         cases += [(n, {"replicas": False})] + ([(n, {"replicas": True})] if n > 1 else [])
         if args.sweep and n == max(threads) and n > 1:
-            cases += [(n, {"replicas": True, "constants": {"MERGE_STEPS": v}})
-                      for v in (16, 256, 1024)]
+            cases += [(n, {"replicas": True, "constants": {"MERGE_STEPS": v, "MERGE_COST": c}})
+                      for v, c in ((16, 8), (256, 8), (1024, 8), (64, 32), (256, 32))]
             cases += [(n, {"replicas": True, "constants": {"REPLICA_BYTES": 0,
                                                            "REPLICA_THREADS": 2}})]
     result["runs"] = compare(mod, train, test, args.epochs, args.repeats, cases)

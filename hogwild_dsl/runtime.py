@@ -54,9 +54,11 @@ CHUNK_TERMS = 256
 # (threads - 1) steps of the others on a hot row; a term costs about (values it touches) /
 # MERGE_STEPS values merged, where plain hogwild hands a hot row's cache line over at nearly
 # every touch), and at the latest every MERGE_COST x (values replicated) / (values a term
-# touches) terms (merging all of them then costs about 1/MERGE_COST of the updates between:
-# where every row is about as hot, as in small dense-ish data, the delay is that, not a
-# share of the epoch). On REPLICA_THREADS threads or more, the hot rows of the other params go
+# touches) terms (merging all of them then costs about 1/MERGE_COST of the updates between)
+# and EPOCH_MERGES times a thread's share of the epoch (a delay that is a small share of
+# it, where every row is about as hot, as in small dense-ish data). Where merging that often
+# would cost more than half the updates (a model small beside its terms, in small data),
+# nothing is replicated whole. On REPLICA_THREADS threads or more, the hot rows of the other params go
 # on replicas too, the most touched first, up to HOT_VALUES values in all, looked up through a
 # map on every access (below 4 threads its cost exceeded the hand-offs it saved), merged
 # every MERGE_DELAY / threads terms (at least MIN_MERGE_TERMS): a thread misses about
@@ -67,6 +69,7 @@ CHUNK_TERMS = 256
 REPLICA_BYTES = 1 << 20
 MERGE_STEPS = 64
 MERGE_COST = 8
+EPOCH_MERGES = 16
 REPLICA_THREADS = 4
 HOT_SHARE = 0.002
 HOT_VALUES = 256
@@ -554,7 +557,7 @@ class TrainerBase:
                 self.threads >= 2 and replicable):
             return {}
         consts = dict(self.spec.consts)
-        shares, lengths = {}, {}
+        shares, lengths, reach = {}, {}, {}
         for name, data in replicable.items():
             dims = self.spec.param(name).dims
             extent = consts[dims[0]] if dims[0] in consts else sizes[self._key("dim", dims[0])]
@@ -562,7 +565,7 @@ class TrainerBase:
             for d in data:
                 counts += self.kernels.column_counts(arrays[self._key("indices", d)], extent)
                 terms += arrays[self._key("indptr", d)].shape[0] - 1
-            shares[name] = counts / max(terms, 1)
+            shares[name], reach[name] = counts / max(terms, 1), terms
             lengths[name] = math.prod(consts[d] if d in consts else
                                       sizes[self._key("dim", d)] for d in dims[1:])
         hot = {name: np.flatnonzero(share >= HOT_SHARE) for name, share in shares.items()}
@@ -576,7 +579,10 @@ class TrainerBase:
         out = {}
         values = sum(shares[k].size * lengths[k] for k in whole)
         touched = sum(shares[k].sum() * lengths[k] for k in whole)     # values per term
-        longest = max(MIN_MERGE_TERMS, MERGE_COST * values / max(touched, 1e-300))
+        longest = min(MERGE_COST * values / max(touched, 1e-300),
+                      max((reach[k] for k in whole), default=0) / (self.threads * EPOCH_MERGES))
+        if values > touched * longest / 2:      # merges would cost half the updates: none
+            whole = []
         for name in whole:
             out[f"_hot_{name}"] = np.arange(shares[name].size, dtype=np.int64)
             with np.errstate(divide="ignore"):

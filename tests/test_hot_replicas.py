@@ -43,8 +43,11 @@ def skewed(n_rows, seed):
 @pytest.fixture(autouse=True)
 def replicas_from_two_threads(monkeypatch):
     """Replicas from 2 threads on (by default from REPLICA_THREADS = 4, where they pay off):
-    this machine may have 2 cores."""
+    this machine may have 2 cores. A whole param merged at the latest once per thread's share
+    of the epoch (by default EPOCH_MERGES = 16 times: on data this small, merges that often
+    would cost more than the updates, and nothing would be replicated whole)."""
     monkeypatch.setattr(runtime, "REPLICA_THREADS", 2)
+    monkeypatch.setattr(runtime, "EPOCH_MERGES", 1)
 
 
 def prepared(trainer, data):
@@ -104,7 +107,7 @@ def test_a_param_whose_copies_fit_is_replicated_whole(load_spec):
     # a row touched by a share s of the terms: merged every MERGE_STEPS / s terms, at the
     # latest when merging all values costs 1/MERGE_COST of the updates between
     share = np.bincount(X.indices, minlength=X.shape[1]) / 300
-    longest = runtime.MERGE_COST * X.shape[1] / share.sum()
+    longest = min(runtime.MERGE_COST * X.shape[1] / share.sum(), 300 / 2)
     with np.errstate(divide="ignore"):
         want = np.clip(runtime.MERGE_STEPS / share, 1, longest)
     assert np.allclose(got["_every_w"], want, rtol=1e-12)
@@ -113,6 +116,22 @@ def test_a_param_whose_copies_fit_is_replicated_whole(load_spec):
                     mod.Trainer(threads=2, sync="lock"), mod.Trainer(threads=2, replicas=False),
                     mod.Trainer(threads=2, optimizer="adagrad")):
         assert hot_rows(trainer, X=X, y=y) == {}
+
+
+def test_nothing_is_replicated_whole_where_merges_would_cost_more_than_the_updates(
+        load_spec, monkeypatch):
+    """skewed(300): 400 values, about 9 touched per term; merged 16 times per thread's
+    share of the epoch, every 9 terms: 44 values merged per term."""
+    mod = load_spec("svm")
+    X = skewed(300, seed=1)
+    y = np.where(np.arange(300) % 2, 1.0, -1.0)
+    monkeypatch.setattr(runtime, "EPOCH_MERGES", 16)
+    got = hot_rows(mod.Trainer(threads=2), X=X, y=y)     # the hot rows alone, on the map
+    assert set(got) == {"_hot_w"} and len(got["_hot_w"]) == runtime.HOT_VALUES
+    monkeypatch.setattr(runtime, "REPLICA_THREADS", 4)
+    assert hot_rows(mod.Trainer(threads=2), X=X, y=y) == {}
+    monkeypatch.setattr(runtime, "EPOCH_MERGES", 1)
+    assert len(hot_rows(mod.Trainer(threads=2), X=X, y=y)["_hot_w"]) == 400
 
 
 def test_a_param_too_big_for_its_copies_has_its_hot_rows_replicated_from_four_threads(
