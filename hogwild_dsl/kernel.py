@@ -120,12 +120,14 @@ class Kernel:
         self._copies = {}      # (threads, grab terms, grabs) -> its epochs' _ThreadCopies
         if c["REPLICAS"] and any(k.startswith("_hot_") for k in arrays):
             maps, where = [], []
-            pointers = {key: name for name, ctype, key, _ in c["LAYOUT"] if ctype.endswith("*")}
             for param, field in c["REPLICAS"]:
-                places, whole = _replica_map(arrays, param, *shapes[param], where, c["DTYPE"])
+                key = self.key("param", param)
+                places, whole = _replica_map(arrays, param, key, *shapes[param], where,
+                                             c["DTYPE"])
                 if whole:
                     every = _merge_intervals(arrays, param, *shapes[param])
-                    self.whole.append((pointers[param], arrays[param], every))
+                    pointer = next(f.name for f in self.fields if f.key == key)
+                    self.whole.append((pointer, arrays[key], every))
                 maps.append(places)
                 model[field] = places.ctypes.data
             self.keep["_hot_maps"] = maps
@@ -343,8 +345,8 @@ def _index_array(values, dtype, bound: int, what: str) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=dtype)
 
 
-def _replica_map(arrays: dict, name: str, rows: int, length: int, where: list,
-                 dtype: str) -> np.ndarray:
+def _replica_map(arrays: dict, name: str, key: str, rows: int, length: int, where: list,
+                 dtype: str) -> tuple[np.ndarray, bool]:
     """The replica map of param `name` (per row: its place on a thread's replicas, after the
     values listed in `where` so far, or -1 for a row read and written in the shared param)
     from the hot rows the runtime chose, arrays["_hot_<name>"] (none: no row of it is hot),
@@ -354,7 +356,7 @@ def _replica_map(arrays: dict, name: str, rows: int, length: int, where: list,
     follows these unchecked."""
     at = sum(w.shape[0] for w in where)
     hot = np.asarray(arrays.get("_hot_" + name, np.zeros(0, dtype=np.int64)))
-    param = arrays.get(name)
+    param = arrays.get(key)           # the param's own array (its layout key)
     if hot.ndim != 1 or hot.dtype.kind not in "iu":
         raise ValueError(f"hot rows of {name}: a 1-D integer array is needed")
     if hot.size and (hot.min() < 0 or hot.max() >= rows or np.unique(hot).size != hot.size):
