@@ -37,6 +37,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import hogwild_dsl  # noqa: E402
 from hogwild_dsl import datasets, runtime  # noqa: E402
+from hogwild_dsl import kernel as runtime_kernel  # noqa: E402
 from machine import machine  # noqa: E402
 from bench_paper import others_cpu  # noqa: E402
 
@@ -51,10 +52,35 @@ def handoff_ns() -> float | None:
         return None
 
 
+def merge_lines(t, arrays, sizes, hot, threads: int) -> float | None:
+    """Cache lines of the shared param a thread's merges touch per term (counted, no timer:
+    each merged value's line is taken to come from the other thread, an upper bound), on
+    an epoch cut as the Trainer cuts it; None where nothing is replicated whole."""
+    kernel = t.kernels.Kernel({**arrays, **hot}, sizes)
+    if not kernel.whole:
+        return None
+    order, chunk = t._visit_plan(arrays, kernel.nterms)
+    per_entry = chunk or 1
+    n = -(-kernel.nterms // per_entry)
+    grain = max(-(-runtime_kernel.GRAB_TERMS // per_entry),
+                n // (threads * runtime_kernel.GRABS_PER_THREAD))
+    grain = max(1, min(grain, int(min(min(e.min() for _, _, e in kernel.whole),
+                                      grain * per_entry)) // per_entry))
+    plan = runtime_kernel._ThreadCopies(kernel._model, kernel.whole, threads, grain * per_entry,
+                                        -(-n // grain), t.dtype)
+    lines = [np.unique(plan.where[:b] // 64).size for b in plan.levels]
+    grabs = -(-n // grain) // threads          # a thread's grabs
+    total = sum(lines[min((d & -d).bit_length() - 1, len(lines) - 1)]
+                for d in range(1, grabs + 1))
+    total += sum(p.nbytes for _, p, _ in kernel.whole) / 64    # its last merge
+    return total / (grabs * grain * per_entry)
+
+
 def fit(mod, train, test, threads: int, replicas: bool, epochs: int) -> dict:
     t = mod.Trainer(threads=threads, epochs=epochs, seed=0, replicas=replicas)
     arrays, sizes = t.layout(train)
     hot = t._hot_rows(arrays, sizes)
+    lines = merge_lines(t, arrays, sizes, hot, threads) if hot else None
     began = time.perf_counter()
     _, others = others_cpu(lambda: t.fit(**train))
     wall = time.perf_counter() - began
@@ -64,6 +90,7 @@ def fit(mod, train, test, threads: int, replicas: bool, epochs: int) -> dict:
             "others_cpu": others, "objective": float(t.history[-1]["objective"]),
             "test_accuracy": accuracy, "hot_rows": int(rows),
             "whole": sorted(k[7:] for k in hot if k.startswith("_every_")),
+            "merge_lines_per_term": lines,
             "merge_every": sizes.get("_merge_every") if rows else None}
 
 
@@ -101,6 +128,7 @@ def compare(mod, train, test, epochs: int, repeats: int, cases) -> list:
                     "objective_all": [r["objective"] for r in rs],
                     "test_accuracy": float(np.median([r["test_accuracy"] for r in rs])),
                     "hot_rows": rs[-1]["hot_rows"],
+                    "merge_lines_per_term": rs[-1]["merge_lines_per_term"],
                     "handoff_ns": float(np.median([p for p in probes if p is not None]))
                     if threads > 1 and any(p is not None for p in probes) else None})
         print(f"  {threads:2d} threads replicas={str(s['replicas']):5s} {constants} "
@@ -125,9 +153,14 @@ def markdown(result) -> str:
              f"took under {QUIET} CPU meanwhile), else over all; speed-up: 1 thread's (replicas "
              "have no effect there) over the row's. Objective and accuracy: medians over all "
              "fits.", "",
-             "| threads | replicas | setting | rows replicated | epoch s | quiet fits | ns/nnz | "
-             "speed-up over 1 thread | objective | test accuracy | hand-off ns |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "Merge lines / term: the cache lines of w a thread's merges touch per term, "
+             "counted on the epoch as the Trainer cuts it (each taken to come from the other "
+             "thread: an upper bound; plain hogwild hands over 40.7 lines per term on this "
+             "data at 2 threads, bench/results/handoffs.md).", "",
+             "| threads | replicas | setting | rows replicated | merge lines / term | epoch s | "
+             "quiet fits | ns/nnz | speed-up over 1 thread | objective | test accuracy | "
+             "hand-off ns |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     one = next(r["epoch_s"] for r in result["runs"] if r["threads"] == 1 and not r["replicas"])
     for r in result["runs"]:
         hand = f"{r['handoff_ns']:.0f}" if r["handoff_ns"] is not None else "-"
@@ -136,7 +169,9 @@ def markdown(result) -> str:
                 f"{r['hot_rows']} (map, merged every {r['merge_terms']} terms)") \
             if r["replicas"] and r["hot_rows"] else "-"
         lines.append(f"| {r['threads']} | {'on' if r['replicas'] else 'off'} | "
-                     f"{setting if r['replicas'] else '-'} | {kind} | {r['epoch_s']:.4f} | "
+                     f"{setting if r['replicas'] else '-'} | {kind} | "
+                     f"{format(r['merge_lines_per_term'], '.2f') if r.get('merge_lines_per_term') is not None else '-'} | "
+                     f"{r['epoch_s']:.4f} | "
                      f"{r['quiet_fits']}/{r['fits']} | {r['ns_per_nnz']:.2f} | "
                      f"{one / r['epoch_s']:.2f}x | {r['objective']:.6f} | "
                      f"{r['test_accuracy']:.4f} | {hand} |")
