@@ -42,10 +42,12 @@ CALIBRATION_SHARE = 0.02
 CALIBRATION_MAX_TERMS = 20_000
 CALIBRATION_PASSES = 3
 FINE_WALK = 6
-# Objectives within TIE (relative) of each other are ties: the search then takes the largest
-# step (more progress on the full data; no walk into ever smaller steps where the objective is
-# flat, as for an optimizer that makes no progress at any step: the cut LP under adagrad once
-# ended at 3^-25 = 6.8e-13), and a search whose best is no lower than the start says so.
+# Objectives within TIE (relative) of each other are ties: the search takes the largest step
+# of the run of steps tied with the best (more progress on the full data), and walks past an
+# end of its steps only where that end is lower than its neighbour and differs from the start
+# (no walk into ever smaller steps where the objective is flat, as for an optimizer that makes
+# no progress at any step: the cut LP under adagrad once ended at 3^-25 = 6.8e-13); a search
+# whose best is no lower than the start says so (a RuntimeWarning, calibration["stalled"]).
 TIE = 1e-3
 CALIBRATION_BYTES = 1 << 30      # the most memory the steps' copies of the params take at once
 RESTART_FACTOR = math.sqrt(3.0)
@@ -106,10 +108,11 @@ def calibrate_step(self, arrays: dict, sizes: dict):
     start = trial(0, 0)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         coarse = walk(lambda halves: list(pool.map(trial, halves, [passes] * len(halves))),
-                      [2 * round(math.log(x, 3)) for x in STEP_GRID], 2, limits, 3, None)
+                      [2 * round(math.log(x, 3)) for x in STEP_GRID], 2, limits, 3, None,
+                      start)
         first = pick(coarse)
         fine = walk(lambda halves: list(pool.map(trial, halves, [self.epochs] * len(halves))),
-                    [first - 1, first, first + 1], 1, limits, 1, FINE_WALK)
+                    [first - 1, first, first + 1], 1, limits, 1, FINE_WALK, start)
     best = pick(fine)
     if not math.isfinite(fine[best]):
         best = first
@@ -233,28 +236,38 @@ def lower(a: float, b: float) -> bool:
 
 
 def pick(seen: dict) -> int:
-    """The largest half-step whose objective ties with the lowest (the lowest where all
-    diverged)."""
+    """The lowest objective's half-step, or a larger one where the steps up to it all tie
+    with the lowest (the smallest step where all diverged)."""
     least = min(seen.values())
+    halves = sorted(seen)
     if not math.isfinite(least):
-        return min(seen)
-    return max(h for h, v in seen.items() if not lower(least, v))
+        return halves[0]
+    at = min(h for h in halves if seen[h] == least)
+    i = halves.index(at)
+    while i + 1 < len(halves) and not lower(least, seen[halves[i + 1]]):
+        i += 1
+    return halves[i]
 
 
-def walk(judge, start: list, stride: int, limits: tuple, ahead: int, most) -> dict:
+def walk(judge, start: list, stride: int, limits: tuple, ahead: int, most,
+         origin: float = math.inf) -> dict:
     """{half: objective} of the steps 3^(half/2) of `start`, and past an end of them where the
     lowest objective lies there, lower than its neighbour's by more than a tie (`ahead` more at
     a time, `stride` half-steps apart; towards the lower steps too where every one diverged),
-    as far as `limits` and at most `most` more (None: no bound)."""
+    as far as `limits` and at most `most` more (None: no bound). Not past an end whose
+    objective ties with `origin` (the objective before any step): there the steps change
+    nothing, and smaller ones would change less."""
     seen = dict(zip(start, judge(start)))
     more = 0
+    def moves(h):            # the end's objective differs from the one before any step
+        return lower(seen[h], origin) or lower(origin, seen[h])
     while most is None or more < most:
         low, high = min(seen), max(seen)
         best = min(seen, key=seen.get)
         if all(v == math.inf for v in seen.values()) or \
-                best == low and lower(seen[low], seen[low + stride]):
+                best == low and lower(seen[low], seen[low + stride]) and moves(low):
             halves = [low - stride * k for k in range(1, ahead + 1)]
-        elif best == high and lower(seen[high], seen[high - stride]):
+        elif best == high and lower(seen[high], seen[high - stride]) and moves(high):
             halves = [high + stride * k for k in range(1, ahead + 1)]
         else:
             break

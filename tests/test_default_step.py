@@ -334,6 +334,7 @@ def test_ties_take_the_larger_step_and_a_flat_end_stops_the_walk():
     inf = float("inf")
     assert calibrate.pick({-2: 1.0, 0: 1.0 + 0.5 * calibrate.TIE, 2: 1.5}) == 0
     assert calibrate.pick({-2: 1.0, 0: 1.0 + 2 * calibrate.TIE, 2: 1.5}) == -2
+    assert calibrate.pick({-2: 1.0, 0: 1.5, 2: 1.0 + 0.5 * calibrate.TIE}) == -2   # a run
     assert calibrate.pick({0: inf, 2: inf}) == 0
     assert calibrate.lower(1.0, inf) and not calibrate.lower(inf, inf)
     flat = calibrate.walk(lambda hs: [1.0 + 0.1 * max(h, 0) for h in hs], [-2, 0, 2], 2,
@@ -342,6 +343,10 @@ def test_ties_take_the_larger_step_and_a_flat_end_stops_the_walk():
     sloped = calibrate.walk(lambda hs: [1.0 + 0.1 * h for h in hs], [-2, 0, 2], 2,
                             (-50, 18), 3, None)
     assert min(sloped) == -50                    # a real slope is followed to the limit
+    def slope(hs):                               # the start's objective (1) at step 3^-5
+        return [1.0 + calibrate.TIE * (h + 10) for h in hs]
+    assert min(calibrate.walk(slope, [-10, -8, -6], 2, (-50, 18), 3, None)) == -50
+    assert min(calibrate.walk(slope, [-10, -8, -6], 2, (-50, 18), 3, None, 1.0)) == -10
 
 
 def test_a_search_that_finds_no_progress_stays_on_the_grid_and_says_so(load_spec):
