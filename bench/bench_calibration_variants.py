@@ -117,7 +117,7 @@ class Search:
         self.epochs, self.data = epochs, data
         self.arrays, self.sizes = t.layout(data)
         self.n_all = t.kernels.Kernel(self.arrays, self.sizes).nterms
-        self.live = {p.name for p in t.spec.params} | {k for _, k, _ in t._state_arrays()}
+        self.live = {p.name for p in t.spec.params} | {k for _, k, *_ in t._state_arrays()}
         self.terms = 0                    # terms processed since the last reset
 
     def sample(self, share):
