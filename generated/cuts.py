@@ -26,7 +26,7 @@ for n in node:
 train step 1, decay 0.9, epochs 30
 """
 CONSTS = {}
-SIGNATURE = "4dd053e741be1e8e93aac3c7"
+SIGNATURE = "d30e79476f20fba78d7c5e2d"
 KERNELS = "cuts_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -28,7 +28,7 @@ for i in example:
 train step 0.1, decay 0.9, epochs 10
 """
 CONSTS = {'k': 4}
-SIGNATURE = "286c551be4aa8f822003d70d"
+SIGNATURE = "14f3326d7abfbe3503a8bf4c"
 KERNELS = "ffm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -22,7 +22,7 @@ for i in example:
     predict yhat
 """
 CONSTS = {'k': 8}
-SIGNATURE = "c5de1f2e0891ae1865a82bf3"
+SIGNATURE = "d8c263bd6545bca2dab04f24"
 KERNELS = "fm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

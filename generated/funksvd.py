@@ -21,7 +21,7 @@ for (u, v) in r:
     predict pred
 """
 CONSTS = {'rank': 50}
-SIGNATURE = "0c146a1889df7f60b0cc6717"
+SIGNATURE = "6132c4b157ccfc578ec22a8d"
 KERNELS = "funksvd_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -20,7 +20,7 @@ for i in example:
 train step 0.01, decay 0.95, epochs 20
 """
 CONSTS = {}
-SIGNATURE = "c0f88ef2f0ba89b35ede81d9"
+SIGNATURE = "428efd4a14adabdc69775add"
 KERNELS = "linreg_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -18,7 +18,7 @@ for i in example:
     predict sigmoid(dot(X[i], w) + b)
 """
 CONSTS = {}
-SIGNATURE = "a379a0cd7cb9e688a55216e2"
+SIGNATURE = "dd2bc31a71600fff1b1f39a4"
 KERNELS = "logreg_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -21,7 +21,7 @@ for (u, v) in r:
 train step 0.01, decay 0.9, epochs 20
 """
 CONSTS = {'rank': 20}
-SIGNATURE = "2d3ac0525d834c555d1870d6"
+SIGNATURE = "156ca69d64661a1b7c14aed8"
 KERNELS = "mc_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -108,7 +108,11 @@ class Kernel:
             else:
                 model[f.name] = sizes[f.key]
         self.missing = frozenset(missing)
-        if sizes[self.key("optimizer")] != 0 and self.missing & c["STATE_ARRAYS"]:
+        rule = sizes[self.key("optimizer")]
+        if rule not in (0, 1, 2):
+            raise HogwildError(f"kernel: size {self.key('optimizer')!r} (optimizer) is {rule!r}, "
+                               "but the update rules are 0, 1 and 2")
+        if rule != 0 and self.missing & c["STATE_ARRAYS"]:
             raise HogwildError(f"kernel: the optimizer's state "
                                f"{sorted(self.missing & c['STATE_ARRAYS'])[0]!r} was not given")
         nterms, scratch, shapes = c["_extents"](sizes)
@@ -156,9 +160,14 @@ class Kernel:
             f = next(f for f in self.fields if f.key == lacking[0])
             raise HogwildError(f"kernel {use}: array {f.key!r} ({_what(f)}) was not given")
         extents = self._extents()
+        optimizer = self._sizes[self.key("optimizer")]
         for f in self.fields:
             if f.key in need:
-                _check_shape(f, self.keep[f.key], extents, self._sizes[self.key("optimizer")])
+                _check_shape(f, self.keep[f.key], extents, optimizer)
+            elif not f.is_pointer and f.value is None:
+                indptr = self.keep.get(self._keys.get(("indptr", f.of))) \
+                    if f.role == "maxnnz" else None
+                _check_size(f, self._sizes[f.key], extents, indptr)
         self._checked.add(use)
 
     def _extents(self) -> dict:
@@ -401,6 +410,21 @@ def _checked_array(f: Field, array) -> np.ndarray:
                            + ("" if not isinstance(array, np.ndarray) or array.dtype != want
                               else " (not C-contiguous or not writable)"))
     return array
+
+
+def _check_size(f: Field, value, extents: dict, indptr) -> None:
+    """The sizes the kernels follow: a block's terms at most its rows or stored entries, a
+    sparse datum's longest row at least its longest (it sizes scratch)."""
+    limit = extents.get(f.shape[0], 0) if f.role == "nterms" else None
+    longest = None
+    if indptr is not None:          # its shape was checked with the extents
+        longest = int(np.diff(indptr).max()) if indptr.shape[0] > 1 else 0
+    if limit is not None and not 0 <= value <= limit:
+        raise HogwildError(f"kernel: size {f.key!r} ({_what(f)}) is {value!r}, but "
+                           f"{f.shape[0]} is {limit}")
+    if longest is not None and value < longest:
+        raise HogwildError(f"kernel: size {f.key!r} ({_what(f)}) is {value!r}, but the "
+                           f"longest row has {longest}")
 
 
 def _check_shape(f: Field, array: np.ndarray, extents: dict, optimizer: int) -> None:

@@ -166,7 +166,7 @@ ROLES = {
     "alias_i": "the alias table of a weights datum of `sample` lines: aliases",
     "deg": "1/deg of a degree split, per coordinate or one number (of: check's name)",
     "optimizer": "the update rule: 0 sgd, 1 adagrad, 2 adagrad_row",
-    "nterms": "the terms of a block (of: its index)",
+    "nterms": "the terms of a block (of: its index; its shape: at most its rows or entries)",
     "dim": "the size of a dim",
     "const": "the loop bound of a const (filled in by the kernel itself)",
     "draw_key": "the key of the draws of `sample` lines",
@@ -180,7 +180,8 @@ class Field:
     ctype: str           # double* | float* | int64_t* | int32_t* | double | int64_t
     role: str            # what it holds (ROLES)
     of: str | int = ""   # the param, datum, block, dim or const it belongs to
-    shape: tuple = ()    # an array's extents: a dim, "<dim>+1", or "nnz <sparse datum>"
+    shape: tuple = ()    # an array's extents: a dim, "<dim>+1", or "nnz <sparse datum>";
+    #                      a block's nterms: the one extent it may not exceed
     value: int | None = None   # a constant the kernel itself fills in (not from the runtime)
 
     @property
@@ -234,7 +235,8 @@ def layout(spec: ir.Spec, dtype: str = "float64") -> list[Field]:
                    Field(c_l1(name, "q"), real, "l1q", name, dims)]
     fields.append(Field(c_optimizer(), "int64_t", "optimizer"))
     for b in spec.blocks:
-        fields.append(Field(c_nterms(b.index), "int64_t", "nterms", b.index))
+        fields.append(Field(c_nterms(b.index), "int64_t", "nterms", b.index,
+                            (b.over if b.kind == "rows" else f"nnz {b.over}",)))
         for deg in b.degs:
             if deg.kind == "all":
                 fields.append(Field(c_deg(deg.name), "double", "deg", deg.name))

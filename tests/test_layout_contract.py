@@ -103,8 +103,10 @@ def _synthetic_data(spec, seed=0):
 @pytest.mark.parametrize("name", SHIPPED)
 def test_the_runtime_fills_the_table_and_nothing_else(load_spec, name, optimizer):
     """fit's arrays and sizes are exactly the table's keys (AdaGrad's state only under an
-    update rule that reads it); each missing array the training reads, and each one a value
-    short, is an error naming it, raised before any C runs (the params stay as they were)."""
+    update rule that reads it); each missing array the training reads, each one a value
+    short, a block's terms past its rows or entries, a longest row shorter than the data's
+    and an unknown update rule are errors naming them, raised before any C runs (the params
+    stay as they were)."""
     mod = load_spec(name)
     kernel = mod.Trainer.kernels.Kernel
     data = _synthetic_data(mod.Trainer.spec)
@@ -128,6 +130,13 @@ def test_the_runtime_fills_the_table_and_nothing_else(load_spec, name, optimizer
             short = {**arrays, f.key: arrays[f.key].reshape(-1)[:-1].copy()}
             with pytest.raises(HogwildError, match=f"array '{re.escape(f.key)}' .*(has shape|must be)"):
                 kernel(short, sizes).objective_sum(1)
+    for f in kernel.fields:        # the sizes the kernels follow: terms, scratch
+        wrong = {"nterms": sizes.get(f.key, 0) + 1, "maxnnz": sizes.get(f.key, 0) - 1}.get(f.role)
+        if wrong is not None and wrong >= 0:
+            with pytest.raises(HogwildError, match=f"size '{re.escape(f.key)}' .* is {wrong}"):
+                kernel(arrays, {**sizes, f.key: wrong}).objective_sum(1)
+    with pytest.raises(HogwildError, match="update rules are 0, 1 and 2"):
+        kernel(arrays, {**sizes, kernel.key("optimizer"): 3})
     for k, v in t.params.items():
         np.testing.assert_array_equal(v, before[k])
     run = kernel(arrays, sizes)
