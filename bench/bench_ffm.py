@@ -2,8 +2,12 @@
 the very same update (bench/peers/ffm_handwritten.pyx), as bench/bench_lowering.py does for
 the FM and softmax kernels (issue 14's target: >= 0.9x the hand-written speed).
 
-  python bench/bench_ffm.py [--rows 20000] [--fields 10] [--epochs 5]
+  python bench/bench_ffm.py [--rows 20000] [--fields 10] [--epochs 5] [--baseline main]
       -> bench/results/ffm.json and bench/results/ffm.md
+
+--baseline REV also times the kernel that the compiler at git revision REV generates (its
+tree snapshotted and built in a fresh process, as bench_compile.py does), its epochs
+alternating with this tree's and the yardstick's on its own copy of the same params.
 
 Data as libffm's: every row has one feature in each field (features are partitioned into
 fields), binary labels. Both sides start from the same params (the trainer's seed-0 init), run
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,7 +33,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import hogwild_dsl  # noqa: E402
 from hogwild_dsl import build  # noqa: E402
-from machine import machine  # noqa: E402
+from machine import machine, snapshot  # noqa: E402
 from peers._build import cython_extension  # noqa: E402
 
 RESULTS = HERE / "results"
@@ -80,7 +85,22 @@ def main(argv=None):
     ap.add_argument("--per-field", type=int, default=1000, help="features per field")
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--out", default=str(RESULTS / "ffm"))
+    ap.add_argument("--baseline", help="a git revision whose generated kernel runs alongside")
     args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as work:
+        measure(args, Path(work))
+
+
+def baseline_kernel(rev: str, work: Path):
+    """The extension module (Kernel class inside) that the compiler at `rev` builds for
+    specs/ffm.hog, built in a fresh process from a snapshot of that revision's tree."""
+    from bench_compile import BUILT, run
+    tree = snapshot(rev, work / "baseline")
+    so = Path(run(BUILT, HERE.parent / "specs" / "ffm.hog", work / "cache", tree=tree))
+    return build.import_from_path(f"hog_baseline_ffm.{so.name.split('.')[0]}", so)
+
+
+def measure(args, work: Path):
     X, y, f = data(args.rows, args.fields, args.per_field)
     hw = yardstick()
     mod = hogwild_dsl.load(HERE.parent / "specs" / "ffm.hog")
@@ -89,20 +109,30 @@ def main(argv=None):
     arrays, sizes = t.layout(fit)
     kernel = mod.Trainer.kernels.Kernel(arrays, sizes)
     p = {n: v.copy() for n, v in t.params.items()}
+    base = baseline_kernel(args.baseline, work) if args.baseline else None
+    if base is not None:
+        b_params = {n: v.copy() for n, v in t.params.items()}
+        b_kernel = base.Kernel({**arrays, **b_params}, sizes)
     counts = np.bincount(X.indices, minlength=X.shape[1]).astype(np.float64)
     inv_deg = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0)
     w0 = p["w0"].reshape(1)
     order = np.arange(X.shape[0], dtype=np.int64)
-    gen, hand = [], []
+    gen, hand, old = [], [], []
+    runs = [(lambda: kernel.epoch(order, 0, STEP, 1, 0), gen),
+            (lambda: hw.ffm_epoch(X.indptr, X.indices, X.data, y, f, w0, p["w"], p["V"],
+                                  inv_deg, STEP, LAM), hand)]
+    if base is not None:
+        runs.append((lambda: b_kernel.epoch(order, 0, STEP, 1, 0), old))
     for _ in range(args.epochs):
-        for run, out in ((lambda: kernel.epoch(order, 0, STEP, 1, 0), gen),
-                         (lambda: hw.ffm_epoch(X.indptr, X.indices, X.data, y, f, w0, p["w"],
-                                               p["V"], inv_deg, STEP, LAM), hand)):
+        for run, out in runs:
             began = time.thread_time()
             run()
             out.append(time.thread_time() - began)
     agree = max(float(np.max(np.abs(t.params[n] - p[n]))) for n in p)
     assert agree < 1e-6, f"generated and hand-written differ by {agree:.3g}"
+    if base is not None:
+        b_agree = max(float(np.max(np.abs(b_params[n] - p[n]))) for n in p)
+        assert b_agree < 1e-6, f"the baseline and hand-written differ by {b_agree:.3g}"
     g_ns, h_ns = (float(np.median(s)) / X.shape[0] * 1e9 for s in (gen, hand))
     result = {"machine": machine(), "rows": args.rows, "fields": args.fields,
               "features": int(X.shape[1]), "k": int(p["V"].shape[2]), "epochs": args.epochs,
@@ -111,6 +141,14 @@ def main(argv=None):
               "target": ">= 0.9 (issue 14)", "note": NOTE}
     print(f"ffm: generated {g_ns:.1f} ns/term, hand-written {h_ns:.1f} ns/term "
           f"({h_ns / g_ns:.2f}x), params agree to {agree:.1e}", flush=True)
+    rows = []
+    if base is not None:
+        o_ns = float(np.median(old)) / X.shape[0] * 1e9
+        result["baseline"] = {"revision": args.baseline, "generated_ns_per_term": round(o_ns, 1),
+                              "speed_vs_handwritten": round(h_ns / o_ns, 3)}
+        print(f"baseline {args.baseline}: {o_ns:.1f} ns/term ({h_ns / o_ns:.2f}x)", flush=True)
+        rows = [f"| ffm, the compiler at {args.baseline} | {round(o_ns, 1)} | "
+                f"{result['handwritten_ns_per_term']} | {result['baseline']['speed_vs_handwritten']}x |"]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
@@ -125,7 +163,7 @@ def main(argv=None):
         "| model | generated ns/term | hand-written ns/term | generated speed (hand / gen) |",
         "|---|---|---|---|",
         f"| ffm (specs/ffm.hog) | {result['generated_ns_per_term']} | "
-        f"{result['handwritten_ns_per_term']} | {result['speed_vs_handwritten']}x |", "",
+        f"{result['handwritten_ns_per_term']} | {result['speed_vs_handwritten']}x |", *rows, "",
         "Issue 14's target, >= 0.9x: " +
         ("met." if result["speed_vs_handwritten"] >= 0.9 else "not met."), "", NOTE, ""]))
 

@@ -14,7 +14,9 @@ For every block it plans three nogil functions over one term `t`:
   (merge_symmetric); a double sum over one domain of a symmetric term runs over a triangle
   (Emitter.summand), and so does a held nest over two loops of one domain, each point with its
   mirror (BlockLowering.triangle); a site that writes that triangle's diagonal joins it there,
-  and a diagonal whose gradients add up to 0 is skipped (BlockLowering.fold_diagonals). The
+  and a diagonal whose gradients add up to 0 is skipped (BlockLowering.fold_diagonals); held
+  gradients whose coordinates a direct nest writes too are summed into that nest's points
+  and added by its write, in no pass of their own (BlockLowering.absorb). The
   vector of a max(v) / min(v) is stored once per term, so the max, its tie count and each
   indicator read the same values (_extreme_bodies). Values the term fixes (a sparse row's
   start) are loaded once at the top (Emitter.per_term); float32 kernels do each coordinate's
@@ -1101,6 +1103,18 @@ def _injective(site: SiteGrad) -> bool:
     return all(ir.loop_of(v) in direct for v in site.index if not v.per_term)
 
 
+def _covers(target: SiteGrad, vars_: tuple, site: SiteGrad) -> bool:
+    """Whether a direct nest over `vars_` writes, through `target` (one coordinate at each
+    of its points), every coordinate `site` writes: each index of target is one of the
+    nest's loops, each once; a sparse loop's index of site runs over the same row, a dense
+    one's takes any value of its dim (the whole dim is looped over)."""
+    if target.param != site.param or len(target.index) != len(vars_) or \
+            set(target.index) != set(vars_):
+        return False
+    return all(e.kind == "sparse" and _same_domain(e, v) if v.kind == "sparse" else True
+               for v, e in zip(target.index, site.index))
+
+
 def _symmetric(e: ir.Expr, a: ir.Var, b: ir.Var) -> bool:
     """Whether e is unchanged by swapping the loop variables a and b (up to the order of
     the operands of + and *)."""
@@ -1406,6 +1420,7 @@ class BlockLowering:
         self.adaptive = adaptive
         self.row_rule = adaptive and by_row     # adagrad_row (else adagrad) when adaptive
         self.folded = {}
+        self.into, self.sums = {}, {}       # see absorb
         names = Names()
         sites = [site if adaptive else   # AdaGrad needs g itself; sgd only step * g
                  replace(site, grad=scaled_by_step(site.grad, _sorted_nest(site.index)))
@@ -1484,10 +1499,13 @@ class BlockLowering:
             self.row_sums(em, list(nests.values()), atomic)
             direct = [] if split else _direct_tail(list(nests.values()))
             held = [n for n in nests.values() if n not in direct]
+            if not split:
+                self.absorb(em, held, direct, take)
             for nest in held:
-                buffers[nest.vars] = take(f"{size_of(a, nest.vars)} * {len(nest.sites)}",
-                                          self.real)
-                self.nest(em, nest, atomic, mode="compute", buffer=buffers[nest.vars])
+                if any((nest.vars, n) not in self.into for n in range(len(nest.sites))):
+                    buffers[nest.vars] = take(f"{size_of(a, nest.vars)} * {len(nest.sites)}",
+                                              self.real)
+                self.nest(em, nest, atomic, mode="compute", buffer=buffers.get(nest.vars))
             if direct:
                 em.emit("# the nests no other reads: computed and written at once")
             for group in _fusible(direct):
@@ -1499,6 +1517,8 @@ class BlockLowering:
                     em.close_loop()
             for nest in held:          # one loop per coordinate set (few arrays: vectorises)
                 for n, site in enumerate(nest.sites):
+                    if (nest.vars, n) in self.into:       # added by a direct nest (absorb)
+                        continue
                     self.nest(em, Nest(nest.vars, [site]), atomic, mode="apply",
                               buffer=buffers[nest.vars], first=n)
         self.project(em, take)
@@ -1616,13 +1636,73 @@ class BlockLowering:
             g = em.names.new("g", em.real)
             em.emit(f"{g} = {text}" + (f"   # d/d{site.access}" if mode != "compute" else ""))
             if mode == "compute":
-                em.emit(f"{slot} = {g}")
+                self.hold(em, nest.vars, n, site, g, slot)
+            elif (nest.vars, n) in self.sums:     # what held sites gave its coordinate
+                held = f"{self.sums[nest.vars, n]}[{offset(a, nest.vars)}]"
+                em.emit(f"{g} = {g} + {em.typed(held)}")
             grads.append(g)
         if mode in ("fused", "apply"):
             for site, g in zip(nest.sites, grads):
                 self.write(em, site, g, atomic, olds.get(site.access))
         for _ in nest.vars[1:] if opened else nest.vars:
             em.close_loop()
+
+    def plain_increment(self, site: SiteGrad) -> bool:
+        """Whether the site's writes are plain increments p -= step * g (no l1 step, clip or
+        AdaGrad scaling), so that two of its gradients may be added before one write."""
+        return not self.adaptive and site.penalty is None and \
+            self.spec.param(site.param).constraint is None
+
+    def absorb(self, em: Emitter, held: list, direct: list, take):
+        """Held sites whose coordinates a direct nest writes too (FFM's pairs V[j, f[j2]]
+        within the reg's V[j, field, k] over the same row): their gradients are summed, in
+        the compute pass, into a zeroed scratch array over the direct nest's points, which
+        the direct nest adds to its own gradient before its write. Each such coordinate is
+        read once and written once, and the held sites need no pass of their own; two
+        points that give one coordinate (two nonzeros of one field) add up in scratch, in
+        every sync mode. Sets self.into: (held vars, site number) -> (array, direct site,
+        its vars) and self.sums: (direct vars, site number) -> array."""
+        for nest in held:
+            for n, s in enumerate(nest.sites):
+                if not self.plain_increment(s):
+                    continue
+                for d in direct:
+                    m = next((m for m, t in enumerate(d.sites) if t.param == s.param and
+                              self.plain_increment(t) and _covers(t, d.vars, s)), None)
+                    if m is None:
+                        continue
+                    if (d.vars, m) not in self.sums:
+                        self.sums[d.vars, m] = take(size_of(em.a, d.vars))
+                        self.zero_used(em, self.sums[d.vars, m], d.vars)
+                    self.into[nest.vars, n] = (self.sums[d.vars, m], d.sites[m], d.vars)
+                    break
+
+    def zero_used(self, em: Emitter, array: str, vars_: tuple):
+        """Zero the part of a scratch array over `vars_` (row-major) that this term uses: one
+        flat loop, over the term's row only where the outer loop is a sparse row's."""
+        a, v = em.a, vars_[0]
+        count = size_of(a, vars_)
+        if v.kind == "sparse":
+            end = f"{c_csr(v.source[0], 'indptr')}[{a.index(v.at)} + 1]"
+            count = f"({end} - {a.row_start(v)}) * {size_of(a, vars_[1:])}"
+        z = em.names.new("z", "int64_t")
+        em.emit(f"for {z} in range({count}):")
+        em.emit(f"    {array}[{z}] = 0.0")
+
+    def hold(self, em: Emitter, square: tuple, n: int, site: SiteGrad, g: str, slot: str):
+        """Keep a held site's gradient g (site number n of the nest over `square`, at its
+        point): in its slot, or added into a direct nest's array (absorb)."""
+        if (square, n) not in self.into:
+            em.emit(f"{slot} = {g}")
+            return
+        array, target, vars_ = self.into[square, n]
+        where = dict(zip(target.index, site.index))
+        text = ""
+        for v in vars_:     # the direct nest's point holding the site's coordinate
+            e = where[v]
+            pos = em.a.position(e) if v.kind == "sparse" else em.a.index(e)
+            text = pos if not text else f"({text}) * {em.a.var_extent(v)} + {pos}"
+        em.emit(f"{array}[{text}] = {array}[{text}] + {g}")
 
     def fold_diagonals(self, nests: dict) -> dict:
         """Sites that write the diagonal of a held triangular nest: a site D of nest (j, ...)
@@ -1714,7 +1794,7 @@ class BlockLowering:
             g = em.names.new("g", em.real)
             if mode == "compute":
                 em.emit(f"{g} = {em.value(site.grad)}")
-                em.emit(f"{slot} = {g}")
+                self.hold(em, square, n, site, g, slot)
             else:
                 em.emit(f"{g} = {em.typed(slot)}")
                 self.write(em, site, g, atomic, None)

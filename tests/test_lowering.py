@@ -1,5 +1,7 @@
 """Regression tests of the back end (check -> derive -> lower -> emit) on specs a user might
 write: each compares the generated trainer with an independent numpy computation."""
+import re
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -264,3 +266,38 @@ def test_the_zero_test_expands_products_and_squares():
     assert not lower._is_zero(ir.Binary("-", mul(a, a), a))
     assert not lower._is_zero(ir.Binary("-", mul(a, b), mul(a, a)))
     assert not lower._is_zero(ir.Binary("-", ir.Binary("^", a, ir.Const(0.5)), a))
+
+
+# ---------------------------------------------------------------- held gradients absorbed
+
+
+ABSORB = """model absorbs
+dim example, feature, group
+const k = 2
+data X[example, feature] : sparse
+data g[feature] : index(group)
+param W[feature, group, k] {con} ~ uniform(0.1, 0.6)
+param b[group] = 0.3
+for i in example:
+    loss sum(j in X[i]: sum(j2 in X[i]: X[i, j] * X[i, j2] * sqnorm(W[j, g[j2]]) * b[g[j]]))^2
+    reg l2(0.5) on W[X[i]]
+"""
+
+
+@pytest.mark.parametrize("con", ["", ">= 0"])
+@pytest.mark.parametrize("sync", ["hogwild", "atomic", "lock"])
+def test_held_gradients_added_by_a_nest_that_writes_their_coordinates(load_spec, con, sync):
+    """W[j, g[j2]] is written from several points (nonzeros 0 and 1 share group 0): its
+    gradients are held. Under sgd, where the reg's nest over W[j, group, k] writes every
+    coordinate they touch, they are summed into that nest's points and added with its own
+    gradient (lower.BlockLowering.absorb): the step stays exact, the coinciding touches add
+    up in every sync mode. Under a constraint each write is clipped, so they keep their own
+    pass."""
+    from test_new_forms import check_one_step as one_step
+    text = ABSORB.format(con=con)
+    plan = lower.lower(hogwild_dsl.check(text)).blocks[0]
+    body = "\n".join(plan.update_plain.body + plan.update_atomic.body)
+    assert (re.search(r"_g\d+ = _g\d+ \+ _buf\d+\[", body) is not None) == (con == "")
+    X = sp.csr_matrix(np.array([[0.7, -1.2, 0.0, 0.5, 0.9]]))
+    data = {"X": X, "g": np.array([0, 0, 2, 1, 2])}
+    one_step(load_spec(text=text), data, sync, step=0.02)     # stays inside the bound
