@@ -337,6 +337,48 @@ def substitute(e: ir.Expr, old: ir.Var, new: ir.Var, memo=None) -> ir.Expr:
     return out
 
 
+def _less_its_diagonal(body: ir.Expr, var: ir.Var) -> ir.Sum | None:
+    """M where `body` (a summand at `var`) is M - D: M a sum over var's domain of a term
+    symmetric in var and M's own variable, D that term at M's variable = var (equal as
+    polynomials: FFM's pairs less diag); else None."""
+    if not (isinstance(body, ir.Binary) and body.op == "-" and isinstance(body.left, ir.Sum)):
+        return None
+    m = body.left
+    if m.var == var or not _same_domain(m.var, var) or not _symmetric(m.body, var, m.var):
+        return None
+    diagonal = substitute(m.body, m.var, var)
+    return m if _is_zero(ir.Binary("-", diagonal, body.right)) else None
+
+
+def fold_forward_diagonals(e: ir.Expr, memo=None) -> ir.Expr:
+    """e with each difference sum(j: sum(j2: g(j, j2))) - sum(j': g(j', j')) of sums over one
+    domain, g symmetric in j and j2 (FFM's `pairs - diag`), written as the one sum
+    sum(j: sum(j2: g(j, j2)) - g(j, j)), whose summand (Emitter.summand) runs over the
+    pairs j2 > j only: the same value, without computing the diagonal twice to cancel it."""
+    memo = {} if memo is None else memo
+    if e in memo:
+        return memo[e]
+    if isinstance(e, BINDERS):
+        out = _rebind(e, e.var, fold_forward_diagonals(e.body, memo))
+    elif isinstance(e, ir.Binary):
+        out = ir.Binary(e.op, fold_forward_diagonals(e.left, memo),
+                        fold_forward_diagonals(e.right, memo))
+        a, b = out.left, out.right
+        if out.op == "-" and isinstance(a, ir.Sum) and isinstance(b, ir.Sum) and \
+                _same_domain(a.var, b.var):
+            body = ir.Binary("-", a.body, substitute(b.body, b.var, a.var))
+            if _less_its_diagonal(body, a.var) is not None:
+                out = ir.Sum(a.var, body)
+    elif isinstance(e, ir.Neg):
+        out = ir.Neg(fold_forward_diagonals(e.operand, memo))
+    elif isinstance(e, ir.Func):
+        out = ir.Func(e.name, tuple(fold_forward_diagonals(x, memo) for x in e.args))
+    else:
+        out = e
+    memo[e] = out
+    return out
+
+
 def _distinct(e: ir.Expr, stop) -> list:
     """Distinct nodes of e, parents first, not descending below nodes where stop(node)."""
     out, seen, stack = [], set(), [e]
@@ -839,12 +881,17 @@ class Emitter:
         """The value at `var` of the body of a sum over `var`. Where the body is a sum over
         the same domain of a term symmetric in the two indices (FFM's pairs
         x_j x_j2 <V[j, f[j2]], V[j2, f[j]]>), only the upper triangle runs:
-        sum_j sum_j2 g(j, j2) = sum_j (g(j, j) + 2 sum_{j2 > j} g(j, j2))."""
-        if not (isinstance(body, ir.Sum) and body.var != var and
-                _same_domain(body.var, var) and _symmetric(body.body, var, body.var)):
+        sum_j sum_j2 g(j, j2) = sum_j (g(j, j) + 2 sum_{j2 > j} g(j, j2)); where the body is
+        that sum less its diagonal g(j, j) (fold_forward_diagonals), the diagonal is not
+        computed at all: sum_j 2 sum_{j2 > j} g(j, j2)."""
+        pairs = _less_its_diagonal(body, var)
+        if pairs is None and not (isinstance(body, ir.Sum) and body.var != var and
+                                  _same_domain(body.var, var) and
+                                  _symmetric(body.body, var, body.var)):
             return self.value(body)
-        diagonal = self.value(substitute(body.body, body.var, var))
-        inner, term = self.loop_var(body)
+        diagonal = None if pairs is not None else \
+            self.value(substitute(body.body, body.var, var))
+        inner, term = self.loop_var(pairs or body)
         self.hoist_invariants(term, inner)
         acc = self.names.new("s")
         self.emit(f"{acc} = 0.0")
@@ -852,7 +899,7 @@ class Emitter:
         self.fuse([term])
         self.emit(f"{acc} = {acc} + {self.value(term)}")
         self.close_loop()
-        return f"({diagonal} + 2.0 * {acc})"
+        return f"(2.0 * {acc})" if diagonal is None else f"({diagonal} + 2.0 * {acc})"
 
     def loop_var(self, e):
         """The loop's variable and body; renamed when the name is already an open loop's
@@ -1327,6 +1374,7 @@ class BlockLowering:
                                    canonical(ir.add_all(deferred)))
 
     def value_function(self, name: str, value: ir.Expr) -> Function:
+        value = fold_forward_diagonals(value)
         names = Names()
         a, lines = self.start(names, [value])
         em = Emitter(a, names, lines, [value])
@@ -1391,21 +1439,22 @@ class BlockLowering:
     def predict(self) -> Function | None:
         if self.bg.predict is None:
             return None
+        predict = fold_forward_diagonals(self.bg.predict)
         names = Names()
-        a, lines = self.start(names, [self.bg.predict])
-        em = Emitter(a, names, lines, [self.bg.predict])
+        a, lines = self.start(names, [predict])
+        em = Emitter(a, names, lines, [predict])
         var = self.block.predict_var
         if var is not None:      # a vector per term, written to _out[0 .. its extent)
-            em.fuse([self.bg.predict])
-            em.hoist_invariants(self.bg.predict, var)
+            em.fuse([predict])
+            em.hoist_invariants(predict, var)
             em.open_loop(var)
-            em.emit(f"_out[{a.index(var)}] = {em.value(self.bg.predict)}")
+            em.emit(f"_out[{a.index(var)}] = {em.value(predict)}")
             em.close_loop()
             return Function(f"_predict_b{self.block.index}",
                             "(const _Model* M, int64_t t, double* _out)",
                             dict(names.decls), lines, "0", "void")
-        em.fuse([self.bg.predict])
-        em.emit(f"return {em.value(self.bg.predict)}")
+        em.fuse([predict])
+        em.emit(f"return {em.value(predict)}")
         return Function(f"_predict_b{self.block.index}", "(const _Model* M, int64_t t)",
                         dict(names.decls), lines, "0", "double")
 
@@ -1425,6 +1474,8 @@ class BlockLowering:
         sites = [site if adaptive else   # AdaGrad needs g itself; sgd only step * g
                  replace(site, grad=scaled_by_step(site.grad, _sorted_nest(site.index)))
                  for site in self.sites]
+        memo = {}
+        sites = [_site_map(s, lambda e: fold_forward_diagonals(e, memo)) for s in sites]
         exprs = [s.grad for s in sites] + [s.penalty for s in sites if s.penalty]
         a, lines = self.start(names, [self.bg.objective] + exprs, hot)
         em = Emitter(a, names, lines, exprs)

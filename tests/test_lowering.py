@@ -301,3 +301,45 @@ def test_held_gradients_added_by_a_nest_that_writes_their_coordinates(load_spec,
     X = sp.csr_matrix(np.array([[0.7, -1.2, 0.0, 0.5, 0.9]]))
     data = {"X": X, "g": np.array([0, 0, 2, 1, 2])}
     one_step(load_spec(text=text), data, sync, step=0.02)     # stays inside the bound
+
+
+# ---------------------------------------------------------------- a double sum less its diagonal
+
+
+OFF_DIAGONAL = """model offdiag
+dim example, feature
+const k = 3
+data X[example, feature] : sparse
+data y[example] : real
+param V[feature, k] ~ normal(0, 0.3)
+for i in example:
+    let all = sum(j in X[i]: sum(j2 in X[i]: X[i, j] * X[i, j2] * dot(V[j], V[j2])))
+    let same = sum(a in X[i]: X[i, a]^2 * sqnorm(V[a]))
+    let other = sum(j in X[i]: sum(j2 in X[i]: X[i, j] * X[i, j2] * dot(V[j], V[j2])))
+    loss (y[i] - 0.5 * (all - same))^2 + 0.1 * (other - 0.5 * same)
+    predict all - same
+"""
+
+
+@pytest.mark.parametrize("sync", ["hogwild", "atomic", "lock"])
+def test_a_double_sum_less_its_diagonal_runs_over_the_pairs_only(load_spec, sync):
+    """all - same, a symmetric double sum over one row less its diagonal (under another
+    index name), is one sum over the pairs j2 > j (lower.fold_forward_diagonals): the
+    diagonal is not computed where it cancels; `other - 0.5 * same` does not cancel and
+    keeps it. The objective follows the interpreter, a step the gradient."""
+    from test_new_forms import check_one_step as one_step
+    from hogwild_dsl.interp import Interpreter
+    spec = hogwild_dsl.check(OFF_DIAGONAL)
+    plan = lower.lower(spec).blocks[0]
+    assert "(2.0 * _s" in "\n".join(plan.predict.body)
+    assert "_hw_sq(V_[" not in "\n".join(plan.predict.body)       # no diagonal computed
+    assert "_hw_sq(V_[" in "\n".join(plan.loss.body)     # `same` is still needed there
+    X = sp.csr_matrix(np.array([[0.7, -1.2, 0.0, 0.5], [0.0, 0.3, 1.1, -0.4]]))
+    data = {"X": X, "y": np.array([0.4, -0.2])}
+    mod = load_spec(text=OFF_DIAGONAL)
+    t = mod.Trainer(epochs=0, seed=1).fit(**data)
+    want = Interpreter(spec, data).objective(t.params)
+    assert abs(t.objective(**data) - want) <= 1e-10 * max(1.0, abs(want))
+    np.testing.assert_allclose(t.predict(X=X), Interpreter(spec, data).predict(t.params),
+                               rtol=1e-10, atol=1e-12)
+    one_step(mod, {"X": X[:1], "y": data["y"][:1]}, sync, step=0.05, perturb=0.2)
