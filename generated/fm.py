@@ -22,7 +22,7 @@ for i in example:
     predict yhat
 """
 CONSTS = {'k': 8}
-SIGNATURE = "9a1880eb6b3e33e12c3dc365"
+SIGNATURE = "98a60a8a30958b843aabfec8"
 KERNELS = "fm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 
