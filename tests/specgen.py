@@ -89,6 +89,8 @@ class Generator:
         self.krng = random.Random(seed * 7919 + 7)
         # a sparse row picked by index data (X[n[i]]), likewise
         self.irng = random.Random(seed * 7919 + 11)
+        # a symmetric double sum over a row less its diagonal (FM's and FFM's pairs), likewise
+        self.orng = random.Random(seed * 7919 + 13)
         self.sfx = suffix                      # appended to every name (packed specs)
         self.block_offset = block_offset       # index of our first block in the spec
         self.seed = seed
@@ -393,6 +395,8 @@ class Generator:
 
     def scalar_sum(self, sc, depth) -> E:
         rows = sc.sparse_rows(self)
+        if rows and self.orng.random() < 0.1:
+            return self.pairs_less_diagonal(sc, rows)
         if rows and self.chance(0.5):
             text, data, col_dim = self.pick(rows)
             j = self.sum_var()
@@ -418,6 +422,32 @@ class Generator:
         kind = "sum:const" if d in self.consts else "sum:dim"
         return _join(f"sum({k} in {d}: {body.text})", "S", body,
                      tags=[kind] + (["sum:nested"] if sc.in_sum else []))
+
+    def pairs_less_diagonal(self, sc, rows) -> E:
+        """The pairs a != b of a sparse row as FM and FFM spell them, a symmetric double sum
+        less its diagonal: sum(a: sum(b: x_a x_b <P[a], P[b]>)) - sum(c: x_c^2 |P[c]|^2), P
+        2-D, or 3-D read at index data as FFM's P[a, n[b]] . P[b, n[a]] (lower folds the
+        diagonal away: fold_forward_diagonals, and the held pairs into the reg's pass)."""
+        r = self.orng
+        row_text, data, col = r.choice(rows)
+        row = row_text[row_text.index("[") + 1:-1]
+        a, b, c = self.sum_var(), self.sum_var(), self.sum_var()
+        last, key = self.extent(), ("sparse", data, row)
+        if r.random() < 0.5:
+            p = sc.use(self.param((col, last)), key)
+            pair, diag, tags = f"dot({p}[{a}], {p}[{b}])", f"sqnorm({p}[{c}])", ["param:2d"]
+        else:
+            n = self.datum(f"index({self.extent()})", (col,))
+            p = sc.use(self.param((col, self.data[n][0][6:-1], last)), key)
+            pair = f"dot({p}[{a}, {n}[{b}]], {p}[{b}, {n}[{a}]])"
+            diag, tags = f"sqnorm({p}[{c}, {n}[{c}]])", ["param:3d", "param:at-summed-index"]
+
+        def x(v):
+            return f"{data}[{row}, {v}]"
+        pairs = f"sum({a} in {row_text}: sum({b} in {row_text}: {x(a)} * {x(b)} * {pair}))"
+        return E(f"({pairs} - sum({c} in {row_text}: {x(c)}^2 * {diag}))", "S",
+                 frozenset([p]), frozenset(tags + ["sum:pairs-less-diagonal", "sum:sparse"]),
+                 frozenset([a, b, c]))
 
     def sum_var(self) -> str:
         self.sums += 1
