@@ -42,7 +42,8 @@ CONSTRUCTS = sorted(
      "data:index", "param:at-index", "param:at-sample", "sample:uniform", "reg:on-index",
      "reg:on-sample", "reduce:logsumexp", "reduce:max", "reduce:min", "predict:vector",
      "param:3d", "param:3d-entry", "param:3d-vector", "param:at-summed-index",
-     "reg:on-support-3d", "reg:on-row-3d", "sample:several", "row:at-index"]
+     "reg:on-support-3d", "reg:on-row-3d", "sample:several", "row:at-index",
+     "sum:pairs-less-diagonal", "reg:on-pair-rows"]
     + [f"fn:{f}" for f in FUNCS1 + FUNCS2])
 
 
@@ -441,6 +442,7 @@ class Generator:
             p = sc.use(self.param((col, self.data[n][0][6:-1], last)), key)
             pair = f"dot({p}[{a}, {n}[{b}]], {p}[{b}, {n}[{a}]])"
             diag, tags = f"sqnorm({p}[{c}, {n}[{c}]])", ["param:3d", "param:at-summed-index"]
+            sc.pair_rows.append(f"{p}[{row_text}]")
 
         def x(v):
             return f"{data}[{row}, {v}]"
@@ -655,6 +657,10 @@ class Generator:
             self.tags.update(loss.tags)
         for _ in range(self.rng.choice([0, 1, 1, 2])):
             lines.append("    " + self.reg(sc, self.block_offset + index))
+        for target in sc.pair_rows:     # the pairs' rows penalised (as FFM's V[X[i]])
+            if self.orng.random() < 0.6:
+                lines.append(f"    reg l2(0.1) on {target}")
+                self.tags.add("reg:on-pair-rows")
         if predict:
             sc.samples = []                    # predict may not read a sampled index
             lines.append("    " + self.predict(sc))
@@ -848,6 +854,7 @@ class Scope:
         self.let_params: dict[str, frozenset] = {}
         self.no_funcs = False
         self.accesses: dict[str, set] = {}   # param -> how its rows are selected (key())
+        self.pair_rows: list[str] = []       # P[X[i]] of pairs_less_diagonal's 3-D params
 
     def key(self, var: str):
         """How an index variable selects a param's row: ("term", name), ("dense", extent) or
