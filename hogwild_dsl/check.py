@@ -647,12 +647,15 @@ class BlockChecker:
         if lam < 0:
             self.error(stmt.lam, f"a regularization weight must not be negative, not "
                                  f"{stmt.lam.text}", f"e.g. reg {kind}(1e-4) on ...")
-        out, seen = [], set()
+        targets, seen = [], set()
         for target in stmt.targets:
             param, rows, coord, deg, text = self.reg_target(target, stmt.unscaled)
             if text in seen:
                 self.error(target, f"'{text}' is listed twice in this reg", "list each target once")
             seen.add(text)
+            targets.append((param, coord, deg, text))
+        out = []
+        for param, coord, deg, text in self.shared_degrees(targets):
 
             def share(c, deg=deg):
                 pen = ir.Binary("^", c, ir.Const(2.0)) if kind == "l2" else ir.Func("abs", (c,))
@@ -661,6 +664,28 @@ class BlockChecker:
 
             expr = coord(share)
             out.append(ir.RegTerm(kind, lam, text, param, stmt.unscaled, expr, stmt.line))
+        return out
+
+    def shared_degrees(self, targets):
+        """Targets of one reg line on one param (w[a], w[c]; E[h[i]], E[t[i]]; Q[i], Q[j])
+        divide by one degree: a coordinate's touches through any of them. Each target's own
+        count would give a coordinate reached through two targets its penalty twice over an
+        epoch, not the LAMBDA * ||theta||^2 of LANGUAGE.md's degree split."""
+        groups = {}
+        for param, _, deg, _ in targets:
+            if deg is not None and deg.index:       # not a whole param, not unscaled
+                groups.setdefault(param, []).append(deg)
+        out = []
+        for param, coord, deg, text in targets:
+            group = groups.get(param, [])
+            if len(group) > 1 and deg is not None and deg.index:
+                parts = tuple(next(s for s in self.degs.values() if s.name == d.name)
+                              for d in group)
+                key = ("sum",) + tuple(s.name for s in parts)
+                spec = ir.DegSpec(f"_deg{self.index}__sum{len(self.degs)}", "sum", None, None,
+                                  self.spec.params[param].dims[0], parts=parts)
+                deg = self.deg_node(key, spec, deg.index)
+            out.append((param, coord, deg, text))
         return out
 
     def deferred(self, reg: ir.RegTerm, losses, regs) -> ir.RegTerm:

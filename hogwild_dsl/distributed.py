@@ -165,10 +165,11 @@ def _counts(spec: ir.Spec, block: ir.Block, data: dict, var, size) -> np.ndarray
     return None
 
 
-def touches(spec: ir.Spec, data: dict) -> dict:
+def touches(spec: ir.Spec, data: dict, index_dims=None) -> dict:
     """Per param, how many terms touch each index of its first axis (a number for 0-D params
-    and params every term touches): the weights of averaging. `data` is one shard's."""
-    sizes = _dim_sizes(spec, data)
+    and params every term touches): the weights of averaging. `data` is one shard's;
+    `index_dims` the whole data's sizes of the dims only index data point into."""
+    sizes = _dim_sizes(spec, data, index_dims)
     out = {p.name: 0.0 for p in spec.params}
     for b in spec.blocks:
         n = _n_terms(spec, b, data)
@@ -197,32 +198,34 @@ def _reach(index):
     return None
 
 
-def degree_counts(spec: ir.Spec, data: dict) -> dict:
+def degree_counts(spec: ir.Spec, data: dict, index_dims=None) -> dict:
     """Per reg target of the degree split, how many of this shard's terms touch each
     coordinate (a number for whole-param targets); summed over shards: the whole data's."""
-    sizes = _dim_sizes(spec, data)
+    sizes = _dim_sizes(spec, data, index_dims)
     out = {}
     for b in spec.blocks:
         for deg in b.degs:
-            if deg.kind == "all":
-                out[deg.name] = float(_n_terms(spec, b, data))
-                continue
-            var = next(t for t in b.vars if t.name == deg.var)
-            if deg.kind == "var":
-                out[deg.name] = _counts(spec, b, data, var, sizes[deg.dim])
-            elif deg.kind == "indirect":
-                out[deg.name] = _counts(spec, b, data, ir.indirect(deg.data, var, deg.dim),
-                                        sizes[deg.dim])
-            else:
-                row = var if deg.via is None else \
-                    ir.indirect(deg.via, var, spec.datum(deg.via).of)
-                sparse = ir.Var("_", deg.dim, "sparse", (deg.data, row.name, row))
-                out[deg.name] = _counts(spec, b, data, sparse, sizes[deg.dim])
+            out[deg.name] = _deg_counts(spec, b, data, deg, sizes)
     return out
 
 
-def _dim_sizes(spec: ir.Spec, data: dict) -> dict:
-    sizes = dict(spec.consts)
+def _deg_counts(spec: ir.Spec, b: ir.Block, data: dict, deg: ir.DegSpec, sizes: dict):
+    if deg.kind == "all":
+        return float(_n_terms(spec, b, data))
+    if deg.kind == "sum":       # the targets of one reg line on one param
+        return sum(_deg_counts(spec, b, data, part, sizes) for part in deg.parts)
+    var = next(t for t in b.vars if t.name == deg.var)
+    if deg.kind == "var":
+        return _counts(spec, b, data, var, sizes[deg.dim])
+    if deg.kind == "indirect":
+        return _counts(spec, b, data, ir.indirect(deg.data, var, deg.dim), sizes[deg.dim])
+    row = var if deg.via is None else ir.indirect(deg.via, var, spec.datum(deg.via).of)
+    sparse = ir.Var("_", deg.dim, "sparse", (deg.data, row.name, row))
+    return _counts(spec, b, data, sparse, sizes[deg.dim])
+
+
+def _dim_sizes(spec: ir.Spec, data: dict, index_dims=None) -> dict:
+    sizes = {**(index_dims or {}), **dict(spec.consts)}
     for d in spec.data:
         if d.name in data:
             sizes.update({dim: data[d.name].shape[a] for a, dim in enumerate(d.dims)})
@@ -293,7 +296,16 @@ def _shard_trainer(mod):
                 arrays[key] = value
         return arrays, sizes
 
-    cls = type("ShardTrainer", (mod.Trainer,), {"layout": layout, "whole_degrees": {},
+    def _dims(self, given, predicting=False):
+        """A dim only index data point into is as large as the whole data's largest index
+        + 1, not this part's."""
+        dims = mod.Trainer._dims(self, given, predicting)
+        for dim, size in self.index_dims.items():
+            dims[dim] = max(dims.get(dim, 0), size)
+        return dims
+
+    cls = type("ShardTrainer", (mod.Trainer,), {"layout": layout, "_dims": _dims,
+                                                "whole_degrees": {}, "index_dims": {},
                                                 "prepared": None})
     _TRAINERS[mod.SIGNATURE] = cls
     return cls
@@ -339,11 +351,13 @@ def _load(key, shard, spec_text, consts, plan_, settings, source):
     for i, data in enumerate(datas):
         t = cls(threads=threads, epochs=0, seed=settings["seed"] + 1000 * shard + i,
                 **settings["trainer"])
+        t.index_dims = settings["index_dims"]
         t.fit(**data)                       # checks the shard's data (DataError) and sizes it
         n = sum(_n_terms(spec, b, data) for b in spec.blocks)
         parts.append(_Part(data, t, n))
-        summary.append({"terms": n, "touches": touches(spec, data),
-                        "degrees": degree_counts(spec, data),
+        index_dims = settings["index_dims"]
+        summary.append({"terms": n, "touches": touches(spec, data, index_dims),
+                        "degrees": degree_counts(spec, data, index_dims),
                         "params": t.params if i == 0 and shard == settings["first"] else None})
     _SHARDS[(key, shard)] = _Shard(parts)
     return summary
@@ -534,6 +548,7 @@ class _Job:
             raise HogwildError("the Dask cluster has no workers")
         self.d = len(self.workers)
         self.settings = {"threads": threads, "parts": parts, "seed": seed, "shapes": {},
+                         "index_dims": {},
                          "dtype": trainer.dtype.name,     # the module's storage (API.md)
                          "trainer": {"sync": trainer.sync, "order": trainer.order,
                                      "chunk": trainer.chunk}}
@@ -560,6 +575,7 @@ class _Job:
             checker = self.mod.Trainer(epochs=0, seed=self.settings["seed"])
             checker.fit(**data)
             self.t.params = checker.params
+        self.settings["index_dims"] = _index_dims(self.spec, data)
         if self.plan.mode == "dsgd":
             self._intake_dsgd(data[self.plan.over])
         else:
@@ -887,6 +903,20 @@ def _known_dims(spec, data) -> dict:
         if all(isinstance(s, (int, np.integer)) for s in shape):
             dims.update({dim: int(s) for dim, s in zip(d.dims, shape)})
     return dims
+
+
+def _index_dims(spec, data) -> dict:
+    """The sizes of the dims only index data point into (LANGUAGE.md: the largest index + 1)
+    over the whole data: a shard's own largest index may be smaller. A dask array's maximum
+    is computed where it lies."""
+    known, out = _known_dims(spec, data), {}
+    for d in spec.data:
+        value = data.get(d.name)
+        if d.kind != "index" or d.of in known or value is None or not np.prod(_shape(value)):
+            continue
+        top = value.max().compute() if _is_dask(value) else np.max(np.asarray(value))
+        out[d.of] = max(out.get(d.of, 0), int(top) + 1)
+    return out
 
 
 def _max_ids(frame, name):

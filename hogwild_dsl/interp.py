@@ -261,17 +261,45 @@ class Interpreter:
                            "__term__": pos}
 
     def _count_degrees(self):
-        """deg(c): for each Deg node name and index, the number of terms that visit it."""
+        """deg(c): for each Deg node name and index, the number of terms that visit it
+        through each target of a reg line on one param (a term reaching c through two
+        targets of a line, E[h[i]] and E[t[i]] with h = t, counts twice, as it pays the share
+        twice); one count serves every line and param sharing the name."""
         params = {p.name: np.zeros(self.param_shape(p.name)) for p in self.spec.params}
         for b, block in enumerate(self.spec.blocks):
-            regs = [self._compile(r.expr) for r in block.regs]
+            regs = [((r.line, r.param), self._compile(r.expr)) for r in block.regs]
             for env in self.terms[b]:
-                self._degs_seen = set()
-                for reg in regs:
+                seen = {}
+                for line, reg in regs:
+                    self._degs_seen = set()
                     reg(dict(env), params)
-                for key in self._degs_seen:
-                    self.deg[key] = self.deg.get(key, 0) + 1
+                    for key in self._degs_seen:
+                        seen[line, key] = seen.get((line, key), 0) + 1
+                most = {}
+                for (_, key), n in seen.items():
+                    most[key] = max(most.get(key, 0), n)
+                for key, n in most.items():
+                    self.deg[key] = self.deg.get(key, 0) + n
         self._degs_seen = None
+
+    def _expected_touches(self, name: str) -> float:
+        """The expected touches per epoch of one coordinate through the sampled indices of
+        the targets dividing by Deg `name`: terms x K / size of the dim, per sample line."""
+        lines = {}
+        for b in self.spec.blocks:
+            for r in b.regs:
+                for node in ir.walk(r.expr):
+                    if not isinstance(node, ir.Deg) or node.name != name:
+                        continue
+                    for v in node.index:
+                        if v.kind in ("sample", "draw"):
+                            lines[v.name if v.kind == "sample" else v.source[1]] = v.dim
+        total = 0.0
+        for name_of, dim in lines.items():
+            block, line = next((b, s) for b in self.spec.blocks for s in b.samples
+                               if s.var.name == name_of)
+            total += sum(1 for _ in self._block_terms(block)) * line.draws / self.sizes[dim]
+        return total
 
     # ------------------------------------------------------------ compiling IR to closures
     def _index(self, var: ir.Var):
@@ -318,22 +346,16 @@ class Interpreter:
             return self._data_at(e)
         if isinstance(e, ir.Deg):
             name, idx = e.name, [self._index(v) for v in e.index]
-
-            sampled = next((v for v in e.index if v.kind in ("sample", "draw")), None)
-            if sampled is not None:    # expected touches per epoch: terms x K / size of the dim
-                name_of = sampled.name if sampled.kind == "sample" else sampled.source[1]
-                block, line = next((b, s) for b in self.spec.blocks for s in b.samples
-                                   if s.var.name == name_of)
-                expected = sum(1 for _ in self._block_terms(block)) * line.draws / \
-                    self.sizes[sampled.dim]
-                return lambda env, p: expected
+            sampled = any(v.kind in ("sample", "draw") for v in e.index)
+            expected = self._expected_touches(name)
 
             def deg(env, p):
                 key = (name, tuple(f(env) for f in idx))
                 if self._degs_seen is not None:
-                    self._degs_seen.add(key)
+                    if not sampled:         # a draw is counted in expectation, not here
+                        self._degs_seen.add(key)
                     return 1.0
-                return float(self.deg[key])
+                return float(self.deg.get(key, 0)) + expected
             return deg
         if isinstance(e, ir.Neg):
             f = self._compile(e.operand)

@@ -369,7 +369,8 @@ class DegSpec:
     `var`: a row counts once per term that picks it); "all": every term of the block (a whole param);
     "indirect": counts of the values of index data `data` over the block's terms (term var
     `var`); "sample": the expected draws of each value in one epoch (terms x probability;
-    `data` is the weights or None for uniform; `draws`: K of `sample n[K] in D`)."""
+    `data` is the weights or None for uniform; `draws`: K of `sample n[K] in D`); "sum": the
+    sum of the counts of `parts`, the targets of one reg line on one param."""
     name: str
     kind: str
     var: str | None
@@ -377,6 +378,7 @@ class DegSpec:
     dim: str | None
     draws: int = 1
     via: str | None = None
+    parts: tuple = ()
 
 
 @dataclass(frozen=True)

@@ -1338,10 +1338,19 @@ def _degree(deg: ir.DegSpec, block: ir.Block, given: dict, dims: dict, n_terms: 
     """1/deg(c): how many terms of `block` touch each coordinate (the degree split)."""
     if deg.kind == "all":
         return 1.0 / max(n_terms, 1)
+    counts = _counts(deg, block, given, dims, n_terms, entry_rows, column_counts)
+    with np.errstate(divide="ignore"):
+        return np.where(counts > 0, 1.0 / np.maximum(counts, 1e-300), 0.0)
+
+
+def _counts(deg: ir.DegSpec, block: ir.Block, given: dict, dims: dict, n_terms: int,
+            entry_rows, column_counts) -> np.ndarray:
+    """deg(c): how many terms of `block` touch each coordinate through the target(s)."""
+    if deg.kind == "sum":
+        return sum(_counts(part, block, given, dims, n_terms, entry_rows, column_counts)
+                   for part in deg.parts)
     if deg.kind in ("indirect", "sample"):
-        counts = _touches(deg, block, given, entry_rows, n_terms, dims[deg.dim])
-        with np.errstate(divide="ignore"):
-            return np.where(counts > 0, 1.0 / np.maximum(counts, 1e-300), 0.0)
+        return _touches(deg, block, given, entry_rows, n_terms, dims[deg.dim])
     if deg.via is not None:     # X[better[p]]: a row counts once per term picking it
         x = given[deg.data]
         per_value = _index_counts(deg.via, deg.var, block, given, entry_rows, x.shape[0])
@@ -1362,8 +1371,7 @@ def _degree(deg: ir.DegSpec, block: ir.Block, given: dict, dims: dict, n_terms: 
         x = given[deg.data]
         weights = np.repeat(per_value, np.diff(x.indptr))
         counts = np.bincount(x.indices.astype(np.intp), weights=weights, minlength=x.shape[1])
-    with np.errstate(divide="ignore"):
-        return np.where(counts > 0, 1.0 / np.maximum(counts, 1e-300), 0.0)
+    return counts
 
 
 def _touches(deg: ir.DegSpec, block: ir.Block, given: dict, entry_rows, n_terms: int,

@@ -426,8 +426,14 @@ class HogwildClassifier(ClassifierMixin, _HogwildEstimator):
 
     def decision_function(self, X):
         """Binary: one margin per row, > 0 for classes_[1]. More classes: one row of scores
-        (log-probabilities for a softmax) per sample."""
+        (log-probabilities for a softmax; for a predict that is a class index, argmax(z), 1
+        at that class and 0 elsewhere) per sample."""
         out, is_proba = self._scores(X)
+        _, y_datum = _bind_xy(self.trainer_.spec, self.data_)
+        if out.ndim == 1 and y_datum.kind.startswith("index"):
+            # a class a spec's dim has room for but y never held cannot be named: clipped
+            codes = np.clip(np.rint(out).astype(np.intp), 0, len(self.classes_) - 1)
+            return np.eye(len(self.classes_))[codes]
         if out.ndim == 2:
             if is_proba:
                 with np.errstate(divide="ignore"):
@@ -438,7 +444,6 @@ class HogwildClassifier(ClassifierMixin, _HogwildEstimator):
         if is_proba:
             with np.errstate(divide="ignore"):
                 return np.log(out) - np.log1p(-out)
-        _, y_datum = _bind_xy(self.trainer_.spec, self.data_)
         return out - 0.5 if y_datum.kind == "binary" else out
 
     def predict(self, X):

@@ -397,10 +397,11 @@ def test_scaled_reg_on_a_sampled_index_uses_expected_touches(load_spec):
     du, di = np.bincount(rows, minlength=30), np.bincount(csr.indices, minlength=12)
     P, Q, key = t.params["P"], t.params["Q"], _draw_key(4, "objective")
     want = []
+    deg = di + 90 / 12      # Q[x] is touched as i by di[x] terms, as j by 90/12 expected
     for term, (u, i) in enumerate(zip(rows, csr.indices)):
         j = drawn(key, term, 0, 12)
         want.append(np.logaddexp(0, -P[u] @ (Q[i] - Q[j])) + 1e-2 * (
-            P[u] @ P[u] / du[u] + Q[i] @ Q[i] / di[i] + Q[j] @ Q[j] / (90 / 12)))
+            P[u] @ P[u] / du[u] + Q[i] @ Q[i] / deg[i] + Q[j] @ Q[j] / deg[j]))
     assert abs(t.objective(seen=seen) - np.mean(want)) < 1e-8
 
 

@@ -218,7 +218,8 @@ def test_threads_one_and_a_seed_reproduce_every_draw(bprk):
 
 
 def test_scaled_reg_on_the_draws_uses_expected_touches(load_spec):
-    """deg(c) of Q[n] is the expected touches per epoch: terms x K / items."""
+    """deg(c) of Q[n] is the expected touches per epoch: terms x K / items, added to the
+    terms that touch it as Q[i] (one reg line on one param divides by one degree)."""
     mod = load_spec(text=BPRK.replace(" unscaled", ""))
     seen = clicks()
     t = mod.Trainer(threads=1, epochs=1, seed=4).fit(seen=seen)
@@ -226,11 +227,12 @@ def test_scaled_reg_on_the_draws_uses_expected_touches(load_spec):
     du, di = np.bincount(rows, minlength=30), np.bincount(cols, minlength=12)
     P, Q, key = t.params["P"], t.params["Q"], _draw_key(4, "objective")
     want = []
+    deg = di + 90 * K / 12      # Q[x]: di[x] terms as i, 90 K / 12 expected draws as n[s]
     for e, (u, i) in enumerate(zip(rows, cols)):
         js = [drawn(key, e, s, 12) for s in range(K)]
         want.append(np.mean([softplus(-P[u] @ (Q[i] - Q[j])) for j in js]) + 1e-2 * (
-            P[u] @ P[u] / du[u] + Q[i] @ Q[i] / di[i] +
-            sum(Q[j] @ Q[j] for j in js) / (90 * K / 12)))
+            P[u] @ P[u] / du[u] + Q[i] @ Q[i] / deg[i] +
+            sum(Q[j] @ Q[j] / deg[j] for j in js)))
     assert abs(t.objective(seen=seen) - np.mean(want)) < 1e-8
     interp = Interpreter(hogwild_dsl.check(BPRK.replace(" unscaled", "")),
                          {"seen": seen.tocsr()})
