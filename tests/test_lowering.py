@@ -81,12 +81,15 @@ def test_two_writes_of_one_term_to_one_coordinate_add_up(load_spec, sync):
     t.fit(E=E)
     want = {k: v.copy() for k, v in start.items()}
     coo = E.tocoo()
+    # deg(c) of the line's two targets: touches as u or as v (2 for a self-loop's row)
+    deg = np.bincount(coo.row, minlength=4) + np.bincount(coo.col, minlength=4)
     for u, v, e in zip(coo.row, coo.col, coo.data):     # one term after another
         for name in want:
             p = want[name]
             gu, gv = e * p[v], e * p[u]
-            if name == "xl":                              # deg of every row is 1 here
-                gu, gv = gu + 0.01 * np.sign(p[u]), gv + 0.01 * np.sign(p[v])
+            if name == "xl":
+                gu = gu + 0.01 * np.sign(p[u]) / deg[u]
+                gv = gv + 0.01 * np.sign(p[v]) / deg[v]
             p[u] -= step * gu
             p[v] -= step * gv
             if name == "xb":
