@@ -604,6 +604,15 @@ def test_objective_is_the_numpy_objective(compiled, name):
             assert value == pytest.approx(objective(name, t.params, d), rel=1e-10, abs=1e-13)
 
 
+def test_degree_split_counts_the_targets_of_one_line_together(compiled):
+    """`reg l2(L) on E[h[i]], E[t[i]]`: over an epoch every touched row pays L ||E[e]||^2 once,
+    also a row that a term reaches both as head and as tail, and a term with h = t."""
+    d = make_data("rescal")
+    d["t"][:5] = d["h"][:5]                 # five terms touch one row twice
+    t = compiled("rescal").Trainer(threads=1, seed=0, epochs=2).fit(**d)
+    assert t.objective(**d) == pytest.approx(objective("rescal", t.params, d), rel=1e-12)
+
+
 def interior(name, k, start):
     """The coordinates where the objective is smooth and no projection acts (allforms' and
     enet's l1 coordinates at 0, points on a constraint's boundary, simplex rows)."""
