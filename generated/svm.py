@@ -21,7 +21,7 @@ for i in example:
 train step 0.5, decay 0.9, epochs 20
 """
 CONSTS = {}
-SIGNATURE = "0ec0f66fca1c1023fdc703e9"
+SIGNATURE = "e56cfd90dcd5880f6ddc97ea"
 KERNELS = "svm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

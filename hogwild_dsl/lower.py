@@ -132,20 +132,28 @@ def _scalar_tail(n: int, lanes: int) -> int:
     return rest - lanes // 2 if rest >= lanes // 2 else rest
 
 
+# 256-bit vectors are asked for only where they spare at least this many scalar iterations
+# per row, on average over the rows (a 128-bit vector of floats): sparing 2 doubles a row
+# (rank 50) made the MF update 4% slower (bench/results/vector_widths.md), and no row of
+# doubles spares more, so float64 code never changes.
+MIN_SPARED = 4
+
+
 def vector_bits(spec: ir.Spec, dtype: str) -> int | None:
-    """256 where 256-bit vectors leave fewer scalar iterations than 512-bit ones over the
-    params' rows of constant length (their last dim, the loops updates run over), else None
-    (the compiler's choice; AVX-512 CPUs differ, and a wider vector halves the vector work).
-    The emitted module then asks for at most 256-bit vectors: a rank-20 row of floats is
-    8 + 8 + 4 lanes, all vector code, where 512 bits gave 16 + 4 scalar ones (dtype="float32"
-    MF ran 0.88x float64's speed; its rank-20 doubles, 8 + 8 + 4, stay at 512 bits, and so
-    do bpr's k = 32: 256 bits made its AdaGrad updates 1.3x slower)."""
+    """256 where 256-bit vectors leave at least MIN_SPARED fewer scalar iterations per row
+    than 512-bit ones over the params' rows of constant length (their last dim, the loops
+    updates run over), else None (the compiler's choice; AVX-512 CPUs differ, and a wider vector
+    halves the vector work). The emitted module then asks for at most 256-bit vectors: a
+    rank-20 row of floats is 8 + 8 + 4 lanes, all vector code, where 512 bits gave 16 + 4
+    scalar ones (dtype="float32" MF ran 0.88x float64's speed; its rank-20 doubles,
+    8 + 8 + 4, stay at 512 bits, and so do bpr's k = 32: 256 bits made its AdaGrad updates
+    1.3x slower)."""
     lanes = 64 // SIZEOF[dtype]
     consts = dict(spec.consts)
     rows = [consts[p.dims[-1]] for p in spec.params if p.dims and p.dims[-1] in consts]
     wide = sum(_scalar_tail(n, lanes) for n in rows)
     narrow = sum(_scalar_tail(n, lanes // 2) for n in rows)
-    return 256 if narrow < wide else None
+    return 256 if rows and wide - narrow >= MIN_SPARED * len(rows) else None
 
 
 # What each layout field holds (Field.role): the runtime fills a field with its role's function

@@ -1,5 +1,6 @@
 """lower.vector_bits: a module asks the C compiler for at most 256-bit vectors exactly where
-that leaves fewer scalar iterations over the params' constant-length rows than 512-bit ones
+that leaves at least 4 fewer scalar iterations per row (on average over the params'
+constant-length rows) than 512-bit ones
 (dtype="float32" MF at rank 20: 16 + 4 scalar lanes at 512 bits, 8 + 8 + 4 vector lanes at
 256). The choice is a tuning hint only: what the kernel computes is the same either way."""
 import numpy as np
@@ -45,7 +46,10 @@ def test_scalar_tail():
     ({"k": 32}, "float64", None),
     ({"k": 4}, "float32", 256),               # one 128-bit vector instead of 4 scalars
     ({"k": 50}, "float32", None),             # 2 scalar lanes either way
-    ({"k": 32, "rank": 20}, "float32", 256),  # summed over every row length
+    ({"k": 50}, "float64", None),             # 256 bits would spare only 2 scalar doubles
+    ({"k": 10}, "float64", None),
+    ({"k": 32, "rank": 20}, "float32", None),  # 2 a row on average: the compiler's choice
+    ({"k": 28, "rank": 20}, "float32", 256),   # 4 a row
 ])
 def test_vector_bits_from_row_lengths(rows, dtype, bits):
     spec = hogwild_dsl.check(_mf(rows))
