@@ -429,6 +429,63 @@ def before_after_markdown(result) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ------------------------------------------------------------------ vector widths
+
+
+def vector_widths(ranks, rounds: int, log) -> dict:
+    """lower.vector_bits' choice against measurement: the MF update in C (peers/mf_width.c)
+    at each rank and storage type, compiled with the build's flags plus 512- or 256-bit
+    vectors, the two alternating in `rounds` rounds; the best epoch's thread CPU time."""
+    import subprocess
+    import tempfile
+    from hogwild_dsl import build
+    from hogwild_dsl.lower import vector_bits
+    source = HERE / "peers" / "mf_width.c"
+    flags = [f for f in build._compile_flags() if not f.startswith("-mprefer-vector-width")]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for rank in ranks:
+            spec = hogwild_dsl.check(MC_SPEC.replace("const rank = 20", f"const rank = {rank}"))
+            for dtype, real in (("float64", "double"), ("float32", "float")):
+                times = {512: [], 256: []}
+                for bits in times:
+                    exe = Path(tmp) / f"mf_{rank}_{real}_{bits}"
+                    subprocess.run([*build._compiler(), *flags, f"-mprefer-vector-width={bits}",
+                                    f"-DK={rank}", f"-DREAL={real}", str(source), "-o",
+                                    str(exe)], check=True)
+                for _ in range(rounds):
+                    for bits in times:
+                        out = subprocess.run([str(Path(tmp) / f"mf_{rank}_{real}_{bits}")],
+                                             capture_output=True, text=True, check=True)
+                        times[bits].append(float(out.stdout.split()[0]))
+                row = {"rank": rank, "dtype": dtype, "chosen": vector_bits(spec, dtype) or 512,
+                       "512": float(np.median(times[512])), "256": float(np.median(times[256])),
+                       "runs": {str(b): t for b, t in times.items()}}
+                rows.append(row)
+                log(f"rank {rank} {dtype}: 512-bit {row['512']:.4f} s, 256-bit {row['256']:.4f} s,"
+                    f" vector_bits chooses {row['chosen']}")
+    return {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"), "rounds": rounds,
+            "load_after": __import__("os").getloadavg()[0], "rows": rows}
+
+
+def vector_widths_markdown(result) -> str:
+    lines = ["# Vector width per rank and storage type: lower.vector_bits against measurement",
+             "", f"Machine: {result['machine']}; {result['date']}; 1-minute load after the run "
+             f"{result['load_after']:.1f}. `bench/bench_kernels.py --vector-widths`: the MF "
+             "update of the generated kernels written in C (bench/peers/mf_width.c), built "
+             "with the build's flags plus `-mprefer-vector-width=512` or `256`, the two "
+             f"alternating, {result['rounds']} rounds; median of each run's best epoch (thread "
+             "CPU time, 114M / rank terms' worth of work, so compare across a row only).", "",
+             "| rank | dtype | 512-bit (s) | 256-bit (s) | 512 / 256 | vector_bits chooses | "
+             "chosen / best |", "|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        best = min(r["512"], r["256"])
+        lines.append(f"| {r['rank']} | {r['dtype']} | {r['512']:.4f} | {r['256']:.4f} | "
+                     f"{r['512'] / r['256']:.2f} | {r['chosen']} | "
+                     f"{r[str(r['chosen'])] / best:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def seconds(value) -> str:
     return "not reached" if value is None else f"{value:.2f}"
 
@@ -496,10 +553,20 @@ def main(argv=None):
     ap.add_argument("--before", help="a revision: its kernels' update times beside this tree's")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--ab-worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--vector-widths", type=int, nargs="*",
+                    help="ranks: lower.vector_bits' choice against 512/256-bit builds")
     args = ap.parse_args(argv)
     log = lambda msg: print(msg, flush=True)
     if args.ab_worker:
         print(json.dumps(ab_worker(args.scale, args.timing_epochs)))
+        return
+    if args.vector_widths is not None:
+        result = vector_widths(args.vector_widths or [4, 8, 12, 16, 20, 28, 32, 50, 64],
+                               args.rounds, log)
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "vector_widths.json").write_text(json.dumps(result, indent=2) + "\n")
+        (RESULTS / "vector_widths.md").write_text(vector_widths_markdown(result))
+        log(vector_widths_markdown(result))
         return
     if args.before:
         result = before_after(args.before, args.scale, args.rounds, args.timing_epochs, log)
