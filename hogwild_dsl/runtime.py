@@ -586,7 +586,7 @@ class TrainerBase:
         for name in whole:
             out[f"_hot_{name}"] = np.arange(shares[name].size, dtype=np.int64)
             with np.errstate(divide="ignore"):
-                every = MERGE_STEPS / shares[name]
+                every = MERGE_STEPS / (shares[name] * (self.threads - 1))
             out[f"_every_{name}"] = np.clip(every, 1.0, longest)
         sizes["_merge_every"] = max(MIN_MERGE_TERMS, MERGE_DELAY // self.threads)
         sizes["_merge_weight"] = MERGE_WEIGHT

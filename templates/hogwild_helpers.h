@@ -87,17 +87,33 @@ static inline void _hw_merge(double* own, double* seen, double* shared, int64_t 
 }
 /* A thread's merge of its copies of the params replicated whole, value by value: `own` (its
    copy; its values at the thread's last merge `total` values further) at the n offsets `at`,
-   the param's value at the address `where` of each. Under _hw_merge_lock (threads merge one
-   at a time: plain adds, whose cache misses overlap, where an atomic add per value waits for
-   each line in turn): `weight` times each change since the last merge is added, then the
+   the param's value at the address `where` of each. `weight` times each change since the last
+   merge is added atomically (threads merge at once, none waits for another: a merge put off
+   behind a lock let a thread run on ever staler copies, and 8 threads diverged), then the
    thread takes the merged value, the other threads' changes in it. */
+static inline double _hw_merged(double* shared, double change) {
+    double out;
+    if (change == 0.0) return *shared;
+#ifdef _OPENMP
+#pragma omp atomic capture
+#endif
+    { *shared += change; out = *shared; }
+    return out;
+}
+static inline float _hw_merged_f(float* shared, double change) {
+    float out, add = (float)change;
+    if (change == 0.0) return *shared;
+#ifdef _OPENMP
+#pragma omp atomic capture
+#endif
+    { *shared += add; out = *shared; }
+    return out;
+}
 static inline void _hw_merge_at(double* own, int64_t total, const int64_t* at,
                                 const uintptr_t* where, int64_t n, double weight) {
     for (int64_t e = 0; e < n; e++) {
         double* mine = own + at[e];
-        double* shared = (double*)where[e];
-        double change = mine[0] - mine[total], now = *shared;
-        if (change != 0.0) { now += weight * change; *shared = now; }
+        double now = _hw_merged((double*)where[e], weight * (mine[0] - mine[total]));
         mine[0] = now;
         mine[total] = now;
     }
@@ -106,8 +122,7 @@ static inline void _hw_merge_at(double* own, int64_t total, const int64_t* at,
 static inline void _hw_merge_run(double* own, int64_t total, double* shared, int64_t n,
                                  double weight) {
     for (int64_t e = 0; e < n; e++) {
-        double change = own[e] - own[total + e], now = shared[e];
-        if (change != 0.0) { now += weight * change; shared[e] = now; }
+        double now = _hw_merged(shared + e, weight * (own[e] - own[total + e]));
         own[e] = now;
         own[total + e] = now;
     }
@@ -116,10 +131,7 @@ static inline void _hw_merge_at_f(float* own, int64_t total, const int64_t* at,
                                   const uintptr_t* where, int64_t n, double weight) {
     for (int64_t e = 0; e < n; e++) {
         float* mine = own + at[e];
-        float* shared = (float*)where[e];
-        double change = (double)mine[0] - (double)mine[total];
-        float now = *shared;
-        if (change != 0.0) { now = (float)((double)now + weight * change); *shared = now; }
+        float now = _hw_merged_f((float*)where[e], weight * ((double)mine[0] - (double)mine[total]));
         mine[0] = now;
         mine[total] = now;
     }
@@ -127,24 +139,11 @@ static inline void _hw_merge_at_f(float* own, int64_t total, const int64_t* at,
 static inline void _hw_merge_run_f(float* own, int64_t total, float* shared, int64_t n,
                                    double weight) {
     for (int64_t e = 0; e < n; e++) {
-        double change = (double)own[e] - (double)own[total + e];
-        float now = shared[e];
-        if (change != 0.0) { now = (float)((double)now + weight * change); shared[e] = now; }
+        float now = _hw_merged_f(shared + e, weight * ((double)own[e] - (double)own[total + e]));
         own[e] = now;
         own[total + e] = now;
     }
 }
-static volatile int _hw_merge_spin = 0;
-static inline void _hw_merge_lock(void) {
-    while (__atomic_exchange_n(&_hw_merge_spin, 1, __ATOMIC_ACQUIRE))
-        while (__atomic_load_n(&_hw_merge_spin, __ATOMIC_RELAXED)) {}
-}
-static inline int _hw_merge_try(void) {      /* the lock if it is free, else 0 at once */
-    return !__atomic_load_n(&_hw_merge_spin, __ATOMIC_RELAXED) &&
-           !__atomic_exchange_n(&_hw_merge_spin, 1, __ATOMIC_ACQUIRE);
-}
-static inline void _hw_merge_unlock(void) {
-    __atomic_store_n(&_hw_merge_spin, 0, __ATOMIC_RELEASE); }
 /* `*p += v`, returning the new value (an optimizer's running sum); atomically under
    sync atomic (an atomic capture: the value includes every thread's adds so far). */
 static inline double _hw_add_fetch(double* p, double v) { *p += v; return *p; }
