@@ -67,6 +67,12 @@ CHUNK_TERMS = 256
 # threads' paths, DimmWitted's model averaging, and converged markedly slower).
 # bench/results/hot_replicas*.md measures these choices.
 REPLICA_BYTES = 1 << 20
+# Params are replicated whole on at most WHOLE_THREADS threads: each merge adds a thread's
+# steps since its last one, so T threads add up about T runs of stale steps on a hot row; on
+# 800,000 RCV1-shaped rows (16-core Xeon) 2 threads ended at the serial objective, 4 threads
+# 7-23% above it and 8 and 16 diverged (bench/results/replica_merge.md). From REPLICA_THREADS
+# on, the hot rows' merge interval shrinks with the threads instead (MERGE_DELAY / threads).
+WHOLE_THREADS = 2
 MERGE_STEPS = 64
 MERGE_COST = 8
 EPOCH_MERGES = 16
@@ -571,6 +577,8 @@ class TrainerBase:
         hot = {name: np.flatnonzero(share >= HOT_SHARE) for name, share in shares.items()}
         # whole params: those with a hot row, the most touched first, while the copies fit
         whole, budget = [], REPLICA_BYTES // (2 * self.dtype.itemsize)
+        if self.threads > WHOLE_THREADS:
+            budget = 0
         for name in sorted(shares, key=lambda k: -shares[k].max(initial=0.0)):
             values = shares[name].size * lengths[name]
             if hot[name].size and 0 < values <= budget:
@@ -586,7 +594,7 @@ class TrainerBase:
         for name in whole:
             out[f"_hot_{name}"] = np.arange(shares[name].size, dtype=np.int64)
             with np.errstate(divide="ignore"):
-                every = MERGE_STEPS / (shares[name] * (self.threads - 1))
+                every = MERGE_STEPS / shares[name]
             out[f"_every_{name}"] = np.clip(every, 1.0, longest)
         sizes["_merge_every"] = max(MIN_MERGE_TERMS, MERGE_DELAY // self.threads)
         sizes["_merge_weight"] = MERGE_WEIGHT

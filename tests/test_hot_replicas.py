@@ -148,7 +148,8 @@ def test_a_param_too_big_for_its_copies_has_its_hot_rows_replicated_from_four_th
     assert {0, 1, 2, 3, 4, 5, 10, 11, 12, 13} <= set(got["_hot_w"])
     assert list(got["_hot_w"]) == sorted(got["_hot_w"])
     monkeypatch.setattr(runtime, "REPLICA_BYTES", 2 * 8 * X.shape[1])     # fits: whole
-    assert len(hot_rows(mod.Trainer(threads=3), X=X, y=y)["_hot_w"]) == X.shape[1]
+    assert len(hot_rows(mod.Trainer(threads=2), X=X, y=y)["_hot_w"]) == X.shape[1]
+    assert hot_rows(mod.Trainer(threads=3), X=X, y=y) == {}   # past WHOLE_THREADS: not whole
 
 
 def test_the_budget_keeps_the_most_touched_rows(load_spec, monkeypatch):
@@ -329,16 +330,15 @@ def test_every_term_is_visited_once_whatever_thread_takes_its_grab(load_spec, th
 
 
 @pytest.mark.parametrize("threads", [4, 8])
-def test_many_threads_on_a_whole_replica_converge_like_one_thread(load_spec, threads):
-    """More threads than the two that the merge rule was tuned on (and, on a 2-core
-    machine, more threads than cores, so a thread may wait for a CPU mid-grab): the whole w
-    replicated at the defaults still reaches the serial objective to 2%. (Merges behind a
-    lock that a busy thread skipped diverged at 8 threads on 800,000 RCV1-shaped rows:
-    bench/results/replica_merge.md; data this small do not show it.)"""
+def test_more_threads_than_whole_replicas_take_converge_like_one_thread(load_spec, threads):
+    """Past WHOLE_THREADS nothing is replicated whole (its merges add up T threads' stale
+    steps: 8 threads diverged on 800,000 RCV1-shaped rows, bench/results/replica_merge.md);
+    the hot rows go on replicas merged MERGE_DELAY / threads terms apart, and the objective
+    stays within 2% of the serial one (more threads than cores on a 2-core machine too)."""
     mod = load_spec("svm")
     X, y = rcv1_like(n_rows=20000, n_features=2000, nnz_per_row=30, seed=6)
     best = mod.Trainer(threads=1, epochs=5, seed=0).fit(X=X, y=y).history[-1]["objective"]
     t = mod.Trainer(threads=threads, epochs=5, seed=0)
-    assert len(hot_rows(t, X=X, y=y)["_hot_w"]) == 2000
+    assert 0 < len(hot_rows(t, X=X, y=y)["_hot_w"]) <= runtime.HOT_VALUES
     t.fit(X=X, y=y)
     assert t.history[-1]["objective"] <= best * 1.02
