@@ -69,10 +69,10 @@ CHUNK_TERMS = 256
 REPLICA_BYTES = 1 << 20
 # Params are replicated whole on at most WHOLE_THREADS threads: each merge adds a thread's
 # steps since its last one, so T threads add up about T runs of stale steps on a hot row; on
-# 800,000 RCV1-shaped rows (16-core Xeon) 2 threads ended at the serial objective, 4 threads
-# 7-23% above it and 8 and 16 diverged (bench/results/replica_merge.md). From REPLICA_THREADS
+# 800,000 RCV1-shaped rows (16-core Xeon) 2 and 3 threads ended within 1.3% of the serial
+# objective, 4 threads 6-23% above it and 8 and 16 diverged (bench/results/replica_merge.md). From REPLICA_THREADS
 # on, the hot rows' merge interval shrinks with the threads instead (MERGE_DELAY / threads).
-WHOLE_THREADS = 2
+WHOLE_THREADS = 3
 MERGE_STEPS = 64
 MERGE_COST = 8
 EPOCH_MERGES = 16

@@ -148,8 +148,9 @@ def test_a_param_too_big_for_its_copies_has_its_hot_rows_replicated_from_four_th
     assert {0, 1, 2, 3, 4, 5, 10, 11, 12, 13} <= set(got["_hot_w"])
     assert list(got["_hot_w"]) == sorted(got["_hot_w"])
     monkeypatch.setattr(runtime, "REPLICA_BYTES", 2 * 8 * X.shape[1])     # fits: whole
-    assert len(hot_rows(mod.Trainer(threads=2), X=X, y=y)["_hot_w"]) == X.shape[1]
-    assert hot_rows(mod.Trainer(threads=3), X=X, y=y) == {}   # past WHOLE_THREADS: not whole
+    assert len(hot_rows(mod.Trainer(threads=3), X=X, y=y)["_hot_w"]) == X.shape[1]
+    got = hot_rows(mod.Trainer(threads=4), X=X, y=y)["_hot_w"]    # past WHOLE_THREADS
+    assert len(got) == runtime.HOT_VALUES
 
 
 def test_the_budget_keeps_the_most_touched_rows(load_spec, monkeypatch):
