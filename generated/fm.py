@@ -22,7 +22,7 @@ for i in example:
     predict yhat
 """
 CONSTS = {'k': 8}
-SIGNATURE = "61a4a7b48252c1ef4ef888df"
+SIGNATURE = "e58ff14bb01d79dbc3b64d1f"
 KERNELS = "fm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 
