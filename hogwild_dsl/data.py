@@ -781,18 +781,8 @@ def _triplets_to_csr(path, arr, delim, skip):
     u = u.astype(np.int64)
     v = v.astype(np.int64)
     nrows, ncols = int(u.max()) + 1, int(v.max()) + 1
-    key = u * ncols + v
-    order = np.argsort(key, kind="stable")
-    skey = key[order]
-    dup = np.flatnonzero(skey[1:] == skey[:-1])
-    if dup.size:
-        # the repeat that comes first in the file, and (the sort being stable) the row where
-        # its pair first appeared
-        j = int(order[dup + 1].min())
-        i = int(order[np.searchsorted(skey, key[j])])
-        li, lj = _lines_of_rows(path, delim, skip, [i, j])
-        raise _error(path, f"the pair ({int(u[j])}, {int(v[j])}) is given twice, on lines "
-                           f"{li} and {lj}", lj)
+    # a pair given twice stays two entries: two observations, two terms (LANGUAGE.md)
+    order = np.argsort(u * ncols + v, kind="stable")
     indptr = np.zeros(nrows + 1, dtype=np.int64)
     np.cumsum(np.bincount(u, minlength=nrows), out=indptr[1:])
     idx = v[order]
@@ -801,5 +791,4 @@ def _triplets_to_csr(path, arr, delim, skip):
         indptr = indptr.astype(np.int32)
     m = sp.csr_matrix((val[order], idx, indptr), shape=(nrows, ncols))
     m.has_sorted_indices = True
-    m.has_canonical_format = True
     return m

@@ -1091,7 +1091,7 @@ def test_cli_check_compile_train_and_exit_codes(tmp_path, hog_cache_dir, compile
     assert res.stdout.strip() == "(2, 2, 2) float32"
 
     # an entry block with a companion weight file, as triplets with a header and a timestamp
-    # (the reader refuses a pair given twice: the entries given twice are left out here)
+    # (one entry per pair here; a pair given twice is two terms: tests/test_data.py)
     d = make_data("wmf")
     first = {}
     for e, key in enumerate(zip(d["r"].row, d["r"].col)):
