@@ -325,7 +325,7 @@ def _merge_intervals(arrays: dict, name: str, rows: int, length: int) -> np.ndar
     """Per row of a param replicated whole, the terms between two merges of it that the
     runtime asks for, arrays["_every_<name>"] (inf: at the end of the epoch only), checked:
     positive, not NaN, one per row."""
-    every = np.asarray(arrays.get("_every_" + name, np.full(rows, np.inf)), dtype=np.float64)
+    every = np.asarray(arrays["_every_" + name], dtype=np.float64)
     if every.shape != (rows,) or np.isnan(every).any() or (every.size and every.min() < 1):
         raise ValueError(f"merge intervals of {name}: {rows} values >= 1 (terms) are needed")
     return every
@@ -359,10 +359,13 @@ def _replica_map(arrays: dict, name: str, key: str, rows: int, length: int, wher
     """The replica map of param `name` (per row: its place on a thread's replicas, after the
     values listed in `where` so far, or -1 for a row read and written in the shared param)
     from the hot rows the runtime chose, arrays["_hot_<name>"] (none: no row of it is hot),
-    and whether they are all its rows (replicated whole: the map is all -1, the thread's
-    model points at its own copy); else appends the address of each of its replicated
-    values to `where`, in the order of their places. Everything is checked: the kernel
-    follows these unchecked."""
+    and whether the param is replicated whole (the runtime says so by giving its merge
+    intervals, arrays["_every_<name>"], and its hot rows are then all its rows: the map is
+    all -1, the thread's model points at its own copy); else appends the address of each of
+    its replicated values to `where`, in the order of their places (all its rows may be hot
+    rows on the maps: a whole copy merged only at the end of the epoch would let every
+    thread run an epoch's steps alone, and the merged steps would add up threads times).
+    Everything is checked: the kernel follows these unchecked."""
     at = sum(w.shape[0] for w in where)
     hot = np.asarray(arrays.get("_hot_" + name, np.zeros(0, dtype=np.int64)))
     param = arrays.get(key)           # the param's own array (its layout key)
@@ -378,7 +381,10 @@ def _replica_map(arrays: dict, name: str, key: str, rows: int, length: int, wher
         raise ValueError(f"hot rows of {name}: too many values")
     hot = hot.astype(np.int64)
     places = np.full(rows, -1, dtype=np.int32)
-    if rows > 0 and hot.size == rows:       # every row: the param is replicated whole
+    if "_every_" + name in arrays:          # replicated whole
+        if hot.size != rows:
+            raise ValueError(f"hot rows of {name}: a param replicated whole (merge intervals "
+                             f"given) needs all its {rows} rows hot, not {hot.size}")
         return places, True
     places[hot] = at + np.arange(hot.size, dtype=np.int64) * length
     values = (hot[:, None] * length + np.arange(length, dtype=np.int64)).ravel()
