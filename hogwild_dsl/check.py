@@ -721,7 +721,7 @@ class BlockChecker:
             touch = self.deg_node(key, ir.DegSpec(f"_deg{self.index}_{var.name}", "var",
                                                   var.name, None, var.dim), ())
         else:
-            data, at = var.source
+            data, at = var.source[:2]
             touch = self.deg_node(key, ir.DegSpec(f"_deg{self.index}_{data}_{at}", "indirect",
                                                   at, data, var.dim), ())
         at = ir.ParamAt(p.name, (var,))
@@ -735,7 +735,10 @@ class BlockChecker:
 
     def touch_key(self, var) -> tuple | None:
         """The coordinates an index reaches in one term, as the key of their degree count;
-        None where that is not a few per term (a dense loop, a draw)."""
+        None where that is not a few per term (a dense loop, a draw) or where no degree
+        counts them: index data read at a summed index or at other index data (b[g[j]] in
+        sum(j in X[i]: ...), b[g[h[i]]]), which an "indirect" count (values of the data at
+        a term index) does not describe."""
         if not isinstance(var, ir.Var):
             return None
         if var.kind == "sparse" and (var.at in self.tvars or var.at.kind == "indirect"
@@ -743,8 +746,8 @@ class BlockChecker:
             return ("support", var.source[0], var.source[1])
         if var.kind == "term":
             return ("var", var.name)
-        if var.kind == "indirect":
-            return ("indirect",) + tuple(var.source)
+        if var.kind == "indirect" and var.at.kind == "term":
+            return ("indirect",) + tuple(var.source[:2])
         return None
 
     def reg_target(self, target, unscaled):

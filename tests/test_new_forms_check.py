@@ -1,7 +1,9 @@
 """The newer forms of LANGUAGE.md in the front end: index data, scalar data, sampled indices,
 vector reductions, vector predict and word values on the train line check into the IR printed
 here, and their misuses give a SpecError with line, column, caret and hint."""
+import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from hogwild_dsl.check import check
 from hogwild_dsl.derive import gradients_text
@@ -176,3 +178,76 @@ def test_bad_new_form(text, line, column, words, hint):
         assert word in e.bare_message, (word, str(e))
     assert e.hint and hint in e.hint, (hint, str(e))
     assert_caret(e, text)
+
+
+# ------------------------------------------- a whole-param reg on a param read through index data
+
+THROUGH = """\
+model through{tag}
+dim example, feature, field, cls
+data X[example, feature] : sparse
+data y[example] : index(cls)
+data h[example] : index(feature)
+data g[feature] : index(field)
+param b[field] ~ normal(0, 0.5)
+param w[cls] ~ normal(0, 0.5)
+for i in example:
+    loss ({read} - 1)^2
+    reg {kind}(0.3) on {target}
+"""
+
+# (tag, the term's read, the reg's kind and target, numpy's read, whether the reg is deferred)
+READS = [
+    ("summed", "sum(j in X[i]: X[i, j] * b[g[j]])", "l2", "b",
+     lambda X, y, h, g, b, w: X @ b[g], False),
+    ("summedl1", "sum(j in X[i]: X[i, j] * b[g[j]])", "l1", "b",
+     lambda X, y, h, g, b, w: X @ b[g], False),
+    ("term", "w[y[i]] * sum(j in X[i]: X[i, j])", "l2", "w",
+     lambda X, y, h, g, b, w: w[y] * np.asarray(X.sum(axis=1)).ravel(), True),
+    ("nested", "b[g[h[i]]]", "l2", "b",
+     lambda X, y, h, g, b, w: b[g[h]], False),
+    ("both", "sum(j in X[i]: X[i, j] * b[g[j]]) * w[y[i]]", "l2", "b, w",
+     lambda X, y, h, g, b, w: (X @ b[g]) * w[y], None),
+]
+
+
+def _through(tag, read, kind, target):
+    return THROUGH.format(tag=tag, read=read, kind=kind, target=target)
+
+
+def _through_data(n):
+    rng = np.random.default_rng(n)
+    X = sp.random(n, 6, density=0.5, random_state=n, format="csr")
+    return {"X": X, "y": rng.integers(0, 3, n), "h": rng.integers(0, 6, n),
+            "g": np.array([0, 2, 1, 0, 3, 2])}
+
+
+@pytest.mark.parametrize("tag,read,kind,target,numpy_read,deferred", READS,
+                         ids=[r[0] for r in READS])
+def test_a_whole_param_reg_on_a_param_read_through_index_data(
+        load_spec, tag, read, kind, target, numpy_read, deferred):
+    """`reg l2 on b` where the losses read b only through index data (b[g[j]] at a summed j,
+    b[g[h[i]]], w[y[i]]) crashed check unpacking the index data's source (a ValueError). A
+    read at a summed index or through two index data has no degree that counts its touches,
+    so its reg steps every coordinate; w[y[i]] is deferred. Either way the objective is
+    numpy's and one term's step is the gradient's."""
+    from tests.test_new_forms import check_one_step     # it imports this module
+
+    text = _through(tag, read, kind, target)
+    regs = [r for blk in check(text).blocks for r in blk.regs]
+    if deferred is not None:
+        assert (regs[0].deferred is not None) == deferred
+    mod = load_spec(text=text)
+    data = _through_data(7)
+    t = mod.Trainer(epochs=0, seed=5).fit(**data)
+    b, w = t.params["b"], t.params["w"]
+    pen = np.abs if kind == "l1" else np.square
+    reg = sum(0.3 * pen(t.params[p.strip()]).sum() for p in target.split(","))
+    n = data["X"].shape[0]
+    want = np.mean((numpy_read(data["X"], data["y"], data["h"], data["g"], b, w) - 1) ** 2) \
+        + reg / n
+    assert t.objective(**data) == pytest.approx(want, rel=1e-10)
+    one = dict(_through_data(1), X=sp.csr_matrix(np.linspace(-0.6, 0.9, 6)[None]))
+    for sync in ("hogwild", "atomic", "lock"):
+        check_one_step(mod, one, sync, step=0.05, perturb=0.3 if kind == "l1" else 0.0)
+
