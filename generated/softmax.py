@@ -18,7 +18,7 @@ for i in example:
     predict softmax(z)
 """
 CONSTS = {}
-SIGNATURE = "1212b7b4a7cc2f129e9eaaf4"
+SIGNATURE = "0d32543b4e40e6f59ebb2692"
 KERNELS = "softmax_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 
