@@ -259,9 +259,11 @@ def read_data(path, names, kind=None):
     ``"sparse"`` reads ``u,v,value`` triplets and anything else a dense table; for the other
     formats a 2-D value is converted to CSR (``"sparse"``) or to a dense array (``"dense"``).
 
-    Values are ``scipy.sparse.csr_matrix`` (float64, sorted indices, no duplicates) or float64
-    ``numpy.ndarray``.  Raises DataError (naming the file and, where there is one, the line).
-    """
+    Values are ``scipy.sparse.csr_matrix`` (float64, each row's columns in order) or float64
+    ``numpy.ndarray``.  An entry a file stores twice (two triplet lines, two Matrix Market
+    entries, a COO in an .npz) stays two entries, in the file's order: two observations, two
+    terms of a `for (u, v) in r` block (LANGUAGE.md); data read only as rows has them summed
+    by the trainer.  Raises DataError (naming the file and, where there is one, the line)."""
     if isinstance(names, str):
         names = [names]
     names = list(names)
@@ -307,6 +309,13 @@ def _canonical(m):
     m = sp.csr_matrix(m, dtype=np.float64)
     m.sum_duplicates()          # also sorts the indices
     return m
+
+
+def _entries(m, path):
+    """A sparse matrix read from a file as a checked CSR that keeps every stored entry (ties
+    at one (u, v) in the order stored), through the trainer's own validation gate."""
+    from .runtime import as_entries
+    return as_entries(m, f"data file '{path}'")[0]
 
 
 def _want(path, names, count, what):
@@ -499,7 +508,7 @@ def _read_mtx(path, names):
     if sp.issparse(m):
         if np.iscomplexobj(m.data):
             raise _error(path, "complex Matrix Market data is not supported")
-        return {names[0]: _canonical(m)}
+        return {names[0]: _entries(m, path)}
     m = np.asarray(m)
     if np.iscomplexobj(m):
         raise _error(path, "complex Matrix Market data is not supported")
@@ -582,8 +591,7 @@ def _read_npz(path, names):
                 m = sp.load_npz(path)
             except Exception as e:  # noqa: BLE001
                 raise _error(path, f"not a valid scipy sparse .npz file: {e}") from None
-            from .runtime import as_csr     # the one validation gate for sparse data
-            return {names[0]: as_csr(m, f"data file '{path}'")}
+            return {names[0]: _entries(m, path)}
         listing = ", ".join(f"{k} {_shape_of(z, k)}" for k in keys) or "nothing"
         if all(n in keys for n in names):
             chosen = {n: n for n in names}
@@ -782,13 +790,4 @@ def _triplets_to_csr(path, arr, delim, skip):
     v = v.astype(np.int64)
     nrows, ncols = int(u.max()) + 1, int(v.max()) + 1
     # a pair given twice stays two entries: two observations, two terms (LANGUAGE.md)
-    order = np.argsort(u * ncols + v, kind="stable")
-    indptr = np.zeros(nrows + 1, dtype=np.int64)
-    np.cumsum(np.bincount(u, minlength=nrows), out=indptr[1:])
-    idx = v[order]
-    if ncols <= np.iinfo(np.int32).max and len(idx) <= np.iinfo(np.int32).max:
-        idx = idx.astype(np.int32)
-        indptr = indptr.astype(np.int32)
-    m = sp.csr_matrix((val[order], idx, indptr), shape=(nrows, ncols))
-    m.has_sorted_indices = True
-    return m
+    return _entries(sp.coo_matrix((val, (u, v)), shape=(nrows, ncols)), path)

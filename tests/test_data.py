@@ -425,6 +425,29 @@ def test_compressed_csv_triplets(tmp_path):
     data_error(path, ["r"], 3, kind="sparse")
 
 
+def test_mtx_and_npz_keep_an_entry_stored_twice(tmp_path):
+    """A Matrix Market file (coordinate format allows an entry twice) and an .npz of a COO
+    with a repeated (u, v) keep both entries, in the file's order, as triplet CSVs do and as
+    fit does with the same COO: two observations, two terms (the readers used to sum them)."""
+    mtx = write(tmp_path, "r.mtx", "%%MatrixMarket matrix coordinate real general\n"
+                "3 2 3\n1 2 4\n3 1 1\n1 2 2\n")
+    coo = sp.coo_matrix(([4.0, 1.0, 2.0], ([0, 2, 0], [1, 0, 1])), shape=(3, 2))
+    npz = tmp_path / "r.npz"
+    sp.save_npz(npz, coo, compressed=False)
+    for path in (mtx, npz):
+        r = read_data(path, ["r"])["r"]
+        assert r.nnz == 3 and r.shape == (3, 2), path
+        assert list(r.indices[r.indptr[0]:r.indptr[1]]) == [1, 1]
+        assert list(r.data[r.indptr[0]:r.indptr[1]]) == [4.0, 2.0]
+    import hogwild_dsl
+    spec = ("model pairs_twice_mtx\ndim user, item\ndata r[user, item] : sparse\n"
+            "param b[user] = 0\nfor (u, v) in r:\n    loss (r[u, v] - b[u])^2\n")
+    t = hogwild_dsl.load(text=spec).Trainer(threads=1, epochs=0)
+    t.fit(r=coo)
+    assert t.objective(r=read_data(mtx, ["r"])["r"]) == t.objective(r=coo) == \
+        pytest.approx((16 + 1 + 4) / 3)
+
+
 def test_csv_triplets_keep_a_pair_given_twice(tmp_path):
     """Two lines with one (u, v) are two observations, two terms (LANGUAGE.md: the trainer
     never merges two entries stored at the same (u, v)); the reader used to refuse them."""
