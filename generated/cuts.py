@@ -26,7 +26,7 @@ for n in node:
 train step 1, decay 0.9, epochs 30
 """
 CONSTS = {}
-SIGNATURE = "63e947ea7598e03244d10296"
+SIGNATURE = "aeed2e0653c14466c3dc8e6b"
 KERNELS = "cuts_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

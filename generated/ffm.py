@@ -28,7 +28,7 @@ for i in example:
 train step 0.1, decay 0.9, epochs 10
 """
 CONSTS = {'k': 4}
-SIGNATURE = "2322ae2dc0b7e64e3450afe0"
+SIGNATURE = "891c4e8418a11a2131dd7199"
 KERNELS = "ffm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

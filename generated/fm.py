@@ -22,7 +22,7 @@ for i in example:
     predict yhat
 """
 CONSTS = {'k': 8}
-SIGNATURE = "2c3b234f13689f4233cfe550"
+SIGNATURE = "f7611326390e0790f2214055"
 KERNELS = "fm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -21,7 +21,7 @@ for (u, v) in r:
     predict pred
 """
 CONSTS = {'rank': 50}
-SIGNATURE = "b0c735d9f4e20e36a3c15c7e"
+SIGNATURE = "88e50fc2d1dae1898ad0ac85"
 KERNELS = "funksvd_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -18,7 +18,7 @@ for i in example:
     predict sigmoid(dot(X[i], w) + b)
 """
 CONSTS = {}
-SIGNATURE = "fa521162a42322eb63a5c549"
+SIGNATURE = "6ee15aecbb734b2f0e13d028"
 KERNELS = "logreg_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -21,7 +21,7 @@ for (u, v) in r:
 train step 0.01, decay 0.9, epochs 20
 """
 CONSTS = {'rank': 20}
-SIGNATURE = "d0037f356ae548a5f39712e9"
+SIGNATURE = "85d042be8d2f38b42f5c0476"
 KERNELS = "mc_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -21,7 +21,7 @@ for i in example:
 train step 0.5, decay 0.9, epochs 20
 """
 CONSTS = {}
-SIGNATURE = "89d35330e4e77fa09271dc84"
+SIGNATURE = "679279ff158ad1dffb648a50"
 KERNELS = "svm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

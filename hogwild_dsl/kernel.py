@@ -22,6 +22,11 @@ from .lower import Field
 # (one atomic add on OpenMP's shared counter per grab, none per term).
 GRABS_PER_THREAD = 16
 GRAB_TERMS = 1024
+# Every parallel loop (an epoch, an objective, a predict) wakes no more threads than it has
+# whole GRAB_TERMS terms (_working_threads): an OpenMP region waits for its slowest thread,
+# and on a busy machine a woken thread may wait a scheduler slice (milliseconds) for a core,
+# against microseconds of work on a few hundred terms. Below 2 * GRAB_TERMS terms a loop runs
+# on one thread, as threads=1 runs it (the same model, bit for bit, for an epoch).
 
 _FIELD_TYPES = {"int64_t": np.int64, "double": np.float64}     # else a pointer: an address
 _ARRAY_TYPES = {"double*": np.float64, "float*": np.float32, "int64_t*": np.int64,
@@ -210,6 +215,9 @@ class Kernel:
         n = order.shape[0]
         if n == 0:
             return
+        # before the replicas' grain, which is short (a merge per grab) and would give a
+        # small epoch as many grabs, and threads, as a large one
+        threads = _working_threads(threads, min(n * per_entry, self.nterms))
         deferred = self._c["_deferred_half"]
         # half the deferred regs' steps for the terms this epoch runs before its updates and
         # half after (a symmetric splitting: the params an epoch ends with are then not
@@ -250,7 +258,8 @@ class Kernel:
     def objective_sum(self, threads: int) -> float:
         """Sum over every term of its loss plus its share of the regularizer."""
         self._require("train")
-        return self._c["_objective_sum"](self._address, self.nterms, _threads(threads))
+        return self._c["_objective_sum"](self._address, self.nterms,
+                                         _working_threads(threads, self.nterms))
 
     def objective_terms(self, terms, threads: int) -> float:
         """Sum of the objective over the given global terms (a sample of them)."""
@@ -259,7 +268,7 @@ class Kernel:
         if terms.shape[0] == 0:
             return 0.0
         return self._c["_objective_terms"](self._address, terms.ctypes.data, terms.shape[0],
-                                           _threads(threads))
+                                           _working_threads(threads, terms.shape[0]))
 
     def predict(self, out, threads: int):
         """One value per term of the block with `predict` (a vector predict: `width` values
@@ -269,7 +278,8 @@ class Kernel:
                 and out.flags.c_contiguous and out.flags.writeable):
             raise ValueError("predict: the output must be a writable 1-D C-contiguous float64 "
                              "array")
-        self._c["_predict"](self._address, out.ctypes.data, out.shape[0], _threads(threads))
+        self._c["_predict"](self._address, out.ctypes.data, out.shape[0],
+                            _working_threads(threads, self.nterms))
 
 
 class _ThreadCopies:
@@ -341,6 +351,12 @@ def _threads(threads) -> int:
     if not isinstance(threads, (int, np.integer)) or threads < 1:
         raise ValueError(f"kernel: threads must be a positive integer, not {threads!r}")
     return int(threads)
+
+
+def _working_threads(threads, terms: int) -> int:
+    """The threads worth waking for a loop over `terms` terms: one per whole GRAB_TERMS
+    terms, at least one (see GRAB_TERMS)."""
+    return max(1, min(_threads(threads), int(terms) // GRAB_TERMS))
 
 
 def _index_array(values, dtype, bound: int, what: str) -> np.ndarray:

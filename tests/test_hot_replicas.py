@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 from conftest import sparse_rows
-from hogwild_dsl import HogwildError, check, runtime
+from hogwild_dsl import HogwildError, check, kernel, runtime
 from hogwild_dsl.emit import emit
 from hogwild_dsl.lower import lower, replicable
 from hogwild_dsl.datasets import rcv1_like
@@ -25,6 +25,13 @@ for i in example:
     loss -dot(X[i], w)
 train step 0.5, decay 1.0
 """
+
+
+@pytest.fixture
+def small_grabs(monkeypatch):
+    """Grabs of 8 terms: a few hundred terms then still go to every thread (the kernel wakes
+    a thread per whole GRAB_TERMS terms only), so the replicas' merges run on small data."""
+    monkeypatch.setattr(kernel, "GRAB_TERMS", 8)
 
 
 def skewed(n_rows, seed):
@@ -192,7 +199,8 @@ def test_no_update_is_lost_on_a_whole_replica(load_spec, monkeypatch, steps, ord
 @pytest.mark.parametrize("every", [1, 3, 1000])
 @pytest.mark.parametrize("order", ["chunks", "shuffle"])
 @pytest.mark.parametrize("weight", [1.0, 0.5])
-def test_no_update_is_lost_at_a_merge(load_spec, monkeypatch, every, order, weight):
+def test_no_update_is_lost_at_a_merge(load_spec, monkeypatch, small_grabs, every, order,
+                                      weight):
     """Every step on a hot row reaches the param, weighted as the merge says (by default
     1: in full; 1/2 on 2 threads is the mean of the threads' paths)."""
     mod = load_spec(text=CONSTANT)
@@ -213,7 +221,7 @@ def test_no_update_is_lost_at_a_merge(load_spec, monkeypatch, every, order, weig
     assert np.array_equal(t.params["w"], 2 * want)
 
 
-def test_the_kernel_merges_what_every_thread_changed(load_spec):
+def test_the_kernel_merges_what_every_thread_changed(load_spec, small_grabs):
     """The replicated epoch run directly, with more threads than parts of the work and with
     two params on the replicas (FM's w and V): every change reaches the shared params."""
     text = CONSTANT.replace("param w[feature] = 0", "const k = 3\nparam w[feature] = 0\n"
@@ -252,7 +260,7 @@ def test_the_kernel_merges_what_every_thread_changed(load_spec):
 
 
 @pytest.mark.parametrize("threads", [2, 4])
-def test_all_rows_on_the_maps_merge_after_every_grab(load_spec, threads):
+def test_all_rows_on_the_maps_merge_after_every_grab(load_spec, small_grabs, threads):
     """Every row hot but no merge intervals given (past WHOLE_THREADS the runtime puts a
     small param's rows on the maps): the rows are merged after each grab, not replicated
     whole and merged only at the end of the epoch, where each thread would take an epoch's
