@@ -11,10 +11,7 @@ from sklearn.utils.estimator_checks import check_fit_idempotent
 from hogwild_dsl import kernel
 from hogwild_dsl.sklearn import HogwildClassifier, HogwildRegressor
 
-
-@pytest.fixture(autouse=True)
-def _cache(hog_cache_dir):
-    """Every estimator here compiles into the session's cache (HOGWILD_CACHE_DIR)."""
+pytestmark = pytest.mark.usefixtures("hog_cache_dir")    # the session's compile cache
 
 
 @pytest.fixture(scope="module")
