@@ -323,3 +323,20 @@ def test_predict_needs_only_the_predicting_blocks_data(load_spec):
     c = np.random.default_rng(0).random((10, 3))
     t = load_spec("cuts").Trainer(epochs=2).fit(w=w, c=c)
     assert np.array_equal(t.predict(), np.argmax(t.params["x"], axis=1))
+
+
+@pytest.mark.parametrize("given,want", [(None, "passive"), ("active", "active")])
+def test_openmp_threads_sleep_when_idle_unless_the_user_says(given, want):
+    """`import hogwild_dsl` asks libgomp for sleeping idle threads (spinning ones took the
+    cores the working threads needed on a busy machine: 2 threads 3x slower than 1), and
+    keeps a wait policy the user set."""
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    code = "import os, hogwild_dsl; print(os.environ['OMP_WAIT_POLICY'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == want
