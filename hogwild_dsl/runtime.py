@@ -84,7 +84,15 @@ HOT_VALUES = 256
 MERGE_DELAY = 256
 MIN_MERGE_TERMS = 16
 MERGE_WEIGHT = 1.0
-EVAL_TERMS = 10_000      # history's objective: exact up to this many terms, else on a sample
+# The history's objective after an epoch other than a fit's last: exact on up to
+# EVAL_MIN_TERMS terms, else the mean over one fixed random sample of 1/EVAL_SHARE of the
+# terms, at least EVAL_MIN_TERMS and at most EVAL_TERMS of them. A sample costs more per term
+# than an epoch (rows at random): the rule before (exact up to 10,000 terms, else 10,000 of
+# them) made the SVM's 1-thread fits on 5,000-150,000 RCV1-shaped rows 1.11-1.30x longer
+# (bench/results/history_sample.md).
+EVAL_TERMS = 10_000
+EVAL_MIN_TERMS = 2_000
+EVAL_SHARE = 64
 EXPLODED = 1e12          # objective growth over its initial value that counts as divergence
 META_KEY = "__hogwild__"  # the metadata entry of a saved .npz (param names never start with _)
 SAVE_FORMAT = 2
@@ -305,13 +313,14 @@ class TrainerBase:
         kernel = self.kernels.Kernel(arrays, sizes)
         n_terms = kernel.nterms
         work = {p.name: arrays[p.name] for p in self.spec.params}
-        # The objective after each epoch: the progressive objective where the kernel's epoch
-        # returns its terms' losses; else the mean over one fixed random sample of terms (an
-        # unbiased estimate at a fraction of a pass), exact on small data. Exact after the
-        # last epoch of the fit.
+        # The objective after each epoch: the mean over one fixed random sample of terms (an
+        # unbiased estimate at a fraction of a pass; see EVAL_TERMS), exact on small data and
+        # after the last epoch of the fit. (A progressive objective computed by the updates
+        # made mc's epochs 1.6x slower: bench/results/progressive.md.)
         sample = None
-        if n_terms > EVAL_TERMS:
-            sample = np.sort(self._rng.choice(n_terms, EVAL_TERMS, replace=False)).astype(np.int64)
+        sampled = min(EVAL_TERMS, max(EVAL_MIN_TERMS, n_terms // EVAL_SHARE))
+        if n_terms > sampled:
+            sample = np.sort(self._rng.choice(n_terms, sampled, replace=False)).astype(np.int64)
 
         def objective_at(exact: bool) -> float:
             if sample is None or exact:
@@ -348,14 +357,11 @@ class TrainerBase:
                     if draws:                  # fresh draws in every epoch, from the seed
                         kernel.set_draw_key(_draw_key(self.seed, "epoch", epoch))
                     began = time.perf_counter()
-                    losses = kernel.epoch(visit, chunk, step, self.threads, sync)
+                    kernel.epoch(visit, chunk, step, self.threads, sync)
                     seconds = time.perf_counter() - began
                     if draws:                  # the objective's fixed draws
                         kernel.set_draw_key(_draw_key(self.seed, "objective"))
-                    if i == self.epochs - 1 or losses is None:
-                        objective = objective_at(i == self.epochs - 1)
-                    else:                      # the progressive objective
-                        objective = losses / max(n_terms, 1)
+                    objective = objective_at(i == self.epochs - 1)
                     # the params too: a NaN in them can leave the objective finite (b = 0 in
                     # `y[i] / b` trained to objectives of 0.0); a sum is NaN or inf if any
                     # value is, at a fraction of the cost of isfinite().all()

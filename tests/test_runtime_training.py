@@ -117,29 +117,3 @@ for i in example:
     t.epochs, t.step = 1, 1e-6            # and training goes on from there
     t.fit(y=np.full(50, -3.0))
     assert len(t.history) == t._epochs_done
-
-
-def test_history_takes_the_progressive_objective_where_the_epoch_returns_it(mean, monkeypatch):
-    """A kernel whose epoch returns the sum of its terms' losses (each before its own update)
-    gives the history's objective of every epoch but the last, which is exact."""
-    real = mean.Trainer.kernels
-
-    class Progressive:
-        def __init__(self, arrays, sizes):
-            self.kernel = real.Kernel(arrays, sizes)
-            self.nterms = self.kernel.nterms
-
-        def epoch(self, *args):
-            before = self.kernel.objective_sum(1)      # what the updates see, near enough
-            self.kernel.epoch(*args)
-            return before
-
-        def __getattr__(self, name):
-            return getattr(self.kernel, name)
-
-    monkeypatch.setattr(mean.Trainer, "kernels", type("K", (), {"Kernel": Progressive}))
-    t = stepping(mean, epochs=3).fit(**TRAIN)
-    objectives = [h["objective"] for h in t.history]
-    assert objectives[0] == 9.0               # b = 0 before epoch 1: (0 - 3)^2
-    assert objectives[1] == pytest.approx(objectives[0] * 0.99 ** 40, rel=1e-9)
-    assert objectives[2] == pytest.approx(t.objective(**TRAIN), rel=1e-12)
