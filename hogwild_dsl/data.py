@@ -9,6 +9,9 @@ Public functions
     canonical: sorted indices, no duplicates) or a float64 ``numpy.ndarray``.
 ``detect_format(path) -> str``
     ``"svmlight"``, ``"mtx"``, ``"npz"``, ``"npy"`` or ``"table"`` (CSV/TSV/whitespace text).
+``line_of_row(path, row) -> int | None``
+    The line of a text file (svmlight, table) that holds its data row ``row`` (zero-based, as
+    the value read has it); ``None`` for the other formats.
 
 Formats (from the extension, else sniffed from the content; ``.gz``/``.bz2``/``.xz``
 compressed text files are read too):
@@ -25,7 +28,7 @@ compressed text files are read too):
 * ``.npy``: a 0-d, 1-d or 2-d numeric array.
 * ``.csv``/``.tsv``/``.txt``: ``kind="sparse"`` reads ``u,v,value`` triplets (zero-based ids used
   as given, so a dim is its largest id + 1; columns after the third ignored; a repeated
-  ``(u, v)`` pair is an error); otherwise a dense numeric table (one column gives a 1-D array).
+  ``(u, v)`` pair stays two entries); otherwise a dense numeric table (one column gives a 1-D array).
   A header row is recognised and skipped, ``#`` starts a comment, the delimiter is sniffed.
 
 Every problem is a :class:`~hogwild_dsl.errors.DataError` whose message starts with
@@ -51,7 +54,7 @@ import scipy.sparse as sp
 
 from .errors import DataError
 
-__all__ = ["read_data", "parse_data_arg", "detect_format"]
+__all__ = ["read_data", "parse_data_arg", "detect_format", "line_of_row"]
 
 _SVM_EXTS = {".svm", ".libsvm", ".svmlight"}
 _TABLE_EXTS = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".txt": None, ".dat": None}
@@ -297,6 +300,26 @@ def read_data(path, names, kind=None):
     return out
 
 
+def line_of_row(path, row):
+    """The (one-based) line of the text file *path* that holds data row *row* (zero-based: a
+    row of the value read_data gave, in an svmlight file or a dense table), or None where the
+    format has no rows on lines or the file has fewer rows. For error messages: it reads the
+    file again."""
+    path = os.fspath(path)
+    fmt = detect_format(path)
+    if fmt == "svmlight":
+        lines = ((n, t.split("#", 1)[0]) for n, t in _iter_lines(path))
+        rows = (n for n, t in lines if t.strip())
+    elif fmt == "table":
+        rows = (n for n, _ in _data_rows(path, *_table_layout(path)))
+    else:
+        return None
+    for r, lineno in enumerate(rows):
+        if r == row:
+            return lineno
+    return None
+
+
 def _apply_kind(value, kind):
     if kind == "sparse" and isinstance(value, np.ndarray) and value.ndim == 2:
         return _canonical(sp.csr_matrix(value))
@@ -508,11 +531,38 @@ def _read_mtx(path, names):
     if sp.issparse(m):
         if np.iscomplexobj(m.data):
             raise _error(path, "complex Matrix Market data is not supported")
+        m = m.tocoo()
+        bad = np.flatnonzero(~np.isfinite(m.data))
+        if bad.size:
+            i, j = int(m.row[bad[0]]) + 1, int(m.col[bad[0]]) + 1     # as the file has them
+            raise _error(path, f"the entry at row {i}, column {j} is {m.data[bad[0]]}, not a "
+                               "finite number", _mtx_entry_line(text, i, j))
         return {names[0]: _entries(m, path)}
     m = np.asarray(m)
     if np.iscomplexobj(m):
         raise _error(path, "complex Matrix Market data is not supported")
     return {names[0]: np.ascontiguousarray(m, dtype=np.float64)}
+
+
+def _mtx_entry_line(text: bytes, i: int, j: int):
+    """The line of the first entry (i, j) (one-based; either way round, for a symmetric file)
+    whose value is not finite, or None."""
+    head = True
+    for lineno, raw in enumerate(text.split(b"\n"), 1):
+        toks = raw.split()
+        if not toks or toks[0].startswith(b"%"):
+            continue
+        if head:                    # the size line
+            head = False
+            continue
+        try:
+            ids = {(int(toks[0]), int(toks[1]))}
+            finite = np.isfinite(float(toks[2]))
+        except (ValueError, IndexError):
+            continue
+        if ids & {(i, j), (j, i)} and not finite:
+            return lineno
+    return None
 
 
 _MTX_BODY = np.zeros(256, dtype=bool)
@@ -786,6 +836,10 @@ def _triplets_to_csr(path, arr, delim, skip):
         (lineno,) = _lines_of_rows(path, delim, skip, [r])
         _check_ids(path, [u[r], v[r]], lineno)
         raise _error(path, "bad id", lineno)
+    bad = np.flatnonzero(~np.isfinite(val))
+    if bad.size:
+        (lineno,) = _lines_of_rows(path, delim, skip, [int(bad[0])])
+        raise _error(path, f"the value {val[bad[0]]} in column 3 is not a finite number", lineno)
     u = u.astype(np.int64)
     v = v.astype(np.int64)
     nrows, ncols = int(u.max()) + 1, int(v.max()) + 1

@@ -929,16 +929,17 @@ def _convert(d: ir.Data, value, dtype=np.float64):
     if arr.ndim != want:
         raise DataError(f"data '{d.name}' must be {want}-D ({d}), got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
-        raise DataError(f"data '{d.name}' holds NaN or inf at index "
-                        f"{np.argwhere(~np.isfinite(arr))[0].tolist()}")
+        at = np.argwhere(~np.isfinite(arr))[0].tolist()
+        raise _at_row(DataError(f"data '{d.name}' holds NaN or inf at index {at}"),
+                      at[0] if at else None)
     if d.kind == "sign" and not np.all(np.abs(arr) == 1):
-        bad = arr[np.abs(arr) != 1][0]
-        raise DataError(f"data '{d.name}' is declared sign: every label must be -1 or +1, "
-                        f"found {bad:g}", )
+        at = np.argwhere(np.abs(arr) != 1)[0].tolist()
+        raise _at_row(DataError(f"data '{d.name}' is declared sign: every label must be -1 or "
+                                f"+1, found {arr[tuple(at)]:g}"), at[0] if at else None)
     if d.kind == "binary" and not np.all((arr == 0) | (arr == 1)):
-        bad = arr[(arr != 0) & (arr != 1)][0]
-        raise DataError(f"data '{d.name}' is declared binary: every value must be 0 or 1, "
-                        f"found {bad:g}")
+        at = np.argwhere((arr != 0) & (arr != 1))[0].tolist()
+        raise _at_row(DataError(f"data '{d.name}' is declared binary: every value must be 0 or "
+                                f"1, found {arr[tuple(at)]:g}"), at[0] if at else None)
     return np.ascontiguousarray(arr)
 
 
@@ -952,12 +953,12 @@ def _index_values(d: ir.Data, arr: np.ndarray) -> np.ndarray:
         raise DataError(f"data '{d.name}' must be 1-D ({d}), got shape {arr.shape}")
     bad = np.flatnonzero(~np.isfinite(arr) | (arr != np.round(arr)))
     if bad.size:
-        raise DataError(f"data '{d.name}' is index data ({d}): every value must be an "
-                        f"integer, but position {bad[0]} holds {arr[bad[0]]:g}")
+        raise _at_row(DataError(f"data '{d.name}' is index data ({d}): every value must be an "
+                                f"integer, but position {bad[0]} holds {arr[bad[0]]:g}"), bad[0])
     if arr.size and (arr.min() < 0 or arr.max() > MAX_EXTENT):
         at = int(np.flatnonzero((arr < 0) | (arr > MAX_EXTENT))[0])
-        raise DataError(f"data '{d.name}' is index data ({d}): position {at} holds "
-                        f"{arr[at]:g}, out of range [0, {d.of})")
+        raise _at_row(DataError(f"data '{d.name}' is index data ({d}): position {at} holds "
+                                f"{arr[at]:g}, out of range [0, {d.of})"), at)
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
@@ -966,8 +967,16 @@ def _index_range(d: ir.Data, values: np.ndarray, size: int) -> None:
     naming the datum and the first bad position (the kernel trusts these indices)."""
     if values.size and values.max() >= size:
         at = int(np.flatnonzero(values >= size)[0])
-        raise DataError(f"data '{d.name}' is index data ({d}): position {at} holds "
-                        f"{values[at]}, out of range [0, {size}) (the size of {d.of})")
+        raise _at_row(DataError(f"data '{d.name}' is index data ({d}): position {at} holds "
+                                f"{values[at]}, out of range [0, {size}) (the size of "
+                                f"{d.of})"), at)
+
+
+def _at_row(err: DataError, row) -> DataError:
+    """err, carrying `row`: the index along the datum's first axis of the first bad value (for
+    data read from a file, the CLI turns it into the file's line)."""
+    err.row = None if row is None else int(row)
+    return err
 
 
 def _numeric(value, what: str, dtype=np.float64) -> np.ndarray:
@@ -1017,8 +1026,8 @@ FINITE_BLOCK = 1 << 17    # values converted and checked at a time (_finite_valu
 def _finite_values(data, what: str, dtype, where) -> np.ndarray:
     """The stored values of sparse data as `dtype` (no copy where they are already), every one
     finite, from one check of the converted values: a NaN or inf given and a value past
-    float32's range are told apart only once one is found. where(i) names the place of value
-    i in the messages. Converted and checked a block at a time: the check reads each block
+    float32's range are told apart only once one is found. where(i) gives the row of value i
+    and its place as the message names it. Converted and checked a block at a time: the check reads each block
     from cache rather than the whole array again from memory (integers are always finite)."""
     src = np.asarray(data)
     convert = not (src.dtype == dtype and src.flags.c_contiguous)
@@ -1037,7 +1046,8 @@ def _finite_values(data, what: str, dtype, where) -> np.ndarray:
         return out
     _values(data, what, dtype)          # a value past the dtype's range says so
     bad = np.flatnonzero(~np.isfinite(out))[0]
-    raise DataError(f"{what} holds NaN or inf ({where(bad)})")
+    row, text = where(bad)
+    raise _at_row(DataError(f"{what} holds NaN or inf ({text})"), row)
 
 
 def _indices(what: str, name: str, arr, limit: int, length: int | None = None) -> None:
@@ -1127,8 +1137,10 @@ def _kernel_csr(m: sp.csr_matrix, what: str, dtype) -> sp.csr_matrix:
     int32 columns (no copy of what already is)."""
     indptr = np.ascontiguousarray(m.indptr, dtype=np.int64)
     indices = np.ascontiguousarray(m.indices, dtype=np.int32)
-    values = _finite_values(m.data, what, dtype, lambda at: (
-        f"row {int(np.searchsorted(indptr, at, side='right') - 1)}, column {indices[at]}"))
+    def where(at):
+        row = int(np.searchsorted(indptr, at, side="right") - 1)
+        return row, f"row {row}, column {indices[at]}"
+    values = _finite_values(m.data, what, dtype, where)
     out = sp.csr_matrix((values, indices, indptr), shape=m.shape, copy=False)
     out.indptr, out.indices = indptr, indices     # keep our dtypes (scipy may downcast)
     return out
@@ -1169,7 +1181,8 @@ def as_entries(value, what: str, dtype=np.float64) -> tuple[sp.csr_matrix, np.nd
             return _kernel_csr(m, what, dtype), None
         row = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))
         col, data = m.indices, m.data
-    values = _finite_values(data, what, dtype, lambda at: f"row {row[at]}, column {col[at]}")
+    values = _finite_values(data, what, dtype,
+                            lambda at: (row[at], f"row {row[at]}, column {col[at]}"))
     order = np.lexsort((col, row))          # stable: duplicates stay in the order given
     shape = tuple(value.shape) if sp.issparse(value) else tuple(m.shape)
     n_rows = int(shape[0])
