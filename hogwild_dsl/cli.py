@@ -22,7 +22,7 @@ from types import SimpleNamespace
 
 from . import __version__, demo, ir, report, shipped
 from .history import best_validation, fmt_num, has_validation, plot_history, print_history
-from .errors import DivergenceError, HogwildError, SpecError
+from .errors import DataError, DivergenceError, HogwildError, SpecError
 
 PROG = "hogwildc"
 
@@ -235,8 +235,12 @@ def _number(text: str) -> float | None:
         return None
 
 
-def read_data_args(spec: ir.Spec, args_data: list[str], option: str = "--data") -> dict:
-    """The data named by `--data NAME=FILE` arguments (or by `option`'s, in the same syntax)."""
+def read_data_args(spec: ir.Spec, args_data: list[str], option: str = "--data",
+                   sources: dict | None = None) -> dict:
+    """The data named by `--data NAME=FILE` arguments (or by `option`'s, in the same syntax),
+    each datum read from a file checked on its own as the trainer will check it (values, labels,
+    shape), so that its error names the file and the line. `sources`, where given, gets the file
+    of each datum read from one."""
     from .data import parse_data_arg, read_data
     from .errors import DataError
     declared = {d.name: d for d in spec.data}
@@ -258,19 +262,68 @@ def read_data_args(spec: ir.Spec, args_data: list[str], option: str = "--data") 
             data[names[0]] = _number(path)
             continue
         kinds = {n: "sparse" if declared[n].kind == "sparse" else "dense" for n in names}
-        data.update(read_data(path, names, kinds))
+        values = read_data(path, names, kinds)
+        for n in names:
+            _check_file_datum(declared[n], values[n], path, option)
+        data.update(values)
+        if sources is not None:
+            sources.update({n: path for n in names})
     return data
 
 
+def _check_file_datum(d: ir.Data, value, path: str, option: str) -> None:
+    """The trainer's own check of one datum (runtime's data gate), its error told as the
+    file's: the file, the line of the first bad row where the file has lines, and for labels
+    of the other convention (0/1 for sign data, -1/+1 for binary) what to change."""
+    from .data import detect_format, line_of_row
+    from .errors import DataError
+    from .runtime import _convert
+    import numpy as np
+    try:
+        _convert(d, value)
+    except DataError as e:
+        row = getattr(e, "row", None)      # a triplet file's rows are ids, not lines
+        by_line = row is not None and (d.kind != "sparse" or detect_format(path) == "svmlight")
+        line = line_of_row(path, row) if by_line else None
+        where = f"data file '{path}'" + (f", line {line}" if line is not None else "")
+        hint = ""
+        if d.kind in ("sign", "binary") and isinstance(value, np.ndarray) \
+                and np.isfinite(value).all():
+            held = set(np.unique(value[np.isfinite(value)]).tolist())
+            if d.kind == "sign" and held <= {0.0, 1.0}:
+                hint = (f"; the file's labels are 0/1, but data '{d.name}' is declared sign "
+                        "(-1/+1): write the 0 labels as -1")
+            elif d.kind == "binary" and held <= {-1.0, 1.0}:
+                hint = (f"; the file's labels are -1/+1, but data '{d.name}' is declared binary "
+                        "(0/1): write the -1 labels as 0")
+        raise DataError(f"{where} ({option} {d.name}): {e}{hint}") from None
+
+
+def _name_files(err: HogwildError, *sources: dict) -> HogwildError:
+    """A DataError of the trainer about data read from files (dims that disagree, ids out of
+    range of a dim another datum fixes) with the file of each datum it names appended."""
+    names = re.findall(r"data '([A-Za-z_][A-Za-z_0-9]*)'", str(err))
+    validation = str(err).startswith("validation")
+    src = sources[-1] if validation and len(sources) > 1 else sources[0]
+    files = [f"'{n}' from file '{src[n]}'" for n in dict.fromkeys(names) if n in src]
+    if files:
+        err.args = (f"{err} (data {', '.join(files)})",) + tuple(err.args[1:])
+    return err
+
+
 def widen_to_agree(spec: ir.Spec, *datasets: dict) -> None:
-    """Make the sparse data of training and validation files agree on the dims that size a
-    param. A file's sparse matrix is as wide as its largest id + 1 (LIBSVM's a9a.t stops one
-    feature short of a9a), so each is widened in place with empty columns (or rows) to the
-    largest size any of them reads off; a dim a rows block iterates is left alone (a row is a
-    term)."""
+    """Make the sparse data of training and validation files agree with each other and with
+    the dense data on the dims that size a param or a dense datum. A file's sparse matrix is
+    as wide as its largest id + 1 (LIBSVM's a9a.t stops one feature short of a9a; a ratings
+    file need not rate the last item of a per-item file), so each is widened in place with
+    empty columns (or rows) to the largest size any of them reads off; a dim a rows block
+    iterates is left alone (a row is a term). A sparse matrix wider than a dense datum's dim
+    stays so: the trainer's error names both."""
+    import numpy as np
     import scipy.sparse as sp
-    sized = {d for p in spec.params for d in p.dims} - {b.over for b in spec.blocks
-                                                        if b.kind == "rows"}
+    sized = ({d for p in spec.params for d in p.dims}
+             | {dim for d in spec.data if d.kind != "sparse" for dim in d.dims}) \
+        - {b.over for b in spec.blocks if b.kind == "rows"}
     matrices = [(data, d.name, d.dims) for data in datasets for d in spec.data
                 if d.name in data and sp.issparse(data[d.name])]
     width: dict[str, int] = {}
@@ -278,6 +331,14 @@ def widen_to_agree(spec: ir.Spec, *datasets: dict) -> None:
         for dim, size in zip(dims, data[name].shape):
             if dim in sized:
                 width[dim] = max(width.get(dim, 0), size)
+    for data in datasets:
+        for d in spec.data:
+            value = data.get(d.name)
+            if d.kind != "sparse" and d.kind != "index" and isinstance(value, np.ndarray) \
+                    and value.ndim == len(d.dims):
+                for dim, size in zip(d.dims, value.shape):
+                    if dim in width:
+                        width[dim] = max(width[dim], size)
     for data, name, dims in matrices:
         shape = tuple(width.get(dim, size) if dim in sized else size
                       for dim, size in zip(dims, data[name].shape))
@@ -331,14 +392,18 @@ def cmd_train(args) -> int:
         _require(inspect.signature(TrainerBase.fit).parameters, "validation", "--validation")
     _trainer(SimpleNamespace(Trainer=type("Options", (TrainerBase,), {"spec": spec})),
              **options)
-    data = read_data_args(spec, args.data)
+    sources, held_sources = {}, {}
+    data = read_data_args(spec, args.data, sources=sources)
     fit_args = dict(data)
     if args.validation:
-        fit_args["validation"] = read_data_args(spec, args.validation, "--validation")
-        widen_to_agree(spec, data, fit_args["validation"])
+        fit_args["validation"] = read_data_args(spec, args.validation, "--validation",
+                                                held_sources)
+    widen_to_agree(spec, data, *([fit_args["validation"]] if args.validation else []))
     from .jit import load
     mod = load(args.spec, consts=consts, dtype=args.dtype)
     out = args.out or f"{spec.model}_params.npz"
+    if os.path.isdir(out) or out.endswith(("/", os.sep)):   # a folder: the default name in it
+        out = os.path.join(out, f"{spec.model}_params.npz")
     out_dir = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(out_dir):
         raise CliError(f"--out '{out}': the folder {out_dir} does not exist")
@@ -350,6 +415,8 @@ def cmd_train(args) -> int:
     start = time.perf_counter()
     try:
         t.fit(**fit_args)
+    except DataError as e:
+        raise _name_files(e, sources, held_sources) from None
     except DivergenceError as e:
         if t.history:
             print_history(t.history)
@@ -400,11 +467,16 @@ def cmd_analyze(args) -> int:
     from .analyze import analyze, format_report
     consts = _consts(args.const)
     _, spec = _check_spec(args.spec, consts)
-    data = read_data_args(spec, args.data)
+    sources = {}
+    data = read_data_args(spec, args.data, sources=sources)
+    widen_to_agree(spec, data)
     sample = None if args.sample is None else args.sample
     if args.exact:
         sample = 1 << 62
-    stats = analyze(spec, data, sample=sample, seed=args.seed)
+    try:
+        stats = analyze(spec, data, sample=sample, seed=args.seed)
+    except DataError as e:
+        raise _name_files(e, sources) from None
     print(format_report(stats, threads=args.threads or _cpu_count()))
     return 0
 
