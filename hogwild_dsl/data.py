@@ -29,7 +29,8 @@ compressed text files are read too):
 * ``.csv``/``.tsv``/``.txt``: ``kind="sparse"`` reads ``u,v,value`` triplets (zero-based ids used
   as given, so a dim is its largest id + 1; columns after the third ignored; a repeated
   ``(u, v)`` pair stays two entries); otherwise a dense numeric table (one column gives a 1-D array).
-  A header row is recognised and skipped, ``#`` starts a comment, the delimiter is sniffed.
+  A header row is recognised and skipped, ``#`` starts a comment, the delimiter is sniffed
+  (``,``, tab, ``;``, ``|``, or ``::`` as in MovieLens's ``ratings.dat``).
 
 Every problem is a :class:`~hogwild_dsl.errors.DataError` whose message starts with
 ``data file 'PATH'`` and, where there is one, ``line N``; the exception also carries ``.path``
@@ -691,7 +692,7 @@ def _sniff_delimiter(line, default):
     extension's (a one-column file), else whitespace."""
     if default is not None and default in line:
         return default
-    for d in (",", "\t", ";", "|"):
+    for d in ("::", ",", "\t", ";", "|"):      # "::": MovieLens 1M/10M's ratings.dat
         if d in line:
             return d
     return default
@@ -808,7 +809,11 @@ def _read_table(path, names, kind):
     try:
         with opener(path, "rt", encoding="utf-8-sig") as f, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            arr = np.loadtxt(f, dtype=np.float64, delimiter=delim, skiprows=skip,
+            lines, sep = f, delim
+            if delim is not None and len(delim) > 1:    # loadtxt splits on one character
+                sep = "\x1f"
+                lines = (line.replace(delim, sep) for line in f)
+            arr = np.loadtxt(lines, dtype=np.float64, delimiter=sep, skiprows=skip,
                              comments="#", ndmin=2, quotechar='"')
     except (ValueError, UnicodeDecodeError) as e:
         _scan_table(path, delim, skip, triplets)

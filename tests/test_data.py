@@ -448,6 +448,21 @@ def test_mtx_and_npz_keep_an_entry_stored_twice(tmp_path):
         pytest.approx((16 + 1 + 4) / 3)
 
 
+def test_movielens_double_colon_files_read_as_triplets(tmp_path):
+    """MovieLens 1M/10M's ratings.dat (user::item::rating::timestamp): '::' is sniffed as the
+    delimiter (its first line was taken for a header, and the error pointed at line 2 with
+    '1 column'), later columns ignored, a bad cell named at its line."""
+    path = write(tmp_path, "ratings.dat", "1::1193::5::978300760\n1::661::3::978302109\n"
+                                          "2::1193::4::978300275\n")
+    r = read_data(path, ["r"], kind="sparse")["r"]
+    assert r.shape == (3, 1194) and r.nnz == 3
+    assert (r[1, 1193], r[1, 661], r[2, 1193]) == (5.0, 3.0, 4.0)
+    assert read_data(path, ["t"])["t"].shape == (3, 4)
+    bad = write(tmp_path, "bad.dat", "1::1193::5::978300760\n1::x::3::978302109\n")
+    with pytest.raises(DataError, match=r"line 2.*'x'"):
+        read_data(bad, ["r"], kind="sparse")
+
+
 def test_csv_triplets_keep_a_pair_given_twice(tmp_path):
     """Two lines with one (u, v) are two observations, two terms (LANGUAGE.md: the trainer
     never merges two entries stored at the same (u, v)); the reader used to refuse them."""
