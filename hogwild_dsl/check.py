@@ -786,12 +786,21 @@ class BlockChecker:
             var = self.index_var(arg)
             self.check_dim(arg, p, 0, var)
             data, at = var.source[:2]
-            if var.at.kind != "term":
-                self.error(arg, f"a reg target reads index data at the block's index, not at "
-                                f"'{at}'", f"e.g. {p.name}[{data}[{self.tvars[0].name}]]")
+            via = None
+            if var.at.kind == "indirect" and var.at.at.kind == "term":    # c[g[it[i]]]
+                via, at = var.at.source[:2]
+            elif var.at.kind != "term":        # deeper, or at a draw: no degree count
+                if not unscaled:
+                    self.error(arg, f"the degree split of a reg target needs index data read "
+                                    f"at the block's index or at index data read there, not "
+                                    f"at '{at}'", "append 'unscaled' to the reg line (every "
+                                                  "touch penalised in full)")
+                return self.row_target(p, var, None, text)
+            name = f"_deg{self.index}_{data}_{at}" if via is None else \
+                f"_deg{self.index}v_{data}_{via}_{at}"
             deg = None if unscaled else self.deg_node(
-                ("indirect", data, at), ir.DegSpec(f"_deg{self.index}_{data}_{at}", "indirect",
-                                                   at, data, var.dim), (var,))
+                ("indirect", data, at) + ((via,) if via else ()),
+                ir.DegSpec(name, "indirect", at, data, var.dim, via=via), (var,))
             return self.row_target(p, var, deg, text)
         if isinstance(arg, syn.Name) and isinstance(self.scope.get(arg.id), ir.Var) \
                 and self.scope[arg.id].kind == "draws":     # Q[n]: every row n[s] draws

@@ -144,16 +144,30 @@ def _n_terms(spec: ir.Spec, block: ir.Block, data: dict) -> int:
     return int(data[name].shape[0])
 
 
+def _term_values(spec: ir.Spec, block: ir.Block, data: dict, var: ir.Var):
+    """Per term, the value of index data read at a term var (y[i]) or at such a value
+    (g[it[i]]); None for other vars."""
+    if var.kind != "indirect":
+        return None
+    if var.at.kind == "term":
+        at = _term_ids(spec, block, data, var.at)
+    else:
+        at = _term_values(spec, block, data, var.at)
+        if at is None:
+            return None
+    return np.asarray(data[var.source[0]])[at]
+
+
 def _counts(spec: ir.Spec, block: ir.Block, data: dict, var, size) -> np.ndarray:
     """How many terms of `block` reach each index of a param axis through `var`: a term var,
-    index data read at one (y[i]), or a sparse var over the support of a sparse row picked by
+    index data read at one or at such a value (y[i], g[it[i]]), or a sparse var over the support of a sparse row picked by
     either (X[i], X[better[p]]); None (all terms) otherwise."""
     if not isinstance(var, ir.Var):
         return None
     if var.kind == "term":
         return np.bincount(_term_ids(spec, block, data, var), minlength=size).astype(np.float64)
-    if var.kind == "indirect" and var.at.kind == "term":
-        values = np.asarray(data[var.source[0]])[_term_ids(spec, block, data, var.at)]
+    values = _term_values(spec, block, data, var)
+    if values is not None:
         return np.bincount(values.astype(np.int64), minlength=size).astype(np.float64)
     if var.kind == "sparse":
         x = data[var.source[0]]
@@ -217,8 +231,9 @@ def _deg_counts(spec: ir.Spec, b: ir.Block, data: dict, deg: ir.DegSpec, sizes: 
     var = next(t for t in b.vars if t.name == deg.var)
     if deg.kind == "var":
         return _counts(spec, b, data, var, sizes[deg.dim])
-    if deg.kind == "indirect":
-        return _counts(spec, b, data, ir.indirect(deg.data, var, deg.dim), sizes[deg.dim])
+    if deg.kind == "indirect":      # y[i], or with `via` g[it[i]]
+        at = var if deg.via is None else ir.indirect(deg.via, var, spec.datum(deg.via).of)
+        return _counts(spec, b, data, ir.indirect(deg.data, at, deg.dim), sizes[deg.dim])
     row = var if deg.via is None else ir.indirect(deg.via, var, spec.datum(deg.via).of)
     sparse = ir.Var("_", deg.dim, "sparse", (deg.data, row.name, row))
     return _counts(spec, b, data, sparse, sizes[deg.dim])

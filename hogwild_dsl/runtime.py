@@ -1414,17 +1414,20 @@ def _touches(deg: ir.DegSpec, block: ir.Block, given: dict, entry_rows, n_terms:
             return np.full(size, draws / max(size, 1), dtype=np.float64)
         w = np.asarray(given[deg.data], dtype=np.float64)      # 1/deg is double (layout)
         return draws * w / w.sum()
-    return _index_counts(deg.data, deg.var, block, given, entry_rows, size)
+    return _index_counts(deg.data, deg.var, block, given, entry_rows, size, deg.via)
 
 
 def _index_counts(data: str, at: str, block: ir.Block, given: dict, entry_rows,
-                  size: int) -> np.ndarray:
+                  size: int, via: str | None = None) -> np.ndarray:
     """How many terms of `block` read each value of the index data `data` (read at the
-    block's index `at`)."""
-    values = given[data]
+    block's index `at`, or with `via` at the value of index data `via` read there:
+    g[it[i]])."""
+    values = given[data if via is None else via]
     if block.kind == "entries":      # the index datum read at the row or column of each entry
         m = given[block.over]
         values = values[entry_rows(block.over) if at == block.vars[0].name else m.indices]
+    if via is not None:
+        values = given[data][values]
     return np.bincount(values, minlength=size).astype(np.float64)
 
 
