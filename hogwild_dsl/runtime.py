@@ -470,7 +470,8 @@ class TrainerBase:
                            "dtype": self.dtype.name, "model": self.spec.model, "epochs_done": self._epochs_done,
                            "params": sorted(params), "spec": self.spec.source,
                            "accumulators": sorted(self._accumulators),
-                           "consts": dict(self.spec.consts)})
+                           "consts": dict(self.spec.consts), "settings": self._settings(),
+                           "rng": self._rng.bit_generator.state})
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             with open(tmp, "wb") as f:
@@ -488,12 +489,25 @@ class TrainerBase:
                                "if any, is unchanged") from None
         return path
 
+    SAVED_SETTINGS = ("optimizer", "step", "decay", "epochs", "seed", "sync", "order", "chunk")
+
+    def _settings(self) -> dict:
+        """The options `load` restores: how this trainer trains (the update rule whose
+        accumulators the file holds, its schedule), not where it runs (threads, progress);
+        the step only once fixed (given, or calibrated by a fit)."""
+        out = {k: getattr(self, k) for k in self.SAVED_SETTINGS}
+        if self.__dict__.get("_calibrate"):
+            del out["step"]
+        return {k: v.item() if isinstance(v, np.generic) else v for k, v in out.items()}
+
     @classmethod
     def load(cls, path, /, **kwargs):
         """A Trainer with the params saved by `save` (the spec's signature must match, the
-        dtype too: a float64 file is not rounded into a float32 module silently). Any file
-        that is not one (truncated, empty, corrupt, another format, spec or dtype) is a
-        HogwildError."""
+        dtype too: a float64 file is not rounded into a float32 module silently), its
+        optimizer state, epochs done and shuffling stream, and the options it trained with
+        (update rule, step, decay, epochs, seed, sync, order), each overridden by `kwargs`;
+        so a loaded trainer continues a fit as the saved one would. Any file that is not one
+        (truncated, empty, corrupt, another format, spec or dtype) is a HogwildError."""
         meta, params = _read_params(path)
         saved = meta.get("dtype", "float64")          # files from before dtype: float64
         if saved != cls.dtype.name:
@@ -504,7 +518,16 @@ class TrainerBase:
         if meta.get("signature") != cls.signature:
             raise HogwildError(f"{path} was saved by model '{meta.get('model')}' with a "
                                "different spec or version (signature mismatch)")
-        t = cls(**kwargs)
+        settings = meta.get("settings")
+        settings = settings if isinstance(settings, dict) else {}   # files from before them
+        t = cls(**{**{k: v for k, v in settings.items() if k in cls.SAVED_SETTINGS},
+                   **kwargs})
+        if "seed" not in kwargs and isinstance(meta.get("rng"), dict):
+            try:
+                t._rng.bit_generator.state = meta["rng"]
+            except (TypeError, ValueError, KeyError):
+                raise HogwildError(f"{path}: not a params file saved by Trainer.save (its "
+                                   "shuffling state is damaged)") from None
         missing = [p.name for p in cls.spec.params if p.name not in params]
         if missing:
             raise HogwildError(f"{path}: not a params file of this model (no param "
