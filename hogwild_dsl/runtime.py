@@ -451,6 +451,8 @@ class TrainerBase:
         positions = self._positions.get(block.over)
         if positions is not None:       # the kernel's CSR order -> the order the user gave
             out = out[positions]
+        if isinstance(block.predict, ir.ArgMax):    # a class index, as numpy's argmax gives
+            out = out.astype(np.int64)
         return out
 
     def save(self, path) -> Path:

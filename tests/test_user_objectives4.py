@@ -751,7 +751,8 @@ def test_predicts_are_what_the_specs_say(compiled):
     pred, p, d = out["lsmooth"]
     z = np.asarray(d["X"] @ p["W"]) + p["b"]
     np.testing.assert_array_equal(pred, z.argmax(1))
-    assert np.mean(pred == d["y"]) > 0.6
+    assert pred.dtype == np.int64           # a class index, usable as one (it was a float)
+    assert np.mean(np.arange(4)[pred] == d["y"]) > 0.6
     pred, p, d = out["softce"]
     assert pred.shape == (150, 3)
     np.testing.assert_allclose(pred, np.exp(log_softmax(np.asarray(d["X"] @ p["W"]) + p["b"], axis=1)), rtol=1e-12)
@@ -760,6 +761,7 @@ def test_predicts_are_what_the_specs_say(compiled):
     pred, p, d = out["kmeans"]
     dv = ((d["Y"][:, :, None] - p["C"][None]) ** 2).sum(1)
     np.testing.assert_array_equal(pred, dv.argmin(1))
+    assert pred.dtype == np.int64
     pred, p, d = out["bilinear"]
     s = np.asarray((d["X"] @ p["M"]) * d["Z"].toarray()).sum(1) + d["X"] @ p["w"]
     np.testing.assert_array_equal(pred, np.sign(s))
@@ -796,17 +798,21 @@ def test_triplet_learns_the_planted_pairs_and_keeps_the_ball(compiled):
     assert np.mean(D.argmin(1) == (np.arange(10) + 5) % 10) >= 0.8      # nearest = the partner
 
 
-@pytest.mark.parametrize("name", ["tweedie", "softce", "hier"])
+@pytest.mark.parametrize("name", sorted(SPECS))
 def test_float32(hog_cache_dir, compiled, name):
+    """Built with dtype="float32": params in single precision, objective() the numpy
+    objective of them, and training ends where the float64 build's does."""
     mod = hogwild_dsl.load(text=SPECS[name], dtype="float32", cache_dir=hog_cache_dir)
     d = make_data(name)
     t = mod.Trainer(threads=2, seed=0).fit(**d)
     assert {v.dtype for v in t.params.values()} == {np.dtype(np.float32)}
+    assert holds(name, t.params)
     p64 = {k: v.astype(np.float64) for k, v in t.params.items()}
     value = objective(name, p64, d)
-    assert t.objective(**d) == pytest.approx(value, rel=1e-5)
+    if name not in SAMPLED:
+        assert t.objective(**d) == pytest.approx(value, rel=1e-5)
     best = objective(name, compiled(name).Trainer(threads=1, seed=0).fit(**d).params, d)
-    assert value <= best + 0.01 * abs(best) + 1e-4
+    assert value <= best + 0.02 * abs(best) + 1e-4, (value, best)
 
 
 def test_load_restores_how_the_trainer_trained(compiled, tmp_path):
