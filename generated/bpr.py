@@ -19,7 +19,7 @@ for (u, i) in seen:
 train optimizer adagrad, step 0.05, epochs 30
 """
 CONSTS = {'k': 32}
-SIGNATURE = "ac3072d52052d346b22c45c2"
+SIGNATURE = "ec64618c86ac69311b59aed2"
 KERNELS = "bpr_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -26,7 +26,7 @@ for n in node:
 train step 1, decay 0.9, epochs 30
 """
 CONSTS = {}
-SIGNATURE = "5a99efe985f892d48a33a3ac"
+SIGNATURE = "1fdfaec707833f350d69d46b"
 KERNELS = "cuts_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -28,7 +28,7 @@ for i in example:
 train step 0.1, decay 0.9, epochs 10
 """
 CONSTS = {'k': 4}
-SIGNATURE = "d2fef3dc593251c403e2a5c5"
+SIGNATURE = "a0979f360ce5a3cf259a3978"
 KERNELS = "ffm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

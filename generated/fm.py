@@ -22,7 +22,7 @@ for i in example:
     predict yhat
 """
 CONSTS = {'k': 8}
-SIGNATURE = "de691219fb3793854888f36d"
+SIGNATURE = "e3a2ebccdd6f6f7ba3e9a4ab"
 KERNELS = "fm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -21,7 +21,7 @@ for (u, v) in r:
     predict pred
 """
 CONSTS = {'rank': 50}
-SIGNATURE = "b744bef67e8d2d2e9040f5be"
+SIGNATURE = "1a43d200e04f5a6bf6205b78"
 KERNELS = "funksvd_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -20,7 +20,7 @@ for i in example:
 train step 0.01, decay 0.95, epochs 20
 """
 CONSTS = {}
-SIGNATURE = "b4d907ebf7717a9cd8a9d0f5"
+SIGNATURE = "7f4efdb7442373b70da96587"
 KERNELS = "linreg_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

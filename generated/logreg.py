@@ -18,7 +18,7 @@ for i in example:
     predict sigmoid(dot(X[i], w) + b)
 """
 CONSTS = {}
-SIGNATURE = "c1a525dca9a86c9a2da7975b"
+SIGNATURE = "bebe48df1abdc46459b5283b"
 KERNELS = "logreg_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

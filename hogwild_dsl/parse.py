@@ -889,5 +889,11 @@ class _ToSyntax:
         return Call(meta.line, meta.column, str(items[0]), args)
 
     @_rule
+    def call_index(self, meta, items):     # softmax(z)[y[i]]: a component of a call's vector
+        args = tuple(a for a in items[1:-1] if a is not None)
+        return Component(meta.line, meta.column, Call(meta.line, meta.column, str(items[0]),
+                                                      args), items[-1])
+
+    @_rule
     def sum_over(self, meta, items):
         return SumOver(meta.line, meta.column, _name(items[1]), items[2], items[3])

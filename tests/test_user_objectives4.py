@@ -835,3 +835,44 @@ def test_load_restores_how_the_trainer_trained(compiled, tmp_path):
     back.fit(**d)
     t.fit(**d)
     np.testing.assert_array_equal(back.params["w"], t.params["w"])
+
+
+def test_a_component_of_a_call(load_spec):
+    """`-log(softmax(z)[y[i]])`, as a numpy user writes cross-entropy, was a parse error
+    ("expected an operator or the end of the line, found '['", hinting at a let); only
+    `(softmax(z))[y[i]]` worked. A call's vector now has components like a parenthesised
+    one: the objective, predict and one SGD step agree with numpy."""
+    text = """
+model u4_call_component
+dim example, feature, cls
+data X[example, feature] : sparse
+data y[example] : index(cls)
+param W[feature, cls] = 0
+for i in example:
+    let z = sum(j in X[i]: X[i, j] * W[j])
+    loss -log(softmax(z)[y[i]]) + 0.1 * relu(z - 0.5)[y[i]]
+    reg l2(0.5) on W[X[i]]
+    predict softmax(z)[y[i]]
+"""
+    for bad, words in (("dot(z, z)[y[i]]", "scalar"), ("softmax(z)[i]", "over cls")):
+        with pytest.raises(hogwild_dsl.SpecError, match=words):
+            hogwild_dsl.check(text.replace("relu(z - 0.5)[y[i]]", bad))
+    mod = load_spec(text=text)
+    X = sparse_X(60, 7, 12)
+    y = np.random.default_rng(1).integers(0, 3, 60)
+    t = mod.Trainer(threads=1, seed=0, epochs=5).fit(X=X, y=y)
+    W = t.params["W"]
+    z, n = np.asarray(X @ W), np.arange(60)
+
+    def f(W):
+        z = np.asarray(X @ W)
+        return np.mean(-log_softmax(z, 1)[n, y] + 0.1 * np.maximum(z - 0.5, 0)[n, y]) \
+            + 0.5 * (W[support(X)] ** 2).sum() / 60
+    assert t.objective(X=X, y=y) == pytest.approx(f(W), rel=1e-12)
+    np.testing.assert_allclose(t.predict(X=X, y=y), np.exp(log_softmax(z, 1)[n, y]), rtol=1e-12)
+    numeric = numeric_gradient(t, {"X": X, "y": y})["W"]
+    start = W.copy()
+    t.step, t.decay, t.epochs, t.optimizer = 1e-8, 1.0, 1, "sgd"
+    t.fit(X=X, y=y)
+    sgd = (start - t.params["W"]) / 1e-8 / 60
+    assert np.abs(sgd - numeric).max() <= 1e-4 * (np.abs(numeric).max() + 1e-3)
