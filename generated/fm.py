@@ -22,7 +22,7 @@ for i in example:
     predict yhat
 """
 CONSTS = {'k': 8}
-SIGNATURE = "e3a2ebccdd6f6f7ba3e9a4ab"
+SIGNATURE = "8554852f976408df6347aebe"
 KERNELS = "fm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -1325,7 +1325,7 @@ class BlockChecker:
         """max(v), min(v), logsumexp(v): a dense vector to a scalar (ir.Reduce)."""
         if v.shape.kind != "dense":
             hint = f"{fn}(v) reduces a dense vector over a dim or const" + \
-                (", e.g. max(a, b) for two scalars" if fn in ONE_ARG_REDUCTIONS else "")
+                (f"; {fn}(a, b) takes two scalars" if fn in ONE_ARG_REDUCTIONS else "")
             self.error(node.args[0] if node.args else node,
                        f"{fn}() of one argument needs a dense vector, not {v.shape}", hint)
         k = self.fresh(v.shape.dim, "dense")

@@ -876,3 +876,27 @@ for i in example:
     t.fit(X=X, y=y)
     sgd = (start - t.params["W"]) / 1e-8 / 60
     assert np.abs(sgd - numeric).max() <= 1e-4 * (np.abs(numeric).max() + 1e-3)
+
+
+@pytest.mark.parametrize("name, old, new, words", [
+    ("cauchy", "loss log1p(r^2)", "loss log1p(min(r^2))", "min(a, b) takes two scalars"),
+    ("cauchy", "loss log1p(r^2)", "loss log1p(max(r))", "max(a, b) takes two scalars"),
+    ("boxl1", "loss 0.5 * sqnorm(pred - Y[i])", "loss 0.5 * (pred - Y[i])^2", "vector over out"),
+    ("boxl1", "reg l1(15) on W[X[i]]", "reg l1(15) on W", "W[X[i]]"),
+    ("lsmooth", "/ 4", "/ example", "sum(k in example"),
+    ("hier", "c[g[it[i]]] + dot", "c[g[i]] + dot", "ranges over example"),
+    ("triplet", "predict -dpos", "predict -sqnorm(E[a[t]] - E[n[0]])", "sampled index"),
+    ("triplet", "E[n[s]]", "E[n]", "n[s]"),
+    ("triplet", "data pop[item] : real", "data pop[item] : binary", "data pop[item] : real"),   # at its use
+    ("focal", "let p = sigmoid(z)", "let p = softmax(z)", "dense vector"),
+])
+def test_user_mistakes_are_spec_errors_with_a_useful_hint(name, old, new, words):
+    """Mistakes a user makes on the way to these specs: each a SpecError at its line (the
+    hint of min() of a scalar used to say "e.g. max(a, b)")."""
+    text = SPECS[name]
+    assert old in text
+    with pytest.raises(hogwild_dsl.SpecError) as err:
+        hogwild_dsl.check(text.replace(old, new))
+    at = "~ pop" if "binary" in new else new
+    line = next(n for n, l in enumerate(text.replace(old, new).splitlines(), 1) if at in l)
+    assert err.value.line == line and words in str(err.value), str(err.value)
