@@ -11,7 +11,9 @@ a hierarchical model whose params are read and penalised through index data at t
 (`c[g[it[i]]]`, `V[g[it[i]]]`); k-means as `min(v)` with `argmax(-dv)` for predict; a
 bilinear model summing over two sparse rows at once (`M[j, c]`); a Gaussian likelihood with
 a learned scale in a box; multiple-instance logistic regression reading dense data at a
-sparse row's columns (`F[j]` for j in B[g]).
+sparse row's columns (`F[j]` for j in B[g]); Poisson matrix factorisation with non-negative
+factors, stored zero counts, `reg l1 ... unscaled` on rows and adagrad_row on the train line;
+soft clustering with `-temp * logsumexp(-dv / temp)` and `predict min(dv)`.
 
 For each: `objective()` equals the objective written out in numpy, one SGD epoch of a tiny step
 is N times the finite-difference gradient of `objective()`, and training ends near an
@@ -236,6 +238,33 @@ for g in bag:
     predict sigmoid(s)
 train step 0.5, decay 0.98, epochs 100
 """,
+    "pmf": """
+model u4_pmf
+dim user, item
+const rank = 2
+data r[user, item] : sparse        # counts; a stored zero is an observation
+param W[user, rank] >= 0 ~ uniform(0.1, 1)
+param H[item, rank] >= 0 ~ uniform(0.1, 1)
+for (u, v) in r:
+    let m = dot(W[u], H[v]) + 0.001
+    loss m - r[u, v] * log(m)
+    reg l1(0.01) on W[u], H[v] unscaled
+    predict m
+train optimizer adagrad_row, step 0.3, epochs 600
+""",
+    "softclust": """
+model u4_softclust
+dim obs, feat
+const ncl = 3
+data Y[obs, feat] : dense
+data temp : real
+param C[feat, ncl] ~ normal(0, 1)
+for i in obs:
+    let dv = sum(f in feat: (Y[i, f] - C[f])^2)
+    loss -temp * logsumexp(-dv / temp)
+    predict min(dv)
+train step 0.05, decay 0.98, epochs 80
+""",
 }
 
 SAMPLED = {"triplet"}
@@ -341,13 +370,24 @@ def make_data(name):
         F = rng.normal(size=(40, 5))
         s = B @ (F @ rng.normal(size=5))
         return dict(B=B, F=F, y=signs(s + 0.5 * rng.logistic(size=100)))
+    if name == "pmf":
+        m = sp.random(12, 10, density=0.5, random_state=12, format="coo")
+        rate = (rng.uniform(0, 1.5, (12, 2)) @ rng.uniform(0, 1.5, (2, 10)))[m.row, m.col]
+        counts = rng.poisson(rate).astype(float)
+        assert (counts == 0).any()                 # stored zeros, each a term
+        return dict(r=sp.coo_matrix((counts, (m.row, m.col)), shape=(12, 10)))
+    if name == "softclust":
+        d = make_data("kmeans")
+        return dict(Y=d["Y"][::2], temp=0.5)
     raise KeyError(name)
 
 
 def n_terms(name, d):
     if name == "siamese":
         return d["S"].nnz + d["D"].nnz
-    first = {"triplet": "a", "kmeans": "Y", "softce": "T", "boxl1": "Y"}.get(name, "y")
+    if name == "pmf":
+        return d["r"].nnz
+    first = {"triplet": "a", "kmeans": "Y", "softce": "T", "boxl1": "Y", "softclust": "Y"}.get(name, "y")
     return d[first].shape[0]
 
 
@@ -421,6 +461,14 @@ def objective(name, p, d):
         w = p["w"]
         s = d["B"] @ (d["F"] @ w) + p["b"]
         return np.mean(lg(d["y"] * s)) + 0.5 * w @ w / N
+    if name == "pmf":
+        r, W, H = d["r"], p["W"], p["H"]
+        m = (W[r.row] * H[r.col]).sum(1) + 0.001
+        pen = 0.01 * (np.abs(W[r.row]).sum() + np.abs(H[r.col]).sum())
+        return (np.sum(m - r.data * np.log(m)) + pen) / N
+    if name == "softclust":
+        dv = ((d["Y"][:, :, None] - p["C"][None]) ** 2).sum(1)
+        return np.mean(-d["temp"] * logsumexp(-dv / d["temp"], axis=1))
     raise KeyError(name)
 
 
@@ -430,7 +478,8 @@ SHAPES = {"cauchy": {"w": (4,), "b": ()}, "focal": {"w": (8,), "b": ()},
           "lsmooth": {"W": (10, 4), "b": (4,)}, "softce": {"W": (10, 3), "b": (3,)},
           "hier": {"w": (6,), "a": (10,), "c": (3,), "V": (3, 2)},
           "bilinear": {"M": (6, 5), "w": (6,)}, "gaussnll": {"w": (4,), "b": (), "sigma": ()},
-          "mil": {"w": (5,), "b": ()}, "siamese": {"W": (6, 2)}}
+          "mil": {"w": (5,), "b": ()}, "siamese": {"W": (6, 2)},
+          "pmf": {"W": (12, 2), "H": (10, 2)}, "softclust": {"C": (3, 3)}}
 
 
 def unpack(shapes, q):
@@ -481,7 +530,7 @@ def lloyd(C, Y, rounds=100):
 
 def reference(name, d, ours):
     """An independent optimum of the same objective; for the non-convex objectives (cauchy,
-    focal, siamese, gaussnll, kmeans) a local one polished from ours and from a plain start."""
+    focal, siamese, gaussnll, kmeans, pmf, softclust) a local one polished from ours and from a plain start."""
     f = lambda p: objective(name, p, d)            # noqa: E731
     N = n_terms(name, d)
     with warnings.catch_warnings():
@@ -504,6 +553,10 @@ def reference(name, d, ours):
             bounds = [(None, None)] * (size - 1) + [(0.05, 10)]
         if name == "siamese":
             starts[0] = np.random.default_rng(0).normal(scale=0.3, size=size)
+        if name == "pmf":           # non-negative factors; many local minima: polish ours
+            bounds = [(0, None)] * size
+        if name in ("pmf", "softclust"):
+            starts = starts[1:]
         return flat_minimum(f, shapes, starts, bounds)
 
 
@@ -553,6 +606,8 @@ def interior(name, k, start):
         return (np.abs(v) > 1e-3) & (np.abs(v) < 1 - 1e-3)
     if name == "gaussnll" and k == "sigma":
         return (v > 0.05 + 1e-3) & (v < 10 - 1e-3)
+    if name == "pmf":
+        return v > 1e-3
     return np.ones(v.shape, bool)
 
 
@@ -675,6 +730,8 @@ def holds(name, p):
         return np.linalg.norm(p["E"], axis=1).max() <= 1 + 1e-12
     if name == "gaussnll":
         return 0.05 <= p["sigma"] <= 10
+    if name == "pmf":
+        return p["W"].min() >= 0 and p["H"].min() >= 0
     return True
 
 
@@ -704,7 +761,7 @@ def test_every_update_rule_under_every_sync(compiled, name):
 
 LABELS = {"cauchy": "y", "tweedie": "y", "focal": "y", "lsmooth": "y", "softce": "T",
           "boxl1": "Y", "hier": "y", "kmeans": None, "bilinear": "y", "gaussnll": "y",
-          "mil": "y", "siamese": None, "triplet": None}
+          "mil": "y", "siamese": None, "triplet": None, "pmf": None, "softclust": None}
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
