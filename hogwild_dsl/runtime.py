@@ -522,8 +522,13 @@ class TrainerBase:
                                "different spec or version (signature mismatch)")
         settings = meta.get("settings")
         settings = settings if isinstance(settings, dict) else {}   # files from before them
-        t = cls(**{**{k: v for k, v in settings.items() if k in cls.SAVED_SETTINGS},
-                   **kwargs})
+        saved = {k: v for k, v in settings.items() if k in cls.SAVED_SETTINGS}
+        try:
+            t = cls(**{**saved, **kwargs})
+        except HogwildError as e:
+            cls(**kwargs)               # the caller's own arguments: their error as it is
+            raise HogwildError(f"{path}: not a params file saved by Trainer.save (its saved "
+                               f"options are damaged: {e})") from None
         if "seed" not in kwargs and isinstance(meta.get("rng"), dict):
             try:
                 t._rng.bit_generator.state = meta["rng"]

@@ -957,3 +957,24 @@ def test_user_mistakes_are_spec_errors_with_a_useful_hint(name, old, new, words)
     at = "~ pop" if "binary" in new else new
     line = next(n for n, l in enumerate(text.replace(old, new).splitlines(), 1) if at in l)
     assert err.value.line == line and words in str(err.value), str(err.value)
+
+
+def test_load_of_a_file_with_damaged_options_names_the_file(compiled, tmp_path):
+    import json
+    mod = compiled("mil")
+    d = make_data("mil")
+    path = mod.Trainer(threads=1, epochs=1).fit(**d).save(tmp_path / "m.npz")
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    key = next(k for k in arrays if k not in ("w", "b") and not k.startswith("_acc_"))
+    meta = json.loads(str(arrays[key][()]))
+    meta["settings"]["optimizer"] = "adam"
+    arrays[key] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(hogwild_dsl.HogwildError, match="bad.npz.*optimizer"):
+        mod.Trainer.load(tmp_path / "bad.npz")
+    t = mod.Trainer.load(tmp_path / "bad.npz", optimizer="sgd")      # overridden: fine
+    assert t.optimizer == "sgd"
+    with pytest.raises(hogwild_dsl.HogwildError, match="step") as err:
+        mod.Trainer.load(path, step=-1.0)                             # the caller's own
+    assert "m.npz" not in str(err.value)
