@@ -66,3 +66,35 @@ def numeric_gradient(t, d):
             gflat[j] = (up - down) / (2 * e)
         grads[k] = g
     return grads
+
+
+# ---- helpers the user-objective rounds share (tests/test_user_objectives3.py, 4) ----------
+
+def lg(z):
+    """logistic(z) = log(1 + exp(-z)), stably."""
+    return np.logaddexp(0, -z)
+
+
+def sig(z):
+    return 0.5 * (1 + np.tanh(0.5 * z))
+
+
+def sparse_X(n, d, seed, density=0.25):
+    """Random non-negative CSR rows; every row and every column has an entry."""
+    rng = np.random.default_rng(seed)
+    X = sp.random(n, d, density=density, random_state=seed, format="csr",
+                  data_rvs=lambda k: rng.uniform(0.2, 1, k))
+    cols = np.r_[np.arange(d), rng.integers(0, d, n - d)]
+    X = X + sp.csr_matrix((np.ones(n), (np.arange(n), cols)), shape=(n, d))
+    return sp.csr_matrix(X)
+
+
+def support(X):
+    """The columns where X stores an entry."""
+    return np.unique(sp.csr_matrix(X).indices)
+
+
+def signs(v):
+    """np.sign with 0 taken as +1."""
+    s = np.sign(v)
+    return np.where(s == 0, 1.0, s)

@@ -29,7 +29,7 @@ import scipy.sparse as sp
 from scipy.optimize import minimize
 
 import hogwild_dsl
-from conftest import numeric_gradient
+from conftest import lg, numeric_gradient, sig, signs, sparse_X, support
 
 SPECS = {
     "poisson": """
@@ -269,14 +269,6 @@ SAMPLED = {"transe"}
 
 # ---- numpy ------------------------------------------------------------------------------
 
-def lg(z):
-    return np.logaddexp(0, -z)
-
-
-def sig(z):
-    return 0.5 * (1 + np.tanh(0.5 * z))
-
-
 def softplus(z):
     return np.logaddexp(0, z)
 
@@ -284,25 +276,6 @@ def softplus(z):
 def huber(z, delta):
     a = np.abs(z)
     return np.where(a <= delta, 0.5 * z * z, delta * (a - delta / 2))
-
-
-def sparse_X(n, d, seed, density=0.25):
-    """Random non-negative CSR rows; every row and every column has an entry."""
-    rng = np.random.default_rng(seed)
-    X = sp.random(n, d, density=density, random_state=seed, format="csr",
-                  data_rvs=lambda k: rng.uniform(0.2, 1, k))
-    cols = np.r_[np.arange(d), rng.integers(0, d, n - d)]
-    X = X + sp.csr_matrix((np.ones(n), (np.arange(n), cols)), shape=(n, d))
-    return sp.csr_matrix(X)
-
-
-def support(X):
-    return np.unique(sp.csr_matrix(X).indices)
-
-
-def signs(v):
-    s = np.sign(v)
-    return np.where(s == 0, 1.0, s)
 
 
 def make_data(name):

@@ -31,7 +31,7 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp, log_softmax
 
 import hogwild_dsl
-from conftest import numeric_gradient
+from conftest import lg, numeric_gradient, sig, signs, sparse_X, support
 
 SPECS = {
     "cauchy": """
@@ -270,34 +270,7 @@ train step 0.05, decay 0.98, epochs 80
 SAMPLED = {"triplet"}
 
 
-# ---- numpy ------------------------------------------------------------------------------
-
-def lg(z):
-    return np.logaddexp(0, -z)
-
-
-def sig(z):
-    return 0.5 * (1 + np.tanh(0.5 * z))
-
-
-def sparse_X(n, d, seed, density=0.3):
-    """Random non-negative CSR rows; every row and every column has an entry."""
-    rng = np.random.default_rng(seed)
-    X = sp.random(n, d, density=density, random_state=seed, format="csr",
-                  data_rvs=lambda k: rng.uniform(0.2, 1, k))
-    cols = np.r_[np.arange(d), rng.integers(0, d, n - d)]
-    X = X + sp.csr_matrix((np.ones(n), (np.arange(n), cols)), shape=(n, d))
-    return sp.csr_matrix(X)
-
-
-def support(X):
-    return np.unique(sp.csr_matrix(X).indices)
-
-
-def signs(v):
-    s = np.sign(v)
-    return np.where(s == 0, 1.0, s)
-
+# ---- data and the numpy objective (helpers: conftest) ----------------------------------
 
 def make_data(name):
     rng = np.random.default_rng(11)
@@ -306,24 +279,24 @@ def make_data(name):
         y = X @ np.array([1.0, -2.0, 0.5, 0.0]) + 0.3 + 0.3 * rng.standard_t(1.5, size=120)
         return dict(X=X, y=y, s=0.5)
     if name == "tweedie":
-        X = sparse_X(150, 8, 1)
+        X = sparse_X(150, 8, 1, density=0.3)
         mu = np.exp(X @ rng.normal(scale=0.5, size=8) + 0.3)
         y = rng.poisson(mu) * rng.gamma(2.0, 0.5, size=150)        # compound Poisson-gamma
         return dict(X=X, y=y)
     if name == "focal":
-        X = sparse_X(150, 8, 2)
+        X = sparse_X(150, 8, 2, density=0.3)
         z = X @ rng.normal(scale=2, size=8) - 0.5 + rng.logistic(size=150)
         return dict(X=X, y=(z > 0).astype(float))
     if name == "lsmooth":
-        X = sparse_X(150, 10, 3)
+        X = sparse_X(150, 10, 3, density=0.3)
         y = np.argmax(X @ rng.normal(size=(10, 4)) + 0.5 * rng.gumbel(size=(150, 4)), axis=1)
         return dict(X=X, y=y, eps=0.1)
     if name == "softce":
-        X = sparse_X(150, 10, 4)
+        X = sparse_X(150, 10, 4, density=0.3)
         T = np.exp(X @ rng.normal(size=(10, 3)) + 0.3 * rng.normal(size=(150, 3)))
         return dict(X=X, T=T / T.sum(1, keepdims=True))
     if name == "boxl1":
-        X = sparse_X(150, 8, 5)
+        X = sparse_X(150, 8, 5, density=0.3)
         W = np.array([[2.0, 0], [0, -0.5], [0.4, 0], [0, 0], [-3, 0.6], [0, 0], [0.05, 0], [0, 1]])
         return dict(X=X, Y=X @ W + np.array([0.5, -0.2]) + 0.1 * rng.normal(size=(150, 2)))
     if name == "triplet":
@@ -348,7 +321,7 @@ def make_data(name):
         g = np.array([0, 0, 1, 1, 1, 2, 2, 0, 2, 1])
         it = rng.integers(0, 10, n)
         it[:10] = np.arange(10)
-        X = sparse_X(n, 6, 7)
+        X = sparse_X(n, 6, 7, density=0.3)
         Z = rng.normal(size=(n, 2))
         y = X @ rng.normal(size=6) + rng.normal(size=10)[it] + np.array([1.0, -1, 2])[g[it]] \
             + (Z * rng.normal(size=(3, 2))[g[it]]).sum(1) + 0.2 * rng.normal(size=n)
@@ -358,7 +331,7 @@ def make_data(name):
         lab = np.arange(90) % 3
         return dict(Y=centres[lab] + 0.4 * rng.normal(size=(90, 3)))
     if name == "bilinear":
-        X, Z = sparse_X(150, 6, 8), sparse_X(150, 5, 9)
+        X, Z = sparse_X(150, 6, 8, density=0.3), sparse_X(150, 5, 9, density=0.3)
         M = rng.normal(size=(6, 5))
         s = ((X @ M) * Z.toarray()).sum(1)
         return dict(X=X, Z=Z, y=signs(s + X @ rng.normal(size=6) + 0.3 * rng.logistic(size=150)))
@@ -915,7 +888,7 @@ for i in example:
         with pytest.raises(hogwild_dsl.SpecError, match=words):
             hogwild_dsl.check(text.replace("relu(z - 0.5)[y[i]]", bad))
     mod = load_spec(text=text)
-    X = sparse_X(60, 7, 12)
+    X = sparse_X(60, 7, 12, density=0.3)
     y = np.random.default_rng(1).integers(0, 3, 60)
     t = mod.Trainer(threads=1, seed=0, epochs=5).fit(X=X, y=y)
     W = t.params["W"]
