@@ -68,6 +68,22 @@ def numeric_gradient(t, d):
     return grads
 
 
+def sgd_epoch_against_numeric(mod, d, n_terms, h=1e-8):
+    """At a point 3 SGD epochs in: (that point, the move of one more epoch of tiny steps h
+    divided by h * n_terms, central differences of objective() there), per param. The two
+    agree wherever the objective is smooth and no projection acts."""
+    t = mod.Trainer(threads=1, seed=0, epochs=3, step=0.01, optimizer="sgd").fit(**d)
+    start = {k: v.copy() for k, v in t.params.items()}
+    numeric = numeric_gradient(t, d)
+    t2 = mod.Trainer(threads=1, seed=0, epochs=0, step=h, decay=1.0, optimizer="sgd").fit(**d)
+    for k in start:
+        t2.params[k][...] = start[k]
+    t2.epochs = 1
+    t2.fit(**d)
+    sgd = {k: (start[k] - t2.params[k]) / h / n_terms for k in start}
+    return start, sgd, numeric
+
+
 # ---- helpers the user-objective rounds share (tests/test_user_objectives3.py, 4) ----------
 
 def lg(z):

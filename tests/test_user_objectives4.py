@@ -31,7 +31,8 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp, log_softmax
 
 import hogwild_dsl
-from conftest import lg, numeric_gradient, sig, signs, sparse_X, support
+from conftest import (lg, numeric_gradient, sgd_epoch_against_numeric, sig, signs, sparse_X,
+                      support)
 
 SPECS = {
     "cauchy": """
@@ -588,23 +589,12 @@ def interior(name, k, start):
 def test_sgd_step_is_the_gradient(compiled, name):
     """One epoch of tiny steps moves the params by step * N * grad(objective), checked against
     central differences of objective() at a trained point."""
-    mod = compiled(name)
     d = make_data(name)
-    t = mod.Trainer(threads=1, seed=0, epochs=3, step=0.01, optimizer="sgd").fit(**d)
-    start = {k: v.copy() for k, v in t.params.items()}
-    numeric = numeric_gradient(t, d)
-    h = 1e-8
-    t2 = mod.Trainer(threads=1, seed=0, epochs=0, step=h, decay=1.0, optimizer="sgd").fit(**d)
+    start, sgd, numeric = sgd_epoch_against_numeric(compiled(name), d, n_terms(name, d))
     for k in start:
-        t2.params[k][...] = start[k]
-    t2.epochs = 1
-    t2.fit(**d)
-    N = n_terms(name, d)
-    for k in start:
-        sgd = (start[k] - t2.params[k]) / h / N
         mask = interior(name, k, start)
         scale = np.abs(numeric[k]).max() + 1e-3
-        assert np.abs(sgd - numeric[k])[mask].max(initial=0) <= 1e-4 * scale, (name, k)
+        assert np.abs(sgd[k] - numeric[k])[mask].max(initial=0) <= 1e-4 * scale, (name, k)
 
 
 @pytest.mark.parametrize("name", sorted(set(SPECS) - SAMPLED))
