@@ -361,7 +361,8 @@ def n_terms(name, d):
         return d["S"].nnz + d["D"].nnz
     if name == "pmf":
         return d["r"].nnz
-    first = {"triplet": "a", "kmeans": "Y", "softce": "T", "boxl1": "Y", "softclust": "Y"}.get(name, "y")
+    first = {"triplet": "a", "kmeans": "Y", "softce": "T", "boxl1": "Y",
+             "softclust": "Y"}.get(name, "y")
     return d[first].shape[0]
 
 
@@ -377,7 +378,8 @@ def objective(name, p, d):
     if name == "tweedie":
         w = p["w"]
         mu = np.exp(d["X"] @ w + p["b"])
-        return np.mean(2 * d["y"] / np.sqrt(mu) + 2 * np.sqrt(mu)) + (w[support(d["X"])] ** 2).sum() / N
+        pen = (w[support(d["X"])] ** 2).sum()
+        return np.mean(2 * d["y"] / np.sqrt(mu) + 2 * np.sqrt(mu)) + pen / N
     if name == "focal":
         w = p["w"]
         q = sig(d["X"] @ w + p["b"])
@@ -504,7 +506,8 @@ def lloyd(C, Y, rounds=100):
 
 def reference(name, d, ours):
     """An independent optimum of the same objective; for the non-convex objectives (cauchy,
-    focal, siamese, gaussnll, kmeans, pmf, softclust) a local one polished from ours and from a plain start."""
+    focal, siamese, gaussnll, kmeans, pmf, softclust) a local one polished from ours (and from
+    a plain start)."""
     f = lambda p: objective(name, p, d)            # noqa: E731
     N = n_terms(name, d)
     with warnings.catch_warnings():
@@ -775,7 +778,8 @@ def test_predicts_are_what_the_specs_say(compiled):
     assert np.mean(np.arange(4)[pred] == d["y"]) > 0.6
     pred, p, d = out["softce"]
     assert pred.shape == (150, 3)
-    np.testing.assert_allclose(pred, np.exp(log_softmax(np.asarray(d["X"] @ p["W"]) + p["b"], axis=1)), rtol=1e-12)
+    z = np.asarray(d["X"] @ p["W"]) + p["b"]
+    np.testing.assert_allclose(pred, np.exp(log_softmax(z, axis=1)), rtol=1e-12)
     pred, p, d = out["boxl1"]
     np.testing.assert_allclose(pred, np.asarray(d["X"] @ p["W"]) + p["b"], rtol=1e-12)
     pred, p, d = out["kmeans"]
@@ -907,7 +911,8 @@ for i in example:
     ("hier", "c[g[it[i]]] + dot", "c[g[i]] + dot", "ranges over example"),
     ("triplet", "predict -dpos", "predict -sqnorm(E[a[t]] - E[n[0]])", "sampled index"),
     ("triplet", "E[n[s]]", "E[n]", "n[s]"),
-    ("triplet", "data pop[item] : real", "data pop[item] : binary", "data pop[item] : real"),   # at its use
+    ("triplet", "data pop[item] : real", "data pop[item] : binary",
+     "data pop[item] : real"),      # at its use
     ("focal", "let p = sigmoid(z)", "let p = softmax(z)", "dense vector"),
 ])
 def test_user_mistakes_are_spec_errors_with_a_useful_hint(name, old, new, words):
