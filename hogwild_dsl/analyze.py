@@ -116,10 +116,12 @@ def _dims_and_data(spec: ir.Spec, data: dict):
             origin[dim] = name
         # the trainer's own gate: sparse structure checked before scipy, index data integral
         given[name] = _convert(d, value)
-    for name, value in given.items():   # a dim only index data point into: largest + 1
+    pointed = {}                        # a dim only index data point into: the largest
+    for name, value in given.items():   # index + 1 over all of them
         d = declared[name]
         if d.kind == "index" and d.of not in sizes and d.of not in consts:
-            sizes[d.of] = int(value.max()) + 1 if value.size else 0
+            pointed[d.of] = max(pointed.get(d.of, 0), int(value.max()) + 1 if value.size else 0)
+    sizes.update(pointed)
     for name, value in given.items():
         d = declared[name]
         if d.kind == "index":

@@ -756,11 +756,14 @@ class TrainerBase:
             if shape is not None and len(shape) == len(p.dims):    # else _live_params says why
                 for axis, dim in enumerate(p.dims):
                     see(dim, shape[axis], f"param '{p.name}' (axis {axis})")
-        for name, value in given.items():   # a dim only index data point into: largest + 1
+        pointed = {}                        # a dim only index data point into: the
+        for name, value in given.items():   # largest index + 1 over all of them
             d = spec.datum(name)
             if d.kind == "index" and d.of not in dims and d.of not in consts:
-                dims[d.of] = (int(value.max()) + 1 if value.size else 0,
-                              f"the largest value of index data '{name}'")
+                top = int(value.max()) + 1 if value.size else 0
+                if top >= pointed.get(d.of, (0, ""))[0]:
+                    pointed[d.of] = (top, f"the largest value of index data '{name}'")
+        dims.update(pointed)
         for name, value in given.items():
             d = spec.datum(name)
             if d.kind == "index":

@@ -946,3 +946,42 @@ def test_load_of_a_file_with_damaged_options_names_the_file(compiled, tmp_path):
     with pytest.raises(hogwild_dsl.HogwildError, match="step") as err:
         mod.Trainer.load(path, step=-1.0)                             # the caller's own
     assert "m.npz" not in str(err.value)
+
+
+# ---- regression: two index data into one dim that no other data sizes -------------------
+
+TWO_INDEX = """
+model u4_two_index
+dim example, grp
+data y1[example] : index(grp)
+data y2[example] : index(grp)
+data t[example] : real
+param b[grp] = 0
+for i in example:
+    loss (b[y1[i]] + b[y2[i]] - t[i])^2
+    predict b[y1[i]] + b[y2[i]]
+"""
+
+
+def two_index_data(n=400):
+    rng = np.random.default_rng(0)
+    y1, y2 = rng.integers(0, 2, n), rng.integers(2, 4, n)        # y2 alone reaches 2 and 3
+    return dict(y1=y1, y2=y2, t=np.array([1.0, 2, 3, 4])[y1] + np.array([1.0, 2, 3, 4])[y2])
+
+
+def test_a_dim_only_index_data_size_is_their_largest_index(load_spec):
+    """LANGUAGE.md: such a dim is as large as the largest index + 1. The trainer (and
+    `hogwildc analyze`) took the first index datum's largest only: with y1 in {0, 1} and y2
+    in {2, 3}, fit refused y2 ("holds 2, out of range [0, 2)"), in either keyword order."""
+    from hogwild_dsl.analyze import analyze
+    mod = load_spec(text=TWO_INDEX)
+    d = two_index_data()
+    for data in (d, dict(reversed(list(d.items())))):
+        t = mod.Trainer(threads=1, seed=0, epochs=30).fit(**data)
+        b = t.params["b"]
+        assert b.shape == (4,)
+        want = np.mean((b[d["y1"]] + b[d["y2"]] - d["t"]) ** 2)
+        assert t.objective(**d) == pytest.approx(want, rel=1e-12, abs=1e-15) and want < 1e-6
+    stats = analyze(hogwild_dsl.check(TWO_INDEX), d)
+    assert stats["Omega"] == 2
+
