@@ -203,9 +203,11 @@ def touches(spec: ir.Spec, data: dict, index_dims=None) -> dict:
 
 
 def _reach(index):
-    """How an index reaches a param's rows: by a term var, by the support of a sparse row
-    (whatever the var is called: `dot(X[i], w)` and `w[X[i]]` reach the same rows), or all."""
-    if isinstance(index, ir.Var) and index.kind == "term":
+    """How an index reaches a param's rows: by a term var, by index data read at one (each
+    its own way: `b[y1[i]]` and `b[y2[i]]` reach different rows), by the support of a sparse
+    row (whatever the var is called: `dot(X[i], w)` and `w[X[i]]` reach the same rows), or
+    all."""
+    if isinstance(index, ir.Var) and index.kind in ("term", "indirect"):
         return index.name
     if isinstance(index, ir.Var) and index.kind == "sparse":
         return index.source

@@ -985,3 +985,26 @@ def test_a_dim_only_index_data_size_is_their_largest_index(load_spec):
     stats = analyze(hogwild_dsl.check(TWO_INDEX), d)
     assert stats["Omega"] == 2
 
+
+def test_dask_averages_coordinates_reached_through_a_second_index_datum(load_spec):
+    """distributed.touches counted a param's touches through the first index datum it found
+    (`b[y1[i]]`) and skipped the other (`b[y2[i]]`): the coordinates only y2 reaches got
+    weight 0 on every worker, so the averaging kept their old values and the Dask fit never
+    trained b[2], b[3] (objective 0.25 against 0 locally). Each index datum is now its own
+    way of reaching a row."""
+    dd = pytest.importorskip("distributed")
+    from hogwild_dsl import distributed
+    d = two_index_data()
+    spec = hogwild_dsl.check(TWO_INDEX)
+    np.testing.assert_array_equal(distributed.touches(spec, d, {"grp": 4})["b"],
+                                  np.bincount(d["y1"], minlength=4) + np.bincount(d["y2"]))
+    mod = load_spec(text=TWO_INDEX)
+    cluster = dd.LocalCluster(processes=True, n_workers=2, threads_per_worker=1,
+                              dashboard_address=None)
+    try:
+        with dd.Client(cluster) as client:
+            t = distributed.fit(mod, client, epochs=30, seed=0, **d)
+    finally:
+        cluster.close()
+    assert np.all(t.params["b"][2:] != 0)
+    assert t.objective(**d) < 1e-6
