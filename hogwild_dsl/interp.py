@@ -221,9 +221,12 @@ class Interpreter:
         for d in spec.data:
             for axis, dim in enumerate(d.dims):
                 self.sizes.setdefault(dim, self.data[d.name].shape[axis])
-        for d in spec.data:          # a dim only index data point into: largest index + 1
+        pointed = {}                 # a dim only index data point into: the largest index
+        for d in spec.data:          # + 1 over all of them
             if d.kind == "index" and d.of not in self.sizes:
-                self.sizes[d.of] = int(self.data[d.name].max(initial=-1)) + 1
+                pointed[d.of] = max(pointed.get(d.of, 0),
+                                    int(self.data[d.name].max(initial=-1)) + 1)
+        self.sizes.update(pointed)
         self.draw_key = 0
         self.margin = math.inf
         self._touched = None        # a set while recording which coordinates a term reads

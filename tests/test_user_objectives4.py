@@ -971,7 +971,7 @@ def two_index_data(n=400):
 
 def test_a_dim_only_index_data_size_is_their_largest_index(load_spec):
     """LANGUAGE.md: such a dim is as large as the largest index + 1. The trainer (and
-    `hogwildc analyze`) took the first index datum's largest only: with y1 in {0, 1} and y2
+    `hogwildc analyze`, and the reference interpreter) took the first index datum's largest only: with y1 in {0, 1} and y2
     in {2, 3}, fit refused y2 ("holds 2, out of range [0, 2)"), in either keyword order."""
     from hogwild_dsl.analyze import analyze
     mod = load_spec(text=TWO_INDEX)
@@ -984,6 +984,8 @@ def test_a_dim_only_index_data_size_is_their_largest_index(load_spec):
         assert t.objective(**d) == pytest.approx(want, rel=1e-12, abs=1e-15) and want < 1e-6
     stats = analyze(hogwild_dsl.check(TWO_INDEX), d)
     assert stats["Omega"] == 2
+    from hogwild_dsl.interp import Interpreter         # the reference sizes it alike
+    assert Interpreter(hogwild_dsl.check(TWO_INDEX), d).sizes["grp"] == 4
 
 
 def test_dask_averages_coordinates_reached_through_a_second_index_datum(load_spec):
