@@ -302,6 +302,11 @@ def _shard_trainer(mod):
             _, arrays, sizes = kept
             for p in spec.params:
                 arrays[self._key("param", p.name)] = self.params[p.name]
+            for name, key, shape, _ in self._state_arrays():    # as runtime._state
+                acc = self._accumulators.get(name)
+                if acc is None or acc.shape != shape or acc.dtype != self.dtype:
+                    acc = self._accumulators[name] = np.zeros(shape, dtype=self.dtype)
+                arrays[key] = acc
         for deg in degs:
             value, key = self.whole_degrees.get(deg.name), self._key("deg", deg.name)
             if value is None:
@@ -344,9 +349,11 @@ class _Part:
 @dataclass
 class _Shard:
     """A shard on its worker: its parts, the params it keeps between rounds (a DSGD shard's
-    user rows), and a lock (a cancelled round may still run when the next one arrives)."""
+    user rows) and their optimizer state (AdaGrad's sums, l1's owed and given penalty), and a
+    lock (a cancelled round may still run when the next one arrives)."""
     parts: list
     held: dict = field(default_factory=dict)
+    held_state: dict = field(default_factory=dict)
     lock: object = field(default_factory=threading.Lock)
 
 
@@ -385,21 +392,33 @@ def _set_degrees(key, shard, inverse_degrees):
         part.trainer.whole_degrees = inv
 
 
-def _train(key, shard, part, params, step, keep=()):
+def _train(key, shard, part, params, step, keep=(), state=None):
     """One round of one part: an epoch at `step` from `params`, completed by the params named in
-    `keep` as this shard left them last round when they are not sent; the params after it and
-    the time it took."""
+    `keep` as this shard left them last round when they are not sent; the params after it, the
+    time it took, and (DSGD, `state` given) the optimizer state of the params not kept. Under
+    DSGD the state travels with its rows as the params do: the kept rows' stays on the shard,
+    the other rows' comes in `state` (empty: zeros) and goes back; each of a shard's d parts
+    keeping its own, as before, split every row's AdaGrad sums and l1 penalty d ways (a PMF
+    with adagrad_row and l1 ended worse than it started on 2 workers)."""
     s = _SHARDS[(key, shard)]
     p = s.parts[part]
     with s.lock:
         t = p.trainer
         t.params = _copy({**s.held, **params})
+        if state is not None:
+            t._accumulators = _copy({**s.held_state, **state})
         began = time.perf_counter()
         if p.n_terms:
             t.epochs, t.step, t.decay = 1, step, 1.0
             t.fit(**p.data)
         s.held.update({n: t.params[n] for n in keep})
-        return t.params, time.perf_counter() - began
+        if state is None:
+            return t.params, time.perf_counter() - began, None
+        param_of = {name: param for name, _, _, param in t._state_arrays()}
+        mine = {n: a for n, a in t._accumulators.items() if param_of.get(n) in keep}
+        s.held_state.update(mine)
+        return t.params, time.perf_counter() - began, \
+            {n: a for n, a in t._accumulators.items() if n not in mine}
 
 
 def _objective_sum(key, shard, common, per_part=None):
@@ -575,6 +594,7 @@ class _Job:
         self.summary: dict = {}
         self.recoveries = 0
         self.current: set = set()     # DSGD shards whose kept user rows match the client's
+        self.item_state: dict = {}    # DSGD item block -> its rows' optimizer state
 
     # -- intake
     def intake(self, data: dict):
@@ -1078,8 +1098,11 @@ def _round(job: _Job, params: dict, r: int, step: float):
             if k not in job.current:
                 send.update({n: params[n][job.users[k]] for n in keep})
             blocks[k] = j
+            state = job.item_state.get(j, {})
+            if state:                       # as large as the rows: straight to the worker
+                state = job.scatter(state, [job.host[k]])
             futures[k] = client.submit(_train, job.key, k, j, job.scatter(send, [job.host[k]]),
-                                       step, keep, workers=[job.host[k]], pure=False)
+                                       step, keep, state, workers=[job.host[k]], pure=False)
         try:
             results = job.wait(futures)
         except _Lost:
@@ -1087,11 +1110,12 @@ def _round(job: _Job, params: dict, r: int, step: float):
             raise
         job.current.update(results)
         new = {n: v.copy() for n, v in params.items()}
-        for k, (res, _) in results.items():
+        for k, (res, _, state) in results.items():
             for n, v in res.items():
                 ids = job.users[k] if job.plan.role[n] == "u" else job.items[blocks[k]]
                 new[n][ids] = v
-        return new, max(s for _, s in results.values())
+            job.item_state[blocks[k]] = state
+        return new, max(seconds for _, seconds, _ in results.values())
     shared = job.scatter(params)
     futures = {k: client.submit(_train, job.key, k, r, shared, step, workers=[job.host[k]],
                                 pure=False) for k in job.sources}
