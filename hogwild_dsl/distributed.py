@@ -397,9 +397,10 @@ def _train(key, shard, part, params, step, keep=(), state=None):
     `keep` as this shard left them last round when they are not sent; the params after it, the
     time it took, and (DSGD, `state` given) the optimizer state of the params not kept. Under
     DSGD the state travels with its rows as the params do: the kept rows' stays on the shard,
-    the other rows' comes in `state` (empty: zeros) and goes back; each of a shard's d parts
-    keeping its own, as before, split every row's AdaGrad sums and l1 penalty d ways (a PMF
-    with adagrad_row and l1 ended worse than it started on 2 workers)."""
+    the other rows' comes in `state` (empty: zeros) and goes back; under averaging the
+    shard's parts (rounds_per_epoch) share one. Each part keeping its own, as before, split
+    every coordinate's AdaGrad sums and l1 penalty over the parts (a PMF with adagrad_row and
+    l1 ended worse than it started on 2 workers)."""
     s = _SHARDS[(key, shard)]
     p = s.parts[part]
     with s.lock:
@@ -407,6 +408,8 @@ def _train(key, shard, part, params, step, keep=(), state=None):
         t.params = _copy({**s.held, **params})
         if state is not None:
             t._accumulators = _copy({**s.held_state, **state})
+        else:                   # averaging: one state per shard, whatever part runs
+            t._accumulators = s.held_state
         began = time.perf_counter()
         if p.n_terms:
             t.epochs, t.step, t.decay = 1, step, 1.0
