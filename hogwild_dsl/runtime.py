@@ -457,14 +457,19 @@ class TrainerBase:
 
     def save(self, path) -> Path:
         """Save the params (an .npz: each param under its own name, plus one metadata entry,
-        META_KEY) and return the path written (".npz" is added when missing, as numpy does).
-        Written to a temporary file and renamed: a failed save keeps the previous file."""
+        META_KEY) and return the path written (".npz" is added when missing, as numpy does;
+        a folder, existing or written with a trailing separator, gets MODEL_params.npz in it,
+        as `hogwildc train --out` does). Written to a temporary file and renamed: a failed
+        save keeps the previous file."""
         if not self.params:
             raise HogwildError("nothing to save: the params are not initialised (call fit)")
         try:
-            path = Path(os.fspath(path))
+            given = os.fspath(path)
+            path = Path(given)
         except TypeError:
             raise HogwildError(f"save() takes a file path, not {_show(path)}") from None
+        if path.is_dir() or str(given).endswith(("/", os.sep)):
+            path = path / f"{self.spec.model}_params.npz"
         if path.suffix != ".npz":
             path = path.with_name(path.name + ".npz")
         params = self._live_params(None)

@@ -439,6 +439,19 @@ def test_save_reports_the_file_written_and_params_by_name(trained, tmp_path):
     assert again._epochs_done == 2
 
 
+def test_save_into_a_folder_writes_the_default_name_in_it(trained, tmp_path):
+    """A folder (existing, or a path ending in a separator) gets MODEL_params.npz inside it,
+    as `hogwildc train --out DIR/` does; it used to write DIR.npz beside the folder."""
+    mod, t, _, _ = trained
+    written = t.save(tmp_path)
+    assert written == tmp_path / f"{t.spec.model}_params.npz" and written.is_file()
+    (tmp_path / "models").mkdir()
+    assert t.save(str(tmp_path / "models") + "/") == \
+        tmp_path / "models" / f"{t.spec.model}_params.npz"
+    assert not (tmp_path / "models.npz").exists()
+    np.testing.assert_array_equal(mod.Trainer.load(written).params["w"], t.params["w"])
+
+
 def test_failed_save_keeps_the_previous_file(trained, tmp_path, monkeypatch):
     _, t, _, _ = trained
     path = t.save(tmp_path / "model.npz")
