@@ -396,8 +396,11 @@ def cmd_train(args) -> int:
     data = read_data_args(spec, args.data, sources=sources)
     fit_args = dict(data)
     if args.validation:
-        fit_args["validation"] = read_data_args(spec, args.validation, "--validation",
-                                                held_sources)
+        held = read_data_args(spec, args.validation, "--validation", held_sources)
+        for d in spec.data:      # scalar data (a mean, a scale) hold for the held-out rows too
+            if not d.dims and d.name not in held and d.name in data:
+                held[d.name] = data[d.name]
+        fit_args["validation"] = held
     widen_to_agree(spec, data, *([fit_args["validation"]] if args.validation else []))
     from .jit import load
     mod = load(args.spec, consts=consts, dtype=args.dtype)

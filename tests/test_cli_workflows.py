@@ -188,3 +188,15 @@ def test_cli_params_equal_python_params(hogwildc, tmp_path, load_spec):
     t = mod.Trainer(threads=1, seed=4, epochs=3, order="shuffle", optimizer="adagrad")
     t.fit(**read_data(tmp_path / "t.svm", ["X", "y"]))
     assert np.array_equal(mod.Trainer.load(tmp_path / "cli.npz").params["w"], t.params["w"])
+
+
+def test_validation_takes_the_scalar_data_of_data(hogwildc, tmp_path):
+    """`--data mu=3.5` holds for the held-out ratings too: `--validation` needs only the
+    ratings (it was refused with "missing data 'mu'", naming no option)."""
+    (tmp_path / "train.csv").write_text("0,0,4\n0,1,3\n1,0,5\n1,1,2\n2,1,4\n")
+    (tmp_path / "held.csv").write_text("0,0,5\n2,1,3\n")
+    res = hogwildc("train", SPECS / "funksvd.hog", "--data", f"r={tmp_path / 'train.csv'}",
+                   "--data", "mu=3.5", "--validation", f"r={tmp_path / 'held.csv'}",
+                   "--epochs", "2", "-q", "--out", tmp_path / "p.npz")
+    assert res.returncode == 0, res.stderr
+    assert "validation" in res.stdout
