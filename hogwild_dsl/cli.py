@@ -346,6 +346,38 @@ def widen_to_agree(spec: ir.Spec, *datasets: dict) -> None:
             data[name].resize(shape)
 
 
+# A file's ids size a dim as given (its largest id + 1): a dim this wide over this few ids
+# used is most likely ids that were never renumbered (hashes, database keys), and the params
+# over it are allocated whole. warn_sparse_ids says so before training.
+WIDE_DIM = 1_000_000
+USED_SHARE = 0.01
+
+
+def warn_sparse_ids(spec: ir.Spec, data: dict, sources: dict) -> None:
+    """A warning on stderr for each dim that a file's sparse data makes wider than WIDE_DIM
+    with fewer than USED_SHARE of its ids in use (one svmlight id of 300,000,000 made a
+    2.4 GB params file without a word)."""
+    import numpy as np
+    import scipy.sparse as sp
+    sized = {d for p in spec.params for d in p.dims}
+    for d in spec.data:
+        m = data.get(d.name)
+        if not sp.issparse(m) or d.name not in sources:
+            continue
+        for axis, dim in enumerate(d.dims):
+            if dim not in sized or m.shape[axis] <= WIDE_DIM:
+                continue
+            csr = m.tocsr()
+            used = int(np.count_nonzero(np.diff(csr.indptr))) if axis == 0 else \
+                int(np.unique(csr.indices).size)
+            if used < USED_SHARE * m.shape[axis]:
+                print(f"{PROG}: warning: data '{d.name}' (file '{sources[d.name]}') makes dim "
+                      f"'{dim}' {m.shape[axis]:,} wide (its largest id + 1), but only {used:,} "
+                      f"ids occur: the params over '{dim}' are allocated for every id. "
+                      "Renumber the ids 0 .. N-1 to train a model of their size.",
+                      file=sys.stderr)
+
+
 # --------------------------------------------------------------------------------------------
 # train
 
@@ -402,6 +434,7 @@ def cmd_train(args) -> int:
                 held[d.name] = data[d.name]
         fit_args["validation"] = held
     widen_to_agree(spec, data, *([fit_args["validation"]] if args.validation else []))
+    warn_sparse_ids(spec, data, sources)
     from .jit import load
     mod = load(args.spec, consts=consts, dtype=args.dtype)
     out = args.out or f"{spec.model}_params.npz"

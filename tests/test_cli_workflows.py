@@ -200,3 +200,20 @@ def test_validation_takes_the_scalar_data_of_data(hogwildc, tmp_path):
                    "--epochs", "2", "-q", "--out", tmp_path / "p.npz")
     assert res.returncode == 0, res.stderr
     assert "validation" in res.stdout
+
+
+def test_a_dim_made_huge_by_a_few_ids_is_warned_of(hogwildc, tmp_path):
+    """One svmlight id of 2,000,000 sizes the feature dim (and w) as given: train warns,
+    naming the file, the dim, its width and the ids in use, and trains all the same; a
+    file of ordinary ids gets no warning."""
+    path = tmp_path / "wide.svm"
+    path.write_text("1 1:0.5 2000000:1\n-1 2:1\n1 1:1 3:0.5\n")
+    res = hogwildc("train", SPECS / "svm.hog", "--data", f"X,y={path}", "--epochs", "1", "-q",
+                   "--out", tmp_path / "p.npz")
+    assert res.returncode == 0, res.stderr
+    assert f"warning: data 'X' (file '{path}') makes dim 'feature' 2,000,000 wide" in \
+        res.stderr and "only 4 ids occur" in res.stderr
+    path.write_text("1 1:0.5 4:1\n-1 2:1\n1 1:1 3:0.5\n")
+    res = hogwildc("train", SPECS / "svm.hog", "--data", f"X,y={path}", "--epochs", "1", "-q",
+                   "--out", tmp_path / "p.npz")
+    assert res.returncode == 0 and "warning" not in res.stderr, res.stderr
