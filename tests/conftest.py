@@ -29,6 +29,19 @@ def load_spec(hog_cache_dir):
     return load
 
 
+@pytest.fixture(scope="module")
+def compiled(request, load_spec):
+    """compiled(name): the module of the test module's own spec table, SPECS[name] (the
+    user-objective audits), loaded once per test module."""
+    specs, cache = request.module.SPECS, {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = load_spec(text=specs[name])
+        return cache[name]
+    return get
+
+
 def sparse_rows(n_rows, n_cols, nnz_per_row, seed, noise=0.0):
     """A small random CSR matrix with unit-norm rows, and +-1 labels from a planted w."""
     rng = np.random.default_rng(seed)

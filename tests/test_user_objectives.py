@@ -487,17 +487,6 @@ TOLERANCE = {"nmfkl": 0.05, "glove": 0.05, "twoblock": 0.05, "sgns": 0.05,
              "lmf": 0.10}   # lmf: the sampled negatives keep SGD about 7% above at this budget
 
 
-@pytest.fixture(scope="module")
-def compiled(load_spec):
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            cache[name] = load_spec(text=SPECS[name])
-        return cache[name]
-    return get
-
-
 @pytest.mark.parametrize("name", sorted(set(SPECS) - {"transe"}))
 def test_reaches_reference_optimum(compiled, name):
     d = make_data(name)

@@ -604,17 +604,6 @@ def reference(name, d):
 
 # ---- tests ------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def compiled(load_spec):
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            cache[name] = load_spec(text=SPECS[name])
-        return cache[name]
-    return get
-
-
 def deterministic(name, d):
     """cbow with all its negative weight on one word, so that every draw is certain and
     objective() is exact."""

@@ -548,17 +548,6 @@ TOLERANCE = {"svr": 0.02, "rescal": 0.03, "wmf": 0.03}
 LOCAL = {"wmf"}   # SGD and L-BFGS from one start end in different minima (0.043 vs 0.038)
 
 
-@pytest.fixture(scope="module")
-def compiled(load_spec):
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            cache[name] = load_spec(text=SPECS[name])
-        return cache[name]
-    return get
-
-
 # ---- objective, gradient, optimum --------------------------------------------------------
 
 @pytest.mark.parametrize("name", sorted(SPECS))

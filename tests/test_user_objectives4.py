@@ -540,17 +540,6 @@ def reference(name, d, ours):
 TOLERANCE = {"siamese": 0.03}
 
 
-@pytest.fixture(scope="module")
-def compiled(load_spec):
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            cache[name] = load_spec(text=SPECS[name])
-        return cache[name]
-    return get
-
-
 # ---- objective, gradient, optimum --------------------------------------------------------
 
 @pytest.mark.parametrize("name", sorted(SPECS))
