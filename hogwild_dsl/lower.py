@@ -1478,6 +1478,8 @@ class BlockLowering:
         self.row_rule = adaptive and by_row     # adagrad_row (else adagrad) when adaptive
         self.folded = {}
         self.into, self.sums = {}, {}       # see absorb
+        self.row_roots = {}                 # see row_root_depths
+        self.sum_in_compute = False         # adagrad_row's g^2 summed by the compute pass
         names = Names()
         sites = [site if adaptive else   # AdaGrad needs g itself; sgd only step * g
                  replace(site, grad=scaled_by_step(site.grad, _sorted_nest(site.index)))
@@ -1555,7 +1557,11 @@ class BlockLowering:
             em.emit("# what another wrote), then each coordinate set is written in a loop")
             buffers = {}
             self.folded = {} if split else self.fold_diagonals(nests)
-            self.row_sums(em, list(nests.values()), atomic)
+            # split: every nest is held, so the compute pass sums the rows' g^2 (no pass
+            # of its own) and the sums are complete before the first write
+            self.sum_in_compute = split and self.row_rule
+            if not self.sum_in_compute:
+                self.row_sums(em, list(nests.values()), atomic)
             direct = [] if split else _direct_tail(list(nests.values()))
             held = [n for n in nests.values() if n not in direct]
             if not split:
@@ -1649,8 +1655,9 @@ class BlockLowering:
         """One nest's gradients and writes; `opened`: its outer loop is already open (fused
         with a sibling). mode: "fused" (compute and write), "compute" / "apply" (into / from
         `buffer`, site-major: the gradients of site `first + n` of the nest are contiguous),
-        "rows" (adagrad_row's sums of g^2 per row, no write). The gradients and writes run
-        in the storage type's arithmetic (adagrad_row's sums in double)."""
+        "rows" (adagrad_row's sums of g^2 per row, no write; under `sum_in_compute` the
+        "compute" mode sums them). The gradients and writes run in the storage type's
+        arithmetic (adagrad_row's sums in double)."""
         em.writing = True
         with em.arithmetic("double" if mode == "rows" else self.real):
             self._nest(em, nest, atomic, mode, buffer, opened, first)
@@ -1662,12 +1669,16 @@ class BlockLowering:
         if not opened and self.triangular(nest, mode):
             self.triangle(em, nest, atomic, mode, buffer, first)
             return
+        rows = self.row_root_depths(nest, opened)
+        sums = {}           # mode "rows": site -> the local summing g^2 over its row
+        self.row_locals(em, rows.get(0, ()), mode, sums)
         for depth, v in enumerate(nest.vars, 1):
             if not (opened and depth == 1):
                 em.open_loop(v)
             if mode != "apply":
                 for n in dict.fromkeys(nest.levels.get(depth, ())):
                     em.hoist(n)
+            self.row_locals(em, rows.get(depth, ()), mode, sums)
         olds = {}
         if mode != "apply":     # old values into locals: read once, before any write
             for site in nest.sites:     # (a value the gather read is the old one)
@@ -1684,7 +1695,9 @@ class BlockLowering:
                 grads.append(g)
                 continue
             if mode == "rows":
-                if self.by_row(site):
+                if site in sums:
+                    em.emit(f"{sums[site]} = {sums[site]} + _hw_sq({em.value(site.grad)})")
+                elif self.by_row(site):
                     p = self.spec.param(site.param)
                     row = self.row_cell(a, site)
                     add = f"_hw_sq({em.value(site.grad)}) / {a.extent(p.dims[-1])}"
@@ -1694,6 +1707,8 @@ class BlockLowering:
             text = em.value(site.grad)
             g = em.names.new("g", em.real)
             em.emit(f"{g} = {text}" + (f"   # d/d{site.access}" if mode != "compute" else ""))
+            if site in sums:
+                em.emit(f"{sums[site]} = {sums[site]} + _hw_sq({g})")
             if mode == "compute":
                 self.hold(em, nest.vars, n, site, g, slot)
             elif (nest.vars, n) in self.sums:     # what held sites gave its coordinate
@@ -1703,8 +1718,58 @@ class BlockLowering:
         if mode in ("fused", "apply"):
             for site, g in zip(nest.sites, grads):
                 self.write(em, site, g, atomic, olds.get(site.access))
-        for _ in nest.vars[1:] if opened else nest.vars:
+        last = 1 if opened else 0       # with `opened`, the caller closes the outer loop
+        for depth in range(len(nest.vars), last, -1):
+            self.add_row_sums(em, rows.get(depth, ()), sums, atomic)
             em.close_loop()
+        self.add_row_sums(em, rows.get(last, ()), sums, atomic)
+        self.row_roots.clear()
+
+    def row_root_depths(self, nest: Nest, opened: bool) -> dict:
+        """adagrad_row: the sites of the nest whose row accumulator is fixed by its loops, by
+        the depth where their row is fixed (0: before the loops; at least 1 where the outer
+        loop is `opened` by the caller). There the row's 1 / sqrt(G_row + 1e-8) is taken
+        once for its writes, and its g^2 summed in a local added to G_row once: per coordinate,
+        gcc can neither hoist the read nor keep the sum in a register (the params written
+        in the row loop may alias the accumulators); mc's adagrad_row epochs ran a sqrt
+        per coordinate."""
+        depths = {}
+        for site in nest.sites if self.row_rule else ():
+            if not self.by_row(site):
+                continue
+            loops = {ir.loop_of(v) for v in site.index[:-1] if not v.per_term}
+            if not loops <= set(nest.vars):
+                continue        # fixed by a loop outside this nest: per coordinate
+            depth = max((nest.vars.index(v) + 1 for v in loops), default=0)
+            depths.setdefault(max(depth, 1 if opened else 0), []).append(site)
+        return depths
+
+    def row_locals(self, em: Emitter, sites, mode: str, sums: dict):
+        """At a row's depth (row_root_depths): mode "rows", a zeroed local for its sum of
+        g^2; modes "fused" and "apply", the local 1 / sqrt(G_row + 1e-8) its writes scale by."""
+        if mode == "rows" or (mode == "compute" and self.sum_in_compute):
+            for site in sites:
+                sums[site] = em.names.new("q", "double")
+                em.emit(f"{sums[site]} = 0.0")
+            return
+        if mode not in ("fused", "apply"):
+            return
+        sqrt = "sqrtf" if em.real == "float" else "sqrt"
+        for site in sites:
+            row = self.row_cell(em.a, site)
+            if row not in self.row_roots:
+                root = em.names.new("rt", em.real)
+                em.emit(f"{root} = {em.typed('1.0')} / {sqrt}({row} + {em.typed('1e-8')})")
+                self.row_roots[row] = root
+
+    def add_row_sums(self, em: Emitter, sites, sums: dict, atomic: bool):
+        """Where a row's loops end: G_row += (its sum of g^2) / (the row's length)."""
+        for site in sites:
+            if site in sums:
+                row = self.row_cell(em.a, site)
+                add = f"{sums[site]} / {em.a.extent(self.spec.param(site.param).dims[-1])}"
+                em.emit(f"_hw_atomic_add(&{row}, {add})" if atomic else
+                        f"{row} = {row} + {add}")
 
     def plain_increment(self, site: SiteGrad) -> bool:
         """Whether the site's writes are plain increments p -= step * g (no l1 step, clip or
@@ -1937,18 +2002,21 @@ class BlockLowering:
         sqrt = "sqrtf" if em.real == "float" else "sqrt"
         eps = em.typed("1e-8")
 
-        def scale(root: str, indent: str):
+        def scale(root: str, op: str = "/"):
             if weight is None:
-                em.emit(f"{indent}{g} = {g} / {root}")
+                em.emit(f"{g} = {g} {op} {root}")
                 return
-            em.emit(f"{indent}{k} = {root}")
-            em.emit(f"{indent}{g} = {g} / {k}")
-            em.emit(f"{indent}{weight} = {weight} / {k}")
+            em.emit(f"{k} = {root}")
+            em.emit(f"{g} = {g} {op} {k}")
+            em.emit(f"{weight} = {weight} {op} {k}")
         if not (self.row_rule and self.by_row(site)):
-            scale(f"{sqrt}({add} + {eps})", "")
+            scale(f"{sqrt}({add} + {eps})")
             return
         row = self.row_cell(a, site)
-        scale(f"{sqrt}({row} + {eps})", "")
+        if row in self.row_roots:           # 1 / sqrt(G_row + 1e-8), once per row
+            scale(self.row_roots[row], "*")
+        else:
+            scale(f"{sqrt}({row} + {eps})")
 
     def project(self, em: Emitter, take):
         """Project every touched row of a param constrained to a simplex or a ball."""
