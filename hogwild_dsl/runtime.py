@@ -1450,7 +1450,7 @@ def _touches(deg: ir.DegSpec, block: ir.Block, given: dict, entry_rows, n_terms:
         draws = n_terms * deg.draws
         if deg.data is None:
             return np.full(size, draws / max(size, 1), dtype=np.float64)
-        w = np.asarray(given[deg.data], dtype=np.float64)      # 1/deg is double (layout)
+        w = _draw_weights(deg.data, given[deg.data])      # 1/deg is double (layout)
         return draws * w / w.sum()
     return _index_counts(deg.data, deg.var, block, given, entry_rows, size, deg.via)
 
@@ -1513,10 +1513,10 @@ def _draw_key(seed: int, *purpose) -> int:
     return int(np.random.default_rng(words).integers(2**62))
 
 
-def _alias_table(name: str, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Walker's alias table (Vose's construction) of the distribution proportional to
-    `weights`: a draw is then O(1) (a uniform slot k, kept with probability prob[k], else
-    alias[k]). The weights must be non-negative with a positive sum."""
+def _draw_weights(name: str, weights) -> np.ndarray:
+    """The weights of a draw as doubles, checked before anything divides by their sum (the
+    expected degrees and the alias table both do): non-negative, with a positive finite
+    sum."""
     w = np.asarray(weights, dtype=np.float64)
     if w.size and w.min() < 0:
         at = int(np.flatnonzero(w < 0)[0])
@@ -1526,6 +1526,15 @@ def _alias_table(name: str, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray
     if not total > 0 or not np.isfinite(total):
         raise DataError(f"data '{name}' weights a draw, so its sum must be positive and "
                         f"finite, not {total:g}")
+    return w
+
+
+def _alias_table(name: str, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Walker's alias table (Vose's construction) of the distribution proportional to
+    `weights`: a draw is then O(1) (a uniform slot k, kept with probability prob[k], else
+    alias[k])."""
+    w = _draw_weights(name, weights)
+    total = w.sum()
     n = w.size
     scaled = w * (n / total)
     prob = np.ones(n, dtype=np.float64)
