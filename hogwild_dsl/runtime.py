@@ -825,6 +825,12 @@ class TrainerBase:
                             f"{type(self.params).__name__}")
         consts = dict(self.spec.consts)
         seen = dict(dims) if dims is not None else {}
+        source = dict.fromkeys(seen, "the data")     # what sized each dim, for the error
+        declared = [p.name for p in self.spec.params]
+        stray = [k for k in self.params if k not in declared]
+        if stray:       # a typo'd key would otherwise be ignored without a word
+            raise DataError(f"trainer.params has '{stray[0]}', which is no param of model "
+                            f"'{self.spec.model}' (its params: {', '.join(declared)})")
         out = {}
         for p in self.spec.params:
             value = self.params.get(p.name)
@@ -837,10 +843,12 @@ class TrainerBase:
             for axis, dim in enumerate(p.dims):
                 want = consts.get(dim, seen.get(dim))
                 if want is not None and arr.shape[axis] != want:
-                    raise DataError(f"param '{p.name}' has shape {arr.shape}, but the "
-                                    f"{'data imply' if dims is not None else 'other params imply'} "
+                    by = "its const" if dim in consts else f"from {source[dim]}"
+                    raise DataError(f"param '{p.name}' has shape {arr.shape}, but dim "
+                                    f"'{dim}' is {want} ({by}): expected "
                                     f"{self._shape_or(p, consts, seen)}")
-                seen.setdefault(dim, arr.shape[axis])
+                if dim not in seen:
+                    seen[dim], source[dim] = arr.shape[axis], f"param '{p.name}' (axis {axis})"
             if not (value is arr and arr.flags.c_contiguous and arr.flags.writeable):
                 arr = np.array(arr, dtype=self.dtype, order="C")
                 self.params[p.name] = arr

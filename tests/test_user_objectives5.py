@@ -687,6 +687,30 @@ def test_validation_with_patience_keeps_the_best_epoch(compiled):
         mod.Trainer(threads=1, epochs=1).fit(X=X, y=y, validation={"X": Xv, "y": yv + C})
 
 
+
+def test_replaced_params_are_checked_and_errors_name_the_culprit(compiled, tmp_path):
+    """t.params is live: a replaced array (a list, ints, Fortran order) is read as given. A
+    key that is no param was ignored without a word (a typo'd name changed nothing), and a
+    param of the wrong shape at save was reported as a clash with no name for the other side
+    ('b has shape (4,), but the other params imply (3,)' where W was replaced): regression
+    for both."""
+    mod, d = compiled("cs"), small("cs")
+    t = mod.Trainer(threads=1, epochs=1).fit(**d)
+    t.params["b"] = [0.1, 0.2, 0.3, 0.4]
+    t.params["W"] = np.asfortranarray(np.ones(t.params["W"].shape, dtype=int))
+    want = {k: np.array(v, dtype=float) for k, v in t.params.items()}
+    assert t.objective(**d) == pytest.approx(reference("cs", want, d)[0], rel=1e-12)
+    t.params["bias"] = np.zeros(4)
+    with pytest.raises(hogwild_dsl.DataError, match="'bias', which is no param.*W, b"):
+        t.objective(**d)
+    del t.params["bias"]
+    t.params["W"] = np.zeros((3, 3))
+    with pytest.raises(hogwild_dsl.DataError,
+                       match=r"param 'b' has shape \(4,\), but dim 'class' is 3 \(from "
+                             r"param 'W' \(axis 1\)\)"):
+        t.save(tmp_path / "m.npz")
+
+
 # ---- what check must reject ----------------------------------------------------------------
 
 HEAD = """model bad
