@@ -825,6 +825,12 @@ class TrainerBase:
                             f"{type(self.params).__name__}")
         consts = dict(self.spec.consts)
         seen = dict(dims) if dims is not None else {}
+        source = dict.fromkeys(seen, "the data")     # what sized each dim, for the error
+        declared = [p.name for p in self.spec.params]
+        stray = [k for k in self.params if k not in declared]
+        if stray:       # a typo'd key would otherwise be ignored without a word
+            raise DataError(f"trainer.params has '{stray[0]}', which is no param of model "
+                            f"'{self.spec.model}' (its params: {', '.join(declared)})")
         out = {}
         for p in self.spec.params:
             value = self.params.get(p.name)
@@ -837,10 +843,12 @@ class TrainerBase:
             for axis, dim in enumerate(p.dims):
                 want = consts.get(dim, seen.get(dim))
                 if want is not None and arr.shape[axis] != want:
-                    raise DataError(f"param '{p.name}' has shape {arr.shape}, but the "
-                                    f"{'data imply' if dims is not None else 'other params imply'} "
+                    by = "its const" if dim in consts else f"from {source[dim]}"
+                    raise DataError(f"param '{p.name}' has shape {arr.shape}, but dim "
+                                    f"'{dim}' is {want} ({by}): expected "
                                     f"{self._shape_or(p, consts, seen)}")
-                seen.setdefault(dim, arr.shape[axis])
+                if dim not in seen:
+                    seen[dim], source[dim] = arr.shape[axis], f"param '{p.name}' (axis {axis})"
             if not (value is arr and arr.flags.c_contiguous and arr.flags.writeable):
                 arr = np.array(arr, dtype=self.dtype, order="C")
                 self.params[p.name] = arr
@@ -1450,7 +1458,7 @@ def _touches(deg: ir.DegSpec, block: ir.Block, given: dict, entry_rows, n_terms:
         draws = n_terms * deg.draws
         if deg.data is None:
             return np.full(size, draws / max(size, 1), dtype=np.float64)
-        w = np.asarray(given[deg.data], dtype=np.float64)      # 1/deg is double (layout)
+        w = _draw_weights(deg.data, given[deg.data])      # 1/deg is double (layout)
         return draws * w / w.sum()
     return _index_counts(deg.data, deg.var, block, given, entry_rows, size, deg.via)
 
@@ -1513,10 +1521,10 @@ def _draw_key(seed: int, *purpose) -> int:
     return int(np.random.default_rng(words).integers(2**62))
 
 
-def _alias_table(name: str, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Walker's alias table (Vose's construction) of the distribution proportional to
-    `weights`: a draw is then O(1) (a uniform slot k, kept with probability prob[k], else
-    alias[k]). The weights must be non-negative with a positive sum."""
+def _draw_weights(name: str, weights) -> np.ndarray:
+    """The weights of a draw as doubles, checked before anything divides by their sum (the
+    expected degrees and the alias table both do): non-negative, with a positive finite
+    sum."""
     w = np.asarray(weights, dtype=np.float64)
     if w.size and w.min() < 0:
         at = int(np.flatnonzero(w < 0)[0])
@@ -1526,6 +1534,15 @@ def _alias_table(name: str, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray
     if not total > 0 or not np.isfinite(total):
         raise DataError(f"data '{name}' weights a draw, so its sum must be positive and "
                         f"finite, not {total:g}")
+    return w
+
+
+def _alias_table(name: str, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Walker's alias table (Vose's construction) of the distribution proportional to
+    `weights`: a draw is then O(1) (a uniform slot k, kept with probability prob[k], else
+    alias[k])."""
+    w = _draw_weights(name, weights)
+    total = w.sum()
     n = w.size
     scaled = w * (n / total)
     prob = np.ones(n, dtype=np.float64)
