@@ -235,12 +235,32 @@ def _number(text: str) -> float | None:
         return None
 
 
+def svmlight_base(*arg_lists) -> bool:
+    """Whether the svmlight files named by these `NAME=FILE` arguments are zero-based (one of
+    them holds a feature index 0: data.svmlight_zero_based), said on stderr when they are."""
+    from .data import parse_data_arg, svmlight_zero_based
+    from .errors import DataError
+    paths = []
+    for arg in (a for args in arg_lists for a in args or ()):
+        try:
+            path = parse_data_arg(arg)[1]
+        except DataError:
+            continue                     # read_data_args reports it
+        if os.path.isfile(path):
+            paths.append(path)
+    zero = svmlight_zero_based(paths)
+    if zero:
+        print("note: the svmlight files are read as zero-based (one holds a feature index 0, "
+              "as scikit-learn's dump_svmlight_file writes)", file=sys.stderr)
+    return zero
+
+
 def read_data_args(spec: ir.Spec, args_data: list[str], option: str = "--data",
-                   sources: dict | None = None) -> dict:
+                   sources: dict | None = None, zero_based: bool = False) -> dict:
     """The data named by `--data NAME=FILE` arguments (or by `option`'s, in the same syntax),
     each datum read from a file checked on its own as the trainer will check it (values, labels,
     shape), so that its error names the file and the line. `sources`, where given, gets the file
-    of each datum read from one."""
+    of each datum read from one. `zero_based`: of the svmlight files (svmlight_base)."""
     from .data import parse_data_arg, read_data
     from .errors import DataError
     declared = {d.name: d for d in spec.data}
@@ -262,7 +282,7 @@ def read_data_args(spec: ir.Spec, args_data: list[str], option: str = "--data",
             data[names[0]] = _number(path)
             continue
         kinds = {n: "sparse" if declared[n].kind == "sparse" else "dense" for n in names}
-        values = read_data(path, names, kinds)
+        values = read_data(path, names, kinds, zero_based=zero_based)
         for n in names:
             _check_file_datum(declared[n], values[n], path, option)
         data.update(values)
@@ -425,10 +445,11 @@ def cmd_train(args) -> int:
     _trainer(SimpleNamespace(Trainer=type("Options", (TrainerBase,), {"spec": spec})),
              **options)
     sources, held_sources = {}, {}
-    data = read_data_args(spec, args.data, sources=sources)
+    zero_based = svmlight_base(args.data, args.validation)
+    data = read_data_args(spec, args.data, sources=sources, zero_based=zero_based)
     fit_args = dict(data)
     if args.validation:
-        held = read_data_args(spec, args.validation, "--validation", held_sources)
+        held = read_data_args(spec, args.validation, "--validation", held_sources, zero_based)
         for d in spec.data:      # scalar data (a mean, a scale) hold for the held-out rows too
             if not d.dims and d.name not in held and d.name in data:
                 held[d.name] = data[d.name]
@@ -504,7 +525,7 @@ def cmd_analyze(args) -> int:
     consts = _consts(args.const)
     _, spec = _check_spec(args.spec, consts)
     sources = {}
-    data = read_data_args(spec, args.data, sources=sources)
+    data = read_data_args(spec, args.data, sources=sources, zero_based=svmlight_base(args.data))
     widen_to_agree(spec, data)
     sample = None if args.sample is None else args.sample
     if args.exact:

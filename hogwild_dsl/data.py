@@ -17,8 +17,11 @@ Formats (from the extension, else sniffed from the content; ``.gz``/``.bz2``/``.
 compressed text files are read too):
 
 * ``.svm``/``.libsvm``/``.svmlight`` (and extension-less files such as LIBSVM's ``a9a``,
-  ``a9a.t``, ``rcv1_train.binary``): one row per line, ``LABEL INDEX:VALUE ...``, one-based
-  indices, ``qid:`` tokens and ``# comments`` ignored.  Two names give ``(X, y)``, one name
+  ``a9a.t``, ``rcv1_train.binary``): one row per line, ``LABEL INDEX:VALUE ...``, ``qid:``
+  tokens and ``# comments`` ignored. Indices are one-based (LIBSVM's convention) unless the
+  file holds a feature index 0, as scikit-learn's ``dump_svmlight_file`` writes by default:
+  then zero-based (scikit-learn's ``zero_based="auto"``; ``svmlight_zero_based`` decides it
+  for the files of one command together, so that a training and a validation file agree).  Two names give ``(X, y)``, one name
   gives ``X``.  Parsed by scikit-learn's compiled reader in blocks of lines; a block the fast
   reader rejects is re-scanned in Python to report the first bad line (or, when the only
   problem was unsorted indices, to read it anyway).  Labels are returned as given.
@@ -55,7 +58,8 @@ import scipy.sparse as sp
 
 from .errors import DataError
 
-__all__ = ["read_data", "parse_data_arg", "detect_format", "line_of_row"]
+__all__ = ["read_data", "parse_data_arg", "detect_format", "line_of_row",
+           "svmlight_zero_based"]
 
 _SVM_EXTS = {".svm", ".libsvm", ".svmlight"}
 _TABLE_EXTS = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".txt": None, ".dat": None}
@@ -254,7 +258,7 @@ def _normalise_kind(kind, names):
     return {n: kind for n in names}
 
 
-def read_data(path, names, kind=None):
+def read_data(path, names, kind=None, zero_based="auto"):
     """Read the data file *path* for the data names *names*; return ``{name: value}``.
 
     *names* is the list of names given on the command line for this file (``["X", "y"]`` for
@@ -267,7 +271,9 @@ def read_data(path, names, kind=None):
     ``numpy.ndarray``.  An entry a file stores twice (two triplet lines, two Matrix Market
     entries, a COO in an .npz) stays two entries, in the file's order: two observations, two
     terms of a `for (u, v) in r` block (LANGUAGE.md); data read only as rows has them summed
-    by the trainer.  Raises DataError (naming the file and, where there is one, the line)."""
+    by the trainer.  *zero_based* (svmlight files): True, False, or ``"auto"`` (zero-based
+    where the file holds a feature index 0).  Raises DataError (naming the file and, where
+    there is one, the line)."""
     if isinstance(names, str):
         names = [names]
     names = list(names)
@@ -280,7 +286,7 @@ def read_data(path, names, kind=None):
     fmt = detect_format(path)
     try:
         if fmt == "svmlight":
-            out = _read_svmlight(path, names)
+            out = _read_svmlight(path, names, zero_based)
         elif fmt == "mtx":
             out = _read_mtx(path, names)
         elif fmt == "npz":
@@ -351,12 +357,37 @@ def _want(path, names, count, what):
 # svmlight / libsvm
 
 
-def _read_svmlight(path, names):
+_INDEX_ZERO = re.compile(rb"^[^#\n]*?[ \t]0+:", re.M)     # a token 0:VALUE (not qid:0)
+
+
+def svmlight_zero_based(paths) -> bool:
+    """Whether the svmlight files among *paths* are zero-based: one of them holds a feature
+    index 0 (the others are read alike: a validation file that happens not to use feature 0
+    is the training file's convention, not a one-based file)."""
+    return any(detect_format(os.fspath(p)) == "svmlight" and _has_index_zero(p) for p in paths)
+
+
+def _has_index_zero(path) -> bool:
+    carry = b""
+    with _open_binary(path) as f:
+        while block := f.read(_BLOCK):
+            text = carry + block
+            cut = text.rfind(b"\n") + 1
+            if _INDEX_ZERO.search(text, 0, cut):
+                return True
+            carry = text[cut:]
+    return bool(_INDEX_ZERO.search(carry))
+
+
+def _read_svmlight(path, names, zero_based="auto"):
     if len(names) not in (1, 2):
         raise _error(path, f"an svmlight file holds rows and labels: give 1 name (X) or 2 "
                            f"(X,y), not {len(names)} ({', '.join(names)})")
     from sklearn.datasets import load_svmlight_file
 
+    if zero_based == "auto":
+        zero_based = _has_index_zero(path)
+    first = 0 if zero_based else 1      # the file's first feature index
     datas, indices, indptrs, labels = [], [], [], []
     nrows = nnz = 0
     line_base = 0
@@ -383,13 +414,13 @@ def _read_svmlight(path, names):
                 try:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
-                        X, y = load_svmlight_file(io.BytesIO(text), zero_based=False,
+                        X, y = load_svmlight_file(io.BytesIO(text), zero_based=bool(zero_based),
                                                   dtype=np.float64)
                     d, ix, ip = X.data, X.indices, X.indptr
                     if ix.size and ix.min() < 0:
                         raise ValueError("negative index")
                 except Exception:
-                    d, ix, ip, y = _scan_svmlight(path, text, line_base, final)
+                    d, ix, ip, y = _scan_svmlight(path, text, line_base, final, first)
                 datas.append(d)
                 indices.append(np.asarray(ix, dtype=np.int64))
                 indptrs.append(np.asarray(ip[1:], dtype=np.int64) + nnz)
@@ -440,8 +471,9 @@ def _is_number(s):
     return True
 
 
-def _scan_svmlight(path, text, line_base, final):
-    """Parse a block of svmlight lines in Python; raise DataError at the first bad line."""
+def _scan_svmlight(path, text, line_base, final, first=1):
+    """Parse a block of svmlight lines in Python, feature indices counted from `first`;
+    raise DataError at the first bad line."""
     lines = text.split(b"\n")
     has_tail = bool(lines[-1])       # the block does not end with a newline
     data, ind, indptr, labels = [], [], [0], []
@@ -485,10 +517,9 @@ def _scan_svmlight(path, text, line_base, final):
             except ValueError:
                 raise bad(f"bad token {tok!r}: the feature index {idx!r} is not an integer") \
                     from None
-            if k < 1:
-                raise bad(f"bad token {tok!r}: feature index {k} < 1 (indices are one-based: "
-                          "the first feature is 1; scikit-learn's dump_svmlight_file writes "
-                          "zero-based ones unless given zero_based=False)")
+            if k < first:
+                raise bad(f"bad token {tok!r}: feature index {k} < {first} (the first feature "
+                          f"is {first})")
             if k > _MAX_DIM:
                 raise bad(f"bad token {tok!r}: feature index {k} is too large (at most "
                           f"{_MAX_DIM})")
@@ -498,7 +529,7 @@ def _scan_svmlight(path, text, line_base, final):
                 raise bad(f"feature index {k} appears twice on the line")
             row[k] = float(val)
         for k in sorted(row):
-            ind.append(k - 1)
+            ind.append(k - first)
             data.append(row[k])
         indptr.append(len(ind))
         labels.append(float(label))

@@ -8,7 +8,7 @@ import pytest
 import scipy.io
 import scipy.sparse as sp
 
-from hogwild_dsl.data import detect_format, parse_data_arg, read_data
+from hogwild_dsl.data import detect_format, parse_data_arg, read_data, svmlight_zero_based
 from hogwild_dsl.errors import DataError, HogwildError
 
 
@@ -130,9 +130,27 @@ class TestSvmlight:
         msg = data_error(write(tmp_path, "b.svm", "1 1:1\n-1 2:1 3:abc\n"), ["X", "y"], 2)
         assert "3:abc" in msg
 
-    def test_index_zero(self, tmp_path):
-        msg = data_error(write(tmp_path, "z.svm", "1 1:1\n1 2:1\n-1 0:1 2:1\n"), ["X", "y"], 3)
-        assert "one-based" in msg
+    def test_index_zero_means_zero_based(self, tmp_path):
+        """scikit-learn's dump_svmlight_file writes zero-based indices by default: a file
+        holding a feature index 0 is read as zero-based (its zero_based="auto"), one without
+        as LIBSVM's one-based; given explicitly, one-based refuses the 0."""
+        path = write(tmp_path, "z.svm", "1 1:1\n1 2:1 # 0:9 in a comment\n-1 0:1 2:5 qid:0\n")
+        X = read_data(path, ["X", "y"])["X"]
+        np.testing.assert_array_equal(dense(X), [[0, 1, 0], [0, 0, 1], [1, 0, 5]])
+        one = read_data(write(tmp_path, "o.svm", "1 1:1 qid:0\n1 2:1 # 0:9\n"), ["X"])["X"]
+        np.testing.assert_array_equal(dense(one), [[1, 0], [0, 1]])
+        msg = data_error(path, ["X", "y"], 3, zero_based=False)
+        assert "feature index 0 < 1" in msg
+        msg = data_error(write(tmp_path, "n.svm", "1 1:1\n1 -2:1\n"), ["X", "y"], 2)
+        assert "feature index -2 < 1" in msg
+
+    def test_zero_based_is_decided_for_the_files_together(self, tmp_path):
+        """A validation file that does not use feature 0 is read as its training file is."""
+        train = write(tmp_path, "train.svm", "1 0:1 1:2\n-1 2:1\n")
+        held = write(tmp_path, "held.svm", "1 1:2\n-1 2:1\n")
+        assert svmlight_zero_based([train, held]) and not svmlight_zero_based([held])
+        X = read_data(held, ["X"], zero_based=svmlight_zero_based([train, held]))["X"]
+        np.testing.assert_array_equal(dense(X), [[0, 2, 0], [0, 0, 1]])
 
     def test_missing_label(self, tmp_path):
         msg = data_error(write(tmp_path, "m.svm", "1 1:1\n2:1 3:1\n"), ["X", "y"], 2)
