@@ -603,7 +603,11 @@ def _fold_in_spec(spec: ir.Spec) -> tuple[str, list, list]:
     and the regs on them dropped; the params over the user dim stay params, one row per new
     user. The language has no 3-D data, so a 3-D param without the user dim cannot be frozen."""
     block = _predicting_block(spec)
-    user_dim = spec.datum(block.over).dims[0]
+    user_dim, item_dim = spec.datum(block.over).dims
+    if user_dim == item_dim:
+        raise HogwildError(f"decision_function(X) cannot fold new users in: R's rows and "
+                           f"columns are both dim '{user_dim}', so a new row would also be a "
+                           "new column")
     data, params, dims = _block_reads(block)
     kept = [p for p in spec.params if p.name in params]
     user = [p for p in kept if user_dim in p.dims]

@@ -384,6 +384,13 @@ def test_fold_in_trains_the_predicting_block_alone(ratings):
     with pytest.raises(HogwildError, match="param 'T' is 3-D"):
         HogwildRecommender(spec=three_d, threads=1, epochs=1, step=0.02,
                            data={"friends": friends}).fit(R).decision_function(R[:2])
+    square = SOCIAL_SPEC.replace("dim user, item", "dim user").replace(
+        "data r[user, item]", "data r[user, user]").replace(
+        "Q[item, k]", "Q[user, k]").replace("b[item]", "b[user]")
+    rec = HogwildRecommender(spec=square, threads=1, epochs=1, step=0.02,
+                             data={"friends": friends}).fit(friends)
+    with pytest.raises(HogwildError, match="rows and columns are both dim 'user'"):
+        rec.decision_function(friends[:2])
     aged = ITEM_PRIOR_SPEC.replace("prior[item]", "prior[user]").replace("prior[v]", "prior[u]")
     rec = HogwildRecommender(spec=aged, threads=1, epochs=1, step=0.02,
                              data={"prior": np.zeros(50)}).fit(R)
