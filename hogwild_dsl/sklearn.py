@@ -696,8 +696,8 @@ class HogwildRecommender(_HogwildEstimator):
     data, `for (u, v) in r` (matrix completion: `mc`).
 
     `fit(R)` takes a users x items matrix, whose row and column numbers are the user and item
-    ids: scipy.sparse (its stored entries are the ratings) or dense (every entry a rating but
-    NaN, which means "not rated"); or a DataFrame (duck-typed: pandas is not needed) whose
+    ids: scipy.sparse (its stored entries are the ratings) or dense (every entry a rating); in
+    either, NaN means "not rated"; or a DataFrame (duck-typed: pandas is not needed) whose
     first three columns are user, item, rating, with ids of any sortable type (split it by
     rows to cross-validate over ratings). One rating per (user, item) pair: a pair given twice
     is an EstimatorInputError. An (n, 3) array is a matrix of 3 items, never triples.
@@ -709,8 +709,10 @@ class HogwildRecommender(_HogwildEstimator):
     trained on that row alone, starting from the mean of the fitted users', with every other
     param held at its fitted value (the spec's predicting block only, for the fitted number of
     epochs at the fitted step, terms in stored order), and the row's predicted score of every
-    fitted item is returned (n_rows x n_items). A row depends on no other row (bit for bit at
-    threads=1 for a spec without `sample` lines or whole-param regs). `predict(X)` (one
+    fitted item is returned (n_rows x n_items). A row depends on no other row, bit for bit at
+    threads=1 (with `sample` lines each row is folded in by a fit of its own: the draws are
+    one stream over a fit's terms), but for a whole-param reg on a user param (`reg l2 on bu`
+    spreads its penalty over every term given). `predict(X)` (one
     argument) is the best-scored item of each row, `item_ids_` at the argmax (as a classifier's
     predict is the argmax of its decision_function). `score(R)` is the R^2 of the predicted
     ratings: of `predict(users, items)` for a DataFrame, of the fold-in for a matrix.
