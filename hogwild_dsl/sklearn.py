@@ -848,6 +848,12 @@ class HogwildRecommender(_HogwildEstimator):
         row (the argmax of decision_function)."""
         check_is_fitted(self, "trainer_")
         if items is None:
+            if np.ndim(users) == 1:
+                raise EstimatorInputError(
+                    "predict(users) without items: predict(users, items) scores (user, item) "
+                    "pairs by id; with one argument, predict(X) takes a 2-D users x items "
+                    "matrix of new users' ratings (Reshape your data with X.reshape(1, -1) "
+                    "if it is one user's)")
             return self.item_ids_[np.argmax(self.decision_function(users), axis=1)]
         u = _positions(self.user_ids_, np.ravel(users), "user")
         v = _positions(self.item_ids_, np.ravel(items), "item")

@@ -346,6 +346,8 @@ def test_fold_in_agrees_with_the_fitted_users(ratings):
     with pytest.raises(ValueError, match="X has 29 features, but HogwildRecommender is "
                        "expecting 30 features"):
         rec.decision_function(dense[:, 1:])
+    with pytest.raises(EstimatorInputError, match="predict\\(users\\) without items"):
+        rec.predict([0, 1])
 
 
 SOCIAL_SPEC = """
