@@ -364,8 +364,10 @@ class TrainerBase:
                     objective = objective_at(i == self.epochs - 1)
                     # the params too: a NaN in them can leave the objective finite (b = 0 in
                     # `y[i] / b` trained to objectives of 0.0); a sum is NaN or inf if any
-                    # value is, at a fraction of the cost of isfinite().all()
-                    finite = all(math.isfinite(np.sum(v)) for v in work.values())
+                    # value is, at a fraction of the cost of isfinite().all() (inf - inf in
+                    # it is the answer, not a warning)
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        finite = all(math.isfinite(np.sum(v)) for v in work.values())
                     if not finite or not np.isfinite(objective) or (
                             objective > EXPLODED * max(abs(start_objective), 1.0)):
                         self._roll_back(work, kept)

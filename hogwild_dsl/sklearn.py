@@ -6,8 +6,10 @@ Every fit builds the spec's Trainer and calls its `fit`: there is no second trai
 Binding. `X` is the spec's 2-D data read by `predict`; `y` its 1-D data over the same rows that
 `predict` does not read. The classifier maps its classes (any labels, in `classes_`) onto a
 `sign` (-1/+1) or `binary` (0/1) label datum, or, for more than two classes, onto an
-`index(...)` datum. The recommender's `R` is the sparse data whose stored entries are the
-terms of the predicting block (`for (u, v) in r`). Every other datum of the spec (a scalar
+`index(...)` datum. The recommender's `R` (a users x items matrix, or a DataFrame of
+triples) binds the sparse data whose stored entries are the terms of the predicting block
+(`for (u, v) in r`); new users' rows are folded in by a spec derived from that block
+(`_fold_in_spec`). Every other datum of the spec (a scalar
 such as a global mean or a temperature, data over another dim, a second block's data) comes
 from the estimator's `data` argument, by the spec's names, and goes as given to every fit,
 objective and predict of the Trainer: the estimator computes no datum itself (the language
@@ -508,30 +510,163 @@ class HogwildRegressor(RegressorMixin, _HogwildEstimator):
 # ---------------------------------------------------------------- recommender
 
 
-def _triples(R):
-    """(user ids, item ids, ratings, shape or None) of R: a scipy sparse users x items matrix
-    (ids are its row and column numbers), a DataFrame whose first three columns are user, item,
-    rating, or an (n, 3) array of such rows."""
-    if sp.issparse(R):
-        coo = R.tocoo()
-        return coo.row, coo.col, coo.data.astype(np.float64), coo.shape
-    if hasattr(R, "columns") and not isinstance(R, np.ndarray):     # a DataFrame, duck-typed
-        if len(R.columns) < 3:
-            raise EstimatorInputError("a DataFrame R needs (user, item, rating) columns, got "
-                                      f"{len(R.columns)} column(s)")
-        cols = [np.asarray(R[c]) for c in list(R.columns)[:3]]
-    else:
-        arr = np.asarray(R, dtype=object) if not isinstance(R, np.ndarray) else R
-        if arr.ndim != 2 or arr.shape[1] != 3:
-            raise EstimatorInputError(
-                "R must be a scipy.sparse users x items matrix, a DataFrame of (user, item, "
-                f"rating) columns or an (n, 3) array of such rows, not shape {arr.shape}")
-        cols = [arr[:, 0], arr[:, 1], arr[:, 2]]
+def _is_frame(X) -> bool:
+    """A DataFrame, duck-typed (pandas is not needed): columns and column access."""
+    return hasattr(X, "columns") and not isinstance(X, np.ndarray) and not sp.issparse(X)
+
+
+def _frame_triples(R):
+    """(user ids, item ids, ratings) of a DataFrame whose first three columns are user, item,
+    rating."""
+    if len(R.columns) < 3:
+        raise EstimatorInputError("a DataFrame R needs (user, item, rating) columns, got "
+                                  f"{len(R.columns)} column(s)")
+    cols = [np.asarray(R[c]) for c in list(R.columns)[:3]]
     try:
         ratings = np.asarray(cols[2], dtype=np.float64)
     except (TypeError, ValueError):
         raise EstimatorInputError("the ratings (third column of R) must be numbers") from None
-    return cols[0], cols[1], ratings, None
+    if not np.all(np.isfinite(ratings)):
+        raise EstimatorInputError("the ratings (third column of R) hold NaN or inf: give only "
+                                  "the ratings made")
+    return cols[0], cols[1], ratings
+
+
+def _entries(X) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, columns, values) of the ratings of a validated users x items matrix: a sparse
+    one's stored entries, a dense one's entries, NaN (not rated) left out of either."""
+    if sp.issparse(X):
+        coo = X.tocoo()
+        u, v, r = coo.row, coo.col, coo.data
+    else:
+        u, v = np.nonzero(~np.isnan(X))
+        return u.astype(np.int64), v.astype(np.int64), X[u, v]
+    keep = ~np.isnan(r)
+    return u[keep].astype(np.int64), v[keep].astype(np.int64), r[keep]
+
+
+def _statement_end(lines: list, i: int) -> int:
+    """The line after the statement starting at line i (a statement goes on while a bracket
+    is open)."""
+    depth = 0
+    while i < len(lines):
+        text = lines[i].split("#", 1)[0]
+        depth += sum(text.count(c) for c in "([") - sum(text.count(c) for c in ")]")
+        i += 1
+        if depth <= 0:
+            break
+    return i
+
+
+def _block_reads(block: ir.Block) -> tuple[set, set, set]:
+    """(data, params, dims) a block reads: in its losses, regs and predict, the data its
+    sparse rows, index data and sample weights come from, and the dims its indices run over."""
+    data, params, dims = {block.over} if block.kind == "entries" else set(), set(), set()
+    seen: set = set()
+
+    def var(v: ir.Var):
+        dims.add(v.dim)
+        if v.kind in ("sparse", "indirect"):
+            data.add(v.source[0])
+        if v.kind in ("sparse", "indirect", "draw"):
+            var(v.at)
+
+    todo = [e for e, _ in block.losses] + [r.expr for r in block.regs] + \
+        ([block.predict] if block.predict is not None else [])
+    while todo:
+        node = todo.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if isinstance(node, ir.DataAt):
+            data.add(node.name)
+        if isinstance(node, ir.ParamAt):
+            params.add(node.name)
+        for v in getattr(node, "index", ()):
+            var(v)
+        if isinstance(node, (ir.Sum, ir.Reduce, ir.ArgMax)):
+            var(node.var)
+        todo.extend(node.children())
+    for s in block.samples:
+        dims.add(s.var.dim)
+        if s.weights:
+            data.add(s.weights)
+    for v in block.vars:
+        dims.add(v.dim)
+    return data, params, dims
+
+
+def _fold_in_spec(spec: ir.Spec) -> tuple[str, list, list]:
+    """The spec that folds new users in: (its text, the user-side params, the frozen ones).
+    It is the predicting block alone, with the params that have no position over the user
+    dim (the first dim of R) declared as data (frozen: the fitted values are given as data)
+    and the regs on them dropped; the params over the user dim stay params, one row per new
+    user. The language has no 3-D data, so a 3-D param without the user dim cannot be frozen."""
+    block = _predicting_block(spec)
+    user_dim, item_dim = spec.datum(block.over).dims
+    if user_dim == item_dim:
+        raise HogwildError(f"decision_function(X) cannot fold new users in: R's rows and "
+                           f"columns are both dim '{user_dim}', so a new row would also be a "
+                           "new column")
+    data, params, dims = _block_reads(block)
+    kept = [p for p in spec.params if p.name in params]
+    user = [p for p in kept if user_dim in p.dims]
+    frozen = [p for p in kept if user_dim not in p.dims]
+    for p in user:
+        if p.dims.count(user_dim) > 1:
+            raise HogwildError(f"decision_function(X) folds new users in by training the "
+                               f"params over dim '{user_dim}' alone; param '{p.name}' runs "
+                               "over it twice")
+    for p in frozen:
+        if len(p.dims) > 2:
+            raise HogwildError(f"decision_function(X) folds new users in with the other "
+                               f"params held fixed as data, but param '{p.name}' is "
+                               f"{len(p.dims)}-D and the language has no 3-D data")
+    for d in spec.data:
+        if d.name in data and d.name != block.over and user_dim in d.dims:
+            raise HogwildError(f"decision_function(X) cannot fold new users in: the "
+                               f"predicting block reads data '{d.name}' over dim "
+                               f"'{user_dim}', which a new user has none of")
+    for p in kept:
+        dims.update(p.dims)
+    for d in spec.data:
+        if d.name in data:
+            dims.update(d.dims)
+    lines = spec.source.splitlines()
+    start = block.line - 1
+    end = _statement_end(lines, start)
+    while end < len(lines) and (not lines[end].strip() or lines[end][:1] in " \t#"):
+        end += 1
+    body = []
+    fixed = {p.name for p in frozen}
+    regs = {}
+    for r in block.regs:
+        regs.setdefault(r.line, []).append(r)
+    i = start
+    while i < end:
+        stop = _statement_end(lines, i)
+        here = regs.get(i + 1, ())
+        if any(r.param in fixed for r in here):
+            targets = [r.target for r in here if r.param not in fixed]
+            if targets:
+                r = here[0]
+                indent = lines[i][:len(lines[i]) - len(lines[i].lstrip())]
+                body.append(f"{indent}reg {r.kind}({ir.fmt_number(r.lam)}) on "
+                            f"{', '.join(targets)}" + (" unscaled" if r.unscaled else ""))
+        else:
+            body += lines[i:stop]
+        i = stop
+    out = [f"model {spec.model}_fold_in"]
+    used = [d for d in spec.dims if d in dims]
+    if used:
+        out.append("dim " + ", ".join(used))
+    out += [f"const {n} = {v}" for n, v in spec.consts]
+    out += [str(d) for d in spec.data if d.name in data]
+    for p in frozen:
+        shape = f"[{', '.join(p.dims)}]" if p.dims else ""
+        out.append(f"data {p.name}{shape} : {'dense' if len(p.dims) == 2 else 'real'}")
+    out += [str(p) for p in user]
+    return "\n".join(out + body) + "\n", user, frozen
 
 
 def _plain(x):
@@ -558,17 +693,33 @@ def _positions(ids: np.ndarray, query, what: str) -> np.ndarray:
 
 class HogwildRecommender(_HogwildEstimator):
     """A recommender on a spec whose predicting block runs over the stored entries of sparse
-    data, `for (u, v) in r` (matrix completion: `mc`). `fit(R)` takes a scipy.sparse users x
-    items matrix (ids: row and column numbers), a DataFrame (duck-typed: pandas is not needed)
-    whose first three columns are user, item, rating with ids of any sortable type, or an
-    (n, 3) array of such rows (a dense array is always read as rows of triples, never as a
-    matrix). One rating per (user, item) pair: a pair given twice is an EstimatorInputError.
-    `predict(users, items)` scores pairs; `recommend(user, n)` ranks items.
+    data, `for (u, v) in r` (matrix completion: `mc`).
+
+    `fit(R)` takes a users x items matrix, whose row and column numbers are the user and item
+    ids: scipy.sparse (its stored entries are the ratings) or dense (every entry a rating); in
+    either, NaN means "not rated"; or a DataFrame (duck-typed: pandas is not needed) whose
+    first three columns are user, item, rating, with ids of any sortable type (split it by
+    rows to cross-validate over ratings). One rating per (user, item) pair: a pair given twice
+    is an EstimatorInputError. An (n, 3) array is a matrix of 3 items, never triples.
+
+    `predict(users, items)` scores (user, item) pairs by id; `recommend(user, n)` ranks items.
     An id not seen by `fit` is an EstimatorInputError: there is no fallback score.
+    `decision_function(X)` folds new users in: each row of X (n_features_in_ = the fitted
+    items, read like fit's matrices) is one user's ratings; the params over the user dim are
+    trained on that row alone, starting from the mean of the fitted users', with every other
+    param held at its fitted value (the spec's predicting block only, for the fitted number of
+    epochs at the fitted step, terms in stored order), and the row's predicted score of every
+    fitted item is returned (n_rows x n_items). A row depends on no other row, bit for bit at
+    threads=1 (with `sample` lines each row is folded in by a fit of its own: the draws are
+    one stream over a fit's terms), but for a whole-param reg on a user param (`reg l2 on bu`
+    spreads its penalty over every term given). `predict(X)` (one
+    argument) is the best-scored item of each row, `item_ids_` at the argmax (as a classifier's
+    predict is the argmax of its decision_function). `score(R)` is the R^2 of the predicted
+    ratings: of `predict(users, items)` for a DataFrame, of the fold-in for a matrix.
     The spec's other data come from `data` (funksvd's global mean: data={"mu": ...}); data over
     the user or item dim is indexed by position in `user_ids_` / `item_ids_`.
     Fitted: `user_ids_`, `item_ids_` (sorted), `seen_` (users x items, the pattern of R),
-    `trainer_`, `history_`, `n_iter_`, `data_`."""
+    `n_features_in_` (the number of items), `trainer_`, `history_`, `n_iter_`, `data_`."""
 
     def __init__(self, spec="mc", consts=None, epochs=None, step=None, decay=None,
                  optimizer=None, threads=None, sync="hogwild", order=None, seed=0,
@@ -592,16 +743,19 @@ class HogwildRecommender(_HogwildEstimator):
         _check_missing(spec, [d for d in spec.data if d.name == block.over], extra, "fit(R)")
         return block.over
 
+    def _matrix(self, X, reset: bool):
+        """scikit-learn's checks of a users x items matrix (NaN allowed: not rated)."""
+        return validate_data(self, X, reset=reset, dtype=np.float64,
+                             accept_sparse=("csr", "csc", "coo"), ensure_all_finite="allow-nan")
+
     def fit(self, R, y=None):
         """Train on the ratings R; y is ignored (scikit-learn's convention)."""
         module = _module(self.spec, self.consts)
         extra = self._extra()
         name = self._bind_r(module.Trainer.spec, extra)
         self.data_ = extra
-        users, items, ratings, shape = _triples(R)
-        if len(ratings) == 0:
-            raise EstimatorInputError("R holds no ratings")
-        if shape is None:
+        if _is_frame(R):
+            users, items, ratings = _frame_triples(R)
             try:
                 self.user_ids_, u = np.unique(users, return_inverse=True)
                 self.item_ids_, v = np.unique(items, return_inverse=True)
@@ -609,9 +763,16 @@ class HogwildRecommender(_HogwildEstimator):
                 raise EstimatorInputError("user and item ids must be sortable (all numbers or "
                                           "all strings)") from None
             shape = (len(self.user_ids_), len(self.item_ids_))
+            self.n_features_in_ = shape[1]
+            if hasattr(self, "feature_names_in_"):     # from an earlier fit on a matrix
+                del self.feature_names_in_
         else:
-            u, v = users, items
+            R = self._matrix(R, reset=True)
+            u, v, ratings = _entries(R)
+            shape = R.shape
             self.user_ids_, self.item_ids_ = np.arange(shape[0]), np.arange(shape[1])
+        if len(ratings) == 0:
+            raise EstimatorInputError("R holds no ratings")
         u, v = np.asarray(u, dtype=np.int64), np.asarray(v, dtype=np.int64)
         keys, counts = np.unique(u * shape[1] + v, return_counts=True)
         # A pair rated twice is a re-rating or a repeated row: the estimator cannot tell which
@@ -640,9 +801,60 @@ class HogwildRecommender(_HogwildEstimator):
         name = self._bind_r(self.trainer_.spec, self.data_)
         return self.trainer_.predict(**{name: pairs}, **self.data_)[inverse.ravel()]
 
-    def predict(self, users, items):
-        """One score per (user, item) pair; users and items are 1-D arrays of ids."""
+    def decision_function(self, X):
+        """Fold-in: the predicted score of every fitted item (columns, in item_ids_ order) for
+        each row of X, a new user's ratings (see the class docstring)."""
         check_is_fitted(self, "trainer_")
+        X = self._matrix(X, reset=False)
+        u, v, ratings = _entries(X)
+        return self._fold_in(sp.csr_matrix((ratings, (u, v)), shape=X.shape))
+
+    def _fold_in(self, R: sp.csr_matrix) -> np.ndarray:
+        """decision_function on the ratings R (rows: new users; columns: the fitted items)."""
+        t = self.trainer_
+        n, m = R.shape
+        text, user, frozen = _fold_in_spec(t.spec)
+        if not user:           # no param depends on the user: every user scores alike
+            scores = self._scores(np.zeros(m, dtype=np.int64), np.arange(m, dtype=np.int64))
+            return np.tile(scores, (n, 1))
+        module = _module(text, None)
+        block = _predicting_block(module.Trainer.spec)
+        if block.samples and n > 1:
+            # the draws of `sample` lines are one stream over the terms of a fit: one fit per
+            # row keeps each row's draws, hence its scores, free of the other rows
+            return np.vstack([self._fold_in(R[i]) for i in range(n)])
+        fold = module.Trainer(threads=t.threads, epochs=self.n_iter_, step=t.step,
+                              decay=t.decay, seed=t.seed, sync=t.sync, optimizer=t.optimizer,
+                              shuffle=False)
+        users = t.spec.datum(_predicting_block(t.spec).over).dims[0]
+        params = {}
+        for p in user:
+            axis = p.dims.index(users)
+            mean = t.params[p.name].mean(axis=axis, keepdims=True)
+            params[p.name] = np.repeat(mean, n, axis=axis)
+        fold.params = params
+        declared = {d.name for d in module.Trainer.spec.data}
+        data = {k: v for k, v in self.data_.items() if k in declared}
+        data.update({p.name: t.params[p.name] for p in frozen})
+        if R.nnz and fold.epochs:
+            fold.fit(**{block.over: R}, **data)
+        every = sp.csr_matrix((np.ones(n * m), np.tile(np.arange(m), n),
+                               np.arange(0, n * m + 1, m)), shape=(n, m))
+        return fold.predict(**{block.over: every}, **data).reshape(n, m)
+
+    def predict(self, users, items=None):
+        """One score per (user, item) pair, users and items 1-D arrays of ids; or, with one
+        argument X (a users x items matrix of new users' ratings), the best-scored item of each
+        row (the argmax of decision_function)."""
+        check_is_fitted(self, "trainer_")
+        if items is None:
+            if np.ndim(users) == 1:
+                raise EstimatorInputError(
+                    "predict(users) without items: predict(users, items) scores (user, item) "
+                    "pairs by id; with one argument, predict(X) takes a 2-D users x items "
+                    "matrix of new users' ratings (Reshape your data with X.reshape(1, -1) "
+                    "if it is one user's)")
+            return self.item_ids_[np.argmax(self.decision_function(users), axis=1)]
         u = _positions(self.user_ids_, np.ravel(users), "user")
         v = _positions(self.item_ids_, np.ravel(items), "item")
         if u.shape != v.shape:
@@ -664,6 +876,19 @@ class HogwildRecommender(_HogwildEstimator):
         return self.item_ids_[best]
 
     def score(self, R, y=None):
-        """R^2 of the predicted against the given ratings of R (higher is better)."""
-        users, items, ratings, _ = _triples(R)
-        return float(r2_score(ratings, self.predict(users, items)))
+        """R^2 of the predicted against the given ratings of R (higher is better): by id for
+        a DataFrame, by fold-in (decision_function) for a matrix."""
+        if _is_frame(R):
+            users, items, ratings = _frame_triples(R)
+            return float(r2_score(ratings, self.predict(users, items)))
+        check_is_fitted(self, "trainer_")
+        R = self._matrix(R, reset=False)
+        u, v, ratings = _entries(R)
+        scores = self._fold_in(sp.csr_matrix((ratings, (u, v)), shape=R.shape))
+        return float(r2_score(ratings, scores[u, v]))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.input_tags.allow_nan = True        # a dense matrix's NaN: not rated
+        return tags

@@ -39,8 +39,11 @@ def cores():
 
 
 @pytest.mark.parametrize("estimator", [HogwildClassifier(threads=1, epochs=5),
-                                       HogwildRegressor(threads=1, epochs=5)],
-                         ids=["classifier-logreg", "regressor-linreg"])
+                                       HogwildRegressor(threads=1, epochs=5),
+                                       HogwildRecommender(threads=1, epochs=3),
+                                       HogwildRecommender(spec="bpr", threads=1, epochs=3)],
+                         ids=["classifier-logreg", "regressor-linreg", "recommender-mc",
+                              "recommender-bpr"])
 def test_check_estimator_passes(estimator):
     check_estimator(estimator)
 
@@ -263,19 +266,15 @@ def test_recommender_takes_triples_with_any_ids(ratings):
     users, items = np.array([f"user{r}" for r in rows]), cols * 10 + 5
     frame = FakeFrame(user=users, item=items, rating=full[rows, cols])
     by_frame = recommender().fit(frame)
-    by_array = recommender().fit(np.array(list(zip(users, items, full[rows, cols])), dtype=object))
     assert by_frame.score(frame) > 0.99
     assert all(str(i).endswith("5") for i in by_frame.recommend("user3", n=4))
     np.testing.assert_array_equal(by_frame.item_ids_, np.arange(30) * 10 + 5)
-    # the same triples as an array: the same ids, hence the very same model
-    np.testing.assert_array_equal(by_array.predict(users[:50], items[:50]),
-                                  by_frame.predict(users[:50], items[:50]))
+    assert by_frame.n_features_in_ == 30        # decision_function(X) takes rows of 30 items
+    assert by_frame.decision_function(np.full((2, 30), np.nan)).shape == (2, 30)
     with pytest.raises(EstimatorInputError, match="unknown user id 'nobody'.*no fallback"):
         by_frame.predict(["nobody"], [15])
     with pytest.raises(EstimatorInputError, match="unknown item id 16"):
         by_frame.predict(["user1"], [16])
-    with pytest.raises(EstimatorInputError, match="R must be a scipy.sparse"):
-        recommender().fit(np.ones((4, 5)))
     twice = FakeFrame(user=["a", "b", "a"], item=[1, 1, 1], rating=[4.0, 2.0, 5.0])
     with pytest.raises(EstimatorInputError, match="rates item 1 2 times for user 'a'"):
         recommender().fit(twice)
@@ -287,16 +286,119 @@ def test_recommender_with_pandas(ratings):
     rows, cols = np.nonzero(mask)
     df = pd.DataFrame({"u": rows, "i": cols, "r": full[rows, cols]})
     assert recommender().fit(df).score(df) > 0.99
+    # cross-validation over ratings: a DataFrame's rows are split, scored by id
+    folds = KFold(3, shuffle=True, random_state=0)     # every user and item in every fold
+    search = GridSearchCV(recommender(), {"epochs": [1, 60]}, cv=folds).fit(df)
+    assert search.best_params_ == {"epochs": 60} and search.best_score_ > 0.9
 
 
 def test_recommender_in_pipeline_and_grid_search(ratings):
+    """A matrix's rows are users: the folds hold users out, and each held-out user is scored
+    by folding its ratings in on the items the other users trained."""
     full, mask, _ = ratings
-    rows, cols = np.nonzero(mask)
-    triples = np.column_stack([rows, cols, full[rows, cols]])
     pipe = Pipeline([("rec", recommender())])
-    folds = KFold(3, shuffle=True, random_state=0)     # every user and item in every fold
-    search = GridSearchCV(pipe, {"rec__epochs": [1, 60]}, cv=folds).fit(triples)
+    folds = KFold(3, shuffle=True, random_state=0)
+    search = GridSearchCV(pipe, {"rec__epochs": [1, 60]}, cv=folds).fit(
+        np.where(mask, full, np.nan))
     assert search.best_params_ == {"rec__epochs": 60} and search.best_score_ > 0.9
+
+
+def test_a_dense_matrix_is_users_by_items_with_nan_not_rated(ratings):
+    """A dense R is a users x items matrix (every finite entry a rating, zeros too; NaN not
+    rated): the same ratings as a sparse matrix train the very same model."""
+    full, mask, R = ratings
+    dense = np.where(mask, full, np.nan)
+    first_unrated = np.flatnonzero(~mask[0])[0]
+    dense[0, first_unrated] = 0.0                  # a rating of 0 is a rating
+    rows, cols = np.nonzero(~np.isnan(dense))
+    R = sp.csr_matrix((dense[rows, cols], (rows, cols)), shape=dense.shape)  # 0 stored
+    by_dense, by_sparse = recommender().fit(dense), recommender().fit(R)
+    assert by_dense.seen_[0, first_unrated] and by_dense.seen_.nnz == mask.sum() + 1
+    u, v = np.nonzero(~mask)
+    np.testing.assert_array_equal(by_dense.predict(u, v), by_sparse.predict(u, v))
+    assert by_dense.n_features_in_ == 30 and by_dense.user_ids_[-1] == 49
+    assert recommender().fit(np.ones((4, 3))).n_features_in_ == 3     # 3 items, not triples
+    with pytest.raises(ValueError, match="infinity"):
+        recommender().fit(np.where(mask, full, np.inf))
+    with pytest.raises(EstimatorInputError, match="R holds no ratings"):
+        recommender().fit(np.full((3, 4), np.nan))
+
+
+def test_fold_in_agrees_with_the_fitted_users(ratings):
+    """decision_function folds each row in as a new user (the item params held at their fitted
+    values): a fitted user's own ratings give back about its fitted scores; every row depends
+    on itself alone; predict(X) is the argmax item; a row with no ratings gets the mean
+    user's scores."""
+    full, mask, R = ratings
+    rec = recommender().fit(R)
+    fitted = rec.predict(np.repeat(np.arange(50), 30), np.tile(np.arange(30), 50))
+    folded = rec.decision_function(R)
+    assert folded.shape == (50, 30)
+    assert np.sqrt(np.mean((folded.ravel() - fitted) ** 2)) < 0.01 * full.std()
+    dense = np.where(mask, full, np.nan)
+    np.testing.assert_array_equal(rec.decision_function(dense), folded)
+    np.testing.assert_array_equal(rec.decision_function(dense[[7, 3, 7]]), folded[[7, 3, 7]])
+    np.testing.assert_array_equal(rec.predict(dense), rec.item_ids_[np.argmax(folded, axis=1)])
+    p = rec.trainer_.params
+    none = rec.decision_function(np.full((2, 30), np.nan))
+    np.testing.assert_allclose(none, np.tile(p["L"].mean(axis=0) @ p["R"].T, (2, 1)))
+    assert rec.score(dense) > 0.99
+    with pytest.raises(ValueError, match="X has 29 features, but HogwildRecommender is "
+                       "expecting 30 features"):
+        rec.decision_function(dense[:, 1:])
+    with pytest.raises(EstimatorInputError, match="predict\\(users\\) without items"):
+        rec.predict([0, 1])
+
+
+SOCIAL_SPEC = """
+model social_mc
+dim user, item
+const k = 3
+data r[user, item] : sparse
+data friends[user, user] : sparse
+param P[user, k] ~ normal(0, 0.1)
+param Q[item, k] ~ normal(0, 0.1)
+param b[item] = 0
+for (u, v) in r:
+    loss (b[v] + dot(P[u], Q[v]) - r[u, v])^2
+    reg l2(0.01) on P[u], Q[v], b[v]
+    predict b[v] + dot(P[u], Q[v])
+for (u, w) in friends:
+    loss 0.1 * dot(P[u] - P[w], P[u] - P[w])
+"""
+
+
+def test_fold_in_trains_the_predicting_block_alone(ratings):
+    """A second block (friends of fitted users) is left out of the fold-in, as the regs on the
+    frozen params: the fold-in is that of the predicting block with Q and b held."""
+    full, mask, R = ratings
+    friends = sp.random(50, 50, density=0.1, random_state=0, format="csr")
+    rec = HogwildRecommender(spec=SOCIAL_SPEC, threads=1, epochs=30, step=0.02,
+                             data={"friends": friends}).fit(R)
+    folded = rec.decision_function(R[:5])
+    p = rec.trainer_.params
+    assert folded.shape == (5, 30)
+    fitted = p["b"] + p["P"][:5] @ p["Q"].T
+    assert np.sqrt(np.mean((folded - fitted) ** 2)) < 0.1 * full.std()
+    three_d = SOCIAL_SPEC.replace("param b[item] = 0", "param b[item] = 0\nparam T[item, k, k] = 0"
+                                  ).replace("b[v] + dot", "b[v] + sum(a in k: P[u, a] * "
+                                            "dot(T[v, a], P[u])) + dot")
+    with pytest.raises(HogwildError, match="param 'T' is 3-D"):
+        HogwildRecommender(spec=three_d, threads=1, epochs=1, step=0.02,
+                           data={"friends": friends}).fit(R).decision_function(R[:2])
+    square = SOCIAL_SPEC.replace("dim user, item", "dim user").replace(
+        "data r[user, item]", "data r[user, user]").replace(
+        "Q[item, k]", "Q[user, k]").replace("b[item]", "b[user]")
+    rec = HogwildRecommender(spec=square, threads=1, epochs=1, step=0.02,
+                             data={"friends": friends}).fit(friends)
+    with pytest.raises(HogwildError, match="rows and columns are both dim 'user'"):
+        rec.decision_function(friends[:2])
+    aged = ITEM_PRIOR_SPEC.replace("prior[item]", "prior[user]").replace("prior[v]", "prior[u]")
+    rec = HogwildRecommender(spec=aged, threads=1, epochs=1, step=0.02,
+                             data={"prior": np.zeros(50)}).fit(R)
+    with pytest.raises(HogwildError, match="reads data 'prior' over dim 'user', which a new "
+                       "user has none of"):
+        rec.decision_function(R[:2])
 
 
 # ---------------------------------------------------------------- pickling
@@ -304,10 +406,10 @@ def test_recommender_in_pipeline_and_grid_search(ratings):
 
 CHILD = r"""
 import pickle, sys
-models, X, R_pairs = pickle.load(open(sys.argv[1], "rb"))
+models, X, R_pairs, R_rows = pickle.load(open(sys.argv[1], "rb"))
 clf, reg, rec = models
 out = (clf.predict_proba(X), clf.predict(X), reg.predict(X), rec.predict(*R_pairs),
-       rec.recommend(3, n=5), clf.get_params())
+       rec.recommend(3, n=5), clf.get_params(), rec.decision_function(R_rows))
 pickle.dump(out, open(sys.argv[2], "wb"))
 """
 
@@ -319,16 +421,18 @@ def test_fitted_estimators_pickle_into_a_fresh_process(cancer, ratings, hog_cach
     rec = recommender().fit(ratings[2])
     pairs = (np.arange(10), np.arange(10) % 7)
     inp, out = tmp_path / "in.pkl", tmp_path / "out.pkl"
-    inp.write_bytes(pickle.dumps(((clf, reg, rec), X, pairs)))
+    rows = ratings[2][:4]
+    inp.write_bytes(pickle.dumps(((clf, reg, rec), X, pairs, rows)))
     env = dict(os.environ, HOGWILD_CACHE_DIR=str(hog_cache_dir))
     subprocess.run([sys.executable, "-c", CHILD, str(inp), str(out)], check=True, env=env,
                    cwd=tmp_path, timeout=300)
-    proba, labels, reg_pred, rec_pred, top, params = pickle.loads(out.read_bytes())
+    proba, labels, reg_pred, rec_pred, top, params, folded = pickle.loads(out.read_bytes())
     np.testing.assert_array_equal(proba, clf.predict_proba(X))
     np.testing.assert_array_equal(labels, clf.predict(X))
     np.testing.assert_array_equal(reg_pred, reg.predict(X))
     np.testing.assert_array_equal(rec_pred, rec.predict(*pairs))
     np.testing.assert_array_equal(top, rec.recommend(3, n=5))
+    np.testing.assert_array_equal(folded, rec.decision_function(rows))   # threads=1
     assert params == clf.get_params()
 
 
@@ -475,10 +579,9 @@ def test_funksvd_recommender_takes_its_global_mean_from_data(ratings):
     twin = clone(rec)
     assert twin.get_params()["data"] == {"mu": mu}
     np.testing.assert_array_equal(twin.fit(R).predict(u, v), pred)     # threads=1
-    rows, cols = np.nonzero(mask)
-    triples = np.column_stack([rows, cols, full[rows, cols] + 3])
-    search = GridSearchCV(clone(rec), {"epochs": [1, 60]},
-                          cv=KFold(3, shuffle=True, random_state=0)).fit(triples)
+    search = GridSearchCV(clone(rec), {"epochs": [1, 60]},     # held-out users, folded in
+                          cv=KFold(3, shuffle=True, random_state=0)).fit(
+        np.where(mask, full + 3, np.nan))
     assert search.best_params_ == {"epochs": 60} and search.best_score_ > 0.9
 
 
