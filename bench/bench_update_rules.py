@@ -7,9 +7,13 @@
 specs/mc.hog (rank 20) on Netflix-shaped ratings (hogwild_dsl.datasets.netflix_like, 100,000
 users, 17,770 items, 1,500,000 ratings), 1 thread, step 0.05, seed 0, the default visit
 order: the update seconds of `--epochs` epochs (the history's `seconds`) and the final
-objective (the same algorithm on both sides gives the same objective). Each measurement is a
-fresh process (the older revision imported from a `git archive` of it, bench/machine.py), in
-rounds that alternate the two trees; the figure is the minimum over the rounds.
+objective (the same algorithm on both sides gives the same objective) and test RMSE on the
+held-out 5% of the ratings. Each measurement is a fresh process (the older revision imported
+from a `git archive` of it, bench/machine.py), in rounds that alternate the two trees; the
+figure is the minimum over the rounds. Beside them, where it builds, LIBMF (bench/peers/
+libmf.py: per-row AdaGrad, its step 0.1, no decay) for the same epochs on 1 thread, and this
+tree's adagrad_row at LIBMF's step and decay (its test RMSE differs by the initialisation:
+bench/results/no_tuning.md).
 """
 from __future__ import annotations
 
@@ -31,17 +35,23 @@ def worker(epochs: int) -> dict:
     """{rule: [update seconds, final objective]} of this process's hogwild_dsl."""
     import warnings
 
+    import numpy as np
+
     import hogwild_dsl
     from hogwild_dsl import datasets
     warnings.simplefilter("ignore")
-    train, _ = datasets.netflix_like(n_users=100_000, n_items=17_770, n_ratings=1_500_000,
+    train, test = datasets.netflix_like(n_users=100_000, n_items=17_770, n_ratings=1_500_000,
                                      seed=0)
     mod = hogwild_dsl.load("mc")          # the shipped spec of the tree imported
     out = {}
-    for rule in RULES:
-        t = mod.Trainer(threads=1, epochs=epochs, step=0.05, seed=0, optimizer=rule)
+    runs = [(rule, rule, dict(step=0.05)) for rule in RULES] + \
+        [("adagrad_row at LIBMF's step", "adagrad_row", dict(step=0.1, decay=1.0))]
+    for label, rule, options in runs:
+        t = mod.Trainer(threads=1, epochs=epochs, seed=0, optimizer=rule, **options)
         t.fit(r=train)
-        out[rule] = [sum(h["seconds"] for h in t.history), float(t.history[-1]["objective"])]
+        rmse = float(np.sqrt(np.mean((t.predict(r=test) - test.data) ** 2)))
+        out[label] = [sum(h["seconds"] for h in t.history), float(t.history[-1]["objective"]),
+                      rmse]
     return out
 
 
@@ -54,6 +64,21 @@ def run(code: Path | None, epochs: int) -> dict:
     if out.returncode:
         raise SystemExit(f"the worker on {code or 'this tree'} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def libmf_side(epochs: int) -> dict:
+    """LIBMF on the same ratings (best of 3 trainings), where it builds."""
+    from peers import libmf
+
+    from hogwild_dsl import datasets
+    ok, why = libmf.available()
+    if not ok:
+        return {"not_run": f"LIBMF not run: {why}"}
+    train, test = datasets.netflix_like(n_users=100_000, n_items=17_770, n_ratings=1_500_000,
+                                        seed=0)
+    models = [libmf.libmf_train(train, k=20, iters=epochs, threads=1) for _ in range(3)]
+    return {"seconds": min(m.seconds for m in models),
+            "test_rmse": libmf.libmf_rmse(models[0], test)}
 
 
 def main():
@@ -76,10 +101,12 @@ def main():
             for side, code in (("before", before), ("this tree", None)):
                 runs[side].append(run(code, args.epochs))
                 print(side, runs[side][-1], flush=True)
-    best = {side: {r: [min(x[r][0] for x in rs), rs[0][r][1]] for r in RULES}
+    best = {side: {r: [min(x[r][0] for x in rs), *rs[0][r][1:]] for r in rs[0]}
             for side, rs in runs.items()}
+    peer = libmf_side(args.epochs)
     result = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "before": args.before, "epochs": args.epochs, "rounds": runs, "best": best,
+              "libmf": peer,
               "load_average": os.getloadavg()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "update_rules.json").write_text(json.dumps(result, indent=1))
@@ -90,11 +117,15 @@ def main():
              f"Netflix-shaped ratings, 1 thread, step 0.05, {args.epochs} epochs; minimum over "
              f"{args.rounds} alternating rounds, each a fresh process.", "",
              f"| rule | before ({args.before}) s | this tree s | speed-up | objective before "
-             "| objective now |", "|---|---|---|---|---|---|"]
-    for r in RULES:
-        b, n = best["before"][r], best["this tree"][r]
+             "| objective now | test RMSE now |", "|---|---|---|---|---|---|---|"]
+    for r in best["this tree"]:
+        b, n = best["before"].get(r), best["this tree"][r]
         lines.append(f"| {r} | {b[0]:.3f} | {n[0]:.3f} | {b[0] / n[0]:.2f}x | {b[1]:.10g} "
-                     f"| {n[1]:.10g} |")
+                     f"| {n[1]:.10g} | {n[2]:.4f} |" if b else
+                     f"| {r} | - | {n[0]:.3f} | - | - | {n[1]:.10g} | {n[2]:.4f} |")
+    lines += ["", f"LIBMF, 1 thread, {args.epochs} epochs: " + (
+        f"{peer['seconds']:.3f} s, test RMSE {peer['test_rmse']:.4f}" if "seconds" in peer
+        else peer["not_run"])]
     (args.out / "update_rules.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
