@@ -1,4 +1,7 @@
 """Shared fixtures: one compile cache per test session, so each spec is built once."""
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +16,6 @@ SPECS = ROOT / "specs"
 
 @pytest.fixture(scope="session")
 def hog_cache_dir(tmp_path_factory):
-    import os
     path = tmp_path_factory.mktemp("hogcache")
     os.environ["HOGWILD_CACHE_DIR"] = str(path)
     return path
@@ -127,3 +129,13 @@ def signs(v):
     """np.sign with 0 taken as +1."""
     s = np.sign(v)
     return np.where(s == 0, 1.0, s)
+
+
+def run_hogwildc(cwd, *args):
+    """`hogwildc ARGS` in a child process run in `cwd` (the session's cache: the environment's
+    HOGWILD_CACHE_DIR, which hog_cache_dir sets); never a traceback, whatever the exit."""
+    env = dict(os.environ, MPLBACKEND="Agg")
+    res = subprocess.run([sys.executable, "-m", "hogwild_dsl.cli", *map(str, args)],
+                         capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+    assert "Traceback" not in res.stdout + res.stderr, res.stderr
+    return res

@@ -17,7 +17,6 @@ API surfaces: load options, Trainer arguments and their errors, data errors, his
 start, live params, divergence, save/load/pickle, the CLI with its exit codes, the
 scikit-learn estimators with a user's own spec, and the Dask path.
 """
-import os
 import pickle
 import subprocess
 import sys
@@ -29,7 +28,7 @@ import scipy.sparse as sp
 from scipy.optimize import minimize
 
 import hogwild_dsl
-from conftest import lg, sgd_epoch_against_numeric, sig, signs, sparse_X, support
+from conftest import lg, run_hogwildc, sgd_epoch_against_numeric, sig, signs, sparse_X, support
 
 SPECS = {
     "poisson": """
@@ -1007,27 +1006,19 @@ def test_dask_fit_of_user_specs(compiled, hog_cache_dir):
 
 # ---- the command line ----------------------------------------------------------------------
 
-def hogwildc(tmp_path, *args):
-    env = dict(os.environ, MPLBACKEND="Agg")
-    res = subprocess.run([sys.executable, "-m", "hogwild_dsl.cli", *map(str, args)],
-                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
-    assert "Traceback" not in res.stdout + res.stderr, res.stderr
-    return res
-
-
 def test_cli_check_compile_train_and_exit_codes(tmp_path, hog_cache_dir, compiled):
     for name in ("wmf", "rescal", "allforms"):
         (tmp_path / f"{name}.hog").write_text(SPECS[name])
-    res = hogwildc(tmp_path, "check", "wmf.hog", "rescal.hog", "allforms.hog")
+    res = run_hogwildc(tmp_path, "check", "wmf.hog", "rescal.hog", "allforms.hog")
     assert res.returncode == 0 and "G" in res.stdout
     bad = SPECS["rescal"].replace("E[t[i]]))", "E[rel[i]]))")       # index data over another dim
     (tmp_path / "bad.hog").write_text(bad)
-    res = hogwildc(tmp_path, "check", "wmf.hog", "bad.hog")
+    res = run_hogwildc(tmp_path, "check", "wmf.hog", "bad.hog")
     assert res.returncode == 1
     out = res.stdout + res.stderr
     assert "bad.hog" in out and "line 12" in out and "^" in out
 
-    res = hogwildc(tmp_path, "compile", "rescal.hog", "-o", "out32", "--const", "k=2",
+    res = run_hogwildc(tmp_path, "compile", "rescal.hog", "-o", "out32", "--const", "k=2",
                    "--dtype", "float32")
     assert res.returncode == 0, res.stderr
     d = make_data("rescal")
@@ -1055,7 +1046,7 @@ def test_cli_check_compile_train_and_exit_codes(tmp_path, hog_cache_dir, compile
         rows = ["user,item,value,time"] + [f"{u},{v},{x!r},17" for u, v, x in
                                            zip(m.row, m.col, m.data.tolist())]
         (tmp_path / f"{k}.csv").write_text("\n".join(rows) + "\n")
-    res = hogwildc(tmp_path, "train", "wmf.hog", "--data", "r=r.csv", "--data", "c=c.csv",
+    res = run_hogwildc(tmp_path, "train", "wmf.hog", "--data", "r=r.csv", "--data", "c=c.csv",
                    "--threads", 1, "--epochs", 4, "--step", 0.02, "--sync", "atomic",
                    "--optimizer", "adagrad", "--out", "wmf.npz")
     assert res.returncode == 0, res.stderr
@@ -1069,6 +1060,6 @@ def test_cli_check_compile_train_and_exit_codes(tmp_path, hog_cache_dir, compile
                          (("--data", "r=r.csv"), "c"),
                          (("--data", "r=r.csv", "--data", "c=c.csv", "--sync", "bogus"), "sync"),
                          (("--data", "r=r.csv", "--data", "c=c.csv", "--epochs", "-3"), "epochs")):
-        res = hogwildc(tmp_path, "train", "wmf.hog", *args)
+        res = run_hogwildc(tmp_path, "train", "wmf.hog", *args)
         assert res.returncode != 0, args
         assert needle in res.stdout + res.stderr, (args, res.stderr)

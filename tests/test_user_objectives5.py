@@ -19,7 +19,6 @@ against their distribution, 2-thread fits (>= 5000 terms) in every sync mode and
 against serial, warm start / save / load / pickle continuing a fit exactly, float32,
 validation with patience, `check`'s errors on what LANGUAGE.md says is invalid, and the CLI.
 """
-import os
 import pickle
 import subprocess
 import sys
@@ -31,7 +30,7 @@ import scipy.sparse as sp
 from scipy.special import softmax
 
 import hogwild_dsl
-from conftest import lg, sgd_epoch_against_numeric, sig, sparse_X
+from conftest import lg, run_hogwildc, sgd_epoch_against_numeric, sig, sparse_X
 
 SPECS = {
     # Crammer-Singer multiclass hinge; argmax predict; l1 on a sparse row's support
@@ -795,23 +794,15 @@ def test_check_accepts_what_the_language_allows():
 
 # ---- the command line ----------------------------------------------------------------------
 
-def hogwildc(tmp_path, *args):
-    env = dict(os.environ, MPLBACKEND="Agg")
-    res = subprocess.run([sys.executable, "-m", "hogwild_dsl.cli", *map(str, args)],
-                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
-    assert "Traceback" not in res.stdout + res.stderr, res.stderr
-    return res
-
-
 def test_cli_check_compile_train_on_files(tmp_path, hog_cache_dir, compiled):
     for name in ("bprt", "ordinal"):
         (tmp_path / f"{name}.hog").write_text(SPECS[name])
     (tmp_path / "bad.hog").write_text(BAD["unknown name"][0])
-    res = hogwildc(tmp_path, "check", "bprt.hog", "ordinal.hog")
+    res = run_hogwildc(tmp_path, "check", "bprt.hog", "ordinal.hog")
     assert res.returncode == 0 and "d/dP" in res.stdout and "d/dtheta" in res.stdout
-    res = hogwildc(tmp_path, "check", "ordinal.hog", "bad.hog")
+    res = run_hogwildc(tmp_path, "check", "ordinal.hog", "bad.hog")
     assert res.returncode == 1 and "did you mean 'w'" in res.stderr and "^" in res.stderr
-    res = hogwildc(tmp_path, "compile", "bprt.hog", "-o", "gen", "--const", "k=6")
+    res = run_hogwildc(tmp_path, "compile", "bprt.hog", "-o", "gen", "--const", "k=6")
     assert res.returncode == 0, res.stderr
     code = ("import numpy as np, gen.u5_bprt as m; i = np.arange(3); "
             "print(m.Trainer(epochs=0).fit(tu=i, ti=i, tj=i).params['P'].shape)")
@@ -821,7 +812,7 @@ def test_cli_check_compile_train_on_files(tmp_path, hog_cache_dir, compiled):
     d = small("ordinal")
     sp.save_npz(tmp_path / "X.npz", d["X"])
     np.savetxt(tmp_path / "Yk.csv", d["Yk"], delimiter=",")
-    res = hogwildc(tmp_path, "train", "ordinal.hog", "--data", "X=X.npz", "--data", "Yk=Yk.csv",
+    res = run_hogwildc(tmp_path, "train", "ordinal.hog", "--data", "X=X.npz", "--data", "Yk=Yk.csv",
                    "--validation", "X=X.npz", "--validation", "Yk=Yk.csv", "--epochs", "3",
                    "--threads", "1", "--sync", "lock", "--optimizer", "adagrad",
                    "--out", "o.npz")
