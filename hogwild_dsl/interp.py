@@ -574,6 +574,8 @@ class Interpreter:
                     arr = params[name]
                     old = float(arr[key])
                     new = old - step * grad.get((name, key), 0.0)
+                    con = self.spec.param(name).constraint
+                    bounded = con is not None and con.kind in ("lower", "box")
                     if (name, key) in weights:
                         z = new
                         u = owed[(name, key)] = owed.get((name, key), 0.0) + \
@@ -583,9 +585,12 @@ class Interpreter:
                             new = max(0.0, z - (u + q))
                         elif z < 0:
                             new = min(0.0, z + (u - q))
-                        given[(name, key)] = q + new - z
-                    con = self.spec.param(name).constraint
-                    if con is not None and con.kind in ("lower", "box"):
+                        kept = new      # the part of the move the bound lets stand
+                        if bounded:
+                            kept = max(min(con.lo, z), new)
+                            kept = min(max(con.hi, z), kept) if con.kind == "box" else kept
+                        given[(name, key)] = q + kept - z
+                    if bounded:
                         new = float(project_rows(np.array(new), con))
                     arr[key] = new
                     rows.setdefault(name, set()).add(key[:-1] if len(key) >= 2 else None)

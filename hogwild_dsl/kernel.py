@@ -127,6 +127,7 @@ class Kernel:
         self.hot_where = None                # address of each replicated value in its param
         self.whole = []        # (pointer field, param, merge intervals) of params replicated whole
         self._copies = {}      # (threads, grab terms, grabs) -> its epochs' _ThreadCopies
+        self.grabs = np.zeros(0, dtype=np.int64)    # per thread, of the last epoch
         if c["REPLICAS"] and any(k.startswith("_hot_") for k in arrays):
             maps, where = [], []
             for param, field in c["REPLICAS"]:
@@ -252,6 +253,7 @@ class Kernel:
                           copies.copies.ctypes.data, copies.copies.shape[1], copies.total,
                           copies.at.ctypes.data, copies.where.ctypes.data,
                           copies.levels.ctypes.data, copies.levels.shape[0], ticks.ctypes.data)
+        self.grabs = ticks[:, 0]    # the grabs each thread took (did they all work?)
         if deferred is not None:
             deferred(self._address, step, fraction)
 

@@ -527,6 +527,16 @@ def _is_leafy(e) -> bool:
     return isinstance(e, (ir.Const, ir.Deg, ir.DataAt, Step))
 
 
+def _clip(con: ir.Constraint | None) -> str | None:
+    """A lower bound's or a box's clipping of a value `{x}` (a format string); None for the
+    other constraints (simplex and ball project whole rows: project) and for none."""
+    if con is not None and con.kind == "lower":
+        return f"fmax({_fmt(con.lo)}, {{x}})"
+    if con is not None and con.kind == "box":
+        return f"fmin({_fmt(con.hi)}, fmax({_fmt(con.lo)}, {{x}}))"
+    return None
+
+
 def _fmt(value: float) -> str:
     text = repr(float(value))
     return text if "inf" not in text and "nan" not in text else f"float('{text}')"
@@ -1941,15 +1951,9 @@ class BlockLowering:
         self.adapt(em, site, g, weight, atomic)
         move = f"{em.typed('step')} * {g}" if self.adaptive else g
         con = self.spec.param(site.param).constraint
-        clip = None
-        if con is not None and con.kind == "lower":
-            clip = f"fmax({_fmt(con.lo)}, {{x}})"
-        elif con is not None and con.kind == "box":
-            clip = f"fmin({_fmt(con.hi)}, fmax({_fmt(con.lo)}, {{x}}))"
+        clip = _clip(con)
         if weight is not None:
-            new = self.l1_step(em, site, move, weight, old, atomic)
-            if clip:
-                em.emit(f"{new} = {clip.format(x=new)}")
+            new = self.l1_step(em, site, move, weight, old, atomic, con if clip else None)
             em.emit(f"_hw_atomic_add(&{target}, {new} - {old})" if atomic else f"{target} = {new}")
             return
         if atomic:
@@ -1962,12 +1966,19 @@ class BlockLowering:
             em.emit(f"{target} = {old} - {move}")
 
     def l1_step(self, em: Emitter, site: SiteGrad, move: str, weight: str, old: str,
-                atomic: bool) -> str:
+                atomic: bool, con: ir.Constraint | None) -> str:
         """The clipped cumulative penalty (Tsuruoka, Tsujii and Ananiadou, ACL 2009), per
         coordinate: after the step on the smooth part, z = old - move, the coordinate owes
         u (every step * weight of its touches so far) and has been given q (signed); it moves
         toward 0 by what it still owes, never across 0: z > 0: max(0, z - (u + q)); z < 0:
-        min(0, z + (u - q)); then q gains the move. Returns the new value's temporary."""
+        min(0, z + (u - q)); then q gains the move. Under a lower bound or a box (`con`),
+        q gains the part of the move that the bound lets stand, the move clipped to
+        [min(lo, z), max(hi, z)]: a bound between z and 0 (lo > 0, hi < 0) stops the move
+        and what it held back is still owed; a bound that z overshot only takes the value
+        further the way the penalty went, so the whole move counts, as unbounded (a
+        non-negative lasso keeps its exact zeros by it: counting only what is left after
+        the clip left tiny non-zeros). Returns the new value's temporary, clipped.
+        """
         p = self.spec.param(site.param)
         a = em.a
         u_cell = a.element(p.name, p.dims, site.access.index, c_l1(p.name, "u"))
@@ -1981,8 +1992,15 @@ class BlockLowering:
         em.emit(f"    {new} = fmax(0.0, {z} - ({u} + {q_cell}))")
         em.emit(f"elif {z} < 0.0:")
         em.emit(f"    {new} = fmin(0.0, {z} + ({u} - {q_cell}))")
-        em.emit(f"_hw_atomic_add(&{q_cell}, {new} - {z})" if atomic else
-                f"{q_cell} = {q_cell} + ({new} - {z})")
+        kept = new
+        if con is not None:     # a lower bound or a box: q gains what the bound lets stand
+            kept = f"fmax(fmin({_fmt(con.lo)}, {z}), {new})"
+            if con.kind == "box":
+                kept = f"fmin(fmax({_fmt(con.hi)}, {z}), {kept})"
+        em.emit(f"_hw_atomic_add(&{q_cell}, {kept} - {z})" if atomic else
+                f"{q_cell} = {q_cell} + ({kept} - {z})")
+        if con is not None:
+            em.emit(f"{new} = {_clip(con).format(x=new)}")
         return new
 
     def adapt(self, em: Emitter, site: SiteGrad, g: str, weight: str | None, atomic: bool):

@@ -190,3 +190,150 @@ def test_l1_state_travels_with_save_load_and_pickle(load_spec, tmp_path):
     np.testing.assert_array_equal(b.params["w"], a.params["w"])
     np.testing.assert_array_equal(c.params["w"], a.params["w"])
     np.testing.assert_array_equal(b._accumulators["w__l1q"], a._accumulators["w__l1q"])
+
+
+# ------------------------------------------------ reg l1 under a lower bound or a box
+
+BOUNDS = {"a": (0.0, np.inf), "b": (0.25, 2.0), "c": (-2.0, -0.25), "d": (0.3, np.inf),
+          "e": (-0.5, 1.0)}
+LAMBDAS = {"a": 3.0, "b": 2.0, "c": 4.0, "d": 1.0, "e": 3.0}
+BOUNDED_L1 = """model boundedl1
+dim example, feature
+data X[example, feature] : sparse
+data y[example] : real
+param a[feature] >= 0 = 0
+param b[feature] in [0.25, 2] = 0
+param c[feature] in [-2, -0.25] = 0
+param d[feature] >= 0.3 = 0
+param e[feature] in [-0.5, 1] = 0
+for i in example:
+    loss 0.5 * (dot(X[i], a) + dot(X[i], b) + dot(X[i], c) + dot(X[i], d) + dot(X[i], e) - y[i])^2
+    reg l1(3) on a[X[i]]
+    reg l1(2) on b[X[i]]
+    reg l1(4) on c[X[i]]
+    reg l1(1) on d[X[i]]
+    reg l1(3) on e[X[i]]
+"""
+
+
+def numpy_bounded_l1(X: sp.csr_matrix, y, params: dict, step, decay, epochs, dtype, rule):
+    """BOUNDED_L1 trained in stored order by Tsuruoka's clipped cumulative penalty with each
+    param's bound: per coordinate z = w - rate * g, owed u += rate * LAMBDA / deg, the penalty
+    toward 0 by u -/+ q never across it, then the bound; q gains the part of the move that
+    the bound lets stand (the move clipped to [min(lo, z), max(hi, z)]). Under adagrad, g
+    and the penalty's weight are both divided by sqrt(G + 1e-8) after G += g^2. Values and
+    state are stored in `dtype`, as the kernel stores them. -> params, owed, given, and
+    the given that counting the whole move (new - z) would hold."""
+    w = {k: v.astype(dtype) for k, v in params.items()}
+    G = {k: np.zeros_like(v) for k, v in w.items()}
+    u = {k: np.zeros_like(v) for k, v in w.items()}
+    q = {k: np.zeros_like(v) for k, v in w.items()}
+    unclipped = {k: np.zeros(v.shape) for k, v in w.items()}
+    deg = np.bincount(X.indices, minlength=X.shape[1])
+    for e in range(epochs):
+        rate = step * decay ** e
+        for i in range(X.shape[0]):
+            cols, vals = X.indices[X.indptr[i]:X.indptr[i + 1]], X.data[X.indptr[i]:X.indptr[i + 1]]
+            r = sum(float(w[k][cols].astype(np.float64) @ vals) for k in w) - y[i]
+            for k, (lo, hi) in BOUNDS.items():
+                for j, x in zip(cols, vals):
+                    g, scale = r * x, 1.0
+                    if rule == "adagrad":
+                        G[k][j] = float(G[k][j]) + g * g
+                        scale = np.sqrt(float(G[k][j]) + 1e-8)
+                    z = float(w[k][j]) - rate * g / scale
+                    u[k][j] = float(u[k][j]) + rate * LAMBDAS[k] / deg[j] / scale
+                    owed, given = float(u[k][j]), float(q[k][j])
+                    new = max(0.0, z - (owed + given)) if z > 0 else \
+                        min(0.0, z + (owed - given)) if z < 0 else z
+                    unclipped[k][j] += new - z
+                    q[k][j] = given + min(max(hi, z), max(min(lo, z), new)) - z
+                    w[k][j] = min(hi, max(lo, new))
+    return w, u, q, unclipped
+
+
+@pytest.mark.parametrize("rule", ["sgd", "adagrad"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("sync", SYNCS)
+def test_l1_given_under_a_bound_counts_the_move_made(load_dtype_l1, sync, dtype, rule):
+    """The l1 record of what a coordinate was given counts the part of the penalty's move
+    that its bound lets stand: where a bound lies between the value and 0 (b, c, d) what it
+    held back is still owed (counting the whole move is far off there); where 0 is inside
+    the bound (a, e) the whole move counts. One thread, two epochs, every sync mode,
+    storage type and update rule, against numpy."""
+    rng = np.random.default_rng(5)
+    n, d = 60, 8
+    X = sp.random(n, d, density=0.5, random_state=5, format="csr", data_rvs=rng.standard_normal)
+    y = X @ np.array([3.0, -2.0, 0.1, 2.5, -0.2, 0.0, 1.5, -3.0]) + 0.1 * rng.normal(size=n)
+    mod = load_dtype_l1(dtype)
+    step = 0.05 if rule == "sgd" else 0.3
+    t = mod.Trainer(threads=1, epochs=0, step=step, decay=0.9, sync=sync, order="stored",
+                    optimizer=rule).fit(X=X, y=y)
+    start = {k: v.copy() for k, v in t.params.items()}
+    t.epochs = 2
+    t.fit(X=X, y=y)
+    w, u, q, unclipped = numpy_bounded_l1(X, y, start, step, 0.9, 2, np.dtype(dtype), rule)
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == "float64" else dict(rtol=2e-5, atol=2e-6)
+    for k in BOUNDS:
+        np.testing.assert_allclose(t.params[k], w[k], **tol)
+        np.testing.assert_allclose(t._accumulators[f"{k}__l1u"], u[k], **tol)
+        np.testing.assert_allclose(t._accumulators[f"{k}__l1q"], q[k], **tol)
+        if BOUNDS[k][0] > 0 or BOUNDS[k][1] < 0:
+            assert np.abs(unclipped[k] - q[k]).max() > 0.05     # the bound held some back
+
+
+@pytest.fixture(scope="module")
+def load_dtype_l1(hog_cache_dir):
+    import hogwild_dsl
+    return lambda dtype: hogwild_dsl.load(text=BOUNDED_L1, cache_dir=hog_cache_dir, dtype=dtype)
+
+
+def bounded_lasso(constraint: str):
+    """lasso_problem's data and spec with `constraint` on w (coefficients of either sign, so
+    that the bound binds)."""
+    spec, X, y, alpha = lasso_problem(seed=3)
+    return spec.replace("param w[feature] = 0", f"param w[feature] {constraint} = 0"), X, y, alpha
+
+
+def support_f1(ours: np.ndarray, theirs: np.ndarray) -> float:
+    a, b = set(np.flatnonzero(ours)), set(np.flatnonzero(theirs))
+    return 2 * len(a & b) / (len(a) + len(b))
+
+
+@pytest.mark.parametrize("sync", SYNCS)
+def test_l1_with_a_lower_bound_finds_the_nonnegative_lasso(load_spec, sync):
+    """`>= 0` with `reg l1`: scikit-learn's Lasso(positive=True) (alpha = LAMBDA / n, as in
+    lasso_problem): the same support, with exact zeros, and its objective within 2%."""
+    from sklearn.linear_model import Lasso
+    spec, X, y, alpha = bounded_lasso(">= 0")
+    mod = load_spec(text=spec)
+    t = mod.Trainer(threads=2, epochs=60, step=0.02, decay=0.95, seed=0,
+                    sync=sync).fit(X=X, y=y)
+    sk = Lasso(alpha=alpha, fit_intercept=False, positive=True, tol=1e-10,
+               max_iter=100_000).fit(X, y)
+    w = t.params["w"]
+    assert w.min() >= 0 and 0 < np.count_nonzero(w) < X.shape[1] / 2     # exact zeros
+    assert support_f1(w, sk.coef_) >= 0.9, (np.flatnonzero(w), np.flatnonzero(sk.coef_))
+    best = 0.5 * np.mean((X @ sk.coef_ - y) ** 2) + alpha * np.abs(sk.coef_).sum()
+    assert t.objective(X=X, y=y) <= 1.02 * best
+
+
+def test_l1_with_a_box_finds_the_box_constrained_lasso(load_spec):
+    """`in [0, 1.5]` with `reg l1`, where the upper bound binds: on [0, 1.5] the l1 norm is
+    linear, so L-BFGS-B solves the problem exactly; the same support and objective within 2%."""
+    from scipy.optimize import minimize
+    spec, X, y, alpha = bounded_lasso("in [0, 1.5]")
+    mod = load_spec(text=spec)
+    t = mod.Trainer(threads=1, epochs=60, step=0.02, decay=0.95, seed=0).fit(X=X, y=y)
+
+    def objective(w):
+        r = X @ w - y
+        return 0.5 * np.mean(r ** 2) + alpha * w.sum(), X.T @ r / len(y) + alpha
+
+    best = minimize(objective, np.zeros(X.shape[1]), jac=True, method="L-BFGS-B",
+                    bounds=[(0, 1.5)] * X.shape[1], options={"ftol": 1e-15, "gtol": 1e-12})
+    w, exact = t.params["w"], np.where(best.x > 1e-8, best.x, 0.0)
+    assert np.sum(exact == 1.5) >= 2                      # the box binds
+    assert w.min() >= 0 and w.max() <= 1.5
+    assert support_f1(w, exact) >= 0.9, (np.flatnonzero(w), np.flatnonzero(exact))
+    assert t.objective(X=X, y=y) <= 1.02 * best.fun
