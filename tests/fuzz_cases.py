@@ -278,7 +278,9 @@ FILE_CASES = {
     "svm_crlf": (".svm", SVMLIGHT.replace(b"\n", b"\r\n"), ["X", "y"], "svm_good", "ok"),
     "svm_index_10e20": (".svm", b"1 1:1 100000000000000000000:1\n", ["X", "y"], None, "error"),
     "svm_index_2_31": (".svm", b"1 1:1 2147483649:1\n", ["X", "y"], None, "error"),
-    "svm_index_zero": (".svm", b"1 0:1\n", ["X", "y"], None, "error"),
+    "svm_one_feature": (".svm", b"1 1:1\n", ["X", "y"], None, "ok"),
+    # a feature index 0: zero-based, as scikit-learn writes (its zero_based="auto")
+    "svm_index_zero": (".svm", b"1 0:1\n", ["X", "y"], "svm_one_feature", "ok"),
     "svm_index_negative": (".svm", b"1 -3:1\n", ["X", "y"], None, "error"),
     "svm_value_nan": (".svm", b"1 1:nan\n", ["X", "y"], None, "either"),
     "svm_value_junk": (".svm", b"1 1:abc\n", ["X", "y"], None, "error"),
