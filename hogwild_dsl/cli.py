@@ -478,7 +478,7 @@ def cmd_train(args) -> int:
         if t.history:
             print_history(t.history)
         if args.out and t.params:     # the last finite params are work worth keeping
-            e.args = (f"{e}\nthe params of the last finite epoch were saved to "
+            e.args = (f"{e}\nthose finite params were saved to "
                       f"{_save(t, out)}",)
         raise
     except KeyboardInterrupt:
