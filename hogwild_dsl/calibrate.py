@@ -46,7 +46,7 @@ FINE_WALK = 6
 # of the run of steps tied with the best (more progress on the full data), and walks past an
 # end of its steps only where that end is lower than its neighbour and differs from the start
 # (no walk into ever smaller steps where the objective is flat, as for an optimizer that makes
-# no progress at any step: the cut LP under adagrad once ended at 3^-25 = 6.8e-13); a search
+# no progress at any step: the cut LP under adagrad once ended at 3^-25.5 = 6.8e-13); a search
 # whose best is no lower than the start says so (a RuntimeWarning, calibration["stalled"]).
 TIE = 1e-3
 CALIBRATION_BYTES = 1 << 30      # the most memory the steps' copies of the params take at once

@@ -478,7 +478,7 @@ def cmd_train(args) -> int:
         if t.history:
             print_history(t.history)
         if args.out and t.params:     # the last finite params are work worth keeping
-            e.args = (f"{e}\nthe params of the last finite epoch were saved to "
+            e.args = (f"{e}\nthose finite params were saved to "
                       f"{_save(t, out)}",)
         raise
     except KeyboardInterrupt:
@@ -589,16 +589,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a data file for the spec's data NAME (X,y=train.svm for rows plus "
                         "labels); repeatable")
     q.add_argument("--threads", type=_positive_int("--threads"), metavar="N",
-                   help="threads (default: every core)")
-    q.add_argument("--epochs", type=_nonneg_int("--epochs"), metavar="E")
+                   help="threads (default: the spec's train line, else every core)")
+    q.add_argument("--epochs", type=_nonneg_int("--epochs"), metavar="E",
+                   help="epochs (default: the spec's train line, else 10; 0 checks the data "
+                        "and saves the initial params)")
     q.add_argument("--step", type=_step_arg, metavar="S",
                    help="the step, or 'auto' (default: the spec's train line, else calibrated "
                         "on a sample of the data at the start of training)")
-    q.add_argument("--decay", type=_positive_float("--decay"), metavar="G")
+    q.add_argument("--decay", type=_positive_float("--decay"), metavar="G",
+                   help="the step of epoch e is step * G^e (default: the spec's train line, "
+                        "else 0.9, or 1 under AdaGrad)")
     q.add_argument("--sync", choices=["hogwild", "atomic", "lock"],
-                   help="synchronisation (default: hogwild)")
-    q.add_argument("--order", metavar="ORDER", help="the order terms are visited in")
-    q.add_argument("--seed", type=_nonneg_int("--seed"), default=0, metavar="N")
+                   help="synchronisation (default: the spec's train line, else hogwild)")
+    q.add_argument("--order", metavar="ORDER",
+                   help="how an epoch visits the terms: shuffle, chunks or stored (default: "
+                        "shuffle where data and params take at most 8 MiB, else chunks)")
+    q.add_argument("--seed", type=_nonneg_int("--seed"), default=0, metavar="N",
+                   help="random seed: visit order, draws, step search (default: 0)")
     q.add_argument("--optimizer", metavar="O",
                    help="the update rule: sgd, adagrad or adagrad_row (default: the spec's "
                         "train line, else sgd)")
@@ -611,7 +618,8 @@ def build_parser() -> argparse.ArgumentParser:
     const_opt(q)
     dtype_opt(q)
     q.add_argument("--out", metavar="PARAMS.npz",
-                   help="where to save the params (default: MODEL_params.npz)")
+                   help="where to save the params (default: MODEL_params.npz; a folder: "
+                        "that file in it)")
     q.add_argument("--plot", metavar="CURVE.png",
                    help="save the objective against seconds as a PNG")
     q.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -620,19 +628,22 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("analyze", help="the paper's sparsity statistics (Omega, Delta, rho) "
                                        "of data under a spec")
     q.add_argument("spec", type=spec_arg, metavar="SPEC")
-    q.add_argument("--data", action="append", required=True, metavar="NAME=FILE")
+    q.add_argument("--data", action="append", required=True, metavar="NAME=FILE",
+                   help="a data file for the spec's data NAME, as train's --data; repeatable")
     const_opt(q)
     q.add_argument("--sample", type=_positive_int("--sample"), metavar="N",
                    help="estimate rho from N random terms (default: exact unless expensive)")
     q.add_argument("--exact", action="store_true", help="compute rho exactly, however long")
     q.add_argument("--threads", type=_positive_int("--threads"), metavar="N",
                    help="threads assumed for the reading (default: every core)")
-    q.add_argument("--seed", type=_nonneg_int("--seed"), default=0, metavar="N")
+    q.add_argument("--seed", type=_nonneg_int("--seed"), default=0, metavar="N",
+                   help="seed of the sample of terms (default: 0)")
     q.set_defaults(func=cmd_analyze)
 
     q = sub.add_parser("demo", help="the paper's three problems on generated data: "
                                     "hogwild versus lock")
-    q.add_argument("--scale", choices=sorted(demo.SCALES), default="small")
+    q.add_argument("--scale", choices=sorted(demo.SCALES), default="small",
+                   help="size of the generated data (default: small; tiny takes seconds)")
     q.add_argument("--threads", type=_positive_int("--threads"), metavar="N",
                    help="threads for the parallel runs (default: every core)")
     q.add_argument("--epochs", type=_positive_int("--epochs"), metavar="E",

@@ -4,9 +4,12 @@ Public functions
 ----------------
 ``parse_data_arg(arg) -> (names, path)``
     Split a command-line argument such as ``X,y=train.svm`` into ``(["X", "y"], "train.svm")``.
-``read_data(path, names, kind=None) -> dict``
-    Read one file and return ``name -> value``: a ``scipy.sparse.csr_matrix`` (float64,
-    canonical: sorted indices, no duplicates) or a float64 ``numpy.ndarray``.
+``read_data(path, names, kind=None, zero_based="auto") -> dict``
+    Read one file and return ``name -> value``: a ``scipy.sparse.csr_matrix`` (float64; a
+    triplet, ``.mtx`` or COO ``.npz`` file keeps every stored entry, repeats included, in the
+    file's order) or a float64 ``numpy.ndarray``.
+``svmlight_zero_based(paths) -> bool``
+    Whether the svmlight files of one command are zero-based (one holds a feature index 0).
 ``detect_format(path) -> str``
     ``"svmlight"``, ``"mtx"``, ``"npz"``, ``"npy"`` or ``"table"`` (CSV/TSV/whitespace text).
 ``line_of_row(path, row) -> int | None``

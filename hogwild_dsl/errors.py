@@ -40,7 +40,8 @@ class CompileError(HogwildError):
 
 
 class DivergenceError(HogwildError):
-    """The objective became NaN/inf or exploded; the trainer keeps the last finite params."""
+    """The objective became NaN/inf or exploded; the trainer rolls back to finite params (those
+    at the fit's start, or after the last epoch whose objective rose)."""
 
     def __init__(self, message, epoch=None, hint=None):
         self.epoch = epoch

@@ -180,6 +180,17 @@ def test_usage(hogwildc):
     assert hogwildc("--version").returncode == 0
 
 
+def test_every_option_says_what_it_does():
+    """README: `hogwildc train --help` says what each option means (so do the others')."""
+    import argparse
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    silent = [f"{name} {'/'.join(action.option_strings)}"
+              for name, sub in commands.choices.items() for action in sub._actions
+              if action.option_strings and not action.help]
+    assert not silent
+
+
 def test_keyboard_interrupt_exits_130(monkeypatch, capsys):
     def interrupted(args):
         raise KeyboardInterrupt
