@@ -40,8 +40,9 @@ class CompileError(HogwildError):
 
 
 class DivergenceError(HogwildError):
-    """The objective became NaN/inf or exploded; the trainer rolls back to finite params (those
-    at the fit's start, or after the last epoch whose objective rose)."""
+    """The objective became NaN/inf or exploded; the trainer rolls back to the last finite
+    epoch's params (for a model larger than its data: those at the fit's start, or after the
+    last epoch whose objective rose; docs/api.md, "Divergence")."""
 
     def __init__(self, message, epoch=None, hint=None):
         self.epoch = epoch

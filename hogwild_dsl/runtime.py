@@ -332,9 +332,13 @@ class TrainerBase:
         draws = hasattr(kernel, "set_draw_key")
         start_objective = last = None
         # The point a divergence rolls back to: (epochs done, history length, params), taken
-        # at the start of the fit and again only before an epoch that follows one whose
-        # objective rose (a diverging run rises first), not every epoch (a copy of the model).
+        # before every epoch where the model is no larger than the data an epoch reads (the
+        # copy then costs less than the epoch: API.md's last finite params), else at the
+        # start of the fit and before an epoch that follows one whose objective rose (a
+        # diverging run mostly rises first; a model of hashed features can dwarf its data).
         kept, rose = None, False
+        every = sum(v.nbytes for v in work.values()) <= sum(
+            a.nbytes for k, a in arrays.items() if k not in work and isinstance(a, np.ndarray))
         first_epoch = self._epochs_done
         best_value, best, best_epoch = math.inf, None, None
         bar = self._progress_bar()
@@ -351,7 +355,7 @@ class TrainerBase:
                                 "the initial params: nothing was trained", epoch=0,
                                 hint="look for a division by zero or a log of zero in the "
                                      "spec at the initial params, or in the data")
-                    if kept is None or rose:
+                    if kept is None or rose or every:
                         kept = (epoch, len(self.history), {k: v.copy() for k, v in work.items()})
                     visit = self._visit_order(order, chunk, n_terms)
                     if draws:                  # fresh draws in every epoch, from the seed

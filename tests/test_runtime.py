@@ -208,6 +208,27 @@ for i in example:
     assert np.isfinite(t.params["b"]) and len(t.history) == err.value.epoch - 1
 
 
+def test_divergence_without_a_rise_keeps_the_last_finite_epoch(load_spec):
+    """sqrt(b) falls every epoch until b steps below 0 (NaN): no epoch's objective rose, yet
+    the params kept are those of the last finite epoch (API.md), not the fit's start."""
+    mod = load_spec(text="""model sink
+dim example
+data y[example] : real
+param b = 4
+for i in example:
+    loss sqrt(b) * y[i]
+""")
+    y = np.ones(10)
+    t = mod.Trainer(epochs=50, step=0.2, decay=1.0, threads=1, order="stored")
+    with pytest.raises(DivergenceError) as err:
+        t.fit(y=y)
+    done = err.value.epoch - 1
+    objectives = [h["objective"] for h in t.history]
+    assert done >= 3 and len(objectives) == done and objectives == sorted(objectives)[::-1]
+    again = mod.Trainer(epochs=done, step=0.2, decay=1.0, threads=1, order="stored").fit(y=y)
+    assert float(t.params["b"]) == float(again.params["b"]) > 0
+
+
 @pytest.mark.parametrize("kwargs, words", [
     ({"threads": 0}, "threads must be a positive integer"),
     ({"sync": "locked"}, "sync must be one of"),
