@@ -32,15 +32,17 @@ lower one, and the params of the best epoch are kept.
 
 Step. With `step=None` the step is chosen by held-out loss, so that it does not overfit:
 `validation_fraction` of the rows (drawn with `seed`) is held out, a Trainer on the rest
-calibrates its step on the training objective (docs/api.md, "The default step"; whatever the
-spec's train line says: that line was tuned on other data than the user's), then Trainers at
-that step divided by 3, 9, ... (or, where a third is no better, times 3, 9, ...) train for the
-same epochs while the spec's objective on the held-out rows keeps falling (at most
-STEP_SEARCH fits); the step with the lowest held-out objective is kept (`step_search_`) and
-the model refitted on all rows at it (with early stopping, or where the refit diverges, the
-best candidate is kept as trained). Data too small to hold a row out trains at the
-calibrated step. A `step` given explicitly is never changed: divergence is then a
-DivergenceError.
+calibrates its step on the training objective (docs/api.md, "The default step", its first
+stage alone at one pass per step: a start for this search; whatever the spec's train line
+says: that line was tuned on other data than the user's) and trains at it, recording its
+held-out objective per epoch; then Trainers at that step divided by 3, 9, ... (or, where a
+third is no better, times 3, 9, ...; times first where the held-out objective still fell in
+the last epoch at the calibrated step) train for the same epochs while the spec's objective
+on the held-out rows keeps falling (at most STEP_SEARCH fits); the step with the lowest
+held-out objective is kept (`step_search_`) and the model refitted on all rows at it (with
+early stopping, or where the refit diverges, the best candidate is kept as trained). Data too
+small to hold a row out trains at the calibrated step (both stages). A `step` given
+explicitly is never changed: divergence is then a DivergenceError.
 """
 from __future__ import annotations
 
@@ -294,12 +296,20 @@ class _HogwildEstimator(BaseEstimator):
 
     def _search_step(self, module, data: dict, held_out: dict):
         """The Trainer, fitted on `data`, whose step gives the lowest objective on `held_out`:
-        the calibrated step (training objective), then steps 3x lower while the held-out
-        objective falls, else 3x higher while it falls. Records (step, held-out objective)
-        pairs in step_search_, in the order tried."""
+        the calibrated step (its calibration reduced to a start: calibrate.START_PASSES),
+        then steps 3x lower while the held-out objective falls, else 3x higher while it
+        falls; 3x higher first where the calibrated step's held-out objective was still
+        falling in its last epoch (a step too small to overfit in the epochs given). Records
+        (step, held-out objective) pairs in step_search_, in the order tried."""
         def fit_at(step):
             trainer = self._new_trainer(module, step=step)
-            fit = dict(data, validation=held_out) if self.early_stopping else data
+            trainer._start_only = True
+            fit = data
+            if self.early_stopping:
+                fit = dict(data, validation=held_out)
+            elif not tried:          # the held-out objective per epoch: which way to walk
+                fit = dict(data, validation=held_out)
+                trainer.patience = None          # (not the train line's: no early stop)
             try:
                 trainer.fit(**fit)
                 value = trainer.objective(**held_out)
@@ -312,7 +322,10 @@ class _HogwildEstimator(BaseEstimator):
 
         tried: list = []
         best, best_value = fit_at("auto")
-        for factor in (1 / 3, 3.0):
+        curve = [h["validation_objective"] for h in best.history]
+        factors = (3.0, 1 / 3) if curve and int(np.argmin(curve)) == len(curve) - 1 \
+            else (1 / 3, 3.0)
+        for factor in factors:
             step, moved = best.step, False
             while len(tried) < STEP_SEARCH:
                 step *= factor

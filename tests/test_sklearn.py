@@ -497,10 +497,7 @@ def test_default_step_is_chosen_by_held_out_objective_and_does_not_overfit():
     tried = clf.step_search_
     steps, values = [s for s, _ in tried], [v for _, v in tried]
     assert len(tried) >= 2 and clf.trainer_.step == steps[int(np.argmin(values))]
-    c = steps[0]                                    # down by 3s, or one third then up
-    down = [c / 3 ** i for i in range(len(steps))]
-    up = [c, c / 3] + [c * 3 ** i for i in range(1, len(steps) - 1)]
-    assert steps == pytest.approx(down) or steps == pytest.approx(up)
+    assert steps == pytest.approx(_walk(steps))      # by 3s from the calibrated step
     best = int(np.argmin(values))
     assert all(v > values[best] for v in values[best + 1:])      # it stops where it rises
     assert clf.trainer_.calibration is None and len(clf.history_) == 10   # refitted at it
@@ -514,6 +511,63 @@ def test_default_step_is_chosen_by_held_out_objective_and_does_not_overfit():
     assert np.mean(clf.predict(Xte) == yte) >= np.mean(auto.predict(Xte) == yte)
     fixed = HogwildClassifier(threads=1, epochs=3, step=0.2).fit(Xtr, ytr)
     assert fixed.step_search_ is None and fixed.trainer_.step == 0.2
+
+
+def _walk(steps):
+    """The steps a walk by 3s from steps[0] tries, in the direction of steps[1] first, then
+    (where one step that way was no better) the other: [c, c*f, c/f, c/f^2, ...]."""
+    c, f = steps[0], steps[1] / steps[0]
+    first = [c * f ** i for i in range(len(steps))]
+    return first if len(steps) < 3 or steps[2] == pytest.approx(first[2]) else \
+        [c, c * f] + [c / f ** i for i in range(1, len(steps) - 1)]
+
+
+def test_the_step_search_starts_from_a_one_pass_grid_and_walks_the_way_its_curve_says(
+        cancer, monkeypatch):
+    """step=None: the first candidate's calibration is the grid stage alone at one pass per
+    step (a start for the search); that candidate records its held-out objective per epoch;
+    the walk goes x3 first where that objective still fell in the last epoch (as from a
+    start 9x too low), /3 first otherwise, and from a start 9x too low or too high it ends
+    at the step it chooses from the calibrated one; threads=1: the same fits every time."""
+    from hogwild_dsl import calibrate
+    from hogwild_dsl import sklearn as hs
+    real_calibrate, real_new = calibrate.calibrate_step, hs._HogwildEstimator._new_trainer
+    made, off = [], [1.0]
+
+    def offset(trainer, arrays, sizes):          # the calibrated step times off[0]
+        restart = real_calibrate(trainer, arrays, sizes)
+        if restart is not None:                   # (a fit at a given step: unchanged)
+            trainer.step *= off[0]
+        return restart
+
+    def new(self, module, step=None):
+        made.append(real_new(self, module, step))
+        return made[-1]
+    monkeypatch.setattr(calibrate, "calibrate_step", offset)
+    monkeypatch.setattr(hs._HogwildEstimator, "_new_trainer", new)
+    X, y = cancer
+    chosen = {}
+    for off[0] in (1.0, 1 / 9, 9.0):
+        made.clear()
+        clf = HogwildClassifier(threads=1, epochs=5).fit(X, y)
+        first, refit = made[0], made[-1]
+        assert first.calibration["passes"] == 1 and first.calibration["steps"] == []
+        assert len(first.calibration["grid"]) >= len(calibrate.STEP_GRID)
+        curve = [h["validation_objective"] for h in first.history]
+        assert len(curve) == 5 and all("validation_objective" not in h for t in made[1:]
+                                       for h in t.history)
+        steps, values = [s for s, _ in clf.step_search_], [v for _, v in clf.step_search_]
+        assert steps[0] == pytest.approx(first.calibration["step"] * off[0]) == first.step
+        up = int(np.argmin(curve)) == len(curve) - 1
+        assert steps[1] == pytest.approx(steps[0] * (3 if up else 1 / 3))
+        assert steps == pytest.approx(_walk(steps)) and len(made) == len(steps) + 1
+        assert refit is clf.trainer_ and refit.calibration is None
+        assert refit.step == steps[int(np.argmin(values))]
+        assert up or off[0] >= 1           # too low a step falls to the last epoch
+        chosen[off[0]] = refit.step
+        again = HogwildClassifier(threads=1, epochs=5).fit(X, y)     # threads=1: the same
+        assert again.step_search_ == clf.step_search_
+    assert chosen[1 / 9] == pytest.approx(chosen[1.0]) == chosen[9.0]
 
 
 def test_held_out_step_search_with_early_stopping_keeps_the_best_candidate(ratings):
