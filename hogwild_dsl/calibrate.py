@@ -54,7 +54,7 @@ TIE = 1e-3
 # a start, and its walk trains the fit's epochs at steps 3x apart on held-out rows right after
 # (the second stage's work again, judged better): on bench_sklearn's data the search ends
 # as well on held-out and test rows at a fraction of the passes (bench/results/
-# step_search.md).
+# step_search.md). Nor does it warn of a stalled search: the held-out objective judges.
 START_PASSES = 1
 CALIBRATION_BYTES = 1 << 30      # the most memory the steps' copies of the params take at once
 RESTART_FACTOR = math.sqrt(3.0)
@@ -104,7 +104,8 @@ def calibrate_step(self, arrays: dict, sizes: dict):
         if draws:
             run.set_draw_key(runtime._draw_key(self.seed, "objective"))
         value = run.objective_terms(terms, 1) / max(n, 1)
-        finite = all(math.isfinite(np.sum(v)) for v in copies.values())
+        with np.errstate(over="ignore", invalid="ignore"):     # (inf - inf: diverged)
+            finite = all(math.isfinite(np.sum(v)) for v in copies.values())
         return float(value) if finite and math.isfinite(value) else math.inf
 
     # each trial on one thread of its own (the kernels release the GIL): deterministic,
@@ -115,14 +116,20 @@ def calibrate_step(self, arrays: dict, sizes: dict):
     passes = min(START_PASSES if start_only else CALIBRATION_PASSES, self.epochs)
     limits = tuple(round(2 * math.log(x, 3)) for x in STEP_LIMITS)
     start = trial(0, 0)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        coarse = walk(lambda halves: list(pool.map(trial, halves, [passes] * len(halves))),
+    # (one worker: the trials in this thread, without a pool's hand-offs)
+    pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
+    each = pool.map if pool is not None else map
+    try:
+        coarse = walk(lambda halves: list(each(trial, halves, [passes] * len(halves))),
                       [2 * round(math.log(x, 3)) for x in STEP_GRID], 2, limits, 3, None,
                       start)
         first = pick(coarse)
         fine = {first: coarse[first]} if start_only else \
-            walk(lambda halves: list(pool.map(trial, halves, [self.epochs] * len(halves))),
+            walk(lambda halves: list(each(trial, halves, [self.epochs] * len(halves))),
                  [first - 1, first, first + 1], 1, limits, 1, FINE_WALK, start)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     best = pick(fine)
     if not math.isfinite(fine[best]):
         best = first
@@ -130,7 +137,7 @@ def calibrate_step(self, arrays: dict, sizes: dict):
         self.step = half_step(best)
     self._calibrate = False
     stalled = not lower(min(fine[best], coarse[first]), start)
-    if stalled:
+    if stalled and not start_only:      # (a start: the held-out search judges its steps)
         warnings.warn(
             f"the default step's search found no step from {half_step(min(coarse)):.3g} to "
             f"{half_step(max(coarse)):.3g} that lowers the objective (optimizer "
