@@ -1,21 +1,18 @@
-"""What the estimators' held-out step search costs, part by part, and one way to make it
-cheaper (docs/api.md, "scikit-learn estimators", Step).
+"""What the estimators' held-out step search costs (docs/api.md, "scikit-learn estimators",
+Step): work counted, fit time and test accuracy of HogwildClassifier at its defaults,
+threads=1 (deterministic: the same count, step and accuracy on every run).
 
-  python bench/bench_step_search.py [--repeats 15]
-      -> bench/results/step_search.json and bench/results/step_search.md
+  python bench/bench_step_search.py --label after [--repeats 3] [--only a9a-like/svm ...]
+      -> bench/results/step_search.json (the runs by label) and bench/results/step_search.md
 
-At threads=1 (the least noisy on a shared machine), per data set and spec: the fit time (best
-and median of --repeats after a warm-up), the time in the default step's calibration (the
-first candidate's), in the other candidates' Trainer fits, in their held-out objectives and
-in the refit on all rows, the Trainer fits made, the step chosen and the test accuracy; and
-SGDClassifier's fit time beside it.
-
-The variant measured, "grid-only calibration": the calibration's second stage (half-steps
-around the grid's best, each trained for the fit's epochs on the training objective) left out,
-so the held-out walk starts from the grid's best. The held-out walk trains the same epochs at
-steps 3x apart and judges them on held-out rows, so that stage's work is done again, and
-judged better, right after it. The variant is made here by replacing calibrate.walk's second
-call (an experiment: the code itself is unchanged).
+Work is counted in epochs of the whole training data: each training epoch of a Trainer fit
+(the candidates on the rows not held out, the refit on all rows) by its terms over the
+data's, each pass of the default step's calibration on the scaled-down data likewise (the
+first stage's passes per grid step, the second stage's epochs per half-step; their objective
+evaluations are not counted), and apart from these the objective passes (the held-out
+objectives, per epoch where a fit has validation data). To compare two versions of the code,
+run this file from a checkout of each with the same --results (a label per version): the
+markdown shows every label's runs side by side, with the load average each ran under.
 """
 from __future__ import annotations
 
@@ -28,68 +25,63 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from sklearn.linear_model import SGDClassifier
 from sklearn.preprocessing import StandardScaler
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from bench_sklearn import a9a_like, breast_cancer, digits  # noqa: E402
+from bench_sklearn import a9a_like, breast_cancer, digits, rcv1_like_text  # noqa: E402
 from hogwild_dsl import calibrate, runtime  # noqa: E402
 from hogwild_dsl.sklearn import HogwildClassifier  # noqa: E402
 from machine import machine  # noqa: E402
 
-RESULTS = HERE / "results"
-CASES = [("breast cancer", breast_cancer, "logreg"), ("breast cancer", breast_cancer, "svm"),
-         ("digits", digits, "softmax"), ("a9a-like", a9a_like, "logreg"),
-         ("a9a-like", a9a_like, "svm")]
-VARIANTS = ("current", "grid-only calibration")
-_walk = calibrate.walk
+DATA = {"breast cancer": breast_cancer, "digits": digits, "a9a-like": a9a_like,
+        "rcv1-like text": rcv1_like_text}
+CASES = [("breast cancer", "logreg"), ("breast cancer", "svm"), ("digits", "softmax"),
+         ("a9a-like", "logreg"), ("a9a-like", "svm"), ("rcv1-like text", "logreg"),
+         ("rcv1-like text", "svm")]
 
 
-def _grid_only_walk(judge, start, stride, *args, **kwargs):
-    """calibrate.walk, but its second call (the half-steps: stride 1) judges nothing and hands
-    back the grid's best as the best (an objective of -inf)."""
-    if stride == 1:
-        return {start[1]: -np.inf}
-    return _walk(judge, start, stride, *args, **kwargs)
-
-
-def variant(name: str):
-    calibrate.walk = _grid_only_walk if name == "grid-only calibration" else _walk
-
-
-class Parts:
-    """Seconds spent in the Trainer's fit, calibration and objective while active."""
-
-    def __init__(self):
-        self.fit = self.cal = self.obj = 0.0
-        self.fits = 0
-        self._real = (runtime.TrainerBase.fit, runtime.TrainerBase._calibrate_step,
-                      runtime.TrainerBase.objective)
+class Count:
+    """Terms visited by training epochs, calibration passes and objectives while active."""
 
     def __enter__(self):
-        fit, cal, obj = self._real
-        parts = self
+        self.train = self.calibration = self.objective = 0
+        self.fits = 0
+        self._real = (runtime.TrainerBase._epochs, calibrate.calibrate_step,
+                      runtime.TrainerBase.objective)
+        epochs, calibrate_step, objective = self._real
+        count = self
 
-        def timed(f, attr, count=False):
-            def run(*a, **k):
-                began = time.perf_counter()
-                try:
-                    return f(*a, **k)
-                finally:
-                    setattr(parts, attr, getattr(parts, attr) + time.perf_counter() - began)
-                    if count:
-                        parts.fits += 1
-            return run
-        runtime.TrainerBase.fit = timed(fit, "fit", count=True)
-        runtime.TrainerBase._calibrate_step = timed(cal, "cal")
-        runtime.TrainerBase.objective = timed(obj, "obj")
+        def counted_epochs(trainer, arrays, sizes, held_out):
+            before = len(trainer.history)
+            try:
+                return epochs(trainer, arrays, sizes, held_out)
+            finally:
+                done = len(trainer.history) - before
+                count.train += done * trainer.kernels.Kernel(arrays, sizes).nterms
+                count.objective += done * (held_out.nterms if held_out is not None else 0)
+                count.fits += 1
+
+        def counted_calibration(trainer, arrays, sizes):
+            restart = calibrate_step(trainer, arrays, sizes)
+            c = trainer.calibration
+            if c is not None and restart is not None:
+                passes = len(c["grid"]) * c["passes"] + len(c["steps"]) * c["epochs"]
+                count.calibration += passes * c["terms"]
+            return restart
+
+        def counted_objective(trainer, **data):
+            count.objective += trainer.kernels.Kernel(*trainer.layout(data)).nterms
+            return objective(trainer, **data)
+        runtime.TrainerBase._epochs = counted_epochs
+        calibrate.calibrate_step = counted_calibration
+        runtime.TrainerBase.objective = counted_objective
         return self
 
     def __exit__(self, *exc):
-        (runtime.TrainerBase.fit, runtime.TrainerBase._calibrate_step,
+        (runtime.TrainerBase._epochs, calibrate.calibrate_step,
          runtime.TrainerBase.objective) = self._real
 
 
@@ -98,82 +90,87 @@ def case(data, spec, repeats):
     if not hasattr(Xtr, "tocsr"):
         scale = StandardScaler().fit(Xtr)
         Xtr, Xte = scale.transform(Xtr), scale.transform(Xte)
-    rows = {}
-    for name in VARIANTS:                 # warm-up (compiles once), and the breakdown
-        variant(name)
-        HogwildClassifier(spec=spec, threads=1).fit(Xtr, ytr)
-        with Parts() as parts:
-            began = time.perf_counter()
-            clf = HogwildClassifier(spec=spec, threads=1).fit(Xtr, ytr)
-            total = time.perf_counter() - began
-        rows[name] = {"accuracy": float(np.mean(clf.predict(Xte) == yte)),
-                      "step": clf.trainer_.step, "trainer_fits": parts.fits,
-                      "held_out": clf.step_search_, "breakdown": {
-                          "total": total, "calibration": parts.cal,
-                          "other_trainer_fits": parts.fit - parts.cal,
-                          "held_out_objectives": parts.obj,
-                          "rest": total - parts.fit - parts.obj}, "times": []}
-    for _ in range(repeats):              # interleaved: the machine's load hits both alike
-        for name in VARIANTS:
-            variant(name)
-            began = time.perf_counter()
-            HogwildClassifier(spec=spec, threads=1).fit(Xtr, ytr)
-            rows[name]["times"].append(time.perf_counter() - began)
-    variant("current")
-    sgd = []
+    n = Xtr.shape[0]
+    with Count() as count:
+        clf = HogwildClassifier(spec=spec, threads=1).fit(Xtr, ytr)    # (compiles once)
+    times = []
     for _ in range(repeats):
         began = time.perf_counter()
-        SGDClassifier().fit(Xtr, ytr)
-        sgd.append(time.perf_counter() - began)
-    for r in rows.values():
-        r["best"], r["median"] = min(r["times"]), float(np.median(r["times"]))
-        del r["times"]
-    return {"variants": rows, "sgd_best": min(sgd)}
+        HogwildClassifier(spec=spec, threads=1).fit(Xtr, ytr)
+        times.append(time.perf_counter() - began)
+    return {"epochs": (count.train + count.calibration) / n,
+            "calibration_epochs": count.calibration / n, "objective_passes": count.objective / n,
+            "trainer_fits": count.fits, "seconds": min(times),
+            "accuracy": float(np.mean(clf.predict(Xte) == yte)), "step": clf.trainer_.step,
+            "held_out": clf.step_search_}
 
 
 def markdown(report) -> str:
-    m = report["machine"]
+    runs = report["runs"]
     lines = ["# The held-out step search's cost (bench/bench_step_search.py)", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores usable, {m['host']}; Python "
-             f"{m['python']}; threads=1; best and median of {report['repeats']} fits, the "
-             f"variants interleaved. Load average at the start: {report['load_average']:.1f} "
-             "(a shared machine: compare within one run only).", "",
-             "Breakdown of one fit (ms): calibration (the first candidate's default step), "
-             "the other Trainer fits (candidates and the refit), the held-out objectives, the "
-             "rest (validation, split, estimator code).", "",
-             "| data | spec | variant | best ms | median ms | SGDClassifier ms | calibration | "
-             "other fits | held-out obj. | rest | Trainer fits | step | accuracy |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for key, c in report["cases"].items():
-        data, spec = key.split(" / ")
-        for name, r in c["variants"].items():
-            b = r["breakdown"]
-            lines.append(
-                f"| {data} | {spec} | {name} | {1e3 * r['best']:.1f} | {1e3 * r['median']:.1f} "
-                f"| {1e3 * c['sgd_best']:.1f} | {1e3 * b['calibration']:.1f} | "
-                f"{1e3 * b['other_trainer_fits']:.1f} | {1e3 * b['held_out_objectives']:.1f} | "
-                f"{1e3 * b['rest']:.1f} | {r['trainer_fits']} | {r['step']:.4g} | "
-                f"{r['accuracy']:.4f} |")
+             "HogwildClassifier at its defaults (step=None: the held-out step search), "
+             "threads=1. Epochs: the work of one fit in epochs of the whole training data "
+             "(training epochs and the default step's calibration passes on the scaled-down "
+             "data, each by its terms over the data's); objective passes likewise (the "
+             "held-out objectives); seconds: the best of the repeats (a shared machine: the "
+             "load average each label ran under is given).", ""]
+    for label, run in runs.items():
+        m = run["machine"]
+        loads = [r["load_average"] for r in run["cases"].values()]
+        lines.append(f"- {label}: {run['commit']}, {m['cpu']}, {m['cores']} cores usable, "
+                     f"Python {m['python']}, best of {run['repeats']}, load average "
+                     f"{min(loads)}-{max(loads)} at the cases' starts")
+    lines += ["", "| data | spec | version | epochs (calibration) | objective passes | "
+              "Trainer fits | seconds | step | accuracy |", "|---|---|---|---|---|---|---|---|---|"]
+    total = {label: 0.0 for label in runs}
+    for data, spec in CASES:
+        for label, run in runs.items():
+            r = run["cases"].get(f"{data}/{spec}")
+            if r is None:
+                continue
+            total[label] += r["epochs"]
+            lines.append(f"| {data} | {spec} | {label} | {r['epochs']:.1f} "
+                         f"({r['calibration_epochs']:.1f}) | {r['objective_passes']:.1f} | "
+                         f"{r['trainer_fits']} | {r['seconds']:.3f} | {r['step']:.4g} | "
+                         f"{r['accuracy']:.4f} |")
+    lines += ["", "Epochs in all: " + ", ".join(f"{label} {t:.1f}" for label, t in total.items())
+              + ".", "", "Steps tried (held-out objective):", ""]
+    for label, run in runs.items():
+        for key, r in run["cases"].items():
+            lines.append(f"- {label}, {key}: " + ", ".join(
+                f"{s:.3g}: {v:.4f}" for s, v in r["held_out"] or ()))
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--label", required=True)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--only", nargs="*", help="cases as DATA/SPEC (default: all)")
+    ap.add_argument("--commit", default="", help="what the label ran (for the markdown)")
+    ap.add_argument("--results", type=Path, default=HERE / "results")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore", RuntimeWarning)
-    report = {"machine": machine(), "repeats": args.repeats,
-              "load_average": os.getloadavg()[0], "cases": {}}
+    path = args.results / "step_search.json"
+    report = json.loads(path.read_text()) if path.exists() else {}
+    report = report if "runs" in report else {"runs": {}}      # (an older report: replaced)
+    run = report["runs"].setdefault(args.label, {"cases": {}})
+    run.update(machine=machine(), repeats=args.repeats, commit=args.commit or run.get("commit"))
     made = {}
-    for data, make, spec in CASES:
+    for data, spec in CASES:
+        key = f"{data}/{spec}"
+        if args.only and key not in args.only:
+            continue
         if data not in made:
-            made[data] = make()
-        report["cases"][f"{data} / {spec}"] = case(made[data], spec, args.repeats)
-        print(f"{data} / {spec} done", flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "step_search.json").write_text(json.dumps(report, indent=1))
-    (RESULTS / "step_search.md").write_text(markdown(report))
-    print(markdown(report))
+            made[data] = DATA[data]()
+        load = round(os.getloadavg()[0], 1)
+        run["cases"][key] = r = case(made[data], spec, args.repeats)
+        r["load_average"] = load
+        print(f"{args.label}: {key}: {r['epochs']:.1f} epochs, {r['seconds']:.3f} s, accuracy "
+              f"{r['accuracy']:.4f}", flush=True)
+    args.results.mkdir(exist_ok=True)
+    path.write_text(json.dumps(report, indent=1))
+    (args.results / "step_search.md").write_text(markdown(report))
 
 
 if __name__ == "__main__":

@@ -49,6 +49,13 @@ FINE_WALK = 6
 # no progress at any step: the cut LP under adagrad once ended at 3^-25.5 = 6.8e-13); a search
 # whose best is no lower than the start says so (a RuntimeWarning, calibration["stalled"]).
 TIE = 1e-3
+# A trainer with `_start_only` set (the scikit-learn estimators' held-out step search,
+# sklearn.py) runs the first stage alone, START_PASSES pass per step: the search only needs
+# a start, and its walk trains the fit's epochs at steps 3x apart on held-out rows right after
+# (the second stage's work again, judged better): on bench_sklearn's data the search ends
+# as well on held-out and test rows at a fraction of the passes (bench/results/
+# step_search.md). Nor does it warn of a stalled search: the held-out objective judges.
+START_PASSES = 1
 CALIBRATION_BYTES = 1 << 30      # the most memory the steps' copies of the params take at once
 RESTART_FACTOR = math.sqrt(3.0)
 
@@ -58,7 +65,8 @@ def calibrate_step(self, arrays: dict, sizes: dict):
     training epoch: set `step` to the half-power of 3 that ends lowest on the data scaled
     down (scaled_down): the best of STEP_GRID after CALIBRATION_PASSES passes, then the
     best of its half-steps after as many passes as the fit has epochs, at the fit's decay,
-    from copies of the current params and optimizer state. Each trial runs on one thread,
+    from copies of the current params and optimizer state (with `_start_only`, the grid
+    alone at START_PASSES pass per step). Each trial runs on one thread,
     from draws of the search's own seeded by `seed`: the same step whatever the threads,
     and the fit's own visits unchanged. `calibration` records the search. Returns the point
     a divergence restarts from (smaller_step), or None where nothing was calibrated."""
@@ -96,23 +104,32 @@ def calibrate_step(self, arrays: dict, sizes: dict):
         if draws:
             run.set_draw_key(runtime._draw_key(self.seed, "objective"))
         value = run.objective_terms(terms, 1) / max(n, 1)
-        finite = all(math.isfinite(np.sum(v)) for v in copies.values())
+        with np.errstate(over="ignore", invalid="ignore"):     # (inf - inf: diverged)
+            finite = all(math.isfinite(np.sum(v)) for v in copies.values())
         return float(value) if finite and math.isfinite(value) else math.inf
 
     # each trial on one thread of its own (the kernels release the GIL): deterministic,
     # and the search takes the fit's cores, with at most CALIBRATION_BYTES of copies at once
     copy_bytes = sum(small[k].nbytes for k in live)
     workers = min(self.threads, len(STEP_GRID), max(1, CALIBRATION_BYTES // max(copy_bytes, 1)))
-    passes = min(CALIBRATION_PASSES, self.epochs)
+    start_only = bool(self.__dict__.get("_start_only"))
+    passes = min(START_PASSES if start_only else CALIBRATION_PASSES, self.epochs)
     limits = tuple(round(2 * math.log(x, 3)) for x in STEP_LIMITS)
     start = trial(0, 0)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        coarse = walk(lambda halves: list(pool.map(trial, halves, [passes] * len(halves))),
+    # (one worker: the trials in this thread, without a pool's hand-offs)
+    pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
+    each = pool.map if pool is not None else map
+    try:
+        coarse = walk(lambda halves: list(each(trial, halves, [passes] * len(halves))),
                       [2 * round(math.log(x, 3)) for x in STEP_GRID], 2, limits, 3, None,
                       start)
         first = pick(coarse)
-        fine = walk(lambda halves: list(pool.map(trial, halves, [self.epochs] * len(halves))),
-                    [first - 1, first, first + 1], 1, limits, 1, FINE_WALK, start)
+        fine = {first: coarse[first]} if start_only else \
+            walk(lambda halves: list(each(trial, halves, [self.epochs] * len(halves))),
+                 [first - 1, first, first + 1], 1, limits, 1, FINE_WALK, start)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     best = pick(fine)
     if not math.isfinite(fine[best]):
         best = first
@@ -120,7 +137,7 @@ def calibrate_step(self, arrays: dict, sizes: dict):
         self.step = half_step(best)
     self._calibrate = False
     stalled = not lower(min(fine[best], coarse[first]), start)
-    if stalled:
+    if stalled and not start_only:      # (a start: the held-out search judges its steps)
         warnings.warn(
             f"the default step's search found no step from {half_step(min(coarse)):.3g} to "
             f"{half_step(max(coarse)):.3g} that lowers the objective (optimizer "
@@ -129,8 +146,8 @@ def calibrate_step(self, arrays: dict, sizes: dict):
             "give a step, or another optimizer", RuntimeWarning, stacklevel=4)
     self.calibration = {"step": self.step, "grid": [half_step(h) for h in sorted(coarse)],
                         "objectives": [coarse[h] for h in sorted(coarse)],
-                        "steps": [half_step(h) for h in sorted(fine)],
-                        "fit_objectives": [fine[h] for h in sorted(fine)],
+                        "steps": [] if start_only else [half_step(h) for h in sorted(fine)],
+                        "fit_objectives": [] if start_only else [fine[h] for h in sorted(fine)],
                         "terms": n, "share": share, "passes": passes, "epochs": self.epochs,
                         "start_objective": start, "stalled": stalled,
                         "diverged": [], "seconds": time.perf_counter() - began}

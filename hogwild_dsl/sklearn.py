@@ -32,18 +32,24 @@ lower one, and the params of the best epoch are kept.
 
 Step. With `step=None` the step is chosen by held-out loss, so that it does not overfit:
 `validation_fraction` of the rows (drawn with `seed`) is held out, a Trainer on the rest
-calibrates its step on the training objective (docs/api.md, "The default step"; whatever the
-spec's train line says: that line was tuned on other data than the user's), then Trainers at
-that step divided by 3, 9, ... (or, where a third is no better, times 3, 9, ...) train for the
-same epochs while the spec's objective on the held-out rows keeps falling (at most
-STEP_SEARCH fits); the step with the lowest held-out objective is kept (`step_search_`) and
-the model refitted on all rows at it (with early stopping, or where the refit diverges, the
-best candidate is kept as trained). Data too small to hold a row out trains at the
-calibrated step. A `step` given explicitly is never changed: divergence is then a
-DivergenceError.
+calibrates its step on the training objective (docs/api.md, "The default step", its first
+stage alone at one pass per step: a start for this search; whatever the spec's train line
+says: that line was tuned on other data than the user's) and trains at it, recording its
+held-out objective per epoch; then Trainers at that step divided by 3, 9, ... (or, where a
+third is no better, times 3, 9, ...; times first where that held-out objective fell
+smoothly, rising by less than SMOOTH of its fall in all: a step too small; first divided by
+the sum of the epochs' decay factors, to a power of 3, where it was lowest after the first
+epoch: that step goes as far in all the epochs as the calibrated one in the first) train
+for the same epochs while the spec's objective on the held-out rows keeps falling (at most
+STEP_SEARCH fits, none at a step tried before); the step with the lowest
+held-out objective is kept (`step_search_`) and the model refitted on all rows at it (with
+early stopping, or where the refit diverges, the best candidate is kept as trained). Data too
+small to hold a row out trains at the calibrated step (both stages). A `step` given
+explicitly is never changed: divergence is then a DivergenceError.
 """
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -67,6 +73,7 @@ __all__ = ["HogwildClassifier", "HogwildRegressor", "HogwildRecommender", "Estim
 
 
 STEP_SEARCH = 6          # the most fits (on the rows not held out) of the held-out step search
+SMOOTH = 0.1             # held-out objectives that rise less than this share of their fall
 
 
 class EstimatorInputError(DataError, ValueError):
@@ -294,12 +301,20 @@ class _HogwildEstimator(BaseEstimator):
 
     def _search_step(self, module, data: dict, held_out: dict):
         """The Trainer, fitted on `data`, whose step gives the lowest objective on `held_out`:
-        the calibrated step (training objective), then steps 3x lower while the held-out
-        objective falls, else 3x higher while it falls. Records (step, held-out objective)
-        pairs in step_search_, in the order tried."""
+        the calibrated step (its calibration reduced to a start: calibrate.START_PASSES),
+        then steps 3x lower while the held-out objective falls, else 3x higher while it
+        falls (the module docstring: 3x higher first after a smooth fall, a jump down first
+        after an overfit first epoch). Records (step, held-out objective) pairs in
+        step_search_, in the order tried."""
         def fit_at(step):
             trainer = self._new_trainer(module, step=step)
-            fit = dict(data, validation=held_out) if self.early_stopping else data
+            trainer._start_only = True
+            fit = data
+            if self.early_stopping:
+                fit = dict(data, validation=held_out)
+            elif not tried:          # the held-out objective per epoch: which way to walk
+                fit = dict(data, validation=held_out)
+                trainer.patience = None          # (not the train line's: no early stop)
             try:
                 trainer.fit(**fit)
                 value = trainer.objective(**held_out)
@@ -310,12 +325,32 @@ class _HogwildEstimator(BaseEstimator):
             tried.append((float(trainer.step), float(value) if np.isfinite(value) else np.inf))
             return trainer, tried[-1][1]
 
+        def seen(step):
+            """Was this step (a half-power of 3, as every step of the search) tried?"""
+            return any(abs(math.log(step / s, 3)) < 0.25 for s, _ in tried)
+
         tried: list = []
         best, best_value = fit_at("auto")
-        for factor in (1 / 3, 3.0):
+        curve = np.array([h["validation_objective"] for h in best.history])
+        # smooth progress (its rises add up to less than SMOOTH of its fall): a step too small
+        # to overfit or to be noisy in these epochs
+        smooth = len(curve) > 1 and curve[0] > curve[-1] and \
+            np.sum(np.maximum(np.diff(curve), 0)) < SMOOTH * (curve[0] - curve[-1])
+        factors = (3.0, 1 / 3) if smooth else (1 / 3, 3.0)
+        if len(curve) > 1 and np.argmin(curve) == 0:
+            # the progress of one epoch at the calibrated step, over all the epochs: the
+            # step times the decay factors' sum, to the nearest power of 3
+            jump = 3.0 ** round(math.log(sum(best.decay ** k for k in range(best.epochs)), 3))
+            if jump > 1:
+                trainer, value = fit_at(best.step / jump)
+                if value < best_value:
+                    best, best_value = trainer, value
+        for factor in factors:
             step, moved = best.step, False
             while len(tried) < STEP_SEARCH:
                 step *= factor
+                if seen(step):             # tried, and no lower than the best
+                    break
                 trainer, value = fit_at(step)
                 if not value < best_value:
                     break
@@ -352,9 +387,14 @@ class _HogwildEstimator(BaseEstimator):
         return module, X, y
 
     def _validate_x(self, X, datum: ir.Data, reset: bool, y="no_validation", **kw):
-        """scikit-learn's checks of X (and y); X as CSR for sparse data, dense otherwise."""
-        return validate_data(self, X, y, reset=reset, dtype=np.float64,
-                             accept_sparse="csr" if datum.kind == "sparse" else False, **kw)
+        """scikit-learn's checks of X (and y); X as CSR for sparse data (a dense X converted
+        once here, not by each of the search's fits), dense otherwise."""
+        out = validate_data(self, X, y, reset=reset, dtype=np.float64,
+                            accept_sparse="csr" if datum.kind == "sparse" else False, **kw)
+        X, y = out if isinstance(out, tuple) else (out, None)
+        if datum.kind == "sparse" and not sp.issparse(X):
+            X = sp.csr_matrix(X)
+        return (X, y) if isinstance(out, tuple) else X
 
     def _raw_predict(self, X):
         check_is_fitted(self, "trainer_")

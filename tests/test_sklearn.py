@@ -497,10 +497,7 @@ def test_default_step_is_chosen_by_held_out_objective_and_does_not_overfit():
     tried = clf.step_search_
     steps, values = [s for s, _ in tried], [v for _, v in tried]
     assert len(tried) >= 2 and clf.trainer_.step == steps[int(np.argmin(values))]
-    c = steps[0]                                    # down by 3s, or one third then up
-    down = [c / 3 ** i for i in range(len(steps))]
-    up = [c, c / 3] + [c * 3 ** i for i in range(1, len(steps) - 1)]
-    assert steps == pytest.approx(down) or steps == pytest.approx(up)
+    _ends_at_a_low(tried)                           # by 3s from the calibrated step
     best = int(np.argmin(values))
     assert all(v > values[best] for v in values[best + 1:])      # it stops where it rises
     assert clf.trainer_.calibration is None and len(clf.history_) == 10   # refitted at it
@@ -514,6 +511,77 @@ def test_default_step_is_chosen_by_held_out_objective_and_does_not_overfit():
     assert np.mean(clf.predict(Xte) == yte) >= np.mean(auto.predict(Xte) == yte)
     fixed = HogwildClassifier(threads=1, epochs=3, step=0.2).fit(Xtr, ytr)
     assert fixed.step_search_ is None and fixed.trainer_.step == 0.2
+
+
+def _ends_at_a_low(tried):
+    """The held-out step search ends at a step whose neighbours on its lattice (3x higher and
+    lower) were both tried and are higher, unless it ran its most fits; each step is the
+    first one times a power of 3, tried once."""
+    from hogwild_dsl.sklearn import STEP_SEARCH
+    steps, values = [s for s, _ in tried], [v for _, v in tried]
+    powers = [np.log(s / steps[0]) / np.log(3) for s in steps]
+    assert powers == pytest.approx(np.round(powers)) and len(set(np.round(powers))) == len(steps)
+    best = int(np.argmin(values))
+    for f in (3, 1 / 3):
+        near = [v for s, v in tried if s == pytest.approx(steps[best] * f)]
+        assert len(tried) == STEP_SEARCH or near and near[0] > values[best]
+
+
+def test_the_step_search_starts_from_a_one_pass_grid_and_walks_the_way_its_curve_says(
+        monkeypatch):
+    """step=None: the first candidate's calibration is the grid stage alone at one pass per
+    step (a start for the search), and that candidate records its held-out objective per
+    epoch. Where that objective fell smoothly (rising by less than SMOOTH of its fall in
+    all: a step too small), the walk goes x3 first (from a start 81x too low); where it was
+    lowest after the first epoch, it jumps down by the sum of the epochs' decay factors, to
+    a power of 3 (the calibrated start here); otherwise /3 first (a start 9x too high). From
+    each it ends at the same step, both of whose neighbours are worse; threads=1: the same
+    fits every time."""
+    from hogwild_dsl import calibrate
+    from hogwild_dsl import sklearn as hs
+    X, y = load_breast_cancer(return_X_y=True)
+    X, _, y, _ = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
+    X = StandardScaler().fit_transform(X)
+    real_calibrate, real_new = calibrate.calibrate_step, hs._HogwildEstimator._new_trainer
+    made, off = [], [1.0]
+
+    def offset(trainer, arrays, sizes):          # the calibrated step times off[0]
+        restart = real_calibrate(trainer, arrays, sizes)
+        if restart is not None:                   # (a fit at a given step: unchanged)
+            trainer.step *= off[0]
+        return restart
+
+    def new(self, module, step=None):
+        made.append(real_new(self, module, step))
+        return made[-1]
+    monkeypatch.setattr(calibrate, "calibrate_step", offset)
+    monkeypatch.setattr(hs._HogwildEstimator, "_new_trainer", new)
+    chosen = {}
+    for off[0], way in ((1.0, "jump"), (1 / 81, "up"), (9.0, "down")):
+        made.clear()
+        clf = HogwildClassifier(threads=1).fit(X, y)
+        first, refit = made[0], made[-1]
+        assert first.calibration["passes"] == 1 and first.calibration["steps"] == []
+        assert len(first.calibration["grid"]) >= len(calibrate.STEP_GRID)
+        curve = np.array([h["validation_objective"] for h in first.history])
+        assert len(curve) == first.epochs == 10
+        assert all("validation_objective" not in h for t in made[1:] for h in t.history)
+        steps, values = [s for s, _ in clf.step_search_], [v for _, v in clf.step_search_]
+        assert steps[0] == pytest.approx(first.calibration["step"] * off[0]) == first.step
+        fall = curve[0] - curve[-1]
+        smooth = fall > 0 and np.sum(np.maximum(np.diff(curve), 0)) < hs.SMOOTH * fall
+        jump = 3.0 ** round(np.log(sum(first.decay ** k for k in range(10))) / np.log(3))
+        assert way == ("up" if smooth else "jump" if np.argmin(curve) == 0 else "down")
+        assert steps[1] == pytest.approx(steps[0] * {"up": 3, "jump": 1 / jump,
+                                                     "down": 1 / 3}[way])
+        _ends_at_a_low(clf.step_search_)
+        assert len(made) == len(steps) + 1
+        assert refit is clf.trainer_ and refit.calibration is None
+        assert refit.step == steps[int(np.argmin(values))]
+        chosen[way] = refit.step
+        again = HogwildClassifier(threads=1).fit(X, y)          # threads=1: the same
+        assert again.step_search_ == clf.step_search_
+    assert chosen["up"] == pytest.approx(chosen["jump"]) == chosen["down"]
 
 
 def test_held_out_step_search_with_early_stopping_keeps_the_best_candidate(ratings):
