@@ -67,7 +67,7 @@ from .check import check
 from .errors import DataError, HogwildError
 from .jit import load, read_spec
 from .errors import DivergenceError
-from .runtime import _entry_companions, _predict_data
+from .runtime import _entry_companions, _int_option, _predict_data, max_threads
 
 __all__ = ["HogwildClassifier", "HogwildRegressor", "HogwildRecommender", "EstimatorInputError",
            "default_threads"]
@@ -400,7 +400,7 @@ class _HogwildEstimator(BaseEstimator):
         `threads` candidates train side by side, the one the walk asks for and those it may
         ask for next (_next_steps). Records (step, held-out objective) pairs in
         step_search_, in the walk's order."""
-        threads = self._new_trainer(module).threads      # (checked: a HogwildError if bad)
+        threads = _int_option("threads", self._threads(), 1, max_threads())
 
         def fit_at(step):
             trainer = self._new_trainer(module, step=step, threads=1)
