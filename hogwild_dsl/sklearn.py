@@ -429,7 +429,11 @@ class _HogwildEstimator(BaseEstimator):
             try:
                 while (step := walk.next_step(fits)) is not None:
                     pending = [f for f in fits.values() if not f.done()]
-                    for s in walk.next_steps(fits, threads + len(pending)):
+                    # the step asked for and those the walk may ask for next, started together
+                    # (they end about together: one started later could outlast the walk and
+                    # hold up the refit)
+                    for s in walk.next_steps(fits, threads + len(pending)) \
+                            if step not in fits else ():
                         if len(pending) >= threads:
                             break
                         if s not in fits:
