@@ -22,7 +22,10 @@ Threads. `threads=None` uses the cores this process may use, capped by `OMP_NUM_
 joblib's process workers (`GridSearchCV(n_jobs=k)`, the default loky backend) set it to
 cores // k, so k jobs never oversubscribe the machine. Under a thread-based joblib backend,
 pass `threads` explicitly. With threads > 1 the updates race (HOGWILD!), so two fits differ in
-the last digits; `threads=1` with a fixed `seed` is bit-for-bit reproducible.
+the last digits; `threads=1` with a fixed `seed` is bit-for-bit reproducible. The step
+search's candidates (Step, below) train on one thread each, up to `threads` of them side by
+side, so the step it chooses is the same at any `threads`; the refit on all rows takes them
+all.
 
 Early stopping. `early_stopping=True` holds out `validation_fraction` of the rows (of the
 ratings, for the recommender) and passes them to the Trainer as `fit(..., validation=...)`
@@ -43,9 +46,16 @@ epoch: that step goes as far in all the epochs as the calibrated one in the firs
 for the same epochs while the spec's objective on the held-out rows keeps falling (at most
 STEP_SEARCH fits, none at a step tried before); the step with the lowest
 held-out objective is kept (`step_search_`) and the model refitted on all rows at it (with
-early stopping, or where the refit diverges, the best candidate is kept as trained). Data too
-small to hold a row out trains at the calibrated step (both stages). A `step` given
-explicitly is never changed: divergence is then a DivergenceError.
+early stopping, or where the refit diverges, the best candidate is kept as trained). Each
+candidate trains on one thread (a candidate's epochs on small data gain little from more,
+and races would make the walk's choice vary); on threads > 1 the walk's next candidate
+starts together with those it may ask for next (breadth first over its outcomes: the step
+it asks for if this one is lower than the best so far, then the one if it is not), at most
+`threads` at once, and the walk uses the results it asks for: the same walk as on one
+thread, in fewer rounds where cores are idle, at the cost of the guesses not needed
+(bench/results/step_search_threads.md). Data too small to hold a row out trains at the
+calibrated step (both stages). A `step` given explicitly is never changed: divergence is
+then a DivergenceError.
 """
 from __future__ import annotations
 
@@ -395,10 +405,10 @@ class _HogwildEstimator(BaseEstimator):
 
     def _search_step(self, module, data: dict, held_out: dict):
         """The Trainer, fitted on `data`, whose step gives the lowest objective on `held_out`
-        (_step_walk says which steps, in which order). Every candidate trains on one thread
+        (_StepWalk says which steps, in which order). Every candidate trains on one thread
         (deterministic for a seed: the same walk at any `threads`); on threads > 1 up to
         `threads` candidates train side by side, the one the walk asks for and those it may
-        ask for next (_next_steps). Records (step, held-out objective) pairs in
+        ask for next (_StepWalk.next_steps). Records (step, held-out objective) pairs in
         step_search_, in the walk's order."""
         threads = _int_option("threads", self._threads(), 1, max_threads())
 
@@ -429,16 +439,16 @@ class _HogwildEstimator(BaseEstimator):
             try:
                 while (step := walk.next_step(fits)) is not None:
                     pending = [f for f in fits.values() if not f.done()]
-                    # the step asked for and those the walk may ask for next, started together
-                    # (they end about together: one started later could outlast the walk and
-                    # hold up the refit)
-                    for s in walk.next_steps(fits, threads + len(pending)) \
-                            if step not in fits else ():
-                        if len(pending) >= threads:
-                            break
-                        if s not in fits:
-                            fits[s] = pool.submit(fit_at, s)
-                            pending.append(fits[s])
+                    if step not in fits:
+                        # the step asked for and those the walk may ask for next, started
+                        # together (they end about together: one started later could outlast
+                        # the walk and hold up the refit)
+                        for s in walk.next_steps(fits, threads + len(pending)):
+                            if len(pending) >= threads:
+                                break
+                            if s not in fits:
+                                fits[s] = pool.submit(fit_at, s)
+                                pending.append(fits[s])
                     wait(pending, return_when=FIRST_COMPLETED)
             finally:                   # (the refit may take every thread: none left running)
                 for f in fits.values():

@@ -624,6 +624,26 @@ def test_the_step_search_chooses_the_same_step_at_any_threads(monkeypatch):
                                                    early_stopping=True).fit(X, y).step_search_
 
 
+def test_the_step_walk_guesses_the_steps_it_may_ask_for_next():
+    """Beside the step the walk asks for go those it asks for next if that one is lower than
+    the best (the same way on), then if it is not (the other way), breadth first; a result
+    known takes the walk on."""
+    from concurrent.futures import Future
+    from hogwild_dsl.sklearn import _StepWalk
+
+    def done(value):
+        f = Future()
+        f.set_result((None, value))
+        return f
+    walk = _StepWalk(1.0, 0.5, [0.9, 0.6, 0.5], 1.0)     # a smooth fall: x3 first
+    assert walk.next_steps({}, 3) == [3.0, 9.0, 1 / 3]
+    assert walk.next_steps({3.0: done(0.4)}, 2) == [9.0, 27.0]
+    assert walk.next_steps({3.0: done(0.6)}, 2) == [1 / 3, 1 / 9]
+    assert walk.next_step({3.0: done(0.6), 1 / 3: done(0.7)}) is None
+    best, tried = walk.run({3.0: done(0.4), 9.0: done(0.45)})
+    assert best == 3.0 and tried == [(1.0, 0.5), (3.0, 0.4), (9.0, 0.45)]
+
+
 def test_held_out_step_search_with_early_stopping_keeps_the_best_candidate(ratings):
     rec = HogwildRecommender(threads=1, epochs=6, early_stopping=True,
                              n_iter_no_change=2).fit(ratings[2])
