@@ -312,7 +312,12 @@ class _StepWalk:
         steps, frontier = [], [{}]
         while frontier and len(steps) < n:
             assumed = frontier.pop(0)
-            step = self.next_step(fits, assumed)
+            try:
+                step = self.next_step(fits, assumed)
+            except Exception:
+                if not assumed:       # the walk itself gets to a fit that failed: it stands
+                    raise
+                continue              # (a guess that failed, where the walk may never get)
             if step is None:
                 continue
             if step not in steps:

@@ -642,6 +642,11 @@ def test_the_step_walk_guesses_the_steps_it_may_ask_for_next():
     assert walk.next_step({3.0: done(0.6), 1 / 3: done(0.7)}) is None
     best, tried = walk.run({3.0: done(0.4), 9.0: done(0.45)})
     assert best == 3.0 and tried == [(1.0, 0.5), (3.0, 0.4), (9.0, 0.45)]
+    failed = Future()
+    failed.set_exception(MemoryError("a guess failed"))
+    assert walk.next_steps({9.0: failed}, 2) == [3.0, 1 / 3]     # (9.0 only if 3.0 is lower)
+    with pytest.raises(MemoryError):             # where the walk gets to it, it stands
+        walk.next_steps({3.0: done(0.4), 9.0: failed}, 2)
 
 
 def test_held_out_step_search_with_early_stopping_keeps_the_best_candidate(ratings):
