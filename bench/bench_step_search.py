@@ -1,8 +1,10 @@
 """What the estimators' held-out step search costs (docs/api.md, "scikit-learn estimators",
 Step): work counted, fit time and test accuracy of HogwildClassifier at its defaults,
-threads=1 (deterministic: the same count, step and accuracy on every run).
+threads=1 (deterministic: the same count, step and accuracy on every run), or --threads N
+(the search's candidates then run side by side, one thread each; the refit on N threads).
 
-  python bench/bench_step_search.py --label after [--repeats 3] [--only a9a-like/svm ...]
+  python bench/bench_step_search.py --label after [--threads 1] [--repeats 3]
+      [--only a9a-like/svm ...]
       -> bench/results/step_search.json (the runs by label) and bench/results/step_search.md
 
 Work is counted in epochs of the whole training data: each training epoch of a Trainer fit
@@ -20,6 +22,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -44,9 +47,11 @@ CASES = [("breast cancer", "logreg"), ("breast cancer", "svm"), ("digits", "soft
 
 
 class Count:
-    """Terms visited by training epochs, calibration passes and objectives while active."""
+    """Terms visited by training epochs, calibration passes and objectives while active (the
+    step search's candidates may run on several Python threads: the sums take a lock)."""
 
     def __enter__(self):
+        lock = threading.Lock()
         self.train = self.calibration = self.objective = 0
         self.fits = 0
         self._real = (runtime.TrainerBase._epochs, calibrate.calibrate_step,
@@ -60,20 +65,25 @@ class Count:
                 return epochs(trainer, arrays, sizes, held_out)
             finally:
                 done = len(trainer.history) - before
-                count.train += done * trainer.kernels.Kernel(arrays, sizes).nterms
-                count.objective += done * (held_out.nterms if held_out is not None else 0)
-                count.fits += 1
+                nterms = trainer.kernels.Kernel(arrays, sizes).nterms
+                with lock:
+                    count.train += done * nterms
+                    count.objective += done * (held_out.nterms if held_out is not None else 0)
+                    count.fits += 1
 
         def counted_calibration(trainer, arrays, sizes):
             restart = calibrate_step(trainer, arrays, sizes)
             c = trainer.calibration
             if c is not None and restart is not None:
                 passes = len(c["grid"]) * c["passes"] + len(c["steps"]) * c["epochs"]
-                count.calibration += passes * c["terms"]
+                with lock:
+                    count.calibration += passes * c["terms"]
             return restart
 
         def counted_objective(trainer, **data):
-            count.objective += trainer.kernels.Kernel(*trainer.layout(data)).nterms
+            nterms = trainer.kernels.Kernel(*trainer.layout(data)).nterms
+            with lock:
+                count.objective += nterms
             return objective(trainer, **data)
         runtime.TrainerBase._epochs = counted_epochs
         calibrate.calibrate_step = counted_calibration
@@ -85,18 +95,18 @@ class Count:
          runtime.TrainerBase.objective) = self._real
 
 
-def case(data, spec, repeats):
+def case(data, spec, repeats, threads):
     Xtr, Xte, ytr, yte = data
     if not hasattr(Xtr, "tocsr"):
         scale = StandardScaler().fit(Xtr)
         Xtr, Xte = scale.transform(Xtr), scale.transform(Xte)
     n = Xtr.shape[0]
     with Count() as count:
-        clf = HogwildClassifier(spec=spec, threads=1).fit(Xtr, ytr)    # (compiles once)
+        clf = HogwildClassifier(spec=spec, threads=threads).fit(Xtr, ytr)   # (compiles once)
     times = []
     for _ in range(repeats):
         began = time.perf_counter()
-        HogwildClassifier(spec=spec, threads=1).fit(Xtr, ytr)
+        HogwildClassifier(spec=spec, threads=threads).fit(Xtr, ytr)
         times.append(time.perf_counter() - began)
     return {"epochs": (count.train + count.calibration) / n,
             "calibration_epochs": count.calibration / n, "objective_passes": count.objective / n,
@@ -109,7 +119,8 @@ def markdown(report) -> str:
     runs = report["runs"]
     lines = ["# The held-out step search's cost (bench/bench_step_search.py)", "",
              "HogwildClassifier at its defaults (step=None: the held-out step search), "
-             "threads=1. Epochs: the work of one fit in epochs of the whole training data "
+             "threads=1 unless a label says otherwise. Epochs: the work of one fit in epochs "
+             "of the whole training data "
              "(training epochs and the default step's calibration passes on the scaled-down "
              "data, each by its terms over the data's); objective passes likewise (the "
              "held-out objectives); seconds: the best of the repeats (a shared machine: the "
@@ -117,7 +128,8 @@ def markdown(report) -> str:
     for label, run in runs.items():
         m = run["machine"]
         loads = [r["load_average"] for r in run["cases"].values()]
-        lines.append(f"- {label}: {run['commit']}, {m['cpu']}, {m['cores']} cores usable, "
+        lines.append(f"- {label}: {run['commit']}, threads={run.get('threads', 1)}, "
+                     f"{m['cpu']}, {m['cores']} cores usable, "
                      f"Python {m['python']}, best of {run['repeats']}, load average "
                      f"{min(loads)}-{max(loads)} at the cases' starts")
     lines += ["", "| data | spec | version | epochs (calibration) | objective passes | "
@@ -146,6 +158,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--label", required=True)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1, help="the estimator's threads")
     ap.add_argument("--only", nargs="*", help="cases as DATA/SPEC (default: all)")
     ap.add_argument("--commit", default="", help="what the label ran (for the markdown)")
     ap.add_argument("--results", type=Path, default=HERE / "results")
@@ -155,7 +168,8 @@ def main(argv=None):
     report = json.loads(path.read_text()) if path.exists() else {}
     report = report if "runs" in report else {"runs": {}}      # (an older report: replaced)
     run = report["runs"].setdefault(args.label, {"cases": {}})
-    run.update(machine=machine(), repeats=args.repeats, commit=args.commit or run.get("commit"))
+    run.update(machine=machine(), repeats=args.repeats, threads=args.threads,
+               commit=args.commit or run.get("commit"))
     made = {}
     for data, spec in CASES:
         key = f"{data}/{spec}"
@@ -164,7 +178,7 @@ def main(argv=None):
         if data not in made:
             made[data] = DATA[data]()
         load = round(os.getloadavg()[0], 1)
-        run["cases"][key] = r = case(made[data], spec, args.repeats)
+        run["cases"][key] = r = case(made[data], spec, args.repeats, args.threads)
         r["load_average"] = load
         print(f"{args.label}: {key}: {r['epochs']:.1f} epochs, {r['seconds']:.3f} s, accuracy "
               f"{r['accuracy']:.4f}", flush=True)

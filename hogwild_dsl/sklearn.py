@@ -22,7 +22,10 @@ Threads. `threads=None` uses the cores this process may use, capped by `OMP_NUM_
 joblib's process workers (`GridSearchCV(n_jobs=k)`, the default loky backend) set it to
 cores // k, so k jobs never oversubscribe the machine. Under a thread-based joblib backend,
 pass `threads` explicitly. With threads > 1 the updates race (HOGWILD!), so two fits differ in
-the last digits; `threads=1` with a fixed `seed` is bit-for-bit reproducible.
+the last digits; `threads=1` with a fixed `seed` is bit-for-bit reproducible. The step
+search's candidates (Step, below) train on one thread each, up to `threads` of them side by
+side, so the step it chooses is the same at any `threads`; the refit on all rows takes them
+all.
 
 Early stopping. `early_stopping=True` holds out `validation_fraction` of the rows (of the
 ratings, for the recommender) and passes them to the Trainer as `fit(..., validation=...)`
@@ -43,14 +46,22 @@ epoch: that step goes as far in all the epochs as the calibrated one in the firs
 for the same epochs while the spec's objective on the held-out rows keeps falling (at most
 STEP_SEARCH fits, none at a step tried before); the step with the lowest
 held-out objective is kept (`step_search_`) and the model refitted on all rows at it (with
-early stopping, or where the refit diverges, the best candidate is kept as trained). Data too
-small to hold a row out trains at the calibrated step (both stages). A `step` given
-explicitly is never changed: divergence is then a DivergenceError.
+early stopping, or where the refit diverges, the best candidate is kept as trained). Each
+candidate trains on one thread (a candidate's epochs on small data gain little from more,
+and races would make the walk's choice vary); on threads > 1 the walk's next candidate
+starts together with those it may ask for next (breadth first over its outcomes: the step
+it asks for if this one is lower than the best so far, then the one if it is not), at most
+`threads` at once, and the walk uses the results it asks for: the same walk as on one
+thread, in fewer rounds where cores are idle, at the cost of the guesses not needed
+(bench/results/step_search_threads.md). Data too small to hold a row out trains at the
+calibrated step (both stages). A `step` given explicitly is never changed: divergence is
+then a DivergenceError.
 """
 from __future__ import annotations
 
 import math
 import os
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import numpy as np
 import scipy.sparse as sp
@@ -66,7 +77,7 @@ from .check import check
 from .errors import DataError, HogwildError
 from .jit import load, read_spec
 from .errors import DivergenceError
-from .runtime import _entry_companions, _predict_data
+from .runtime import _entry_companions, _int_option, _predict_data, max_threads
 
 __all__ = ["HogwildClassifier", "HogwildRegressor", "HogwildRecommender", "EstimatorInputError",
            "default_threads"]
@@ -219,6 +230,104 @@ def _checked(estimator) -> ir.Spec | None:
 # ---------------------------------------------------------------- the shared base
 
 
+class _Unknown(Exception):
+    """The walk asks for a step whose held-out objective is not known (yet)."""
+
+
+class _StepWalk:
+    """The held-out step search's walk after its start (the calibrated step, its held-out
+    objective, that objective per epoch and the sum of the epochs' decay factors): steps 3x
+    lower while the held-out objective falls, else 3x higher while it falls (the module
+    docstring: 3x higher first after a smooth fall, a jump down first after an overfit first
+    epoch). Each step's objective is looked up in `fits` (step -> a future of (Trainer,
+    held-out objective)), so the walk can be replayed: to take its next step, or to find the
+    steps it may ask for next under assumed outcomes."""
+
+    def __init__(self, start: float, start_value: float, curve, decay_sum: float):
+        self.start, self.start_value, self.decay_sum = start, start_value, decay_sum
+        self.curve = np.asarray(curve, dtype=float)
+
+    def run(self, fits: dict, assumed=None) -> tuple[float, list]:
+        """(the best step, the (step, held-out objective) pairs tried in order); _Unknown
+        where it asks for a step neither in `assumed` (step -> objective) nor done in `fits`
+        (a fit's error is raised where the walk asks for its step)."""
+        assumed = assumed or {}
+        tried = [(self.start, self.start_value)]
+
+        def at(step):
+            if step in assumed:
+                value = assumed[step]
+            elif step in fits and fits[step].done():
+                value = fits[step].result()[1]
+            else:
+                raise _Unknown(step)
+            tried.append((step, value))
+            return value
+
+        def seen(step):
+            """Was this step (a half-power of 3, as every step of the search) tried?"""
+            return any(abs(math.log(step / s, 3)) < 0.25 for s, _ in tried)
+
+        curve = self.curve
+        best, best_value = self.start, self.start_value
+        # smooth progress (its rises add up to less than SMOOTH of its fall): a step too small
+        # to overfit or to be noisy in these epochs
+        smooth = len(curve) > 1 and curve[0] > curve[-1] and \
+            np.sum(np.maximum(np.diff(curve), 0)) < SMOOTH * (curve[0] - curve[-1])
+        factors = (3.0, 1 / 3) if smooth else (1 / 3, 3.0)
+        if len(curve) > 1 and np.argmin(curve) == 0:
+            # the progress of one epoch at the calibrated step, over all the epochs: the
+            # step times the decay factors' sum, to the nearest power of 3
+            jump = 3.0 ** round(math.log(self.decay_sum, 3))
+            if jump > 1:
+                value = at(best / jump)
+                if value < best_value:
+                    best, best_value = best / jump, value
+        for factor in factors:
+            step, moved = best, False
+            while len(tried) < STEP_SEARCH:
+                step *= factor
+                if seen(step):             # tried, and no lower than the best
+                    break
+                value = at(step)
+                if not value < best_value:
+                    break
+                best, best_value, moved = step, value, True
+            if moved or len(tried) >= STEP_SEARCH:
+                break
+        return best, tried
+
+    def next_step(self, fits: dict, assumed=None):
+        """The step the walk asks for next (None where it is done)."""
+        try:
+            self.run(fits, assumed)
+        except _Unknown as unknown:
+            return unknown.args[0]
+        return None
+
+    def next_steps(self, fits: dict, n: int) -> list:
+        """Up to n steps the walk may ask for, nearest first: the one it asks for now, then
+        those it asks for next if that one is lower than the best so far, if it is not, and
+        so on (breadth first over the outcomes)."""
+        steps, frontier = [], [{}]
+        while frontier and len(steps) < n:
+            assumed = frontier.pop(0)
+            try:
+                step = self.next_step(fits, assumed)
+            except Exception:
+                if not assumed:       # the walk itself gets to a fit that failed: it stands
+                    raise
+                continue              # (a guess that failed, where the walk may never get)
+            if step is None:
+                continue
+            if step not in steps:
+                steps.append(step)
+            # a new best (lower than any objective and than those assumed before), or no better
+            frontier += [{**assumed, step: -1e300 * (len(assumed) + 1)},
+                         {**assumed, step: np.inf}]
+        return steps
+
+
 class _HogwildEstimator(BaseEstimator):
     """Parameters and training shared by the three estimators."""
 
@@ -250,10 +359,10 @@ class _HogwildEstimator(BaseEstimator):
                                f"data={{'mu': 3.5}}), not {self.data!r}"[:300])
         return dict(self.data)
 
-    def _new_trainer(self, module, step=None):
+    def _new_trainer(self, module, step=None, threads=None):
         if step is None:
             step = self.step if self.step is not None else "auto"
-        kwargs = dict(threads=self.threads if self.threads is not None else default_threads(),
+        kwargs = dict(threads=threads or self._threads(),
                       epochs=self.epochs, step=step,
                       decay=self.decay, seed=self.seed,
                       sync=self.sync, order=self.order)
@@ -300,65 +409,62 @@ class _HogwildEstimator(BaseEstimator):
         return self
 
     def _search_step(self, module, data: dict, held_out: dict):
-        """The Trainer, fitted on `data`, whose step gives the lowest objective on `held_out`:
-        the calibrated step (its calibration reduced to a start: calibrate.START_PASSES),
-        then steps 3x lower while the held-out objective falls, else 3x higher while it
-        falls (the module docstring: 3x higher first after a smooth fall, a jump down first
-        after an overfit first epoch). Records (step, held-out objective) pairs in
-        step_search_, in the order tried."""
+        """The Trainer, fitted on `data`, whose step gives the lowest objective on `held_out`
+        (_StepWalk says which steps, in which order). Every candidate trains on one thread
+        (deterministic for a seed: the same walk at any `threads`); on threads > 1 up to
+        `threads` candidates train side by side, the one the walk asks for and those it may
+        ask for next (_StepWalk.next_steps). Records (step, held-out objective) pairs in
+        step_search_, in the walk's order."""
+        threads = _int_option("threads", self._threads(), 1, max_threads())
+
         def fit_at(step):
-            trainer = self._new_trainer(module, step=step)
+            trainer = self._new_trainer(module, step=step, threads=1)
             trainer._start_only = True
             fit = data
             if self.early_stopping:
                 fit = dict(data, validation=held_out)
-            elif not tried:          # the held-out objective per epoch: which way to walk
+            elif step == "auto":     # the held-out objective per epoch: which way to walk
                 fit = dict(data, validation=held_out)
                 trainer.patience = None          # (not the train line's: no early stop)
             try:
                 trainer.fit(**fit)
-                value = trainer.objective(**held_out)
+                value = float(trainer.objective(**held_out))
             except DivergenceError:
                 if step == "auto":    # below every restart of the calibrated step: stands
                     raise
                 value = np.inf
-            tried.append((float(trainer.step), float(value) if np.isfinite(value) else np.inf))
-            return trainer, tried[-1][1]
+            return trainer, value if np.isfinite(value) else np.inf
 
-        def seen(step):
-            """Was this step (a half-power of 3, as every step of the search) tried?"""
-            return any(abs(math.log(step / s, 3)) < 0.25 for s, _ in tried)
+        with ThreadPoolExecutor(threads) as pool:
+            start, start_value = fit_at("auto")
+            curve = [h["validation_objective"] for h in start.history]
+            walk = _StepWalk(float(start.step), start_value, curve,
+                             sum(start.decay ** k for k in range(start.epochs)))
+            fits = {}
+            try:
+                while (step := walk.next_step(fits)) is not None:
+                    pending = [f for f in fits.values() if not f.done()]
+                    if step not in fits:
+                        # the step asked for and those the walk may ask for next, started
+                        # together (they end about together: one started later could outlast
+                        # the walk and hold up the refit)
+                        for s in walk.next_steps(fits, threads + len(pending)):
+                            if len(pending) >= threads:
+                                break
+                            if s not in fits:
+                                fits[s] = pool.submit(fit_at, s)
+                                pending.append(fits[s])
+                    wait(pending, return_when=FIRST_COMPLETED)
+            finally:                   # (the refit may take every thread: none left running)
+                for f in fits.values():
+                    f.cancel()
+        best, self.step_search_ = walk.run(fits)
+        trainer = start if best == walk.start else fits[best].result()[0]
+        trainer.threads = threads     # (predict and objective on the estimator's threads)
+        return trainer
 
-        tried: list = []
-        best, best_value = fit_at("auto")
-        curve = np.array([h["validation_objective"] for h in best.history])
-        # smooth progress (its rises add up to less than SMOOTH of its fall): a step too small
-        # to overfit or to be noisy in these epochs
-        smooth = len(curve) > 1 and curve[0] > curve[-1] and \
-            np.sum(np.maximum(np.diff(curve), 0)) < SMOOTH * (curve[0] - curve[-1])
-        factors = (3.0, 1 / 3) if smooth else (1 / 3, 3.0)
-        if len(curve) > 1 and np.argmin(curve) == 0:
-            # the progress of one epoch at the calibrated step, over all the epochs: the
-            # step times the decay factors' sum, to the nearest power of 3
-            jump = 3.0 ** round(math.log(sum(best.decay ** k for k in range(best.epochs)), 3))
-            if jump > 1:
-                trainer, value = fit_at(best.step / jump)
-                if value < best_value:
-                    best, best_value = trainer, value
-        for factor in factors:
-            step, moved = best.step, False
-            while len(tried) < STEP_SEARCH:
-                step *= factor
-                if seen(step):             # tried, and no lower than the best
-                    break
-                trainer, value = fit_at(step)
-                if not value < best_value:
-                    break
-                best, best_value, moved = trainer, value, True
-            if moved or len(tried) >= STEP_SEARCH:
-                break
-        self.step_search_ = tried
-        return best
+    def _threads(self) -> int:
+        return self.threads if self.threads is not None else default_threads()
 
     def _split(self, n, take, stratify):
         """(fit data, validation data) for early stopping and the step search:

@@ -551,8 +551,8 @@ def test_the_step_search_starts_from_a_one_pass_grid_and_walks_the_way_its_curve
             trainer.step *= off[0]
         return restart
 
-    def new(self, module, step=None):
-        made.append(real_new(self, module, step))
+    def new(self, module, step=None, threads=None):
+        made.append(real_new(self, module, step, threads))
         return made[-1]
     monkeypatch.setattr(calibrate, "calibrate_step", offset)
     monkeypatch.setattr(hs._HogwildEstimator, "_new_trainer", new)
@@ -584,6 +584,71 @@ def test_the_step_search_starts_from_a_one_pass_grid_and_walks_the_way_its_curve
     assert chosen["up"] == pytest.approx(chosen["jump"]) == chosen["down"]
 
 
+def test_the_step_search_chooses_the_same_step_at_any_threads(monkeypatch):
+    """The search's candidates train on one thread each (at most `threads` side by side), so
+    its walk is the same at threads=1 and 2, bit for bit; the refit on all rows, and with
+    early stopping the candidate kept, run on the estimator's threads."""
+    import threading
+    from hogwild_dsl import datasets
+    from hogwild_dsl import sklearn as hs
+    X, y = datasets.rcv1_like(n_rows=4000, seed=0)     # enough rows to train on 2 threads
+    real_new, lock = hs._HogwildEstimator._new_trainer, threading.Lock()
+    made, running, peak = [], [0], [0]
+
+    def new(self, module, step=None, threads=None):
+        trainer = real_new(self, module, step, threads)
+        made.append((trainer, trainer.threads))
+        real_fit = trainer.fit
+
+        def fit(**data):
+            with lock:
+                running[0] += 1
+                peak[0] = max(peak[0], running[0])
+            try:
+                return real_fit(**data)
+            finally:
+                with lock:
+                    running[0] -= 1
+        trainer.fit = fit
+        return trainer
+    monkeypatch.setattr(hs._HogwildEstimator, "_new_trainer", new)
+    one = HogwildClassifier(threads=1, epochs=5).fit(X, y)
+    made.clear()
+    two = HogwildClassifier(threads=2, epochs=5).fit(X, y)
+    assert two.step_search_ == one.step_search_ and two.trainer_.step == one.trainer_.step
+    assert [n for _, n in made] == [1] * (len(made) - 1) + [2] and made[-1][0] is two.trainer_
+    assert len(made) - 1 >= len(two.step_search_) and peak[0] <= 2
+    early = HogwildClassifier(threads=2, epochs=5, early_stopping=True).fit(X, y)
+    assert early.trainer_.threads == 2
+    assert early.step_search_ == HogwildClassifier(threads=1, epochs=5,
+                                                   early_stopping=True).fit(X, y).step_search_
+
+
+def test_the_step_walk_guesses_the_steps_it_may_ask_for_next():
+    """Beside the step the walk asks for go those it asks for next if that one is lower than
+    the best (the same way on), then if it is not (the other way), breadth first; a result
+    known takes the walk on."""
+    from concurrent.futures import Future
+    from hogwild_dsl.sklearn import _StepWalk
+
+    def done(value):
+        f = Future()
+        f.set_result((None, value))
+        return f
+    walk = _StepWalk(1.0, 0.5, [0.9, 0.6, 0.5], 1.0)     # a smooth fall: x3 first
+    assert walk.next_steps({}, 3) == [3.0, 9.0, 1 / 3]
+    assert walk.next_steps({3.0: done(0.4)}, 2) == [9.0, 27.0]
+    assert walk.next_steps({3.0: done(0.6)}, 2) == [1 / 3, 1 / 9]
+    assert walk.next_step({3.0: done(0.6), 1 / 3: done(0.7)}) is None
+    best, tried = walk.run({3.0: done(0.4), 9.0: done(0.45)})
+    assert best == 3.0 and tried == [(1.0, 0.5), (3.0, 0.4), (9.0, 0.45)]
+    failed = Future()
+    failed.set_exception(MemoryError("a guess failed"))
+    assert walk.next_steps({9.0: failed}, 2) == [3.0, 1 / 3]     # (9.0 only if 3.0 is lower)
+    with pytest.raises(MemoryError):             # where the walk gets to it, it stands
+        walk.next_steps({3.0: done(0.4), 9.0: failed}, 2)
+
+
 def test_held_out_step_search_with_early_stopping_keeps_the_best_candidate(ratings):
     rec = HogwildRecommender(threads=1, epochs=6, early_stopping=True,
                              n_iter_no_change=2).fit(ratings[2])
@@ -604,8 +669,8 @@ def test_a_refit_that_diverges_keeps_the_best_candidate(cancer, monkeypatch):
         found.append(real_search(self, module, data, held_out))
         return found[-1]
 
-    def new(self, module, step=None):
-        t = real_new(self, module, step)
+    def new(self, module, step=None, threads=None):
+        t = real_new(self, module, step, threads)
         if found:                                  # the refit: make it diverge
             def diverge(**data):
                 raise hogwild_dsl.DivergenceError("diverged", epoch=1)
