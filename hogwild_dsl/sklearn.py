@@ -23,8 +23,9 @@ joblib's process workers (`GridSearchCV(n_jobs=k)`, the default loky backend) se
 cores // k, so k jobs never oversubscribe the machine. Under a thread-based joblib backend,
 pass `threads` explicitly. With threads > 1 the updates race (HOGWILD!), so two fits differ in
 the last digits; `threads=1` with a fixed `seed` is bit-for-bit reproducible. The step
-search's candidates (Step, below) train on one thread each, up to `threads` of them side by
-side, so the step it chooses is the same at any `threads`; the refit on all rows takes them
+search's candidates (Step, below) train on one thread each below CANDIDATE_TERMS rows, up
+to `threads` of them side by side, so the step it chooses is the same at any `threads`; on
+larger data each takes a thread per CANDIDATE_TERMS rows; the refit on all rows takes them
 all.
 
 Early stopping. `early_stopping=True` holds out `validation_fraction` of the rows (of the
@@ -47,12 +48,13 @@ for the same epochs while the spec's objective on the held-out rows keeps fallin
 STEP_SEARCH fits, none at a step tried before); the step with the lowest
 held-out objective is kept (`step_search_`) and the model refitted on all rows at it (with
 early stopping, or where the refit diverges, the best candidate is kept as trained). Each
-candidate trains on one thread (a candidate's epochs on small data gain little from more,
-and races would make the walk's choice vary); on threads > 1 the walk's next candidate
-starts together with those it may ask for next (breadth first over its outcomes: the step
-it asks for if this one is lower than the best so far, then the one if it is not), at most
-`threads` at once, and the walk uses the results it asks for: the same walk as on one
-thread, in fewer rounds where cores are idle, at the cost of the guesses not needed
+candidate trains on one thread per CANDIDATE_TERMS rows, at most `threads` (a candidate's
+epochs on smaller data gain little from more, and races would make the walk's choice vary:
+below 200,000 rows the walk is the same at any `threads`); the walk's next candidate starts
+together with those it may ask for next (breadth first over its outcomes: the step it asks
+for if this one is lower than the best so far, then the one if it is not), as many as the
+threads hold, and the walk uses the results it asks for: the same walk as one at a time, in
+fewer rounds where cores are idle, at the cost of the guesses not needed
 (bench/results/step_search_threads.md). Data too small to hold a row out trains at the
 calibrated step (both stages). A `step` given explicitly is never changed: divergence is
 then a DivergenceError.
@@ -85,6 +87,12 @@ __all__ = ["HogwildClassifier", "HogwildRegressor", "HogwildRecommender", "Estim
 
 STEP_SEARCH = 6          # the most fits (on the rows not held out) of the held-out step search
 SMOOTH = 0.1             # held-out objectives that rise less than this share of their fall
+# A step-search candidate trains on one thread per CANDIDATE_TERMS rows (at most `threads`):
+# below that a candidate's epochs gain little from more threads (rcv1-like logreg on 45,000
+# rows: 0.38 s on one thread, 0.51 s on two, bench/results/step_search_threads.md), while on
+# paper-sized data hogwild's threads pay (the SVM's 800,000 rows: 1.74x on 2, paper.md), and
+# candidates run one at a time on many cores each would wait on one core's epochs.
+CANDIDATE_TERMS = 100_000
 
 
 class EstimatorInputError(DataError, ValueError):
@@ -389,7 +397,7 @@ class _HogwildEstimator(BaseEstimator):
         split = self._split(n, take, stratify) \
             if self.early_stopping or self.step is None and n >= 2 else None
         if self.step is None and split is not None:
-            trainer = self._search_step(module, *split)
+            trainer = self._search_step(module, *split, n)
             if not self.early_stopping:       # refit on every row at the chosen step
                 refit = self._new_trainer(module, step=trainer.step)
                 try:
@@ -408,17 +416,20 @@ class _HogwildEstimator(BaseEstimator):
         self.n_iter_ = len(trainer.history)
         return self
 
-    def _search_step(self, module, data: dict, held_out: dict):
+    def _search_step(self, module, data: dict, held_out: dict, rows: int):
         """The Trainer, fitted on `data`, whose step gives the lowest objective on `held_out`
         (_StepWalk says which steps, in which order). Every candidate trains on one thread
-        (deterministic for a seed: the same walk at any `threads`); on threads > 1 up to
-        `threads` candidates train side by side, the one the walk asks for and those it may
-        ask for next (_StepWalk.next_steps). Records (step, held-out objective) pairs in
-        step_search_, in the walk's order."""
+        per CANDIDATE_TERMS of the `rows` (below that: deterministic for a seed, the same
+        walk at any `threads`), and as many candidates as the threads hold train side by
+        side, the one the walk asks for and those it may ask for next
+        (_StepWalk.next_steps). Records (step, held-out objective) pairs in step_search_, in
+        the walk's order."""
         threads = _int_option("threads", self._threads(), 1, max_threads())
+        each = min(threads, max(1, rows // CANDIDATE_TERMS))
+        threads //= each                 # candidates at once
 
         def fit_at(step):
-            trainer = self._new_trainer(module, step=step, threads=1)
+            trainer = self._new_trainer(module, step=step, threads=each)
             trainer._start_only = True
             fit = data
             if self.early_stopping:
@@ -460,7 +471,7 @@ class _HogwildEstimator(BaseEstimator):
                     f.cancel()
         best, self.step_search_ = walk.run(fits)
         trainer = start if best == walk.start else fits[best].result()[0]
-        trainer.threads = threads     # (predict and objective on the estimator's threads)
+        trainer.threads = threads * each     # (predict and objective: the estimator's threads)
         return trainer
 
     def _threads(self) -> int:

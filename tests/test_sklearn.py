@@ -624,6 +624,36 @@ def test_the_step_search_chooses_the_same_step_at_any_threads(monkeypatch):
                                                    early_stopping=True).fit(X, y).step_search_
 
 
+def test_step_search_candidates_on_large_data_take_more_threads(monkeypatch):
+    """A candidate takes one thread per CANDIDATE_TERMS rows (at most `threads`), and as many
+    candidates run at once as the threads hold: with 2 threads and rows past twice the
+    (shrunk) threshold, each candidate trains on 2 threads, one at a time."""
+    from hogwild_dsl import datasets
+    from hogwild_dsl import sklearn as hs
+    X, y = datasets.rcv1_like(n_rows=3000, seed=0)
+    monkeypatch.setattr(hs, "CANDIDATE_TERMS", 1000)
+    real_new, made = hs._HogwildEstimator._new_trainer, []
+    running, peak = [0], [0]
+
+    def new(self, module, step=None, threads=None):
+        trainer = real_new(self, module, step, threads)
+        made.append(trainer.threads)
+        real_fit = trainer.fit
+
+        def fit(**data):
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+            try:
+                return real_fit(**data)
+            finally:
+                running[0] -= 1
+        trainer.fit = fit
+        return trainer
+    monkeypatch.setattr(hs._HogwildEstimator, "_new_trainer", new)
+    clf = HogwildClassifier(threads=2, epochs=3).fit(X, y)       # 2,700 rows not held out
+    assert made == [2] * len(made) and len(made) - 1 >= len(clf.step_search_) and peak[0] == 1
+
+
 def test_the_step_walk_guesses_the_steps_it_may_ask_for_next():
     """Beside the step the walk asks for go those it asks for next if that one is lower than
     the best (the same way on), then if it is not (the other way), breadth first; a result
@@ -665,8 +695,8 @@ def test_a_refit_that_diverges_keeps_the_best_candidate(cancer, monkeypatch):
     real_search, real_new = hs._HogwildEstimator._search_step, hs._HogwildEstimator._new_trainer
     found = []
 
-    def search(self, module, data, held_out):
-        found.append(real_search(self, module, data, held_out))
+    def search(self, module, data, held_out, rows):
+        found.append(real_search(self, module, data, held_out, rows))
         return found[-1]
 
     def new(self, module, step=None, threads=None):
