@@ -26,7 +26,7 @@ for n in node:
 train step 1, decay 0.9, epochs 30
 """
 CONSTS = {}
-SIGNATURE = "19a7c02d4b375729c3d9d09f"
+SIGNATURE = "e2e16d684d6a7f5cfbdc7b9e"
 KERNELS = "cuts_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

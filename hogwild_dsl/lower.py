@@ -1705,20 +1705,13 @@ class BlockLowering:
                 grads.append(g)
                 continue
             if mode == "rows":
-                if site in sums:
-                    em.emit(f"{sums[site]} = {sums[site]} + _hw_sq({em.value(site.grad)})")
-                elif self.by_row(site):
-                    p = self.spec.param(site.param)
-                    row = self.row_cell(a, site)
-                    add = f"_hw_sq({em.value(site.grad)}) / {a.extent(p.dims[-1])}"
-                    em.emit(f"_hw_atomic_add(&{row}, {add})" if atomic else
-                            f"{row} = {row} + {add}")
+                self.add_g2(em, site, em.value(site.grad), sums, atomic)
                 continue
             text = em.value(site.grad)
             g = em.names.new("g", em.real)
             em.emit(f"{g} = {text}" + (f"   # d/d{site.access}" if mode != "compute" else ""))
-            if site in sums:
-                em.emit(f"{sums[site]} = {sums[site]} + _hw_sq({g})")
+            if mode == "compute" and self.sum_in_compute:
+                self.add_g2(em, site, g, sums, atomic)
             if mode == "compute":
                 self.hold(em, nest.vars, n, site, g, slot)
             elif (nest.vars, n) in self.sums:     # what held sites gave its coordinate
@@ -1771,6 +1764,16 @@ class BlockLowering:
                 root = em.names.new("rt", em.real)
                 em.emit(f"{root} = {em.typed('1.0')} / {sqrt}({row} + {em.typed('1e-8')})")
                 self.row_roots[row] = root
+
+    def add_g2(self, em: Emitter, site: SiteGrad, g: str, sums: dict, atomic: bool):
+        """adagrad_row: a site's g^2 into its row's local sum (row_locals), or where its row
+        is not fixed by the nest's loops, g^2 / (row length) straight into G_row."""
+        if site in sums:
+            em.emit(f"{sums[site]} = {sums[site]} + _hw_sq({g})")
+        elif self.by_row(site):
+            row = self.row_cell(em.a, site)
+            add = f"_hw_sq({g}) / {em.a.extent(self.spec.param(site.param).dims[-1])}"
+            em.emit(f"_hw_atomic_add(&{row}, {add})" if atomic else f"{row} = {row} + {add}")
 
     def add_row_sums(self, em: Emitter, sites, sums: dict, atomic: bool):
         """Where a row's loops end: G_row += (its sum of g^2) / (the row's length)."""
