@@ -382,11 +382,15 @@ def test_more_threads_than_whole_replicas_take_converge_like_one_thread(load_spe
     """Past WHOLE_THREADS nothing is replicated whole (its merges add up T threads' stale
     steps: 8 threads diverged on 800,000 RCV1-shaped rows, bench/results/replica_merge.md);
     the hot rows go on replicas merged MERGE_DELAY / threads terms apart, and the objective
-    stays within 2% of the serial one (more threads than cores on a 2-core machine too)."""
+    stays within 2% of the serial one (more threads than cores on a 2-core machine too): the
+    median of three fits, since one racing fit's end varies with the machine's load (4
+    threads on 2 busy cores ended 0.99-1.03x the serial objective over 24 fits, once 1.044x
+    in a CI run); the whole-replica bug this guards against gave 2x."""
     mod = load_spec("svm")
     X, y = rcv1_like(n_rows=20000, n_features=2000, nnz_per_row=30, seed=6)
     best = mod.Trainer(threads=1, epochs=5, seed=0).fit(X=X, y=y).history[-1]["objective"]
     t = mod.Trainer(threads=threads, epochs=5, seed=0)
     assert 0 < len(hot_rows(t, X=X, y=y)["_hot_w"]) <= runtime.HOT_VALUES
-    t.fit(X=X, y=y)
-    assert t.history[-1]["objective"] <= best * 1.02
+    ends = [mod.Trainer(threads=threads, epochs=5, seed=0).fit(X=X, y=y).history[-1]["objective"]
+            for _ in range(3)]
+    assert np.median(ends) <= best * 1.02, ends
