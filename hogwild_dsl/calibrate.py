@@ -112,7 +112,7 @@ def calibrate_step(self, arrays: dict, sizes: dict):
     # and the search takes the fit's cores, with at most CALIBRATION_BYTES of copies at once
     copy_bytes = sum(small[k].nbytes for k in live)
     workers = min(self.threads, len(STEP_GRID), max(1, CALIBRATION_BYTES // max(copy_bytes, 1)))
-    start_only = bool(self.__dict__.get("_start_only"))
+    start_only = self._start_only
     passes = min(START_PASSES if start_only else CALIBRATION_PASSES, self.epochs)
     limits = tuple(round(2 * math.log(x, 3)) for x in STEP_LIMITS)
     start = trial(0, 0)

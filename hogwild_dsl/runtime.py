@@ -168,6 +168,7 @@ class TrainerBase:
     calibration = None                             # (trainers pickled before the default step)
     _accumulators: dict = {}                       # read-only default; set per instance
     replicas = True                                # (trainers pickled before replicas)
+    _start_only = False    # the calibration's first stage alone (calibrate.py; sklearn.py)
     fields: tuple = ()                             # the kernels' layout (lower.layout)
     _keys: dict = {}                               # (role, of) -> key of its field
 

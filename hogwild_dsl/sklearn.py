@@ -424,9 +424,9 @@ class _HogwildEstimator(BaseEstimator):
         side, the one the walk asks for and those it may ask for next
         (_StepWalk.next_steps). Records (step, held-out objective) pairs in step_search_, in
         the walk's order."""
-        threads = _int_option("threads", self._threads(), 1, max_threads())
-        each = min(threads, max(1, rows // CANDIDATE_TERMS))
-        threads //= each                 # candidates at once
+        total = _int_option("threads", self._threads(), 1, max_threads())
+        each = min(total, max(1, rows // CANDIDATE_TERMS))
+        threads = total // each          # candidates at once
 
         def fit_at(step):
             trainer = self._new_trainer(module, step=step, threads=each)
@@ -471,7 +471,7 @@ class _HogwildEstimator(BaseEstimator):
                     f.cancel()
         best, self.step_search_ = walk.run(fits)
         trainer = start if best == walk.start else fits[best].result()[0]
-        trainer.threads = threads * each     # (predict and objective: the estimator's threads)
+        trainer.threads = total       # (predict and objective on the estimator's threads)
         return trainer
 
     def _threads(self) -> int:
