@@ -371,6 +371,6 @@ def test_identical_variants_are_emitted_once():
     for name, shared in (("svm", True), ("mc", False)):
         pyx = emit.emit(check(jit.read_spec(f"specs/{name}.hog")), "k")["k.pyx"]
         assert ("cdef inline void _update_b0_plain_adaptive_row(" in pyx) != shared
-        term = pyx.split("cdef inline void _term(")[1].split("\n\n\n")[0]
+        runs = pyx.split("ctypedef void (*_run_fn)")[1].split("cdef _run_fn _RUNS")[0]
         # sync 0 and lock under adagrad, and under adagrad_row where the code is the same
-        assert term.count("_update_b0_plain_adaptive(M,") == (4 if shared else 2)
+        assert runs.count("_update_b0_plain_adaptive(M,") == (4 if shared else 2)
