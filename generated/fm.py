@@ -22,7 +22,7 @@ for i in example:
     predict yhat
 """
 CONSTS = {'k': 8}
-SIGNATURE = "0d11865d9bd8b2dc4a4573e7"
+SIGNATURE = "de4b44586fad1c4ba227d515"
 KERNELS = "fm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

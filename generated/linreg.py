@@ -20,7 +20,7 @@ for i in example:
 train step 0.01, decay 0.95, epochs 20
 """
 CONSTS = {}
-SIGNATURE = "d15b43edbb21379ebc0bcdd2"
+SIGNATURE = "a25d300255fe3df3cd931f5e"
 KERNELS = "linreg_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

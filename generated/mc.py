@@ -21,7 +21,7 @@ for (u, v) in r:
 train step 0.01, decay 0.9, epochs 20
 """
 CONSTS = {'rank': 20}
-SIGNATURE = "cfc1f9ca10b4a65a6b19714b"
+SIGNATURE = "02f027045f0391eb78bc5eee"
 KERNELS = "mc_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -18,7 +18,7 @@ for i in example:
     predict softmax(z)
 """
 CONSTS = {}
-SIGNATURE = "81ad1b34fc3d183ea8930b0c"
+SIGNATURE = "cd908e491da9cb9098ed55cb"
 KERNELS = "softmax_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -21,7 +21,7 @@ for i in example:
 train step 0.5, decay 0.9, epochs 20
 """
 CONSTS = {}
-SIGNATURE = "a6b25b1682c0c08d415f7f6a"
+SIGNATURE = "456284f95c74989e65012916"
 KERNELS = "svm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

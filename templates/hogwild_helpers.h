@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+/* a thread's scratch row, which nothing else points into: declared so, the update that uses
+   it needs no run-time check that it overlaps a param row (gcc versions loops on that) */
+typedef double* __restrict__ _hw_scratch;
 static inline double _hw_sq(double x) { return x * x; }
 static inline double _hw_powi(double x, int n) { return __builtin_powi(x, n); }
 /* the same in float: an update's per-coordinate arithmetic on float32 storage */
