@@ -825,3 +825,27 @@ def test_recommender_takes_data_over_the_item_dim(ratings):
                                prior[v] + np.sum(p["P"][u] * p["Q"][v], axis=1), rtol=1e-12)
     with pytest.raises(hogwild_dsl.DataError, match="prior"):      # 30 items, not 29
         HogwildRecommender(spec=ITEM_PRIOR_SPEC, data={"prior": prior[1:]}).fit(R)
+
+
+@pytest.mark.parametrize("predict, intercept", [
+    ("b + dot(X[i], w)", "b"), ("dot(X[i], w) - c + b", "b"), ("dot(X[i], w) - b", None),
+    ("b * dot(X[i], w)", None), ("b + b * dot(X[i], w)", None), ("exp(dot(X[i], w) + b)", None),
+    ("dot(X[i], w) + p", None)])
+def test_the_regressor_starts_at_the_mean_target_through_an_added_scalar_param(predict,
+                                                                                intercept):
+    """Only a 0-D param without a constraint that predict adds as is and reads nowhere else
+    shifts every prediction alike, so only it is moved to the mean residual."""
+    from hogwild_dsl.sklearn import _intercept
+    text = f"""model m
+dim example, feature
+data X[example, feature] : sparse
+data y[example] : real
+param w[feature] = 0
+param b = 0
+param c = 0
+param p >= 0 = 0
+for i in example:
+    loss (b + c + p + dot(X[i], w) - y[i])^2
+    predict {predict}
+"""
+    assert _intercept(hogwild_dsl.check(text)) == intercept
