@@ -421,43 +421,47 @@ class _HogwildEstimator(BaseEstimator):
         split = self._split(n, take, stratify) \
             if self.early_stopping or self.step is None and n >= 2 else None
         if self.step is None and split is not None:
-            trainer = self._search_step(module, *split, n)
+            trainer = self._search_step(module, *split, n, self._start(module, split[0]))
             if not self.early_stopping:       # refit on every row at the chosen step
                 refit = self._new_trainer(module, step=trainer.step)
+                data = take(None)
                 try:
-                    trainer = self._fit(refit, take(None))
+                    trainer = self._fit(refit, data, start=self._start(module, data))
                 except DivergenceError:       # more rows, larger updates: keep the candidate
                     pass
         else:
             trainer = self._new_trainer(module)
-            if self.early_stopping:
-                self._fit(trainer, *split)
-            else:
-                self._fit(trainer, take(None))
+            data, held_out = split if self.early_stopping else (take(None), None)
+            self._fit(trainer, data, held_out, self._start(module, data))
         self.trainer_ = trainer
         self.history_ = trainer.history
         self.n_iter_ = len(trainer.history)
         return self
 
-    def _fit(self, trainer, data: dict, validation=None):
-        """trainer.fit on `data` (and `validation`), from the estimator's start (_start)."""
-        self._start(trainer, data)
+    @staticmethod
+    def _fit(trainer, data: dict, validation=None, start=None):
+        """A fresh trainer's fit on `data` (and `validation`) from the params `start` (a
+        copy of them; None: the spec's initial params)."""
+        if start is not None:
+            trainer.params = {k: v.copy() for k, v in start.items()}
         if validation is None:
             return trainer.fit(**data)
         return trainer.fit(**data, validation=validation)
 
-    def _start(self, trainer, data: dict) -> None:
-        """Set a fresh trainer's starting params for `data`: the spec's own initial values
-        (an estimator that starts elsewhere overrides this)."""
+    def _start(self, module, data: dict) -> dict | None:
+        """The params every Trainer fitted on `data` starts from; None: the spec's initial
+        params (an estimator that starts elsewhere overrides this)."""
+        return None
 
-    def _search_step(self, module, data: dict, held_out: dict, rows: int):
+    def _search_step(self, module, data: dict, held_out: dict, rows: int,
+                     initial=None):
         """The Trainer, fitted on `data`, whose step gives the lowest objective on `held_out`
         (_StepWalk says which steps, in which order). Every candidate trains on one thread
         per CANDIDATE_TERMS of the `rows` (below that: deterministic for a seed, the same
         walk at any `threads`), and as many candidates as the threads hold train side by
         side, the one the walk asks for and those it may ask for next
-        (_StepWalk.next_steps). Records (step, held-out objective) pairs in step_search_, in
-        the walk's order."""
+        (_StepWalk.next_steps). Every candidate starts from the params `initial` (_fit).
+        Records (step, held-out objective) pairs in step_search_, in the walk's order."""
         total = _int_option("threads", self._threads(), 1, max_threads())
         each = min(total, max(1, rows // CANDIDATE_TERMS))
         threads = total // each          # candidates at once
@@ -472,7 +476,7 @@ class _HogwildEstimator(BaseEstimator):
                 validation = held_out
                 trainer.patience = None          # (not the train line's: no early stop)
             try:
-                self._fit(trainer, data, validation)
+                self._fit(trainer, data, validation, initial)
                 value = float(trainer.objective(**held_out))
             except DivergenceError:
                 if step == "auto":    # below every restart of the calibrated step: stands
@@ -690,27 +694,25 @@ class HogwildRegressor(RegressorMixin, _HogwildEstimator):
                            lambda idx: {X_datum.name: X if idx is None else X[idx],
                                         y_datum.name: y if idx is None else y[idx]})
 
-    def _start(self, trainer, data: dict) -> None:
-        """Start the spec's intercept (_intercept) at the mean residual of the initial
-        params on `data`, so that the mean prediction starts at the mean target: SGD at the
+    def _start(self, module, data: dict) -> dict | None:
+        """The spec's initial params with its intercept (_intercept) moved to their mean
+        residual on `data`, so that the mean prediction starts at the mean target: SGD at the
         step the rest of the model can take would move an intercept that starts at 0 only a
-        little way towards a target far from 0 (fm on load_diabetes, targets about 150: R^2
+        little way towards targets far from 0 (fm on load_diabetes, targets about 150: R^2
         -1.85 from 0, bench/results/sklearn.md). A start only: the fit minimises the same
-        objective."""
-        intercept = _intercept(trainer.spec)
-        if intercept is None or trainer.params:
-            return
-        _, y_datum = _bind_xy(trainer.spec, self.data_)
-        epochs, patience = trainer.epochs, trainer.patience
+        objective. None where the spec has no intercept."""
+        intercept = _intercept(module.Trainer.spec)
+        if intercept is None:
+            return None
+        _, y_datum = _bind_xy(module.Trainer.spec, self.data_)
+        trainer = self._new_trainer(module, step=1.0, threads=1)
         trainer.epochs, trainer.patience = 0, None       # initialise the params only
-        try:
-            trainer.fit(**data)
-        finally:
-            trainer.epochs, trainer.patience = epochs, patience
+        trainer.fit(**data)
         inputs = {k: v for k, v in data.items() if k != y_datum.name}
         residual = np.mean(data[y_datum.name] - trainer.predict(**inputs))
         if np.isfinite(residual):
             trainer.params[intercept][...] += residual
+        return trainer.params
 
     def predict(self, X):
         """The spec's predict for each row of X."""

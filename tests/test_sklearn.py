@@ -695,8 +695,8 @@ def test_a_refit_that_diverges_keeps_the_best_candidate(cancer, monkeypatch):
     real_search, real_new = hs._HogwildEstimator._search_step, hs._HogwildEstimator._new_trainer
     found = []
 
-    def search(self, module, data, held_out, rows):
-        found.append(real_search(self, module, data, held_out, rows))
+    def search(self, module, data, held_out, rows, *initial):
+        found.append(real_search(self, module, data, held_out, rows, *initial))
         return found[-1]
 
     def new(self, module, step=None, threads=None):
