@@ -705,7 +705,7 @@ class HogwildRegressor(RegressorMixin, _HogwildEstimator):
         if intercept is None:
             return None
         _, y_datum = _bind_xy(module.Trainer.spec, self.data_)
-        trainer = self._new_trainer(module, step=1.0, threads=1)
+        trainer = self._new_trainer(module, step=1.0)
         trainer.epochs, trainer.patience = 0, None       # initialise the params only
         trainer.fit(**data)
         inputs = {k: v for k, v in data.items() if k != y_datum.name}
