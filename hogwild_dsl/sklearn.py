@@ -251,6 +251,19 @@ def _intercept(spec: ir.Spec) -> str | None:
                  and a.name in scalar and reads[a.name] == 1), None)
 
 
+def _index_label_specs() -> list[str]:
+    """The shipped specs a classifier binds to index(...) labels (any number of classes):
+    named in the error for more classes than a spec's labels hold."""
+    out = []
+    for name in shipped.names():
+        try:
+            if _bind_xy(_cached(name, None, compiled=False))[1].kind.startswith("index"):
+                out.append(name)
+        except HogwildError:
+            pass
+    return out
+
+
 def _checked(estimator) -> ir.Spec | None:
     """The estimator's spec, checked only (no compile), or None if it cannot be read."""
     try:
@@ -597,11 +610,13 @@ class HogwildClassifier(ClassifierMixin, _HogwildEstimator):
                                       "at least 2 classes")
         if kind in ("sign", "binary"):
             if len(classes) > 2:
+                shipped_index = ", ".join(f"spec={n!r}" for n in _index_label_specs())
                 raise EstimatorInputError(
                     f"Only binary classification is supported by model "
                     f"'{module.Trainer.spec.model}': its labels '{y_datum.name}' are {kind} "
                     f"data, and y holds {len(classes)} classes; more classes need a spec with "
-                    "index(...) labels")
+                    "index(...) labels" + (f" (shipped: {shipped_index})" if shipped_index
+                                           else ""))
             labels = codes * 2.0 - 1.0 if kind == "sign" else codes.astype(np.float64)
         elif kind.startswith("index"):
             labels = codes
