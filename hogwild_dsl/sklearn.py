@@ -28,6 +28,11 @@ to `threads` of them side by side, so the step it chooses is the same at any `th
 larger data each takes a thread per CANDIDATE_TERMS rows; the refit on all rows takes them
 all.
 
+Start. The regressor's Trainers start from the spec's initial params with its intercept (a
+0-D param that predict adds as is: `_intercept`) at their mean residual on the rows each
+trains on, so that the mean prediction starts at the mean target (HogwildRegressor._start);
+the classifier's and recommender's start from the spec's initial params.
+
 Early stopping. `early_stopping=True` holds out `validation_fraction` of the rows (of the
 ratings, for the recommender) and passes them to the Trainer as `fit(..., validation=...)`
 with `patience=n_iter_no_change`: the history records the objective on the held-out part as
