@@ -85,7 +85,7 @@ def test_margin_classifier_has_no_predict_proba(cancer):
 def test_more_classes_than_the_labels_hold_is_a_clear_error():
     X, y = make_classification(n_samples=60, n_classes=3, n_informative=3, random_state=0)
     with pytest.raises(EstimatorInputError, match="Only binary classification is supported.*"
-                       "3 classes.*index"):
+                       "3 classes.*index\\(\\.\\.\\.\\) labels \\(shipped: [^)]*spec='softmax'"):
         HogwildClassifier(threads=1).fit(X, y)
     with pytest.raises(ValueError, match="1 class"):
         HogwildClassifier(threads=1).fit(X, np.zeros(len(X)))
@@ -695,8 +695,8 @@ def test_a_refit_that_diverges_keeps_the_best_candidate(cancer, monkeypatch):
     real_search, real_new = hs._HogwildEstimator._search_step, hs._HogwildEstimator._new_trainer
     found = []
 
-    def search(self, module, data, held_out, rows):
-        found.append(real_search(self, module, data, held_out, rows))
+    def search(self, module, data, held_out, rows, *initial):
+        found.append(real_search(self, module, data, held_out, rows, *initial))
         return found[-1]
 
     def new(self, module, step=None, threads=None):
@@ -825,3 +825,27 @@ def test_recommender_takes_data_over_the_item_dim(ratings):
                                prior[v] + np.sum(p["P"][u] * p["Q"][v], axis=1), rtol=1e-12)
     with pytest.raises(hogwild_dsl.DataError, match="prior"):      # 30 items, not 29
         HogwildRecommender(spec=ITEM_PRIOR_SPEC, data={"prior": prior[1:]}).fit(R)
+
+
+@pytest.mark.parametrize("predict, intercept", [
+    ("b + dot(X[i], w)", "b"), ("dot(X[i], w) - c + b", "b"), ("dot(X[i], w) - b", None),
+    ("b * dot(X[i], w)", None), ("b + b * dot(X[i], w)", None), ("exp(dot(X[i], w) + b)", None),
+    ("dot(X[i], w) + p", None)])
+def test_the_regressor_starts_at_the_mean_target_through_an_added_scalar_param(predict,
+                                                                                intercept):
+    """Only a 0-D param without a constraint that predict adds as is and reads nowhere else
+    shifts every prediction alike, so only it is moved to the mean residual."""
+    from hogwild_dsl.sklearn import _intercept
+    text = f"""model m
+dim example, feature
+data X[example, feature] : sparse
+data y[example] : real
+param w[feature] = 0
+param b = 0
+param c = 0
+param p >= 0 = 0
+for i in example:
+    loss (b + c + p + dot(X[i], w) - y[i])^2
+    predict {predict}
+"""
+    assert _intercept(hogwild_dsl.check(text)) == intercept
