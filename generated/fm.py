@@ -22,7 +22,7 @@ for i in example:
     predict yhat
 """
 CONSTS = {'k': 8}
-SIGNATURE = "de4b44586fad1c4ba227d515"
+SIGNATURE = "0673a3a72e9d92938207aefe"
 KERNELS = "fm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -21,7 +21,7 @@ for (u, v) in r:
     predict pred
 """
 CONSTS = {'rank': 50}
-SIGNATURE = "dfe14028e71eab50d044c72d"
+SIGNATURE = "8a73ec213e760207f046b0d9"
 KERNELS = "funksvd_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 
