@@ -22,7 +22,7 @@ for i in example:
     predict yhat
 """
 CONSTS = {'k': 8}
-SIGNATURE = "0673a3a72e9d92938207aefe"
+SIGNATURE = "a25611bc5d1e65a3b2ecf447"
 KERNELS = "fm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 
