@@ -26,7 +26,7 @@ for n in node:
 train step 1, decay 0.9, epochs 30
 """
 CONSTS = {}
-SIGNATURE = "e2e16d684d6a7f5cfbdc7b9e"
+SIGNATURE = "bd7b87af6a5417594f5edf0b"
 KERNELS = "cuts_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 
