@@ -757,3 +757,104 @@ def test_shipped_ffm_adagrad_sums_the_pairs_of_one_field(load_spec):
             G = g ** 2 if rule == "adagrad" else (g ** 2).mean(-1, keepdims=True)
             np.testing.assert_allclose(after["V"], before["V"] - 0.05 * g / np.sqrt(G + 1e-8),
                                        rtol=0, atol=1e-12, err_msg=f"{rule} {sync}")
+
+
+@pytest.mark.parametrize("name", ["mlogit", "tucker", "cmf"])
+def test_float32_builds(hog_cache_dir, name):
+    """dtype="float32": params in single precision, objective() the numpy objective of them,
+    one step of each rule the rule's step (single-precision tolerances)."""
+    mod = hogwild_dsl.load(text=SPECS[name], dtype="float32", cache_dir=hog_cache_dir)
+    d = small(name)
+    t = mod.Trainer(threads=1, seed=0, epochs=3, step=0.01).fit(**d)
+    assert all(v.dtype == np.float32 for v in t.params.values())
+    p = {k: v.astype(np.float64) for k, v in t.params.items()}
+    assert t.objective(**d) == pytest.approx(reference(name, p, d)[0], rel=1e-5)
+    d1 = one_term(name, d)
+    for rule in RULES:
+        before, after = stepped(mod, d1, rule, "hogwild")
+        want = one_step(name, {k: v.astype(np.float64) for k, v in before.items()}, d1, 0.05,
+                        rule)
+        for k in before:
+            np.testing.assert_allclose(after[k], want[k], rtol=0, atol=2e-6,
+                                       err_msg=f"{name} {k} {rule}")
+
+
+def test_cli_on_user_files(tmp_path, hog_cache_dir):
+    """check / compile / train of user specs on an svmlight file with a CRLF spec, csv
+    triplets (a header and a timestamp column in one file, ids whose largest differ between
+    the two files of one dim), an npz of several arrays; the saved params are a fit's."""
+    from sklearn.datasets import dump_svmlight_file
+    (tmp_path / "mlogit.hog").write_bytes(SPECS["mlogit"].encode())
+    (tmp_path / "cmf.hog").write_text(SPECS["cmf"])
+    (tmp_path / "tucker.hog").write_text(SPECS["tucker"])
+    d = small("mlogit")
+    dump_svmlight_file(d["X"], d["y"], str(tmp_path / "train.svm"), zero_based=True)
+    np.save(tmp_path / "weights.npy", d["max"])
+    res = run_hogwildc(tmp_path, "check", "mlogit.hog")
+    assert res.returncode == 0 and "u6_mlogit" in res.stdout
+    res = run_hogwildc(tmp_path, "compile", "mlogit.hog", "-o", "out")
+    assert res.returncode == 0 and (tmp_path / "out" / "u6_mlogit.py").exists()
+    res = run_hogwildc(tmp_path, "train", "mlogit.hog", "--data", "X,y=train.svm",
+                       "--data", "max=weights.npy", "--epochs", "3", "--threads", "1",
+                       "--optimizer", "adagrad", "--out", "m.npz", "-q")
+    assert res.returncode == 0, res.stderr
+    mod = hogwild_dsl.load(text=SPECS["mlogit"], cache_dir=hog_cache_dir)
+    t = mod.Trainer(threads=1, epochs=3, optimizer="adagrad").fit(**d)
+    saved = np.load(tmp_path / "m.npz")
+    for k, v in t.params.items():
+        np.testing.assert_allclose(saved[k], v, rtol=1e-12, atol=1e-14)
+
+    c = small("cmf")
+    R, T = c["R"], c["T"]
+    lines = ["user,item,rating,timestamp"] + [f"{a},{b},{float(v)!r},1700000000"
+                                                for a, b, v in zip(R.row, R.col, R.data)]
+    (tmp_path / "R.csv").write_text("\n".join(lines) + "\n")
+    keep = T.row < T.row.max()        # T's largest item id below R's
+    (tmp_path / "T.csv").write_text("".join(f"{a},{b},{float(v)!r}\n" for a, b, v in
+                                            zip(T.row[keep], T.col[keep], T.data[keep])))
+    res = run_hogwildc(tmp_path, "train", "cmf.hog", "--data", "R=R.csv", "--data", "T=T.csv",
+                       "--epochs", "2", "--sync", "lock", "--out", "c.npz", "-q")
+    assert res.returncode == 0, res.stderr
+    assert np.load(tmp_path / "c.npz")["Q"].shape == (R.shape[1], 3)
+
+    np.savez(tmp_path / "cells.npz", **small("tucker"))
+    res = run_hogwildc(tmp_path, "train", "tucker.hog", "--data", "ia,ib,ic,val=cells.npz",
+                       "--epochs", "2", "-q")
+    assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--data", "X,y=bad.svm", "--data", "max=weights.npy"], ["bad.svm", "line 2", "x"]),
+    (["--data", "X,y=train.svm", "--data", "max=missing.npy"], ["missing.npy"]),
+    (["--data", "X,y=train.svm", "--data", "mx=weights.npy"], ["mx", "max"]),
+    (["--data", "X,y=train.svm"], ["max"]),
+    (["--data", "X,y=train.svm", "--data", "max=weights.npy", "--optimizer", "adam"],
+     ["optimizer", "adam"]),
+    (["--data", "X,y=train.svm", "--data", "max=weights.npy", "--step", "fast"],
+     ["--step", "fast"]),
+])
+def test_cli_errors_name_the_culprit(tmp_path, hog_cache_dir, args, words):
+    from sklearn.datasets import dump_svmlight_file
+    (tmp_path / "mlogit.hog").write_bytes(SPECS["mlogit"].encode())
+    d = small("mlogit")
+    dump_svmlight_file(d["X"], d["y"], str(tmp_path / "train.svm"), zero_based=True)
+    np.save(tmp_path / "weights.npy", d["max"])
+    (tmp_path / "bad.svm").write_text("1 0:0.5 3:1\n2 1:x\n")
+    res = run_hogwildc(tmp_path, "train", "mlogit.hog", *args, "--epochs", "1", "-q")
+    assert res.returncode != 0
+    for w in words:
+        assert w in res.stderr, (w, res.stderr)
+
+
+@pytest.mark.parametrize("text, where", [
+    ("    loss sum[X[i]]\n", (7, 10)),
+    ("    loss dot(X[i], w) + sum\n", (7, 25)),
+])
+def test_sum_used_as_a_name_says_it_is_a_keyword(text, where):
+    """Regression: `param sum[...]` passes the declaration (a NAME there), and its use was
+    "expected '(', found ')'" or the like; now the keyword, at its place."""
+    spec = ("model m\ndim e, f\ndata X[e, f] : sparse\nparam sum[f] = 0\nparam w[f] = 0\n"
+            "for i in e:\n" + text)
+    with pytest.raises(hogwild_dsl.SpecError, match="'sum' is a keyword") as e:
+        hogwild_dsl.check(spec)
+    assert (e.value.line, e.value.column) == where
