@@ -22,7 +22,7 @@ for i in example:
     predict yhat
 """
 CONSTS = {'k': 8}
-SIGNATURE = "c3ce1a9b4fd075fcd7e2b2a0"
+SIGNATURE = "8a3ce4c1c5603cc7d2bd6106"
 KERNELS = "fm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -1549,8 +1549,8 @@ class BlockLowering:
         # AdaGrad's steps (a square root and a division per coordinate) vectorise only in
         # loops over few arrays: one pass computes the gradients, then one loop per
         # coordinate set writes them (bpr's adagrad update: 2.2x faster than one loop)
-        split = adaptive and any(len(n.sites) > 1 for n in nests.values())
-        merged = [] if split else self.merged(list(nests.values()))
+        merged = self.merged(list(nests.values()))
+        split = adaptive and not merged and any(len(n.sites) > 1 for n in nests.values())
         if split or merged:
             ordered = None
         if ordered is not None:
