@@ -1549,8 +1549,9 @@ class BlockLowering:
         # AdaGrad's steps (a square root and a division per coordinate) vectorise only in
         # loops over few arrays: one pass computes the gradients, then one loop per
         # coordinate set writes them (bpr's adagrad update: 2.2x faster than one loop)
-        split = adaptive and any(len(n.sites) > 1 for n in nests.values())
-        if split:
+        merged = self.merged(list(nests.values()))
+        split = adaptive and not merged and any(len(n.sites) > 1 for n in nests.values())
+        if split or merged:
             ordered = None
         if ordered is not None:
             em.emit("# scatter: each coordinate's gradient from old values, then the write")
@@ -1570,9 +1571,8 @@ class BlockLowering:
             # split: every nest is held, so the compute pass sums the rows' g^2 (no pass
             # of its own) and the sums are complete before the first write
             self.sum_in_compute = split and self.row_rule
-            if not self.sum_in_compute:
-                self.row_sums(em, list(nests.values()), atomic)
-            direct = [] if split else _direct_tail(list(nests.values()))
+            direct = [] if split else \
+                _direct_tail([n for n in nests.values() if n not in merged])
             held = [n for n in nests.values() if n not in direct]
             if not split:
                 self.absorb(em, held, direct, take)
@@ -1581,6 +1581,8 @@ class BlockLowering:
                     buffers[nest.vars] = take(f"{size_of(a, nest.vars)} * {len(nest.sites)}",
                                               self.real)
                 self.nest(em, nest, atomic, mode="compute", buffer=buffers.get(nest.vars))
+            if not self.sum_in_compute:     # after the compute: a direct nest's row sums
+                self.row_sums(em, list(nests.values()), atomic)     # take what it absorbed
             if direct:
                 em.emit("# the nests no other reads: computed and written at once")
             for group in _fusible(direct):
@@ -1705,7 +1707,12 @@ class BlockLowering:
                 grads.append(g)
                 continue
             if mode == "rows":
-                self.add_g2(em, site, em.value(site.grad), sums, atomic)
+                if (nest.vars, n) in self.into:     # its g is part of a direct nest's
+                    continue
+                g2 = em.value(site.grad)
+                if (nest.vars, n) in self.sums:
+                    g2 = f"({g2} + {self.absorbed(em, nest.vars, n)})"
+                self.add_g2(em, site, g2, sums, atomic)
                 continue
             text = em.value(site.grad)
             g = em.names.new("g", em.real)
@@ -1715,8 +1722,7 @@ class BlockLowering:
             if mode == "compute":
                 self.hold(em, nest.vars, n, site, g, slot)
             elif (nest.vars, n) in self.sums:     # what held sites gave its coordinate
-                held = f"{self.sums[nest.vars, n]}[{offset(a, nest.vars)}]"
-                em.emit(f"{g} = {g} + {em.typed(held)}")
+                em.emit(f"{g} = {g} + {self.absorbed(em, nest.vars, n)}")
             grads.append(g)
         if mode in ("fused", "apply"):
             for site, g in zip(nest.sites, grads):
@@ -1790,6 +1796,21 @@ class BlockLowering:
         return not self.adaptive and site.penalty is None and \
             self.spec.param(site.param).constraint is None
 
+    def absorbed(self, em: Emitter, vars_: tuple, n: int) -> str:
+        """The held gradients site n of the direct nest over vars_ absorbed, at its point."""
+        return em.typed(f"{self.sums[vars_, n]}[{offset(em.a, vars_)}]")
+
+    def merged(self, nests: list) -> list:
+        """Nests with a site whose every coordinate another nest writes too, through an
+        injective site of the same param whose write is no plain increment (AdaGrad, an l1
+        step, a clip): API.md's rules step a coordinate once on the term's whole gradient
+        (softmax's W[j, y[i]] within W[j, class] under adagrad: G must gain (p - 1)^2 x^2,
+        not p^2 x^2 + x^2), so these are held and absorbed (absorb) into that nest's write."""
+        return [nest for nest in nests if any(
+            s.penalty is None and t.param == s.param and not self.plain_increment(t) and
+            _injective(t) and _covers(t, d.vars, s)
+            for s in nest.sites for d in nests if d is not nest for t in d.sites)]
+
     def absorb(self, em: Emitter, held: list, direct: list, take):
         """Held sites whose coordinates a direct nest writes too (FFM's pairs V[j, f[j2]]
         within the reg's V[j, field, k] over the same row): their gradients are summed, in
@@ -1801,11 +1822,11 @@ class BlockLowering:
         its vars) and self.sums: (direct vars, site number) -> array."""
         for nest in held:
             for n, s in enumerate(nest.sites):
-                if not self.plain_increment(s):
+                if s.penalty is not None:       # its own l1 step is its own write
                     continue
                 for d in direct:
                     m = next((m for m, t in enumerate(d.sites) if t.param == s.param and
-                              self.plain_increment(t) and _covers(t, d.vars, s)), None)
+                              _covers(t, d.vars, s)), None)
                     if m is None:
                         continue
                     if (d.vars, m) not in self.sums:

@@ -551,6 +551,13 @@ def _token_error(e: lark.exceptions.UnexpectedToken, source: str) -> SpecError:
     if kind == "NUMBER" and "NAME" in expected and "NUMBER" not in expected:
         return error(f"expected a name, found the number {text}",
                      "names are letters, digits and '_', starting with a letter")
+    before = source.split("\n")[line - 1][:column - 1] if line <= source.count("\n") + 1 else ""
+    used = re.search(r"\bsum\s*$", before)
+    if expected == {"LPAR"} and used:       # `sum` read as a value: a name a user chose
+        return SpecError("'sum' is a keyword and cannot be used as a name", line,
+                         used.start() + 1, source,
+                         hint="sum is the reduction sum(v) or sum(j in X[i]: ...); rename "
+                              "what you called 'sum'")
     if kind in KEYWORD_TOKENS and "NAME" in expected:
         return error(f"'{text}' is a keyword and cannot be used as a name",
                      "choose another name")
