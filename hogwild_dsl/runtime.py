@@ -749,9 +749,10 @@ class TrainerBase:
         the result for the very same value object is reused: the owner must lend it only
         while those arrays cannot change, and take it back after."""
         lent = self._lent_data
-        key = (id(value), d.name, d.kind, str(self.dtype), entries)
-        if lent is not None and key in lent and lent[key][0] is value:
-            return lent[key][1]
+        if lent is not None:
+            key = (id(value), d.name, d.kind, self.dtype, entries)
+            if key in lent and lent[key][0] is value:
+                return lent[key][1]
         out = as_entries(value, f"data '{d.name}'", self.dtype) if entries else \
             (_convert(d, value, self.dtype), None)
         if lent is not None:
