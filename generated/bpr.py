@@ -19,7 +19,7 @@ for (u, i) in seen:
 train optimizer adagrad, step 0.05, epochs 30
 """
 CONSTS = {'k': 32}
-SIGNATURE = "693fa543aa9f5b1a7d6ccea9"
+SIGNATURE = "194e7ae8833d3307b0afb83d"
 KERNELS = "bpr_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

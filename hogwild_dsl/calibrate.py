@@ -89,6 +89,13 @@ def calibrate_step(self, arrays: dict, sizes: dict):
     n, draws = kernel.nterms, hasattr(kernel, "set_draw_key")
     live = {p.name for p in self.spec.params} | {k for _, k, *_ in self._state_arrays()}
     terms = np.arange(n, dtype=np.int64)
+    visits = {}         # pass i -> its visit, the same in every trial: drawn once
+
+    def visit(i: int) -> np.ndarray:
+        if i not in visits:
+            visits[i] = np.random.default_rng([self.seed, 0x57E9, i]).permutation(n).astype(
+                np.int64)
+        return visits[i]
 
     def trial(half: int, passes: int) -> float:
         """The objective of the scaled-down data after `passes` passes at step 3^(half/2),
@@ -96,10 +103,9 @@ def calibrate_step(self, arrays: dict, sizes: dict):
         copies = {k: small[k].copy() for k in live}
         run = self.kernels.Kernel({**small, **copies}, small_sizes)
         for i in range(passes):
-            visit = np.random.default_rng([self.seed, 0x57E9, i]).permutation(n)
             if draws:
                 run.set_draw_key(runtime._draw_key(self.seed, "calibrate", i))
-            run.epoch(visit.astype(np.int64), 0, half_step(half) *
+            run.epoch(visit(i), 0, half_step(half) *
                       self.decay ** (self._epochs_done + i), 1, runtime.SYNC_MODES["hogwild"])
         if draws:
             run.set_draw_key(runtime._draw_key(self.seed, "objective"))

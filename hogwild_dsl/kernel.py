@@ -96,6 +96,7 @@ class Kernel:
         c = self._c
         self.keep = dict(arrays)            # what the struct points into stays alive
         self._model = model = np.zeros((), dtype=self._struct)
+        self._model_at = model.ctypes.data   # (the struct stays where it is: read once)
         self._sizes = sizes
         self._checked = set()
         missing = set()
@@ -127,6 +128,7 @@ class Kernel:
         self.hot_where = None                # address of each replicated value in its param
         self.whole = []        # (pointer field, param, merge intervals) of params replicated whole
         self._copies = {}      # (threads, grab terms, grabs) -> its epochs' _ThreadCopies
+        self._buffers = {}     # (threads, stride, shared) -> an epoch's scratch, shared, ticks
         self.grabs = np.zeros(0, dtype=np.int64)    # per thread, of the last epoch
         if c["REPLICAS"] and any(k.startswith("_hot_") for k in arrays):
             maps, where = [], []
@@ -151,7 +153,7 @@ class Kernel:
 
     @property
     def _address(self) -> int:
-        return self._model.ctypes.data
+        return self._model_at
 
     def _require(self, use: str):
         """A method that would read an array the runtime did not give, or one whose shape is
@@ -237,23 +239,28 @@ class Kernel:
             grain = max(1, self.merge_every // per_entry)
         threads = min(threads, -(-n // grain))     # no work for the others: do not wake them
         stride = ((self.scratch_per_thread + 2 * size + 7) // 8 + 1) * 8
-        scratch = np.zeros((threads, stride), dtype=np.float64)
-        shared = np.empty(max(size, 1), dtype=np.float64)
+        # the same in every epoch of a fit: made once (their addresses too), zeroed per epoch
+        buffers = self._buffers.get((threads, stride, size))
+        if buffers is None:
+            buffers = self._buffers[threads, stride, size] = _EpochBuffers(threads, stride,
+                                                                           size)
+        scratch, ticks = buffers.scratch, buffers.ticks
+        scratch.fill(0.0)
+        ticks.fill(0)
         where = self.hot_where.ctypes.data if size > 0 else 0
         plan = (threads, grain * per_entry, -(-n // grain)) if whole and threads > 1 else ()
         copies = self._copies.get(plan)
         if copies is None:      # the same in every epoch of a fit: made once
             copies = self._copies[plan] = _ThreadCopies(self._model, whole if plan else [],
                                                         *(plan or (1, 1, 1)), self._c["DTYPE"])
-        ticks = np.zeros((threads, 8), dtype=np.int64)
+        table_at, copies_at, at_at, where_at, levels_at = copies.addresses
         self._c["_epoch"](self._address, order.ctypes.data, n, chunk, step, threads, sync,
-                          self.nterms, scratch.ctypes.data, stride, self.scratch_per_thread,
-                          grain, size, where, shared.ctypes.data, self.merge_weight,
-                          copies.models_at, len(copies.table), copies.table.ctypes.data,
-                          copies.copies.ctypes.data, copies.copies.shape[1], copies.total,
-                          copies.at.ctypes.data, copies.where.ctypes.data,
-                          copies.levels.ctypes.data, copies.levels.shape[0], ticks.ctypes.data)
-        self.grabs = ticks[:, 0]    # the grabs each thread took (did they all work?)
+                          self.nterms, buffers.scratch_at, stride, self.scratch_per_thread,
+                          grain, size, where, buffers.shared_at, self.merge_weight,
+                          copies.models_at, len(copies.table), table_at,
+                          copies_at, copies.copies.shape[1], copies.total,
+                          at_at, where_at, levels_at, copies.levels.shape[0], buffers.ticks_at)
+        self.grabs = ticks[:, 0].copy()    # the grabs each thread took (did they all work?)
         if deferred is not None:
             deferred(self._address, step, fraction)
 
@@ -331,6 +338,21 @@ class _ThreadCopies:
             for k, (field, _, _) in enumerate(whole):
                 self.models[field] = first + itemsize * int(self.table[k, 2])
             self.models_at = self.models.ctypes.data
+        self.addresses = tuple(a.ctypes.data for a in (self.table, self.copies, self.at,
+                                                       self.where, self.levels))
+
+
+class _EpochBuffers:
+    """An epoch's own arrays: per thread a scratch row (`stride` values, zeroed before each
+    epoch) and 8 counters (ticks), and `shared`, the merged values of the hot rows (`size`,
+    written before read), with their addresses, taken once."""
+
+    def __init__(self, threads: int, stride: int, size: int):
+        self.scratch = np.zeros((threads, stride), dtype=np.float64)
+        self.shared = np.empty(max(size, 1), dtype=np.float64)
+        self.ticks = np.zeros((threads, 8), dtype=np.int64)
+        self.scratch_at, self.shared_at, self.ticks_at = (
+            a.ctypes.data for a in (self.scratch, self.shared, self.ticks))
 
 
 def _merge_intervals(arrays: dict, name: str, rows: int, length: int) -> np.ndarray:

@@ -171,6 +171,7 @@ class TrainerBase:
     _start_only = False    # the calibration's first stage alone (calibrate.py; sklearn.py)
     fields: tuple = ()                             # the kernels' layout (lower.layout)
     _keys: dict = {}                               # (role, of) -> key of its field
+    _lent_data = None      # checked data an owner lends for reuse (_checked_datum)
 
     def __init__(self, threads=None, epochs=None, step=None, decay=None, seed=None,
                  sync=None, shuffle=None, progress=None, order=None, optimizer=None,
@@ -592,10 +593,10 @@ class TrainerBase:
     def _visit_order(self, order: str, chunk: int, n_terms: int) -> np.ndarray:
         """One epoch's visit: terms (chunk 0), or chunks of `chunk` consecutive terms."""
         if order == "shuffle":
-            return self._rng.permutation(n_terms).astype(np.int64)
+            return self._rng.permutation(n_terms).astype(np.int64, copy=False)
         if order == "stored":
             return np.arange(n_terms, dtype=np.int64)
-        return self._rng.permutation(-(-n_terms // chunk)).astype(np.int64)
+        return self._rng.permutation(-(-n_terms // chunk)).astype(np.int64, copy=False)
 
     def _hot_rows(self, arrays: dict, sizes: dict) -> dict:
         """The hot rows of each replicable param (the kernel's REPLICABLE), as the arrays
@@ -718,10 +719,9 @@ class TrainerBase:
         for n, v in data.items():
             if v is None:
                 continue
+            given[n], positions = self._checked_datum(declared[n], v, n in entry_data)
             if n in entry_data:
-                given[n], self._positions[n] = as_entries(v, f"data '{n}'", self.dtype)
-            else:
-                given[n] = _convert(declared[n], v, self.dtype)
+                self._positions[n] = positions
         for c, r in companions.items():
             if c in given and r in given and not (
                     given[c].shape == given[r].shape and
@@ -741,6 +741,23 @@ class TrainerBase:
             if value is not None:
                 (arrays if f.is_pointer else sizes)[f.key] = value
         return arrays, sizes
+
+    def _checked_datum(self, d: ir.Data, value, entries: bool) -> tuple:
+        """(value checked and laid out for the kernel, the entries' positions or None): the
+        one place layout converts data. Where an owner lends `_lent_data` (a dict; sklearn's
+        estimators, for the Trainer fits of one of their fit calls, on arrays they hold),
+        the result for the very same value object is reused: the owner must lend it only
+        while those arrays cannot change, and take it back after."""
+        lent = self._lent_data
+        if lent is not None:
+            key = (id(value), d.name, d.kind, self.dtype, entries)
+            if key in lent and lent[key][0] is value:
+                return lent[key][1]
+        out = as_entries(value, f"data '{d.name}'", self.dtype) if entries else \
+            (_convert(d, value, self.dtype), None)
+        if lent is not None:
+            lent[key] = (value, out)    # (the value kept: its id is not reused meanwhile)
+        return out
 
     def _dims(self, given: dict, predicting: bool = False) -> dict:
         """Read every dim off the data (and the params, if any), checking that they agree.

@@ -69,6 +69,7 @@ from __future__ import annotations
 import math
 import os
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 
 import numpy as np
 import scipy.sparse as sp
@@ -425,14 +426,38 @@ class _HogwildEstimator(BaseEstimator):
             kwargs["patience"] = patience
         if self.optimizer is not None:
             kwargs["optimizer"] = self.optimizer
-        return module.Trainer(**kwargs)
+        trainer = module.Trainer(**kwargs)
+        lent = getattr(self, "_lent", None)
+        if lent is not None:          # inside _train: its checked data, reused (_lending)
+            trainer._lent_data = lent[0]
+            lent[1].append(trainer)
+        return trainer
 
     def _train(self, module, n: int, bind, stratify=None):
         """Fit a fresh Trainer on `n` rows; bind(idx) gives the data the estimator binds (by
         spec names) of rows idx, bind(None) of all rows; `data_` (the `data` argument, the
         same for every row) goes with each. Sets trainer_, history_, n_iter_, step_search_."""
         self.step_search_ = None
+        with self._lending():
+            return self._train_lent(module, n, bind, stratify)
 
+    @contextmanager
+    def _lending(self):
+        """Within one fit, every Trainer the estimator makes lays out the same arrays (all
+        rows, the fit rows, the held-out rows) again and again: their checked layout is made
+        once and lent to the rest (TrainerBase._checked_datum). Only here, where the
+        estimator holds those arrays and nothing changes them; taken back from every trainer
+        after, so a later call on trainer_ checks its data anew."""
+        self._lent = ({}, [])
+        try:
+            yield
+        finally:
+            _, trainers = self._lent
+            del self._lent
+            for trainer in trainers:
+                trainer._lent_data = None
+
+    def _train_lent(self, module, n: int, bind, stratify=None):
         def take(idx):
             return {**bind(idx), **self.data_}
 

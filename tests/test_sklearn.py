@@ -849,3 +849,23 @@ for i in example:
     predict {predict}
 """
     assert _intercept(hogwild_dsl.check(text)) == intercept
+
+
+def test_one_fit_checks_each_array_once_and_lends_nothing_after(cancer, monkeypatch):
+    """Within one estimator fit, the Trainer fits of the step search and the refit reuse the
+    checked layout of the arrays the estimator holds (all rows, fit rows, held-out rows: X and
+    y of each, 6 conversions); after it, trainer_ checks its data anew (a NaN put into the
+    very same array is refused)."""
+    import hogwild_dsl.runtime as runtime
+    X, y = cancer[0][:120].copy(), cancer[1][:120]
+    converted = []
+    convert = runtime._convert
+    monkeypatch.setattr(runtime, "_convert",
+                        lambda d, value, *a: converted.append(d.name) or convert(d, value, *a))
+    est = HogwildClassifier(threads=1).fit(X, y)
+    assert len(est.step_search_) >= 3           # several Trainer fits on the same arrays
+    assert sorted(converted) == ["X"] * 3 + ["y"] * 3
+    assert est.trainer_._lent_data is None
+    X[0, 0] = np.nan
+    with pytest.raises(hogwild_dsl.DataError, match="NaN"):
+        est.trainer_.fit(X=X, y=np.where(y > 0, 1.0, -1.0))
