@@ -550,15 +550,22 @@ def large(name, seed=0):
 @pytest.mark.parametrize("optimizer", ["sgd", "adagrad", "adagrad_row"])
 def test_two_threads_agree_with_serial(compiled, name, optimizer):
     """Convex objectives (and a planted low-rank one): 2 threads end where 1 does, within
-    SGD's noise, under each sync mode. (Non-convex ones with a poor planted structure, such
-    as RESCAL on arbitrary labels, end in seed-dependent optima even serially.)"""
+    SGD's noise, under each sync mode: the median of three seeds' fits on each side (one
+    fit's end moves with its visit order: cs under sgd at the train line's step ended
+    0.032-0.047 over serial seeds 0-4, and one 2-thread fit on a loaded CI machine 0.059).
+    (Non-convex ones with a poor planted structure, such as RESCAL on arbitrary labels, end
+    in seed-dependent optima even serially.)"""
     mod, d = compiled(name), large(name)
     start = mod.Trainer(threads=1, seed=0, epochs=0).fit(**d).objective(**d)
-    serial = mod.Trainer(threads=1, seed=0, epochs=4, optimizer=optimizer).fit(**d).objective(**d)
+
+    def median_end(**options):
+        return float(np.median([mod.Trainer(seed=seed, epochs=4, optimizer=optimizer, **options)
+                                .fit(**d).objective(**d) for seed in range(3)]))
+    serial = median_end(threads=1)
     assert serial < start
     for sync in ("hogwild", "lock", "atomic"):
-        t = mod.Trainer(threads=2, seed=0, epochs=4, optimizer=optimizer, sync=sync).fit(**d)
-        assert abs(t.objective(**d) - serial) < 0.1 * (start - serial) + 0.01 * serial, sync
+        two = median_end(threads=2, sync=sync)
+        assert abs(two - serial) < 0.1 * (start - serial) + 0.01 * serial, sync
 
 
 # ---- the train line, draws -----------------------------------------------------------------
