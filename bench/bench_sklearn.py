@@ -282,17 +282,24 @@ def markdown(report) -> str:
                       "|---|---|---|---|---|"]
             lines += [f"| {r['method']} | {r['test_r2']:.4f} | {r['test_rmse']:.4g} | "
                       f"{r['fit_seconds']:.4f} | {_step(r)} |" for r in d["results"]]
-            lines += ["", f"Best Hogwild at default settings is {d['r2_behind_sklearn']:+.4f} "
-                      "R^2 behind the best scikit-learn method "
-                      f"({verdict} the {TARGET_R2:g} target).", ""]
+            lines += ["", f"Best Hogwild at default settings is "
+                      f"{_gap(d['r2_behind_sklearn'], '.4f', 'R^2')} the best scikit-learn "
+                      f"method ({verdict} the {TARGET_R2:g} target).", ""]
         else:
             lines += ["| method | test accuracy | fit seconds | step |", "|---|---|---|---|"]
             lines += [f"| {r['method']} | {r['test_accuracy']:.4f} | {r['fit_seconds']:.4f} | "
                       f"{_step(r)} |" for r in d["results"]]
             lines += ["", f"Best Hogwild at default settings is "
-                      f"{d['points_behind_sklearn']:+.2f} points behind the best scikit-learn "
-                      f"method ({verdict} the {TARGET_POINTS:g}-point target).", ""]
+                      f"{_gap(d['points_behind_sklearn'], '.2f', 'points')} the best "
+                      f"scikit-learn method ({verdict} the {TARGET_POINTS:g}-point target).", ""]
     return "\n".join(lines)
+
+
+def _gap(behind: float, fmt: str, unit: str) -> str:
+    """'0.59 points behind' or '0.0918 R^2 ahead of' (the JSON keeps the signed gap)."""
+    if f"{abs(behind):{fmt}}" == f"{0:{fmt}}":
+        return "level with"
+    return f"{abs(behind):{fmt}} {unit} {'behind' if behind > 0 else 'ahead of'}"
 
 
 def _step(r) -> str:
