@@ -375,6 +375,7 @@ def _load(key, shard, spec_text, consts, plan_, settings, source):
     for i, data in enumerate(datas):
         t = cls(threads=threads, epochs=0, seed=settings["seed"] + 1000 * shard + i,
                 **settings["trainer"])
+        t._calibrate = False            # its step is the client's, every round (_calibrate_on)
         t.index_dims = settings["index_dims"]
         t.fit(**data)                       # checks the shard's data (DataError) and sizes it
         n = sum(_n_terms(spec, b, data) for b in spec.blocks)
@@ -390,6 +391,23 @@ def _load(key, shard, spec_text, consts, plan_, settings, source):
 def _set_degrees(key, shard, inverse_degrees):
     for part, inv in zip(_SHARDS[(key, shard)].parts, inverse_degrees):
         part.trainer.whole_degrees = inv
+
+
+def _calibrate_on(key, shard, params, epochs, decay):
+    """The default step (calibrate.py), searched on this shard's first part from `params`, for
+    `epochs` epochs at `decay`: the step and the search's record. A shard's first part is
+    the terms one worker trains on in a round, from the same params: the problem the rounds
+    solve, where the whole data may not even fit on the client."""
+    s = _SHARDS[(key, shard)]
+    with s.lock:
+        t = s.parts[0].trainer
+        t.params, t._accumulators = _copy(params), {}
+        t.epochs, t.decay, t._calibrate = epochs, decay, True
+        try:
+            t._calibrate_step(*t.layout(s.parts[0].data))
+        finally:
+            t._calibrate = False
+        return t.step, t.calibration
 
 
 def _train(key, shard, part, params, step, keep=(), state=None):
@@ -1047,6 +1065,8 @@ def _run(job: _Job, t, progress: bool):
             job.recover()
     n_terms = sum(p["terms"] for parts in job.summary.values() for p in parts)
     params = {k: np.array(v) for k, v in t.params.items()}
+    if t.__dict__.get("_calibrate") and t.epochs > 0:
+        _calibrate(job, t, params)
     rounds = job.d if job.plan.mode == "dsgd" else job.settings["parts"]
     bar = None
     if progress:
@@ -1084,6 +1104,28 @@ def _run(job: _Job, t, progress: bool):
         for name, value in params.items():
             t.params[name] = np.array(value, dtype=t.dtype, order="C")
     return t
+
+
+def _calibrate(job: _Job, t, params: dict):
+    """No step given (Trainer, train line): search the default step as a local fit does, on
+    the first shard with terms, and keep it for the whole fit (t.step, t.calibration)."""
+    shard = next((k for k in sorted(job.summary) if job.summary[k][0]["terms"]), None)
+    if shard is None:
+        return
+    if job.plan.mode == "dsgd":     # part 0 of shard k: its user rows, item block 0's rows
+        role = job.plan.role
+        params = {n: v[job.users[shard] if role[n] == "u" else job.items[0]]
+                  for n, v in params.items()}
+    while True:
+        try:
+            future = job.client.submit(_calibrate_on, job.key, shard, job.scatter(
+                params, [job.host[shard]]), t.epochs, t.decay, workers=[job.host[shard]],
+                pure=False)
+            t.step, t.calibration = job.wait({shard: future})[shard]
+            break
+        except _Lost:
+            job.recover()
+    t._calibrate = False
 
 
 def _round(job: _Job, params: dict, r: int, step: float):

@@ -1,4 +1,5 @@
 """hogwild_dsl.distributed on a 2-worker LocalCluster (processes, 1 thread each)."""
+import math
 import os
 import tracemalloc
 
@@ -149,6 +150,57 @@ def test_entry_block_spec_trains_by_dsgd_to_the_single_machine_objective(two_wor
     assert t.objective(r=r) <= 1.03 * single
     assert t.history[-1]["objective"] == pytest.approx(t.objective(r=r), rel=1e-9)
     assert t.history[0]["objective"] > t.history[-1]["objective"]
+
+
+POISSON = """model dist_poisson
+dim example, feature
+data X[example, feature] : sparse
+data y[example] : real
+param w[feature] = 0
+param b = 0
+for i in example:
+    let eta = dot(X[i], w) + b
+    loss exp(eta) - y[i] * eta
+    reg l2(1e-3) on w[X[i]]
+"""
+
+
+def poisson_counts(n_rows=3000, n_cols=200, seed=0):
+    rng = np.random.default_rng(seed)
+    X = sp.random(n_rows, n_cols, density=0.05, format="csr", random_state=seed)
+    y = rng.poisson(np.exp(X @ rng.normal(scale=0.5, size=n_cols) + 0.2)).astype(float)
+    return X, y
+
+
+def test_a_spec_without_a_step_gets_the_calibrated_default_step(two_workers, load_spec):
+    # No step anywhere: the step is searched once (on a shard: the terms a worker trains on
+    # in a round) and kept for every round. It was the placeholder 0.05 on the client, while
+    # each shard searched a step of its own in its first round and trained that round at it:
+    # the history named 0.05, and a Poisson regression rose from -0.59 to 2509 in 4 epochs.
+    pois = load_spec(text=POISSON)
+    X, y = poisson_counts()
+    single = pois.Trainer(epochs=8, threads=1).fit(X=X, y=y)
+    t = distributed.fit(pois, two_workers, epochs=8, X=X, y=y)
+    assert t.calibration is not None and t.step != 0.05
+    assert [h["step"] for h in t.history] == pytest.approx([t.step * t.decay ** e
+                                                            for e in range(8)])
+    # the same grid as the local search, within a step of its choice on the whole data
+    assert round(2 * math.log(t.step / single.step, 3), 9) in (-2, -1, 0, 1, 2)
+    objectives = [h["objective"] for h in t.history]
+    assert max(objectives) <= objectives[0] + 1e-9        # no climb at a step too large
+    assert t.objective(X=X, y=y) <= single.objective(X=X, y=y) + 0.03 * abs(
+        single.objective(X=X, y=y))
+
+
+def test_a_given_step_is_the_step_of_every_round(two_workers, load_spec):
+    # With a step given nothing is searched, on the client or on a shard: at a step too small
+    # to move the params, the first epoch ends where it started.
+    pois = load_spec(text=POISSON)
+    X, y = poisson_counts()
+    start = pois.Trainer(epochs=0).fit(X=X, y=y).objective(X=X, y=y)
+    t = distributed.fit(pois, two_workers, epochs=1, step=1e-12, X=X, y=y)
+    assert t.calibration is None and t.history[0]["step"] == 1e-12
+    assert t.history[0]["objective"] == pytest.approx(start, rel=1e-6)     # (a search: 0.3)
 
 
 def test_graph_terms_fall_back_to_averaging_in_rounds_of_half_an_epoch(two_workers, load_spec,
