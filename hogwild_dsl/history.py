@@ -34,9 +34,15 @@ def print_history(history, out=None) -> None:
     print(f"{'epoch':>6}  {'objective':>14}  " + (f"{'validation':>14}  " if validation else "")
           + f"{'seconds':>9}  {'step':>10}", file=out)
     for h in history:
-        print(f"{fmt_num(h.get('epoch'), 'g'):>6}  {fmt_num(h.get('objective'), '.8g'):>14}  "
+        objective = fmt_num(h.get('objective'), '.8g') + ("~" if h.get("sampled_terms") else " ")
+        print(f"{fmt_num(h.get('epoch'), 'g'):>6}  {objective:>15} "
               + (f"{fmt_num(h.get('validation_objective'), '.8g'):>14}  " if validation else "")
               + f"{fmt_num(h.get('seconds'), '.3f'):>9}  {fmt_num(h.get('step'), '.4g'):>10}",
+              file=out)
+    sampled = {h["sampled_terms"] for h in history if h.get("sampled_terms")}
+    if sampled:
+        print(f"~ the mean over a fixed random sample of {', '.join(map(str, sorted(sampled)))} "
+              "of the terms (an estimate, cheaper than a pass; exact after a fit's last epoch)",
               file=out)
 
 

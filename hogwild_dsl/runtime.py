@@ -367,7 +367,8 @@ class TrainerBase:
                     seconds = time.perf_counter() - began
                     if draws:                  # the objective's fixed draws
                         kernel.set_draw_key(_draw_key(self.seed, "objective"))
-                    objective = objective_at(i == self.epochs - 1)
+                    exact = sample is None or i == self.epochs - 1
+                    objective = objective_at(exact)
                     # the params too: a NaN in them can leave the objective finite (b = 0 in
                     # `y[i] / b` trained to objectives of 0.0); a sum is NaN or inf if any
                     # value is, at a fraction of the cost of isfinite().all() (inf - inf in
@@ -388,6 +389,8 @@ class TrainerBase:
                     rose, last = objective > last, objective
                     entry = {"epoch": epoch + 1, "objective": float(objective),
                              "seconds": seconds, "step": step}
+                    if not exact:     # says so: a sample's mean can sit far from the exact
+                        entry["sampled_terms"] = len(sample)    # one (heavy-tailed losses)
                     self.history.append(entry)
                     self._epochs_done = epoch + 1
                     if held_out is not None:
@@ -404,6 +407,7 @@ class TrainerBase:
                         self.patience is not None and self._epochs_done - (best_epoch or first_epoch) >= self.patience
                     if stop and i < self.epochs - 1:   # the fit's last epoch after all: exact
                         entry["objective"] = float(objective_at(True))
+                        entry.pop("sampled_terms", None)
                     if interrupted():
                         raise KeyboardInterrupt
                     if stop:

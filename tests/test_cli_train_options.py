@@ -90,6 +90,15 @@ def test_print_history_shows_the_validation_column_only_when_there_is_one(capsys
     assert rows[0].split() == ["1", "0.5", "0.625", "0.010", "0.1"]
 
 
+def test_print_history_marks_a_sampled_objective_and_says_what_it_is(capsys):
+    print_history([{"epoch": 1, "objective": 0.5, "seconds": 0.01, "step": 0.1,
+                    "sampled_terms": 2000},
+                   {"epoch": 2, "objective": 0.25, "seconds": 0.01, "step": 0.1}])
+    head, first, last, note = capsys.readouterr().out.splitlines()
+    assert first.split()[1] == "0.5~" and last.split()[1] == "0.25"
+    assert note.startswith("~ the mean over a fixed random sample of 2000 of the terms")
+
+
 @pytest.mark.parametrize("options, needle", [
     (["--patience", "2"], "--validation NAME=FILE"),     # patience without held-out data
     (["--optimizer", "nosuch"], "optimizer"),

@@ -331,6 +331,8 @@ def test_history_samples_the_objective_on_large_data_and_ends_exact(svm, monkeyp
     t = svm.Trainer(epochs=3, threads=1).fit(X=X, y=y)
     exact = t.objective(X=X, y=y)
     assert t.history[-1]["objective"] == pytest.approx(exact, rel=1e-12)
+    # the estimates say they are: the number of terms sampled, absent where exact
+    assert [h.get("sampled_terms") for h in t.history] == [1000, 1000, None]
     t.epochs = 1
     before = t.objective(X=X, y=y)
     monkeypatch.setattr(runtime, "EVAL_TERMS", 10**9)
