@@ -608,7 +608,7 @@ class _Job:
                          "index_dims": {},
                          "dtype": trainer.dtype.name,     # the module's storage (API.md)
                          "trainer": {"sync": trainer.sync, "order": trainer.order,
-                                     "chunk": trainer.chunk}}
+                                     "chunk": trainer.chunk, "optimizer": trainer.optimizer}}
         self.sources: dict = {}       # shard -> its source (client values or futures)
         self.host: dict = {}          # shard -> the worker that holds it
         self.keep = []                # futures of the input data, kept alive for reloads
@@ -1004,7 +1004,7 @@ def _split_triplets(piece, user_block, k, name):
 
 
 def fit(mod, client, *, epochs=None, seed=0, threads_per_worker=None, rounds_per_epoch=1,
-        step=None, decay=None, progress=False, **data):
+        step=None, decay=None, optimizer=None, progress=False, **data):
     """Train `mod`'s spec on the workers of a Dask `client`; return a local Trainer.
 
     Data are given by the spec's data names, as numpy/scipy values (split by terms and sent to
@@ -1023,7 +1023,7 @@ def fit(mod, client, *, epochs=None, seed=0, threads_per_worker=None, rounds_per
     if not (hasattr(client, "submit") and hasattr(client, "scheduler_info")):
         raise HogwildError("fit() needs a dask.distributed Client, not "
                            f"{type(client).__name__}")
-    t = mod.Trainer(epochs=epochs, step=step, decay=decay, seed=seed)
+    t = mod.Trainer(epochs=epochs, step=step, decay=decay, seed=seed, optimizer=optimizer)
     if isinstance(rounds_per_epoch, bool) or not isinstance(rounds_per_epoch, int) or \
             rounds_per_epoch < 1:
         raise HogwildError(f"rounds_per_epoch must be a positive integer, not "

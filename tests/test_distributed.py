@@ -203,6 +203,19 @@ def test_a_given_step_is_the_step_of_every_round(two_workers, load_spec):
     assert t.history[0]["objective"] == pytest.approx(start, rel=1e-6)     # (a search: 0.3)
 
 
+def test_the_optimizer_argument_reaches_every_shard(two_workers, load_spec):
+    # optimizer= as the Trainer's: the same fit as a spec whose train line names it
+    pois = load_spec(text=POISSON)
+    by_line = load_spec(text=POISSON.replace("dist_poisson", "dist_poisson_ada")
+                        + "train optimizer adagrad\n")
+    X, y = poisson_counts(1000)
+    fits = [distributed.fit(mod, two_workers, epochs=3, step=0.1, X=X, y=y, **kw)
+            for mod, kw in ((pois, {"optimizer": "adagrad"}), (by_line, {}), (pois, {}))]
+    assert fits[0].optimizer == "adagrad" and fits[2].optimizer == "sgd"
+    assert [h["objective"] for h in fits[0].history] == [h["objective"] for h in fits[1].history]
+    assert fits[0].history[-1]["objective"] != pytest.approx(fits[2].history[-1]["objective"])
+
+
 def test_graph_terms_fall_back_to_averaging_in_rounds_of_half_an_epoch(two_workers, load_spec,
                                                                       capsys):
     graph = load_spec(text=GRAPH)              # both ends of an edge write x: no DSGD
