@@ -616,6 +616,7 @@ class _Job:
         self.recoveries = 0
         self.current: set = set()     # DSGD shards whose kept user rows match the client's
         self.item_state: dict = {}    # DSGD item block -> its rows' optimizer state
+        self.local = None             # numpy/scipy data: (a checked local Trainer, the data)
 
     # -- intake
     def intake(self, data: dict):
@@ -630,9 +631,11 @@ class _Job:
                 raise DataError(f"missing data '{name}'")
         lazy = {n for n, v in data.items() if _is_dask(v)}
         if not lazy:        # check everything here, before anything is sent; params start
-            checker = self.mod.Trainer(epochs=0, seed=self.settings["seed"])
+            checker = self.mod.Trainer(epochs=0, seed=self.settings["seed"],
+                                       optimizer=self.t.optimizer)
             checker.fit(**data)
             self.t.params = checker.params
+            self.local = (checker, data)
         self.settings["index_dims"] = _index_dims(self.spec, data)
         if self.plan.mode == "dsgd":
             self._intake_dsgd(data[self.plan.over])
@@ -1107,8 +1110,21 @@ def _run(job: _Job, t, progress: bool):
 
 
 def _calibrate(job: _Job, t, params: dict):
-    """No step given (Trainer, train line): search the default step as a local fit does, on
-    the first shard with terms, and keep it for the whole fit (t.step, t.calibration)."""
+    """No step given (Trainer, train line): search the default step (calibrate.py) and keep it
+    for the whole fit (t.step, t.calibration). On the problem the rounds solve: under
+    averaging, the first shard with terms (each round trains every shard from the same
+    params); under DSGD, whose epoch visits every entry once as a serial epoch does, the whole
+    data where the client holds it (a local fit's search), else the first shard's first
+    block (its rows see 1/d of their entries there: it can choose a larger step; an mc-like
+    fit of 20,000 ratings on 2 workers ended at 0.52 at the block's step, 0.48 at the whole
+    data's)."""
+    if job.plan.mode == "dsgd" and job.local is not None:
+        local, data = job.local
+        local.params = _copy(params)
+        local.epochs, local.decay, local._calibrate = t.epochs, t.decay, True
+        local._calibrate_step(*local.layout(data))
+        t.step, t.calibration, t._calibrate = local.step, local.calibration, False
+        return
     shard = next((k for k in sorted(job.summary) if job.summary[k][0]["terms"]), None)
     if shard is None:
         return
