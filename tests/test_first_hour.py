@@ -1,0 +1,68 @@
+"""A new user's first hour: the mistakes such a user makes, following README.md and docs/ word
+for word, each of which must end in a clear error that says what is wrong and what to do (or
+work as the docs say). One case per row; the compiled modules come from conftest's session
+cache (svm, mc), so the file stays fast."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import hogwild_dsl
+from hogwild_dsl import DataError, HogwildError, SpecError
+
+from conftest import SPECS, run_hogwildc
+
+SVM = (SPECS / "svm.hog").read_text()
+
+
+# ---------------------------------------------------------------- typos in a spec
+
+# (the svm spec's text, what replaces it, the message, line, column, the hint)
+SPEC_MISTAKES = [
+    # a keyword glued to the letters after it was lexed as the keyword plus a name: `fori`
+    # trained as `for i`, `losss f(z)` failed at `f`, `regg l2(...)` asked for a '('
+    ("for i in", "fori in", "unknown word 'fori'", 9, 1, "did you mean 'for'?"),
+    ("loss hinge", "losss hinge", "unknown word 'losss'", 10, 5, "did you mean 'loss'?"),
+    ("reg l2", "regg l2", "unknown word 'regg'", 11, 5, "did you mean 'reg'?"),
+    ("param w", "params w", "unknown word 'params'", 7, 1, "did you mean 'param'?"),
+    ("in example", "inn example", "unknown word 'inn'", 9, 7, "did you mean 'in'?"),
+    ("on w[", "onn w[", "unknown word 'onn'", 11, 18, "did you mean 'on'?"),
+    # a misspelt keyword is a name: the error listed the keywords but did not pick one
+    ("loss hinge", "los hinge", "found the name 'los'", 10, 5, "did you mean 'loss'?"),
+    ("loss hinge", "Loss hinge", "found the name 'Loss'", 10, 5, "did you mean 'loss'?"),
+    ("param w", "parm w", "found the name 'parm'", 7, 1, "did you mean 'param'?"),
+    ("predict dot", "prdict dot", "found the name 'prdict'", 12, 5, "did you mean 'predict'?"),
+    # already clear: pinned
+    ("dot(X[i], w))", "dot(X[i], ww))", "unknown name 'ww'", 10, 33, "did you mean 'w'?"),
+    ("hinge(", "hing(", "unknown function 'hing'", 10, 10, "did you mean 'hinge'?"),
+    ("data y[example]", "data y[exmaple]", "unknown dim 'exmaple'", 6, 8,
+     "did you mean 'example'?"),
+    (": sign", ": sing", "unknown data kind 'sing'", 6, 19, "did you mean 'sign'?"),
+    ("decay 0.9", "decy 0.9", "unknown train key 'decy'", 14, 17, "did you mean 'decay'?"),
+    ("epochs 20", "epochs 20, optimizer adgrad", "unknown optimizer 'adgrad'", 14, 49,
+     "did you mean 'adagrad'?"),
+    ("in example:", "in example", "missing ':'", 9, 17, "ends with ':'"),
+    ("    reg l2", "\treg l2", "a tab in indentation", 11, 1, "spaces"),
+    ("data y[example]", "data y[feature]", "indexed by feature", 10, 18, "dim declared"),
+    ("l2(1e-4)", "l3(1e-4)", "unknown regularizer 'l3'", 11, 9, "l1(LAMBDA) or l2(LAMBDA)"),
+    ("step 0.5", "step -0.5", "'step' must be positive", 14, 12, "step 0.1"),
+]
+
+
+@pytest.mark.parametrize("old, new, message, line, column, hint", SPEC_MISTAKES,
+                         ids=[row[1].strip() for row in SPEC_MISTAKES])
+def test_spec_mistake_points_at_it_and_suggests(old, new, message, line, column, hint):
+    assert old in SVM
+    with pytest.raises(SpecError) as e:
+        hogwild_dsl.check(SVM.replace(old, new, 1))
+    assert message in str(e.value)
+    assert (e.value.line, e.value.column) == (line, column)
+    assert hint in e.value.hint
+    assert "^" in str(e.value)
+
+
+def test_names_that_start_with_a_keyword_are_still_names():
+    text = SVM.replace("param w[feature] = 0", "param format[feature] = 0\nparam inw = 0") \
+              .replace("dot(X[i], w))", "dot(X[i], format) + inw)") \
+              .replace("on w[X[i]]", "on format[X[i]]").replace("dot(X[i], w)\n", "inw\n")
+    ir = hogwild_dsl.check(text)
+    assert {p.name for p in ir.params} == {"format", "inw"}
