@@ -10,6 +10,8 @@ objective after every epoch, divergence detection, history and an optional progr
 from __future__ import annotations
 
 import contextlib
+import difflib
+import inspect
 import json
 import math
 import numbers
@@ -175,7 +177,9 @@ class TrainerBase:
 
     def __init__(self, threads=None, epochs=None, step=None, decay=None, seed=None,
                  sync=None, shuffle=None, progress=None, order=None, optimizer=None,
-                 chunk=None, patience=None, replicas=True):
+                 chunk=None, patience=None, replicas=True, **unknown):
+        if unknown:
+            _unknown_options(unknown)
         # an option left out (None) comes from the spec's train line, else its default:
         # seed 0, sync "hogwild", shuffle True, progress False
         train = dict(self.spec.train)
@@ -208,13 +212,14 @@ class TrainerBase:
         self.sync = sync
         if not isinstance(order, (str, type(None))):
             raise HogwildError(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
-        shuffle = bool(shuffle)
+        if not isinstance(shuffle, (bool, np.bool_)):           # "no" is no False
+            raise HogwildError(f"shuffle must be True or False, not {_show(shuffle)}")
         if not shuffle and order not in (None, "stored"):
             raise HogwildError("shuffle=False visits terms in stored order; do not also "
                                f"pass order={order!r}")
         self.order = order if order is not None or shuffle else "stored"   # None: chosen per fit
         self.chunk = chunk if chunk is not None else train.get("chunk")    # None: by bytes
-        self.progress = bool(progress)
+        self.progress = progress
         self.patience = patience
         self.replicas = replicas
         self._check_options()
@@ -249,17 +254,20 @@ class TrainerBase:
                                        self.order not in ORDERS):
             raise HogwildError(f"order must be one of {', '.join(ORDERS)}, not "
                                f"{_show(self.order)}")
-        if not isinstance(self.replicas, (bool, np.bool_)):
-            raise HogwildError(f"replicas must be True or False, not {_show(self.replicas)}")
+        for name in ("replicas", "progress"):     # "no" is no False
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise HogwildError(f"{name} must be True or False, not "
+                                   f"{_show(getattr(self, name))}")
 
     # ------------------------------------------------------------ public API
-    def fit(self, /, validation=None, **data):
+    def fit(self, /, *args, validation=None, **data):
         """Train for `epochs` epochs from the current params (initialised on first use).
 
         `validation` (fit's one reserved keyword) is held-out data by the spec's names: its
         objective after each epoch goes into the history as `validation_objective`. With
         `patience=N`, training stops after N epochs without a lower one, and the params of
         the best epoch (`best_epoch`) are kept."""
+        self._by_name("fit", args)
         if self.patience is not None and validation is None and \
                 getattr(self, "_patience_asked", True):
             raise HogwildError(f"patience={self.patience!r} stops on the validation objective: "
@@ -284,6 +292,18 @@ class TrainerBase:
             for k, v in best.items():
                 self.params[k][...] = v
         return self
+
+    def _by_name(self, method: str, args: tuple) -> None:
+        """Data is given by the spec's names: `fit(X, y)` (scikit-learn's habit) or a dict
+        passed as is would bind by position, which the spec does not order."""
+        if not args:
+            return
+        names = ", ".join(f"{d.name}=..." for d in self.spec.data)
+        given = "a dict" if len(args) == 1 and isinstance(args[0], dict) else \
+            f"{len(args)} positional argument{'s' if len(args) > 1 else ''}"
+        raise DataError(f"{method}() takes the data by the spec's names, as keywords: "
+                        f"{method}({names}) for model '{self.spec.model}', not {given}"
+                        + (f" (a dict of data: {method}(**data))" if given == "a dict" else ""))
 
     # the default step's search: calibrate.py
     def _calibrate_step(self, arrays: dict, sizes: dict):
@@ -429,18 +449,20 @@ class TrainerBase:
         del self.history[history_length:]
         self._epochs_done = epochs_done
 
-    def objective(self, /, **data) -> float:
+    def objective(self, /, *args, **data) -> float:
         """Mean over every term of its loss plus its share of the regularizer.
 
         With `sample` lines, a term stands for the expectation of its loss over the draws:
         this is then an estimate of that mean, from one draw per term out of a stream fixed
         by the trainer's seed (two calls give the same value)."""
+        self._by_name("objective", args)
         arrays, sizes = self.layout(data)
         kernel = self.kernels.Kernel(arrays, sizes)
         return float(kernel.objective_sum(self.threads) / max(kernel.nterms, 1))
 
-    def predict(self, /, **data) -> np.ndarray:
+    def predict(self, /, *args, **data) -> np.ndarray:
         """One value per term of the block with `predict` (label data not needed)."""
+        self._by_name("predict", args)
         block = next((b for b in self.spec.blocks if b.predict is not None), None)
         if block is None:
             raise HogwildError(f"model '{self.spec.model}' has no 'predict' line")
@@ -1625,6 +1647,24 @@ def max_threads() -> int:
     """The most threads a trainer may use: 4x the cores this process may run on, and at least
     64 (OpenMP itself crashes on 100,000)."""
     return max(64, 4 * _available_threads())
+
+
+# what scikit-learn, PyTorch, LightGBM or Vowpal Wabbit call a Trainer option
+_PEER_OPTIONS = {"learning_rate": "step", "lr": "step", "eta": "step", "eta0": "step",
+                 "n_jobs": "threads", "num_threads": "threads", "max_iter": "epochs",
+                 "n_epochs": "epochs", "num_epochs": "epochs", "random_state": "seed"}
+
+
+def _unknown_options(unknown: dict):
+    """A Trainer keyword that is no option: name it, the option meant, and the options."""
+    options = [p for p in inspect.signature(TrainerBase.__init__).parameters
+               if p not in ("self", "unknown")]
+    name = sorted(unknown)[0]
+    close = [_PEER_OPTIONS[name]] if name in _PEER_OPTIONS else \
+        difflib.get_close_matches(name, options, n=1, cutoff=0.5)
+    meant = f": did you mean {close[0]}=?" if close else ""
+    raise HogwildError(f"Trainer has no option {name!r}{meant} (its options: "
+                       f"{', '.join(options)})")
 
 
 def _int_option(name, v, lo, hi, why=None):

@@ -66,3 +66,81 @@ def test_names_that_start_with_a_keyword_are_still_names():
               .replace("on w[X[i]]", "on format[X[i]]").replace("dot(X[i], w)\n", "inw\n")
     ir = hogwild_dsl.check(text)
     assert {p.name for p in ir.params} == {"format", "inw"}
+
+
+# ---------------------------------------------------------------- the Trainer
+
+@pytest.fixture(scope="module")
+def svm(load_spec):
+    return load_spec("svm")
+
+
+@pytest.fixture(scope="module")
+def xy():
+    X = sp.random(60, 12, density=0.3, format="csr", random_state=0)
+    y = np.where(np.arange(60) % 2, 1.0, -1.0)
+    return X, y
+
+
+def trainer(mod, **kw):
+    return mod.Trainer(**{"threads": 1, "epochs": 1, "step": 0.1, **kw})
+
+
+@pytest.mark.parametrize("call, given", [
+    # scikit-learn's habit: fit(X, y) bound X to `validation` ("must be a dict") or raised
+    # Python's own TypeError; a dict passed as is became the validation data ("missing 'X'")
+    (lambda t, X, y: t.fit(X, y), "not 2 positional arguments"),
+    (lambda t, X, y: t.fit(X), "not 1 positional argument"),
+    (lambda t, X, y: t.fit({"X": X, "y": y}), "not a dict (a dict of data: fit(**data))"),
+    (lambda t, X, y: t.fit(X=X, y=y).predict(X), "not 1 positional argument"),
+    (lambda t, X, y: t.fit(X=X, y=y).objective(X, y), "not 2 positional arguments"),
+], ids=["fit(X, y)", "fit(X)", "fit(dict)", "predict(X)", "objective(X, y)"])
+def test_data_given_by_position_says_to_name_it(svm, xy, call, given):
+    with pytest.raises(DataError, match=r"takes the data by the spec's names, as keywords: "
+                                        r"\w+\(X=\.\.\., y=\.\.\.\) for model 'svm'") as e:
+        call(trainer(svm), *xy)
+    assert given in str(e.value)
+
+
+@pytest.mark.parametrize("kw, meant", [
+    ({"epoch": 3}, "did you mean epochs=?"),
+    ({"learning_rate": 0.1}, "did you mean step=?"),     # the peers' words
+    ({"n_jobs": 2}, "did you mean threads=?"),
+    ({"random_state": 1}, "did you mean seed=?"),
+    ({"colour": 1}, "(its options: threads, epochs, step"),
+])
+def test_unknown_trainer_option_names_the_one_meant(svm, kw, meant):
+    """It was Python's TypeError 'TrainerBase.__init__() got an unexpected keyword
+    argument', naming no option; so was Trainer.load(path, epoch=3)."""
+    with pytest.raises(HogwildError, match="Trainer has no option") as e:
+        svm.Trainer(**kw)
+    assert meant in str(e.value)
+
+
+def test_unknown_option_of_trainer_load(svm, xy, tmp_path):
+    path = trainer(svm).fit(X=xy[0], y=xy[1]).save(tmp_path / "m.npz")
+    with pytest.raises(HogwildError, match="no option 'epoch': did you mean epochs=?"):
+        svm.Trainer.load(path, epoch=3)
+
+
+@pytest.mark.parametrize("name", ["shuffle", "progress"])
+def test_a_string_for_a_true_false_option_is_refused(svm, name):
+    """bool("no") is True: shuffle="no" shuffled, progress="no" showed a bar."""
+    with pytest.raises(HogwildError, match=f"{name} must be True or False, not 'no'"):
+        trainer(svm, **{name: "no"})
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"threads": 0}, "threads must be a positive integer, not 0"),
+    ({"threads": 10**6}, "threads must be a positive integer of at most"),
+    ({"epochs": -1}, "epochs must be a non-negative integer"),
+    ({"step": 0}, "step must be a positive number"),
+    ({"step": "0.1"}, "step must be a positive number or 'auto'"),
+    ({"sync": "locks"}, "sync must be one of hogwild, atomic, lock, not 'locks'"),
+    ({"optimizer": "adam"}, "optimizer must be one of sgd, adagrad, adagrad_row"),
+    ({"order": "random"}, "order must be one of shuffle, chunks, stored"),
+    ({"seed": -1}, "seed must be a non-negative integer"),
+])
+def test_bad_option_values_already_clear(svm, kw, message):
+    with pytest.raises(HogwildError, match=message):
+        trainer(svm, **kw)
