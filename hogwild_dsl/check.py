@@ -12,11 +12,12 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from . import ir, parse as syn
+from . import ir, parse as syn, shipped
 from .errors import SpecError
 
 DATA_KINDS = {"sparse": 2, "dense": 2, "real": 1, "sign": 1, "binary": 1, "index": 1}
@@ -1446,4 +1447,17 @@ def check_module(module: syn.Module, consts: dict | None = None) -> ir.Spec:
 
 def check(text: str, consts: dict | None = None) -> ir.Spec:
     """Parse and check .hog source text into the typed IR; raise SpecError on any problem."""
+    _not_a_path(text)
     return check_module(syn.parse(text), consts)
+
+
+def _not_a_path(text) -> None:
+    """check() takes text; a path or a shipped spec's name given instead failed as a syntax
+    error at its first word ("found the name 'specs'"). Say what to pass."""
+    if not isinstance(text, str) or "\n" in text.strip():
+        return
+    word = text.strip()
+    if word.endswith(".hog") or word in shipped.names() or os.path.isfile(word):
+        raise SpecError(f"check() takes a spec's text, not a path or a shipped spec's name "
+                        f"({word!r}): hogwild_dsl.check(open(path).read()), or "
+                        f"hogwild_dsl.load(path) to build it")

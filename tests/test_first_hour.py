@@ -144,3 +144,34 @@ def test_a_string_for_a_true_false_option_is_refused(svm, name):
 def test_bad_option_values_already_clear(svm, kw, message):
     with pytest.raises(HogwildError, match=message):
         trainer(svm, **kw)
+
+
+# ---------------------------------------------------------------- load and check
+
+def test_spec_text_given_to_load_as_its_path():
+    """load(TEXT) was 'TEXT: no such file' (the whole spec quoted), or an OSError 'File name
+    too long' where a line of the spec ran past 255 characters without a '/'."""
+    for text in (SVM, (SPECS / "fm.hog").read_text()):
+        with pytest.raises(SpecError, match=r"pass the text as hogwild_dsl.load\(text=\.\.\.\)"):
+            hogwild_dsl.load(text)
+
+
+@pytest.mark.parametrize("name", ["x" * 300, "no_such_spec"])
+def test_a_name_that_is_no_file_and_no_shipped_spec(name):
+    with pytest.raises(SpecError, match="no such file, and not a shipped spec .shipped: bpr"):
+        hogwild_dsl.load(name)
+    with pytest.raises(SpecError, match="not a shipped spec"):
+        from hogwild_dsl.sklearn import HogwildRegressor
+        HogwildRegressor(spec=name).fit(np.ones((4, 2)), np.arange(4.0))
+
+
+def test_a_directory_for_a_spec(tmp_path):
+    with pytest.raises(SpecError, match="is a directory, not a .hog spec file"):
+        hogwild_dsl.load(tmp_path)
+
+
+@pytest.mark.parametrize("arg", [str(SPECS / "svm.hog"), "svm", "model.hog"])
+def test_check_given_a_path_says_it_takes_text(arg):
+    """check('specs/svm.hog') was a syntax error at the path's first word."""
+    with pytest.raises(SpecError, match=r"check\(\) takes a spec's text, not a path"):
+        hogwild_dsl.check(arg)
