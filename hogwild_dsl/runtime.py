@@ -1245,6 +1245,13 @@ def as_entries(value, what: str, dtype=np.float64) -> tuple[sp.csr_matrix, np.nd
     input and row-major order for any other input), its position in that CSR: None where it is
     the CSR's own order (a CSR with sorted columns is used as it is, with no reordered copy:
     for a large ratings matrix, the sort's arrays were most of a fit's memory)."""
+    if hasattr(value, "columns") and not sp.issparse(value) and not isinstance(value, np.ndarray):
+        # a table of ratings (user, item, rating, timestamp) read as a dense matrix trained a
+        # 4-column matrix on its ids and timestamps: triplets or a matrix, the caller says
+        raise DataError(f"{what} is given as a DataFrame, which could be a table of (row, "
+                        "column, value) triplets or the dense matrix itself: give triplets as "
+                        "scipy.sparse.coo_matrix((df[VALUE], (df[ROW], df[COLUMN]))), or the "
+                        "matrix as df.to_numpy()")
     if sp.issparse(value) and getattr(value, "format", None) == "coo":
         shape = tuple(getattr(value, "shape", ()))
         if len(shape) != 2:

@@ -175,3 +175,128 @@ def test_check_given_a_path_says_it_takes_text(arg):
     """check('specs/svm.hog') was a syntax error at the path's first word."""
     with pytest.raises(SpecError, match=r"check\(\) takes a spec's text, not a path"):
         hogwild_dsl.check(arg)
+
+
+# ---------------------------------------------------------------- data given to fit
+
+@pytest.fixture(scope="module")
+def mc(load_spec):
+    return load_spec("mc", consts={"rank": 3})
+
+
+def test_a_ratings_table_for_an_entry_block_is_not_read_as_a_matrix(mc):
+    """A DataFrame of (user, item, rating, timestamp) rows was read as a dense 500 x 4 matrix
+    (its nonzeros kept): the fit trained on ids and timestamps, and diverged or not."""
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"user": [0, 1, 2], "item": [1, 0, 1], "rating": [4.0, 3.0, 5.0],
+                       "timestamp": [111, 222, 333]})
+    with pytest.raises(DataError, match=r"data 'r' is given as a DataFrame.*coo_matrix.*"
+                                        r"df.to_numpy\(\)"):
+        trainer(mc).fit(r=df)
+    R = sp.coo_matrix((df["rating"], (df["user"], df["item"])))
+    assert trainer(mc).fit(r=R).predict(r=R).shape == (3,)
+
+
+def test_a_feature_table_for_row_data_is_a_dense_matrix(svm, xy):
+    """Pinned: a DataFrame of features for a row block's X is its dense matrix, as in
+    scikit-learn."""
+    pd = pytest.importorskip("pandas")
+    X, y = xy
+    a = trainer(svm).fit(X=pd.DataFrame(X.toarray()), y=pd.Series(y)).params["w"]
+    assert np.array_equal(a, trainer(svm).fit(X=X, y=y).params["w"])
+
+
+def _with(X, **changes):
+    X = X.copy()
+    for k, v in changes.items():
+        setattr(X, k, v)
+    return X
+
+
+# (what the data is, fit's data from (X, y), the DataError's message): each already clear
+DATA_MISTAKES = [
+    ("y missing", lambda X, y: {"X": X}, "missing data 'y' (declared on spec line 6"),
+    ("x for X", lambda X, y: {"x": X, "y": y}, "unknown data name 'x': model 'svm' declares X"),
+    ("0/1 labels", lambda X, y: {"X": X, "y": (y > 0) * 1.0},
+     "declared sign: every label must be -1 or +1, found 0"),
+    ("y too short", lambda X, y: {"X": X, "y": y[:-1]},
+     "dim 'example' is 60 from data 'X' (axis 0) but 59 from data 'y'"),
+    ("y a column", lambda X, y: {"X": X, "y": y[:, None]}, "data 'y' must be 1-D"),
+    ("y strings", lambda X, y: {"X": X, "y": y.astype(str)}, "data 'y' must be numeric"),
+    ("X 1-D", lambda X, y: {"X": X.toarray()[0], "y": y}, "must be a sparse matrix"),
+    ("X 3-D", lambda X, y: {"X": X.toarray()[None], "y": y}, "must be a sparse matrix"),
+    ("NaN in X", lambda X, y: {"X": _with(X, data=np.r_[np.nan, X.data[1:]]), "y": y},
+     "data 'X' holds NaN or inf"),
+    ("inf in y", lambda X, y: {"X": X, "y": np.r_[np.inf, y[1:]]}, "data 'y' holds NaN or inf"),
+    ("column index past the width",
+     lambda X, y: {"X": _with(X, indices=np.r_[X.indices[:-1], 10**6].astype(np.int32)),
+                   "y": y},
+     "data 'X' is a corrupt sparse matrix: indices entry 1000000 is out of range [0, 12)"),
+    ("negative column index",
+     lambda X, y: {"X": _with(X, indices=np.r_[-1, X.indices[1:]].astype(np.int32)), "y": y},
+     "indices entry -1 is out of range [0, 12)"),
+    ("no rows", lambda X, y: {"X": sp.csr_matrix((0, 12)), "y": np.zeros(0)},
+     "no terms to train on: 'for i in example' has 0 terms"),
+]
+
+
+@pytest.mark.parametrize("what, data, message", DATA_MISTAKES,
+                         ids=[row[0] for row in DATA_MISTAKES])
+def test_data_mistakes_name_the_data_and_the_problem(svm, xy, what, data, message):
+    with pytest.raises(DataError) as e:
+        trainer(svm).fit(**data(*xy))
+    assert message in str(e.value)
+
+
+@pytest.mark.parametrize("X", [
+    lambda X: X.tocsc(), lambda X: X.tocoo(), lambda X: X.toarray(), lambda X: X.tolil(),
+    lambda X: _with(X, indices=X.indices.astype(np.int64), indptr=X.indptr.astype(np.int64)),
+    lambda X: _reversed_rows(X),
+    lambda X: np.asfortranarray(X.toarray()),
+    lambda X: X.astype(np.float32),
+], ids=["csc", "coo", "dense", "lil", "int64 indices", "unsorted indices", "fortran",
+        "float32"])
+def test_any_form_of_the_same_matrix_trains_alike(svm, xy, X):
+    """Pinned: CSC, COO, LIL, dense, int64 indices, unsorted columns, a Fortran array and
+    float32 values train as the CSR itself does."""
+    X0, y = xy
+    want = trainer(svm).fit(X=X0, y=y).params["w"]
+    assert np.allclose(trainer(svm).fit(X=X(X0), y=y).params["w"], want, rtol=1e-6)
+
+
+def _reversed_rows(X):
+    """The same matrix with each row's columns stored in reverse order."""
+    X = X.copy()
+    for i in range(X.shape[0]):
+        s, e = X.indptr[i], X.indptr[i + 1]
+        X.indices[s:e], X.data[s:e] = X.indices[s:e][::-1].copy(), X.data[s:e][::-1].copy()
+    X.has_sorted_indices = False
+    return X
+
+
+def test_read_only_and_strided_labels_train(svm, xy):
+    X, y = xy
+    ro = y.copy()
+    ro.flags.writeable = False
+    want = trainer(svm).fit(X=X, y=y).params["w"]
+    assert np.array_equal(trainer(svm).fit(X=X, y=ro).params["w"], want)
+    assert np.array_equal(trainer(svm).fit(X=X, y=np.repeat(y, 2)[::2]).params["w"], want)
+
+
+def test_warm_start_and_predict_on_data_of_another_width(svm, xy):
+    X, y = xy
+    t = trainer(svm).fit(X=X, y=y)
+    wider = sp.random(60, 15, density=0.3, format="csr", random_state=1)
+    for call in (lambda: t.fit(X=wider, y=y), lambda: t.predict(X=wider)):
+        with pytest.raises(DataError, match="dim 'feature' is 15 from data 'X' .axis 1. but 12 "
+                                            "from param 'w'"):
+            call()
+
+
+def test_a_step_that_diverges_keeps_the_finite_params(svm, xy):
+    X, y = xy
+    t = trainer(svm, step=1e300, epochs=3)
+    with pytest.raises(hogwild_dsl.DivergenceError, match="smaller step") as e:
+        t.fit(X=X * 1e10, y=y)
+    assert e.value.epoch == 1
+    assert np.all(np.isfinite(t.params["w"]))
