@@ -553,8 +553,9 @@ class TrainerBase:
                                f"(hogwild_dsl.load(..., dtype={saved!r})); to convert, assign "
                                "its params into a fitted trainer's t.params")
         if meta.get("signature") != cls.signature:
-            raise HogwildError(f"{path} was saved by model '{meta.get('model')}' with a "
-                               "different spec or version (signature mismatch)")
+            other = _other_spec(meta, cls.spec)
+            if other is not None:
+                raise HogwildError(f"{path} {other} (signature mismatch)")
         settings = meta.get("settings")
         settings = settings if isinstance(settings, dict) else {}   # files from before them
         saved = {k: v for k, v in settings.items() if k in cls.SAVED_SETTINGS}
@@ -932,6 +933,27 @@ def _bytes(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n} bytes"
+
+
+def _other_spec(meta: dict, spec: ir.Spec) -> str | None:
+    """Why a saved file whose signature is not the module's does not fit it, and what to do;
+    None where the file holds this very spec text and consts: then only hogwild-dsl's
+    version differs (the signature hashes the compiler too), and the params, named and shaped
+    by the spec alone, fit (a file saved before an upgrade was refused for good)."""
+    model, text, consts = meta.get("model"), meta.get("spec"), meta.get("consts")
+    if model != spec.model:
+        return (f"was saved by model '{model}', not '{spec.model}': load it with the module "
+                "of the spec that saved it")
+    if not isinstance(text, str) or not isinstance(consts, dict):
+        return f"was saved by model '{model}' with a different spec or version"
+    if text != spec.source:
+        return (f"was saved by another spec of model '{model}' (its text differs from this "
+                "module's; the file holds it under '__hogwild__'): load it with the module "
+                "of that text")
+    if consts != dict(spec.consts):
+        return (f"was saved with consts {consts}, and this module has {dict(spec.consts)}: "
+                f"load the module with consts={consts}")
+    return None
 
 
 def _read_accumulators(path, meta: dict, dtype) -> dict:
