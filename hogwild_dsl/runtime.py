@@ -278,7 +278,7 @@ class TrainerBase:
             blocks = " and ".join(f"'{b.header().rstrip(':')}'" for b in self.spec.blocks)
             raise DataError(f"the data give model '{self.spec.model}' no terms to train on: "
                             f"{blocks} ha{'s' if len(self.spec.blocks) == 1 else 've'} 0 terms")
-        held_out = self._held_out(validation)
+        held_out = self._held_out(validation, data)
         restart = self._calibrate_step(arrays, sizes)
         arrays.update(self._hot_rows(arrays, sizes))
         while True:
@@ -315,13 +315,18 @@ class TrainerBase:
     def _smaller_step(self, restart, arrays: dict) -> bool:
         return calibrate.smaller_step(self, restart, arrays)
 
-    def _held_out(self, validation):
-        """The kernel of the validation data, which reads the live params (self.params)."""
+    def _held_out(self, validation, data: dict):
+        """The kernel of the validation data, which reads the live params (self.params).
+        Scalar data (a global mean, a temperature) that `validation` does not give hold for
+        the held-out data too, as `hogwildc train --validation` has it (it was "validation:
+        missing data 'mu'")."""
         if validation is None:
             return None
         if not isinstance(validation, dict):
             raise DataError("validation must be a dict of data by the spec's names, like fit's "
                             f"own, not {_show(validation)}")
+        validation = {**{d.name: data[d.name] for d in self.spec.data
+                         if not d.dims and d.name in data}, **validation}
         try:
             arrays, sizes = self.layout(validation)
         except DataError as e:
@@ -1044,7 +1049,8 @@ def _convert(d: ir.Data, value, dtype=np.float64):
         raise DataError(f"data '{d.name}' must be {want}-D ({d}), got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
         at = np.argwhere(~np.isfinite(arr))[0].tolist()
-        raise _at_row(DataError(f"data '{d.name}' holds NaN or inf at index {at}"),
+        where = f" at index {at}" if at else ""          # a scalar has no index
+        raise _at_row(DataError(f"data '{d.name}' holds NaN or inf{where}"),
                       at[0] if at else None)
     if d.kind == "sign" and not np.all(np.abs(arr) == 1):
         at = np.argwhere(np.abs(arr) != 1)[0].tolist()

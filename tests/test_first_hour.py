@@ -300,3 +300,199 @@ def test_a_step_that_diverges_keeps_the_finite_params(svm, xy):
         t.fit(X=X * 1e10, y=y)
     assert e.value.epoch == 1
     assert np.all(np.isfinite(t.params["w"]))
+
+
+# ---------------------------------------------------------------- the estimators
+
+def test_recommend_n_must_be_a_count(mc):
+    """recommend(user, n=-1) returned no items in silence (max(int(n), 0)); n=2.5 gave 2."""
+    from hogwild_dsl.sklearn import EstimatorInputError, HogwildRecommender
+    R = sp.random(12, 8, density=0.5, format="csr", random_state=0)
+    R.data = np.round(R.data * 4 + 1)
+    rec = HogwildRecommender(spec="mc", consts={"rank": 3}, threads=1, epochs=2,
+                             step=0.01).fit(R)
+    for n in (-1, 2.5, "3", None):
+        with pytest.raises(EstimatorInputError, match="n must be a non-negative integer"):
+            rec.recommend(0, n=n)
+    assert len(rec.recommend(0, n=np.int64(2))) == 2
+    assert len(rec.recommend(0, n=0)) == 0
+
+
+def test_one_class_is_shown_plainly():
+    """numpy 2 printed 'y holds 1 class (np.float64(1.0))'."""
+    from hogwild_dsl.sklearn import EstimatorInputError, HogwildClassifier
+    with pytest.raises(EstimatorInputError, match=r"y holds 1 class \(1.0\): a classifier"):
+        HogwildClassifier().fit(np.eye(4), np.ones(4))
+
+
+# ---------------------------------------------------------------- hogwildc
+
+def hogwildc(capsys, *args):
+    from hogwild_dsl.cli import main
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    assert "Traceback" not in out.out + out.err
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def svm_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("files") / "train.svm"
+    path.write_text("1 1:0.5 3:1\n-1 2:1\n1 1:1 2:0.25\n-1 3:0.5\n")
+    return path
+
+
+def test_an_unknown_option_is_told_with_its_command(capsys, svm_file):
+    """argparse told it with hogwildc's own usage ('usage: hogwildc [-h] [--version] COMMAND
+    ...'), naming neither the command nor the option meant."""
+    code, _, err = hogwildc(capsys, "train", SPECS / "svm.hog", "--data", f"X,y={svm_file}",
+                            "--stepp", "1")
+    assert code == 2
+    assert "usage: hogwildc train" in err
+    assert "--stepp: did you mean --step?" in err
+    assert "'1' follows" not in err
+
+
+def test_data_given_without_its_equals_sign(capsys, svm_file):
+    code, _, err = hogwildc(capsys, "train", SPECS / "svm.hog", "--data", "X,y", svm_file)
+    assert code == 2
+    assert "follows no option that takes it (--data NAME=FILE is one word" in err
+
+
+def test_a_scalar_datum_that_is_no_number(capsys, tmp_path):
+    """--data mu=abc was "data file 'abc': no such file"."""
+    ratings = tmp_path / "r.csv"
+    ratings.write_text("0,0,4\n1,1,3\n")
+    code, _, err = hogwildc(capsys, "train", "funksvd", "--data", f"r={ratings}",
+                            "--data", "mu=abc", "--const", "rank=2")
+    assert code == 1
+    assert "data 'mu' is a scalar (data mu : real): give a number (--data mu=3.6)" in err
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["train", "nonexist.hog", "--data", "X,y=f"], 1, "no such file, and not a shipped spec"),
+    (["train", SPECS, "--data", "X,y=f"], 1, "is a directory, not a .hog file"),
+    (["train", "svm", "--data", "X,y=missing.svm"], 1, "data file 'missing.svm': no such file"),
+    (["train", "svm", "--data", "x,y=f"], 1, "the spec declares no data 'x' (it declares X, y)"),
+    (["train", "svm", "--data", "X,y=f", "--threads", "0"], 2, "--threads must be at least 1"),
+    (["train", "svm", "--data", "X,y=f", "--sync", "locks"], 2, "invalid choice: 'locks'"),
+    (["train", "svm", "--data", "X,y=f", "--patience", "2"], 1,
+     "give held-out data with --validation"),
+    (["compile", "mc", "--const", "rnk=5"], 1, "did you mean 'rank'?"),
+    (["check", "svm", "--exact"], 2, "unrecognized arguments: --exact"),
+])
+def test_command_line_mistakes(capsys, tmp_path, monkeypatch, args, code, message):
+    monkeypatch.chdir(tmp_path)
+    got, _, err = hogwildc(capsys, *args)
+    assert got == code
+    assert message in err
+
+
+def test_labels_of_the_other_convention_in_a_file(capsys, tmp_path):
+    path = tmp_path / "01.svm"
+    path.write_text("1 1:0.5\n0 2:1\n")
+    code, _, err = hogwildc(capsys, "train", "svm", "--data", f"X,y={path}", "-q")
+    assert code == 1
+    assert f"data file '{path}', line 2" in err and "write the 0 labels as -1" in err
+
+
+@pytest.mark.parametrize("command", ["check", "compile", "train", "analyze", "demo"])
+def test_help_of_each_command_names_api_md_options(capsys, command):
+    code, out, _ = hogwildc(capsys, command, "--help")
+    assert code == 0
+    want = {"check": ["SPEC", "--const"], "compile": ["-o DIR", "--const", "--dtype"],
+            "train": ["--data NAME=FILE", "--threads", "--epochs", "--step", "--sync",
+                      "--optimizer", "--validation", "--patience", "--out", "--plot"],
+            "analyze": ["--data NAME=FILE", "--sample", "--exact"],
+            "demo": ["--scale", "--threads", "--epochs"]}[command]
+    for option in want:
+        assert option in out
+    if command != "demo":
+        assert "shipped spec" in out
+
+
+# ---------------------------------------------------------------- save and load
+
+def _resaved(path, tmp_path, **meta_changes):
+    """The file at `path` with its metadata changed (as another version or spec writes it)."""
+    import json
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(str(arrays["__hogwild__"][()]))
+    meta.update(meta_changes)
+    arrays["__hogwild__"] = np.array(json.dumps(meta))
+    out = tmp_path / f"changed_{len(list(tmp_path.iterdir()))}.npz"
+    np.savez(out, **arrays)
+    return out
+
+
+def test_a_file_saved_by_another_version_of_the_same_spec_loads(mc, tmp_path):
+    """The signature hashes the compiler's own source too, so every file saved before an
+    upgrade of hogwild-dsl was refused ('different spec or version'): the work was lost
+    although the params (named and shaped by the spec and consts alone) fit."""
+    R = sp.random(10, 6, density=0.5, format="coo", random_state=0)
+    t = trainer(mc, epochs=2, step=0.01).fit(r=R)
+    old = _resaved(t.save(tmp_path / "mc.npz"), tmp_path, signature="0" * 24)
+    t2 = mc.Trainer.load(old)
+    assert np.array_equal(t2.params["L"], t.params["L"])
+    assert t2.fit(r=R).history
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"consts": {"rank": 5}}, "was saved with consts {'rank': 5}, and this module has "
+                              "{'rank': 3}: load the module with consts={'rank': 5}"),
+    ({"model": "svm"}, "was saved by model 'svm', not 'mc'"),
+    ({"spec": "model mc\n"}, "was saved by another spec of model 'mc'"),
+])
+def test_a_file_of_another_spec_says_which_and_what_to_do(mc, tmp_path, change, message):
+    R = sp.random(10, 6, density=0.5, format="coo", random_state=0)
+    path = trainer(mc, epochs=1, step=0.01).fit(r=R).save(tmp_path / "mc.npz")
+    with pytest.raises(HogwildError, match="signature mismatch") as e:
+        mc.Trainer.load(_resaved(path, tmp_path, signature="0" * 24, **change))
+    assert message in str(e.value)
+
+
+def test_a_file_of_another_model(svm, load_spec, xy, tmp_path):
+    path = trainer(svm).fit(X=xy[0], y=xy[1]).save(tmp_path / "svm.npz")
+    with pytest.raises(HogwildError, match="saved by model 'svm', not 'logreg'"):
+        load_spec("logreg").Trainer.load(path)
+
+
+# ---------------------------------------------------------------- validation
+
+@pytest.fixture(scope="module")
+def funksvd(load_spec):
+    return load_spec("funksvd", consts={"rank": 2})
+
+
+def test_validation_takes_fit_s_scalar_data(funksvd):
+    """fit(r=R, mu=3.5, validation={"r": Rv}) was "validation: missing data 'mu'", where
+    `hogwildc train --validation` uses --data's mu for the held-out data."""
+    R = sp.random(12, 8, density=0.5, format="coo", random_state=0)
+    Rv = sp.random(12, 8, density=0.2, format="coo", random_state=1)
+    t = trainer(funksvd, epochs=2, step=0.01).fit(r=R, mu=3.5, validation={"r": Rv})
+    assert t.history[-1]["validation_objective"] == pytest.approx(t.objective(r=Rv, mu=3.5))
+    t = trainer(funksvd, epochs=1, step=0.01).fit(r=R, mu=3.5, validation={"r": Rv, "mu": 1.0})
+    assert t.history[-1]["validation_objective"] == pytest.approx(t.objective(r=Rv, mu=1.0))
+
+
+def test_a_nan_scalar_datum(funksvd):
+    """'holds NaN or inf at index []': a scalar has no index."""
+    R = sp.random(12, 8, density=0.5, format="coo", random_state=0)
+    with pytest.raises(DataError, match=r"^data 'mu' holds NaN or inf$"):
+        trainer(funksvd).fit(r=R, mu=float("nan"))
+
+
+def test_patience_and_validation_mistakes(svm, xy):
+    X, y = xy
+    with pytest.raises(HogwildError, match=r"patience=2 stops on the validation objective: "
+                                           r"pass the held-out data as fit\(\.\.\., validation"):
+        trainer(svm, patience=2).fit(X=X, y=y)
+    with pytest.raises(DataError, match="validation: missing data 'y'"):
+        trainer(svm).fit(X=X, y=y, validation={"X": X})
+    with pytest.raises(DataError, match="validation must be a dict of data by the spec's names"):
+        trainer(svm).fit(X=X, y=y, validation=(X, y))
+    t = trainer(svm, patience=1, epochs=30, step=5.0).fit(X=X, y=y,
+                                                          validation={"X": X[:20], "y": y[:20]})
+    best = min(h["validation_objective"] for h in t.history)
+    assert t.objective(X=X[:20], y=y[:20]) == pytest.approx(best)
