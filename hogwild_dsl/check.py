@@ -28,6 +28,10 @@ WORD_TRAIN_KEYS = {"optimizer": ("sgd", "adagrad", "adagrad_row"),
                    "shuffle": ("true", "false"), "progress": ("true", "false")}
 INT_TRAIN_KEYS = {"epochs", "threads", "seed", "chunk", "patience"}
 TRAIN_KEYS = {"step", "decay"} | INT_TRAIN_KEYS | set(WORD_TRAIN_KEYS)
+# what scikit-learn, PyTorch, LightGBM or Vowpal Wabbit call a train key (Trainer option)
+PEER_TRAIN_KEYS = {"learning_rate": "step", "lr": "step", "eta": "step", "eta0": "step",
+                   "n_jobs": "threads", "num_threads": "threads", "max_iter": "epochs",
+                   "n_epochs": "epochs", "num_epochs": "epochs", "random_state": "seed"}
 MAX_EXTENT = 2**31 - 1     # consts and integer train values (C ints downstream)
 MAX_IR_DEPTH = 150         # deepest expression after lets are inlined (later stages recurse)
 MAX_IR_SIZE = 200_000      # largest expression tree after lets are inlined
@@ -339,7 +343,8 @@ class Checker:
             k = key.id
             if k not in TRAIN_KEYS:
                 self.error(key, f"unknown train key '{k}'",
-                           self.did_you_mean(k, TRAIN_KEYS) or
+                           (f"did you mean '{PEER_TRAIN_KEYS[k]}'?" if k in PEER_TRAIN_KEYS
+                            else self.did_you_mean(k, TRAIN_KEYS)) or
                            "the keys are " + ", ".join(sorted(TRAIN_KEYS)))
             if k in out:
                 self.error(key, f"'{k}' is given twice on the train line", "give each key once")

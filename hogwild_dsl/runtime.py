@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import build, calibrate, ir, lower
-from .check import check
+from .check import PEER_TRAIN_KEYS, check
 from .derive import gradients_text
 from .errors import DataError, DivergenceError, HogwildError
 
@@ -1684,18 +1684,12 @@ def max_threads() -> int:
     return max(64, 4 * _available_threads())
 
 
-# what scikit-learn, PyTorch, LightGBM or Vowpal Wabbit call a Trainer option
-_PEER_OPTIONS = {"learning_rate": "step", "lr": "step", "eta": "step", "eta0": "step",
-                 "n_jobs": "threads", "num_threads": "threads", "max_iter": "epochs",
-                 "n_epochs": "epochs", "num_epochs": "epochs", "random_state": "seed"}
-
-
 def _unknown_options(unknown: dict):
     """A Trainer keyword that is no option: name it, the option meant, and the options."""
     options = [p for p in inspect.signature(TrainerBase.__init__).parameters
                if p not in ("self", "unknown")]
     name = sorted(unknown)[0]
-    close = [_PEER_OPTIONS[name]] if name in _PEER_OPTIONS else \
+    close = [PEER_TRAIN_KEYS[name]] if name in PEER_TRAIN_KEYS else \
         difflib.get_close_matches(name, options, n=1, cutoff=0.5)
     meant = f": did you mean {close[0]}=?" if close else ""
     raise HogwildError(f"Trainer has no option {name!r}{meant} (its options: "

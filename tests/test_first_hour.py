@@ -496,3 +496,9 @@ def test_patience_and_validation_mistakes(svm, xy):
                                                           validation={"X": X[:20], "y": y[:20]})
     best = min(h["validation_objective"] for h in t.history)
     assert t.objective(X=X[:20], y=y[:20]) == pytest.approx(best)
+
+
+def test_a_peer_s_word_on_the_train_line():
+    with pytest.raises(SpecError, match="unknown train key 'lr'") as e:
+        hogwild_dsl.check(SVM.replace("train step 0.5", "train lr 0.5"))
+    assert e.value.hint == "did you mean 'step'?"
