@@ -1055,11 +1055,11 @@ def _convert(d: ir.Data, value, dtype=np.float64):
     if d.kind == "sign" and not np.all(np.abs(arr) == 1):
         at = np.argwhere(np.abs(arr) != 1)[0].tolist()
         raise _at_row(DataError(f"data '{d.name}' is declared sign: every label must be -1 or "
-                                f"+1, found {arr[tuple(at)]:g}"), at[0] if at else None)
+                                f"+1, found {_exact(arr[tuple(at)])}"), at[0] if at else None)
     if d.kind == "binary" and not np.all((arr == 0) | (arr == 1)):
         at = np.argwhere((arr != 0) & (arr != 1))[0].tolist()
         raise _at_row(DataError(f"data '{d.name}' is declared binary: every value must be 0 or "
-                                f"1, found {arr[tuple(at)]:g}"), at[0] if at else None)
+                                f"1, found {_exact(arr[tuple(at)])}"), at[0] if at else None)
     return np.ascontiguousarray(arr)
 
 
@@ -1074,7 +1074,7 @@ def _index_values(d: ir.Data, arr: np.ndarray) -> np.ndarray:
     bad = np.flatnonzero(~np.isfinite(arr) | (arr != np.round(arr)))
     if bad.size:
         raise _at_row(DataError(f"data '{d.name}' is index data ({d}): every value must be an "
-                                f"integer, but position {bad[0]} holds {arr[bad[0]]:g}"), bad[0])
+                                f"integer, but position {bad[0]} holds {_exact(arr[bad[0]])}"), bad[0])
     if arr.size and (arr.min() < 0 or arr.max() > MAX_EXTENT):
         at = int(np.flatnonzero((arr < 0) | (arr > MAX_EXTENT))[0])
         raise _at_row(DataError(f"data '{d.name}' is index data ({d}): position {at} holds "
@@ -1717,6 +1717,13 @@ def _positive_float(name, v):
         except OverflowError:     # an int past float's range
             pass
     raise HogwildError(f"{name} must be a positive number, not {_show(v)}")
+
+
+def _exact(x) -> str:
+    """A number as short as '%g' unless that rounds it: a label 1.0000001 is no +1, and
+    "found 1" did not say what was wrong with it."""
+    short = f"{x:g}"
+    return short if float(short) == float(x) else repr(float(x))
 
 
 def _show(v) -> str:

@@ -219,6 +219,9 @@ DATA_MISTAKES = [
     ("x for X", lambda X, y: {"x": X, "y": y}, "unknown data name 'x': model 'svm' declares X"),
     ("0/1 labels", lambda X, y: {"X": X, "y": (y > 0) * 1.0},
      "declared sign: every label must be -1 or +1, found 0"),
+    # '%g' printed 1.0000001 as 1: "must be -1 or +1, found 1"
+    ("a label off by 1e-7", lambda X, y: {"X": X, "y": np.r_[1.0000001, y[1:]]},
+     "every label must be -1 or +1, found 1.0000001"),
     ("y too short", lambda X, y: {"X": X, "y": y[:-1]},
      "dim 'example' is 60 from data 'X' (axis 0) but 59 from data 'y'"),
     ("y a column", lambda X, y: {"X": X, "y": y[:, None]}, "data 'y' must be 1-D"),
