@@ -697,7 +697,13 @@ class HogwildClassifier(ClassifierMixin, _HogwildEstimator):
 
     def _has_proba(self):
         spec = _checked(self)
-        return spec is not None and _is_probability(_predicting_block(spec).predict)
+        if spec is not None and not _is_probability(_predicting_block(spec).predict):
+            # scikit-learn's own message names no reason; this one is its cause
+            raise AttributeError(f"model '{spec.model}' does not predict a probability (its "
+                                 "predict line has no sigmoid or softmax at its top): use "
+                                 "decision_function, or a spec that predicts one "
+                                 "(spec='logreg', 'softmax')")
+        return spec is not None
 
     @available_if(_has_proba)
     def predict_proba(self, X):

@@ -505,3 +505,15 @@ def test_a_peer_s_word_on_the_train_line():
     with pytest.raises(SpecError, match="unknown train key 'lr'") as e:
         hogwild_dsl.check(SVM.replace("train step 0.5", "train lr 0.5"))
     assert e.value.hint == "did you mean 'step'?"
+
+
+def test_predict_proba_of_a_margin_spec_says_why(xy):
+    """scikit-learn's 'has no attribute predict_proba' named no reason; it is now the cause."""
+    from hogwild_dsl.sklearn import HogwildClassifier
+    X, y = xy
+    clf = HogwildClassifier(spec="svm", threads=1, epochs=1, step=0.1).fit(X, y)
+    assert not hasattr(clf, "predict_proba")
+    with pytest.raises(AttributeError) as e:
+        clf.predict_proba(X)
+    assert "model 'svm' does not predict a probability" in str(e.value.__cause__)
+    assert "decision_function" in str(e.value.__cause__)
