@@ -547,6 +547,9 @@ def _token_error(e: lark.exceptions.UnexpectedToken, source: str) -> SpecError:
 
     kind, text = token.type, str(token)
     statement = source.split("\n")[line - 1].strip() if line <= source.count("\n") else ""
+    habit = _other_language(token, source, statement)
+    if habit is not None:
+        return error(*habit)
     if kind == "_NL" and "COLON" in expected and statement.startswith("for"):
         return error("missing ':' at the end of the 'for' line",
                      "a 'for' line ends with ':' and its block is indented below it")
@@ -626,6 +629,25 @@ def _glued_error(e: _GluedKeyword, source: str) -> SpecError:
              if keyword.type in _BLOCK_WORDS else "a keyword is followed by a space")
     hint = f"did you mean '{keyword}'? ({where})"
     return SpecError(f"unknown word '{word}'", line, column, source, hint=hint)
+
+
+def _other_language(token, source: str, statement: str) -> tuple[str, str] | None:
+    """(message, hint) for a habit of Python or C at `token`, else None: the parser only
+    knew that '*' or ':' was not expected there."""
+    at = getattr(token, "start_pos", None)
+    before = source[at - 1] if at else ""
+    if token.type == "STAR" and before == "*":
+        return "'**' is not an operator", "power is written '^': x ^ 2"
+    if token.type == "SLASH" and "//" in (before + source[at:at + 2]):
+        return "'//' does not start a comment", "'#' starts a comment"
+    if token.type == "EQUAL" and re.match(r"(loss|predict)\b", statement):
+        word = statement.split()[0]
+        return (f"'{word}' takes its expression without '='",
+                f"write '{word} EXPR'; 'let NAME = EXPR' names an intermediate")
+    if token.type == "COLON" and before in "[, " and "[" in source[source.rfind("\n", 0, at):at]:
+        return ("slices (':') are not part of the language",
+                "X[i] is row i of X; X[i, j] is one value of it inside sum(j in X[i]: ...)")
+    return None
 
 
 _FORMS = {

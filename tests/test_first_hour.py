@@ -31,6 +31,14 @@ SPEC_MISTAKES = [
     ("loss hinge", "Loss hinge", "found the name 'Loss'", 10, 5, "did you mean 'loss'?"),
     ("param w", "parm w", "found the name 'parm'", 7, 1, "did you mean 'param'?"),
     ("predict dot", "prdict dot", "found the name 'prdict'", 12, 5, "did you mean 'predict'?"),
+    # habits of Python or C: the parser said only that '*', '/', '=' or ':' was unexpected
+    ("y[i] * dot(X[i], w)", "(y[i] * dot(X[i], w))**2", "'**' is not an operator", 10, 38,
+     "power is written '^'"),
+    ("# labels", "// labels", "'//' does not start a comment", 6, 40, "'#' starts a comment"),
+    ("loss hinge", "loss = hinge", "'loss' takes its expression without '='", 10, 10,
+     "write 'loss EXPR'"),
+    ("dot(X[i], w))", "dot(X[i, :], w))", "slices (':') are not part of the language", 10, 32,
+     "X[i] is row i of X"),
     # already clear: pinned
     ("dot(X[i], w))", "dot(X[i], ww))", "unknown name 'ww'", 10, 33, "did you mean 'w'?"),
     ("hinge(", "hing(", "unknown function 'hing'", 10, 10, "did you mean 'hinge'?"),
