@@ -22,7 +22,8 @@ import time
 from types import SimpleNamespace
 
 from . import __version__, demo, ir, report, shipped
-from .history import best_validation, fmt_num, has_validation, plot_history, print_history
+from .history import (best_validation, fmt_num, has_validation, plot_formats, plot_history,
+                      print_history)
 from .errors import DataError, DivergenceError, HogwildError, SpecError
 
 PROG = "hogwildc"
@@ -473,6 +474,12 @@ def cmd_train(args) -> int:
         plot_dir = os.path.dirname(os.path.abspath(args.plot))
         if not os.path.isdir(plot_dir):
             raise CliError(f"--plot '{args.plot}': the folder {plot_dir} does not exist")
+        ext = os.path.splitext(args.plot)[1].lstrip(".").lower()
+        if not ext:                 # matplotlib would add .png, and we said another name
+            args.plot += ".png"
+        elif ext not in plot_formats():   # was an internal error after training
+            raise CliError(f"--plot '{args.plot}': no image format has the extension '.{ext}' "
+                           f"(use .png, .pdf or .svg; all: {', '.join(plot_formats())})")
     t = _trainer(mod, **options)
     start = time.perf_counter()
     try:
@@ -515,8 +522,10 @@ def cmd_train(args) -> int:
         try:
             plot_history(history, args.plot,
                          f"{spec.model}: sync={t.sync}, {threads} thread(s)")
-        except OSError as e:
-            raise CliError(f"--plot '{args.plot}': cannot write ({e.strerror or e})") from None
+        except (OSError, ValueError, RuntimeError) as e:   # a format needing LaTeX, say
+            why = getattr(e, "strerror", None) or e
+            raise CliError(f"--plot '{args.plot}': cannot write ({why}); the params are "
+                           "saved") from None
         print(f"saved the objective curve to {args.plot}")
     return 0
 

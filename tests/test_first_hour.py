@@ -525,3 +525,20 @@ def test_predict_proba_of_a_margin_spec_says_why(xy):
         clf.predict_proba(X)
     assert "model 'svm' does not predict a probability" in str(e.value.__cause__)
     assert "decision_function" in str(e.value.__cause__)
+
+
+def test_a_plot_file_of_no_image_format(capsys, svm_file, tmp_path, monkeypatch):
+    """--plot curve.xyz trained, saved, then failed as 'internal error: ValueError ... (this
+    is a bug in hogwild-dsl)'; now refused before training. Without an extension matplotlib
+    wrote curve.png where we said 'curve'."""
+    pytest.importorskip("matplotlib")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = hogwildc(capsys, "train", "svm", "--data", f"X,y={svm_file}", "-q",
+                              "--epochs", "1", "--plot", "curve.xyz")
+    assert code == 1
+    assert "no image format has the extension '.xyz' (use .png, .pdf or .svg" in err
+    assert "epoch" not in out
+    code, out, _ = hogwildc(capsys, "train", "svm", "--data", f"X,y={svm_file}", "-q",
+                            "--epochs", "1", "--plot", "curve")
+    assert code == 0 and "saved the objective curve to curve.png" in out
+    assert (tmp_path / "curve.png").exists()
