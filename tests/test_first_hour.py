@@ -542,3 +542,36 @@ def test_a_plot_file_of_no_image_format(capsys, svm_file, tmp_path, monkeypatch)
                             "--epochs", "1", "--plot", "curve")
     assert code == 0 and "saved the objective curve to curve.png" in out
     assert (tmp_path / "curve.png").exists()
+
+
+# ---------------------------------------------------------------- data files
+
+@pytest.mark.parametrize("text", [
+    "user,item,rating,date\n0,1,3.5,2021-01-01\n1,0,4,2021-01-02\n",   # a date column
+    "0,1,3.5,\n1,0,4,\n",                                              # trailing commas
+])
+def test_later_columns_of_a_triplet_file_are_ignored(capsys, tmp_path, text):
+    """docs: 'columns after the third of a triplet file are ignored (a timestamp, say)';
+    a date or an empty cell there was 'non-numeric cell' / 'empty cell in column 4'."""
+    from hogwild_dsl.data import read_data
+    path = tmp_path / "r.csv"
+    path.write_text(text)
+    r = read_data(str(path), ["r"], {"r": "sparse"})["r"]
+    assert r.shape == (2, 2) and sorted(r.data) == [3.5, 4.0]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("0;1;3,5\n1;0;4,0\n", "separated by ';' and the numbers have decimal commas"),
+    ("0,1,3.5\n1,0\n", "line 2: a sparse (triplet) file needs the columns u,v,value; this row "
+                       "has 2 columns"),
+    ("0,1,3.5\n-1,0,4\n", "line 2: the id -1 in column 1 (the row id u) is negative"),
+    ("0,1,3.5\n1,0,nan\n", "line 2: the value nan in column 3 is not a finite number"),
+    ("0,1,3.5\n1.5,0,4\n", "line 2: the id 1.5 in column 1 (the row id u) is not an integer"),
+])
+def test_a_bad_line_of_a_triplet_file(tmp_path, text, message):
+    from hogwild_dsl.data import read_data
+    path = tmp_path / "r.csv"
+    path.write_text(text)
+    with pytest.raises(DataError) as e:
+        read_data(str(path), ["r"], {"r": "sparse"})
+    assert message in str(e.value) and "r.csv" in str(e.value)
