@@ -575,3 +575,17 @@ def test_a_bad_line_of_a_triplet_file(tmp_path, text, message):
     with pytest.raises(DataError) as e:
         read_data(str(path), ["r"], {"r": "sparse"})
     assert message in str(e.value) and "r.csv" in str(e.value)
+
+
+def test_test_ratings_built_from_ids_without_the_shape(mc):
+    """A COO of a few test ratings is as large as its largest ids + 1; the error named the
+    mismatch only."""
+    R = sp.random(30, 20, density=0.3, format="coo", random_state=0)
+    t = trainer(mc).fit(r=R)
+    few = sp.coo_matrix(([4.0, 3.0], ([2, 5], [1, 7])))
+    with pytest.raises(DataError, match=r"dim 'user' is 6 from data 'r' \(axis 0\) but 30 from "
+                                        r"param 'L' \(axis 0\): the params have 30 along 'user'"
+                                        r".*shape="):
+        t.predict(r=few)
+    shaped = sp.coo_matrix((few.data, (few.row, few.col)), shape=(30, 20))
+    assert t.predict(r=shaped).shape == (2,)
