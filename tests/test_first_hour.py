@@ -1,7 +1,9 @@
 """A new user's first hour: the mistakes such a user makes, following README.md and docs/ word
 for word, each of which must end in a clear error that says what is wrong and what to do (or
 work as the docs say). One case per row; the compiled modules come from conftest's session
-cache (svm, mc), so the file stays fast."""
+cache (svm, mc, funksvd, softmax, logreg), so the file stays fast."""
+import re
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -589,3 +591,33 @@ def test_test_ratings_built_from_ids_without_the_shape(mc):
         t.predict(r=few)
     shaped = sp.coo_matrix((few.data, (few.row, few.col)), shape=(30, 20))
     assert t.predict(r=shaped).shape == (2,)
+
+
+def test_a_cache_folder_that_cannot_be_made(tmp_path):
+    """Pinned (a read-only folder cannot be made as root, so a file stands in its way)."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(HogwildError, match="cannot create the build cache folder .*pass "
+                                           "cache_dir or set HOGWILD_CACHE_DIR"):
+        hogwild_dsl.load("svm", cache_dir=blocker / "cache")
+
+
+@pytest.mark.parametrize("labels, message", [
+    (lambda y: np.r_[-1, y[1:]], "position 0 holds -1, out of range [0, class)"),
+    (lambda y: np.r_[0.5, y[1:]], "every value must be an integer, but position 0 holds 0.5"),
+])
+def test_index_labels_out_of_range(load_spec, labels, message):
+    """Pinned: a negative or fractional class label of index(...) data."""
+    X = sp.random(30, 8, density=0.4, format="csr", random_state=0)
+    y = np.arange(30) % 3
+    with pytest.raises(DataError, match=re.escape(message)):
+        trainer(load_spec("softmax")).fit(X=X, y=labels(y))
+
+
+def test_index_label_past_the_trained_classes(load_spec):
+    X = sp.random(30, 8, density=0.4, format="csr", random_state=0)
+    y = np.arange(30) % 3
+    t = trainer(load_spec("softmax")).fit(X=X, y=y)
+    with pytest.raises(DataError, match=re.escape("position 0 holds 5, out of range [0, 3) "
+                                                  "(the size of class)")):
+        t.fit(X=X, y=np.r_[5, y[1:]])
