@@ -1107,7 +1107,13 @@ def _at_row(err: DataError, row) -> DataError:
 def _numeric(value, what: str, dtype=np.float64) -> np.ndarray:
     """value as a float64 (or `dtype`) array, with no copy where it is one already; refuses
     what would convert silently wrong (None -> NaN or 0, complex -> its real part, strings
-    parsed as numbers, a value past float32's range -> inf) rather than guessing."""
+    parsed as numbers, a value past float32's range -> inf, a masked value -> the value
+    hidden under its mask) rather than guessing."""
+    if isinstance(value, np.ma.MaskedArray) and np.ma.count_masked(value):
+        at = np.argwhere(np.ma.getmaskarray(value))[0].tolist()
+        raise DataError(f"{what} is a masked array with {np.ma.count_masked(value)} masked "
+                        f"value(s) (the first at index {at}), which would train as the values "
+                        "under the mask: fill them (value.filled(...)) or drop their rows")
     try:
         arr = np.asarray(value)
     except (TypeError, ValueError, OverflowError) as e:

@@ -621,3 +621,15 @@ def test_index_label_past_the_trained_classes(load_spec):
     with pytest.raises(DataError, match=re.escape("position 0 holds 5, out of range [0, 3) "
                                                   "(the size of class)")):
         t.fit(X=X, y=np.r_[5, y[1:]])
+
+
+def test_a_masked_label_is_not_trained_on(svm, xy):
+    """np.asarray dropped the mask: a masked (missing) label trained as the value under it."""
+    X, y = xy
+    masked = np.ma.masked_array(y, mask=np.arange(len(y)) == 3)
+    with pytest.raises(DataError, match=r"data 'y' is a masked array with 1 masked value\(s\) "
+                                        r"\(the first at index \[3\]\)"):
+        trainer(svm).fit(X=X, y=masked)
+    full = np.ma.masked_array(y, mask=np.zeros(len(y), bool))
+    assert np.array_equal(trainer(svm).fit(X=X, y=full).params["w"],
+                          trainer(svm).fit(X=X, y=y).params["w"])
