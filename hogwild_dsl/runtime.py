@@ -801,9 +801,10 @@ class TrainerBase:
             if dim in dims and dims[dim][0] != size:
                 # the params fix a dim once trained: test data built from ids (a COO of a
                 # few ratings) is as large as its largest id + 1 unless given a shape
-                fix = (f": the params have {size} along '{dim}', so the data must too (a "
-                       "scipy sparse matrix built from ids takes shape=(...)); a new Trainer "
-                       "fits data of another size") if where.startswith("param") else ""
+                fix = (f": the params have {size} along '{dim}', so the data must too "
+                       "(coo_matrix((v, (i, j)), shape=...) or load_svmlight_file(..., "
+                       "n_features=...) give the size); a new Trainer fits data of another "
+                       "size") if where.startswith("param") else ""
                 raise DataError(f"dim '{dim}' is {dims[dim][0]} from {dims[dim][1]} but "
                                 f"{size} from {where}{fix}")
             dims.setdefault(dim, (size, where))
