@@ -985,7 +985,7 @@ def _split_triplets(piece, user_block, k, name):
 # ---------------------------------------------------------------- the public entry point
 
 
-def fit(mod, client, *, epochs=None, seed=0, threads_per_worker=None, rounds_per_epoch=1,
+def fit(mod, client, *args, epochs=None, seed=0, threads_per_worker=None, rounds_per_epoch=1,
         step=None, decay=None, progress=False, **data):
     """Train `mod`'s spec on the workers of a Dask `client`; return a local Trainer.
 
@@ -1006,6 +1006,11 @@ def fit(mod, client, *, epochs=None, seed=0, threads_per_worker=None, rounds_per
         raise HogwildError("fit() needs a dask.distributed Client, not "
                            f"{type(client).__name__}")
     t = mod.Trainer(epochs=epochs, step=step, decay=decay, seed=seed)
+    if args:                  # fit(mod, client, X, y): data by position, as Trainer.fit refuses
+        names = ", ".join(f"{d.name}=..." for d in t.spec.data)
+        raise DataError(f"fit() takes the data by the spec's names, as keywords: fit(mod, "
+                        f"client, {names}) for model '{t.spec.model}', not {len(args)} "
+                        f"positional argument{'s' * (len(args) > 1)}")
     if isinstance(rounds_per_epoch, bool) or not isinstance(rounds_per_epoch, int) or \
             rounds_per_epoch < 1:
         raise HogwildError(f"rounds_per_epoch must be a positive integer, not "

@@ -633,3 +633,20 @@ def test_a_masked_label_is_not_trained_on(svm, xy):
     full = np.ma.masked_array(y, mask=np.zeros(len(y), bool))
     assert np.array_equal(trainer(svm).fit(X=X, y=full).params["w"],
                           trainer(svm).fit(X=X, y=y).params["w"])
+
+
+def test_distributed_fit_with_data_by_position(svm, xy):
+    """distributed.fit(mod, client, X, y) was Python's 'takes 2 positional arguments'."""
+    pytest.importorskip("dask.distributed")
+    from hogwild_dsl import distributed
+
+    class Client:                       # checked before any data moves: no cluster needed
+        def submit(self):
+            pass
+
+        def scheduler_info(self):
+            pass
+
+    with pytest.raises(DataError, match=r"fit\(\) takes the data by the spec's names, as "
+                                        r"keywords: fit\(mod, client, X=\.\.\., y=\.\.\.\)"):
+        distributed.fit(svm, Client(), *xy)
