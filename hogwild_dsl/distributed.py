@@ -605,8 +605,8 @@ class _Job:
         declared = {d.name for d in self.spec.data}
         for name in data:
             if name not in declared:
-                raise DataError(f"unknown data name '{name}': model '{self.spec.model}' "
-                                f"declares {', '.join(sorted(declared)) or 'no data'}")
+                from .runtime import unknown_data
+                raise unknown_data(name, self.spec, "distributed.fit", _FIT_OPTIONS)
         for name in declared:
             if data.get(name) is None:
                 raise DataError(f"missing data '{name}'")
@@ -984,6 +984,9 @@ def _split_triplets(piece, user_block, k, name):
 
 # ---------------------------------------------------------------- the public entry point
 
+_FIT_OPTIONS = ("epochs", "seed", "threads_per_worker", "rounds_per_epoch", "step", "decay",
+                "progress")
+
 
 def fit(mod, client, *args, epochs=None, seed=0, threads_per_worker=None, rounds_per_epoch=1,
         step=None, decay=None, progress=False, **data):
@@ -1011,6 +1014,11 @@ def fit(mod, client, *args, epochs=None, seed=0, threads_per_worker=None, rounds
         raise DataError(f"fit() takes the data by the spec's names, as keywords: fit(mod, "
                         f"client, {names}) for model '{t.spec.model}', not {len(args)} "
                         f"positional argument{'s' * (len(args) > 1)}")
+    declared = {d.name for d in t.spec.data}
+    for name in data:          # before the cluster is asked anything: threads=4, sync=...
+        if name not in declared:
+            from .runtime import unknown_data
+            raise unknown_data(name, t.spec, "distributed.fit", _FIT_OPTIONS)
     if isinstance(rounds_per_epoch, bool) or not isinstance(rounds_per_epoch, int) or \
             rounds_per_epoch < 1:
         raise HogwildError(f"rounds_per_epoch must be a positive integer, not "

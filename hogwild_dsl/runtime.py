@@ -730,8 +730,7 @@ class TrainerBase:
         wanted = set(declared) if need == "all" else _predict_data(spec)
         for name in data:
             if name not in declared:
-                raise DataError(f"unknown data name '{name}': model '{spec.model}' declares "
-                                f"{', '.join(declared) or 'no data'}")
+                raise unknown_data(name, spec, "Trainer", trainer_options())
         missing = [n for n in declared if n in wanted and data.get(n) is None]
         if missing:
             d = declared[missing[0]]
@@ -1696,10 +1695,32 @@ def max_threads() -> int:
     return max(64, 4 * _available_threads())
 
 
+def trainer_options() -> list[str]:
+    """The Trainer's options, in the order of its signature."""
+    return [p for p in inspect.signature(TrainerBase.__init__).parameters
+            if p not in ("self", "unknown")]
+
+
+def unknown_data(name: str, spec: ir.Spec, owner: str, options) -> DataError:
+    """A keyword of fit/objective/predict that is no data of the spec: an option of the
+    trainer's (fit(X=X, y=y, epochs=5), as Keras has it) says where it goes; a near name
+    ('Y' for 'y') is suggested."""
+    declared = [d.name for d in spec.data]
+    text = (f"unknown data name '{name}': model '{spec.model}' declares "
+            f"{', '.join(declared) or 'no data'}")
+    option = PEER_TRAIN_KEYS.get(name, name)
+    option = option if option in options else next(
+        (o for o in options if o.startswith(f"{option}_")), None)   # threads_per_worker
+    if option is not None:
+        return DataError(f"{text}; '{name}' is no data but an option: {owner}({option}=...)")
+    close = difflib.get_close_matches(name, declared, n=1, cutoff=0.6) or \
+        [d for d in declared if d.lower() == name.lower()]
+    return DataError(f"{text} (did you mean '{close[0]}'?)" if close else text)
+
+
 def _unknown_options(unknown: dict):
     """A Trainer keyword that is no option: name it, the option meant, and the options."""
-    options = [p for p in inspect.signature(TrainerBase.__init__).parameters
-               if p not in ("self", "unknown")]
+    options = trainer_options()
     name = sorted(unknown)[0]
     close = [PEER_TRAIN_KEYS[name]] if name in PEER_TRAIN_KEYS else \
         difflib.get_close_matches(name, options, n=1, cutoff=0.5)

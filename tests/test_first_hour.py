@@ -650,3 +650,32 @@ def test_distributed_fit_with_data_by_position(svm, xy):
     with pytest.raises(DataError, match=r"fit\(\) takes the data by the spec's names, as "
                                         r"keywords: fit\(mod, client, X=\.\.\., y=\.\.\.\)"):
         distributed.fit(svm, Client(), *xy)
+
+
+@pytest.mark.parametrize("kw, hint", [
+    ({"epochs": 5}, "; 'epochs' is no data but an option: Trainer(epochs=...)"),      # Keras
+    ({"learning_rate": 0.1}, "; 'learning_rate' is no data but an option: Trainer(step=...)"),
+    ({"Y": 1}, " (did you mean 'y'?)"),
+])
+def test_an_option_or_a_near_name_given_to_fit(svm, xy, kw, hint):
+    """fit(X=X, y=y, epochs=5) was 'unknown data name epochs' alone."""
+    with pytest.raises(DataError) as e:
+        trainer(svm).fit(X=xy[0], y=xy[1], **kw)
+    assert str(e.value) == (f"unknown data name '{next(iter(kw))}': model 'svm' declares X, y"
+                            + hint)
+
+
+def test_distributed_fit_with_a_trainer_option(svm, xy):
+    pytest.importorskip("dask.distributed")
+    from hogwild_dsl import distributed
+
+    class Client:
+        def submit(self):
+            pass
+
+        def scheduler_info(self):
+            pass
+
+    with pytest.raises(DataError, match=r"'threads' is no data but an option: "
+                                        r"distributed.fit\(threads_per_worker=\.\.\.\)"):
+        distributed.fit(svm, Client(), X=xy[0], y=xy[1], threads=4)
