@@ -1079,7 +1079,8 @@ def _index_values(d: ir.Data, arr: np.ndarray) -> np.ndarray:
     bad = np.flatnonzero(~np.isfinite(arr) | (arr != np.round(arr)))
     if bad.size:
         raise _at_row(DataError(f"data '{d.name}' is index data ({d}): every value must be an "
-                                f"integer, but position {bad[0]} holds {_exact(arr[bad[0]])}"), bad[0])
+                                f"integer, but position {bad[0]} holds "
+                                f"{_exact(arr[bad[0]])}"), bad[0])
     if arr.size and (arr.min() < 0 or arr.max() > MAX_EXTENT):
         at = int(np.flatnonzero((arr < 0) | (arr > MAX_EXTENT))[0])
         raise _at_row(DataError(f"data '{d.name}' is index data ({d}): position {at} holds "
