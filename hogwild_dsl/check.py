@@ -12,11 +12,12 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from . import ir, parse as syn
+from . import ir, parse as syn, shipped
 from .errors import SpecError
 
 DATA_KINDS = {"sparse": 2, "dense": 2, "real": 1, "sign": 1, "binary": 1, "index": 1}
@@ -27,6 +28,10 @@ WORD_TRAIN_KEYS = {"optimizer": ("sgd", "adagrad", "adagrad_row"),
                    "shuffle": ("true", "false"), "progress": ("true", "false")}
 INT_TRAIN_KEYS = {"epochs", "threads", "seed", "chunk", "patience"}
 TRAIN_KEYS = {"step", "decay"} | INT_TRAIN_KEYS | set(WORD_TRAIN_KEYS)
+# what scikit-learn, PyTorch, LightGBM or Vowpal Wabbit call a train key (Trainer option)
+PEER_TRAIN_KEYS = {"learning_rate": "step", "lr": "step", "eta": "step", "eta0": "step",
+                   "n_jobs": "threads", "num_threads": "threads", "max_iter": "epochs",
+                   "n_epochs": "epochs", "num_epochs": "epochs", "random_state": "seed"}
 MAX_EXTENT = 2**31 - 1     # consts and integer train values (C ints downstream)
 MAX_IR_DEPTH = 150         # deepest expression after lets are inlined (later stages recurse)
 MAX_IR_SIZE = 200_000      # largest expression tree after lets are inlined
@@ -338,7 +343,8 @@ class Checker:
             k = key.id
             if k not in TRAIN_KEYS:
                 self.error(key, f"unknown train key '{k}'",
-                           self.did_you_mean(k, TRAIN_KEYS) or
+                           (f"did you mean '{PEER_TRAIN_KEYS[k]}'?" if k in PEER_TRAIN_KEYS
+                            else self.did_you_mean(k, TRAIN_KEYS)) or
                            "the keys are " + ", ".join(sorted(TRAIN_KEYS)))
             if k in out:
                 self.error(key, f"'{k}' is given twice on the train line", "give each key once")
@@ -1446,4 +1452,17 @@ def check_module(module: syn.Module, consts: dict | None = None) -> ir.Spec:
 
 def check(text: str, consts: dict | None = None) -> ir.Spec:
     """Parse and check .hog source text into the typed IR; raise SpecError on any problem."""
+    _not_a_path(text)
     return check_module(syn.parse(text), consts)
+
+
+def _not_a_path(text) -> None:
+    """check() takes text; a path or a shipped spec's name given instead failed as a syntax
+    error at its first word ("found the name 'specs'"). Say what to pass."""
+    if not isinstance(text, str) or "\n" in text.strip():
+        return
+    word = text.strip()
+    if word.endswith(".hog") or word in shipped.names() or os.path.isfile(word):
+        raise SpecError(f"check() takes a spec's text, not a path or a shipped spec's name "
+                        f"({word!r}): hogwild_dsl.check(open(path).read()), or "
+                        f"hogwild_dsl.load(path) to build it")

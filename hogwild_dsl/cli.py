@@ -12,6 +12,7 @@ bug: unexpected exceptions are reported in one line (set HOGWILD_DEBUG=1 for the
 from __future__ import annotations
 
 import argparse
+import difflib
 import inspect
 import math
 import os
@@ -21,7 +22,8 @@ import time
 from types import SimpleNamespace
 
 from . import __version__, demo, ir, report, shipped
-from .history import best_validation, fmt_num, has_validation, plot_history, print_history
+from .history import (best_validation, fmt_num, has_validation, plot_formats, plot_history,
+                      print_history)
 from .errors import DataError, DivergenceError, HogwildError, SpecError
 
 PROG = "hogwildc"
@@ -277,9 +279,13 @@ def read_data_args(spec: ir.Spec, args_data: list[str], option: str = "--data",
                                 f"(it declares {', '.join(declared) or 'none'})")
             if n in data:
                 raise DataError(f"{option}: data '{n}' is given twice")
-        if len(names) == 1 and not declared[names[0]].dims and _number(path) is not None \
-                and not os.path.exists(path):      # scalar data given inline: --data mu=3.6
-            data[names[0]] = _number(path)
+        if len(names) == 1 and not declared[names[0]].dims and not os.path.exists(path):
+            if _number(path) is None:           # was "data file 'abc': no such file"
+                raise DataError(f"{option} {arg}: data '{names[0]}' is a scalar "
+                                f"({declared[names[0]]}): give a number ({option} "
+                                f"{names[0]}=3.6) or a file holding one; no file '{path}' "
+                                "exists")
+            data[names[0]] = _number(path)      # scalar data given inline: --data mu=3.6
             continue
         kinds = {n: "sparse" if declared[n].kind == "sparse" else "dense" for n in names}
         values = read_data(path, names, kinds, zero_based=zero_based)
@@ -468,6 +474,12 @@ def cmd_train(args) -> int:
         plot_dir = os.path.dirname(os.path.abspath(args.plot))
         if not os.path.isdir(plot_dir):
             raise CliError(f"--plot '{args.plot}': the folder {plot_dir} does not exist")
+        ext = os.path.splitext(args.plot)[1].lstrip(".").lower()
+        if not ext:                 # matplotlib would add .png, and we said another name
+            args.plot += ".png"
+        elif ext not in plot_formats():   # was an internal error after training
+            raise CliError(f"--plot '{args.plot}': no image format has the extension '.{ext}' "
+                           f"(use .png, .pdf or .svg; all: {', '.join(plot_formats())})")
     t = _trainer(mod, **options)
     start = time.perf_counter()
     try:
@@ -510,8 +522,10 @@ def cmd_train(args) -> int:
         try:
             plot_history(history, args.plot,
                          f"{spec.model}: sync={t.sync}, {threads} thread(s)")
-        except OSError as e:
-            raise CliError(f"--plot '{args.plot}': cannot write ({e.strerror or e})") from None
+        except (OSError, ValueError, RuntimeError) as e:   # a format needing LaTeX, say
+            why = getattr(e, "strerror", None) or e
+            raise CliError(f"--plot '{args.plot}': cannot write ({why}); the params are "
+                           "saved") from None
         print(f"saved the objective curve to {args.plot}")
     return 0
 
@@ -551,6 +565,9 @@ def cmd_demo(args) -> int:
 # the parser and main
 
 
+SPEC_HELP = "a .hog file, or the name of a shipped spec (svm, logreg, mc, ...)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
@@ -559,6 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    p.commands = sub.choices                  # name -> its parser (main's unknown options)
 
     def dtype_opt(q):
         q.add_argument("--dtype", choices=["float64", "float32"], default="float64",
@@ -571,12 +589,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("check", help="parse and check specs; print a summary and the "
                                      "derived gradients")
-    q.add_argument("specs", nargs="+", type=spec_arg, metavar="SPEC")
+    q.add_argument("specs", nargs="+", type=spec_arg, metavar="SPEC", help=SPEC_HELP)
     const_opt(q)
     q.set_defaults(func=cmd_check)
 
     q = sub.add_parser("compile", help="generate and build the trainer of specs")
-    q.add_argument("specs", nargs="+", type=spec_arg, metavar="SPEC")
+    q.add_argument("specs", nargs="+", type=spec_arg, metavar="SPEC", help=SPEC_HELP)
     q.add_argument("-o", "--out-dir", default="generated", metavar="DIR",
                    help="where to write the module (default: generated/)")
     const_opt(q)
@@ -584,7 +602,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_compile)
 
     q = sub.add_parser("train", help="train a spec on data files")
-    q.add_argument("spec", type=spec_arg, metavar="SPEC")
+    q.add_argument("spec", type=spec_arg, metavar="SPEC", help=SPEC_HELP)
     q.add_argument("--data", action="append", required=True, metavar="NAME=FILE",
                    help="a data file for the spec's data NAME (X,y=train.svm for rows plus "
                         "labels); repeatable")
@@ -595,7 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "and saves the initial params)")
     q.add_argument("--step", type=_step_arg, metavar="S",
                    help="the step, or 'auto' (default: the spec's train line, else calibrated "
-                        "on a sample of the data at the start of training)")
+                        "on the data scaled down at the start of training)")
     q.add_argument("--decay", type=_positive_float("--decay"), metavar="G",
                    help="the step of epoch e is step * G^e (default: the spec's train line, "
                         "else 0.9, or 1 under AdaGrad)")
@@ -627,7 +645,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("analyze", help="the paper's sparsity statistics (Omega, Delta, rho) "
                                        "of data under a spec")
-    q.add_argument("spec", type=spec_arg, metavar="SPEC")
+    q.add_argument("spec", type=spec_arg, metavar="SPEC", help=SPEC_HELP)
     q.add_argument("--data", action="append", required=True, metavar="NAME=FILE",
                    help="a data file for the spec's data NAME, as train's --data; repeatable")
     const_opt(q)
@@ -652,10 +670,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _unrecognized(command: argparse.ArgumentParser, extra: list) -> None:
+    """Arguments a command does not take, told with that command's usage (argparse told
+    them with hogwildc's own, naming no command) and the option meant: exits 2."""
+    options = [o for a in command._actions for o in a.option_strings if o.startswith("--")]
+    notes = []
+    for before, arg in zip([None] + extra, extra):
+        if arg.startswith("-"):
+            close = difflib.get_close_matches(arg.split("=", 1)[0], options, n=1, cutoff=0.6)
+            if close:
+                notes.append(f"{arg.split('=', 1)[0]}: did you mean {close[0]}?")
+        elif "--data" in options and not (before or "").startswith("-"):   # not its value
+            notes.append(f"{arg!r} follows no option that takes it (--data NAME=FILE is one "
+                         "word: '=' and no spaces)")
+    command.error(f"unrecognized arguments: {' '.join(extra)}"
+                  + "".join(f"\n  {n}" for n in notes))
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            _unrecognized(parser.commands[args.command], extra)
     except SystemExit as e:
         return int(e.code) if isinstance(e.code, int) else (0 if e.code is None else 2)
     try:

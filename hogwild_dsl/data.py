@@ -766,6 +766,9 @@ def _table_layout(path):
         raise _error(path, "no data rows (only blank lines and comments)")
     lineno, text = first
     delim = _sniff_delimiter(text, default)
+    if delim == "," and len(text.split(";")) > len(text.split(",")):   # 0;1;3,5
+        raise _error(path, "the cells are separated by ';' and the numbers have decimal "
+                           "commas (3,5): write decimal points (3.5)", lineno)
     cells = _split_cells(text, delim)
     non_numeric = sum(1 for c in cells if not _is_number(c))
     if non_numeric and 2 * non_numeric >= len(cells):
@@ -793,10 +796,13 @@ def _scan_table(path, delim, skip, triplets):
             if triplets and ncols < 3:
                 raise _error(path, f"a sparse (triplet) file needs the columns u,v,value; "
                                    f"this row has {ncols} column{'s' * (ncols != 1)}", lineno)
-        elif len(cells) != ncols:
+        elif triplets and len(cells) < 3:
+            raise _error(path, f"a sparse (triplet) file needs the columns u,v,value; this "
+                               f"row has {len(cells)} column{'s' * (len(cells) != 1)}", lineno)
+        elif not triplets and len(cells) != ncols:
             raise _error(path, f"this row has {len(cells)} columns but line {first_line} "
                                f"(the first data row) has {ncols}", lineno)
-        for j, c in enumerate(cells, 1):
+        for j, c in enumerate(cells[:3] if triplets else cells, 1):
             if not c:
                 raise _error(path, f"empty cell in column {j}", lineno)
             if not _is_number(c):
@@ -847,8 +853,11 @@ def _read_table(path, names, kind):
             if delim is not None and len(delim) > 1:    # loadtxt splits on one character
                 sep = "\x1f"
                 lines = (line.replace(delim, sep) for line in f)
+            # a triplet file's later columns are ignored, unread: a date, an empty cell left
+            # by a trailing delimiter (they failed as "non-numeric cell" / "empty cell")
             arr = np.loadtxt(lines, dtype=np.float64, delimiter=sep, skiprows=skip,
-                             comments="#", ndmin=2, quotechar='"')
+                             comments="#", ndmin=2, quotechar='"',
+                             usecols=(0, 1, 2) if triplets else None)
     except (ValueError, UnicodeDecodeError) as e:
         _scan_table(path, delim, skip, triplets)
         raise _error(path, "cannot be read as a numeric table: " + " ".join(str(e).split())) \

@@ -624,8 +624,8 @@ class _Job:
         declared = {d.name for d in self.spec.data}
         for name in data:
             if name not in declared:
-                raise DataError(f"unknown data name '{name}': model '{self.spec.model}' "
-                                f"declares {', '.join(sorted(declared)) or 'no data'}")
+                from .runtime import unknown_data
+                raise unknown_data(name, self.spec, "distributed.fit", _FIT_OPTIONS)
         for name in declared:
             if data.get(name) is None:
                 raise DataError(f"missing data '{name}'")
@@ -1005,8 +1005,11 @@ def _split_triplets(piece, user_block, k, name):
 
 # ---------------------------------------------------------------- the public entry point
 
+_FIT_OPTIONS = ("epochs", "seed", "threads_per_worker", "rounds_per_epoch", "step", "decay",
+                "optimizer", "progress")
 
-def fit(mod, client, *, epochs=None, seed=0, threads_per_worker=None, rounds_per_epoch=1,
+
+def fit(mod, client, *args, epochs=None, seed=0, threads_per_worker=None, rounds_per_epoch=1,
         step=None, decay=None, optimizer=None, progress=False, **data):
     """Train `mod`'s spec on the workers of a Dask `client`; return a local Trainer.
 
@@ -1027,6 +1030,16 @@ def fit(mod, client, *, epochs=None, seed=0, threads_per_worker=None, rounds_per
         raise HogwildError("fit() needs a dask.distributed Client, not "
                            f"{type(client).__name__}")
     t = mod.Trainer(epochs=epochs, step=step, decay=decay, seed=seed, optimizer=optimizer)
+    if args:                  # fit(mod, client, X, y): data by position, as Trainer.fit refuses
+        names = ", ".join(f"{d.name}=..." for d in t.spec.data)
+        raise DataError(f"fit() takes the data by the spec's names, as keywords: fit(mod, "
+                        f"client, {names}) for model '{t.spec.model}', not {len(args)} "
+                        f"positional argument{'s' * (len(args) > 1)}")
+    declared = {d.name for d in t.spec.data}
+    for name in data:          # before the cluster is asked anything: threads=4, sync=...
+        if name not in declared:
+            from .runtime import unknown_data
+            raise unknown_data(name, t.spec, "distributed.fit", _FIT_OPTIONS)
     if isinstance(rounds_per_epoch, bool) or not isinstance(rounds_per_epoch, int) or \
             rounds_per_epoch < 1:
         raise HogwildError(f"rounds_per_epoch must be a positive integer, not "

@@ -55,6 +55,12 @@ def cumulative_seconds(history) -> list[float]:
     return out
 
 
+def plot_formats() -> list[str]:
+    """The file extensions matplotlib writes (png, pdf, svg, ...)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+    return sorted(FigureCanvasBase.get_supported_filetypes())
+
+
 def plot_history(history, path: str, title: str) -> None:
     """Save the objective (and the validation objective) against cumulative seconds as a PNG;
     OSError if it cannot be written."""

@@ -8,6 +8,7 @@ an unbalanced bracket is reported where it opens.
 """
 from __future__ import annotations
 
+import difflib
 import functools
 import hashlib
 import marshal
@@ -212,6 +213,18 @@ class _BadDedent(lark.exceptions.LarkError):
         self.line, self.column = line, column
 
 
+class _GluedKeyword(lark.exceptions.LarkError):
+    """A keyword immediately followed by more letters or digits (`fori`, `losss`, `params`).
+
+    Where the parser state accepts a keyword but no name, Lark's contextual lexer matches the
+    keyword as a prefix of the longer word and lexes the rest as a second token: `fori in x:`
+    would silently read as `for i in x:`, and `losss f(z)` fail at `f`. A word is one token."""
+
+    def __init__(self, keyword, rest):
+        super().__init__(f"glued keyword at {keyword.line}:{keyword.column}")
+        self.keyword, self.rest = keyword, rest
+
+
 class _HogIndenter(Indenter):
     NL_type = "_NL"
     OPEN_PAREN_types = ["LPAR", "LSQB"]
@@ -225,6 +238,20 @@ class _HogIndenter(Indenter):
             yield from super().handle_NL(token)
         except DedentError:
             raise _BadDedent(token.end_line, token.end_column) from None
+
+    def process(self, stream):
+        return super().process(_whole_words(stream))
+
+
+def _whole_words(stream):
+    """The tokens, refusing a keyword glued to the name or number after it (_GluedKeyword)."""
+    before = None
+    for token in stream:
+        if before is not None and before.type in KEYWORD_TOKENS and \
+                token.type in ("NAME", "NUMBER") and token.start_pos == before.end_pos:
+            raise _GluedKeyword(before, token)
+        before = token
+        yield token
 
 
 _PARSING = threading.Lock()
@@ -301,6 +328,8 @@ def parse(text: str) -> Module:
                             e.line, e.column, source,
                             hint="indent every statement of a block by the same number of "
                                  "spaces, and top-level statements not at all") from None
+        except _GluedKeyword as e:
+            raise _glued_error(e, source) from None
         except lark.exceptions.UnexpectedToken as e:
             raise _token_error(e, source) from None
         except lark.exceptions.UnexpectedCharacters as e:
@@ -518,6 +547,9 @@ def _token_error(e: lark.exceptions.UnexpectedToken, source: str) -> SpecError:
 
     kind, text = token.type, str(token)
     statement = source.split("\n")[line - 1].strip() if line <= source.count("\n") else ""
+    habit = _other_language(token, source, statement)
+    if habit is not None:
+        return error(*habit)
     if kind == "_NL" and "COLON" in expected and statement.startswith("for"):
         return error("missing ':' at the end of the 'for' line",
                      "a 'for' line ends with ':' and its block is indented below it")
@@ -567,8 +599,55 @@ def _token_error(e: lark.exceptions.UnexpectedToken, source: str) -> SpecError:
     if kind in ("_NL", "$END") and _EXPR_START <= expected:
         return error(f"expected an expression, found {_found(token)}",
                      "the statement is incomplete: write the value that follows")
-    return error(f"expected {_expected_words(expected)}, found {_found(token)}",
-                 _syntax_hint(kind, expected, statement))
+    hint = _syntax_hint(kind, expected, statement)
+    if kind == "NAME":
+        words = {k.lower() for k in expected & KEYWORD_TOKENS}
+        close = _close_keyword(text, words)
+        if close:
+            hint = f"did you mean '{close}'? ({hint})"
+    return error(f"expected {_expected_words(expected)}, found {_found(token)}", hint)
+
+
+def _close_keyword(word: str, keywords) -> str | None:
+    """The keyword `word` is a typo of, if one is close (case aside: `Loss`, `los`, `parm`)."""
+    keywords = sorted(keywords)
+    lower = word.lower()
+    if lower in keywords:
+        return lower
+    close = difflib.get_close_matches(lower, keywords, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _glued_error(e: _GluedKeyword, source: str) -> SpecError:
+    """A keyword glued to the letters after it: the whole word is no keyword (_GluedKeyword)."""
+    keyword, rest = e.keyword, e.rest
+    word = str(keyword) + str(rest)
+    line, column = keyword.line, keyword.column
+    where = ("a statement starts with model, dim, const, data, param, for or train"
+             if keyword.type in _TOP_WORDS else
+             "a block holds let, sample, loss, reg and predict lines"
+             if keyword.type in _BLOCK_WORDS else "a keyword is followed by a space")
+    hint = f"did you mean '{keyword}'? ({where})"
+    return SpecError(f"unknown word '{word}'", line, column, source, hint=hint)
+
+
+def _other_language(token, source: str, statement: str) -> tuple[str, str] | None:
+    """(message, hint) for a habit of Python or C at `token`, else None: the parser only
+    knew that '*' or ':' was not expected there."""
+    at = getattr(token, "start_pos", None)
+    before = source[at - 1] if at else ""
+    if token.type == "STAR" and before == "*":
+        return "'**' is not an operator", "power is written '^': x ^ 2"
+    if token.type == "SLASH" and "//" in (before + source[at:at + 2]):
+        return "'//' does not start a comment", "'#' starts a comment"
+    if token.type == "EQUAL" and re.match(r"(loss|predict)\b", statement):
+        word = statement.split()[0]
+        return (f"'{word}' takes its expression without '='",
+                f"write '{word} EXPR'; 'let NAME = EXPR' names an intermediate")
+    if token.type == "COLON" and before in "[, " and "[" in source[source.rfind("\n", 0, at):at]:
+        return ("slices (':') are not part of the language",
+                "X[i] is row i of X; X[i, j] is one value of it inside sum(j in X[i]: ...)")
+    return None
 
 
 _FORMS = {

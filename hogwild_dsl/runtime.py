@@ -10,6 +10,8 @@ objective after every epoch, divergence detection, history and an optional progr
 from __future__ import annotations
 
 import contextlib
+import difflib
+import inspect
 import json
 import math
 import numbers
@@ -24,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import build, calibrate, ir, lower
-from .check import check
+from .check import PEER_TRAIN_KEYS, check
 from .derive import gradients_text
 from .errors import DataError, DivergenceError, HogwildError
 
@@ -175,7 +177,9 @@ class TrainerBase:
 
     def __init__(self, threads=None, epochs=None, step=None, decay=None, seed=None,
                  sync=None, shuffle=None, progress=None, order=None, optimizer=None,
-                 chunk=None, patience=None, replicas=True):
+                 chunk=None, patience=None, replicas=True, **unknown):
+        if unknown:
+            _unknown_options(unknown)
         # an option left out (None) comes from the spec's train line, else its default:
         # seed 0, sync "hogwild", shuffle True, progress False
         train = dict(self.spec.train)
@@ -208,13 +212,14 @@ class TrainerBase:
         self.sync = sync
         if not isinstance(order, (str, type(None))):
             raise HogwildError(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
-        shuffle = bool(shuffle)
+        if not isinstance(shuffle, (bool, np.bool_)):           # "no" is no False
+            raise HogwildError(f"shuffle must be True or False, not {_show(shuffle)}")
         if not shuffle and order not in (None, "stored"):
             raise HogwildError("shuffle=False visits terms in stored order; do not also "
                                f"pass order={order!r}")
         self.order = order if order is not None or shuffle else "stored"   # None: chosen per fit
         self.chunk = chunk if chunk is not None else train.get("chunk")    # None: by bytes
-        self.progress = bool(progress)
+        self.progress = progress
         self.patience = patience
         self.replicas = replicas
         self._check_options()
@@ -249,17 +254,20 @@ class TrainerBase:
                                        self.order not in ORDERS):
             raise HogwildError(f"order must be one of {', '.join(ORDERS)}, not "
                                f"{_show(self.order)}")
-        if not isinstance(self.replicas, (bool, np.bool_)):
-            raise HogwildError(f"replicas must be True or False, not {_show(self.replicas)}")
+        for name in ("replicas", "progress"):     # "no" is no False
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise HogwildError(f"{name} must be True or False, not "
+                                   f"{_show(getattr(self, name))}")
 
     # ------------------------------------------------------------ public API
-    def fit(self, /, validation=None, **data):
+    def fit(self, /, *args, validation=None, **data):
         """Train for `epochs` epochs from the current params (initialised on first use).
 
         `validation` (fit's one reserved keyword) is held-out data by the spec's names: its
         objective after each epoch goes into the history as `validation_objective`. With
         `patience=N`, training stops after N epochs without a lower one, and the params of
         the best epoch (`best_epoch`) are kept."""
+        self._by_name("fit", args)
         if self.patience is not None and validation is None and \
                 getattr(self, "_patience_asked", True):
             raise HogwildError(f"patience={self.patience!r} stops on the validation objective: "
@@ -270,7 +278,7 @@ class TrainerBase:
             blocks = " and ".join(f"'{b.header().rstrip(':')}'" for b in self.spec.blocks)
             raise DataError(f"the data give model '{self.spec.model}' no terms to train on: "
                             f"{blocks} ha{'s' if len(self.spec.blocks) == 1 else 've'} 0 terms")
-        held_out = self._held_out(validation)
+        held_out = self._held_out(validation, data)
         restart = self._calibrate_step(arrays, sizes)
         arrays.update(self._hot_rows(arrays, sizes))
         while True:
@@ -285,6 +293,18 @@ class TrainerBase:
                 self.params[k][...] = v
         return self
 
+    def _by_name(self, method: str, args: tuple) -> None:
+        """Data is given by the spec's names: `fit(X, y)` (scikit-learn's habit) or a dict
+        passed as is would bind by position, which the spec does not order."""
+        if not args:
+            return
+        names = ", ".join(f"{d.name}=..." for d in self.spec.data)
+        given = "a dict" if len(args) == 1 and isinstance(args[0], dict) else \
+            f"{len(args)} positional argument{'s' if len(args) > 1 else ''}"
+        raise DataError(f"{method}() takes the data by the spec's names, as keywords: "
+                        f"{method}({names}) for model '{self.spec.model}', not {given}"
+                        + (f" (a dict of data: {method}(**data))" if given == "a dict" else ""))
+
     # the default step's search: calibrate.py
     def _calibrate_step(self, arrays: dict, sizes: dict):
         return calibrate.calibrate_step(self, arrays, sizes)
@@ -295,13 +315,18 @@ class TrainerBase:
     def _smaller_step(self, restart, arrays: dict) -> bool:
         return calibrate.smaller_step(self, restart, arrays)
 
-    def _held_out(self, validation):
-        """The kernel of the validation data, which reads the live params (self.params)."""
+    def _held_out(self, validation, data: dict):
+        """The kernel of the validation data, which reads the live params (self.params).
+        Scalar data (a global mean, a temperature) that `validation` does not give hold for
+        the held-out data too, as `hogwildc train --validation` has it (it was "validation:
+        missing data 'mu'")."""
         if validation is None:
             return None
         if not isinstance(validation, dict):
             raise DataError("validation must be a dict of data by the spec's names, like fit's "
                             f"own, not {_show(validation)}")
+        validation = {**{d.name: data[d.name] for d in self.spec.data
+                         if not d.dims and d.name in data}, **validation}
         try:
             arrays, sizes = self.layout(validation)
         except DataError as e:
@@ -433,18 +458,20 @@ class TrainerBase:
         del self.history[history_length:]
         self._epochs_done = epochs_done
 
-    def objective(self, /, **data) -> float:
+    def objective(self, /, *args, **data) -> float:
         """Mean over every term of its loss plus its share of the regularizer.
 
         With `sample` lines, a term stands for the expectation of its loss over the draws:
         this is then an estimate of that mean, from one draw per term out of a stream fixed
         by the trainer's seed (two calls give the same value)."""
+        self._by_name("objective", args)
         arrays, sizes = self.layout(data)
         kernel = self.kernels.Kernel(arrays, sizes)
         return float(kernel.objective_sum(self.threads) / max(kernel.nterms, 1))
 
-    def predict(self, /, **data) -> np.ndarray:
+    def predict(self, /, *args, **data) -> np.ndarray:
         """One value per term of the block with `predict` (label data not needed)."""
+        self._by_name("predict", args)
         block = next((b for b in self.spec.blocks if b.predict is not None), None)
         if block is None:
             raise HogwildError(f"model '{self.spec.model}' has no 'predict' line")
@@ -535,8 +562,9 @@ class TrainerBase:
                                f"(hogwild_dsl.load(..., dtype={saved!r})); to convert, assign "
                                "its params into a fitted trainer's t.params")
         if meta.get("signature") != cls.signature:
-            raise HogwildError(f"{path} was saved by model '{meta.get('model')}' with a "
-                               "different spec or version (signature mismatch)")
+            other = _other_spec(meta, cls.spec)
+            if other is not None:
+                raise HogwildError(f"{path} {other} (signature mismatch)")
         settings = meta.get("settings")
         settings = settings if isinstance(settings, dict) else {}   # files from before them
         saved = {k: v for k, v in settings.items() if k in cls.SAVED_SETTINGS}
@@ -706,8 +734,7 @@ class TrainerBase:
         wanted = set(declared) if need == "all" else _predict_data(spec)
         for name in data:
             if name not in declared:
-                raise DataError(f"unknown data name '{name}': model '{spec.model}' declares "
-                                f"{', '.join(declared) or 'no data'}")
+                raise unknown_data(name, spec, "Trainer", trainer_options())
         missing = [n for n in declared if n in wanted and data.get(n) is None]
         if missing:
             d = declared[missing[0]]
@@ -775,8 +802,14 @@ class TrainerBase:
                     raise DataError(f"{where} has size {size} along const '{dim}' = {consts[dim]}")
                 return
             if dim in dims and dims[dim][0] != size:
+                # the params fix a dim once trained: test data built from ids (a COO of a
+                # few ratings) is as large as its largest id + 1 unless given a shape
+                fix = (f": the params have {size} along '{dim}', so the data must too "
+                       "(coo_matrix((v, (i, j)), shape=...) or load_svmlight_file(..., "
+                       "n_features=...) give the size); a new Trainer fits data of another "
+                       "size") if where.startswith("param") else ""
                 raise DataError(f"dim '{dim}' is {dims[dim][0]} from {dims[dim][1]} but "
-                                f"{size} from {where}")
+                                f"{size} from {where}{fix}")
             dims.setdefault(dim, (size, where))
 
         for name, value in given.items():
@@ -916,6 +949,27 @@ def _bytes(n: int) -> str:
     return f"{n} bytes"
 
 
+def _other_spec(meta: dict, spec: ir.Spec) -> str | None:
+    """Why a saved file whose signature is not the module's does not fit it, and what to do;
+    None where the file holds this very spec text and consts: then only hogwild-dsl's
+    version differs (the signature hashes the compiler too), and the params, named and shaped
+    by the spec alone, fit (a file saved before an upgrade was refused for good)."""
+    model, text, consts = meta.get("model"), meta.get("spec"), meta.get("consts")
+    if model != spec.model:
+        return (f"was saved by model '{model}', not '{spec.model}': load it with the module "
+                "of the spec that saved it")
+    if not isinstance(text, str) or not isinstance(consts, dict):
+        return f"was saved by model '{model}' with a different spec or version"
+    if text != spec.source:
+        return (f"was saved by another spec of model '{model}' (its text differs from this "
+                "module's; the file holds it under '__hogwild__'): load it with the module "
+                "of that text")
+    if consts != dict(spec.consts):
+        return (f"was saved with consts {consts}, and this module has {dict(spec.consts)}: "
+                f"load the module with consts={consts}")
+    return None
+
+
 def _read_accumulators(path, meta: dict, dtype) -> dict:
     """AdaGrad's sums of squares saved beside the params (none in files without them)."""
     names = meta.get("accumulators")
@@ -1004,16 +1058,17 @@ def _convert(d: ir.Data, value, dtype=np.float64):
         raise DataError(f"data '{d.name}' must be {want}-D ({d}), got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
         at = np.argwhere(~np.isfinite(arr))[0].tolist()
-        raise _at_row(DataError(f"data '{d.name}' holds NaN or inf at index {at}"),
+        where = f" at index {at}" if at else ""          # a scalar has no index
+        raise _at_row(DataError(f"data '{d.name}' holds NaN or inf{where}"),
                       at[0] if at else None)
     if d.kind == "sign" and not np.all(np.abs(arr) == 1):
         at = np.argwhere(np.abs(arr) != 1)[0].tolist()
         raise _at_row(DataError(f"data '{d.name}' is declared sign: every label must be -1 or "
-                                f"+1, found {arr[tuple(at)]:g}"), at[0] if at else None)
+                                f"+1, found {_exact(arr[tuple(at)])}"), at[0] if at else None)
     if d.kind == "binary" and not np.all((arr == 0) | (arr == 1)):
         at = np.argwhere((arr != 0) & (arr != 1))[0].tolist()
         raise _at_row(DataError(f"data '{d.name}' is declared binary: every value must be 0 or "
-                                f"1, found {arr[tuple(at)]:g}"), at[0] if at else None)
+                                f"1, found {_exact(arr[tuple(at)])}"), at[0] if at else None)
     return np.ascontiguousarray(arr)
 
 
@@ -1028,7 +1083,8 @@ def _index_values(d: ir.Data, arr: np.ndarray) -> np.ndarray:
     bad = np.flatnonzero(~np.isfinite(arr) | (arr != np.round(arr)))
     if bad.size:
         raise _at_row(DataError(f"data '{d.name}' is index data ({d}): every value must be an "
-                                f"integer, but position {bad[0]} holds {arr[bad[0]]:g}"), bad[0])
+                                f"integer, but position {bad[0]} holds "
+                                f"{_exact(arr[bad[0]])}"), bad[0])
     if arr.size and (arr.min() < 0 or arr.max() > MAX_EXTENT):
         at = int(np.flatnonzero((arr < 0) | (arr > MAX_EXTENT))[0])
         raise _at_row(DataError(f"data '{d.name}' is index data ({d}): position {at} holds "
@@ -1056,7 +1112,13 @@ def _at_row(err: DataError, row) -> DataError:
 def _numeric(value, what: str, dtype=np.float64) -> np.ndarray:
     """value as a float64 (or `dtype`) array, with no copy where it is one already; refuses
     what would convert silently wrong (None -> NaN or 0, complex -> its real part, strings
-    parsed as numbers, a value past float32's range -> inf) rather than guessing."""
+    parsed as numbers, a value past float32's range -> inf, a masked value -> the value
+    hidden under its mask) rather than guessing."""
+    if isinstance(value, np.ma.MaskedArray) and np.ma.count_masked(value):
+        at = np.argwhere(np.ma.getmaskarray(value))[0].tolist()
+        raise DataError(f"{what} is a masked array with {np.ma.count_masked(value)} masked "
+                        f"value(s) (the first at index {at}), which would train as the values "
+                        "under the mask: fill them (value.filled(...)) or drop their rows")
     try:
         arr = np.asarray(value)
     except (TypeError, ValueError, OverflowError) as e:
@@ -1227,6 +1289,13 @@ def as_entries(value, what: str, dtype=np.float64) -> tuple[sp.csr_matrix, np.nd
     input and row-major order for any other input), its position in that CSR: None where it is
     the CSR's own order (a CSR with sorted columns is used as it is, with no reordered copy:
     for a large ratings matrix, the sort's arrays were most of a fit's memory)."""
+    if hasattr(value, "columns") and not sp.issparse(value) and not isinstance(value, np.ndarray):
+        # a table of ratings (user, item, rating, timestamp) read as a dense matrix trained a
+        # 4-column matrix on its ids and timestamps: triplets or a matrix, the caller says
+        raise DataError(f"{what} is given as a DataFrame, which could be a table of (row, "
+                        "column, value) triplets or the dense matrix itself: give triplets as "
+                        "scipy.sparse.coo_matrix((df[VALUE], (df[ROW], df[COLUMN]))), or the "
+                        "matrix as df.to_numpy()")
     if sp.issparse(value) and getattr(value, "format", None) == "coo":
         shape = tuple(getattr(value, "shape", ()))
         if len(shape) != 2:
@@ -1631,6 +1700,40 @@ def max_threads() -> int:
     return max(64, 4 * _available_threads())
 
 
+def trainer_options() -> list[str]:
+    """The Trainer's options, in the order of its signature."""
+    return [p for p in inspect.signature(TrainerBase.__init__).parameters
+            if p not in ("self", "unknown")]
+
+
+def unknown_data(name: str, spec: ir.Spec, owner: str, options) -> DataError:
+    """A keyword of fit/objective/predict that is no data of the spec: an option of the
+    trainer's (fit(X=X, y=y, epochs=5), as Keras has it) says where it goes; a near name
+    ('Y' for 'y') is suggested."""
+    declared = [d.name for d in spec.data]
+    text = (f"unknown data name '{name}': model '{spec.model}' declares "
+            f"{', '.join(declared) or 'no data'}")
+    option = PEER_TRAIN_KEYS.get(name, name)
+    option = option if option in options else next(
+        (o for o in options if o.startswith(f"{option}_")), None)   # threads_per_worker
+    if option is not None:
+        return DataError(f"{text}; '{name}' is no data but an option: {owner}({option}=...)")
+    close = difflib.get_close_matches(name, declared, n=1, cutoff=0.6) or \
+        [d for d in declared if d.lower() == name.lower()]
+    return DataError(f"{text} (did you mean '{close[0]}'?)" if close else text)
+
+
+def _unknown_options(unknown: dict):
+    """A Trainer keyword that is no option: name it, the option meant, and the options."""
+    options = trainer_options()
+    name = sorted(unknown)[0]
+    close = [PEER_TRAIN_KEYS[name]] if name in PEER_TRAIN_KEYS else \
+        difflib.get_close_matches(name, options, n=1, cutoff=0.5)
+    meant = f": did you mean {close[0]}=?" if close else ""
+    raise HogwildError(f"Trainer has no option {name!r}{meant} (its options: "
+                       f"{', '.join(options)})")
+
+
 def _int_option(name, v, lo, hi, why=None):
     """An integer option (an integral float is accepted) in [lo, hi], or a HogwildError."""
     kind = "positive integer" if lo == 1 else "non-negative integer"
@@ -1652,6 +1755,13 @@ def _positive_float(name, v):
         except OverflowError:     # an int past float's range
             pass
     raise HogwildError(f"{name} must be a positive number, not {_show(v)}")
+
+
+def _exact(x) -> str:
+    """A number as short as '%g' unless that rounds it: a label 1.0000001 is no +1, and
+    "found 1" did not say what was wrong with it."""
+    short = f"{x:g}"
+    return short if float(short) == float(x) else repr(float(x))
 
 
 def _show(v) -> str:

@@ -24,7 +24,7 @@ def names() -> list[str]:
 def path(name: str) -> Path:
     """The file of shipped spec `name`, or a SpecError listing the shipped names."""
     p = _folder() / f"{name}.hog"
-    if not isinstance(name, str) or "/" in name or "\\" in name or not p.is_file():
+    if not isinstance(name, str) or "/" in name or "\\" in name or not _is_file(p):
         raise SpecError(f"{name}: no such file, and not a shipped spec (shipped: "
                         f"{', '.join(names())})")
     return p
@@ -37,8 +37,26 @@ def text(name: str) -> str:
 
 def resolve(spec) -> Path:
     """A spec argument given as a path or a shipped name -> the file to read. An existing file
-    wins over a shipped spec of the same name."""
+    wins over a shipped spec of the same name. Spec text given there is a SpecError saying
+    where text goes (it was "TEXT: no such file", or an OSError for a name too long)."""
+    if isinstance(spec, str) and ("\n" in spec.strip() or spec.lstrip().startswith("model ")):
+        raise SpecError("this is a spec's text, not a path or a shipped spec's name: pass the "
+                        "text as hogwild_dsl.load(text=...)")
     p = Path(spec)
-    if p.exists():
+    if _is_file(p) or _exists(p):
         return p
     return path(str(spec))
+
+
+def _exists(p: Path) -> bool:
+    try:
+        return p.exists()
+    except (OSError, ValueError):        # a name too long for the file system, a NUL byte
+        return False
+
+
+def _is_file(p: Path) -> bool:
+    try:
+        return p.is_file()
+    except (OSError, ValueError):
+        return False

@@ -67,6 +67,7 @@ then a DivergenceError.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -636,8 +637,9 @@ class HogwildClassifier(ClassifierMixin, _HogwildEstimator):
         classes, codes = np.unique(y, return_inverse=True)
         kind = y_datum.kind
         if len(classes) < 2:
-            raise EstimatorInputError(f"y holds 1 class ({classes[0]!r}): a classifier needs "
-                                      "at least 2 classes")
+            only = np.asarray(classes[0]).item()       # 1.0, not np.float64(1.0)
+            raise EstimatorInputError(f"y holds 1 class ({only!r}): a classifier needs at "
+                                      "least 2 classes")
         if kind in ("sign", "binary"):
             if len(classes) > 2:
                 shipped_index = ", ".join(f"spec={n!r}" for n in _index_label_specs())
@@ -695,7 +697,13 @@ class HogwildClassifier(ClassifierMixin, _HogwildEstimator):
 
     def _has_proba(self):
         spec = _checked(self)
-        return spec is not None and _is_probability(_predicting_block(spec).predict)
+        if spec is not None and not _is_probability(_predicting_block(spec).predict):
+            # scikit-learn's own message names no reason; this one is its cause
+            raise AttributeError(f"model '{spec.model}' does not predict a probability (its "
+                                 "predict line has no sigmoid or softmax at its top): use "
+                                 "decision_function, or a spec that predicts one "
+                                 "(spec='logreg', 'softmax')")
+        return spec is not None
 
     @available_if(_has_proba)
     def predict_proba(self, X):
@@ -1126,13 +1134,16 @@ class HogwildRecommender(_HogwildEstimator):
         """The ids of the n best-scored items for `user`, best first (without the items the
         user rated in fit's R when exclude_seen)."""
         check_is_fitted(self, "trainer_")
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral) or n < 0:
+            raise EstimatorInputError(f"n must be a non-negative integer (how many items to "
+                                      f"recommend), not {n!r}")      # -1 gave none, in silence
         u = int(_positions(self.user_ids_, np.array([user]), "user")[0])
         candidates = np.arange(len(self.item_ids_))
         if exclude_seen:
             seen = self.seen_.indices[self.seen_.indptr[u]:self.seen_.indptr[u + 1]]
             candidates = np.setdiff1d(candidates, seen)
         scores = self._scores(np.full(len(candidates), u), candidates)
-        best = candidates[np.argsort(-scores, kind="stable")[:max(int(n), 0)]]
+        best = candidates[np.argsort(-scores, kind="stable")[:int(n)]]
         return self.item_ids_[best]
 
     def score(self, R, y=None):
