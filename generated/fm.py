@@ -22,7 +22,7 @@ for i in example:
     predict yhat
 """
 CONSTS = {'k': 8}
-SIGNATURE = "e976b114a1ddb6279a309bbd"
+SIGNATURE = "5048c3ccb9ccaeea96173a31"
 KERNELS = "fm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 
