@@ -855,3 +855,130 @@ def test_adagrad_row_sums_the_rows_of_a_square_nest(load_spec, sync):
         G = (g[k] ** 2).mean(-1, keepdims=True)
         np.testing.assert_allclose(after[k], before[k] - 0.1 * g[k] / np.sqrt(G + 1e-8),
                                    rtol=0, atol=1e-7, err_msg=f"{k} {sync}")
+
+
+# ---- the API around the specs ----------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["poismf", "weibull", "mnl"])
+def test_float32_builds(hog_cache_dir, name):
+    """dtype="float32": params in single precision, objective() the numpy objective of them,
+    one step of each rule the rule's step (single-precision tolerances)."""
+    mod = hogwild_dsl.load(text=SPECS[name], dtype="float32", cache_dir=hog_cache_dir)
+    d = small(name)
+    t = mod.Trainer(threads=1, seed=0, epochs=3, step=0.01).fit(**d)
+    assert all(v.dtype == np.float32 for v in t.params.values())
+    p = {k: v.astype(np.float64) for k, v in t.params.items()}
+    assert t.objective(**d) == pytest.approx(reference(name, p, d)[0], rel=1e-5)
+    d1 = one_term(name, d)
+    for rule in RULES:
+        before, after = stepped(mod, d1, rule, "hogwild")
+        want = one_step(name, {k: v.astype(np.float64) for k, v in before.items()}, d1, 0.05,
+                        rule)
+        for k in before:
+            np.testing.assert_allclose(after[k], want[k], rtol=0, atol=5e-6,
+                                       err_msg=f"{name} {k} {rule}")
+
+
+@pytest.mark.parametrize("name", ["listwise", "poismf", "ctx3d", "complex"])
+def test_warm_start_save_load_and_pickle_continue_a_fit(compiled, name, tmp_path):
+    """Two epochs, then two more from a saved file, from a pickle and in place, each equal
+    to four epochs at once (the step schedule, the draws, AdaGrad's sums and the l1 state
+    all continue)."""
+    mod, d = compiled(name), small(name)
+    whole = mod.Trainer(threads=1, seed=4, epochs=4, step=0.03).fit(**d)
+    half = mod.Trainer(threads=1, seed=4, epochs=2, step=0.03).fit(**d)
+    half.save(str(tmp_path / "half.npz"))
+    saved = np.load(tmp_path / "half.npz")
+    for k, v in half.params.items():
+        np.testing.assert_array_equal(saved[k], v)
+    again = [mod.Trainer.load(str(tmp_path / "half.npz")), pickle.loads(pickle.dumps(half)),
+             half]
+    for t in again:
+        t.epochs = 2
+        t.fit(**d)
+        for k, v in whole.params.items():
+            np.testing.assert_allclose(t.params[k], v, rtol=1e-12, atol=1e-14, err_msg=k)
+        assert t.objective(**d) == pytest.approx(whole.objective(**d), rel=1e-12)
+
+
+def test_train_line_keys_validation_and_patience(compiled):
+    """grouplr's train line sets every key the Trainer has; an argument overrides one; with
+    held-out data each epoch records the held-out objective and patience keeps the best
+    epoch's params."""
+    mod = compiled("grouplr")
+    t = mod.Trainer()
+    assert (t.step, t.decay, t.epochs, t.threads, t.seed, t.patience, t.optimizer, t.sync,
+            t.order, t.chunk, t.progress) == \
+        (0.5, 0.95, 8, 1, 3, 2, "adagrad", "lock", "shuffle", 64, False)
+    assert mod.Trainer(sync="atomic").sync == "atomic"
+    d, held = small("grouplr", 0), small("grouplr", 1)
+    held["g"], held["lam"] = d["g"], d["lam"]
+    t = mod.Trainer(step=3.0, decay=1.0, epochs=30).fit(**d, validation=held)
+    curve = [e["validation_objective"] for e in t.history]
+    best = int(np.argmin(curve))
+    assert len(curve) <= best + 1 + 2         # stopped within patience of the best
+    assert t.objective(**held) == pytest.approx(curve[best], rel=1e-12)
+    assert t.objective(**held) == pytest.approx(
+        reference("grouplr", {k: v.copy() for k, v in t.params.items()}, held)[0], rel=1e-10)
+
+
+def test_two_threads_every_sync_mode_near_serial(compiled):
+    """implicit (its train line says sync atomic) on 3,000 entries: 2-thread fits in each sync
+    mode and update rule end near the serial fit's objective."""
+    mod = compiled("implicit")
+    rng = np.random.default_rng(5)
+    p = sp.random(100, 60, density=0.5, random_state=5, format="coo")
+    p.data[:] = 1.0
+    d = dict(p=p, conf=sp.coo_matrix((rng.uniform(0, 5, p.nnz), (p.row, p.col)),
+                                     shape=p.shape), alpha=0.5)
+    for rule in RULES:
+        serial = mod.Trainer(threads=1, epochs=3, optimizer=rule).fit(**d).objective(**d)
+        for sync in SYNCS:
+            two = mod.Trainer(threads=2, epochs=3, optimizer=rule, sync=sync).fit(**d)
+            assert two.objective(**d) == pytest.approx(serial, rel=0.05), (rule, sync)
+
+
+def test_cli_check_compile_train(tmp_path, hog_cache_dir):
+    """hogwildc on user specs: check prints the gradients; compile writes an importable
+    module; train reads svmlight (with held-out data and --patience), csv triplets and npz
+    index data, and saves the params a Python fit gets."""
+    from sklearn.datasets import dump_svmlight_file
+    for name in ("sqhl1", "poismf", "ordmf"):
+        (tmp_path / f"{name}.hog").write_text(SPECS[name])
+    res = run_hogwildc(tmp_path, "check", "ordmf.hog")
+    assert res.returncode == 0 and "d/dT" in res.stdout, res.stdout
+    res = run_hogwildc(tmp_path, "compile", "poismf.hog", "-o", "out")
+    assert res.returncode == 0 and (tmp_path / "out" / "u7_poismf.py").exists(), res.stderr
+
+    d, held = small("sqhl1", 0), small("sqhl1", 1)
+    dump_svmlight_file(d["X"], d["y"], str(tmp_path / "train.svm"), zero_based=True)
+    dump_svmlight_file(held["X"], held["y"], str(tmp_path / "held.svm"), zero_based=True)
+    res = run_hogwildc(tmp_path, "train", "sqhl1.hog", "--data", "X,y=train.svm",
+                       "--validation", "X,y=held.svm", "--patience", "2", "--epochs", "6",
+                       "--threads", "1", "--out", "s.npz", "-q")
+    assert res.returncode == 0, res.stderr
+    mod = hogwild_dsl.load(text=SPECS["sqhl1"], cache_dir=hog_cache_dir)
+    t = mod.Trainer(threads=1, epochs=6, patience=2).fit(**d, validation=held)
+    saved = np.load(tmp_path / "s.npz")
+    for k, v in t.params.items():
+        np.testing.assert_allclose(saved[k], v, rtol=1e-12, atol=1e-14)
+
+    r = small("poismf")["r"]
+    (tmp_path / "r.csv").write_text("user,item,count\n" + "".join(
+        f"{a},{b},{v:g}\n" for a, b, v in zip(r.row, r.col, r.data)))
+    res = run_hogwildc(tmp_path, "train", "poismf.hog", "--data", "r=r.csv", "--epochs", "3",
+                       "--threads", "1", "--sync", "atomic", "--out", "p.npz", "-q")
+    assert res.returncode == 0, res.stderr
+    mod = hogwild_dsl.load(text=SPECS["poismf"], cache_dir=hog_cache_dir)
+    t = mod.Trainer(threads=1, epochs=3, sync="atomic").fit(
+        r=sp.coo_matrix((r.data, (r.row, r.col)), shape=(r.row.max() + 1, r.col.max() + 1)))
+    saved = np.load(tmp_path / "p.npz")
+    for k, v in t.params.items():
+        np.testing.assert_allclose(saved[k], v, rtol=1e-12, atol=1e-14)
+    assert (saved["W"] >= 0).all() and (saved["H"] >= 0).all()
+
+    np.savez(tmp_path / "obs.npz", **small("ordmf"))
+    res = run_hogwildc(tmp_path, "train", "ordmf.hog", "--data", "ou,oi,lvl,S=obs.npz",
+                       "--epochs", "2", "--optimizer", "adagrad_row", "--out", "o.npz", "-q")
+    assert res.returncode == 0, res.stderr
+    assert np.load(tmp_path / "o.npz")["T"].shape == (5, 3)
