@@ -368,6 +368,11 @@ class Checker:
                 self.error(value, f"'{k}' must be positive, not {value.text}",
                            "e.g. step 0.1" if k == "step" else "e.g. decay 0.9")
             out[k] = int(v) if k in INT_TRAIN_KEYS else v
+        if out.get("shuffle") is False and out.get("order", "stored") != "stored":
+            key, value = next((key, value) for key, value in stmt.items if key.id == "order")
+            self.error(value, f"'shuffle false' visits the terms in stored order; 'order "
+                              f"{out['order']}' asks for another",
+                       "give one of them: 'shuffle false' is 'order stored'")
         return out
 
     def check_dims_readable(self):

@@ -180,10 +180,16 @@ class TrainerBase:
         # seed 0, sync "hogwild", shuffle True, progress False
         train = dict(self.spec.train)
         sync = sync if sync is not None else train.get("sync", "hogwild")
-        shuffle = shuffle if shuffle is not None else train.get("shuffle", True)
-        progress = progress if progress is not None else train.get("progress", False)
-        if order is None and shuffle:
+        # shuffle and order are one option (shuffle=False is order "stored"): an argument
+        # for either overrides the train line's shuffle and order together
+        if shuffle is None and order is None:
+            shuffle = train.get("shuffle", True)
+            order = train.get("order") if shuffle else None
+        elif shuffle is None:
+            shuffle = True
+        elif order is None and shuffle and train.get("order") != "stored":
             order = train.get("order")
+        progress = progress if progress is not None else train.get("progress", False)
         # the train line's patience applies where a fit is given validation data; an explicit
         # one asks for it (fit refuses to run without)
         self._patience_asked = patience is not None

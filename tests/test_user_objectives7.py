@@ -982,3 +982,27 @@ def test_cli_check_compile_train(tmp_path, hog_cache_dir):
                        "--epochs", "2", "--optimizer", "adagrad_row", "--out", "o.npz", "-q")
     assert res.returncode == 0, res.stderr
     assert np.load(tmp_path / "o.npz")["T"].shape == (5, 3)
+
+
+def test_train_line_shuffle_false_and_trainer_order(load_spec):
+    """Regression: with `shuffle false` on the train line, Trainer(order="chunks") raised
+    "shuffle=False visits terms in stored order; do not also pass order='chunks'" though the
+    user passed no shuffle; a train line with `order chunks, shuffle false` silently trained
+    in stored order. Now an argument for either of the pair overrides the train line's
+    pair, and the train line's contradiction is a SpecError at its `order`."""
+    base = SPECS["rank1"].replace("train step 0.05, epochs 10\n", "train step 0.05, epochs 1, ")
+    with pytest.raises(hogwild_dsl.SpecError, match="'shuffle false' visits") as e:
+        hogwild_dsl.check(base + "order chunks, shuffle false")
+    assert (e.value.line, e.value.column) == (20, 34)
+    d = small("rank1")
+    for line, default in (("shuffle false", "stored"), ("order stored", "stored"),
+                          ("order chunks", "chunks")):
+        mod = load_spec(text=base + line)
+        assert mod.Trainer().order == default
+        assert mod.Trainer(order="chunks").order == "chunks"
+        assert mod.Trainer(order="stored").order == "stored"
+        assert mod.Trainer(shuffle=False).order == "stored"
+        assert mod.Trainer(shuffle=True).order == ("chunks" if default == "chunks" else None)
+        for order in ("chunks", "stored", "shuffle"):
+            t = mod.Trainer(threads=1, order=order).fit(**d)
+            assert np.isfinite(t.objective(**d))
