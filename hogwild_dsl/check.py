@@ -635,12 +635,20 @@ class BlockChecker:
             self.in_predict = False
         if t.shape.kind == "dense":     # a vector per term: predict() gives (terms, size)
             self.predict_var = ir.Var("k_predict", t.shape.dim, "dense")
-            return self.finished(stmt, t.build(self.predict_var), "predict")
-        if t.shape.kind != "scalar":
+            e = t.build(self.predict_var)
+        elif t.shape.kind != "scalar":
             self.error(stmt.value, f"predict gives a scalar or a dense vector per term, but "
                                    f"this is {t.shape}",
                        "reduce it, e.g. with dot(...), or sum it over the row")
-        return self.finished(stmt, t.scalar(), "predict")
+        else:
+            e = t.scalar()
+        drawn = _sampled_index(e)
+        if drawn is not None:       # read through a let (a direct use is refused at it)
+            self.error(stmt.value, f"'predict' may not use the sampled index '{drawn}', which "
+                                   "a let it reads is computed from",
+                       "a prediction is one value per term: it cannot depend on a random "
+                       "draw; predict from the lets that use no sampled index")
+        return self.finished(stmt, e, "predict")
 
     # -------------------------------------------------------- reg and the degree split
     def reg(self, stmt: syn.Reg):
@@ -1381,6 +1389,20 @@ def _renamed(e: ir.Expr, old: ir.Var, new: ir.Var, memo: dict) -> ir.Expr:
         out = e
     memo[e] = out
     return out
+
+
+def _sampled_index(e: ir.Expr) -> str | None:
+    """The name of a sampled index (`sample j in D`, or a draw n[s] of `sample n[K]`) that
+    expression e reads, directly or through index data read at it; None if it reads none."""
+    for node in ir.walk(e):
+        for v in getattr(node, "index", ()) + ((node.var,) if isinstance(node, ir.Sum) else ()):
+            while isinstance(v, ir.Var):
+                if v.kind == "sample":
+                    return v.name
+                if v.kind == "draw":
+                    return v.source[1]
+                v = v.at if v.kind in ("indirect", "sparse") else None
+    return None
 
 
 def _undefer_shared(blocks: list) -> list:

@@ -1054,3 +1054,20 @@ def test_l1_ends_irrelevant_features_at_exactly_zero(compiled):
         assert (w[2:] == 0).all() and w[0] > 0 > w[1], (rule, w)
     t = compiled("stacking").Trainer(threads=1, epochs=5, step=0.5).fit(**small("stacking"))
     assert t.params["a"].min() >= 0 and t.params["a"].sum() == pytest.approx(1, abs=1e-12)
+
+
+@pytest.mark.parametrize("name, edit", [
+    ("distmult", ("predict pos", "predict neg")),
+    ("listwise", ("    let pos", "    let negs = sum(s in K: exp(bi[n[s]]))\n    let pos")),
+])
+def test_predict_through_a_let_of_a_draw_is_refused(name, edit):
+    """Regression: `predict` refused a sampled index written in it (`predict bi[n]`) but not
+    one read through a let (`let neg = sum(E[h[x]] * Rel[r[x]] * E[n])`, `predict neg`):
+    the spec compiled, and predict() read a draw that predict never makes. Now a SpecError
+    at the predict, naming the sampled index."""
+    text = SPECS[name].replace(*edit)
+    if name == "listwise":
+        text = text.replace("predict pos", "predict pos * negs")
+    with pytest.raises(hogwild_dsl.SpecError, match="may not use the sampled index 'n'") as e:
+        hogwild_dsl.check(text)
+    assert text.splitlines()[e.value.line - 1].strip().startswith("predict")
