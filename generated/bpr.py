@@ -19,7 +19,7 @@ for (u, i) in seen:
 train optimizer adagrad, step 0.05, epochs 30
 """
 CONSTS = {'k': 32}
-SIGNATURE = "62014fc0011ca061671c3342"
+SIGNATURE = "89e63c3a13c0a348527bc2c3"
 KERNELS = "bpr_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

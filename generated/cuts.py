@@ -26,7 +26,7 @@ for n in node:
 train step 1, decay 0.9, epochs 30
 """
 CONSTS = {}
-SIGNATURE = "199c23371c3b5be081e0057f"
+SIGNATURE = "80e4b0f3007a8b1fd386c4dc"
 KERNELS = "cuts_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

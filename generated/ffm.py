@@ -28,7 +28,7 @@ for i in example:
 train step 0.1, decay 0.9, epochs 10
 """
 CONSTS = {'k': 4}
-SIGNATURE = "572e07bd80c44b74a2beb479"
+SIGNATURE = "ae044d1b026e28714e198256"
 KERNELS = "ffm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

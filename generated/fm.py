@@ -22,7 +22,7 @@ for i in example:
     predict yhat
 """
 CONSTS = {'k': 8}
-SIGNATURE = "8b64546fadd0fbf88abb4c04"
+SIGNATURE = "901d8d926e69194ccb9e26e5"
 KERNELS = "fm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

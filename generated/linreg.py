@@ -20,7 +20,7 @@ for i in example:
 train step 0.01, decay 0.95, epochs 20
 """
 CONSTS = {}
-SIGNATURE = "f6e078d55d7af9fd183522a0"
+SIGNATURE = "544e19eb378a43458731d057"
 KERNELS = "linreg_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -18,7 +18,7 @@ for i in example:
     predict sigmoid(dot(X[i], w) + b)
 """
 CONSTS = {}
-SIGNATURE = "37bd1ce8bd209f0b6d99e92b"
+SIGNATURE = "bedddcdba2a029a6e83166be"
 KERNELS = "logreg_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

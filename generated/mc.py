@@ -21,7 +21,7 @@ for (u, v) in r:
 train step 0.01, decay 0.9, epochs 20
 """
 CONSTS = {'rank': 20}
-SIGNATURE = "a633ffd9b5d901248f175145"
+SIGNATURE = "676b8b7669b4abab655057b9"
 KERNELS = "mc_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -21,7 +21,7 @@ for i in example:
 train step 0.5, decay 0.9, epochs 20
 """
 CONSTS = {}
-SIGNATURE = "58dc9c0005636f6246eb414e"
+SIGNATURE = "faeb9675d4c683f69484ad4a"
 KERNELS = "svm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

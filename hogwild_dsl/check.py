@@ -773,9 +773,14 @@ class BlockChecker:
             if p is None:
                 self.not_a_param(target, hint)
             if len(p.dims) >= 2:
+                rows = f"sqnorm({p.name}[a])" if len(p.dims) == 2 else \
+                    f"sum(b in {p.dims[1]}: sqnorm({p.name}[a, b]))"
                 self.error(target, f"a whole {len(p.dims)}-D param '{p.name}' cannot be a reg "
-                                   "target", f"penalise the rows the term touches, e.g. "
-                                             f"{p.name}[u] or {p.name}[X[i]]")
+                                   "target (every term would step every entry)",
+                           f"penalise the rows the term touches, e.g. {p.name}[u] or "
+                           f"{p.name}[X[i]]; where every term reads all of it, write the "
+                           f"penalty as a loss line: loss LAMBDA * sum(a in {p.dims[0]}: "
+                           f"{rows})")
             deg = None if unscaled else self.deg_node(("all",), ir.DegSpec(
                 f"_n{self.index}", "all", None, None, None), ())
             if not p.dims:

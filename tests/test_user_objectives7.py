@@ -1071,3 +1071,23 @@ def test_predict_through_a_let_of_a_draw_is_refused(name, edit):
     with pytest.raises(hogwild_dsl.SpecError, match="may not use the sampled index 'n'") as e:
         hogwild_dsl.check(text)
     assert text.splitlines()[e.value.line - 1].strip().startswith("predict")
+
+
+def test_a_whole_matrix_reg_target_hints_at_a_loss_line():
+    """`reg l2 on G` of a whole 2-D param (a conditional logit's weights, read whole by every
+    term) is refused as before, but the hint's only forms were rows (`G[u]`, `G[X[i]]`),
+    which such a spec has none of; it now gives the loss line that is the penalty, for 2-D
+    and 3-D params, and that line checks."""
+    for name, old, new, loss in [
+            ("mnl", "reg l2(1e-2) on beta", "reg l2(1e-2) on beta, G",
+             "loss LAMBDA * sum(a in feature: sqnorm(G[a]))"),
+            ("ctx3d", "on V[u] , Q[v]", "on V, Q[v]",
+             "loss LAMBDA * sum(a in user: sum(b in ctx: sqnorm(V[a, b])))")]:
+        text = SPECS[name].replace(old, new)
+        with pytest.raises(hogwild_dsl.SpecError, match="cannot be a reg target") as e:
+            hogwild_dsl.check(text)
+        assert loss in str(e.value)
+        line = text.splitlines()[e.value.line - 1]
+        fixed = text.replace(line, line.replace(", G", "").replace("V, ", "") + "\n    " +
+                             loss.replace("LAMBDA", "0.01"))
+        hogwild_dsl.check(fixed)
