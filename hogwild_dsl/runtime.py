@@ -537,6 +537,13 @@ class TrainerBase:
                                f"(hogwild_dsl.load(..., dtype={saved!r})); to convert, assign "
                                "its params into a fitted trainer's t.params")
         if meta.get("signature") != cls.signature:
+            consts = dict(cls.spec.consts)
+            if meta.get("spec") == cls.spec.source and isinstance(meta.get("consts"), dict) \
+                    and meta["consts"] != consts:
+                raise HogwildError(f"{path} was saved by model '{meta.get('model')}' with "
+                                   f"consts {meta['consts']}, and this module has {consts}: "
+                                   "load it with a module of its consts (hogwild_dsl.load(..., "
+                                   f"consts={meta['consts']}))")
             raise HogwildError(f"{path} was saved by model '{meta.get('model')}' with a "
                                "different spec or version (signature mismatch)")
         settings = meta.get("settings")

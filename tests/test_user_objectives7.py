@@ -1091,3 +1091,15 @@ def test_a_whole_matrix_reg_target_hints_at_a_loss_line():
         fixed = text.replace(line, line.replace(", G", "").replace("V, ", "") + "\n    " +
                              loss.replace("LAMBDA", "0.01"))
         hogwild_dsl.check(fixed)
+
+
+def test_load_with_other_consts_names_them(compiled, hog_cache_dir, tmp_path):
+    """A file saved at `const d = 4` loaded by the module built with consts={"d": 5} said
+    only "a different spec or version (signature mismatch)"; the spec is the same, and the
+    file records the consts: the error now names both and the load that works."""
+    d = small("distmult")
+    compiled("distmult").Trainer(threads=1, epochs=1).fit(**d).save(str(tmp_path / "m.npz"))
+    wide = hogwild_dsl.load(text=SPECS["distmult"], consts={"d": 5}, cache_dir=hog_cache_dir)
+    with pytest.raises(hogwild_dsl.HogwildError, match=r"consts \{'d': 4\}.*\{'d': 5\}"):
+        wide.Trainer.load(str(tmp_path / "m.npz"))
+    assert compiled("distmult").Trainer.load(str(tmp_path / "m.npz")).params["E"].shape == (6, 4)
