@@ -276,7 +276,7 @@ class TrainerBase:
             blocks = " and ".join(f"'{b.header().rstrip(':')}'" for b in self.spec.blocks)
             raise DataError(f"the data give model '{self.spec.model}' no terms to train on: "
                             f"{blocks} ha{'s' if len(self.spec.blocks) == 1 else 've'} 0 terms")
-        held_out = self._held_out(validation)
+        held_out = self._held_out(validation, data)
         restart = self._calibrate_step(arrays, sizes)
         arrays.update(self._hot_rows(arrays, sizes))
         while True:
@@ -301,13 +301,18 @@ class TrainerBase:
     def _smaller_step(self, restart, arrays: dict) -> bool:
         return calibrate.smaller_step(self, restart, arrays)
 
-    def _held_out(self, validation):
-        """The kernel of the validation data, which reads the live params (self.params)."""
+    def _held_out(self, validation, data: dict):
+        """The kernel of the validation data, which reads the live params (self.params). Data
+        that do not vary with the terms (_shared_data: a global mean, a temperature, sampling
+        weights, side information over another dim) and that `validation` leaves out are
+        the training data's: held-out rows are new terms of the same model."""
         if validation is None:
             return None
         if not isinstance(validation, dict):
             raise DataError("validation must be a dict of data by the spec's names, like fit's "
                             f"own, not {_show(validation)}")
+        validation = {**{n: data[n] for n in _shared_data(self.spec)
+                         if n not in validation and n in data}, **validation}
         try:
             arrays, sizes = self.layout(validation)
         except DataError as e:
@@ -1512,6 +1517,16 @@ def _index_counts(data: str, at: str, block: ir.Block, given: dict, entry_rows,
     if via is not None:
         values = given[data][values]
     return np.bincount(values, minlength=size).astype(np.float64)
+
+
+def _shared_data(spec: ir.Spec) -> list:
+    """The data that do not vary with the terms: neither an entry block's matrix nor data
+    read at its entries, and over no dim a row block runs over (`mu`, `tau`, weights of a
+    `sample ... ~ P`, `g[feature]`, side features `F[user, f]` of an entry block)."""
+    per_term = {b.over for b in spec.blocks if b.kind == "entries"} | \
+        set(_entry_companions(spec))
+    rows = {b.over for b in spec.blocks if b.kind == "rows"}
+    return [d.name for d in spec.data if d.name not in per_term and not rows & set(d.dims)]
 
 
 def _entry_companions(spec: ir.Spec) -> dict:

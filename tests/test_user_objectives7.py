@@ -1103,3 +1103,21 @@ def test_load_with_other_consts_names_them(compiled, hog_cache_dir, tmp_path):
     with pytest.raises(hogwild_dsl.HogwildError, match=r"consts \{'d': 4\}.*\{'d': 5\}"):
         wide.Trainer.load(str(tmp_path / "m.npz"))
     assert compiled("distmult").Trainer.load(str(tmp_path / "m.npz")).params["E"].shape == (6, 4)
+
+
+def test_validation_takes_the_data_that_do_not_vary_with_the_terms(compiled):
+    """fit(..., validation={...}) asked for every datum (`validation: missing data 'tau'`)
+    where `hogwildc train --validation` already took scalar data from --data: a held-out
+    set had to repeat a temperature, a feature-group table or a level-by-cut table. Now data
+    over no dim a row block runs over (and not an entry block's matrix or data read at its
+    entries) come from the training data when left out, in fit as in the CLI."""
+    for name, left_out in (("listwise", ["tau"]), ("grouplr", ["g", "lam"]),
+                           ("ordmf", ["S"]), ("implicit", ["alpha"])):
+        mod, d = compiled(name), small(name)
+        held = {k: v for k, v in d.items() if k not in left_out}
+        t = mod.Trainer(threads=1, epochs=2).fit(**d, validation=held)
+        best = min(h["validation_objective"] for h in t.history)    # grouplr has patience
+        assert best == pytest.approx(t.objective(**d), rel=1e-12)
+    mod, d = compiled("grouplr"), small("grouplr")
+    with pytest.raises(hogwild_dsl.DataError, match="validation: missing data 'y'"):
+        mod.Trainer(threads=1, epochs=1).fit(**d, validation={"X": d["X"]})
