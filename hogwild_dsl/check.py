@@ -374,6 +374,11 @@ class Checker:
                 self.error(value, f"'{k}' must be positive, not {value.text}",
                            "e.g. step 0.1" if k == "step" else "e.g. decay 0.9")
             out[k] = int(v) if k in INT_TRAIN_KEYS else v
+        if out.get("shuffle") is False and out.get("order", "stored") != "stored":
+            key, value = next((key, value) for key, value in stmt.items if key.id == "order")
+            self.error(value, f"'shuffle false' visits the terms in stored order; 'order "
+                              f"{out['order']}' asks for another",
+                       "give one of them: 'shuffle false' is 'order stored'")
         return out
 
     def check_dims_readable(self):
@@ -636,12 +641,20 @@ class BlockChecker:
             self.in_predict = False
         if t.shape.kind == "dense":     # a vector per term: predict() gives (terms, size)
             self.predict_var = ir.Var("k_predict", t.shape.dim, "dense")
-            return self.finished(stmt, t.build(self.predict_var), "predict")
-        if t.shape.kind != "scalar":
+            e = t.build(self.predict_var)
+        elif t.shape.kind != "scalar":
             self.error(stmt.value, f"predict gives a scalar or a dense vector per term, but "
                                    f"this is {t.shape}",
                        "reduce it, e.g. with dot(...), or sum it over the row")
-        return self.finished(stmt, t.scalar(), "predict")
+        else:
+            e = t.scalar()
+        drawn = _sampled_index(e)
+        if drawn is not None:       # read through a let (a direct use is refused at it)
+            self.error(stmt.value, f"'predict' may not use the sampled index '{drawn}', which "
+                                   "a let it reads is computed from",
+                       "a prediction is one value per term: it cannot depend on a random "
+                       "draw; predict from the lets that use no sampled index")
+        return self.finished(stmt, e, "predict")
 
     # -------------------------------------------------------- reg and the degree split
     def reg(self, stmt: syn.Reg):
@@ -766,9 +779,14 @@ class BlockChecker:
             if p is None:
                 self.not_a_param(target, hint)
             if len(p.dims) >= 2:
+                rows = f"sqnorm({p.name}[a])" if len(p.dims) == 2 else \
+                    f"sum(b in {p.dims[1]}: sqnorm({p.name}[a, b]))"
                 self.error(target, f"a whole {len(p.dims)}-D param '{p.name}' cannot be a reg "
-                                   "target", f"penalise the rows the term touches, e.g. "
-                                             f"{p.name}[u] or {p.name}[X[i]]")
+                                   "target (every term would step every entry)",
+                           f"penalise the rows the term touches, e.g. {p.name}[u] or "
+                           f"{p.name}[X[i]]; where every term reads all of it, write the "
+                           f"penalty as a loss line: loss LAMBDA * sum(a in {p.dims[0]}: "
+                           f"{rows})")
             deg = None if unscaled else self.deg_node(("all",), ir.DegSpec(
                 f"_n{self.index}", "all", None, None, None), ())
             if not p.dims:
@@ -1382,6 +1400,20 @@ def _renamed(e: ir.Expr, old: ir.Var, new: ir.Var, memo: dict) -> ir.Expr:
         out = e
     memo[e] = out
     return out
+
+
+def _sampled_index(e: ir.Expr) -> str | None:
+    """The name of a sampled index (`sample j in D`, or a draw n[s] of `sample n[K]`) that
+    expression e reads, directly or through index data read at it; None if it reads none."""
+    for node in ir.walk(e):
+        for v in getattr(node, "index", ()) + ((node.var,) if isinstance(node, ir.Sum) else ()):
+            while isinstance(v, ir.Var):
+                if v.kind == "sample":
+                    return v.name
+                if v.kind == "draw":
+                    return v.source[1]
+                v = v.at if v.kind in ("indirect", "sparse") else None
+    return None
 
 
 def _undefer_shared(blocks: list) -> list:

@@ -455,11 +455,10 @@ def cmd_train(args) -> int:
     data = read_data_args(spec, args.data, sources=sources, zero_based=zero_based)
     fit_args = dict(data)
     if args.validation:
-        held = read_data_args(spec, args.validation, "--validation", held_sources, zero_based)
-        for d in spec.data:      # scalar data (a mean, a scale) hold for the held-out rows too
-            if not d.dims and d.name not in held and d.name in data:
-                held[d.name] = data[d.name]
-        fit_args["validation"] = held
+        # data that do not vary with the terms (a mean, sampling weights) and that no
+        # --validation gives are the --data's: fit takes them (runtime._shared_data)
+        fit_args["validation"] = read_data_args(spec, args.validation, "--validation",
+                                                held_sources, zero_based)
     widen_to_agree(spec, data, *([fit_args["validation"]] if args.validation else []))
     warn_sparse_ids(spec, data, sources)
     from .jit import load

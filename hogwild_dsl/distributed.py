@@ -33,6 +33,7 @@ import scipy.sparse as sp
 
 from . import ir
 from .errors import DataError, HogwildError
+from .runtime import _entry_companions
 
 POLL_SECONDS = 0.2        # how often a waiting client checks that the workers it waits on live
 LOST_WAIT_SECONDS = 60    # how long to wait for any worker once all are gone
@@ -57,9 +58,11 @@ class Plan:
 def plan(spec: ir.Spec) -> Plan:
     """Choose DSGD or averaging for `spec`; HogwildError for terms that cannot be split."""
     split = {d.name: "whole" for d in spec.data}
+    split.update({b.over: "entries" for b in spec.blocks if b.kind == "entries"})
+    # c[u, v] in `for (u, v) in r`: split with r, entry by entry
+    split.update({c: "entries" for c in _entry_companions(spec)})
     for b in spec.blocks:
         if b.kind == "entries":
-            split[b.over] = "entries"
             continue
         users = [f"param '{p.name}'" for p in spec.params if b.over in p.dims]
         users += [f"data '{d.name}'" for d in spec.data if b.over in d.dims[1:]]
@@ -230,6 +233,12 @@ def _deg_counts(spec: ir.Spec, b: ir.Block, data: dict, deg: ir.DegSpec, sizes: 
         return float(_n_terms(spec, b, data))
     if deg.kind == "sum":       # the targets of one reg line on one param
         return sum(_deg_counts(spec, b, data, part, sizes) for part in deg.parts)
+    if deg.kind == "sample":    # the expected draws of each row: terms x draws x probability
+        draws, size = _n_terms(spec, b, data) * deg.draws, sizes[deg.dim]
+        if deg.data is None:
+            return np.full(size, draws / max(size, 1), dtype=np.float64)
+        w = np.asarray(data[deg.data], dtype=np.float64)
+        return draws * w / w.sum()
     var = next(t for t in b.vars if t.name == deg.var)
     if deg.kind == "var":
         return _counts(spec, b, data, var, sizes[deg.dim])
@@ -501,12 +510,17 @@ def _split_parts(spec, plan_, data: dict, n_parts: int, seed: int) -> list[dict]
             idx = np.sort(order[i::n_parts])
             for n in rows:
                 parts[i][n] = data[n][idx]
+    orders = {}         # data read at another's entries (c[u, v]) split with it
+    companions = _entry_companions(spec)
     for n, how in plan_.split.items():
         if n not in data:
             continue
         if how == "entries":
             m = sp.coo_matrix(data[n])
-            order = rng.permutation(m.nnz)
+            key = companions.get(n, n)
+            if key not in orders:
+                orders[key] = rng.permutation(m.nnz)
+            order = orders[key]
             for i in range(n_parts):
                 idx = np.sort(order[i::n_parts])
                 parts[i][n] = _coo(n, m.row[idx], m.col[idx], m.data[idx], m.shape)
@@ -572,10 +586,17 @@ def _concat_triplets(pieces):
 
 
 def _coo(name, u, v, val, shape):
+    """CSR entries (u, v, val) of the given shape, every entry kept: two at one (u, v) are
+    two observations (scipy's csr_matrix((val, (u, v))) would add them up into one term).
+    Sorted by (u, v), stably: data read at the entries of another (c[u, v]) and given in the
+    same order stays aligned with it."""
     if u.size and (u.max() >= shape[0] or v.max() >= shape[1]):
         raise DataError(f"data '{name}': an entry ({int(u.max())}, {int(v.max())}) lies "
                         f"outside its shape {tuple(shape)}")
-    return sp.csr_matrix((val, (u, v)), shape=tuple(int(s) for s in shape))
+    shape = tuple(int(s) for s in shape)
+    order = np.lexsort((v, u))
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(u, minlength=shape[0]))])
+    return sp.csr_matrix((np.asarray(val)[order], np.asarray(v)[order], indptr), shape=shape)
 
 
 # ---------------------------------------------------------------- the client side
@@ -662,9 +683,12 @@ class _Job:
                 idx = np.sort(order[k::d])
                 for n in rows:
                     sources[k][n] = ("value", _rows_of(data[n], idx))
+        orders = {}         # data read at another's entries (c[u, v]) split with it
+        companions = _entry_companions(self.spec)
         for n in data:
             if split[n] == "entries":
-                self._intake_entries(n, data[n], sources, rng, data)
+                self._intake_entries(n, data[n], sources, rng, data, orders,
+                                     companions.get(n, n))
             elif split[n] == "whole":
                 value = self._whole(data[n]) if n in lazy else data[n]
                 for k in range(d):
@@ -714,7 +738,9 @@ class _Job:
             load[k] += size
         return out
 
-    def _intake_entries(self, name, value, sources, rng, data):
+    def _intake_entries(self, name, value, sources, rng, data, orders, key):
+        """Each shard's share of an entries matrix: a random k-th of its entries, drawn
+        once per `key` (the matrix whose entries it follows)."""
         d = self.d
         if _is_dask(value):
             pieces, shape = self._triplet_pieces(name, value, data)
@@ -723,11 +749,13 @@ class _Job:
                 sources[k][name] = ("triplets", pieces[k::d])
             return
         m = sp.coo_matrix(value)
-        order = rng.permutation(m.nnz)
+        if key not in orders:
+            orders[key] = rng.permutation(m.nnz)
+        order = orders[key]
         for k in range(d):
             idx = np.sort(order[k::d])
-            sources[k][name] = ("value", sp.csr_matrix(
-                (m.data[idx], (m.row[idx], m.col[idx])), shape=m.shape))
+            sources[k][name] = ("value", _coo(name, m.row[idx], m.col[idx], m.data[idx],
+                                              m.shape))
 
     def _triplet_pieces(self, name, value, data):
         """Futures of the pieces of a dask entries matrix (a dask dataframe of triplets, or a

@@ -1952,6 +1952,8 @@ class BlockLowering:
             g = em.names.new("g", em.real)
             if mode == "compute":
                 em.emit(f"{g} = {em.value(site.grad)}")
+                if self.sum_in_compute:     # adagrad_row: this point's g^2 into its row
+                    self.add_g2(em, site, g, {}, atomic)
                 self.hold(em, square, n, site, g, slot)
             else:
                 em.emit(f"{g} = {em.typed(slot)}")

@@ -184,10 +184,16 @@ class TrainerBase:
         # seed 0, sync "hogwild", shuffle True, progress False
         train = dict(self.spec.train)
         sync = sync if sync is not None else train.get("sync", "hogwild")
-        shuffle = shuffle if shuffle is not None else train.get("shuffle", True)
-        progress = progress if progress is not None else train.get("progress", False)
-        if order is None and shuffle:
+        # shuffle and order are one option (shuffle=False is order "stored"): an argument
+        # for either overrides the train line's shuffle and order together
+        if shuffle is None and order is None:
+            shuffle = train.get("shuffle", True)
+            order = train.get("order") if shuffle else None
+        elif shuffle is None:
+            shuffle = True
+        elif order is None and shuffle and train.get("order") != "stored":
             order = train.get("order")
+        progress = progress if progress is not None else train.get("progress", False)
         # the train line's patience applies where a fit is given validation data; an explicit
         # one asks for it (fit refuses to run without)
         self._patience_asked = patience is not None
@@ -316,17 +322,17 @@ class TrainerBase:
         return calibrate.smaller_step(self, restart, arrays)
 
     def _held_out(self, validation, data: dict):
-        """The kernel of the validation data, which reads the live params (self.params).
-        Scalar data (a global mean, a temperature) that `validation` does not give hold for
-        the held-out data too, as `hogwildc train --validation` has it (it was "validation:
-        missing data 'mu'")."""
+        """The kernel of the validation data, which reads the live params (self.params). Data
+        that do not vary with the terms (_shared_data: a global mean, a temperature, sampling
+        weights, side information over another dim) and that `validation` leaves out are
+        the training data's: held-out rows are new terms of the same model."""
         if validation is None:
             return None
         if not isinstance(validation, dict):
             raise DataError("validation must be a dict of data by the spec's names, like fit's "
                             f"own, not {_show(validation)}")
-        validation = {**{d.name: data[d.name] for d in self.spec.data
-                         if not d.dims and d.name in data}, **validation}
+        validation = {**{n: data[n] for n in _shared_data(self.spec)
+                         if n not in validation and n in data}, **validation}
         try:
             arrays, sizes = self.layout(validation)
         except DataError as e:
@@ -1572,6 +1578,16 @@ def _index_counts(data: str, at: str, block: ir.Block, given: dict, entry_rows,
     if via is not None:
         values = given[data][values]
     return np.bincount(values, minlength=size).astype(np.float64)
+
+
+def _shared_data(spec: ir.Spec) -> list:
+    """The data that do not vary with the terms: neither an entry block's matrix nor data
+    read at its entries, and over no dim a row block runs over (`mu`, `tau`, weights of a
+    `sample ... ~ P`, `g[feature]`, side features `F[user, f]` of an entry block)."""
+    per_term = {b.over for b in spec.blocks if b.kind == "entries"} | \
+        set(_entry_companions(spec))
+    rows = {b.over for b in spec.blocks if b.kind == "rows"}
+    return [d.name for d in spec.data if d.name not in per_term and not rows & set(d.dims)]
 
 
 def _entry_companions(spec: ir.Spec) -> dict:

@@ -66,8 +66,8 @@ def test_the_train_lines_patience_stops_on_validation_and_is_idle_without(svm_ke
 
 
 def test_the_checked_spec_prints_the_keys_as_written():
-    text = str(check(with_train("train shuffle false, sync lock, order chunks, step 0.5")))
-    assert text.splitlines()[-1] == "train shuffle false, sync lock, order chunks, step 0.5"
+    text = str(check(with_train("train shuffle false, sync lock, order stored, step 0.5")))
+    assert text.splitlines()[-1] == "train shuffle false, sync lock, order stored, step 0.5"
 
 
 def test_the_train_lines_seed_is_the_default_seed(load_spec):
