@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from . import ir
-from .errors import DataError, HogwildError
+from . import calibrate, ir
+from .errors import DataError, DivergenceError, HogwildError
 from .runtime import _entry_companions
 
 POLL_SECONDS = 0.2        # how often a waiting client checks that the workers it waits on live
@@ -417,6 +417,14 @@ def _calibrate_on(key, shard, params, epochs, decay):
         finally:
             t._calibrate = False
         return t.step, t.calibration
+
+
+def _reset(key, shard):
+    """Forget what the shard keeps between rounds (a restart from the fit's start)."""
+    s = _SHARDS[(key, shard)]
+    with s.lock:
+        s.held.clear()
+        s.held_state.clear()
 
 
 def _train(key, shard, part, params, step, keep=(), state=None):
@@ -841,6 +849,18 @@ class _Job:
             return value
         return self.scatter(value, [self.host[k]])
 
+    def reset_state(self):
+        """Every shard back to the fit's start: no kept rows, no optimizer state."""
+        while True:
+            try:
+                self.wait({k: self.client.submit(_reset, self.key, k, workers=[self.host[k]],
+                                                 pure=False) for k in self.sources})
+                break
+            except _Lost:
+                self.recover()
+        self.current.clear()
+        self.item_state.clear()
+
     def scatter(self, value, workers=None):
         """`value` straight to these workers (all: None), not through the scheduler; a
         connection that fails means a worker left (_Lost)."""
@@ -1109,8 +1129,10 @@ def _run(job: _Job, t, progress: bool):
             job.recover()
     n_terms = sum(p["terms"] for parts in job.summary.values() for p in parts)
     params = {k: np.array(v) for k, v in t.params.items()}
-    if t.__dict__.get("_calibrate") and t.epochs > 0:
+    calibrated = bool(t.__dict__.get("_calibrate")) and t.epochs > 0
+    if calibrated:
         _calibrate(job, t, params)
+    start, epochs_done, history_length = _copy(params), t._epochs_done, len(t.history)
     rounds = job.d if job.plan.mode == "dsgd" else job.settings["parts"]
     bar = None
     if progress:
@@ -1118,36 +1140,59 @@ def _run(job: _Job, t, progress: bool):
         bar = tqdm(total=t.epochs * rounds, unit="round",
                    desc=f"{t.spec.model} on {job.d} Dask workers ({job.plan.mode})")
     try:
-        for _ in range(t.epochs):
-            epoch = t._epochs_done
-            step = t.step * t.decay ** epoch
-            seconds = communication = 0.0
-            for r in range(rounds):
-                while True:
-                    try:
-                        began = time.perf_counter()
-                        params, compute = _round(job, params, r, step)
-                        wall = time.perf_counter() - began
-                        break
-                    except _Lost:
-                        job.recover()
-                seconds += wall
-                communication += max(wall - compute, 0.0)
+        while True:
+            try:
+                for _ in range(t.epochs):
+                    params = _epoch(job, t, params, rounds, n_terms, bar)
+                break
+            except DivergenceError:
+                # as a local fit: a calibrated step that diverges all the same restarts from
+                # the start at a step sqrt(3) lower (calibrate.smaller_step); a given one, or
+                # one below the search's limits, raises
+                if not calibrated or t.calibration is None or \
+                        t.step / calibrate.RESTART_FACTOR < calibrate.STEP_LIMITS[0]:
+                    raise
+                params = _copy(start)
+                del t.history[history_length:]
+                t._epochs_done = epochs_done
+                t.calibration["diverged"].append(t.step)
+                t.step = t.calibration["step"] = t.step / calibrate.RESTART_FACTOR
+                job.reset_state()
                 if bar is not None:
-                    bar.update(1)
-            objective = _objective(job, params) / max(n_terms, 1)
-            t._epochs_done += 1
-            t.history.append({"epoch": t._epochs_done, "objective": objective,
-                              "seconds": seconds, "step": step,
-                              "communication": communication / seconds if seconds else 0.0})
-            if bar is not None:
-                bar.set_postfix(objective=f"{objective:.6g}")
+                    bar.reset()
     finally:
         if bar is not None:
             bar.close()
         for name, value in params.items():
             t.params[name] = np.array(value, dtype=t.dtype, order="C")
     return t
+
+
+def _epoch(job: _Job, t, params: dict, rounds: int, n_terms: int, bar) -> dict:
+    """One epoch of `rounds` rounds from `params`; its history entry; the params after it."""
+    step = t.step * t.decay ** t._epochs_done
+    seconds = communication = 0.0
+    for r in range(rounds):
+        while True:
+            try:
+                began = time.perf_counter()
+                params, compute = _round(job, params, r, step)
+                wall = time.perf_counter() - began
+                break
+            except _Lost:
+                job.recover()
+        seconds += wall
+        communication += max(wall - compute, 0.0)
+        if bar is not None:
+            bar.update(1)
+    objective = _objective(job, params) / max(n_terms, 1)
+    t._epochs_done += 1
+    t.history.append({"epoch": t._epochs_done, "objective": objective,
+                      "seconds": seconds, "step": step,
+                      "communication": communication / seconds if seconds else 0.0})
+    if bar is not None:
+        bar.set_postfix(objective=f"{objective:.6g}")
+    return params
 
 
 def _calibrate(job: _Job, t, params: dict):

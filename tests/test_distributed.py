@@ -192,6 +192,31 @@ def test_a_spec_without_a_step_gets_the_calibrated_default_step(two_workers, loa
         single.objective(X=X, y=y))
 
 
+def test_a_calibrated_step_that_diverges_restarts_lower_as_a_local_fit_does(two_workers,
+                                                                          load_spec):
+    # Noiseless data end at an objective of exactly 0 at every step up to the edge of
+    # stability, and the search takes the largest of tied steps: on a shard it chose 0.577,
+    # which diverged in the first round (a DivergenceError from the worker). A local fit
+    # restarts from its start at a step sqrt(3) lower; so does the distributed fit now.
+    mod = load_spec(text="""model dist_two_index
+dim example, grp
+data y1[example] : index(grp)
+data y2[example] : index(grp)
+data t[example] : real
+param b[grp] = 0
+for i in example:
+    loss (b[y1[i]] + b[y2[i]] - t[i])^2
+""")
+    rng = np.random.default_rng(0)
+    y1, y2 = rng.integers(0, 2, 400), rng.integers(2, 4, 400)
+    data = dict(y1=y1, y2=y2, t=np.array([1.0, 2, 3, 4])[y1] + np.array([1.0, 2, 3, 4])[y2])
+    t = distributed.fit(mod, two_workers, epochs=10, seed=0, **data)
+    assert t.calibration["diverged"] and all(s > t.step for s in t.calibration["diverged"])
+    assert t.step == pytest.approx(t.calibration["diverged"][-1] / math.sqrt(3))
+    assert [h["epoch"] for h in t.history] == list(range(1, 11))
+    assert t.history[0]["step"] == t.step and t.objective(**data) < 1e-6
+
+
 def test_a_given_step_is_the_step_of_every_round(two_workers, load_spec):
     # With a step given nothing is searched, on the client or on a shard: at a step too small
     # to move the params, the first epoch ends where it started.
