@@ -869,3 +869,34 @@ def test_one_fit_checks_each_array_once_and_lends_nothing_after(cancer, monkeypa
     X[0, 0] = np.nan
     with pytest.raises(hogwild_dsl.DataError, match="NaN"):
         est.trainer_.fit(X=X, y=np.where(y > 0, 1.0, -1.0))
+
+
+def test_a_refit_worse_than_its_candidate_is_redone_on_the_candidates_threads(monkeypatch):
+    # The candidates of the step search train on fewer threads than the refit on every row,
+    # and a step at the edge of serial stability can be unstable on more (rcv1-like linear
+    # regression at step 1: test R^2 0.954 on 1 thread, -21 to 0.86 on 2). A refit that ends
+    # far above the candidate's objective is redone on the candidate's threads. Here the
+    # first refit on every row (2 threads) is spoiled by hand.
+    import hogwild_dsl.sklearn as hs
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 5))
+    y = X @ rng.normal(size=5) + 0.1 * rng.normal(size=400)
+    fit, refits = hs._HogwildEstimator._fit, []
+
+    def spoil_first_refit(trainer, data, validation=None, start=None):
+        out = fit(trainer, data, validation, start)
+        if len(data["y"]) == len(y):
+            refits.append(trainer.threads)
+            if len(refits) == 1:
+                out.params["w"][...] = 10.0
+                out.history[-1]["objective"] = out.objective(**data)
+        return out
+
+    monkeypatch.setattr(hs._HogwildEstimator, "_fit", staticmethod(spoil_first_refit))
+    est = HogwildRegressor(spec="linreg", threads=2).fit(X, y)
+    assert refits == [2, 1] and est.score(X, y) > 0.9
+    assert est.trainer_.threads == 2          # predict and objective on the estimator's threads
+    refits.clear()
+    refits.append("unspoiled")                # a sound refit on every thread is kept
+    HogwildRegressor(spec="linreg", threads=2).fit(X, y)
+    assert refits == ["unspoiled", 2]
