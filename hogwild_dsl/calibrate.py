@@ -234,7 +234,7 @@ def smaller_step(self, restart, arrays: dict) -> bool:
     a row updated by many terms in one epoch), restart the fit from its start at the step
     RESTART_FACTOR lower; False where the step was not calibrated by this fit or would
     fall below STEP_LIMITS (the DivergenceError then stands)."""
-    if restart is None or self.step / RESTART_FACTOR < STEP_LIMITS[0]:
+    if restart is None or not lower_step(self):
         return False
     epochs_done, history_length, rng_state, start = restart
     for k, v in start.items():
@@ -242,6 +242,15 @@ def smaller_step(self, restart, arrays: dict) -> bool:
     del self.history[history_length:]
     self._epochs_done = epochs_done
     self._rng.bit_generator.state = rng_state
+    return True
+
+
+def lower_step(self) -> bool:
+    """The calibrated step diverged: record it and take the one RESTART_FACTOR lower (a local
+    fit's restart, smaller_step, and a distributed one's); False where that would fall
+    below STEP_LIMITS."""
+    if self.step / RESTART_FACTOR < STEP_LIMITS[0]:
+        return False
     self.calibration["diverged"].append(self.step)
     self.step = self.calibration["step"] = self.step / RESTART_FACTOR
     return True

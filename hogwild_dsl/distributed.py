@@ -649,12 +649,8 @@ class _Job:
 
     # -- intake
     def intake(self, data: dict):
-        """Check names, then cut the data into one source per shard."""
-        declared = {d.name for d in self.spec.data}
-        for name in data:
-            if name not in declared:
-                from .runtime import unknown_data
-                raise unknown_data(name, self.spec, "distributed.fit", _FIT_OPTIONS)
+        """Check that every datum is given, then cut the data into one source per shard."""
+        declared = {d.name for d in self.spec.data}      # (unknown names: fit, before this)
         for name in declared:
             if data.get(name) is None:
                 raise DataError(f"missing data '{name}'")
@@ -1149,14 +1145,11 @@ def _run(job: _Job, t, progress: bool):
                 # as a local fit: a calibrated step that diverges all the same restarts from
                 # the start at a step sqrt(3) lower (calibrate.smaller_step); a given one, or
                 # one below the search's limits, raises
-                if not calibrated or t.calibration is None or \
-                        t.step / calibrate.RESTART_FACTOR < calibrate.STEP_LIMITS[0]:
+                if not calibrated or t.calibration is None or not calibrate.lower_step(t):
                     raise
                 params = _copy(start)
                 del t.history[history_length:]
                 t._epochs_done = epochs_done
-                t.calibration["diverged"].append(t.step)
-                t.step = t.calibration["step"] = t.step / calibrate.RESTART_FACTOR
                 job.reset_state()
                 if bar is not None:
                     bar.reset()
