@@ -149,10 +149,13 @@ def test_adagrad_sums_on_two_threads_equal_the_serial_ones(two_threads, load, sy
     """G counts the updates of each coordinate (g = 1 each): exactly the serial sums on 2
     threads; under lock each update sees the same G as serially, so the params are the
     serial ones bit for bit; under atomic each sees one of the same G, so they agree up to
-    the order of the additions."""
+    the order of the additions, but for v, whose l1 record an atomic step may read without
+    the other thread's last move (test_l1_state_on_two_threads): within the same few
+    touches' share of the penalty (CI once saw v[0] 5.4e-7 off at 76.8, rtol 7e-9)."""
     c = slots()
     mod = load(COUNT, "float64")
     one = fit_count(mod, c, 1, sync, "adagrad", step=0.5)
+    l1_slack = 20 * 0.5 * 0.5 / np.bincount(c, minlength=3)
     two_threads.clear()
     counts = 2 * np.bincount(c, minlength=3)
     for seed in range(REPEATS):
@@ -163,6 +166,9 @@ def test_adagrad_sums_on_two_threads_equal_the_serial_ones(two_threads, load, sy
         for name in ("b", "w", "v"):
             if sync == "lock":
                 np.testing.assert_array_equal(two.params[name], one.params[name])
+            elif name == "v":
+                assert np.all(np.abs(two.params["v"] - one.params["v"])
+                              <= 1e-12 * np.abs(one.params["v"]) + l1_slack), name
             else:
                 np.testing.assert_allclose(two.params[name], one.params[name], rtol=1e-12)
     assert set(two_threads) == {2}
