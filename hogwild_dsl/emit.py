@@ -93,7 +93,9 @@ def emit(spec: ir.Spec, ext_name: str, plan: KernelPlan | None = None,
                          (bp.update_atomic_row, "AdaGrad update, per row (atomic adds)"),
                          (bp.loss, "term objective"), (bp.predict, "predict"),
                          (bp.shares, "each term's share of the deferred regs"),
-                         (bp.deferred, "the deferred regs' steps left for the epoch's end")):
+                         (bp.deferred, "the deferred regs' steps left for the epoch's end"),
+                         (bp.loss_terms, "term objective less the row regs (by rows in "
+                          "the exact objective)")):
             if fn is None:
                 continue
             # a variant whose code is another's (AdaGrad per row where every param is 1-D:
@@ -119,7 +121,8 @@ def emit(spec: ir.Spec, ext_name: str, plan: KernelPlan | None = None,
             ("else:", bp.update_plain_row, bp.update_atomic_row))]
         called = {what: fn and same[fn.name] for what, fn in (
             ("loss", bp.loss), ("hot", bp.update_hot), ("shares", bp.shares),
-            ("deferred", bp.deferred))}       # each one's name, None where there is none
+            ("deferred", bp.deferred), ("loss_terms", bp.loss_terms or bp.loss))}
+        # (each one's name, None where there is none)
         blocks.append({"index": bp.index, "start": start, "end": end, "rules": rules,
                        **called})
         start = end
@@ -139,6 +142,7 @@ def emit(spec: ir.Spec, ext_name: str, plan: KernelPlan | None = None,
     for bp in plan.blocks:
         for fn, use in [(u, "train") for u in bp.updates] + [
                 (bp.loss, "train"), (bp.shares, "train"), (bp.deferred, "train"),
+                (bp.loss_terms, "train"),
                 (bp.predict, "predict")]:
             if fn is not None:
                 needs[use] |= {f.key for f in plan.pointers_used[fn.name] if f.is_pointer}
@@ -153,6 +157,7 @@ def emit(spec: ir.Spec, ext_name: str, plan: KernelPlan | None = None,
         draw_key=next((f.name for f in plan.fields if f.name == c_draw_key()), None),
         replicas=replicas, replica_maps=repr(tuple((r["param"], r["map"]) for r in replicas)),
         deferred=any(b["deferred"] for b in blocks),
+        row_regs=[r for bp in plan.blocks for r in bp.row_regs],
         replicable=repr({r["param"]: r["data"] for r in replicas}),
         needs={k: sorted(v) for k, v in needs.items()}, dtype=dtype, real=STORAGE[dtype],
         vector_bits=plan.vector_bits)

@@ -64,11 +64,21 @@ def bind(module: dict):
     kernel = type("Kernel", (Kernel,), members)
 
     def column_counts(indices, n_columns: int) -> np.ndarray:
-        """How many stored entries each column has (the degree split's deg(c) of a row block)."""
-        indices = _index_array(indices, np.int32, n_columns, "column_counts: indices")
-        counts = np.zeros(n_columns, dtype=np.float64)
-        module["_column_counts"](indices.ctypes.data, indices.shape[0], counts.ctypes.data)
-        return counts
+        """How many stored entries each column has (the degree split's deg(c) of a row block).
+        The C checks each index as it counts it (a column outside [0, n_columns) is an
+        error): no pass of its own over the indices."""
+        indices = np.asarray(indices)
+        if indices.ndim != 1 or indices.dtype.kind not in "iu":
+            raise ValueError("column_counts: indices: a 1-D integer array is needed")
+        if indices.dtype != np.int32:     # (checked before the cast, which could wrap)
+            indices = _index_array(indices, np.int32, n_columns, "column_counts: indices")
+        indices = np.ascontiguousarray(indices)
+        counts = np.zeros(n_columns, dtype=np.int64)
+        outside = module["_column_counts"](indices.ctypes.data, indices.shape[0],
+                                           counts.ctypes.data, n_columns)
+        if outside:
+            raise ValueError(f"column_counts: indices: values in [0, {n_columns}) are needed")
+        return counts.astype(np.float64)
 
     return kernel, column_counts
 

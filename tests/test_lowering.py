@@ -347,3 +347,65 @@ def test_a_double_sum_less_its_diagonal_runs_over_the_pairs_only(load_spec, sync
     np.testing.assert_allclose(t.predict(X=X), Interpreter(spec, data).predict(t.params),
                                rtol=1e-10, atol=1e-12)
     one_step(mod, {"X": X[:1], "y": data["y"][:1]}, sync, step=0.05, perturb=0.2)
+
+
+# ---------------------------------------------------------------- the exact objective's row regs
+
+ROW_REGS = """model rowregs
+dim example, feature, class, user
+const k = 3
+data X[example, feature] : sparse
+data y[example] : index(class)
+data who[example] : index(user)
+data whom[example] : index(user)
+param w[feature] = 0
+param W[feature, k] ~ normal(0, 0.1)
+param C[class, k] ~ normal(0, 0.1)
+param U[user, k] ~ normal(0, 0.1)
+param H[user, k] ~ normal(0, 0.1)
+for i in example:
+    loss softplus(dot(X[i], w) + dot(C[y[i]], U[who[i]]) - sum(j in X[i]: X[i, j] * sum(m in k: W[j, m])))
+    reg l2(0.01) on w[X[i]]
+    reg l1(0.002) on W[X[i]]
+    reg l2(0.03) on C[y[i]]
+    reg l2(0.05) on U[who[i]], U[whom[i]]
+    reg l2(0.04) on H[who[i]] unscaled
+"""
+
+
+def _row_reg_data(rows, features, users, seed=0):
+    rng = np.random.default_rng(seed)
+    X = sp.random(rows, features, density=0.3, format="csr", random_state=seed)
+    X.data = rng.normal(size=X.nnz)
+    return {"X": X, "y": rng.integers(0, 4, rows), "who": rng.integers(0, users, rows),
+            "whom": rng.integers(0, users, rows)}
+
+
+@pytest.mark.parametrize("rows, features", [(300, 40), (20, 400)])
+def test_the_exact_objective_sums_the_row_regs_by_rows(load_spec, rows, features):
+    """objective_sum takes each row reg (lower.RowReg) once per touched row where the rows
+    are few against the terms (300 x 40), and the terms' shares where they are many (20 x
+    400): either way the per-term objective summed over every term (objective_terms), and
+    the reg of each touched row once, checked with numpy."""
+    mod = load_spec(text=ROW_REGS)
+    spec = mod.Trainer.spec
+    found = [(r.param, rr.kind) for r, rr in lower.BlockLowering(
+        spec, lower.derive(spec)[0]).row_regs()]
+    assert found == [("w", "l2"), ("W", "l1"), ("C", "l2")]   # not a shared degree, nor unscaled
+    data = _row_reg_data(rows, features, 6)
+    t = mod.Trainer(threads=1, epochs=1, step=0.05, seed=3).fit(**data)
+    arrays, sizes = t.layout(data)
+    kernel = t.kernels.Kernel({**arrays, **t.params}, sizes)
+    by_terms = kernel.objective_terms(np.arange(rows), 1)
+    assert kernel.objective_sum(1) == pytest.approx(by_terms, rel=1e-12)
+    X, p = data["X"], t.params
+    touched = np.unique(X.indices)
+    rows_part = 0.01 * np.sum(p["w"][touched] ** 2) + \
+        0.002 * np.sum(np.abs(p["W"][touched])) + \
+        0.03 * np.sum(p["C"][np.unique(data["y"])] ** 2)
+    shares = sum(0.01 * p["w"][j] ** 2 / np.sum(X.indices == j) for j in X.indices)
+    assert rows_part == pytest.approx(
+        shares + 0.002 * sum(np.sum(np.abs(p["W"][j])) / np.sum(X.indices == j)
+                             for j in X.indices) +
+        0.03 * sum(np.sum(p["C"][c] ** 2) / np.sum(data["y"] == c) for c in data["y"]),
+        rel=1e-12)
