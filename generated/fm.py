@@ -22,7 +22,7 @@ for i in example:
     predict yhat
 """
 CONSTS = {'k': 8}
-SIGNATURE = "d268a837ae61e75e7f721a00"
+SIGNATURE = "e6a1ab9f9cc1fc6c5d39792e"
 KERNELS = "fm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -725,6 +725,13 @@ C_FUNCS = {"abs": "fabs", "max": "fmax", "min": "fmin", "exp": "exp", "log": "lo
            "log1p": "log1p", "sqrt": "sqrt"}
 
 
+def _is_dot(body: ir.Expr) -> bool:
+    """Whether a summand is the product of two stored values (data or params)."""
+    leaves = (ir.DataAt, ir.ParamAt)
+    return isinstance(body, ir.Binary) and body.op == "*" and \
+        isinstance(body.left, leaves) and isinstance(body.right, leaves)
+
+
 class Emitter:
     """Emits statements computing expressions; returns C expressions for their values.
     Sums and function calls get temporaries, memoised per loop scope (common subexpressions
@@ -879,14 +886,24 @@ class Emitter:
             return self.reduce(e)
         raise AssertionError(f"cannot emit {e!r}")
 
-    def sum(self, e: ir.Sum) -> str:
-        with self.arithmetic("double"):
-            return self._sum(e)
+    def acc_type(self, body: ir.Expr) -> str:
+        """The C type a sum of `body` accumulates in: double, but a dot of two stored arrays
+        (x[j] * w[j], L[u, k] * R[v, k]) in their storage type: float32 storage then takes
+        float lanes and no conversion of each product (RCV1-shaped SVM, float32: epochs
+        1.08x faster; hand-written float kernels, LIBMF's, sum so); float64 code is the
+        same."""
+        return self.a.storage if _is_dot(body) else "double"
 
-    def _sum(self, e: ir.Sum) -> str:
+    def sum(self, e: ir.Sum) -> str:
+        ctype = self.acc_type(e.body)
+        with self.arithmetic(ctype):
+            acc = self._sum(e, ctype)
+        return self.known(acc)
+
+    def _sum(self, e: ir.Sum, ctype: str = "double") -> str:
         var, body = self.loop_var(e)
         self.hoist_invariants(body, var)
-        acc = self.names.new("s")
+        acc = self.names.new("s", ctype)
         self.emit(f"{acc} = 0.0")
         self.open_loop(var)
         self.fuse([body])
@@ -958,13 +975,14 @@ class Emitter:
             bodies = [substitute(s.body, s.var, var) for s in sums]
             for b in bodies:
                 self.hoist_invariants(b, var)
-            accs = [self.names.new("s") for _ in sums]
+            accs = [self.names.new("s", self.acc_type(b)) for b in bodies]
             for acc in accs:
                 self.emit(f"{acc} = 0.0")
             self.open_loop(var)
             self.fuse(bodies)
             for acc, b in zip(accs, bodies):
-                self.emit(f"{acc} = {acc} + {self.summand(b, var)}")
+                with self.arithmetic(self.acc_type(b)):
+                    self.emit(f"{acc} = {acc} + {self.summand(b, var)}")
             self.close_loop()
             for s, acc in zip(sums, accs):
                 self.remember(s, acc)
@@ -993,7 +1011,7 @@ class Emitter:
                     slot = (take(size_of(self.a, loops)), loops)
                     self.zero(*slot)
                 else:
-                    slot = self.names.new("s")
+                    slot = self.names.new("s", self.acc_type(b))
                     self.emit(f"{slot} = 0.0")
                 slots.append(slot)
                 by_loops.setdefault(loops, []).append((b, slot))
@@ -1008,7 +1026,8 @@ class Emitter:
                     self.open_loop(v)
                 for b, slot in members:
                     target = slot if not loops else f"{slot[0]}[{offset(self.a, loops)}]"
-                    self.emit(f"{target} = {target} + {self.summand(b, var)}")
+                    with self.arithmetic("double" if loops else self.acc_type(b)):
+                        self.emit(f"{target} = {target} + {self.summand(b, var)}")
                 for _ in loops:
                     self.close_loop()
             self.close_loop()
