@@ -33,7 +33,7 @@ import scipy.sparse as sp
 
 from . import calibrate, ir
 from .errors import DataError, DivergenceError, HogwildError
-from .runtime import _entry_companions
+from .runtime import _entry_companions, as_csr, no_terms
 
 POLL_SECONDS = 0.2        # how often a waiting client checks that the workers it waits on live
 LOST_WAIT_SECONDS = 60    # how long to wait for any worker once all are gone
@@ -387,6 +387,9 @@ def _load(key, shard, spec_text, consts, plan_, settings, source):
         t._calibrate = False            # its step is the client's, every round (_calibrate_on)
         t.index_dims = settings["index_dims"]
         t.fit(**data)                       # checks the shard's data (DataError) and sizes it
+        # sparse data given dense (as fit takes it) in CSR, as touches and degrees read it
+        data = {n: as_csr(v, f"data '{n}'") if spec.datum(n).kind == "sparse" else v
+                for n, v in data.items()}
         n = sum(_n_terms(spec, b, data) for b in spec.blocks)
         parts.append(_Part(data, t, n))
         index_dims = settings["index_dims"]
@@ -650,10 +653,10 @@ class _Job:
     # -- intake
     def intake(self, data: dict):
         """Check that every datum is given, then cut the data into one source per shard."""
-        declared = {d.name for d in self.spec.data}      # (unknown names: fit, before this)
-        for name in declared:
-            if data.get(name) is None:
-                raise DataError(f"missing data '{name}'")
+        for d in self.spec.data:
+            if data.get(d.name) is None:
+                raise DataError(f"missing data '{d.name}' (declared on spec line {d.line} as "
+                                f"{d})")
         lazy = {n for n, v in data.items() if _is_dask(v)}
         if not lazy:        # check everything here, before anything is sent; params start
             checker = self.mod.Trainer(epochs=0, seed=self.settings["seed"],
@@ -706,6 +709,12 @@ class _Job:
         """Persist the row chunks of dask inputs on the workers; give each shard the chunks
         its worker already holds (balanced)."""
         first = data[lazy_rows[0]]
+        for n in rows:      # as a local fit says it, not as dask's rechunk fails on it
+            size = _shape(data[n])[0]
+            if size != first.shape[0] and not np.isnan([size, first.shape[0]]).any():
+                dim = self.spec.datum(n).dims[0]
+                raise DataError(f"dim '{dim}' is {first.shape[0]} from data '{lazy_rows[0]}' "
+                                f"(axis 0) but {size} from data '{n}' (axis 0)")
         bounds = np.concatenate([[0], np.cumsum(first.chunks[0])]).astype(np.int64)
         groups = {}
         for n in lazy_rows:
@@ -1124,6 +1133,8 @@ def _run(job: _Job, t, progress: bool):
         except _Lost:
             job.recover()
     n_terms = sum(p["terms"] for parts in job.summary.values() for p in parts)
+    if not n_terms and t.epochs > 0:
+        raise no_terms(t.spec)
     params = {k: np.array(v) for k, v in t.params.items()}
     calibrated = bool(t.__dict__.get("_calibrate")) and t.epochs > 0
     if calibrated:

@@ -289,6 +289,32 @@ def test_bad_input_is_a_clear_error(two_workers, load_spec):
         distributed.fit(svm, "tcp://scheduler:8786", X=X, y=y)
 
 
+def test_bad_input_gets_the_local_fits_error(two_workers, load_spec):
+    """Found by a user-objective audit: these reached the caller as dask's ValueError, as a
+    bare "missing data 'y'", or not at all (no terms trained silently)."""
+    svm = load_spec("svm")
+    X, y = sparse_rows(50, 10, 3, seed=0)
+    with pytest.raises(DataError, match=r"missing data 'y' \(declared on spec line"):
+        distributed.fit(svm, two_workers, X=X)
+    with pytest.raises(DataError, match="no terms to train on"):
+        distributed.fit(svm, two_workers, epochs=1, X=X[:0], y=y[:0])
+    with pytest.raises(DataError, match="no terms to train on"):
+        distributed.fit(load_spec("mc"), two_workers, epochs=1, r=sp.csr_matrix((5, 4)))
+    with pytest.raises(DataError, match="dim 'example' is 50 from data 'X' .* 49 from data 'y'"):
+        distributed.fit(svm, two_workers, epochs=1, X=da.from_array(X, chunks=(25, 10)),
+                        y=da.from_array(y[:-1], chunks=25))
+
+
+def test_sparse_data_given_dense_trains_as_its_csr_does(two_workers, load_spec):
+    """fit takes a dense array for sparse data; the shards' touch counts read it as CSR (it
+    was an AttributeError on the worker)."""
+    svm = load_spec("svm")
+    X, y = sparse_rows(60, 10, 3, seed=1)
+    dense = distributed.fit(svm, two_workers, epochs=2, step=0.1, X=X.toarray(), y=y)
+    csr = distributed.fit(svm, two_workers, epochs=2, step=0.1, X=X, y=y)
+    assert dense.objective(X=X, y=y) == pytest.approx(csr.objective(X=X, y=y), rel=1e-12)
+
+
 def test_an_error_inside_a_worker_reaches_the_caller_as_it_was(two_workers, load_spec):
     svm = load_spec("svm")
     X, y = sparse_rows(200, 20, 4, seed=0)
