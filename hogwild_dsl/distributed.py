@@ -15,7 +15,8 @@ Two ways to combine the shards, chosen from the spec alone (`plan`):
 - "dsgd" (Gemulla et al., KDD 2011): one entry block `for (u, v) in r` whose params are each
   indexed by u alone or by v alone (matrix completion). Users and items are split into d blocks
   (d = workers); in sub-epoch s shard k trains block (k, (k + s) mod d): the d blocks of one
-  stratum share no row and no column, so nothing needs averaging.
+  stratum share no row and no column, so nothing needs averaging. Scalar data (a global
+  mean) go whole to every shard.
 
 Each shard's trainer uses the whole data's deg(c) for the degree split (LANGUAGE.md), so the
 shards' objectives add up to the single-machine objective exactly.
@@ -94,8 +95,8 @@ def _dsgd_obstacle(spec: ir.Spec) -> str:
     u, v = b.vars
     if u.dim == v.dim:
         return f"both ends of a term index dim '{u.dim}' (graph terms)"
-    if any(d.name != b.over for d in spec.data):
-        return "data besides the entries' matrix would have to be split as well"
+    if any(d.name != b.over and d.dims for d in spec.data):     # scalars go to every shard
+        return "data besides the entries' matrix and scalars would have to be split as well"
     consts = dict(spec.consts)
     for p in spec.params:
         if not p.dims or p.dims[0] not in (u.dim, v.dim) or \
@@ -375,7 +376,7 @@ def _load(key, shard, spec_text, consts, plan_, settings, source):
     spec = mod.Trainer.spec
     threads = settings["threads"] or get_worker().state.nthreads
     if plan_.mode == "dsgd":
-        datas = [{plan_.over: m} for m in _dsgd_parts(source, settings)]
+        datas = [{plan_.over: m, **settings["scalars"]} for m in _dsgd_parts(source, settings)]
     else:
         datas = _split_parts(spec, plan_, _assemble(spec, plan_, source, settings),
                              settings["parts"], settings["seed"] + 7919 * shard)
@@ -388,8 +389,8 @@ def _load(key, shard, spec_text, consts, plan_, settings, source):
         t.index_dims = settings["index_dims"]
         t.fit(**data)                       # checks the shard's data (DataError) and sizes it
         # sparse data given dense (as fit takes it) in CSR, as touches and degrees read it
-        data = {n: as_csr(v, f"data '{n}'") if spec.datum(n).kind == "sparse" else v
-                for n, v in data.items()}
+        data = {n: as_csr(v, f"data '{n}'") if spec.datum(n).kind == "sparse" and
+                not sp.issparse(v) else v for n, v in data.items()}
         n = sum(_n_terms(spec, b, data) for b in spec.blocks)
         parts.append(_Part(data, t, n))
         index_dims = settings["index_dims"]
@@ -666,7 +667,7 @@ class _Job:
             self.local = (checker, data)
         self.settings["index_dims"] = _index_dims(self.spec, data)
         if self.plan.mode == "dsgd":
-            self._intake_dsgd(data[self.plan.over])
+            self._intake_dsgd(data)
         else:
             self._intake_average(data, lazy)
 
@@ -800,9 +801,13 @@ class _Job:
         self.keep += futures
         return self.client.submit(_stack, futures)
 
-    def _intake_dsgd(self, value):
-        """Users and items into d blocks; shard k gets user block k's entries."""
+    def _intake_dsgd(self, data):
+        """Users and items into d blocks; shard k gets user block k's entries, and every
+        shard the scalars (a global mean)."""
         d, seed, name = self.d, self.settings["seed"], self.plan.over
+        value = data[name]
+        scalars = self.settings["scalars"] = \
+            {n: v.compute() if _is_dask(v) else v for n, v in data.items() if n != name}
         if _is_dask(value):
             pieces, shape = self._triplet_pieces(name, value, {})
         else:
@@ -816,7 +821,7 @@ class _Job:
         self.items = [np.flatnonzero(item_block == j) for j in range(d)]
         if not self.t.params:        # dask input: the params of the whole shape, seeded
             init = self.mod.Trainer(epochs=0, seed=seed)
-            init.fit(**{name: sp.csr_matrix(shape)})
+            init.fit(**{name: sp.csr_matrix(shape)}, **scalars)
             self.t.params = init.params
         blocks = self.client.scatter(user_block, broadcast=True) if _is_dask(value) else None
         for k in range(d):
