@@ -310,8 +310,10 @@ def _shard_trainer(mod):
                 self.prepared = (dict(data), arrays, sizes)
         else:
             _, arrays, sizes = kept
-            for p in spec.params:
-                arrays[self._key("param", p.name)] = self.params[p.name]
+            for p in spec.params:       # the client's average is float64 for every dtype
+                value = self.params[p.name] = np.asarray(self.params[p.name], order="C",
+                                                         dtype=self.dtype)
+                arrays[self._key("param", p.name)] = value
             for name, key, shape, _ in self._state_arrays():    # as runtime._state
                 acc = self._accumulators.get(name)
                 if acc is None or acc.shape != shape or acc.dtype != self.dtype:

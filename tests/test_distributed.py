@@ -186,6 +186,21 @@ def poisson_counts(n_rows=3000, n_cols=200, seed=0):
     return X, y
 
 
+@pytest.mark.parametrize("name", ["poisson", "mc"])
+def test_a_float32_module_trains_on_the_workers_in_float32(two_workers, hog_cache_dir, name):
+    """The client's average is float64: a float32 shard failed its second layout ('w must be
+    a ... float32 array, not a float64 array'), found by an audit's float32 Poisson fit."""
+    mod = hogwild_dsl.load(None if name == "poisson" else SPECS / "mc.hog",
+                           text=POISSON if name == "poisson" else None, dtype="float32",
+                           cache_dir=hog_cache_dir)
+    X, y = poisson_counts(600, 50)
+    data = dict(X=X, y=y) if name == "poisson" else dict(r=ratings(60, 40, 600))
+    t = distributed.fit(mod, two_workers, epochs=3, step=0.02, **data)
+    assert all(v.dtype == np.float32 for v in t.params.values())
+    assert t.history[-1]["objective"] == pytest.approx(t.objective(**data), rel=1e-5)
+    assert t.history[-1]["objective"] < t.history[0]["objective"]
+
+
 def test_a_spec_without_a_step_gets_the_calibrated_default_step(two_workers, load_spec):
     # No step anywhere: the step is searched once (on a shard: the terms a worker trains on
     # in a round) and kept for every round. It was the placeholder 0.05 on the client, while
