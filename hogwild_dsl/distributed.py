@@ -1098,7 +1098,13 @@ def fit(mod, client, *args, epochs=None, seed=0, threads_per_worker=None, rounds
     declared = {d.name for d in t.spec.data}
     for name in data:          # before the cluster is asked anything: threads=4, sync=...
         if name not in declared:
-            from .runtime import unknown_data
+            from .runtime import trainer_options, unknown_data
+            if name in trainer_options() + ["validation"] and \
+                    not any(o == name or o.startswith(f"{name}_") for o in _FIT_OPTIONS):
+                # not "unknown data name 'validation'", which reads as a typo
+                raise DataError(f"distributed.fit takes no '{name}': it is an option of a "
+                                f"local Trainer and its fit; distributed.fit's options are "
+                                f"{', '.join(_FIT_OPTIONS)}")
             raise unknown_data(name, t.spec, "distributed.fit", _FIT_OPTIONS)
     if isinstance(rounds_per_epoch, bool) or not isinstance(rounds_per_epoch, int) or \
             rounds_per_epoch < 1:

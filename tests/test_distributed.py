@@ -310,6 +310,9 @@ def test_bad_input_is_a_clear_error(two_workers, load_spec):
     X, y = sparse_rows(50, 10, 3, seed=0)
     with pytest.raises(DataError, match="unknown data name 'Z'"):
         distributed.fit(svm, two_workers, X=X, y=y, Z=y)
+    for option in ("validation", "patience", "sync"):     # a local fit's, not distributed's
+        with pytest.raises(DataError, match=f"distributed.fit takes no '{option}'"):
+            distributed.fit(svm, two_workers, X=X, y=y, **{option: None})
     with pytest.raises(DataError, match="sign"):
         distributed.fit(svm, two_workers, X=X, y=np.zeros(50))
     with pytest.raises(HogwildError, match="rounds_per_epoch"):
