@@ -652,6 +652,18 @@ class _Job:
         self.current: set = set()     # DSGD shards whose kept user rows match the client's
         self.item_state: dict = {}    # DSGD item block -> its rows' optimizer state
         self.local = None             # numpy/scipy data: (a checked local Trainer, the data)
+        self.init = None              # the params of fit(init=...) to start from
+
+    def start(self, fresh: dict):
+        """The fit's first params: `fresh` (seeded as a local fit's), or init's where given,
+        which must have their shapes."""
+        if self.init is not None:
+            for name, value in fresh.items():
+                if self.init[name].shape != value.shape:
+                    raise DataError(f"fit(init=...): param '{name}' has shape "
+                                    f"{self.init[name].shape}, but the data make it "
+                                    f"{value.shape}")
+        self.t.params = _copy(self.init if self.init is not None else fresh)
 
     # -- intake
     def intake(self, data: dict):
@@ -665,7 +677,7 @@ class _Job:
             checker = self.mod.Trainer(epochs=0, seed=self.settings["seed"],
                                        optimizer=self.t.optimizer)
             checker.fit(**data)
-            self.t.params = checker.params
+            self.start(checker.params)
             self.local = (checker, data)
         self.settings["index_dims"] = _index_dims(self.spec, data)
         if self.plan.mode == "dsgd":
@@ -824,7 +836,7 @@ class _Job:
         if not self.t.params:        # dask input: the params of the whole shape, seeded
             init = self.mod.Trainer(epochs=0, seed=seed)
             init.fit(**{name: sp.csr_matrix(shape)}, **scalars)
-            self.t.params = init.params
+            self.start(init.params)
         blocks = self.client.scatter(user_block, broadcast=True) if _is_dask(value) else None
         for k in range(d):
             if _is_dask(value):
@@ -1066,11 +1078,11 @@ def _split_triplets(piece, user_block, k, name):
 # ---------------------------------------------------------------- the public entry point
 
 _FIT_OPTIONS = ("epochs", "seed", "threads_per_worker", "rounds_per_epoch", "step", "decay",
-                "optimizer", "progress")
+                "optimizer", "progress", "init")
 
 
 def fit(mod, client, *args, epochs=None, seed=0, threads_per_worker=None, rounds_per_epoch=1,
-        step=None, decay=None, optimizer=None, progress=False, **data):
+        step=None, decay=None, optimizer=None, progress=False, init=None, **data):
     """Train `mod`'s spec on the workers of a Dask `client`; return a local Trainer.
 
     Data are given by the spec's data names, as numpy/scipy values (split by terms and sent to
@@ -1082,6 +1094,8 @@ def fit(mod, client, *args, epochs=None, seed=0, threads_per_worker=None, rounds
     shards' params after every round (`rounds_per_epoch` rounds per epoch, averaging only):
     shared 0-D params, graph terms, several blocks. A worker lost in a round costs that round,
     not the fit; an error inside a worker is raised here as the HogwildError it was.
+    `init`, a Trainer of `mod` (one this returned, say), is continued as its own fit would be:
+    from its params, at its step once calibrated, its history and epochs counted on.
     """
     if not all(hasattr(mod, a) for a in ("Trainer", "SPEC", "CONSTS")):
         raise HogwildError("fit() trains a module returned by hogwild_dsl.load(), not "
@@ -1118,6 +1132,8 @@ def fit(mod, client, *args, epochs=None, seed=0, threads_per_worker=None, rounds
     plan_ = plan(t.spec)
     parts = 1 if plan_.mode == "dsgd" else rounds_per_epoch
     job = _Job(mod, client, t, plan_, threads_per_worker, parts, seed)
+    if init is not None:
+        _continue(job, t, init, step)
     try:
         job.intake(data)
         job.settings["first"] = min(job.sources)
@@ -1125,6 +1141,23 @@ def fit(mod, client, *args, epochs=None, seed=0, threads_per_worker=None, rounds
     finally:
         job.close()
     return t
+
+
+def _continue(job: _Job, t, init, step):
+    """Start `t` where the trainer `init` stopped: a local fit's warm start (API.md "Warm
+    starts"), but for the optimizer's state (AdaGrad's sums), which the shards keep."""
+    if not isinstance(init, job.mod.Trainer):
+        what = f"one of model '{init.spec.model}' ({init.dtype}, consts " \
+            f"{dict(init.spec.consts)})" if hasattr(init, "spec") else type(init).__name__
+        raise HogwildError(f"fit(init=...) continues a Trainer of mod (model "
+                           f"'{t.spec.model}', {t.dtype}, consts {dict(t.spec.consts)}), "
+                           f"not {what}")
+    if not init.params:
+        raise HogwildError("fit(init=...): the trainer has no params yet; fit it first")
+    job.init = {n: np.asarray(v) for n, v in init.params.items()}
+    t.history, t._epochs_done = list(init.history), init._epochs_done
+    if step is None and not init.__dict__.get("_calibrate"):     # its step, once fixed, stays
+        t.step, t.calibration, t._calibrate = init.step, init.calibration, False
 
 
 def _run(job: _Job, t, progress: bool):
@@ -1137,7 +1170,7 @@ def _run(job: _Job, t, progress: bool):
         except _Lost:                 # a worker left while loading: reload all elsewhere
             job.rehost()
     if not t.params:
-        t.params = job.summary[job.settings["first"]][0]["params"]
+        job.start(job.summary[job.settings["first"]][0]["params"])
     job.whole_degrees()
     while True:
         try:

@@ -246,6 +246,26 @@ for i in example:
     assert t.history[0]["step"] == t.step and t.objective(**data) < 1e-6
 
 
+def test_init_continues_a_trainer_as_its_own_fit_would(two_workers, load_spec):
+    """A warm start (API.md): distributed.fit had no way to continue a fit, local or
+    distributed; every call started from the seeded params."""
+    mod = load_spec(text=POISSON)
+    X, y = poisson_counts(600, 50)
+    first = distributed.fit(mod, two_workers, epochs=2, X=X, y=y)
+    more = distributed.fit(mod, two_workers, epochs=2, init=first, X=X, y=y)
+    assert [h["epoch"] for h in more.history] == [1, 2, 3, 4]
+    assert more.history[:2] == first.history and more.step == first.step
+    assert more.history[2]["step"] == pytest.approx(first.step * first.decay ** 2)
+    assert more.history[2]["objective"] < first.history[0]["objective"]
+    local = mod.Trainer(epochs=2, step=0.05).fit(X=X, y=y)
+    on = distributed.fit(mod, two_workers, epochs=1, init=local, X=X, y=y)
+    assert on.step == 0.05 and len(on.history) == 3
+    with pytest.raises(DataError, match=r"param 'w' has shape \(50,\), but the data make it"):
+        distributed.fit(mod, two_workers, epochs=1, init=local, X=X[:, :10], y=y)
+    with pytest.raises(HogwildError, match="continues a Trainer of mod"):
+        distributed.fit(mod, two_workers, epochs=1, init=mod, X=X, y=y)
+
+
 def test_a_given_step_is_the_step_of_every_round(two_workers, load_spec):
     # With a step given nothing is searched, on the client or on a shard: at a step too small
     # to move the params, the first epoch ends where it started.
