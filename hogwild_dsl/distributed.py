@@ -23,6 +23,7 @@ shards' objectives add up to the single-machine objective exactly.
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -1078,11 +1079,12 @@ def _split_triplets(piece, user_block, k, name):
 # ---------------------------------------------------------------- the public entry point
 
 _FIT_OPTIONS = ("epochs", "seed", "threads_per_worker", "rounds_per_epoch", "step", "decay",
-                "optimizer", "progress", "init")
+                "optimizer", "progress", "init", "validation", "patience")
 
 
 def fit(mod, client, *args, epochs=None, seed=0, threads_per_worker=None, rounds_per_epoch=1,
-        step=None, decay=None, optimizer=None, progress=False, init=None, **data):
+        step=None, decay=None, optimizer=None, progress=False, init=None, validation=None,
+        patience=None, **data):
     """Train `mod`'s spec on the workers of a Dask `client`; return a local Trainer.
 
     Data are given by the spec's data names, as numpy/scipy values (split by terms and sent to
@@ -1096,6 +1098,7 @@ def fit(mod, client, *args, epochs=None, seed=0, threads_per_worker=None, rounds
     not the fit; an error inside a worker is raised here as the HogwildError it was.
     `init`, a Trainer of `mod` (one this returned, say), is continued as its own fit would be:
     from its params, at its step once calibrated, its history and epochs counted on.
+    `validation` and `patience` are a local fit's, evaluated on the client after each epoch.
     """
     if not all(hasattr(mod, a) for a in ("Trainer", "SPEC", "CONSTS")):
         raise HogwildError("fit() trains a module returned by hogwild_dsl.load(), not "
@@ -1103,7 +1106,11 @@ def fit(mod, client, *args, epochs=None, seed=0, threads_per_worker=None, rounds
     if not (hasattr(client, "submit") and hasattr(client, "scheduler_info")):
         raise HogwildError("fit() needs a dask.distributed Client, not "
                            f"{type(client).__name__}")
-    t = mod.Trainer(epochs=epochs, step=step, decay=decay, seed=seed, optimizer=optimizer)
+    t = mod.Trainer(epochs=epochs, step=step, decay=decay, seed=seed, optimizer=optimizer,
+                    patience=patience)
+    if t.patience is not None and validation is None and t._patience_asked:
+        raise HogwildError(f"patience={t.patience!r} stops on the validation objective: pass "
+                           "the held-out data as distributed.fit(..., validation={...})")
     if args:                  # fit(mod, client, X, y): data by position, as Trainer.fit refuses
         names = ", ".join(f"{d.name}=..." for d in t.spec.data)
         raise DataError(f"fit() takes the data by the spec's names, as keywords: fit(mod, "
@@ -1132,6 +1139,7 @@ def fit(mod, client, *args, epochs=None, seed=0, threads_per_worker=None, rounds
     plan_ = plan(t.spec)
     parts = 1 if plan_.mode == "dsgd" else rounds_per_epoch
     job = _Job(mod, client, t, plan_, threads_per_worker, parts, seed)
+    job.validation, job.data = validation, data
     if init is not None:
         _continue(job, t, init, step)
     try:
@@ -1181,6 +1189,8 @@ def _run(job: _Job, t, progress: bool):
     n_terms = sum(p["terms"] for parts in job.summary.values() for p in parts)
     if not n_terms and t.epochs > 0:
         raise no_terms(t.spec)
+    if job.validation is not None:        # its DataError before any round
+        _validation_objective(job, t, t.params)
     params = {k: np.array(v) for k, v in t.params.items()}
     calibrated = bool(t.__dict__.get("_calibrate")) and t.epochs > 0
     if calibrated:
@@ -1195,8 +1205,18 @@ def _run(job: _Job, t, progress: bool):
     try:
         while True:
             try:
+                best = (math.inf, None, None)       # value, epoch, params
                 for _ in range(t.epochs):
                     params = _epoch(job, t, params, rounds, n_terms, bar)
+                    if job.validation is None:
+                        continue
+                    value = t.history[-1]["validation_objective"] = \
+                        _validation_objective(job, t, params)
+                    if value < best[0]:
+                        best = (value, t._epochs_done, _copy(params))
+                    if t.patience is not None and \
+                            t._epochs_done - (best[1] or epochs_done) >= t.patience:
+                        break
                 break
             except DivergenceError:
                 # as a local fit: a calibrated step that diverges all the same restarts from
@@ -1215,7 +1235,20 @@ def _run(job: _Job, t, progress: bool):
             bar.close()
         for name, value in params.items():
             t.params[name] = np.array(value, dtype=t.dtype, order="C")
+    if job.validation is not None and t.patience is not None:   # the best epoch's, as fit
+        t.best_epoch = best[1]
+        if best[2] is not None:
+            for name, value in best[2].items():
+                t.params[name] = np.array(value, dtype=t.dtype, order="C")
     return t
+
+
+def _validation_objective(job: _Job, t, params: dict) -> float:
+    """The mean objective over `validation`'s terms at `params`, on the client, as a local
+    fit's (Trainer._held_out: data that do not vary with the terms are the training data's)."""
+    t.params = {n: np.array(v, dtype=t.dtype, order="C") for n, v in params.items()}
+    held = t._held_out(job.validation, job.data)
+    return float(held.objective_sum(t.threads) / max(held.nterms, 1))
 
 
 def _epoch(job: _Job, t, params: dict, rounds: int, n_terms: int, bar) -> dict:

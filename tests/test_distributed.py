@@ -266,6 +266,29 @@ def test_init_continues_a_trainer_as_its_own_fit_would(two_workers, load_spec):
         distributed.fit(mod, two_workers, epochs=1, init=mod, X=X, y=y)
 
 
+def test_validation_and_patience_as_a_local_fit_has_them(two_workers, load_spec):
+    """distributed.fit(validation=...) was refused as an unknown data name: no held-out curve
+    and no early stop on a cluster. Now each epoch's validation_objective is the local
+    Trainer's at the round's params, and patience keeps the best epoch's params."""
+    mod = load_spec(text=POISSON)
+    X, y = poisson_counts(800, 50)
+    held = dict(X=X[600:], y=y[600:])
+    t = distributed.fit(mod, two_workers, epochs=3, step=0.05, validation=held,
+                        X=X[:600], y=y[:600])
+    assert [h["validation_objective"] for h in t.history][-1] == \
+        pytest.approx(t.objective(**held), rel=1e-9)
+    # a step that overshoots: the held-out objective rises, patience 1 stops and keeps epoch 1
+    t = distributed.fit(mod, two_workers, epochs=6, step=0.3, decay=1.0, validation=held,
+                        patience=1, X=X[:600], y=y[:600])
+    values = [h["validation_objective"] for h in t.history]
+    assert t.best_epoch == 1 + int(np.argmin(values)) and len(values) == t.best_epoch + 1
+    assert t.objective(**held) == pytest.approx(min(values), rel=1e-9)
+    with pytest.raises(HogwildError, match="patience=2 stops on the validation objective"):
+        distributed.fit(mod, two_workers, patience=2, X=X, y=y)
+    with pytest.raises(DataError, match="validation: "):
+        distributed.fit(mod, two_workers, validation=dict(X=X, y=y[:-1]), X=X, y=y)
+
+
 def test_a_given_step_is_the_step_of_every_round(two_workers, load_spec):
     # With a step given nothing is searched, on the client or on a shard: at a step too small
     # to move the params, the first epoch ends where it started.
@@ -330,7 +353,7 @@ def test_bad_input_is_a_clear_error(two_workers, load_spec):
     X, y = sparse_rows(50, 10, 3, seed=0)
     with pytest.raises(DataError, match="unknown data name 'Z'"):
         distributed.fit(svm, two_workers, X=X, y=y, Z=y)
-    for option in ("validation", "patience", "sync"):     # a local fit's, not distributed's
+    for option in ("sync", "order"):     # a local fit's, not distributed's
         with pytest.raises(DataError, match=f"distributed.fit takes no '{option}'"):
             distributed.fit(svm, two_workers, X=X, y=y, **{option: None})
     with pytest.raises(DataError, match="sign"):
