@@ -1139,7 +1139,7 @@ def fit(mod, client, *args, epochs=None, seed=0, threads_per_worker=None, rounds
     plan_ = plan(t.spec)
     parts = 1 if plan_.mode == "dsgd" else rounds_per_epoch
     job = _Job(mod, client, t, plan_, threads_per_worker, parts, seed)
-    job.validation, job.data = validation, data
+    job.validation = _held_out_data(t.spec, validation, data)
     if init is not None:
         _continue(job, t, init, step)
     try:
@@ -1243,11 +1243,22 @@ def _run(job: _Job, t, progress: bool):
     return t
 
 
+def _held_out_data(spec, validation, data):
+    """`validation` completed by the training data that do not vary with the terms, dask
+    values gathered: the client evaluates it (a DataError for the wrong kind comes from
+    Trainer._held_out)."""
+    if not isinstance(validation, dict):
+        return validation
+    from .runtime import _shared_data
+    shared = {n: data[n] for n in _shared_data(spec) if n not in validation and n in data}
+    return {n: v.compute() if _is_dask(v) else v for n, v in {**shared, **validation}.items()}
+
+
 def _validation_objective(job: _Job, t, params: dict) -> float:
     """The mean objective over `validation`'s terms at `params`, on the client, as a local
     fit's (Trainer._held_out: data that do not vary with the terms are the training data's)."""
     t.params = {n: np.array(v, dtype=t.dtype, order="C") for n, v in params.items()}
-    held = t._held_out(job.validation, job.data)
+    held = t._held_out(job.validation, {})
     return float(held.objective_sum(t.threads) / max(held.nterms, 1))
 
 

@@ -277,6 +277,11 @@ def test_validation_and_patience_as_a_local_fit_has_them(two_workers, load_spec)
                         X=X[:600], y=y[:600])
     assert [h["validation_objective"] for h in t.history][-1] == \
         pytest.approx(t.objective(**held), rel=1e-9)
+    lazy = distributed.fit(mod, two_workers, epochs=3, step=0.05, X=X[:600], y=y[:600],
+                           validation=dict(X=da.from_array(held["X"], chunks=(100, 50)),
+                                           y=da.from_array(held["y"], chunks=100)))
+    assert [h["validation_objective"] for h in lazy.history] == \
+        pytest.approx([h["validation_objective"] for h in t.history], rel=1e-12)
     # a step that overshoots: the held-out objective rises, patience 1 stops and keeps epoch 1
     t = distributed.fit(mod, two_workers, epochs=6, step=0.3, decay=1.0, validation=held,
                         patience=1, X=X[:600], y=y[:600])
