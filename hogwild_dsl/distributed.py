@@ -1120,9 +1120,9 @@ def fit(mod, client, *args, epochs=None, seed=0, threads_per_worker=None, rounds
     for name in data:          # before the cluster is asked anything: threads=4, sync=...
         if name not in declared:
             from .runtime import trainer_options, unknown_data
-            if name in trainer_options() + ["validation"] and \
+            if name in trainer_options() and \
                     not any(o == name or o.startswith(f"{name}_") for o in _FIT_OPTIONS):
-                # not "unknown data name 'validation'", which reads as a typo
+                # not "unknown data name 'sync'", which reads as a typo
                 raise DataError(f"distributed.fit takes no '{name}': it is an option of a "
                                 f"local Trainer and its fit; distributed.fit's options are "
                                 f"{', '.join(_FIT_OPTIONS)}")
