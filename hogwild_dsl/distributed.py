@@ -15,13 +15,15 @@ Two ways to combine the shards, chosen from the spec alone (`plan`):
 - "dsgd" (Gemulla et al., KDD 2011): one entry block `for (u, v) in r` whose params are each
   indexed by u alone or by v alone (matrix completion). Users and items are split into d blocks
   (d = workers); in sub-epoch s shard k trains block (k, (k + s) mod d): the d blocks of one
-  stratum share no row and no column, so nothing needs averaging.
+  stratum share no row and no column, so nothing needs averaging. Scalar data (a global
+  mean) go whole to every shard.
 
 Each shard's trainer uses the whole data's deg(c) for the degree split (LANGUAGE.md), so the
 shards' objectives add up to the single-machine objective exactly.
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -33,7 +35,7 @@ import scipy.sparse as sp
 
 from . import calibrate, ir
 from .errors import DataError, DivergenceError, HogwildError
-from .runtime import _entry_companions
+from .runtime import _entry_companions, as_csr, no_terms
 
 POLL_SECONDS = 0.2        # how often a waiting client checks that the workers it waits on live
 LOST_WAIT_SECONDS = 60    # how long to wait for any worker once all are gone
@@ -94,8 +96,8 @@ def _dsgd_obstacle(spec: ir.Spec) -> str:
     u, v = b.vars
     if u.dim == v.dim:
         return f"both ends of a term index dim '{u.dim}' (graph terms)"
-    if any(d.name != b.over for d in spec.data):
-        return "data besides the entries' matrix would have to be split as well"
+    if any(d.name != b.over and d.dims for d in spec.data):     # scalars go to every shard
+        return "data besides the entries' matrix and scalars would have to be split as well"
     consts = dict(spec.consts)
     for p in spec.params:
         if not p.dims or p.dims[0] not in (u.dim, v.dim) or \
@@ -309,8 +311,10 @@ def _shard_trainer(mod):
                 self.prepared = (dict(data), arrays, sizes)
         else:
             _, arrays, sizes = kept
-            for p in spec.params:
-                arrays[self._key("param", p.name)] = self.params[p.name]
+            for p in spec.params:       # the client's average is float64 for every dtype
+                value = self.params[p.name] = np.asarray(self.params[p.name], order="C",
+                                                         dtype=self.dtype)
+                arrays[self._key("param", p.name)] = value
             for name, key, shape, _ in self._state_arrays():    # as runtime._state
                 acc = self._accumulators.get(name)
                 if acc is None or acc.shape != shape or acc.dtype != self.dtype:
@@ -375,7 +379,7 @@ def _load(key, shard, spec_text, consts, plan_, settings, source):
     spec = mod.Trainer.spec
     threads = settings["threads"] or get_worker().state.nthreads
     if plan_.mode == "dsgd":
-        datas = [{plan_.over: m} for m in _dsgd_parts(source, settings)]
+        datas = [{plan_.over: m, **settings["scalars"]} for m in _dsgd_parts(source, settings)]
     else:
         datas = _split_parts(spec, plan_, _assemble(spec, plan_, source, settings),
                              settings["parts"], settings["seed"] + 7919 * shard)
@@ -387,6 +391,9 @@ def _load(key, shard, spec_text, consts, plan_, settings, source):
         t._calibrate = False            # its step is the client's, every round (_calibrate_on)
         t.index_dims = settings["index_dims"]
         t.fit(**data)                       # checks the shard's data (DataError) and sizes it
+        # sparse data given dense (as fit takes it) in CSR, as touches and degrees read it
+        data = {n: as_csr(v, f"data '{n}'") if spec.datum(n).kind == "sparse" and
+                not sp.issparse(v) else v for n, v in data.items()}
         n = sum(_n_terms(spec, b, data) for b in spec.blocks)
         parts.append(_Part(data, t, n))
         index_dims = settings["index_dims"]
@@ -646,24 +653,36 @@ class _Job:
         self.current: set = set()     # DSGD shards whose kept user rows match the client's
         self.item_state: dict = {}    # DSGD item block -> its rows' optimizer state
         self.local = None             # numpy/scipy data: (a checked local Trainer, the data)
+        self.init = None              # the params of fit(init=...) to start from
+
+    def start(self, fresh: dict):
+        """The fit's first params: `fresh` (seeded as a local fit's), or init's where given,
+        which must have their shapes."""
+        if self.init is not None:
+            for name, value in fresh.items():
+                if self.init[name].shape != value.shape:
+                    raise DataError(f"fit(init=...): param '{name}' has shape "
+                                    f"{self.init[name].shape}, but the data make it "
+                                    f"{value.shape}")
+        self.t.params = _copy(self.init if self.init is not None else fresh)
 
     # -- intake
     def intake(self, data: dict):
         """Check that every datum is given, then cut the data into one source per shard."""
-        declared = {d.name for d in self.spec.data}      # (unknown names: fit, before this)
-        for name in declared:
-            if data.get(name) is None:
-                raise DataError(f"missing data '{name}'")
+        for d in self.spec.data:
+            if data.get(d.name) is None:
+                raise DataError(f"missing data '{d.name}' (declared on spec line {d.line} as "
+                                f"{d})")
         lazy = {n for n, v in data.items() if _is_dask(v)}
         if not lazy:        # check everything here, before anything is sent; params start
             checker = self.mod.Trainer(epochs=0, seed=self.settings["seed"],
                                        optimizer=self.t.optimizer)
             checker.fit(**data)
-            self.t.params = checker.params
+            self.start(checker.params)
             self.local = (checker, data)
         self.settings["index_dims"] = _index_dims(self.spec, data)
         if self.plan.mode == "dsgd":
-            self._intake_dsgd(data[self.plan.over])
+            self._intake_dsgd(data)
         else:
             self._intake_average(data, lazy)
 
@@ -706,6 +725,12 @@ class _Job:
         """Persist the row chunks of dask inputs on the workers; give each shard the chunks
         its worker already holds (balanced)."""
         first = data[lazy_rows[0]]
+        for n in rows:      # as a local fit says it, not as dask's rechunk fails on it
+            size = _shape(data[n])[0]
+            if size != first.shape[0] and not np.isnan([size, first.shape[0]]).any():
+                dim = self.spec.datum(n).dims[0]
+                raise DataError(f"dim '{dim}' is {first.shape[0]} from data '{lazy_rows[0]}' "
+                                f"(axis 0) but {size} from data '{n}' (axis 0)")
         bounds = np.concatenate([[0], np.cumsum(first.chunks[0])]).astype(np.int64)
         groups = {}
         for n in lazy_rows:
@@ -791,9 +816,13 @@ class _Job:
         self.keep += futures
         return self.client.submit(_stack, futures)
 
-    def _intake_dsgd(self, value):
-        """Users and items into d blocks; shard k gets user block k's entries."""
+    def _intake_dsgd(self, data):
+        """Users and items into d blocks; shard k gets user block k's entries, and every
+        shard the scalars (a global mean)."""
         d, seed, name = self.d, self.settings["seed"], self.plan.over
+        value = data[name]
+        scalars = self.settings["scalars"] = \
+            {n: v.compute() if _is_dask(v) else v for n, v in data.items() if n != name}
         if _is_dask(value):
             pieces, shape = self._triplet_pieces(name, value, {})
         else:
@@ -807,8 +836,8 @@ class _Job:
         self.items = [np.flatnonzero(item_block == j) for j in range(d)]
         if not self.t.params:        # dask input: the params of the whole shape, seeded
             init = self.mod.Trainer(epochs=0, seed=seed)
-            init.fit(**{name: sp.csr_matrix(shape)})
-            self.t.params = init.params
+            init.fit(**{name: sp.csr_matrix(shape)}, **scalars)
+            self.start(init.params)
         blocks = self.client.scatter(user_block, broadcast=True) if _is_dask(value) else None
         for k in range(d):
             if _is_dask(value):
@@ -1050,11 +1079,12 @@ def _split_triplets(piece, user_block, k, name):
 # ---------------------------------------------------------------- the public entry point
 
 _FIT_OPTIONS = ("epochs", "seed", "threads_per_worker", "rounds_per_epoch", "step", "decay",
-                "optimizer", "progress")
+                "optimizer", "progress", "init", "validation", "patience")
 
 
 def fit(mod, client, *args, epochs=None, seed=0, threads_per_worker=None, rounds_per_epoch=1,
-        step=None, decay=None, optimizer=None, progress=False, **data):
+        step=None, decay=None, optimizer=None, progress=False, init=None, validation=None,
+        patience=None, **data):
     """Train `mod`'s spec on the workers of a Dask `client`; return a local Trainer.
 
     Data are given by the spec's data names, as numpy/scipy values (split by terms and sent to
@@ -1066,6 +1096,9 @@ def fit(mod, client, *args, epochs=None, seed=0, threads_per_worker=None, rounds
     shards' params after every round (`rounds_per_epoch` rounds per epoch, averaging only):
     shared 0-D params, graph terms, several blocks. A worker lost in a round costs that round,
     not the fit; an error inside a worker is raised here as the HogwildError it was.
+    `init`, a Trainer of `mod` (one this returned, say), is continued as its own fit would be:
+    from its params, at its step once calibrated, its history and epochs counted on.
+    `validation` and `patience` are a local fit's, evaluated on the client after each epoch.
     """
     if not all(hasattr(mod, a) for a in ("Trainer", "SPEC", "CONSTS")):
         raise HogwildError("fit() trains a module returned by hogwild_dsl.load(), not "
@@ -1073,7 +1106,11 @@ def fit(mod, client, *args, epochs=None, seed=0, threads_per_worker=None, rounds
     if not (hasattr(client, "submit") and hasattr(client, "scheduler_info")):
         raise HogwildError("fit() needs a dask.distributed Client, not "
                            f"{type(client).__name__}")
-    t = mod.Trainer(epochs=epochs, step=step, decay=decay, seed=seed, optimizer=optimizer)
+    t = mod.Trainer(epochs=epochs, step=step, decay=decay, seed=seed, optimizer=optimizer,
+                    patience=patience)
+    if t.patience is not None and validation is None and t._patience_asked:
+        raise HogwildError(f"patience={t.patience!r} stops on the validation objective: pass "
+                           "the held-out data as distributed.fit(..., validation={...})")
     if args:                  # fit(mod, client, X, y): data by position, as Trainer.fit refuses
         names = ", ".join(f"{d.name}=..." for d in t.spec.data)
         raise DataError(f"fit() takes the data by the spec's names, as keywords: fit(mod, "
@@ -1082,7 +1119,13 @@ def fit(mod, client, *args, epochs=None, seed=0, threads_per_worker=None, rounds
     declared = {d.name for d in t.spec.data}
     for name in data:          # before the cluster is asked anything: threads=4, sync=...
         if name not in declared:
-            from .runtime import unknown_data
+            from .runtime import trainer_options, unknown_data
+            if name in trainer_options() and \
+                    not any(o == name or o.startswith(f"{name}_") for o in _FIT_OPTIONS):
+                # not "unknown data name 'sync'", which reads as a typo
+                raise DataError(f"distributed.fit takes no '{name}': it is an option of a "
+                                f"local Trainer and its fit; distributed.fit's options are "
+                                f"{', '.join(_FIT_OPTIONS)}")
             raise unknown_data(name, t.spec, "distributed.fit", _FIT_OPTIONS)
     if isinstance(rounds_per_epoch, bool) or not isinstance(rounds_per_epoch, int) or \
             rounds_per_epoch < 1:
@@ -1096,6 +1139,9 @@ def fit(mod, client, *args, epochs=None, seed=0, threads_per_worker=None, rounds
     plan_ = plan(t.spec)
     parts = 1 if plan_.mode == "dsgd" else rounds_per_epoch
     job = _Job(mod, client, t, plan_, threads_per_worker, parts, seed)
+    job.validation = _held_out_data(t.spec, validation, data)
+    if init is not None:
+        _continue(job, t, init, step)
     try:
         job.intake(data)
         job.settings["first"] = min(job.sources)
@@ -1103,6 +1149,23 @@ def fit(mod, client, *args, epochs=None, seed=0, threads_per_worker=None, rounds
     finally:
         job.close()
     return t
+
+
+def _continue(job: _Job, t, init, step):
+    """Start `t` where the trainer `init` stopped: a local fit's warm start (API.md "Warm
+    starts"), but for the optimizer's state (AdaGrad's sums), which the shards keep."""
+    if not isinstance(init, job.mod.Trainer):
+        what = f"one of model '{init.spec.model}' ({init.dtype}, consts " \
+            f"{dict(init.spec.consts)})" if hasattr(init, "spec") else type(init).__name__
+        raise HogwildError(f"fit(init=...) continues a Trainer of mod (model "
+                           f"'{t.spec.model}', {t.dtype}, consts {dict(t.spec.consts)}), "
+                           f"not {what}")
+    if not init.params:
+        raise HogwildError("fit(init=...): the trainer has no params yet; fit it first")
+    job.init = {n: np.asarray(v) for n, v in init.params.items()}
+    t.history, t._epochs_done = list(init.history), init._epochs_done
+    if step is None and not init.__dict__.get("_calibrate"):     # its step, once fixed, stays
+        t.step, t.calibration, t._calibrate = init.step, init.calibration, False
 
 
 def _run(job: _Job, t, progress: bool):
@@ -1115,7 +1178,7 @@ def _run(job: _Job, t, progress: bool):
         except _Lost:                 # a worker left while loading: reload all elsewhere
             job.rehost()
     if not t.params:
-        t.params = job.summary[job.settings["first"]][0]["params"]
+        job.start(job.summary[job.settings["first"]][0]["params"])
     job.whole_degrees()
     while True:
         try:
@@ -1124,6 +1187,10 @@ def _run(job: _Job, t, progress: bool):
         except _Lost:
             job.recover()
     n_terms = sum(p["terms"] for parts in job.summary.values() for p in parts)
+    if not n_terms and t.epochs > 0:
+        raise no_terms(t.spec)
+    if job.validation is not None:        # its DataError before any round
+        _validation_objective(job, t, t.params)
     params = {k: np.array(v) for k, v in t.params.items()}
     calibrated = bool(t.__dict__.get("_calibrate")) and t.epochs > 0
     if calibrated:
@@ -1138,8 +1205,18 @@ def _run(job: _Job, t, progress: bool):
     try:
         while True:
             try:
+                best = (math.inf, None, None)       # value, epoch, params
                 for _ in range(t.epochs):
                     params = _epoch(job, t, params, rounds, n_terms, bar)
+                    if job.validation is None:
+                        continue
+                    value = t.history[-1]["validation_objective"] = \
+                        _validation_objective(job, t, params)
+                    if value < best[0]:
+                        best = (value, t._epochs_done, _copy(params))
+                    if t.patience is not None and \
+                            t._epochs_done - (best[1] or epochs_done) >= t.patience:
+                        break
                 break
             except DivergenceError:
                 # as a local fit: a calibrated step that diverges all the same restarts from
@@ -1158,7 +1235,31 @@ def _run(job: _Job, t, progress: bool):
             bar.close()
         for name, value in params.items():
             t.params[name] = np.array(value, dtype=t.dtype, order="C")
+    if job.validation is not None and t.patience is not None:   # the best epoch's, as fit
+        t.best_epoch = best[1]
+        if best[2] is not None:
+            for name, value in best[2].items():
+                t.params[name] = np.array(value, dtype=t.dtype, order="C")
     return t
+
+
+def _held_out_data(spec, validation, data):
+    """`validation` completed by the training data that do not vary with the terms, dask
+    values gathered: the client evaluates it (a DataError for the wrong kind comes from
+    Trainer._held_out)."""
+    if not isinstance(validation, dict):
+        return validation
+    from .runtime import _shared_data
+    shared = {n: data[n] for n in _shared_data(spec) if n not in validation and n in data}
+    return {n: v.compute() if _is_dask(v) else v for n, v in {**shared, **validation}.items()}
+
+
+def _validation_objective(job: _Job, t, params: dict) -> float:
+    """The mean objective over `validation`'s terms at `params`, on the client, as a local
+    fit's (Trainer._held_out: data that do not vary with the terms are the training data's)."""
+    t.params = {n: np.array(v, dtype=t.dtype, order="C") for n, v in params.items()}
+    held = t._held_out(job.validation, {})
+    return float(held.objective_sum(t.threads) / max(held.nterms, 1))
 
 
 def _epoch(job: _Job, t, params: dict, rounds: int, n_terms: int, bar) -> dict:

@@ -281,9 +281,7 @@ class TrainerBase:
         arrays, sizes = self.layout(data)
         if self.epochs > 0 and not any(sizes[self._key("nterms", b.index)]
                                        for b in self.spec.blocks):
-            blocks = " and ".join(f"'{b.header().rstrip(':')}'" for b in self.spec.blocks)
-            raise DataError(f"the data give model '{self.spec.model}' no terms to train on: "
-                            f"{blocks} ha{'s' if len(self.spec.blocks) == 1 else 've'} 0 terms")
+            raise no_terms(self.spec)
         held_out = self._held_out(validation, data)
         restart = self._calibrate_step(arrays, sizes)
         arrays.update(self._hot_rows(arrays, sizes))
@@ -1720,6 +1718,13 @@ def trainer_options() -> list[str]:
     """The Trainer's options, in the order of its signature."""
     return [p for p in inspect.signature(TrainerBase.__init__).parameters
             if p not in ("self", "unknown")]
+
+
+def no_terms(spec: ir.Spec) -> DataError:
+    """Data that give no block a term: a local fit and distributed.fit say it alike."""
+    blocks = " and ".join(f"'{b.header().rstrip(':')}'" for b in spec.blocks)
+    return DataError(f"the data give model '{spec.model}' no terms to train on: "
+                     f"{blocks} ha{'s' if len(spec.blocks) == 1 else 've'} 0 terms")
 
 
 def unknown_data(name: str, spec: ir.Spec, owner: str, options) -> DataError:
