@@ -22,7 +22,7 @@ for i in example:
     predict yhat
 """
 CONSTS = {'k': 8}
-SIGNATURE = "e6a1ab9f9cc1fc6c5d39792e"
+SIGNATURE = "81c6ad72b447929b1ee05e1d"
 KERNELS = "fm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

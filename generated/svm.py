@@ -21,7 +21,7 @@ for i in example:
 train step 0.5, decay 0.9, epochs 20
 """
 CONSTS = {}
-SIGNATURE = "c4cbb072a7351b03c5d44dcc"
+SIGNATURE = "18e75f97ccc7f6e88b07e0e3"
 KERNELS = "svm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -35,6 +35,7 @@ import scipy.sparse as sp
 
 from . import calibrate, ir
 from .errors import DataError, DivergenceError, HogwildError
+from .kernel import OWN_DEGREES
 from .runtime import _entry_companions, as_csr, no_terms
 
 POLL_SECONDS = 0.2        # how often a waiting client checks that the workers it waits on live
@@ -324,6 +325,7 @@ def _shard_trainer(mod):
             value, key = self.whole_degrees.get(deg.name), self._key("deg", deg.name)
             if value is None:
                 continue
+            sizes[OWN_DEGREES] = 0      # the part's sum is its terms' shares, not whole rows
             if deg.kind == "all":
                 if key in sizes:
                     sizes[key] = value

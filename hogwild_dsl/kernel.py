@@ -21,6 +21,7 @@ from .lower import Field
 # free late leaves the others at most one grab to finish), each of at least GRAB_TERMS terms
 # (one atomic add on OpenMP's shared counter per grab, none per term).
 GRABS_PER_THREAD = 16
+OWN_DEGREES = "_own_degrees"   # a sizes key: 0 where the deg arrays count other terms too
 GRAB_TERMS = 1024
 # Every parallel loop (an epoch, an objective, a predict) wakes no more threads than it has
 # whole GRAB_TERMS terms (_working_threads): an OpenMP region waits for its slowest thread,
@@ -275,10 +276,13 @@ class Kernel:
             deferred(self._address, step, fraction)
 
     def objective_sum(self, threads: int) -> float:
-        """Sum over every term of its loss plus its share of the regularizer."""
+        """Sum over every term of its loss plus its share of the regularizer (the kernel adds
+        a whole-row reg by rows where its degrees are its own terms' counts: sizes say
+        otherwise with OWN_DEGREES: 0, as a distributed shard's whole-data degrees do)."""
         self._require("train")
         return self._c["_objective_sum"](self._address, self.nterms,
-                                         _working_threads(threads, self.nterms))
+                                         _working_threads(threads, self.nterms),
+                                         bool(self._sizes.get(OWN_DEGREES, 1)))
 
     def objective_terms(self, terms, threads: int) -> float:
         """Sum of the objective over the given global terms (a sample of them)."""
