@@ -347,3 +347,40 @@ def test_a_double_sum_less_its_diagonal_runs_over_the_pairs_only(load_spec, sync
     np.testing.assert_allclose(t.predict(X=X), Interpreter(spec, data).predict(t.params),
                                rtol=1e-10, atol=1e-12)
     one_step(mod, {"X": X[:1], "y": data["y"][:1]}, sync, step=0.05, perturb=0.2)
+
+
+# ---------------------------------------------------------------- const loop bounds
+
+POISSON_MF = """model poissonmf
+dim user, item
+const rank = 16
+data r[user, item] : sparse
+param bu[user] = 0
+param P[user, rank] ~ normal(0, 0.1)
+param Q[item, rank] ~ normal(0, 0.1)
+for (u, v) in r:
+    let eta = bu[u] + dot(P[u], Q[v])
+    loss exp(eta) - r[u, v] * eta
+    reg l2(0.01) on bu[u], P[u], Q[v] unscaled
+"""
+
+
+@pytest.mark.parametrize("rank", [4, 8, 16, 20])
+def test_a_const_loop_gcc_would_peel_whole_runs_to_the_structs_bound(load_spec, rank):
+    """Outside a sparse row, a const loop longer than SHORT_LOOP and at most PEEL_MAX runs to
+    its bound read from the struct (gcc peeled a literal one whole, and the peeled gather's
+    and scatter's addresses spilled around exp: Poisson MF at rank 16 ran at 0.67x of the
+    hand-written loop); a short one and a long one keep their literal. The updates are the
+    same either way: one step on terms that do not interact matches finite differences."""
+    spec = hogwild_dsl.check(POISSON_MF, {"rank": rank})
+    pyx = emit.emit(spec, "poissonmf_kernels")["poissonmf_kernels.pyx"]
+    update = pyx[pyx.index("cdef inline void _update_b0_plain("):]
+    update = update[:update.index("\n\n\n")]
+    literal = rank <= lower.SHORT_LOOP or rank > lower.PEEL_MAX
+    headers = re.findall(r"for _d_\w+ in range\((\w+)\):", update)
+    assert len(headers) == 2, update             # the gather's and the scatter's
+    assert set(headers) == {str(rank) if literal else "_len_rank"}, headers
+    mod = load_spec(text=POISSON_MF, consts={"rank": rank})
+    r = sp.csr_matrix((np.array([2.0, 0.0, 1.0]), (np.array([0, 1, 2]), np.array([0, 1, 2]))),
+                      shape=(3, 3))
+    check_one_step(mod, {"r": r}, 3)
