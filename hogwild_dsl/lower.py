@@ -675,20 +675,11 @@ class Access:
         # contiguous loop over k it makes otherwise; in its scatter 1.15x slower). A loop of
         # at most SHORT_LOOP in an update's scatter (writing) keeps its literal: there the
         # checks and remainder of a loop of unknown length cost more than its work (FFM,
-        # k = 4: 1.3x faster unrolled). Outside a row, a literal longer than SHORT_LOOP that
-        # gcc would peel completely (at most PEEL_MAX) runs to the struct's bound as well:
-        # peeled, the gather's and the scatter's loops over the same rows share 2 x k
-        # addresses that outlive a call (exp) and spill (Poisson MF, rank 16: 0.67x of the
-        # hand-written loop over a runtime rank, 0.92x so; CML, k = 8: 0.46x, 0.97x so;
-        # bench/results/user_kernels.md). Longer literals stay: vectorised with a known trip
-        # count, they need no remainder.
-        n = self.consts.get(v.dim)
-        if n is None:
-            literal = True
-        elif in_row:
-            literal = writing and n <= SHORT_LOOP
-        else:
-            literal = n <= SHORT_LOOP or n > PEEL_MAX
+        # k = 4: 1.3x faster unrolled). Elsewhere a literal stays: gcc vectorises it with a
+        # known trip count, and build.GCC_FLAGS keeps gcc from peeling one of more than
+        # SHORT_LOOP whole (scalar code that spilled: Poisson MF at rank 16 ran at 0.64x).
+        literal = not in_row or v.dim not in self.consts or \
+            (writing and self.consts[v.dim] <= SHORT_LOOP)
         bound = self.extent(v.dim) if literal else c_bound(v.dim)
         return [f"for _d_{v.name} in range({bound}):"]
 
@@ -1317,7 +1308,6 @@ def _direct_tail(nests: list[Nest]) -> list[Nest]:
 
 LOCAL_ARRAY_MAX = 1024     # doubles of a stack array (8 KiB)
 SHORT_LOOP = 4    # const loops this short in a scatter run to a literal (Access.loop_header)
-PEEL_MAX = 16     # gcc peels literal loops up to this long completely (max-completely-peel-times)
 
 
 def _constant(size: str) -> int | None:
