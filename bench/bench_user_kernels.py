@@ -11,6 +11,9 @@ const, `sum(c in out: ...)` of a scalar function of its components, a dense targ
 The method of bench_lowering.py: both sides start from the same params, run one thread over
 the terms in stored order with the same constant step (and, for the draws, the same key: the
 yardstick computes the trainer's counter-based draw), and must agree to 1e-6 after the run.
+Every side's params start on a cache line, as the trainer allocates them (a rank-16 row split
+over one more line made either side 1.2x slower: without it the ratio depended on where
+numpy happened to put each side's copy).
 Epochs of the sides alternate and are timed in CPU time of the running thread; the figure is
 the median epoch per term (per stored nonzero of X for the Huber regression). --baseline REV
 also runs the kernels that the compiler at git revision REV generates (built in a fresh
@@ -36,6 +39,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import hogwild_dsl  # noqa: E402
 from hogwild_dsl import build  # noqa: E402
+from hogwild_dsl.runtime import _aligned  # noqa: E402
 from machine import machine, snapshot  # noqa: E402
 from peers._build import cython_extension  # noqa: E402
 
@@ -165,11 +169,11 @@ def measure(name, fit, terms, step, hand, epochs, base=None):
     t = mod.Trainer(threads=1, epochs=0, seed=0).fit(**fit)
     arrays, sizes = t.layout(fit)
     kernel = mod.Trainer.kernels.Kernel(arrays, sizes)
-    p = {n: v.copy() for n, v in t.params.items()}
+    p = {n: _aligned(v.copy()) for n, v in t.params.items()}
     sides = [(lambda: kernel.epoch(order, 0, step, 1, 0), [], kernel)]
     sides.append((lambda: hand(p), [], None))
     if base is not None:
-        b_params = {n: v.copy() for n, v in t.params.items()}
+        b_params = {n: _aligned(v.copy()) for n, v in t.params.items()}
         b_kernel = base(arrays | b_params, sizes)
         sides.append((lambda: b_kernel.epoch(order, 0, step, 1, 0), [], b_kernel))
     for _, _, k in sides:

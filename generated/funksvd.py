@@ -21,7 +21,7 @@ for (u, v) in r:
     predict pred
 """
 CONSTS = {'rank': 50}
-SIGNATURE = "acd9f47c5b4efb24d2e33ee8"
+SIGNATURE = "ebfabc9dd98e9721509d4e78"
 KERNELS = "funksvd_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 
