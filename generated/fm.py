@@ -22,7 +22,7 @@ for i in example:
     predict yhat
 """
 CONSTS = {'k': 8}
-SIGNATURE = "81c6ad72b447929b1ee05e1d"
+SIGNATURE = "7d3adc4de9992e69994fa46c"
 KERNELS = "fm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -18,7 +18,7 @@ for i in example:
     predict softmax(z)
 """
 CONSTS = {}
-SIGNATURE = "ee9ee699cc2509d64d15b135"
+SIGNATURE = "4f8f82f4d48451e8f7ffdc95"
 KERNELS = "softmax_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -188,8 +188,27 @@ def openmp_available() -> bool:
     return ok
 
 
+# gcc peels a loop of a constant trip count whole up to 16 iterations (its
+# max-completely-peel-times), before it vectorises: a const loop over a rank of 5 to 16
+# became scalar code whose addresses, shared by an update's gather and scatter over the
+# same rows, spilled around a call (Poisson MF, rank 16: 0.64x of hand-written Cython; CML,
+# k = 8: 0.46x; bench/results/user_kernels.md). Capped at lower.SHORT_LOOP, the short loops
+# it is meant for are still peeled, and the others vectorise with their known trip count (no
+# remainder; a vector loop of 2 iterations left is still peeled). Not a clang option.
+GCC_FLAGS = ("--param=max-completely-peel-times=4",)
+
+
+def _is_gcc() -> bool:
+    """Whether the C compiler is gcc (its version line names no clang; its program is gcc,
+    cc or a cross-prefixed or versioned one of them)."""
+    line = _compiler_facts()["version"]
+    program = line.split()[0] if line.split() else ""
+    return "clang" not in line.lower() and re.search(r"(^|-)g?cc(-[0-9.]+)?$", program) is not None
+
+
 def _compile_flags() -> tuple[str, ...]:
-    return C_FLAGS + ((OPENMP_FLAG,) if openmp_available() else ())
+    return C_FLAGS + (GCC_FLAGS if _is_gcc() else ()) + \
+        ((OPENMP_FLAG,) if openmp_available() else ())
 
 
 def _link_flags() -> tuple[str, ...]:
