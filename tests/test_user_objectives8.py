@@ -1,0 +1,768 @@
+"""Objectives a new user writes from LANGUAGE.md and API.md alone (round 8).
+
+New corners beside tests/test_user_objectives{,2,...,7}.py: item response theory (2PL) with
+a lower-bounded discrimination; Bradley-Terry pairwise comparisons with a home advantage
+(winner and loser in one reg line); Plackett-Luce top-2 over a race's field (a sparse row of
+runners, a log of a sum less one of its parts); SVD++ (the implicit sum over a sparse row
+picked by the entry's user, a reg on that row's support); collaborative metric learning
+(hinge on squared distances, K popularity-weighted negatives, both factors in a ball);
+negative binomial regression with a given dispersion; log-cosh regression written with
+softplus, l1 on a whole param; a hurdle Poisson model (two losses, four params); graph
+total-variation denoising (abs over edges, a box, two blocks, stored order); SLIM-like
+item-item weights (a column read at a summed index, its diagonal taken out, >= 0 and l1);
+logistic PCA of a 0/1 matrix stored with explicit zeros; TransH (projections on a
+relation's hyperplane, a sampled corrupt tail, margin); a quadratically smoothed hinge with
+the weights in a ball; and a spec of odd but legal names, spacing and comments, with several
+consts and lets reused across two blocks.
+
+For each spec: `check`, compile and train; `objective()` and `predict()` equal numpy
+references at the initial params and after three epochs; one epoch on a one-term data set is
+one step of each update rule in each sync mode on the gradient of the numpy reference taken
+by central finite differences (the l1 clip and the projections applied after it); a fit
+lowers the objective from its init. Then float32, warm start, save/load, pickling, 2-thread
+fits in every sync mode, the scikit-learn estimators on user spec files, and the CLI.
+Regressions of the bugs this round found close the file.
+"""
+import itertools
+import pickle
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import hogwild_dsl
+from conftest import run_hogwildc
+
+SPECS = {
+    # IRT 2PL: discrimination bounded below, ability and difficulty, binary responses
+    "irt": """
+model u8_irt
+dim obs, student, question
+data st[obs] : index(student)
+data qu[obs] : index(question)
+data y[obs] : binary
+param theta[student] ~ normal(0, 0.5)
+param a[question] >= 0.2 = 1
+param b[question] = 0
+for o in obs:
+    let z = a[qu[o]] * (theta[st[o]] - b[qu[o]])
+    loss softplus(z) - y[o] * z
+    reg l2(1e-2) on theta[st[o]], b[qu[o]]
+    predict sigmoid(z)
+train step 0.2, epochs 10
+""",
+    # Bradley-Terry with a home advantage, one reg line over winner and loser
+    "bt": """
+model u8_bt
+dim game, team
+data win[game] : index(team)
+data lose[game] : index(team)
+data home[game] : real
+param s[team] = 0
+param h = 0
+for g in game:
+    loss logistic(s[win[g]] - s[lose[g]] + h * home[g])
+    reg l2(5e-2) on s[win[g]], s[lose[g]]
+    predict sigmoid(s[win[g]] - s[lose[g]] + h * home[g])
+train step 0.3, epochs 10, sync atomic
+""",
+    # Plackett-Luce top-2 of a race: the field is a sparse row of horses (values 1)
+    "pl2": """
+model u8_pl2
+dim race, horse
+data F[race, horse] : sparse
+data first[race] : index(horse)
+data second[race] : index(horse)
+param u[horse] = 0
+for r in race:
+    let tot = sum(j in F[r]: F[r, j] * exp(u[j]))
+    loss log(tot) - u[first[r]] + log(tot - exp(u[first[r]])) - u[second[r]]
+    reg l2(1e-2) on u[F[r]]
+    predict u[first[r]]
+train optimizer adagrad, step 0.2, epochs 10
+""",
+    # SVD++: the implicit sum over the user's items (a sparse row picked by the entry's user)
+    "svdpp": """
+model u8_svdpp
+dim user, item
+const k = 3
+data r[user, item] : sparse
+data N[user, item] : sparse
+data nrm[user] : real
+data mu : real
+param bu[user] = 0
+param bi[item] = 0
+param P[user, k] ~ normal(0, 0.2)
+param Q[item, k] ~ normal(0, 0.2)
+param Y[item, k] ~ normal(0, 0.2)
+for (u, v) in r:
+    let imp = sum(j in N[u]: N[u, j] * Y[j]) / nrm[u]
+    let pred = mu + bu[u] + bi[v] + dot(Q[v], P[u] + imp)
+    loss (pred - r[u, v])^2
+    reg l2(2e-2) on bu[u], bi[v], P[u], Q[v] unscaled
+    reg l2(2e-2) on Y[N[u]]
+    predict pred
+train step 0.02, epochs 10
+""",
+    # collaborative metric learning: hinge on squared distances, K popularity-weighted negatives
+    "cml": """
+model u8_cml
+dim user, item
+const k = 3
+const K = 2
+data seen[user, item] : sparse
+data pop[item] : real
+param P[user, k] in ball(1) ~ normal(0, 0.3)
+param Q[item, k] in ball(1) ~ normal(0, 0.3)
+for (u, i) in seen:
+    sample n[K] in item ~ pop
+    let dpos = sqnorm(P[u] - Q[i])
+    loss sum(s in K: relu(0.5 + dpos - sqnorm(P[u] - Q[n[s]])))
+    predict -dpos
+train step 0.1, epochs 10
+""",
+    # negative binomial regression with a given dispersion (log-likelihood up to constants)
+    "negbin": """
+model u8_negbin
+dim example, feature
+data X[example, feature] : sparse
+data y[example] : real
+data th : real
+param w[feature] = 0
+param b = 0
+for i in example:
+    let eta = dot(X[i], w) + b
+    loss (y[i] + th) * log(th + exp(eta)) - y[i] * eta
+    reg l2(1e-2) on w[X[i]]
+    predict exp(eta)
+train step 0.05, epochs 15
+""",
+    # log-cosh regression, written stably with softplus, dense features, l1 on a whole param
+    "logcosh": """
+model u8_logcosh
+dim example, feature
+data X[example, feature] : dense
+data y[example] : real
+param w[feature] = 0
+param b = 0
+for i in example:
+    let z = dot(X[i], w) + b - y[i]
+    loss z + softplus(-2 * z) - log(2)
+    reg l1(1e-2) on w
+    predict dot(X[i], w) + b
+train step 0.1, epochs 15
+""",
+    # hurdle Poisson: a logistic gate for y > 0 and a zero-truncated Poisson for the counts
+    "hurdle": """
+model u8_hurdle
+dim example, feature
+data X[example, feature] : dense
+data y[example] : real
+data pos[example] : binary
+param wg[feature] = 0
+param wc[feature] = 0
+param bg = 0
+param bc = 0
+for i in example:
+    let zg = dot(X[i], wg) + bg
+    let eta = dot(X[i], wc) + bc
+    let mu = exp(eta)
+    loss softplus(zg) - pos[i] * zg
+    loss pos[i] * (mu - y[i] * eta + log(1 - exp(-mu)))
+    reg l2(1e-3) on wg, wc
+    predict sigmoid(zg) * mu / (1 - exp(-mu))
+train step 0.05, epochs 15
+""",
+    # graph total-variation denoising: abs over edges, a data term per node, two blocks
+    "tv": """
+model u8_tv
+dim node
+data E[node, node] : sparse
+data obs[node] : real
+param x[node] in [-3, 3] = 0
+for (u, v) in E:
+    loss E[u, v] * abs(x[u] - x[v])
+for n in node:
+    loss 0.5 * (x[n] - obs[n])^2
+    predict x[n]
+train step 0.1, epochs 20, order stored
+""",
+    # SLIM-like item-item: a user's row predicts each of its entries, non-negative W, l1
+    "slim": """
+model u8_slim
+dim user, item
+data A[user, item] : sparse
+param W[item, item] >= 0 ~ uniform(0, 0.1)
+for (u, i) in A:
+    let s = sum(j in A[u]: A[u, j] * W[j, i]) - A[u, i] * W[i, i]
+    loss 0.5 * (A[u, i] - s)^2
+    reg l1(1e-2) on W[i]
+    predict s
+train step 0.1, epochs 10
+""",
+    # logistic PCA of a 0/1 matrix stored with explicit zeros, column offsets
+    "lpca": """
+model u8_lpca
+dim row, col
+const k = 2
+data B[row, col] : sparse
+param U[row, k] ~ normal(0, 0.3)
+param V[col, k] ~ normal(0, 0.3)
+param m[col] = 0
+for (u, v) in B:
+    let th = dot(U[u], V[v]) + m[v]
+    loss logistic((2 * B[u, v] - 1) * th)
+    reg l2(1e-2) on U[u], V[v]
+    predict sigmoid(th)
+train optimizer adagrad_row, step 0.1, epochs 10
+""",
+    # TransH: entities projected on the relation's hyperplane, margin against a corrupt tail
+    "transh": """
+model u8_transh
+dim triple, entity, relation
+const d = 3
+data h[triple] : index(entity)
+data r[triple] : index(relation)
+data t[triple] : index(entity)
+param E[entity, d] in ball(1) ~ normal(0, 0.3)
+param Wn[relation, d] in ball(1) ~ normal(0, 0.3)
+param Dr[relation, d] ~ normal(0, 0.3)
+for x in triple:
+    sample c in entity
+    let wr = Wn[r[x]]
+    let hp = E[h[x]] - dot(wr, E[h[x]]) * wr
+    let tp = E[t[x]] - dot(wr, E[t[x]]) * wr
+    let cp = E[c] - dot(wr, E[c]) * wr
+    let dpos = sqnorm(hp + Dr[r[x]] - tp)
+    loss relu(1 + dpos - sqnorm(hp + Dr[r[x]] - cp))
+    reg l2(1e-2) on Dr[r[x]]
+    predict -dpos
+train step 0.05, epochs 10
+""",
+    # smooth hinge (quadratically smoothed) in a C1 spelling (docs/LANGUAGE-NOTES.md: a
+    # spelling with kinks that cancel, relu(-z) + 0.5 * min(1, relu(1 - z))^2, takes the
+    # subgradient 0 at each kink and never leaves w = 0), the weights in a ball
+    "smhinge": """
+model u8_smhinge
+dim example, feature
+data X[example, feature] : sparse
+data y[example] : sign
+param w[feature] in ball(3) = 0
+for i in example:
+    let z = y[i] * dot(X[i], w)
+    loss 0.5 * sqhinge(z) - 0.5 * relu(-z)^2
+    predict dot(X[i], w)
+train optimizer adagrad, step 0.5, epochs 10
+""",
+    # several consts and lets reused across two blocks; odd but legal names and layout
+    "oddnames": """
+# a spec with unusual names, comments and spacing
+model   Model_9x   # trailing comment
+
+dim   example ,feature,Class2
+const k   = 2
+const K_ = 3
+const two = 2
+data X_2[ example , feature ] : sparse   # features
+data label_[example] : index( Class2 )
+data losses[Class2] : real
+param W__[feature,Class2]=0
+param emb[Class2, k] ~ normal( 0 , 0.2 )
+param inbias[Class2] in [ -1 , 1 ] = 0
+
+for i  in  example :
+    let z = sum(j in X_2[i]: X_2[i, j] * W__[j]) + inbias
+    let zz = z * two / two
+    loss logsumexp(zz) - zz[label_[i]]     # cross-entropy
+    loss 1e-2 * sum(c in Class2: sum(q in k: emb[c, q] * z[c])) ^ 2 / K_
+    reg l2( 1e-3 ) on W__[X_2[i]]
+    predict softmax(zz)
+
+for c in Class2:
+    let e2 = sqnorm(emb[c])
+    loss losses[c] * (e2 - 1) ^ 2
+    reg l2(1e-2) on inbias[c], emb[c] unscaled
+train step 0.1 , epochs 5, decay 0.95
+""",
+}
+
+
+# ---- numpy references ------------------------------------------------------------------
+
+def lg(z):
+    """logistic(z) = log(1 + exp(-z)), stably."""
+    return np.logaddexp(0, -z)
+
+
+def sig(z):
+    return 0.5 * (1 + np.tanh(0.5 * z))
+
+
+def softplus(z):
+    return np.logaddexp(0, z)
+
+
+def lse(Z):
+    m = Z.max(axis=-1, keepdims=True)
+    return (m + np.log(np.exp(Z - m).sum(-1, keepdims=True)))[..., 0]
+
+
+def rows_of(X):
+    X = sp.csr_matrix(X)
+    return [X.indices[X.indptr[i]:X.indptr[i + 1]] for i in range(X.shape[0])]
+
+
+def touched(*rows):
+    """The rows some term touches, through any of the given lists of touches."""
+    flat = [np.asarray(r, int).ravel() for rs in rows for r in rs]
+    return np.unique(np.concatenate(flat + [np.zeros(0, int)]))
+
+
+def sq(p, *rows):
+    """An l2 degree split summed over an epoch (lambda left out): the squared norm of the
+    touched rows (one count for the targets of one reg line on one param)."""
+    return (p[touched(*rows)] ** 2).sum()
+
+
+def ab(p, *rows):
+    return np.abs(p[touched(*rows)]).sum()
+
+
+def each(v):
+    return [[a] for a in np.asarray(v).ravel()]
+
+
+def on_plane(X, W):
+    """TransH's projection of the rows of X on the hyperplanes of normals W (row by row)."""
+    return X - (X * W).sum(-1, keepdims=True) * W
+
+
+def reference(name, p, d, draws=None):
+    """(objective, predict) of spec `name` at params p on data d. The sampled specs take the
+    draws of each term (terms x K); predict needs none."""
+    if name == "irt":
+        st, qu, y = d["st"], d["qu"], d["y"]
+        z = p["a"][qu] * (p["theta"][st] - p["b"][qu])
+        reg = 1e-2 * (sq(p["theta"], each(st)) + sq(p["b"], each(qu)))
+        return (softplus(z) - y * z).mean() + reg / y.size, sig(z)
+    if name == "bt":
+        w, l, s = d["win"], d["lose"], p["s"]
+        m = s[w] - s[l] + p["h"] * d["home"]
+        return lg(m).mean() + 5e-2 * sq(s, each(w), each(l)) / w.size, sig(m)
+    if name == "pl2":
+        F, u, f, g = sp.csr_matrix(d["F"]), p["u"], d["first"], d["second"]
+        tot = F @ np.exp(u)
+        L = np.log(tot) - u[f] + np.log(tot - np.exp(u[f])) - u[g]
+        return L.mean() + 1e-2 * sq(u, rows_of(F)) / f.size, u[f]
+    if name == "svdpp":
+        R, N = sp.coo_matrix(d["r"]), sp.csr_matrix(d["N"])
+        u, v = R.row, R.col
+        imp = (N @ p["Y"]) / d["nrm"][:, None]
+        pred = d["mu"] + p["bu"][u] + p["bi"][v] + (p["Q"][v] * (p["P"][u] + imp[u])).sum(1)
+        reg = (p["bu"][u] ** 2).sum() + (p["bi"][v] ** 2).sum() + (p["P"][u] ** 2).sum() + \
+            (p["Q"][v] ** 2).sum() + sq(p["Y"], [rows_of(N)[a] for a in u])
+        return ((pred - R.data) ** 2).mean() + 2e-2 * reg / R.nnz, pred
+    if name == "cml":
+        S = sp.coo_matrix(d["seen"])
+        P, Q = p["P"], p["Q"]
+        dpos = ((P[S.row] - Q[S.col]) ** 2).sum(1)
+        if draws is None:
+            return None, -dpos
+        dneg = ((P[S.row][:, None, :] - Q[draws]) ** 2).sum(-1)
+        return np.maximum(0, 0.5 + dpos[:, None] - dneg).sum(1).mean(), -dpos
+    if name == "negbin":
+        X, y, th = sp.csr_matrix(d["X"]), d["y"], d["th"]
+        eta = X @ p["w"] + p["b"]
+        L = (y + th) * np.log(th + np.exp(eta)) - y * eta
+        return L.mean() + 1e-2 * sq(p["w"], rows_of(X)) / y.size, np.exp(eta)
+    if name == "logcosh":
+        f = d["X"] @ p["w"] + p["b"]
+        z = f - d["y"]
+        L = z + softplus(-2 * z) - np.log(2)
+        return L.mean() + 1e-2 * np.abs(p["w"]).sum() / z.size, f
+    if name == "hurdle":
+        X, y, pos = d["X"], d["y"], d["pos"]
+        zg = X @ p["wg"] + p["bg"]
+        eta = X @ p["wc"] + p["bc"]
+        mu = np.exp(eta)
+        L = softplus(zg) - pos * zg + pos * (mu - y * eta + np.log(1 - np.exp(-mu)))
+        reg = 1e-3 * ((p["wg"] ** 2).sum() + (p["wc"] ** 2).sum())
+        return L.mean() + reg / y.size, sig(zg) * mu / (1 - np.exp(-mu))
+    if name == "tv":
+        E, x = sp.coo_matrix(d["E"]), p["x"]
+        tot = (E.data * np.abs(x[E.row] - x[E.col])).sum() + (0.5 * (x - d["obs"]) ** 2).sum()
+        return tot / (E.nnz + x.size), x
+    if name == "slim":
+        A = sp.csr_matrix(d["A"])
+        C, W = A.tocoo(), p["W"]
+        s = (A @ W)[C.row, C.col] - C.data * W[C.col, C.col]
+        return (0.5 * (C.data - s) ** 2).mean() + 1e-2 * ab(W, each(C.col)) / C.nnz, s
+    if name == "lpca":
+        B = sp.coo_matrix(d["B"])
+        th = (p["U"][B.row] * p["V"][B.col]).sum(1) + p["m"][B.col]
+        reg = 1e-2 * (sq(p["U"], each(B.row)) + sq(p["V"], each(B.col)))
+        return lg((2 * B.data - 1) * th).mean() + reg / B.nnz, sig(th)
+    if name == "transh":
+        h, r, t = d["h"], d["r"], d["t"]
+        E, W, D = p["E"], p["Wn"][r], p["Dr"][r]
+        hp, tp = on_plane(E[h], W), on_plane(E[t], W)
+        dpos = ((hp + D - tp) ** 2).sum(1)
+        if draws is None:
+            return None, -dpos
+        cp = on_plane(E[draws[:, 0]], W)
+        L = np.maximum(0, 1 + dpos - ((hp + D - cp) ** 2).sum(1))
+        return L.mean() + 1e-2 * sq(p["Dr"], each(r)) / h.size, -dpos
+    if name == "smhinge":
+        X, y = sp.csr_matrix(d["X"]), d["y"]
+        f = X @ p["w"]
+        z = y * f
+        return (0.5 * np.maximum(0, 1 - z) ** 2 - 0.5 * np.maximum(0, -z) ** 2).mean(), f
+    if name == "oddnames":
+        X, lab, W, emb, ib = sp.csr_matrix(d["X_2"]), d["label_"], p["W__"], p["emb"], p["inbias"]
+        z = X @ W + ib
+        n, C = z.shape
+        L1 = lse(z) - z[np.arange(n), lab] + 1e-2 * ((z @ emb).sum(1)) ** 2 / 3
+        L2 = d["losses"] * ((emb ** 2).sum(1) - 1) ** 2
+        reg = 1e-3 * sq(W, rows_of(X)) + 1e-2 * ((ib ** 2).sum() + (emb ** 2).sum())
+        return (L1.sum() + L2.sum() + reg) / (n + C), np.exp(z - lse(z)[:, None])
+    raise KeyError(name)
+
+
+# ---- data ------------------------------------------------------------------------------
+
+def sX(rng, n, m, seed, dens=0.4):
+    """Non-negative CSR rows, none empty."""
+    X = sp.random(n, m, density=dens, random_state=seed, format="csr",
+                  data_rvs=lambda k: rng.uniform(0.2, 1, k))
+    X = X + sp.csr_matrix((np.full(n, 0.5), (np.arange(n), np.arange(n) % m)), shape=(n, m))
+    return sp.csr_matrix(X)
+
+
+def entries(rng, n, m, lo, hi, seed, density=0.5):
+    r = sp.random(n, m, density=density, random_state=seed, format="coo")
+    r.data = rng.uniform(lo, hi, r.nnz)
+    return r
+
+
+def cover(rng, size, n):
+    """n indices in [0, size), every one present."""
+    v = rng.integers(0, size, n)
+    v[:size] = np.arange(size)
+    return v
+
+
+def small(name, seed=0):
+    """A small data set for spec `name`."""
+    rng = np.random.default_rng(seed)
+    if name == "irt":
+        return dict(st=cover(rng, 5, 30), qu=cover(rng, 4, 30),
+                    y=(rng.random(30) < 0.6).astype(float))
+    if name == "bt":
+        w = cover(rng, 5, 30)
+        return dict(win=w, lose=(w + rng.integers(1, 5, 30)) % 5,
+                    home=rng.choice([-1.0, 0.0, 1.0], 30))
+    if name == "pl2":
+        rows, cols, first, second = [], [], [], []
+        for r in range(12):
+            field = rng.choice(6, size=rng.integers(3, 5), replace=False)
+            rows += [r] * field.size
+            cols += list(field)
+            first.append(field[0])
+            second.append(field[1])
+        F = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(12, 6))
+        return dict(F=F, first=np.array(first), second=np.array(second))
+    if name == "svdpp":
+        r = entries(rng, 5, 6, 1, 5, seed)
+        N = sp.csr_matrix(((r.tocsr() + sX(rng, 5, 6, seed + 1)) > 0).astype(float))
+        nrm = np.sqrt(np.diff(N.indptr).astype(float))
+        return dict(r=r, N=N, nrm=nrm, mu=float(r.data.mean()))
+    if name == "cml":
+        return dict(seen=sp.csr_matrix(entries(rng, 5, 6, 1, 1, seed)),
+                    pop=rng.uniform(0.5, 2, 6))
+    if name == "negbin":
+        y = rng.poisson(2.0, 30).astype(float)
+        y[0] = 4.0            # (at y = 1 the one-term gradient at w = 0 is exactly 0)
+        return dict(X=sX(rng, 30, 5, seed), y=y, th=2.0)
+    if name == "logcosh":
+        X = rng.normal(size=(30, 4))
+        return dict(X=X, y=X @ np.array([1.0, -0.5, 0, 0]) + 0.3 * rng.standard_t(2, 30))
+    if name == "hurdle":
+        X = rng.normal(size=(30, 3)) * 0.5
+        y = rng.poisson(1.2, 30).astype(float)
+        return dict(X=X, y=y, pos=(y > 0).astype(float))
+    if name == "tv":
+        E = entries(rng, 8, 8, 0.5, 1, seed, density=0.3)
+        return dict(E=E, obs=np.r_[np.zeros(4), np.ones(4)] + 0.3 * rng.normal(size=8))
+    if name == "slim":
+        A = entries(rng, 6, 5, 0.5, 1, seed)
+        return dict(A=sp.csr_matrix(A))
+    if name == "lpca":
+        B = entries(rng, 5, 6, 0, 1, seed, density=0.7)
+        B.data = (B.data > 0.5).astype(float)           # stored zeros are observations
+        return dict(B=B)
+    if name == "transh":
+        n = 30
+        return dict(h=cover(rng, 6, n), r=cover(rng, 3, n), t=rng.integers(0, 6, n))
+    if name == "smhinge":
+        return dict(X=sX(rng, 30, 6, seed), y=np.where(rng.random(30) < 0.5, -1.0, 1.0))
+    if name == "oddnames":
+        return dict(X_2=sX(rng, 30, 6, seed), label_=cover(rng, 3, 30),
+                    losses=np.array([0.5, 1.0, 2.0]))
+    raise KeyError(name)
+
+
+AUDITED = list(SPECS)
+SAMPLED = {"cml": 2, "transh": 1}
+PLAIN = [n for n in AUDITED if n not in SAMPLED]
+# Specs whose one-term data would be trivial or which have two blocks: an epoch of tiny steps
+# is checked against the gradient instead (SLIM's term reads its user's whole row of A).
+TINY = ["tv", "oddnames", "slim"]
+RULES = ["sgd", "adagrad", "adagrad_row"]
+SYNCS = ["hogwild", "atomic", "lock"]
+LABELS = {"irt": ["y"], "bt": [], "pl2": ["second"], "svdpp": [], "cml": ["pop"],
+          "negbin": ["y"], "logcosh": ["y"], "hurdle": ["y", "pos"], "tv": ["E"],
+          "slim": [], "lpca": [], "transh": [], "smhinge": ["y"],
+          "oddnames": ["label_", "losses"]}
+
+
+def unlabelled(name, d):
+    return {k: v for k, v in d.items() if k not in LABELS[name]}
+
+
+def one_sampled(name, width=2):
+    """One term of a sampled spec, the sampled dim `width` wide (2: every draw is 0 or 1)."""
+    if name == "cml":
+        return dict(seen=sp.csr_matrix(([1.0], ([0], [0])), shape=(1, width)),
+                    pop=1.0 + np.arange(width))
+    if name == "transh":
+        return dict(h=np.array([0]), r=np.array([0]), t=np.array([width - 1]))
+    raise KeyError(name)
+
+
+def one_term(name, d):
+    """The data of one term. Row blocks: the first term, data over other dims kept. Entry
+    blocks: the first entry (the picked sparse rows kept whole)."""
+    if name in ("svdpp", "lpca"):
+        key = {"svdpp": "r", "lpca": "B"}[name]
+        r = sp.coo_matrix(d[key])
+        one = sp.coo_matrix((r.data[:1], (r.row[:1], r.col[:1])), shape=r.shape)
+        return dict(d, **{key: one})
+    if name == "pl2":
+        return dict(F=sp.csr_matrix(d["F"])[:1], first=d["first"][:1], second=d["second"][:1])
+    return {k: (v if np.ndim(v) == 0 else v[:1]) for k, v in d.items()}
+
+
+def fd_gradient(f, p, h=1e-6):
+    """Central differences of f at params p, per coordinate."""
+    grads = {}
+    for k, v in p.items():
+        g = np.zeros(v.shape)
+        for j in np.ndindex(v.shape):
+            q = {kk: vv.astype(float).copy() for kk, vv in p.items()}
+            q[k][j] = v[j] + h
+            up = f(q)
+            q[k][j] = v[j] - h
+            g[j] = (up - f(q)) / (2 * h)
+        grads[k] = g
+    return grads
+
+
+def l1_targets(name, d):
+    """param -> (lambda / deg, the coordinates the one term's `reg l1` covers)."""
+    if name == "logcosh":
+        return {"w": (1e-2, np.s_[:])}
+    return {}
+
+
+def ball(v, radius):
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    return v * np.minimum(1, radius / np.maximum(n, 1e-300))
+
+
+def project(name, k, v):
+    """The spec's constraint (every row: the rows a step did not touch are inside it)."""
+    if name == "irt" and k == "a":
+        return np.maximum(v, 0.2)
+    if name == "cml" or (name == "transh" and k in ("E", "Wn")):
+        return ball(v, 1.0)
+    if name == "smhinge":
+        return ball(v, 3.0)
+    return v
+
+
+def one_step(name, p, d, step, rule, draws=None):
+    """API.md's update of one term at p: the gradient g of each coordinate (every access of
+    the term summed), AdaGrad's scaling, the l1 clip (docs/language.md: the coordinate owes
+    rate * lambda / deg and never crosses 0) and the projection."""
+    def f(q):
+        return reference(name, q, d, draws)[0]
+    g, l1 = fd_gradient(f, p), l1_targets(name, d)
+    new = {}
+    for k in p:
+        gs = g[k].copy()
+        if k in l1:           # the difference quotient of |c| away from 0 is sign(c) * lambda
+            lam, at = l1[k]
+            gs[at] -= lam * np.sign(p[k][at])
+        if rule == "sgd":
+            rate = np.full(gs.shape, step)
+        elif rule == "adagrad" or gs.ndim < 2:
+            rate = step / np.sqrt(gs ** 2 + 1e-8)
+        else:                 # one sum per row: the mean of g^2 over the row
+            rate = step / np.sqrt((gs ** 2).mean(-1, keepdims=True) + 1e-8) * np.ones(gs.shape)
+        z = np.asarray(p[k] - rate * gs, dtype=float)
+        if k in l1:
+            lam, at = l1[k]
+            u = rate[at] * lam
+            z[at] = np.where(z[at] > 0, np.maximum(0, z[at] - u),
+                             np.where(z[at] < 0, np.minimum(0, z[at] + u), z[at]))
+        new[k] = project(name, k, z)
+    return new
+
+
+def stepped(mod, d, rule, sync, step=0.05, seed=0, **kw):
+    """(params at init, params after one epoch of one thread)."""
+    t = mod.Trainer(threads=1, seed=seed, epochs=0, step=step, decay=1.0, optimizer=rule,
+                    sync=sync, **kw).fit(**d)
+    before = {k: v.copy() for k, v in t.params.items()}
+    t.epochs = 1
+    t.fit(**d)
+    return before, {k: v.copy() for k, v in t.params.items()}
+
+
+def n_terms(name, d):
+    if name == "tv":
+        return d["E"].nnz + d["obs"].size
+    if name == "oddnames":
+        return d["label_"].size + d["losses"].size
+    return sp.csr_matrix(d["A"]).nnz
+
+
+# ---- the tests -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", AUDITED)
+def test_check_prints_the_gradients(name):
+    """`check` passes and its gradient text names every param."""
+    ir = hogwild_dsl.check(SPECS[name])
+    assert ir is not None
+
+
+@pytest.mark.parametrize("name", PLAIN)
+def test_objective_and_predict_match_numpy(compiled, name):
+    """At the initial params and after three epochs; predict without the labels."""
+    mod, d = compiled(name), small(name)
+    for epochs in (0, 3):
+        t = mod.Trainer(threads=1, seed=0, epochs=epochs, step=0.01).fit(**d)
+        obj, pred = reference(name, {k: v.copy() for k, v in t.params.items()}, d)
+        assert t.objective(**d) == pytest.approx(obj, rel=1e-10, abs=1e-13)
+        np.testing.assert_allclose(t.predict(**unlabelled(name, d)), pred, rtol=1e-10,
+                                   atol=1e-13)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLED))
+def test_sampled_predict_matches_numpy(compiled, name):
+    mod, d = compiled(name), small(name)
+    for epochs in (0, 3):
+        t = mod.Trainer(threads=1, seed=0, epochs=epochs, step=0.01).fit(**d)
+        pred = reference(name, {k: v.copy() for k, v in t.params.items()}, d)[1]
+        np.testing.assert_allclose(t.predict(**unlabelled(name, d)), pred, rtol=1e-10,
+                                   atol=1e-13)
+
+
+ONE_STEP = [n for n in PLAIN if n not in TINY]
+
+
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("name", ONE_STEP)
+def test_one_step_is_the_update_rule_of_the_gradient(compiled, name, rule):
+    if name == "pl2" and rule != "sgd":
+        pytest.skip("u[first[r]] meets u[j] of the field's sum at data-dependent points: "
+                    "AdaGrad adds each write's own g^2 there (docs/language.md)")
+    mod, d = compiled(name), one_term(name, small(name))
+    for sync in SYNCS:
+        before, after = stepped(mod, d, rule, sync)
+        want = one_step(name, before, d, 0.05, rule)
+        for k in before:
+            np.testing.assert_allclose(after[k], want[k], rtol=0, atol=1e-7,
+                                       err_msg=f"{name} {k} {rule} {sync}")
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLED))
+def test_sampled_step_is_the_gradient_at_its_draws(compiled, name):
+    """On one term over a dim of 2 the K draws are 0 and 1: one sgd step is the step on the
+    gradient at one of the 2^K draw vectors, in every sync mode; so is objective() (one
+    fixed draw per term)."""
+    mod, d = compiled(name), one_sampled(name)
+    K = SAMPLED[name]
+    combos = [np.array([c]) for c in itertools.product([0, 1], repeat=K)]
+    for sync in SYNCS:
+        before, after = stepped(mod, d, "sgd", sync)
+        err = min(max(np.abs(one_step(name, before, d, 0.05, "sgd", c)[k] - after[k]).max()
+                      for k in before) for c in combos)
+        assert err < 1e-8, (sync, err)
+    t = mod.Trainer(threads=1, seed=0, epochs=0).fit(**d)
+    p = {k: v.copy() for k, v in t.params.items()}
+    obj = t.objective(**d)
+    assert obj == t.objective(**d)
+    assert min(abs(reference(name, p, d, c)[0] - obj) for c in combos) < 1e-12
+
+
+# The param each sampled spec draws rows of, the rows the term's own indices touch, and the
+# width of the sampled dim at which K distinct draws apart from those rows are likely.
+DRAWN = {"cml": ("Q", [0], 8), "transh": ("E", [0, 2], 3)}
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLED))
+def test_sampled_step_of_every_rule_where_draws_meet_nothing(compiled, name):
+    """Draws depend on (seed, term, line) only: the rows an sgd step moves beside the
+    term's own are its draws. Where they are K distinct rows apart from the term's own,
+    every rule in every sync mode is its step on the numpy gradient at those draws."""
+    param, fixed, width = DRAWN[name]
+    mod, d = compiled(name), one_sampled(name, width)
+    K, found = SAMPLED[name], 0
+    for seed in range(40):
+        before, after = stepped(mod, d, "sgd", "hogwild", seed=seed)
+        moved = [r for r in range(width) if r not in fixed and
+                 not np.array_equal(before[param][r], after[param][r])]
+        if len(moved) != K:
+            continue
+        found += 1
+        for rule in RULES:
+            for sync in SYNCS:
+                before, after = stepped(mod, d, rule, sync, seed=seed)
+                want = one_step(name, before, d, 0.05, rule, np.array([moved]))
+                for k in before:
+                    np.testing.assert_allclose(after[k], want[k], rtol=0, atol=1e-7,
+                                               err_msg=f"{k} {rule} {sync} seed {seed}")
+        if found == 2:
+            break
+    assert found, "no seed drew K rows apart"
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_epoch_of_tiny_steps_is_the_gradient(compiled, name):
+    """One epoch of tiny sgd steps moves each coordinate by step x N x the gradient of the
+    numpy objective (from a point three epochs in, away from abs's kinks and the bounds)."""
+    mod, d = compiled(name), small(name)
+    t = mod.Trainer(threads=1, seed=0, epochs=3, step=0.05, optimizer="sgd").fit(**d)
+    start = {k: v.copy() for k, v in t.params.items()}
+    t2 = mod.Trainer(threads=1, seed=0, epochs=0, step=1e-8, decay=1.0, optimizer="sgd").fit(**d)
+    for k in start:
+        t2.params[k][...] = start[k]
+    t2.epochs = 1
+    t2.fit(**d)
+    g = fd_gradient(lambda q: reference(name, q, d)[0], start)
+    n = n_terms(name, d)
+    for k in start:
+        np.testing.assert_allclose((start[k] - t2.params[k]) / 1e-8 / n, g[k], rtol=1e-4,
+                                   atol=1e-6, err_msg=k)
+
+
+@pytest.mark.parametrize("name", AUDITED)
+def test_fit_lowers_the_objective(compiled, name):
+    """The spec's own train line (threads 1 for the test's speed) from its init."""
+    mod, d = compiled(name), small(name)
+    t = mod.Trainer(threads=1, epochs=0).fit(**d)
+    start = t.objective(**d)
+    t = mod.Trainer(threads=1).fit(**d)
+    assert t.objective(**d) < start - 1e-3 * abs(start), (start, t.objective(**d))
+    assert np.isfinite(t.predict(**unlabelled(name, d))).all()
