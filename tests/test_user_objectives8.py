@@ -766,3 +766,144 @@ def test_fit_lowers_the_objective(compiled, name):
     t = mod.Trainer(threads=1).fit(**d)
     assert t.objective(**d) < start - 1e-3 * abs(start), (start, t.objective(**d))
     assert np.isfinite(t.predict(**unlabelled(name, d))).all()
+
+
+# ---- the API around the specs ----------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["svdpp", "negbin", "tv"])
+def test_float32_builds(hog_cache_dir, name):
+    """dtype="float32": params in single precision, objective() the numpy objective of them."""
+    mod = hogwild_dsl.load(text=SPECS[name], dtype="float32", cache_dir=hog_cache_dir)
+    d = small(name)
+    t = mod.Trainer(threads=1, seed=0, epochs=3, step=0.01).fit(**d)
+    assert all(v.dtype == np.float32 for v in t.params.values())
+    p = {k: v.astype(np.float64) for k, v in t.params.items()}
+    assert t.objective(**d) == pytest.approx(reference(name, p, d)[0], rel=1e-5)
+    if name != "tv":
+        d1 = one_term(name, d)
+        before, after = stepped(mod, d1, "sgd", "hogwild")
+        want = one_step(name, {k: v.astype(np.float64) for k, v in before.items()}, d1, 0.05,
+                        "sgd")
+        for k in before:
+            np.testing.assert_allclose(after[k], want[k], rtol=0, atol=5e-6, err_msg=k)
+
+
+@pytest.mark.parametrize("name", ["cml", "slim", "pl2", "oddnames"])
+def test_warm_start_save_load_and_pickle_continue_a_fit(compiled, name, tmp_path):
+    """Two epochs, then two more from a saved file, from a pickle and in place, each equal
+    to four epochs at once (the step schedule, the draws, AdaGrad's sums, the l1 state)."""
+    mod, d = compiled(name), small(name)
+    whole = mod.Trainer(threads=1, seed=4, epochs=4, step=0.03).fit(**d)
+    half = mod.Trainer(threads=1, seed=4, epochs=2, step=0.03).fit(**d)
+    half.save(str(tmp_path / "half.npz"))
+    saved = np.load(tmp_path / "half.npz")
+    for k, v in half.params.items():
+        np.testing.assert_array_equal(saved[k], v)
+    for t in [mod.Trainer.load(str(tmp_path / "half.npz")), pickle.loads(pickle.dumps(half)),
+              half]:
+        t.epochs = 2
+        t.fit(**d)
+        for k, v in whole.params.items():
+            np.testing.assert_allclose(t.params[k], v, rtol=1e-12, atol=1e-14, err_msg=k)
+        assert t.objective(**d) == pytest.approx(whole.objective(**d), rel=1e-12)
+
+
+@pytest.mark.parametrize("name", ["bt", "lpca"])
+def test_two_threads_every_sync_mode_near_serial(compiled, name):
+    """Bradley-Terry on 4,000 games and logistic PCA on 3,000 entries: 2-thread fits in each
+    sync mode and update rule end near the serial fit's objective."""
+    mod, rng = compiled(name), np.random.default_rng(5)
+    if name == "bt":
+        w = rng.integers(0, 50, 4000)
+        d = dict(win=w, lose=(w + rng.integers(1, 50, 4000)) % 50,
+                 home=rng.choice([-1.0, 1.0], 4000))
+    else:
+        B = sp.random(100, 60, density=0.5, random_state=5, format="coo")
+        B.data = (B.data > 0.5).astype(float)
+        d = dict(B=B)
+    for rule in RULES:
+        serial = mod.Trainer(threads=1, epochs=3, optimizer=rule).fit(**d).objective(**d)
+        for sync in SYNCS:
+            two = mod.Trainer(threads=2, epochs=3, optimizer=rule, sync=sync).fit(**d)
+            assert two.objective(**d) == pytest.approx(serial, rel=0.05), (rule, sync)
+
+
+def spec_file(tmp_path, name):
+    path = tmp_path / f"{name}.hog"
+    path.write_text(SPECS[name])
+    return str(path)
+
+
+def test_sklearn_estimators_on_user_spec_files(hog_cache_dir, tmp_path):
+    """HogwildClassifier / HogwildRegressor / HogwildRecommender with spec= a user's file:
+    string labels on the smooth hinge, a scalar datum through `data` (negative binomial),
+    index labels sized by another datum (odd names), recommenders over entry blocks."""
+    from hogwild_dsl.sklearn import HogwildClassifier, HogwildRecommender, HogwildRegressor
+    rng = np.random.default_rng(0)
+    X = sp.csr_matrix(rng.normal(size=(120, 5)) * (rng.random((120, 5)) < 0.6))
+    y = np.where(X @ np.arange(1.0, 6.0) > 0, "yes", "no")
+    clf = HogwildClassifier(spec=spec_file(tmp_path, "smhinge"), threads=1).fit(X, y)
+    assert clf.score(X, y) > 0.9 and set(clf.classes_) == {"no", "yes"}
+    again = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(again.predict(X), clf.predict(X))
+    assert not hasattr(clf, "predict_proba")         # its predict is a margin
+
+    Xd = rng.normal(size=(120, 4))
+    yr = Xd @ np.array([1.0, -1.0, 0.0, 2.0]) + 0.1 * rng.normal(size=120)
+    assert HogwildRegressor(spec=spec_file(tmp_path, "logcosh"), threads=1).fit(
+        Xd, yr).score(Xd, yr) > 0.9
+    Xa = sp.csr_matrix(np.abs(Xd))
+    counts = rng.poisson(np.exp(0.5 * np.abs(Xd[:, 0]))).astype(float)
+    with pytest.raises(hogwild_dsl.DataError, match=r"data=\{'th': \.\.\.\}"):
+        HogwildRegressor(spec=spec_file(tmp_path, "negbin"), threads=1).fit(Xa, counts)
+    nb = HogwildRegressor(spec=spec_file(tmp_path, "negbin"), threads=1,
+                          data={"th": 2.0}).fit(Xa, counts)
+    assert (nb.predict(Xa) > 0).all()
+
+    labels = np.array(["a", "b", "c"])[rng.integers(0, 3, 120)]
+    odd = HogwildClassifier(spec=spec_file(tmp_path, "oddnames"), threads=1,
+                            data={"losses": np.ones(3)}).fit(Xa, labels)
+    np.testing.assert_allclose(odd.predict_proba(Xa).sum(1), 1, rtol=1e-12)
+
+    R = sp.random(20, 15, density=0.4, random_state=1, format="csr")
+    R.data = (R.data > 0.5).astype(float)
+    for name, data in (("lpca", None), ("slim", None), ("cml", {"pop": np.ones(15)})):
+        rec = HogwildRecommender(spec=spec_file(tmp_path, name), threads=1, data=data).fit(R)
+        top = rec.recommend(0, n=3)
+        assert len(top) == 3 and not set(top) & set(R[0].indices), name
+        assert np.isfinite(rec.predict([0, 1], [2, 3])).all()
+
+
+def test_classifier_labels_past_the_room_of_their_dim(hog_cache_dir, tmp_path):
+    """Regression: HogwildClassifier on a spec whose index labels' dim is sized by a const or
+    by other data (`index(C)` with `const C = 3`, or `index(Class2)` with `losses[Class2]`)
+    given y with 4 classes failed inside the fit with "data 'label_' is index data ...:
+    position 0 holds 3, out of range [0, 3)": the position and the value were of the
+    estimator's own encoding (with early_stopping, of the held-out split), not of the
+    user's y. Now fit says how many classes y holds, how many the spec has room for, and
+    what fixes that number."""
+    from hogwild_dsl.sklearn import HogwildClassifier
+    rng = np.random.default_rng(0)
+    Xa = sp.csr_matrix(np.abs(rng.normal(size=(60, 4))))
+    y4 = np.array(list("abcd"))[rng.integers(0, 4, 60)]
+    with pytest.raises(hogwild_dsl.DataError, match=r"y holds 4 classes, but model 'Model_9x' "
+                       r"has room for 3.*fixed by data 'losses'"):
+        HogwildClassifier(spec=spec_file(tmp_path, "oddnames"), threads=1,
+                          data={"losses": np.ones(3)}).fit(Xa, y4)
+    const = """model u8_constcls
+dim example, feature
+const Class2 = 3
+data X[example, feature] : sparse
+data y[example] : index(Class2)
+param W[feature, Class2] = 0
+for i in example:
+    let z = sum(j in X[i]: X[i, j] * W[j])
+    loss logsumexp(z) - z[y[i]]
+    predict softmax(z)
+"""
+    for early in (False, True):
+        with pytest.raises(hogwild_dsl.DataError, match=r"has room for 3.*const Class2 = 3.*"
+                           r"consts=\{'Class2': 4\}"):
+            HogwildClassifier(spec=const, threads=1, early_stopping=early).fit(Xa, y4)
+    wide = HogwildClassifier(spec=const, consts={"Class2": 4}, threads=1).fit(Xa, y4)
+    assert wide.predict_proba(Xa).shape == (60, 4)
