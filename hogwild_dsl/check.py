@@ -959,12 +959,25 @@ class BlockChecker:
         return ir.Deg(self.degs[key].name, index)
 
     def _text(self, node) -> str:
-        lines = self.spec.source.splitlines()
+        """An expression as the user wrote it, up to spacing and parentheses (rebuilt from
+        the tree: a cut of the source line ends at a space, not at the expression's end)."""
         if isinstance(node, syn.Name):
             return node.id
+        if isinstance(node, syn.Num):
+            return node.text
         if isinstance(node, syn.Index):
             return f"{node.name.id}[{', '.join(self._text(a) for a in node.args)}]"
-        return lines[node.line - 1][node.column - 1:].split()[0]
+        if isinstance(node, syn.Call):
+            return f"{node.fn}({', '.join(self._text(a) for a in node.args)})"
+        if isinstance(node, syn.Neg):
+            return f"-{self._text(node.operand)}"
+        if isinstance(node, syn.BinOp):
+            return f"({self._text(node.left)} {node.op} {self._text(node.right)})"
+        if isinstance(node, syn.Component):
+            return f"({self._text(node.value)})[{self._text(node.index)}]"
+        if isinstance(node, syn.SumOver):
+            return f"sum({node.var.id} in {self._text(node.source)}: {self._text(node.body)})"
+        raise TypeError(f"no text for {node!r}")
 
     # -------------------------------------------------------- expressions
     def unknown(self, name: syn.Name):

@@ -907,3 +907,23 @@ for i in example:
             HogwildClassifier(spec=const, threads=1, early_stopping=early).fit(Xa, y4)
     wide = HogwildClassifier(spec=const, consts={"Class2": 4}, threads=1).fit(Xa, y4)
     assert wide.predict_proba(Xa).shape == (60, 4)
+
+
+@pytest.mark.parametrize("edit, quoted", [
+    ("Q[n[0]]", "'n[0]'"),
+    ("Q[n[K - 1]]", "'n[(K - 1)]'"),
+    ("Q[n[-1]]", "'n[-1]'"),
+])
+def test_an_error_quotes_the_expression_it_is_about(edit, quoted):
+    """Regression: a draw read at a fixed position (`Q[n[0]]` in CML's loss, a user's way
+    to take the first of K negatives) was refused with "'n[0]]))]': a draw of 'n' is read
+    at the index of a sum over K": the message quoted the source line from the index up to
+    the next space, and a bracket that is not there. Every quoted expression is now rebuilt
+    from the parse tree."""
+    text = SPECS["cml"].replace(
+        "sum(s in K: relu(0.5 + dpos - sqnorm(P[u] - Q[n[s]])))",
+        f"relu(0.5 + dpos - sqnorm(P[u] - {edit}))")
+    with pytest.raises(hogwild_dsl.SpecError) as e:
+        hogwild_dsl.check(text)
+    assert f"{quoted}: a draw of 'n' is read at the index of a sum over K" in str(e.value)
+    assert e.value.line == 13
