@@ -688,6 +688,8 @@ def _character_error(e: lark.exceptions.UnexpectedCharacters, source: str) -> Sp
         '"': "the language has no strings",
         "'": "the language has no strings",
         ".": "a number is written 0.5 or .5; names have no '.'",
+        "\\": "a '\\' continues a statement on the next line only as the last character "
+              "of its line (inside '(' or '[' no '\\' is needed)",
     }
     hint = hints.get(char, "names are letters, digits and '_'; operators are + - * / ^")
     return SpecError(f"unexpected character {char!r}", e.line, e.column, source, hint=hint)
