@@ -1257,7 +1257,8 @@ class BlockChecker:
 
     def let_binds(self, body: syn.Node, name: str) -> bool:
         """Whether a let used in `body` sums over an index called `name` (inlined under a sum
-        over `name`, the two would share one name: ours is then renamed)."""
+        over `name`, the two would share one name: ours is then renamed). A let read as a
+        component, `z[f]`, is the name of an Index node (not among its children)."""
         stack = [body]
         while stack:
             node = stack.pop()
@@ -1265,6 +1266,8 @@ class BlockChecker:
                     and _binds(self.scope[node.id], name):
                 return True
             stack.extend(syn.children(node))
+            if isinstance(node, syn.Index):
+                stack.append(node.name)
         return False
 
     def sum_body(self, node: syn.SumOver, var: ir.Var) -> Typed:

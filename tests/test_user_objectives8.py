@@ -284,6 +284,80 @@ for c in Class2:
     reg l2(1e-2) on inbias[c], emb[c] unscaled
 train step 0.1 , epochs 5, decay 0.95
 """,
+    # a one-hidden-layer network: relu of a vector, sparse input, a sign label
+    "mlp": """
+model u8_mlp
+dim example, feature
+const hid = 3
+data X[example, feature] : sparse
+data y[example] : sign
+param W1[feature, hid] ~ normal(0, 0.5)
+param b1[hid] = 0.1
+param w2[hid] ~ normal(0, 0.5)
+param b2 = 0
+for i in example:
+    let h = relu(sum(j in X[i]: X[i, j] * W1[j]) + b1)
+    let out = dot(h, w2) + b2
+    loss logistic(y[i] * out)
+    reg l2(1e-3) on W1[X[i]]
+    predict sigmoid(out)
+train optimizer adagrad, step 0.1, epochs 15
+""",
+    # exponential-family (Poisson) PCA of a dense count table: each row term reads every
+    # column's factor through a sum over the column dim
+    "expfam": """
+model u8_expfam
+dim row, col
+const k = 2
+data C[row, col] : dense
+param U[row, k] ~ normal(0, 0.2)
+param V[col, k] ~ normal(0, 0.2)
+param m[col] = 0
+for n in row:
+    loss sum(c in col: exp(dot(U[n], V[c]) + m[c]) - C[n, c] * (dot(U[n], V[c]) + m[c]))
+    loss 1e-2 * sum(c in col: sqnorm(V[c]))
+    reg l2(1e-2) on U[n]
+    predict exp(sum(c in col: dot(U[n], V[c]) + m[c]) / sum(c in col: 1))
+train step 0.02, epochs 10
+""",
+    # every remaining scalar function and reduction in one term: a smooth norm, log1p,
+    # huber, norm1/norm2, max and min of a vector, abs, a whole-param l1 on a 0-D param
+    "funcs": """
+model u8_funcs
+dim example, feature
+const k = 3
+data X[example, feature] : dense
+data y[example] : real
+param A[feature, k] ~ normal(0, 0.3)
+param c[k] = 0
+param s = 1
+for i in example:
+    let v = sum(f in feature: X[i, f] * A[f]) + c
+    let pred = max(v) - min(v) + 0.1 * norm1(v) + 0.1 * norm2(v) + s
+    loss huber(pred - y[i], 0.5) + 0.1 * log1p(sqrt(sqnorm(v) + 1e-2)) + 0.01 * abs(s - 1)
+    reg l1(1e-2) on s
+    reg l2(1e-2) on c
+    predict pred
+train step 0.05, epochs 10
+""",
+    # attention-style pooling: softmax weights over a const of slots, a dense value table
+    "attn": """
+model u8_attn
+dim example, slot, feature
+data K[feature, slot] : dense
+data Vals[example, slot] : dense
+data X[example, feature] : dense
+data y[example] : real
+param q[feature] ~ normal(0, 0.5)
+param Wq[feature, feature] ~ normal(0, 0.3)
+for i in example:
+    let z = sum(f in feature: X[i, f] * Wq[f])
+    let sc = sum(f in feature: (z[f] + q[f]) * K[f])
+    let a = softmax(sc)
+    loss (dot(a, Vals[i]) - y[i])^2
+    predict dot(a, Vals[i])
+train step 0.1, epochs 10
+""",
 }
 
 
@@ -425,6 +499,31 @@ def reference(name, p, d, draws=None):
         L2 = d["losses"] * ((emb ** 2).sum(1) - 1) ** 2
         reg = 1e-3 * sq(W, rows_of(X)) + 1e-2 * ((ib ** 2).sum() + (emb ** 2).sum())
         return (L1.sum() + L2.sum() + reg) / (n + C), np.exp(z - lse(z)[:, None])
+    if name == "mlp":
+        X, y = sp.csr_matrix(d["X"]), d["y"]
+        H = np.maximum(0, X @ p["W1"] + p["b1"])
+        out = H @ p["w2"] + p["b2"]
+        return lg(y * out).mean() + 1e-3 * sq(p["W1"], rows_of(X)) / y.size, sig(out)
+    if name == "expfam":
+        C, U, V = d["C"], p["U"], p["V"]
+        th = U @ V.T + p["m"]
+        L = (np.exp(th) - C * th).sum(1) + 1e-2 * (V ** 2).sum()
+        return (L.sum() + 1e-2 * (U ** 2).sum()) / C.shape[0], np.exp(th.mean(1))
+    if name == "funcs":
+        v = d["X"] @ p["A"] + p["c"]
+        s = p["s"]
+        pred = v.max(1) - v.min(1) + 0.1 * np.abs(v).sum(1) + 0.1 * np.sqrt((v ** 2).sum(1)) + s
+        r = pred - d["y"]
+        hub = np.where(np.abs(r) <= 0.5, 0.5 * r * r, 0.5 * (np.abs(r) - 0.25))
+        L = hub + 0.1 * np.log1p(np.sqrt((v ** 2).sum(1) + 1e-2)) + 0.01 * np.abs(s - 1)
+        reg = 1e-2 * np.abs(s) + 1e-2 * (p["c"] ** 2).sum()
+        return L.mean() + reg / r.size, pred
+    if name == "attn":
+        z = d["X"] @ p["Wq"]
+        sc = (z + p["q"]) @ d["K"]
+        a = np.exp(sc - lse(sc)[:, None])
+        pred = (a * d["Vals"]).sum(1)
+        return ((pred - d["y"]) ** 2).mean(), pred
     raise KeyError(name)
 
 
@@ -508,6 +607,15 @@ def small(name, seed=0):
     if name == "oddnames":
         return dict(X_2=sX(rng, 30, 6, seed), label_=cover(rng, 3, 30),
                     losses=np.array([0.5, 1.0, 2.0]))
+    if name == "mlp":
+        return dict(X=sX(rng, 30, 5, seed), y=np.where(rng.random(30) < 0.5, -1.0, 1.0))
+    if name == "expfam":
+        return dict(C=rng.poisson(2.0, (8, 5)).astype(float))
+    if name == "funcs":
+        return dict(X=rng.normal(size=(30, 4)), y=rng.normal(size=30) + 2)
+    if name == "attn":
+        return dict(K=rng.normal(size=(4, 3)), Vals=rng.normal(size=(30, 3)),
+                    X=0.5 * rng.normal(size=(30, 4)), y=rng.normal(size=30))
     raise KeyError(name)
 
 
@@ -522,7 +630,8 @@ SYNCS = ["hogwild", "atomic", "lock"]
 LABELS = {"irt": ["y"], "bt": [], "pl2": ["second"], "svdpp": [], "cml": ["pop"],
           "negbin": ["y"], "logcosh": ["y"], "hurdle": ["y", "pos"], "tv": ["E"],
           "slim": [], "lpca": [], "transh": [], "smhinge": ["y"],
-          "oddnames": ["label_", "losses"]}
+          "oddnames": ["label_", "losses"], "mlp": ["y"], "expfam": [], "funcs": ["y"],
+          "attn": ["y"]}
 
 
 def unlabelled(name, d):
@@ -549,7 +658,8 @@ def one_term(name, d):
         return dict(d, **{key: one})
     if name == "pl2":
         return dict(F=sp.csr_matrix(d["F"])[:1], first=d["first"][:1], second=d["second"][:1])
-    return {k: (v if np.ndim(v) == 0 else v[:1]) for k, v in d.items()}
+    keep = {"attn": ["K"]}.get(name, [])
+    return {k: (v if np.ndim(v) == 0 or k in keep else v[:1]) for k, v in d.items()}
 
 
 def fd_gradient(f, p, h=1e-6):
@@ -571,6 +681,8 @@ def l1_targets(name, d):
     """param -> (lambda / deg, the coordinates the one term's `reg l1` covers)."""
     if name == "logcosh":
         return {"w": (1e-2, np.s_[:])}
+    if name == "funcs":
+        return {"s": (1e-2, np.s_[...])}
     return {}
 
 
@@ -943,3 +1055,21 @@ def test_a_long_statement_continues_as_in_python():
     with pytest.raises(hogwild_dsl.SpecError, match=r"unexpected character '\\\\'") as e:
         hogwild_dsl.check(base.replace(old, "    loss z + softplus(-2 * z) \\ - log(2)"))
     assert "continues a statement on the next line only as the last character" in str(e.value)
+
+
+def test_a_vector_let_read_at_a_sum_index_of_its_own_name(compiled):
+    """Regression: attn's `let z = sum(f in feature: X[i, f] * Wq[f])` read as `z[f]` inside
+    another `sum(f in feature: ...)` was inlined with both sums' f one variable:
+    `Wq[f, f]`, the diagonal only (objective 1.2963 where numpy's is 1.2798, every step
+    wrong). The renaming that keeps a let's sum apart from an enclosing one of the same name
+    looked for the let among the children of the syntax tree, where `z[f]` holds `z` as its
+    name and not as a child. Now the spelling with one name equals the one with two."""
+    d = small("attn")
+    mod = compiled("attn")
+    t = mod.Trainer(threads=1, epochs=0).fit(**d)
+    p = {k: v.copy() for k, v in t.params.items()}
+    assert t.objective(**d) == pytest.approx(reference("attn", p, d)[0], rel=1e-12)
+    apart = SPECS["attn"].replace("sum(f in feature: X[i, f] * Wq[f])",
+                                  "sum(g in feature: X[i, g] * Wq[g])")
+    assert str(hogwild_dsl.check(apart)) == str(hogwild_dsl.check(SPECS["attn"]))
+    assert "Wq[k2_feature, k2_feature]" not in compiled("attn").gradients()
