@@ -12,8 +12,12 @@ total-variation denoising (abs over edges, a box, two blocks, stored order); SLI
 item-item weights (a column read at a summed index, its diagonal taken out, >= 0 and l1);
 logistic PCA of a 0/1 matrix stored with explicit zeros; TransH (projections on a
 relation's hyperplane, a sampled corrupt tail, margin); a quadratically smoothed hinge with
-the weights in a ball; and a spec of odd but legal names, spacing and comments, with several
-consts and lets reused across two blocks.
+the weights in a ball; a spec of odd but legal names, spacing and comments, with several
+consts and lets reused across two blocks; a one-hidden-layer network (relu of a vector);
+Poisson PCA of a dense table (a sum over the column dim per row term); every remaining
+function and reduction in one loss (max/min of a vector, norm1, norm2, log1p, sqrt, huber,
+abs, l1 on a 0-D param); attention-style pooling (softmax weights, a vector let read as a
+component at a sum index of its own sum's name).
 
 For each spec: `check`, compile and train; `objective()` and `predict()` equal numpy
 references at the initial params and after three epochs; one epoch on a one-term data set is
