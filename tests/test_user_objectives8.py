@@ -1077,3 +1077,55 @@ def test_a_vector_let_read_at_a_sum_index_of_its_own_name(compiled):
                                   "sum(g in feature: X[i, g] * Wq[g])")
     assert str(hogwild_dsl.check(apart)) == str(hogwild_dsl.check(SPECS["attn"]))
     assert "Wq[k2_feature, k2_feature]" not in compiled("attn").gradients()
+
+
+def test_cli_check_compile_train(tmp_path, hog_cache_dir):
+    """hogwildc on user specs: check prints the gradients of the odd-names spec; compile
+    writes importable modules of two specs at once with a const override; train reads index
+    data from npz, a Matrix Market graph beside a .npy, and a triplet csv with a header and a
+    timestamp column beside scalar data given on the command line, and saves what a Python
+    fit gets."""
+    import scipy.io
+    for name in ("oddnames", "bt", "tv", "svdpp", "transh", "smhinge"):
+        (tmp_path / f"{name}.hog").write_text(SPECS[name])
+    res = run_hogwildc(tmp_path, "check", "oddnames.hog")
+    assert res.returncode == 0 and "d/dW__" in res.stdout and "d/demb" in res.stdout, res.stdout
+    res = run_hogwildc(tmp_path, "compile", "transh.hog", "smhinge.hog", "-o", "out",
+                       "--const", "d=4")
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "out" / "u8_transh.py").exists() and \
+        (tmp_path / "out" / "u8_smhinge.py").exists()
+
+    bt = small("bt")
+    np.savez(tmp_path / "games.npz", **bt)
+    res = run_hogwildc(tmp_path, "train", "bt.hog", "--data", "win,lose,home=games.npz",
+                       "--epochs", "3", "--threads", "1", "--out", "bt.npz", "-q")
+    assert res.returncode == 0, res.stderr
+    want = hogwild_dsl.load(text=SPECS["bt"], cache_dir=hog_cache_dir).Trainer(
+        threads=1, epochs=3).fit(**bt)
+    np.testing.assert_allclose(np.load(tmp_path / "bt.npz")["s"], want.params["s"], rtol=1e-12)
+
+    tv = small("tv")
+    scipy.io.mmwrite(str(tmp_path / "E.mtx"), sp.coo_matrix(tv["E"]))
+    np.save(tmp_path / "obs.npy", tv["obs"])
+    res = run_hogwildc(tmp_path, "train", "tv.hog", "--data", "E=E.mtx", "--data",
+                       "obs=obs.npy", "--epochs", "3", "--out", "tv.npz", "-q")
+    assert res.returncode == 0, res.stderr
+    x = np.load(tmp_path / "tv.npz")["x"]
+    assert x.shape == (8,) and (np.abs(x) <= 3).all()
+
+    sv = small("svdpp")
+    r = sp.coo_matrix(sv["r"])
+    (tmp_path / "r.csv").write_text("user,item,rating,ts\n" + "".join(
+        f"{a},{b},{float(v)!r},1700000000\n" for a, b, v in zip(r.row, r.col, r.data)))
+    sp.save_npz(tmp_path / "N.npz", sp.csr_matrix(sv["N"]))
+    np.save(tmp_path / "nrm.npy", sv["nrm"])
+    res = run_hogwildc(tmp_path, "train", "svdpp.hog", "--data", "r=r.csv", "--data",
+                       "N=N.npz", "--data", "nrm=nrm.npy", "--data", f"mu={float(sv['mu'])!r}",
+                       "--epochs", "3", "--threads", "1", "--out", "s.npz", "-q")
+    assert res.returncode == 0, res.stderr
+    want = hogwild_dsl.load(text=SPECS["svdpp"], cache_dir=hog_cache_dir).Trainer(
+        threads=1, epochs=3).fit(**sv)
+    saved = np.load(tmp_path / "s.npz")
+    for k, v in want.params.items():
+        np.testing.assert_allclose(saved[k], v, rtol=1e-10, atol=1e-13, err_msg=k)
