@@ -1129,3 +1129,19 @@ def test_cli_check_compile_train(tmp_path, hog_cache_dir):
     saved = np.load(tmp_path / "s.npz")
     for k, v in want.params.items():
         np.testing.assert_allclose(saved[k], v, rtol=1e-10, atol=1e-13, err_msg=k)
+
+
+@pytest.mark.parametrize("old, new, what, hint", [
+    ("let z =", "let z\u00a0=", "U+00A0 (no-break space)", "use a plain space"),
+    ("theta[st[o]] - b", "theta[st[o]] \u2212 b", "U+2212 (minus sign)", "use a plain '-'"),
+    ("theta[st[o]] - b", "theta[st[o]] \u2013 b", "U+2013 (en dash)", "use a plain '-'"),
+    ("param theta", "param \u03b8", "U+03B8 (greek small letter theta)", "ASCII letters"),
+])
+def test_pasted_characters_are_named(old, new, what, hint):
+    """A formula pasted from a page brings a no-break space, a typographic minus or a Greek
+    letter; the error was "unexpected character '\\xa0'" (or '−', 'θ') with the hint that
+    names are letters, digits and '_' (θ is a letter, and a space is neither). Now the
+    character is named by its code point and the hint says what to type instead."""
+    with pytest.raises(hogwild_dsl.SpecError) as e:
+        hogwild_dsl.check(SPECS["irt"].replace(old, new, 1))
+    assert f"unexpected character {what}" in str(e.value) and hint in str(e.value)
