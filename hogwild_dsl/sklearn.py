@@ -275,8 +275,9 @@ def _label_room(spec: ir.Spec, y_datum: ir.Data, X_datum: ir.Data, X, extra: dic
         return spec.const_value(of), f"const {of} = {spec.const_value(of)}"
     given = [(X_datum, X)] + [(spec.datum(n), v) for n, v in extra.items()]
     for d, value in given:
-        if of in d.dims and np.ndim(value) == len(d.dims):
-            return np.shape(value)[d.dims.index(of)], f"data '{d.name}' ({d})"
+        shape = getattr(value, "shape", None) or np.shape(value)      # scipy sparse too
+        if of in d.dims and len(shape) == len(d.dims):
+            return shape[d.dims.index(of)], f"data '{d.name}' ({d})"
     return None
 
 
