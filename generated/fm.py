@@ -22,7 +22,7 @@ for i in example:
     predict yhat
 """
 CONSTS = {'k': 8}
-SIGNATURE = "4b354759af62aa78f55b3e86"
+SIGNATURE = "be99f4d3a59f8520bf7eacfb"
 KERNELS = "fm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

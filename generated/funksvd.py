@@ -21,7 +21,7 @@ for (u, v) in r:
     predict pred
 """
 CONSTS = {'rank': 50}
-SIGNATURE = "acd9f47c5b4efb24d2e33ee8"
+SIGNATURE = "5c222911cab9a7c9ee75bf4e"
 KERNELS = "funksvd_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 
