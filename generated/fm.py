@@ -22,7 +22,7 @@ for i in example:
     predict yhat
 """
 CONSTS = {'k': 8}
-SIGNATURE = "7d3adc4de9992e69994fa46c"
+SIGNATURE = "df42a891f5a5b2b21d0dd359"
 KERNELS = "fm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

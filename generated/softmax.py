@@ -18,7 +18,7 @@ for i in example:
     predict softmax(z)
 """
 CONSTS = {}
-SIGNATURE = "4f8f82f4d48451e8f7ffdc95"
+SIGNATURE = "7751952d400380d9b99f5b4b"
 KERNELS = "softmax_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -959,12 +959,25 @@ class BlockChecker:
         return ir.Deg(self.degs[key].name, index)
 
     def _text(self, node) -> str:
-        lines = self.spec.source.splitlines()
+        """An expression as the user wrote it, up to spacing and parentheses (rebuilt from
+        the tree: a cut of the source line ends at a space, not at the expression's end)."""
         if isinstance(node, syn.Name):
             return node.id
+        if isinstance(node, syn.Num):
+            return node.text
         if isinstance(node, syn.Index):
             return f"{node.name.id}[{', '.join(self._text(a) for a in node.args)}]"
-        return lines[node.line - 1][node.column - 1:].split()[0]
+        if isinstance(node, syn.Call):
+            return f"{node.fn}({', '.join(self._text(a) for a in node.args)})"
+        if isinstance(node, syn.Neg):
+            return f"-{self._text(node.operand)}"
+        if isinstance(node, syn.BinOp):
+            return f"({self._text(node.left)} {node.op} {self._text(node.right)})"
+        if isinstance(node, syn.Component):
+            return f"({self._text(node.value)})[{self._text(node.index)}]"
+        if isinstance(node, syn.SumOver):
+            return f"sum({node.var.id} in {self._text(node.source)}: {self._text(node.body)})"
+        raise TypeError(f"no text for {node!r}")
 
     # -------------------------------------------------------- expressions
     def unknown(self, name: syn.Name):
@@ -1244,7 +1257,8 @@ class BlockChecker:
 
     def let_binds(self, body: syn.Node, name: str) -> bool:
         """Whether a let used in `body` sums over an index called `name` (inlined under a sum
-        over `name`, the two would share one name: ours is then renamed)."""
+        over `name`, the two would share one name: ours is then renamed). A let read as a
+        component, `z[f]`, is the name of an Index node (not among its children)."""
         stack = [body]
         while stack:
             node = stack.pop()
@@ -1252,6 +1266,8 @@ class BlockChecker:
                     and _binds(self.scope[node.id], name):
                 return True
             stack.extend(syn.children(node))
+            if isinstance(node, syn.Index):
+                stack.append(node.name)
         return False
 
     def sum_body(self, node: syn.SumOver, var: ir.Var) -> Typed:

@@ -17,6 +17,7 @@ import os
 import re
 import sys
 import threading
+import unicodedata
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from typing import NamedTuple
@@ -688,9 +689,20 @@ def _character_error(e: lark.exceptions.UnexpectedCharacters, source: str) -> Sp
         '"': "the language has no strings",
         "'": "the language has no strings",
         ".": "a number is written 0.5 or .5; names have no '.'",
+        "\\": "a '\\' continues a statement on the next line only as the last character "
+              "of its line (inside '(' or '[' no '\\' is needed)",
     }
     hint = hints.get(char, "names are letters, digits and '_'; operators are + - * / ^")
-    return SpecError(f"unexpected character {char!r}", e.line, e.column, source, hint=hint)
+    what = repr(char)
+    if not char.isascii():         # pasted text: a no-break space, a typographic minus...
+        what = f"U+{ord(char):04X} ({unicodedata.name(char, 'unnamed').lower()})"
+        if unicodedata.category(char) == "Zs":
+            hint = "use a plain space (this one often comes with text pasted from a page)"
+        elif unicodedata.category(char) == "Pd" or char == "\u2212":
+            hint = "use a plain '-' (this one often comes with text pasted from a page)"
+        elif char.isalpha():
+            hint = "names are ASCII letters, digits and '_' ([A-Za-z_][A-Za-z0-9_]*)"
+    return SpecError(f"unexpected character {what}", e.line, e.column, source, hint=hint)
 
 
 def _token_position(token, source: str) -> tuple[int, int]:

@@ -266,6 +266,21 @@ def _intercept(spec: ir.Spec) -> str | None:
                  and a.name in scalar and reads[a.name] == 1), None)
 
 
+def _label_room(spec: ir.Spec, y_datum: ir.Data, X_datum: ir.Data, X, extra: dict):
+    """(classes the index labels y can hold, what fixes that number) where fit knows it
+    before training: a const, or the size of data over the labels' dim that the estimator
+    is given (X, or the `data` argument); None where the labels themselves size the dim."""
+    of = y_datum.of
+    if spec.const_value(of) is not None:
+        return spec.const_value(of), f"const {of} = {spec.const_value(of)}"
+    given = [(X_datum, X)] + [(spec.datum(n), v) for n, v in extra.items()]
+    for d, value in given:
+        shape = getattr(value, "shape", None) or np.shape(value)      # scipy sparse too
+        if of in d.dims and len(shape) == len(d.dims):
+            return shape[d.dims.index(of)], f"data '{d.name}' ({d})"
+    return None
+
+
 def _index_label_specs() -> list[str]:
     """The shipped specs a classifier binds to index(...) labels (any number of classes):
     named in the error for more classes than a spec's labels hold."""
@@ -677,6 +692,14 @@ class HogwildClassifier(ClassifierMixin, _HogwildEstimator):
                                            else ""))
             labels = codes * 2.0 - 1.0 if kind == "sign" else codes.astype(np.float64)
         elif kind.startswith("index"):
+            room = _label_room(module.Trainer.spec, y_datum, X_datum, X, self.data_)
+            if room is not None and len(classes) > room[0]:
+                raise EstimatorInputError(
+                    f"y holds {len(classes)} classes, but model '{module.Trainer.spec.model}' "
+                    f"has room for {room[0]}: its labels '{y_datum.name}' ({y_datum}) index "
+                    f"{y_datum.of}, whose size is fixed by {room[1]}; give {y_datum.of} one "
+                    "entry per class" + (f" (consts={{{y_datum.of!r}: {len(classes)}}})"
+                                         if room[1].startswith("const") else ""))
             labels = codes
         else:
             raise HogwildError(
