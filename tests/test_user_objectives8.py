@@ -927,20 +927,26 @@ def test_warm_start_save_load_and_pickle_continue_a_fit(compiled, name, tmp_path
 @pytest.mark.parametrize("name", ["bt", "lpca"])
 def test_two_threads_every_sync_mode_near_serial(compiled, name):
     """Bradley-Terry on 4,000 games and logistic PCA on 3,000 entries: 2-thread fits in each
-    sync mode and update rule end near the serial fit's objective."""
+    sync mode and update rule end near the serial fit's objective. (Bradley-Terry at its
+    train line's step 0.3: serial fits of seeds 0-7 alone end anywhere in 0.708-0.782 after
+    3 epochs, and a 2-thread fit as far from seed 0's; at 0.05 they agree to 1%.)"""
     mod, rng = compiled(name), np.random.default_rng(5)
+    step = None
     if name == "bt":
         w = rng.integers(0, 50, 4000)
         d = dict(win=w, lose=(w + rng.integers(1, 50, 4000)) % 50,
                  home=rng.choice([-1.0, 1.0], 4000))
+        step = 0.05
     else:
         B = sp.random(100, 60, density=0.5, random_state=5, format="coo")
         B.data = (B.data > 0.5).astype(float)
         d = dict(B=B)
     for rule in RULES:
-        serial = mod.Trainer(threads=1, epochs=3, optimizer=rule).fit(**d).objective(**d)
+        serial = mod.Trainer(threads=1, epochs=3, optimizer=rule, step=step).fit(**d) \
+            .objective(**d)
         for sync in SYNCS:
-            two = mod.Trainer(threads=2, epochs=3, optimizer=rule, sync=sync).fit(**d)
+            two = mod.Trainer(threads=2, epochs=3, optimizer=rule, sync=sync,
+                              step=step).fit(**d)
             assert two.objective(**d) == pytest.approx(serial, rel=0.05), (rule, sync)
 
 
