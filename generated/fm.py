@@ -22,7 +22,7 @@ for i in example:
     predict yhat
 """
 CONSTS = {'k': 8}
-SIGNATURE = "df42a891f5a5b2b21d0dd359"
+SIGNATURE = "ca6f86bf55f3360df2e499c5"
 KERNELS = "fm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -892,7 +892,7 @@ class Emitter:
         """The C type a sum of `body` accumulates in: double, but a dot of two stored arrays
         (x[j] * w[j], L[u, k] * R[v, k]) in their storage type: float32 storage then takes
         float lanes and no conversion of each product (RCV1-shaped SVM, float32: epochs
-        1.08x faster; hand-written float kernels, LIBMF's, sum so); float64 code is the
+        1.07x faster; hand-written float kernels, LIBMF's, sum so); float64 code is the
         same."""
         return self.a.storage if _is_dot(body) else "double"
 
@@ -1362,7 +1362,7 @@ class RowReg:
     the reg of each touched row once: deg(c) terms touch row c and each takes 1/deg(c) of
     it (the degree split; deg an exact count of touches, not an expectation over draws).
     The exact objective sums it so, by rows of the param, in O(param size) rather than
-    O(touches) (svm: the objective pass 1.7x slower with the shares than without). All C
+    O(touches) (svm: the objective pass 1.6x slower with the shares than without). All C
     expressions on the kernel's struct M."""
     param: str           # the param's values (M.w_)
     kind: str            # l1 | l2
@@ -1451,9 +1451,9 @@ class BlockLowering:
         return a, lines
 
     # ---------------- loss and predict
-    def row_regs(self) -> list[RowReg]:
-        """The block's regs whose shares, summed over every term, are the reg of each row
-        some term touches (RowReg), and their RegTerms."""
+    def row_regs(self) -> list[tuple[ir.RegTerm, RowReg]]:
+        """(RegTerm, RowReg) of each of the block's regs whose shares, summed over every
+        term, are the reg of each row some term touches (RowReg)."""
         found = [(r, row_reg(self.spec, self.block, r)) for r in self.block.regs]
         return [(r, rr) for r, rr in found if rr is not None]
 
