@@ -22,7 +22,7 @@ for i in example:
     predict yhat
 """
 CONSTS = {'k': 8}
-SIGNATURE = "ca6f86bf55f3360df2e499c5"
+SIGNATURE = "5787c1b9d7a98aa76c157535"
 KERNELS = "fm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

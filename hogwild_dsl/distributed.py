@@ -329,8 +329,8 @@ def _shard_trainer(mod):
             if deg.kind == "all":
                 if key in sizes:
                     sizes[key] = value
-            elif key in arrays:
-                arrays[key] = value
+            elif key in arrays:      # a table: in the module's dtype (lower.layout)
+                arrays[key] = np.asarray(value, dtype=self.dtype)
         return arrays, sizes
 
     def _dims(self, given, predicting=False):

@@ -1470,8 +1470,9 @@ def _degree_of(b: _Binding, name: str):
     block, deg = next((blk, d) for blk in b.spec.blocks for d in blk.degs if d.name == name)
     if b.need != "all":
         return 0.0 if deg.kind == "all" else None
-    return _degree(deg, block, b.given, b.extents, b.nterms(block.index), b.entry_rows,
-                   b.trainer.kernels.column_counts)
+    inv = _degree(deg, block, b.given, b.extents, b.nterms(block.index), b.entry_rows,
+                  b.trainer.kernels.column_counts)
+    return inv if deg.kind == "all" else inv.astype(b.trainer.dtype, copy=False)
 
 
 def _draw_key_of(b: _Binding, _):
