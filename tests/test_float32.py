@@ -221,6 +221,29 @@ def test_data_converted_once_and_validated(load_dtype):
     assert t.params["w"].dtype == np.float32
 
 
+def test_degree_tables_in_the_storage_type(load_dtype):
+    """A per-coordinate 1/deg table is stored like the params it scales (lower.layout), a
+    whole-param split's 1/deg stays a double; both still give the float64 module's objective."""
+    X, y = sparse_rows(30, 12, 4, seed=1)
+    text = ("model degtables\ndim example, feature\ndata X[example, feature] : sparse\ndata y[example] : sign\n"
+            "param w[feature] = 0.5\nparam b = 0.25\nfor i in example:\n"
+            "    loss hinge(y[i] * (dot(X[i], w) + b))\n"
+            "    reg l2(0.1) on w[X[i]]\n    reg l1(0.05) on b\n")
+    values = {}
+    for dtype in ("float32", "float64"):
+        t = hogwild_dsl.load(text=text, dtype=dtype).Trainer(threads=1)
+        arrays, sizes = t.layout({"X": X, "y": y})
+        tables = [f for f in t.kernels.Kernel.fields if f.role == "deg"]
+        assert {f.is_pointer for f in tables} == {True, False}
+        for f in tables:
+            if f.is_pointer:
+                assert arrays[f.key].dtype == np.dtype(dtype)
+            else:
+                assert isinstance(sizes[f.key], float)
+        values[dtype] = t.objective(X=X, y=y)
+    assert values["float32"] == pytest.approx(values["float64"], rel=1e-6)
+
+
 def test_validation_and_predict(load_dtype):
     data = _data("logreg")
     t = load_dtype("logreg", "float32").Trainer(threads=1, epochs=3, seed=0)
