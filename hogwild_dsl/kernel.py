@@ -425,7 +425,8 @@ def _replica_map(arrays: dict, name: str, key: str, rows: int, length: int, wher
     param = arrays.get(key)           # the param's own array (its layout key)
     if hot.ndim != 1 or hot.dtype.kind not in "iu":
         raise ValueError(f"hot rows of {name}: a 1-D integer array is needed")
-    if hot.size and (hot.min() < 0 or hot.max() >= rows or np.unique(hot).size != hot.size):
+    if hot.size and (hot.min() < 0 or hot.max() >= rows or
+                     np.count_nonzero(np.bincount(hot, minlength=rows)) != hot.size):
         raise ValueError(f"hot rows of {name}: distinct rows in [0, {rows}) are needed")
     if not isinstance(param, np.ndarray) or param.dtype != np.dtype(dtype) or \
             not param.flags.c_contiguous or param.size != rows * length:
