@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import inspect
+import logging
 import math
 import os
 import re
@@ -639,7 +640,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "that file in it)")
     q.add_argument("--plot", metavar="CURVE.png",
                    help="save the objective against seconds as a PNG")
-    q.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    q.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bar, no note of a first build")
     q.set_defaults(func=cmd_train)
 
     q = sub.add_parser("analyze", help="the paper's sparsity statistics (Omega, Delta, rho) "
@@ -686,6 +688,18 @@ def _unrecognized(command: argparse.ArgumentParser, extra: list) -> None:
                   + "".join(f"\n  {n}" for n in notes))
 
 
+def _show_notes() -> None:
+    """hogwild_dsl's INFO messages (jit.log: a spec's first build takes seconds) as plain lines
+    on stderr, once per process."""
+    log = logging.getLogger("hogwild_dsl")
+    if not any(getattr(h, "_hogwildc", False) for h in log.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
+        handler._hogwildc = True
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     try:
@@ -694,6 +708,8 @@ def main(argv=None) -> int:
             _unrecognized(parser.commands[args.command], extra)
     except SystemExit as e:
         return int(e.code) if isinstance(e.code, int) else (0 if e.code is None else 2)
+    if not getattr(args, "quiet", False):     # the library's notes (a first build) on stderr
+        _show_notes()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -8,7 +8,9 @@ sources into a folder (default `generated/`) and builds them there, so that
 from __future__ import annotations
 
 import hashlib
+import logging
 import sys
+import time
 from pathlib import Path
 
 from . import build, shipped
@@ -16,6 +18,10 @@ from .check import check
 from .emit import emit, signature
 from .errors import CompileError, HogwildError, SpecError
 from .lower import STORAGE
+
+# A first load builds for seconds (gcc): said at INFO level, which hogwildc shows on stderr and a
+# Python user sees with logging.basicConfig(level=logging.INFO).
+log = logging.getLogger("hogwild_dsl")
 
 
 def read_spec(path) -> str:
@@ -87,9 +93,13 @@ def load(path=None, *, text=None, consts=None, cache_dir=None, dtype="float64"):
     folder = build.cache_root(cache_dir) / key
     module_file = f"{_short(spec.model)}.py"
     if not (folder / build.READY_MARKER).exists():     # emit only on a cache miss
+        log.info("building model '%s' (%s): once per spec and compiler, then cached in %s",
+                 spec.model, dtype, folder.parent)
+        began = time.perf_counter()
         files = {module_file if n == f"{spec.model}.py" else n: text
                  for n, text in emit(spec, ext, dtype=dtype).items()}
         folder = build.cached_build(key, files, f"{ext}.pyx", ext, cache_dir, sig)
+        log.info("built model '%s' in %.1f s", spec.model, time.perf_counter() - began)
     name = f"hog_{key}.{spec.model}"
     if name in sys.modules:
         return sys.modules[name]

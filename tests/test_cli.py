@@ -422,3 +422,23 @@ def test_user_specs_from_files_as_users_have_them(hogwildc, tmp_path):
         params[base] = np.load(tmp_path / f"{base}.npz")["w"]
     assert params["zero"].shape == (d["X"].shape[1],)
     np.testing.assert_array_equal(params["zero"], params["one"])
+
+
+def test_a_first_build_is_announced_and_quiet_hides_it(hogwildc, tmp_path, tiny_svm):
+    """A spec's first build takes seconds: hogwildc says so on stderr (jit.log at INFO), once;
+    a cached spec builds nothing and -q says nothing."""
+    spec = tmp_path / "firstbuild.hog"
+    spec.write_text("model firstbuildnote\ndim example, feature\n"
+                    "data X[example, feature] : sparse\ndata y[example] : sign\n"
+                    "param w[feature] = 0\nfor i in example:\n"
+                    "    loss softplus(-y[i] * dot(X[i], w))\n    reg l2(0.5) on w[X[i]]\n")
+    first = hogwildc("train", spec, "--data", f"X,y={tiny_svm}", "--epochs", "1")
+    assert first.returncode == 0, first.stderr
+    notes = [ln for ln in first.stderr.splitlines() if "model 'firstbuildnote'" in ln]
+    assert len(notes) == 2, first.stderr
+    assert notes[0].startswith("hogwildc: building") and notes[1].startswith("hogwildc: built")
+    again = hogwildc("train", spec, "--data", f"X,y={tiny_svm}", "--epochs", "1")
+    assert again.returncode == 0 and "building" not in again.stderr
+    spec.write_text(spec.read_text().replace("l2(0.5)", "l2(0.25)"))
+    quiet = hogwildc("train", spec, "--data", f"X,y={tiny_svm}", "--epochs", "1", "-q")
+    assert quiet.returncode == 0 and "building" not in quiet.stderr, quiet.stderr
