@@ -433,6 +433,18 @@ def _require(takes, feature: str, option: str) -> None:
                        f"'{feature}' yet")
 
 
+def _show_notes() -> None:
+    """hogwild_dsl's INFO messages (jit.log: a spec's first build takes seconds) as plain lines
+    on stderr, once per process."""
+    log = logging.getLogger("hogwild_dsl")
+    if not any(getattr(h, "_hogwildc", False) for h in log.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
+        handler._hogwildc = True
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
 def cmd_train(args) -> int:
     consts = _consts(args.const)
     _, spec = _check_spec(args.spec, consts)
@@ -463,6 +475,8 @@ def cmd_train(args) -> int:
     widen_to_agree(spec, data, *([fit_args["validation"]] if args.validation else []))
     warn_sparse_ids(spec, data, sources)
     from .jit import load
+    if not args.quiet:
+        _show_notes()
     mod = load(args.spec, consts=consts, dtype=args.dtype)
     out = args.out or f"{spec.model}_params.npz"
     if os.path.isdir(out) or out.endswith(("/", os.sep)):   # a folder: the default name in it
@@ -688,18 +702,6 @@ def _unrecognized(command: argparse.ArgumentParser, extra: list) -> None:
                   + "".join(f"\n  {n}" for n in notes))
 
 
-def _show_notes() -> None:
-    """hogwild_dsl's INFO messages (jit.log: a spec's first build takes seconds) as plain lines
-    on stderr, once per process."""
-    log = logging.getLogger("hogwild_dsl")
-    if not any(getattr(h, "_hogwildc", False) for h in log.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
-        handler._hogwildc = True
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-
-
 def main(argv=None) -> int:
     parser = build_parser()
     try:
@@ -708,8 +710,6 @@ def main(argv=None) -> int:
             _unrecognized(parser.commands[args.command], extra)
     except SystemExit as e:
         return int(e.code) if isinstance(e.code, int) else (0 if e.code is None else 2)
-    if not getattr(args, "quiet", False):     # the library's notes (a first build) on stderr
-        _show_notes()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
