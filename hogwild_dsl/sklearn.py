@@ -25,8 +25,8 @@ pass `threads` explicitly. With threads > 1 the updates race (HOGWILD!), so two 
 the last digits; `threads=1` with a fixed `seed` is bit-for-bit reproducible. The step
 search's candidates (Step, below) train on one thread each below CANDIDATE_TERMS rows, up
 to `threads` of them side by side, so the step it chooses is the same at any `threads`; on
-larger data each takes a thread per CANDIDATE_TERMS rows; the refit on all rows takes them
-all.
+larger data each takes a thread per CANDIDATE_TERMS rows it trains on; the refit on all rows
+takes them all.
 
 Start. The regressor's Trainers start from the spec's initial params with its intercept (a
 0-D param that predict adds as is: `_intercept`) at their mean residual on the rows each
@@ -55,10 +55,17 @@ held-out objective is kept (`step_search_`) and the model refitted on all rows a
 early stopping, or where the refit diverges, the best candidate is kept as trained; a refit
 on more threads than the candidate's that ends above REFIT_SLACK times its objective is
 redone on the candidate's threads: a step at the edge of serial stability can be unstable
-on more, _refit). Each
-candidate trains on one thread per CANDIDATE_TERMS rows, at most `threads` (a candidate's
-epochs on smaller data gain little from more, and races would make the walk's choice vary:
-below 200,000 rows the walk is the same at any `threads`); the walk's next candidate starts
+on more, _refit). Without early stopping, where the rows not held out number at least
+SEARCH_ROWS, every candidate trains on a random half of them (SEARCH_SHARE; stratified by
+class, drawn with `seed`), and only the refit on all the rows: a candidate costs half a fit,
+and on bench_sklearn's data the held-out objective picks the same step as on all of them, or
+a neighbour of the same test score (bench/results/step_search_subsample.md); the refit's
+REFIT_SLACK bound is then the larger of the candidate's objective on its rows and on all.
+Each candidate trains on one thread per CANDIDATE_TERMS rows it trains on, at most
+`threads` (a candidate's epochs on smaller data gain little from more, and races would make
+the walk's choice vary: where candidates train on fewer than 200,000 rows, below about
+440,000 rows given at the defaults, the walk is the same at any `threads`); the walk's next
+candidate starts
 together with those it may ask for next (breadth first over its outcomes: the step it asks
 for if this one is lower than the best so far, then the one if it is not), as many as the
 threads hold, and the walk uses the results it asks for: the same walk as one at a time, in
