@@ -900,3 +900,33 @@ def test_a_refit_worse_than_its_candidate_is_redone_on_the_candidates_threads(mo
     refits.append("unspoiled")                # a sound refit on every thread is kept
     HogwildRegressor(spec="linreg", threads=2).fit(X, y)
     assert refits == ["unspoiled", 2]
+
+
+def test_on_many_rows_the_candidates_train_on_half_and_the_refit_on_all(monkeypatch):
+    """Where the rows not held out number at least SEARCH_ROWS, every candidate of the step
+    search trains on SEARCH_SHARE of them (each class's share, drawn with `seed`), the refit
+    on all the rows: the same walk at any `threads`, and the same one on every run."""
+    from hogwild_dsl import datasets
+    from hogwild_dsl import sklearn as hs
+    X, y = datasets.rcv1_like(n_rows=4000, seed=0)
+    monkeypatch.setattr(hs, "SEARCH_ROWS", 1000)
+    real_fit, rows = hs._HogwildEstimator._fit, []
+
+    def fit(trainer, data, validation=None, start=None):
+        rows.append((len(data["y"]), np.mean(data["y"] > 0)))
+        return real_fit(trainer, data, validation, start)
+    monkeypatch.setattr(hs._HogwildEstimator, "_fit", staticmethod(fit))
+    one = HogwildClassifier(threads=1, epochs=5).fit(X, y)
+    n_fit = 4000 - 400
+    assert [n for n, _ in rows[:-1]] == [n_fit // 2] * (len(rows) - 1)
+    assert rows[-1][0] == 4000 and len(one.history_) == 5
+    share = np.mean(y > 0)
+    assert all(abs(p - share) < 2 / n_fit for _, p in rows[:-1])     # stratified
+    _ends_at_a_low(one.step_search_)
+    assert one.trainer_.step == min(one.step_search_, key=lambda t: t[1])[0]
+    two = HogwildClassifier(threads=2, epochs=5).fit(X, y)
+    assert two.step_search_ == one.step_search_
+    # with early stopping the best candidate is the model: it trains on all rows not held out
+    rows.clear()
+    HogwildClassifier(threads=1, epochs=3, early_stopping=True).fit(X, y)
+    assert {n for n, _ in rows} == {n_fit}
