@@ -52,7 +52,8 @@ epoch: that step goes as far in all the epochs as the calibrated one in the firs
 for the same epochs while the spec's objective on the held-out rows keeps falling (at most
 STEP_SEARCH fits, none at a step tried before); the step with the lowest
 held-out objective is kept (`step_search_`) and the model refitted on all rows at it (with
-early stopping, or where the refit diverges, the best candidate is kept as trained; a refit
+early stopping, or where the refit diverges, the best candidate is kept as trained, or
+refitted at a third of its step where it trained on part of the rows, below; a refit
 on more threads than the candidate's that ends above REFIT_SLACK times its objective is
 redone on the candidate's threads: a step at the edge of serial stability can be unstable
 on more, _refit). Without early stopping, where the rows not held out number at least
@@ -532,7 +533,9 @@ class _HogwildEstimator(BaseEstimator):
         its rows exceeds the candidate's on its own by more than REFIT_SLACK - 1 of it (the
         same step and epochs on 1 / (1 - validation_fraction) of the rows: nearly equal
         where both are stable), or that diverges, is redone on the candidate's threads, where
-        the step was chosen; where that diverges too the candidate is kept as trained."""
+        the step was chosen; where that diverges too the candidate is kept as trained, or,
+        where it trained on part of the rows (SEARCH_SHARE), the model refitted at a third of
+        the step (on the candidate's threads; the candidate where that diverges too)."""
         def limit(reached):
             return reached + (REFIT_SLACK - 1.0) * abs(reached) + 1e-12   # (objectives < 0 too)
 
@@ -551,6 +554,18 @@ class _HogwildEstimator(BaseEstimator):
             if reached <= bound or threads == candidate.search_threads:
                 refit.threads = self._threads()   # (predict and objective on all of them)
                 return refit
+        if candidate.search_part:
+            # a step chosen on part of the rows that diverges on all of them (the part may
+            # have missed the rows that make it unstable): the step of the search's lattice
+            # below it, on the candidate's threads, rather than a model of half the rows
+            refit = self._new_trainer(module, step=candidate.step / 3,
+                                      threads=candidate.search_threads)
+            try:
+                self._fit(refit, data, start=self._start(module, data))
+            except DivergenceError:
+                return candidate
+            refit.threads = self._threads()
+            return refit
         return candidate
 
     @staticmethod

@@ -930,3 +930,26 @@ def test_on_many_rows_the_candidates_train_on_half_and_the_refit_on_all(monkeypa
     rows.clear()
     HogwildClassifier(threads=1, epochs=3, early_stopping=True).fit(X, y)
     assert {n for n, _ in rows} == {n_fit}
+
+
+def test_a_refit_that_diverges_after_candidates_on_half_the_rows_takes_a_third_of_the_step(
+        monkeypatch):
+    """A step chosen by candidates on half the rows (SEARCH_SHARE) may diverge on all of
+    them: the model is then refitted at a third of it, not kept as trained on half."""
+    from hogwild_dsl import datasets
+    from hogwild_dsl import sklearn as hs
+    X, y = datasets.rcv1_like(n_rows=3000, seed=0)
+    monkeypatch.setattr(hs, "SEARCH_ROWS", 1000)
+    real_fit = hs._HogwildEstimator._fit
+    chosen = []
+
+    def fit(trainer, data, validation=None, start=None):
+        if len(data["y"]) == 3000 and not chosen or chosen and trainer.step == chosen[0]:
+            chosen[:] = [trainer.step]       # every refit at the chosen step diverges
+            raise hogwild_dsl.DivergenceError("diverged", epoch=1)
+        return real_fit(trainer, data, validation, start)
+    monkeypatch.setattr(hs._HogwildEstimator, "_fit", staticmethod(fit))
+    clf = HogwildClassifier(threads=2, epochs=3).fit(X, y)
+    best = min(clf.step_search_, key=lambda t: t[1])[0]
+    assert chosen == [best] and clf.trainer_.step == pytest.approx(best / 3)
+    assert len(clf.history_) == 3 and clf.trainer_.threads == 2 and clf.trainer_.calibration is None
