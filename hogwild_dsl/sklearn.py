@@ -58,10 +58,10 @@ on more threads than the candidate's that ends above REFIT_SLACK times its objec
 redone on the candidate's threads: a step at the edge of serial stability can be unstable
 on more, _refit). Without early stopping, where the rows not held out number at least
 SEARCH_ROWS, every candidate trains on a random half of them (SEARCH_SHARE; stratified by
-class, drawn with `seed`), and only the refit on all the rows: a candidate costs half a fit,
-and on bench_sklearn's data the held-out objective picks the same step as on all of them, or
-a neighbour of the same test score (bench/results/step_search_subsample.md); the refit's
-REFIT_SLACK bound is then the larger of the candidate's objective on its rows and on all.
+class, drawn with `seed`), and only the refit on all the rows: a candidate costs half a fit
+(on bench_sklearn's large data the search ends at the same step as with candidates on all
+of them in 7 cases of 10, at smaller ones in 3: SEARCH_SHARE); the refit's REFIT_SLACK bound
+is then the larger of the candidate's objective on its rows and on all.
 Each candidate trains on one thread per CANDIDATE_TERMS rows it trains on, at most
 `threads` (a candidate's epochs on smaller data gain little from more, and races would make
 the walk's choice vary: where candidates train on fewer than 200,000 rows, below about
@@ -118,12 +118,13 @@ SMOOTH = 0.1             # held-out objectives that rise less than this share of
 CANDIDATE_TERMS = 100_000
 # Where the rows not held out number at least SEARCH_ROWS, the search's candidates train on
 # SEARCH_SHARE of them (a random, class-stratified part drawn with `seed`) and only the refit
-# on all rows: a candidate costs that share of a fit. At a half the held-out objective picks
-# the same step as on all the rows not held out in 7 of 9 bench_sklearn cases and a neighbour
-# of equal test score in the other 2 (a9a-like svm 0.859 vs 0.861, rcv1-like linreg R^2 0.946
-# vs 0.954); at a third or a quarter, fewer updates favour larger steps (rcv1-like svm 3x too
-# large, test 0.781 vs 0.796; california-like fm a step that diverges on all the rows)
-# (bench/results/step_search_subsample.md).
+# on all rows: a candidate costs that share of a fit. At a half the search ends at the step it
+# ended at with candidates on all of them in 7 of bench_sklearn's 10 large cases, in the
+# other 3 at smaller steps (Friedman #1 linreg R^2 0.716 vs 0.714; rcv1-like text regression,
+# whose wide rows fewer rows overfit sooner: linreg 0.946 vs 0.946 on 2 threads, fm 0.923 vs
+# 0.939; docs/api.md); at a third or a quarter, fewer updates favour larger steps (rcv1-like
+# svm 3x too large, test 0.781 vs 0.796; california-like fm a step that diverges on all the
+# rows) (bench/results/step_search_subsample.md).
 SEARCH_ROWS = 10_000
 SEARCH_SHARE = 0.5
 
