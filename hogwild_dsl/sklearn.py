@@ -56,8 +56,9 @@ early stopping, or where the refit diverges, the best candidate is kept as train
 refitted at a third of its step where it trained on part of the rows, below; a refit
 on more threads than the candidate's that ends above REFIT_SLACK times its objective is
 redone on the candidate's threads: a step at the edge of serial stability can be unstable
-on more, _refit). Without early stopping, where the rows not held out number at least
-SEARCH_ROWS, every candidate trains on a random half of them (SEARCH_SHARE; stratified by
+on more, _refit). Without early stopping, where the rows of X not held out number at least
+SEARCH_ROWS (the classifier and regressor; the recommender's candidates train on every
+rating not held out), every candidate trains on a random half of them (SEARCH_SHARE; stratified by
 class, drawn with `seed`), and only the refit on all the rows: a candidate costs half a fit
 (on bench_sklearn's large data the search ends at the same step as with candidates on all
 of them in 7 cases of 10, at smaller ones in 3: SEARCH_SHARE); the refit's REFIT_SLACK bound
@@ -425,6 +426,9 @@ class _StepWalk:
 class _HogwildEstimator(BaseEstimator):
     """Parameters and training shared by the three estimators."""
 
+    # the step search's candidates on SEARCH_SHARE of the rows where there are SEARCH_ROWS
+    _search_on_part = True
+
     def __init__(self, spec, consts=None, epochs=None, step=None, decay=None, optimizer=None,
                  threads=None, sync="hogwild", order=None, seed=0, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=5, data=None):
@@ -508,7 +512,8 @@ class _HogwildEstimator(BaseEstimator):
             if self.early_stopping or self.step is None and n >= 2 else None
         if self.step is None and rows is not None:
             fit_rows, val_rows = rows
-            part = not self.early_stopping and len(fit_rows) >= SEARCH_ROWS
+            part = self._search_on_part and not self.early_stopping and \
+                len(fit_rows) >= SEARCH_ROWS
             if part:      # the candidates on a part of the rows, the refit on all (SEARCH_SHARE)
                 fit_rows = self._subsample(fit_rows, stratify)
             data = take(fit_rows)
@@ -1096,6 +1101,11 @@ class HogwildRecommender(_HogwildEstimator):
     the user or item dim is indexed by position in `user_ids_` / `item_ids_`.
     Fitted: `user_ids_`, `item_ids_` (sorted), `seen_` (users x items, the pattern of R),
     `n_features_in_` (the number of items), `trainer_`, `history_`, `n_iter_`, `data_`."""
+
+    # the step search's candidates on every rating not held out: half of them would halve
+    # each user's and item's updates, a change to the problem not measured (SEARCH_SHARE is
+    # for rows of X)
+    _search_on_part = False
 
     def __init__(self, spec="mc", consts=None, epochs=None, step=None, decay=None,
                  optimizer=None, threads=None, sync="hogwild", order=None, seed=0,

@@ -902,7 +902,7 @@ def test_a_refit_worse_than_its_candidate_is_redone_on_the_candidates_threads(mo
     assert refits == ["unspoiled", 2]
 
 
-def test_on_many_rows_the_candidates_train_on_half_and_the_refit_on_all(monkeypatch):
+def test_on_many_rows_the_candidates_train_on_half_and_the_refit_on_all(monkeypatch, ratings):
     """Where the rows not held out number at least SEARCH_ROWS, every candidate of the step
     search trains on SEARCH_SHARE of them (each class's share, drawn with `seed`), the refit
     on all the rows: the same walk at any `threads`, and the same one on every run."""
@@ -930,6 +930,15 @@ def test_on_many_rows_the_candidates_train_on_half_and_the_refit_on_all(monkeypa
     rows.clear()
     HogwildClassifier(threads=1, epochs=3, early_stopping=True).fit(X, y)
     assert {n for n, _ in rows} == {n_fit}
+    # the recommender's candidates train on every rating not held out
+    monkeypatch.setattr(hs, "SEARCH_ROWS", 10)
+    seen = []
+    monkeypatch.setattr(hs._HogwildEstimator, "_fit", staticmethod(
+        lambda trainer, data, validation=None, start=None:
+        seen.append(data["r"].nnz) or real_fit(trainer, data, validation, start)))
+    HogwildRecommender(consts={"rank": 3}, threads=1, epochs=3).fit(ratings[2])
+    nnz = ratings[2].nnz
+    assert seen[-1] == nnz and set(seen[:-1]) == {nnz - int(np.ceil(0.1 * nnz))}
 
 
 def test_a_refit_that_diverges_after_candidates_on_half_the_rows_takes_a_third_of_the_step(
