@@ -58,20 +58,19 @@ on more threads than the candidate's that ends above REFIT_SLACK times its objec
 redone on the candidate's threads: a step at the edge of serial stability can be unstable
 on more, _refit). Without early stopping, where the rows of X not held out number at least
 SEARCH_ROWS (the classifier and regressor; the recommender's candidates train on every
-rating not held out), every candidate trains on a random half of them (SEARCH_SHARE; stratified by
-class, drawn with `seed`), and only the refit on all the rows: a candidate costs half a fit
-(on bench_sklearn's large data the search ends at the same step as with candidates on all
-of them in 7 cases of 10, at smaller ones in 3: SEARCH_SHARE); the refit's REFIT_SLACK bound
-is then the larger of the candidate's objective on its rows and on all.
-Each candidate trains on one thread per CANDIDATE_TERMS rows it trains on, at most
+rating not held out), every candidate trains on a random half of them (SEARCH_SHARE;
+stratified by class, drawn with `seed`), and only the refit on all the rows: a candidate
+costs half a fit (on bench_sklearn's large data the search ends at the same step as with
+candidates on all of them in 7 cases of 10, at smaller ones in 3: SEARCH_SHARE); the
+refit's REFIT_SLACK bound is then the larger of the candidate's objective on its rows and
+on all. Each candidate trains on one thread per CANDIDATE_TERMS rows it trains on, at most
 `threads` (a candidate's epochs on smaller data gain little from more, and races would make
 the walk's choice vary: where candidates train on fewer than 200,000 rows, below about
 440,000 rows given at the defaults, the walk is the same at any `threads`); the walk's next
-candidate starts
-together with those it may ask for next (breadth first over its outcomes: the step it asks
-for if this one is lower than the best so far, then the one if it is not), as many as the
-threads hold, and the walk uses the results it asks for: the same walk as one at a time, in
-fewer rounds where cores are idle, at the cost of the guesses not needed
+candidate starts together with those it may ask for next (breadth first over its outcomes:
+the step it asks for if this one is lower than the best so far, then the one if it is not),
+as many as the threads hold, and the walk uses the results it asks for: the same walk as
+one at a time, in fewer rounds where cores are idle, at the cost of the guesses not needed
 (bench/results/step_search_threads.md). Data too small to hold a row out trains at the
 calibrated step (both stages). A `step` given explicitly is never changed: divergence is
 then a DivergenceError.
