@@ -902,7 +902,7 @@ def test_a_refit_worse_than_its_candidate_is_redone_on_the_candidates_threads(mo
     assert refits == ["unspoiled", 2]
 
 
-def test_on_many_rows_the_candidates_train_on_half_and_the_refit_on_all(monkeypatch, ratings):
+def test_on_many_rows_the_candidates_train_on_part_and_the_refit_on_all(monkeypatch, ratings):
     """Where the rows not held out number at least SEARCH_ROWS, every candidate of the step
     search trains on SEARCH_SHARE of them (each class's share, drawn with `seed`), the refit
     on all the rows: the same walk at any `threads`, and the same one on every run."""
@@ -918,7 +918,7 @@ def test_on_many_rows_the_candidates_train_on_half_and_the_refit_on_all(monkeypa
     monkeypatch.setattr(hs._HogwildEstimator, "_fit", staticmethod(fit))
     one = HogwildClassifier(threads=1, epochs=5).fit(X, y)
     n_fit = 4000 - 400
-    assert [n for n, _ in rows[:-1]] == [n_fit // 2] * (len(rows) - 1)
+    assert [n for n, _ in rows[:-1]] == [int(n_fit * hs.SEARCH_SHARE + 1e-9)] * (len(rows) - 1)
     assert rows[-1][0] == 4000 and len(one.history_) == 5
     share = np.mean(y > 0)
     assert all(abs(p - share) < 2 / n_fit for _, p in rows[:-1])     # stratified
@@ -941,10 +941,10 @@ def test_on_many_rows_the_candidates_train_on_half_and_the_refit_on_all(monkeypa
     assert seen[-1] == nnz and set(seen[:-1]) == {nnz - int(np.ceil(0.1 * nnz))}
 
 
-def test_a_refit_that_diverges_after_candidates_on_half_the_rows_takes_a_third_of_the_step(
+def test_a_refit_that_diverges_after_candidates_on_part_of_the_rows_takes_a_third_of_the_step(
         monkeypatch):
-    """A step chosen by candidates on half the rows (SEARCH_SHARE) may diverge on all of
-    them: the model is then refitted at a third of it, not kept as trained on half."""
+    """A step chosen by candidates on part of the rows (SEARCH_SHARE) may diverge on all
+    of them: the model is then refitted at a third of it, not kept as trained on part."""
     from hogwild_dsl import datasets
     from hogwild_dsl import sklearn as hs
     X, y = datasets.rcv1_like(n_rows=3000, seed=0)
