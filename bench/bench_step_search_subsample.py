@@ -5,12 +5,15 @@ SEARCH_SHARE): does the held-out objective pick the same step?
       -> bench/results/step_search_subsample.json and bench/results/step_search_subsample.md
 
 bench_sklearn's large data sets (the training split of each; dense data after
-StandardScaler), the estimator's own held-out split (validation_fraction 0.1, seed 0,
-stratified for the classifier). For each step of the search's lattice around the step the
+StandardScaler). Lattice: the estimator's own held-out split (validation_fraction 0.1, seed
+0, stratified for the classifier); for each step of the search's lattice around the step the
 estimator chooses at its defaults (threads=1), a Trainer at that step for the spec's
-epochs (threads=1, seed 0) on all the rows not held out, or on a random half, third or
-quarter of them, records the objective on the held-out rows after each epoch; and the refit
-on all training rows at that step its test accuracy (R^2 for regression). Not timed.
+epochs (threads=1, seed 0) on all the rows not held out, or on a random two thirds, half,
+third or quarter of them, records the objective on the held-out rows after each epoch; and
+the refit on all training rows at that step its test accuracy (R^2 for regression).
+Searches: the estimator at its defaults, threads=1, seeds 0-3 (each its own split), with
+SEARCH_SHARE 1 (every candidate on all the rows not held out), 1/2 and 2/3: the step it ends
+at and the test score of its model. Not timed.
 """
 from __future__ import annotations
 
@@ -33,8 +36,11 @@ import hogwild_dsl.sklearn as hs  # noqa: E402
 
 CASES = [("a9a-like", "logreg"), ("a9a-like", "svm"), ("rcv1-like text", "logreg"),
          ("rcv1-like text", "svm"), ("california-like", "linreg"), ("california-like", "fm"),
-         ("friedman1", "linreg"), ("friedman1", "fm"), ("rcv1-like text regression", "linreg")]
-PARTS = ("all", "half", "third", "quarter")
+         ("friedman1", "linreg"), ("friedman1", "fm"), ("rcv1-like text regression", "linreg"),
+         ("rcv1-like text regression", "fm")]
+PARTS = ("all", "two thirds", "half", "third", "quarter")
+SHARES = (1.0, 0.5, 2 / 3)
+SEEDS = (0, 1, 2, 3)
 
 
 def case(name, spec):
@@ -61,7 +67,8 @@ def case(name, spec):
     n = len(fit_rows)
     parts = {"all": fit_rows, "half": np.sort(fit_rows[rng.permutation(n)[: n // 2]]),
              "third": np.sort(fit_rows[rng.permutation(n)[: n // 3]]),
-             "quarter": np.sort(fit_rows[rng.permutation(n)[: n // 4]])}
+             "quarter": np.sort(fit_rows[rng.permutation(n)[: n // 4]]),
+             "two thirds": np.sort(fit_rows[rng.permutation(n)[: 2 * n // 3]])}
 
     def trainer(step, data):
         t = module.Trainer(threads=1, step=step, seed=0)
@@ -98,6 +105,29 @@ def case(name, spec):
     return out
 
 
+def searches(name, spec):
+    """(seed, share) -> (the step the estimator's search ends at, its model's test score)."""
+    Xtr, Xte, ytr, yte = B.DATASETS[name]()
+    if not sp.issparse(Xtr):
+        scale = StandardScaler().fit(Xtr)
+        Xtr, Xte = scale.transform(Xtr), scale.transform(Xte)
+    reg = name in B.REGRESSION
+    out = {}
+    saved = hs.SEARCH_SHARE, hs.SEARCH_ROWS
+    try:
+        for seed in SEEDS:
+            for share in SHARES:
+                hs.SEARCH_SHARE = share
+                hs.SEARCH_ROWS = saved[1] if share < 1 else 1 << 62
+                est = (hs.HogwildRegressor if reg else hs.HogwildClassifier)(
+                    spec=spec, threads=1, seed=seed).fit(Xtr, ytr)
+                out[f"{seed} {share:.3f}"] = (est.trainer_.step, float(est.score(Xte, yte)))
+            print(name, spec, seed, [out[f"{seed} {s:.3f}"] for s in SHARES], flush=True)
+    finally:
+        hs.SEARCH_SHARE, hs.SEARCH_ROWS = saved
+    return out
+
+
 def markdown(results) -> str:
     lines = ["# The step search's candidates on part of the rows "
              "(bench/bench_step_search_subsample.py)", "",
@@ -119,6 +149,28 @@ def markdown(results) -> str:
             lines.append(f"| {s} | " + " | ".join(cells) + f" | {r['test']:.4f} |")
         lines += ["", "Lowest: " + ", ".join(
             f"{p} at {best[p]} (test {res['steps'][best[p]]['test']:.4f})" for p in PARTS), ""]
+    lines += ["## Searches: the step the estimator ends at, and its test score", "",
+              "threads=1; each seed its own held-out split; SEARCH_SHARE 1 is every candidate on "
+              "all the rows not held out (the search before SEARCH_SHARE). A cell differs from "
+              "share 1's: marked with its test score's difference.", "",
+              "| case | seed | " + " | ".join(f"share {s:.3g}" for s in SHARES) + " |",
+              "|---|---|" + "---|" * len(SHARES)]
+    same = {s: 0 for s in SHARES}
+    total = 0
+    for key, res in results.items():
+        for seed in SEEDS:
+            base = res["searches"][f"{seed} {1.0:.3f}"]
+            cells = []
+            for s in SHARES:
+                step, score = res["searches"][f"{seed} {s:.3f}"]
+                differs = step != base[0]
+                same[s] += not differs
+                cells.append(f"{step:.3g}: {score:.4f}" + (f" ({score - base[1]:+.4f})"
+                                                         if differs else ""))
+            total += 1
+            lines.append(f"| {key} | {seed} | " + " | ".join(cells) + " |")
+    lines += ["", "Ends at share 1's step: " + ", ".join(
+        f"share {s:.3g} in {same[s]} of {total}" for s in SHARES[1:]) + ".", ""]
     return "\n".join(lines)
 
 
@@ -129,7 +181,7 @@ def main(argv=None):
     results = {}
     for name, spec in CASES:
         if not args.only or name in args.only:
-            results[f"{name}, {spec}"] = case(name, spec)
+            results[f"{name}, {spec}"] = {**case(name, spec), "searches": searches(name, spec)}
     out = HERE / "results"
     (out / "step_search_subsample.json").write_text(json.dumps(results, indent=1) + "\n")
     (out / "step_search_subsample.md").write_text(markdown(results))

@@ -58,15 +58,16 @@ on more threads than the candidate's that ends above REFIT_SLACK times its objec
 redone on the candidate's threads: a step at the edge of serial stability can be unstable
 on more, _refit). Without early stopping, where the rows of X not held out number at least
 SEARCH_ROWS (the classifier and regressor; the recommender's candidates train on every
-rating not held out), every candidate trains on a random half of them (SEARCH_SHARE;
+rating not held out), every candidate trains on a random two thirds of them (SEARCH_SHARE;
 stratified by class, drawn with `seed`), and only the refit on all the rows: a candidate
-costs half a fit (on bench_sklearn's large data the search ends at the same step as with
-candidates on all of them in 7 cases of 10, at smaller ones in 3: SEARCH_SHARE); the
-refit's REFIT_SLACK bound is then the larger of the candidate's objective on its rows and
-on all. Each candidate trains on one thread per CANDIDATE_TERMS rows it trains on, at most
-`threads` (a candidate's epochs on smaller data gain little from more, and races would make
-the walk's choice vary: where candidates train on fewer than 200,000 rows, below about
-440,000 rows given at the defaults, the walk is the same at any `threads`); the walk's next
+costs two thirds of a fit (on bench_sklearn's large data the search ends at the step of
+candidates on all of them in 28 cases of 40, at a neighbour of about the same test score in
+the others: SEARCH_SHARE); the refit's REFIT_SLACK bound is then the larger of the
+candidate's objective on its rows and on all. Each candidate trains on one thread per
+CANDIDATE_TERMS rows it trains on, at most `threads` (a candidate's epochs on smaller data
+gain little from more, and races would make the walk's choice vary: where candidates train
+on fewer than 200,000 rows, below about 330,000 rows given at the defaults, the walk is the
+same at any `threads`); the walk's next
 candidate starts together with those it may ask for next (breadth first over its outcomes:
 the step it asks for if this one is lower than the best so far, then the one if it is not),
 as many as the threads hold, and the walk uses the results it asks for: the same walk as
@@ -118,13 +119,14 @@ SMOOTH = 0.1             # held-out objectives that rise less than this share of
 CANDIDATE_TERMS = 100_000
 # Where the rows not held out number at least SEARCH_ROWS, the search's candidates train on
 # SEARCH_SHARE of them (a random, class-stratified part drawn with `seed`) and only the refit
-# on all rows: a candidate costs that share of a fit. At a half the search ends at the step it
-# ended at with candidates on all of them in 7 of bench_sklearn's 10 large cases, in the
-# other 3 at smaller steps (Friedman #1 linreg R^2 0.716 vs 0.714; rcv1-like text regression,
-# whose wide rows fewer rows overfit sooner: linreg 0.946 vs 0.946 on 2 threads, fm 0.923 vs
-# 0.939; docs/api.md); at a third or a quarter, fewer updates favour larger steps (rcv1-like
-# svm 3x too large, test 0.781 vs 0.796; california-like fm a step that diverges on all the
-# rows) (bench/results/step_search_subsample.md).
+# on all rows: a candidate costs that share of a fit. Over bench_sklearn's 10 large cases at
+# seeds 0-3, searches with candidates on 2/3 of the rows end at the step of candidates on all
+# of them in 28 of 40, the others at a neighbouring step of about the same test score
+# (classification within 0.17 points; regression R^2 within 0.014 either way, on rcv1-like
+# text regression, where the search on all the rows varies as much from seed to seed); on a
+# half, rcv1-like svm ended 3x too high at two seeds of four (test 0.782 vs 0.796), and at a
+# third or a quarter, fewer updates favour larger steps more often (a quarter: california-like
+# fm a step that diverges on all the rows) (bench/results/step_search_subsample.md).
 SEARCH_ROWS = 10_000
 SEARCH_SHARE = 2 / 3
 
@@ -562,7 +564,7 @@ class _HogwildEstimator(BaseEstimator):
         if candidate.search_part:
             # a step chosen on part of the rows that diverges on all of them (the part may
             # have missed the rows that make it unstable): the step of the search's lattice
-            # below it, on the candidate's threads, rather than a model of half the rows
+            # below it, on the candidate's threads, rather than a model of part of the rows
             refit = self._new_trainer(module, step=candidate.step / 3,
                                       threads=candidate.search_threads)
             try:
