@@ -61,8 +61,8 @@ SEARCH_ROWS (the classifier and regressor; the recommender's candidates train on
 rating not held out), every candidate trains on a random two thirds of them (SEARCH_SHARE;
 stratified by class, drawn with `seed`), and only the refit on all the rows: a candidate
 costs two thirds of a fit (on bench_sklearn's large data the search ends at the step of
-candidates on all of them in 28 cases of 40, at a neighbour of about the same test score in
-the others: SEARCH_SHARE); the refit's REFIT_SLACK bound is then the larger of the
+candidates on all of them in 30 cases of 40, at a step of about the same test score in the
+others: SEARCH_SHARE); the refit's REFIT_SLACK bound is then the larger of the
 candidate's objective on its rows and on all. Each candidate trains on one thread per
 CANDIDATE_TERMS rows it trains on, at most `threads` (a candidate's epochs on smaller data
 gain little from more, and races would make the walk's choice vary: where candidates train
@@ -121,12 +121,12 @@ CANDIDATE_TERMS = 100_000
 # SEARCH_SHARE of them (a random, class-stratified part drawn with `seed`) and only the refit
 # on all rows: a candidate costs that share of a fit. Over bench_sklearn's 10 large cases at
 # seeds 0-3, searches with candidates on 2/3 of the rows end at the step of candidates on all
-# of them in 28 of 40, the others at a neighbouring step of about the same test score
-# (classification within 0.17 points; regression R^2 within 0.014 either way, on rcv1-like
-# text regression, where the search on all the rows varies as much from seed to seed); on a
-# half, rcv1-like svm ended 3x too high at two seeds of four (test 0.782 vs 0.796), and at a
-# third or a quarter, fewer updates favour larger steps more often (a quarter: california-like
-# fm a step that diverges on all the rows) (bench/results/step_search_subsample.md).
+# of them in 30 of 40; the others at a step of about the same test score (a9a-like logreg
+# once 0.17 points lower; R^2 from 0.008 lower to 0.011 higher on rcv1-like text regression,
+# whose search on all the rows varies as much from seed to seed, within 0.0021 elsewhere). On
+# a half, 27 of 40, and rcv1-like svm ended 3x too high at two seeds of four (test 0.782 vs
+# 0.796); at a quarter, fewer updates favour larger steps more often (california-like fm: a
+# step that diverges on all the rows) (bench/results/step_search_subsample.md).
 SEARCH_ROWS = 10_000
 SEARCH_SHARE = 2 / 3
 
