@@ -25,8 +25,8 @@ pass `threads` explicitly. With threads > 1 the updates race (HOGWILD!), so two 
 the last digits; `threads=1` with a fixed `seed` is bit-for-bit reproducible. The step
 search's candidates (Step, below) train on one thread each below CANDIDATE_TERMS rows, up
 to `threads` of them side by side, so the step it chooses is the same at any `threads`; on
-larger data each takes a thread per CANDIDATE_TERMS rows; the refit on all rows takes them
-all.
+larger data each takes a thread per CANDIDATE_TERMS rows it trains on; the refit on all rows
+takes them all.
 
 Start. The regressor's Trainers start from the spec's initial params with its intercept (a
 0-D param that predict adds as is: `_intercept`) at their mean residual on the rows each
@@ -52,17 +52,26 @@ epoch: that step goes as far in all the epochs as the calibrated one in the firs
 for the same epochs while the spec's objective on the held-out rows keeps falling (at most
 STEP_SEARCH fits, none at a step tried before); the step with the lowest
 held-out objective is kept (`step_search_`) and the model refitted on all rows at it (with
-early stopping, or where the refit diverges, the best candidate is kept as trained; a refit
+early stopping, or where the refit diverges, the best candidate is kept as trained, or
+refitted at a third of its step where it trained on part of the rows, below; a refit
 on more threads than the candidate's that ends above REFIT_SLACK times its objective is
 redone on the candidate's threads: a step at the edge of serial stability can be unstable
-on more, _refit). Each
-candidate trains on one thread per CANDIDATE_TERMS rows, at most `threads` (a candidate's
-epochs on smaller data gain little from more, and races would make the walk's choice vary:
-below 200,000 rows the walk is the same at any `threads`); the walk's next candidate starts
-together with those it may ask for next (breadth first over its outcomes: the step it asks
-for if this one is lower than the best so far, then the one if it is not), as many as the
-threads hold, and the walk uses the results it asks for: the same walk as one at a time, in
-fewer rounds where cores are idle, at the cost of the guesses not needed
+on more, _refit). Without early stopping, where the rows of X not held out number at least
+SEARCH_ROWS (the classifier and regressor; the recommender's candidates train on every
+rating not held out), every candidate trains on a random two thirds of them (SEARCH_SHARE;
+stratified by class, drawn with `seed`), and only the refit on all the rows: a candidate
+costs two thirds of a fit (on bench_sklearn's large data the search ends at the step of
+candidates on all of them in 30 cases of 40, at a step of about the same test score in the
+others: SEARCH_SHARE); the refit's REFIT_SLACK bound is then the larger of the
+candidate's objective on its rows and on all. Each candidate trains on one thread per
+CANDIDATE_TERMS rows it trains on, at most `threads` (a candidate's epochs on smaller data
+gain little from more, and races would make the walk's choice vary: where candidates train
+on fewer than 200,000 rows, below about 330,000 rows given at the defaults, the walk is the
+same at any `threads`); the walk's next
+candidate starts together with those it may ask for next (breadth first over its outcomes:
+the step it asks for if this one is lower than the best so far, then the one if it is not),
+as many as the threads hold, and the walk uses the results it asks for: the same walk as
+one at a time, in fewer rounds where cores are idle, at the cost of the guesses not needed
 (bench/results/step_search_threads.md). Data too small to hold a row out trains at the
 calibrated step (both stages). A `step` given explicitly is never changed: divergence is
 then a DivergenceError.
@@ -108,6 +117,18 @@ SMOOTH = 0.1             # held-out objectives that rise less than this share of
 # paper-sized data hogwild's threads pay (the SVM's 800,000 rows: 1.74x on 2, paper.md), and
 # candidates run one at a time on many cores each would wait on one core's epochs.
 CANDIDATE_TERMS = 100_000
+# Where the rows not held out number at least SEARCH_ROWS, the search's candidates train on
+# SEARCH_SHARE of them (a random, class-stratified part drawn with `seed`) and only the refit
+# on all rows: a candidate costs that share of a fit. Over bench_sklearn's 10 large cases at
+# seeds 0-3, searches with candidates on 2/3 of the rows end at the step of candidates on all
+# of them in 30 of 40; the others at a step of about the same test score (a9a-like logreg
+# once 0.17 points lower; R^2 from 0.008 lower to 0.011 higher on rcv1-like text regression,
+# whose search on all the rows varies as much from seed to seed, within 0.0021 elsewhere). On
+# a half, 27 of 40, and rcv1-like svm ended 3x too high at two seeds of four (test 0.782 vs
+# 0.796); at a quarter, fewer updates favour larger steps more often (california-like fm: a
+# step that diverges on all the rows) (bench/results/step_search_subsample.md).
+SEARCH_ROWS = 10_000
+SEARCH_SHARE = 2 / 3
 
 
 class EstimatorInputError(DataError, ValueError):
@@ -406,6 +427,9 @@ class _StepWalk:
 class _HogwildEstimator(BaseEstimator):
     """Parameters and training shared by the three estimators."""
 
+    # the step search's candidates on SEARCH_SHARE of the rows where there are SEARCH_ROWS
+    _search_on_part = True
+
     def __init__(self, spec, consts=None, epochs=None, step=None, decay=None, optimizer=None,
                  threads=None, sync="hogwild", order=None, seed=0, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=5, data=None):
@@ -485,15 +509,23 @@ class _HogwildEstimator(BaseEstimator):
         def take(idx):
             return {**bind(idx), **self.data_}
 
-        split = self._split(n, take, stratify) \
+        rows = self._split_rows(n, stratify) \
             if self.early_stopping or self.step is None and n >= 2 else None
-        if self.step is None and split is not None:
-            trainer = self._search_step(module, *split, n, self._start(module, split[0]))
+        if self.step is None and rows is not None:
+            fit_rows, val_rows = rows
+            part = self._search_on_part and not self.early_stopping and \
+                len(fit_rows) >= SEARCH_ROWS
+            if part:      # the candidates on a part of the rows, the refit on all (SEARCH_SHARE)
+                fit_rows = self._subsample(fit_rows, stratify)
+            data = take(fit_rows)
+            trainer = self._search_step(module, data, take(val_rows), len(fit_rows),
+                                        self._start(module, data), part)
             if not self.early_stopping:       # refit on every row at the chosen step
                 trainer = self._refit(module, trainer, take(None))
         else:
             trainer = self._new_trainer(module)
-            data, held_out = split if self.early_stopping else (take(None), None)
+            data, held_out = (take(rows[0]), take(rows[1])) if self.early_stopping else \
+                (take(None), None)
             self._fit(trainer, data, held_out, self._start(module, data))
         self.trainer_ = trainer
         self.history_ = trainer.history
@@ -508,18 +540,39 @@ class _HogwildEstimator(BaseEstimator):
         its rows exceeds the candidate's on its own by more than REFIT_SLACK - 1 of it (the
         same step and epochs on 1 / (1 - validation_fraction) of the rows: nearly equal
         where both are stable), or that diverges, is redone on the candidate's threads, where
-        the step was chosen; where that diverges too the candidate is kept as trained."""
-        reached = candidate.history[-1]["objective"]
-        limit = reached + (REFIT_SLACK - 1.0) * abs(reached) + 1e-12     # (objectives < 0 too)
+        the step was chosen; where that diverges too the candidate is kept as trained, or,
+        where it trained on part of the rows (SEARCH_SHARE), the model refitted at a third of
+        the step (on the candidate's threads; the candidate where that diverges too)."""
+        def limit(reached):
+            return reached + (REFIT_SLACK - 1.0) * abs(reached) + 1e-12   # (objectives < 0 too)
+
+        bound = limit(candidate.history[-1]["objective"])
         for threads in dict.fromkeys((self._threads(), candidate.search_threads)):
             refit = self._new_trainer(module, step=candidate.step, threads=threads)
             try:
                 self._fit(refit, data, start=self._start(module, data))
             except DivergenceError:       # more rows, larger updates
                 continue
-            if refit.history[-1]["objective"] <= limit or threads == candidate.search_threads:
+            reached = refit.history[-1]["objective"]
+            if reached > bound and candidate.search_part:
+                # a candidate on part of the rows (SEARCH_SHARE) fits them closer than all
+                # rows can be: its objective on all the rows bounds the refit's instead
+                bound = max(bound, limit(float(candidate.objective(**data))))
+            if reached <= bound or threads == candidate.search_threads:
                 refit.threads = self._threads()   # (predict and objective on all of them)
                 return refit
+        if candidate.search_part:
+            # a step chosen on part of the rows that diverges on all of them (the part may
+            # have missed the rows that make it unstable): the step of the search's lattice
+            # below it, on the candidate's threads, rather than a model of part of the rows
+            refit = self._new_trainer(module, step=candidate.step / 3,
+                                      threads=candidate.search_threads)
+            try:
+                self._fit(refit, data, start=self._start(module, data))
+            except DivergenceError:
+                return candidate
+            refit.threads = self._threads()
+            return refit
         return candidate
 
     @staticmethod
@@ -538,7 +591,7 @@ class _HogwildEstimator(BaseEstimator):
         return None
 
     def _search_step(self, module, data: dict, held_out: dict, rows: int,
-                     initial=None):
+                     initial=None, part=False):
         """The Trainer, fitted on `data`, whose step gives the lowest objective on `held_out`
         (_StepWalk says which steps, in which order). Every candidate trains on one thread
         per CANDIDATE_TERMS of the `rows` (below that: deterministic for a seed, the same
@@ -594,14 +647,26 @@ class _HogwildEstimator(BaseEstimator):
         best, self.step_search_ = walk.run(fits)
         trainer = start if best == walk.start else fits[best].result()[0]
         trainer.search_threads = each  # what it trained on (_refit)
+        trainer.search_part = part     # on part of the rows not held out (SEARCH_SHARE)
         trainer.threads = total       # (predict and objective on the estimator's threads)
         return trainer
 
     def _threads(self) -> int:
         return self.threads if self.threads is not None else default_threads()
 
-    def _split(self, n, take, stratify):
-        """(fit data, validation data) for early stopping and the step search:
+    def _subsample(self, rows: np.ndarray, stratify) -> np.ndarray:
+        """SEARCH_SHARE of `rows` (sorted), drawn with `seed`, stratified by class: the rows
+        in a random order, grouped by class, and of these evenly spaced ones (two of every
+        three at SEARCH_SHARE 2/3), so each class keeps its share within a row."""
+        rng = np.random.default_rng(self.seed)
+        order = rows[rng.permutation(len(rows))]
+        if stratify is not None:
+            order = order[np.argsort(np.asarray(stratify)[order], kind="stable")]
+        taken = np.floor(np.arange(len(order) + 1) * SEARCH_SHARE + 1e-9)   # rows kept so far
+        return np.sort(order[np.diff(taken) > 0])
+
+    def _split_rows(self, n, stratify):
+        """(fit rows, validation rows), sorted, for early stopping and the step search:
         `validation_fraction` of the rows held out (stratified by class where every class has
         enough rows)."""
         frac = self.validation_fraction
@@ -616,7 +681,7 @@ class _HogwildEstimator(BaseEstimator):
                 raise EstimatorInputError(f"early_stopping needs at least 2 rows, got {n}") \
                     from None
             fit_rows, val_rows = train_test_split(rows, test_size=frac, random_state=self.seed)
-        return take(np.sort(fit_rows)), take(np.sort(val_rows))
+        return np.sort(fit_rows), np.sort(val_rows)
 
     def _x_binding(self):
         """The module, X and y data of the spec; sets `data_`."""
@@ -1037,6 +1102,11 @@ class HogwildRecommender(_HogwildEstimator):
     the user or item dim is indexed by position in `user_ids_` / `item_ids_`.
     Fitted: `user_ids_`, `item_ids_` (sorted), `seen_` (users x items, the pattern of R),
     `n_features_in_` (the number of items), `trainer_`, `history_`, `n_iter_`, `data_`."""
+
+    # the step search's candidates on every rating not held out: half of them would halve
+    # each user's and item's updates, a change to the problem not measured (SEARCH_SHARE is
+    # for rows of X)
+    _search_on_part = False
 
     def __init__(self, spec="mc", consts=None, epochs=None, step=None, decay=None,
                  optimizer=None, threads=None, sync="hogwild", order=None, seed=0,

@@ -900,3 +900,65 @@ def test_a_refit_worse_than_its_candidate_is_redone_on_the_candidates_threads(mo
     refits.append("unspoiled")                # a sound refit on every thread is kept
     HogwildRegressor(spec="linreg", threads=2).fit(X, y)
     assert refits == ["unspoiled", 2]
+
+
+def test_on_many_rows_the_candidates_train_on_part_and_the_refit_on_all(monkeypatch, ratings):
+    """Where the rows not held out number at least SEARCH_ROWS, every candidate of the step
+    search trains on SEARCH_SHARE of them (each class's share, drawn with `seed`), the refit
+    on all the rows: the same walk at any `threads`, and the same one on every run."""
+    from hogwild_dsl import datasets
+    from hogwild_dsl import sklearn as hs
+    X, y = datasets.rcv1_like(n_rows=4000, seed=0)
+    monkeypatch.setattr(hs, "SEARCH_ROWS", 1000)
+    real_fit, rows = hs._HogwildEstimator._fit, []
+
+    def fit(trainer, data, validation=None, start=None):
+        rows.append((len(data["y"]), np.mean(data["y"] > 0)))
+        return real_fit(trainer, data, validation, start)
+    monkeypatch.setattr(hs._HogwildEstimator, "_fit", staticmethod(fit))
+    one = HogwildClassifier(threads=1, epochs=5).fit(X, y)
+    n_fit = 4000 - 400
+    assert [n for n, _ in rows[:-1]] == [int(n_fit * hs.SEARCH_SHARE + 1e-9)] * (len(rows) - 1)
+    assert rows[-1][0] == 4000 and len(one.history_) == 5
+    share = np.mean(y > 0)
+    assert all(abs(p - share) < 2 / n_fit for _, p in rows[:-1])     # stratified
+    _ends_at_a_low(one.step_search_)
+    assert one.trainer_.step == min(one.step_search_, key=lambda t: t[1])[0]
+    two = HogwildClassifier(threads=2, epochs=5).fit(X, y)
+    assert two.step_search_ == one.step_search_
+    # with early stopping the best candidate is the model: it trains on all rows not held out
+    rows.clear()
+    HogwildClassifier(threads=1, epochs=3, early_stopping=True).fit(X, y)
+    assert {n for n, _ in rows} == {n_fit}
+    # the recommender's candidates train on every rating not held out
+    monkeypatch.setattr(hs, "SEARCH_ROWS", 10)
+    seen = []
+    monkeypatch.setattr(hs._HogwildEstimator, "_fit", staticmethod(
+        lambda trainer, data, validation=None, start=None:
+        seen.append(data["r"].nnz) or real_fit(trainer, data, validation, start)))
+    HogwildRecommender(consts={"rank": 3}, threads=1, epochs=3).fit(ratings[2])
+    nnz = ratings[2].nnz
+    assert seen[-1] == nnz and set(seen[:-1]) == {nnz - int(np.ceil(0.1 * nnz))}
+
+
+def test_a_refit_that_diverges_after_candidates_on_part_of_the_rows_takes_a_third_of_the_step(
+        monkeypatch):
+    """A step chosen by candidates on part of the rows (SEARCH_SHARE) may diverge on all
+    of them: the model is then refitted at a third of it, not kept as trained on part."""
+    from hogwild_dsl import datasets
+    from hogwild_dsl import sklearn as hs
+    X, y = datasets.rcv1_like(n_rows=3000, seed=0)
+    monkeypatch.setattr(hs, "SEARCH_ROWS", 1000)
+    real_fit = hs._HogwildEstimator._fit
+    chosen = []
+
+    def fit(trainer, data, validation=None, start=None):
+        if len(data["y"]) == 3000 and not chosen or chosen and trainer.step == chosen[0]:
+            chosen[:] = [trainer.step]       # every refit at the chosen step diverges
+            raise hogwild_dsl.DivergenceError("diverged", epoch=1)
+        return real_fit(trainer, data, validation, start)
+    monkeypatch.setattr(hs._HogwildEstimator, "_fit", staticmethod(fit))
+    clf = HogwildClassifier(threads=2, epochs=3).fit(X, y)
+    best = min(clf.step_search_, key=lambda t: t[1])[0]
+    assert chosen == [best] and clf.trainer_.step == pytest.approx(best / 3)
+    assert len(clf.history_) == 3 and clf.trainer_.threads == 2 and clf.trainer_.calibration is None
