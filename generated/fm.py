@@ -22,7 +22,7 @@ for i in example:
     predict yhat
 """
 CONSTS = {'k': 8}
-SIGNATURE = "ca6f86bf55f3360df2e499c5"
+SIGNATURE = "31748fdf1f7f3cfa1cc46251"
 KERNELS = "fm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

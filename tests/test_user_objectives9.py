@@ -24,6 +24,7 @@ fit lowers the objective from its init. Then float32, warm start, save/load, pic
 2-thread fits in every sync mode. Regressions of the bugs this round found close the file.
 """
 import itertools
+import re
 import pickle
 
 import numpy as np
@@ -1084,3 +1085,73 @@ def test_validation_and_patience_keep_the_best_epoch(compiled):
     vals = [h["validation_objective"] for h in t.history]
     assert all(np.isfinite(vals))
     assert t.objective(**held) == pytest.approx(min(vals), rel=1e-10)
+
+
+# ---- regressions of what this round found ----------------------------------------------
+
+def test_a_sampled_index_picking_a_sparse_row_says_what_to_write():
+    """LightFM with a sampled negative's features (`IF[j]` for `sample j in item`) was
+    refused with the hint "select the row with the index of a 'for' block, e.g. IF[i]",
+    which is not what a negative is. The refusal stays (a sampled index picks no sparse
+    row), and the hint now names the form that works: the draws given as index data over
+    a dim of tuples, as the lfbpr spec does; also for K draws `S[n[q]]`."""
+    text = SPECS["lightfm"].replace("for (u, i) in r:\n", "for (u, i) in r:\n    sample j in item\n") \
+        .replace("    loss logistic(r[u, i] * s)",
+                 "    let qj = sum(b in IF[j]: IF[j, b] * EI[b])\n"
+                 "    loss logistic(r[u, i] * s) + logistic(-dot(pu, qj))")
+    with pytest.raises(hogwild_dsl.SpecError) as e:
+        hogwild_dsl.check(text)
+    assert "a sampled index does not select a row of sparse data: 'IF[j]'" in str(e.value)
+    assert "data neg[t] : index(item)) read as IF[neg[t]]" in str(e.value)
+    assert (e.value.line, e.value.column) == (17, 26)
+    many = SPECS["rotate"].replace(
+        "data t[triple] : index(entity)",
+        "data t[triple] : index(entity)\ndata S[entity, relation] : sparse").replace(
+        "    predict -dpos", "    loss sum(q in K: sum(z in S[n[q]]: S[n[q], z] * Rr[z, 0]))\n"
+                            "    predict -dpos")
+    with pytest.raises(hogwild_dsl.SpecError, match=r"sampled index does not select a row "
+                       r"of sparse data: 'S\[n\[q\]\]'(.|\n)*index\(entity\)"):
+        hogwild_dsl.check(many)
+
+
+@pytest.mark.parametrize("delta, shown", [("0", "0"), ("-1", "-1"), ("0.0", "0"),
+                                          ("-(0.5)", "-0.5")])
+def test_huber_delta_must_be_positive(delta, shown):
+    """`huber(z, 0)` checked and trained a loss that is 0 everywhere, and `huber(z, -1)` a
+    concave one (delta (|z| - delta / 2) with delta < 0): a number there is now checked."""
+    text = SPECS["expectile"].replace("tau * relu(r)^2", f"tau * huber(r, {delta})")
+    with pytest.raises(hogwild_dsl.SpecError,
+                       match=f"huber's delta must be positive, not {re.escape(shown)}") as e:
+        hogwild_dsl.check(text)
+    assert (e.value.line, e.value.column) == (11, 25)
+    hogwild_dsl.check(SPECS["expectile"].replace("tau * relu(r)^2", "tau * huber(r, 1e-3)"))
+    hogwild_dsl.check(SPECS["expectile"].replace("tau * relu(r)^2", "tau * huber(r, tau)"))
+
+
+def test_numpy_chained_indexing_is_answered_with_the_one_bracket_form():
+    """`Conf[wk[o]][c, lab[o]]` (numpy's chained indexing) was "expected ')' or an
+    operator, found '['" with the hint "see LANGUAGE.md for the form of each statement"."""
+    text = SPECS["crowd"].replace("Conf[wk[o], c, lab[o]]", "Conf[wk[o]][c, lab[o]]")
+    with pytest.raises(hogwild_dsl.SpecError) as e:
+        hogwild_dsl.check(text)
+    assert "a second '[...]' after an index" in str(e.value)
+    assert "write Conf[wk[o], c, lab[o]], not Conf[wk[o]][c, lab[o]]" in str(e.value)
+    assert (e.value.line, e.value.column) == (12, 58)
+
+
+@pytest.mark.parametrize("old, new, holder", [
+    ("sum(q in K:", "sum(s in K:", "a let of this block"),
+    ("sum(q in K:", "sum(h in K:", "data declared on line 6"),
+    ("sum(q in K:", "sum(x in K:", "an index of this block's 'for'"),
+    ("sum(q in K:", "sum(n in K:", "a sampled index"),
+    ("sum(q in K:", "sum(d in K:", "a const declared on line 4"),
+])
+def test_a_name_in_use_says_what_holds_it(old, new, holder):
+    """RotatE's `sum(s in K: ...)` beside `let s = ...` was "the name 's' is already in
+    use", which leaves the user to find which of the spec's names it is."""
+    text = SPECS["rotate"].replace(old, new)
+    text = text.replace("Er[n[q]]", "Er[n[" + new[4] + "]]").replace(
+        "Ei[n[q]]", "Ei[n[" + new[4] + "]]")
+    with pytest.raises(hogwild_dsl.SpecError,
+                       match=re.escape(f"the name '{new[4]}' is already in use ({holder})")):
+        hogwild_dsl.check(text)
