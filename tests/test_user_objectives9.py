@@ -1155,3 +1155,30 @@ def test_a_name_in_use_says_what_holds_it(old, new, holder):
     with pytest.raises(hogwild_dsl.SpecError,
                        match=re.escape(f"the name '{new[4]}' is already in use ({holder})")):
         hogwild_dsl.check(text)
+
+
+def test_cli_reads_a_table_of_index_data_one_name_per_column(tmp_path, hog_cache_dir):
+    """timeSVD's ratings come as one CSV table (user, item, bin, rating, day offset):
+    `--data tu,ti,tb,y,dt=ratings.csv` was "a CSV/text table holds one data item, but 5
+    names were given", with no way to say which column is which. Several names now read one
+    1-D datum per column, and train saves what a Python fit gets; a count that does not
+    match the columns is an error saying so."""
+    from conftest import run_hogwildc
+    d = small("timesvd")
+    (tmp_path / "timesvd.hog").write_text(SPECS["timesvd"])
+    (tmp_path / "ratings.csv").write_text("user,item,bin,rating,dt\n" + "".join(
+        f"{a},{b},{c},{float(y)!r},{float(t)!r}\n"
+        for a, b, c, y, t in zip(d["tu"], d["ti"], d["tb"], d["y"], d["dt"])))
+    res = run_hogwildc(tmp_path, "train", "timesvd.hog", "--data", "tu,ti,tb,y,dt=ratings.csv",
+                       "--data", "mu=3.0", "--epochs", "3", "--threads", "1", "--out", "p.npz",
+                       "-q")
+    assert res.returncode == 0, res.stderr
+    want = hogwild_dsl.load(text=SPECS["timesvd"], cache_dir=hog_cache_dir).Trainer(
+        threads=1, epochs=3).fit(**d)
+    saved = np.load(tmp_path / "p.npz")
+    for k, v in want.params.items():
+        np.testing.assert_allclose(saved[k], v, rtol=1e-12, atol=1e-14, err_msg=k)
+    res = run_hogwildc(tmp_path, "train", "timesvd.hog", "--data", "tu,ti,tb,y=ratings.csv",
+                       "--data", "mu=3.0", "--epochs", "1", "-q")
+    assert res.returncode == 1
+    assert "the table has 5 columns, but 4 names were given (tu, ti, tb, y)" in res.stderr
