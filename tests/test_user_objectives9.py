@@ -676,7 +676,7 @@ def small(name, seed=0):
     if name == "contrastive":
         a = cover(rng, 6, 30)
         b = rng.integers(0, 6, 30)
-        b[0] = a[0]                        # an object paired with itself (distance 0)
+        b[1] = a[1]                        # an object paired with itself (distance 0)
         return dict(a=a, b=b, same=(rng.random(30) < 0.5).astype(float),
                     F=rng.normal(size=(6, 3)))
     if name == "sgl":
@@ -757,6 +757,9 @@ def one_term(name, d):
         IF[d["tn"][0], [2, 3]] = [0.5, 0.9]
         return dict(tu=d["tu"][:1], tp=d["tp"][:1], tn=d["tn"][:1], UF=d["UF"],
                     IF=sp.csr_matrix(IF))
+    if name == "crowd":         # a term whose label is the last class (lab sizes `class`)
+        at = int(np.flatnonzero(d["lab"] == d["lab"].max())[0])
+        return dict(X=d["X"], **{k: d[k][at:at + 1] for k in ("it", "wk", "lab")})
     keep = {"crowd": ["X"], "hsm": ["Path"], "contrastive": ["F"], "cox": ["Z"],
             "listnet": ["F"]}.get(name, [])
     return {k: (v if np.ndim(v) == 0 or k in keep else v[:1]) for k, v in d.items()}
@@ -901,6 +904,8 @@ def test_one_step_is_the_update_rule_of_the_gradient(compiled, name, rule):
         for k in before:
             np.testing.assert_allclose(after[k], want[k], rtol=0, atol=1e-7,
                                        err_msg=f"{name} {k} {rule} {sync}")
+        moved = [k for k in before if not np.array_equal(before[k], after[k])]
+        assert len(moved) == len(before), (name, moved)      # every param took a step
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLED))
@@ -983,6 +988,24 @@ def test_fit_lowers_the_objective(compiled, name):
     t = mod.Trainer(threads=1).fit(**d)
     assert t.objective(**d) < start - 1e-3 * abs(start), (start, t.objective(**d))
     assert np.isfinite(t.predict(**unlabelled(name, d))).all()
+
+
+def test_norm2_at_zero_takes_the_subgradient_zero(compiled):
+    """The sparse group lasso's `norm2(W[j])` at a zero row: a feature no example stores
+    gets only that penalty, whose subgradient at 0 is 0 (docs/LANGUAGE-NOTES.md), so its row
+    stays exactly 0 through a fit (v / norm2(v) there would be NaN); the contrastive loss's
+    self pair (a distance of 0) leaves W finite and its predict 0."""
+    mod, d = compiled("sgl"), small("sgl")
+    X = sp.lil_matrix(d["X"])
+    X[:, 5] = 0
+    d = dict(d, X=sp.csr_matrix(X))
+    t = mod.Trainer(threads=1, epochs=3).fit(**d)
+    assert np.isfinite(t.params["W"]).all()
+    assert (t.params["W"][5] == 0).all() and np.abs(t.params["W"][:5]).max() > 0
+    assert t.predict(**unlabelled("sgl", d))[5] == 0
+    mod, d = compiled("contrastive"), small("contrastive")
+    t = mod.Trainer(threads=1, epochs=3).fit(**d)
+    assert np.isfinite(t.params["W"]).all() and t.predict(**d)[1] == 0
 
 
 def test_lightfm_bpr_shared_features_take_the_sgd_step(compiled):
