@@ -22,7 +22,7 @@ for i in example:
     predict yhat
 """
 CONSTS = {'k': 8}
-SIGNATURE = "31748fdf1f7f3cfa1cc46251"
+SIGNATURE = "3f24ec0b40c3463b56e7e820"
 KERNELS = "fm_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -912,7 +912,9 @@ class BlockChecker:
             self.error(target.args[1], f"a reg target takes one index (the rows of '{p.name}' "
                                        "it penalises, every entry of each), or two for a row "
                                        "of a 3-D param",
-                       f"write {p.name}[{self._text(target.args[0])}]; " + hint)
+                       f"write {p.name}[{self._text(target.args[0])}]; or, to penalise "
+                       f"{text} alone at every touch (as `unscaled` would), a loss line: "
+                       f"loss LAMBDA * {text}^2; " + hint)
         idx = tuple(self.index_var(a) for a in target.args)
         for pos, (a, v) in enumerate(zip(target.args, idx)):
             self.check_dim(a, p, pos, v)
@@ -1091,7 +1093,10 @@ class BlockChecker:
             return v
         if isinstance(v, ir.Var):
             self.error(node, f"the index '{node.id}' is not a value",
-                       "indices select entries, e.g. y[" + node.id + "]")
+                       f"indices select entries, e.g. y[{node.id}]; where its number is "
+                       f"meant (an expected rank, a position's weight), give the numbers as "
+                       f"data, data pos[{v.dim}] : real holding 0, 1, 2, ..., read as "
+                       f"pos[{node.id}]")
         spec = self.spec
         if node.id in spec.params:
             p = spec.params[node.id]

@@ -1212,3 +1212,52 @@ def test_cli_reads_a_table_of_index_data_one_name_per_column(tmp_path, hog_cache
                        "--data", "mu=3.0", "--epochs", "1", "-q")
     assert res.returncode == 1
     assert "the table has 5 columns, but 4 names were given (tu, ti, tb, y)" in res.stderr
+
+
+def test_an_index_as_a_number_says_how_to_give_its_number(compiled, hog_cache_dir):
+    """An ordinal model's expected label, `sum(c in class: c * softmax(z)[c])`, was refused
+    with "the index 'c' is not a value" and the hint "indices select entries, e.g. y[c]".
+    The refusal stays (an index is a position); the hint now gives the form that works,
+    the numbers as data over the dim, which then trains and predicts the expected label.
+    (Index data read as a value, `y[i]`, is the integer it holds: docs/LANGUAGE-NOTES.md.)"""
+    text = SPECS["tempcal"].replace("predict softmax(z)",
+                                    "predict sum(c in class: c * softmax(z)[c])")
+    with pytest.raises(hogwild_dsl.SpecError, match=r"data pos\[class\] : real holding 0, 1, "
+                       r"2, \.\.\., read as pos\[c\]"):
+        hogwild_dsl.check(text)
+    text = SPECS["tempcal"].replace("model u9_tempcal", "model u9_tempcal_rank").replace(
+        "data y[example] : index(class)", "data y[example] : index(class)\n"
+        "data pos[class] : real").replace(
+        "loss logsumexp(z) - z[y[i]]",
+        "loss logsumexp(z) - z[y[i]] + 0.1 * (sum(c in class: pos[c] * softmax(z)[c]) - y[i])^2"
+    ).replace("predict softmax(z)", "predict sum(c in class: pos[c] * softmax(z)[c])")
+    mod = hogwild_dsl.load(text=text, cache_dir=hog_cache_dir)
+    d = dict(small("tempcal"), pos=np.arange(3.0))
+    t = mod.Trainer(threads=1, epochs=3, step=0.05).fit(**d)
+    p = {k: v.copy() for k, v in t.params.items()}
+    z = d["Lg"] / p["T"] + p["bc"]
+    expected = (smax(z) * d["pos"]).sum(1)
+    obj = reference("tempcal", p, d)[0] + 0.1 * ((expected - d["y"]) ** 2).mean()
+    assert t.objective(**d) == pytest.approx(obj, rel=1e-12)
+    np.testing.assert_allclose(t.predict(Lg=d["Lg"], pos=d["pos"]), expected, rtol=1e-12)
+
+
+def test_a_reg_on_one_entry_of_a_matrix_names_the_loss_line(compiled, hog_cache_dir):
+    """timeSVD penalises its item-by-bin bias at the entry a rating reads (Koren's
+    b_{i,Bin(t)}): `reg l2(1e-2) on bit[ti[o], tb[o]] unscaled` was refused with "write
+    bit[ti[o]]" only, which penalises the item's whole row. The hint now also names the
+    penalty of that one entry at every touch, a loss line, which trains as written."""
+    text = SPECS["timesvd"].replace("reg l2(1e-2) on bit[ti[o]]",
+                                    "reg l2(1e-2) on bit[ti[o], tb[o]] unscaled")
+    with pytest.raises(hogwild_dsl.SpecError) as e:
+        hogwild_dsl.check(text)
+    assert "a loss line: loss LAMBDA * bit[ti[o], tb[o]]^2" in str(e.value)
+    text = SPECS["timesvd"].replace("model u9_timesvd", "model u9_timesvd_entry").replace(
+        "reg l2(1e-2) on bit[ti[o]]", "loss 1e-2 * bit[ti[o], tb[o]]^2")
+    mod, d = hogwild_dsl.load(text=text, cache_dir=hog_cache_dir), small("timesvd")
+    t = mod.Trainer(threads=1, epochs=3, step=0.05).fit(**d)
+    p = {k: v.copy() for k, v in t.params.items()}
+    ti, n = d["ti"], d["ti"].size      # the reference's row penalty out, the entry's in
+    want = reference("timesvd", p, d)[0] - 1e-2 * sq(p["bit"], each(ti)) / n + \
+        1e-2 * (p["bit"][ti, d["tb"]] ** 2).mean()
+    assert t.objective(**d) == pytest.approx(want, rel=1e-12)
