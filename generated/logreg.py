@@ -18,7 +18,7 @@ for i in example:
     predict sigmoid(dot(X[i], w) + b)
 """
 CONSTS = {}
-SIGNATURE = "c20bc2ecbcdf5cba0ab41f62"
+SIGNATURE = "e2f4c6721e8f14e5637f2c40"
 KERNELS = "logreg_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

@@ -1261,3 +1261,20 @@ def test_a_reg_on_one_entry_of_a_matrix_names_the_loss_line(compiled, hog_cache_
     want = reference("timesvd", p, d)[0] - 1e-2 * sq(p["bit"], each(ti)) / n + \
         1e-2 * (p["bit"][ti, d["tb"]] ** 2).mean()
     assert t.objective(**d) == pytest.approx(want, rel=1e-12)
+
+
+def test_printed_gradients_name_no_index_twice():
+    """`hogwildc check` of the crowd spec printed d/dW[j_X, k_class] as `-(1 / sum(k_class
+    in class: ...)) * Conf[wk[o], k_class, lab[o]] * ...` with `sum(j_X in X[it[o]]: ...)`
+    inside: the coordinate's own indices and the sums' bound ones shared their names, since
+    canonical names start over in each expression. The sums now count on from the
+    coordinate's indices; the objective's names are unchanged."""
+    from hogwild_dsl.derive import gradients_text
+    text = gradients_text(hogwild_dsl.check(SPECS["crowd"]))
+    grads = [line.split(" = ", 1) for line in text.splitlines() if "d/d" in line]
+    assert len(grads) == 3
+    for lhs, rhs in grads:
+        for name in re.findall(r"\b([jk]\d*_\w+?)\b(?=[,\]])", lhs):
+            assert f"sum({name} in" not in rhs and f"({name} in" not in rhs, (lhs, name)
+    assert "d/dW[j_X, k_class] = -(1 / sum(k2_class in class: " in text
+    assert "objective = -log(sum(k_class in class: " in text
