@@ -18,7 +18,7 @@ for i in example:
     predict softmax(z)
 """
 CONSTS = {}
-SIGNATURE = "b4e08178857c08e8b5e55b2d"
+SIGNATURE = "0784ad93af7bbe374cf80c23"
 KERNELS = "softmax_kernels"
 DTYPE = "float64"      # storage of params, data values and optimizer state
 

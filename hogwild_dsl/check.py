@@ -391,6 +391,16 @@ class Checker:
                            f"use it in a data declaration, or declare 'const {dim} = N'")
 
 
+def _number(node) -> float | None:
+    """The value of a literal number, signs included (`-1`, `--2`); else None."""
+    if isinstance(node, syn.Num):
+        return node.value
+    if isinstance(node, syn.Neg):
+        v = _number(node.operand)
+        return None if v is None else -v
+    return None
+
+
 def _a(what: str) -> str:
     """'a param', 'an index', 'data' (data is a mass noun)."""
     if what == "data":
@@ -521,7 +531,8 @@ class BlockChecker:
         spec, name = self.spec, stmt.name
         spec.new_name(name, "sampled index")
         if name.id in spec.names or name.id in self.scope:
-            self.error(name, f"the name '{name.id}' is already in use",
+            self.error(name, f"the name '{name.id}' is already in use "
+                             f"({self.holder(name.id)})",
                        "choose another name for the sampled index")
         dim = stmt.dim.id
         if dim not in spec.dims and dim not in spec.consts:
@@ -587,13 +598,23 @@ class BlockChecker:
             isinstance(self.scope.get(node.name.id), ir.Var) and \
             self.scope[node.name.id].kind == "draws"
 
+    def holder(self, name: str) -> str:
+        """What already holds `name` (for an error about reusing it): a clash with a name of
+        the spec or of the block is only clear once the message says which."""
+        if name in self.spec.names:
+            what, decl = self.spec.names[name]
+            return f"{_a(what)} declared on line {decl.line}"
+        v = self.scope[name]
+        if not isinstance(v, ir.Var):
+            return "a let of this block"
+        return {"term": "an index of this block's 'for'", "sample": "a sampled index",
+                "draws": "a sampled index"}.get(v.kind, "the index of an enclosing sum")
+
     def let(self, stmt: syn.Let):
         name = stmt.name
         self.spec.new_name(name, "let")
         if name.id in self.spec.names or name.id in self.scope:
-            what = self.spec.names[name.id][0] if name.id in self.spec.names else \
-                ("index" if isinstance(self.scope[name.id], ir.Var) else "let")
-            self.error(name, f"duplicate name '{name.id}' (already {_a(what)})",
+            self.error(name, f"duplicate name '{name.id}' (already {self.holder(name.id)})",
                        "every name of a spec must be unique")
         value = _memoized(self.expr(stmt.value))
         # Built now (and memoised), so a chain of lets is built one link at a time; a let
@@ -891,7 +912,9 @@ class BlockChecker:
             self.error(target.args[1], f"a reg target takes one index (the rows of '{p.name}' "
                                        "it penalises, every entry of each), or two for a row "
                                        "of a 3-D param",
-                       f"write {p.name}[{self._text(target.args[0])}]; " + hint)
+                       f"write {p.name}[{self._text(target.args[0])}]; or, to penalise "
+                       f"{text} alone at every touch (as `unscaled` would), a loss line: "
+                       f"loss LAMBDA * {text}^2; " + hint)
         idx = tuple(self.index_var(a) for a in target.args)
         for pos, (a, v) in enumerate(zip(target.args, idx)):
             self.check_dim(a, p, pos, v)
@@ -1070,7 +1093,10 @@ class BlockChecker:
             return v
         if isinstance(v, ir.Var):
             self.error(node, f"the index '{node.id}' is not a value",
-                       "indices select entries, e.g. y[" + node.id + "]")
+                       f"indices select entries, e.g. y[{node.id}]; where its number is "
+                       f"meant (an expected rank, a position's weight), give the numbers as "
+                       f"data, data pos[{v.dim}] : real holding 0, 1, 2, ..., read as "
+                       f"pos[{node.id}]")
         spec = self.spec
         if node.id in spec.params:
             p = spec.params[node.id]
@@ -1150,6 +1176,12 @@ class BlockChecker:
         name = decl.name
         if len(idx) == 1:
             row = idx[0]
+            if row.kind in ("sample", "draw"):
+                self.error(node.args[0], f"a sampled index does not select a row of sparse "
+                                         f"data: '{name}[{row.name}]'",
+                           f"draw it in the data instead: one term per tuple, with index data "
+                           f"over {row.dim} for the draw (data neg[t] : index({row.dim})) "
+                           f"read as {name}[neg[t]] in 'for t in ...'")
             if row.kind not in ("term", "indirect") or not row.per_term:
                 self.error(node.args[0], f"a row of sparse data is selected by a block index "
                                          f"or by index data read at one, not by '{row.name}'",
@@ -1226,7 +1258,8 @@ class BlockChecker:
         name = node.var.id
         self.spec.new_name(node.var, "index")
         if name in self.scope or name in self.spec.names:
-            self.error(node.var, f"the name '{name}' is already in use", "choose another index name")
+            self.error(node.var, f"the name '{name}' is already in use ({self.holder(name)})",
+                       "choose another index name")
         src = node.source
         if isinstance(src, syn.Name) and (src.id in self.spec.dims or src.id in self.spec.consts):
             var = ir.Var(name, src.id, "dense")
@@ -1330,6 +1363,11 @@ class BlockChecker:
         if fn == "huber" and args[1].shape.kind != "scalar":
             self.error(node.args[1], "huber's delta must be a scalar",
                        "write huber(z, delta) with a number or scalar delta")
+        delta = _number(node.args[1]) if fn == "huber" else None
+        if delta is not None and delta <= 0:     # huber(z, 0) is 0; below 0 it is concave
+            self.error(node.args[1], f"huber's delta must be positive, not {delta:g}",
+                       "delta is where the loss turns from quadratic to linear, e.g. "
+                       "huber(z, 1)")
         return self.broadcast(node, args[0], args[1], lambda x, y: ir.Func(fn, (x, y)), fn + "()")
 
     def reduction(self, node, fn, args) -> Typed:

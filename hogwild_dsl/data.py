@@ -297,7 +297,8 @@ def read_data(path, names, kind=None, zero_based="auto"):
         elif fmt == "npy":
             out = _read_npy(path, names)
         else:
-            out = _read_table(path, names, kinds[names[0]])
+            sparse = [n for n in names if kinds[n] == "sparse"]
+            out = _read_table(path, names, "sparse" if sparse else kinds[names[0]])
     except DataError:
         raise
     except MemoryError:
@@ -842,8 +843,12 @@ def _lines_of_rows(path, delim, skip, rows):
 
 
 def _read_table(path, names, kind):
-    _want(path, names, 1, "a CSV/text table holds one data item")
+    """A dense table (one datum, or one 1-D datum per column where several names are
+    given: `--data tu,ti,y=ratings.csv`, as a table of index data and labels comes), or
+    u,v,value triplets for sparse data."""
     triplets = kind == "sparse"
+    if triplets:
+        _want(path, names, 1, "a sparse (triplet) CSV/text file holds one data item")
     delim, skip = _table_layout(path)
     opener = _opener(path)
     try:
@@ -865,6 +870,13 @@ def _read_table(path, names, kind):
     if arr.shape[0] == 0:
         raise _error(path, "no data rows (only a header, blank lines and comments)")
     if not triplets:
+        if len(names) > 1:
+            if arr.shape[1] != len(names):
+                raise _error(path, f"the table has {arr.shape[1]} column"
+                                   f"{'s' * (arr.shape[1] != 1)}, but {len(names)} names were "
+                                   f"given ({', '.join(names)}): give one name per column, "
+                                   "or one name for the whole table")
+            return {n: arr[:, c].copy() for c, n in enumerate(names)}
         if arr.shape[1] == 1:
             arr = arr[:, 0].copy()
         return {names[0]: arr}

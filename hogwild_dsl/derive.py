@@ -341,13 +341,26 @@ def derive(spec: ir.Spec) -> tuple[BlockGrad, ...]:
     return tuple(derive_block(b) for b in spec.blocks)
 
 
+def _unshadowed(e: ir.Expr, free: tuple) -> ir.Expr:
+    """e with its sums named past the site's own indices: canonical names start at depth 0
+    in every expression, so d/dW[j_X, k_class] read `-(1 / sum(k_class in class: ...)) *
+    Conf[wk[o], k_class, lab[o]]`, one name for two indices; now the sum is k2_class."""
+    depths = {}
+    for v in free:
+        if isinstance(v, ir.Var) and v.kind in ("dense", "sparse"):
+            key = (v.kind, v.source[0] if v.kind == "sparse" else v.dim)
+            level = v.name.split("_", 1)[0][1:]
+            depths[key] = max(depths.get(key, 0), int(level) if level.isdigit() else 1)
+    return _Renamer({}, depths).rename(e) if depths else e
+
+
 def gradients_text(spec: ir.Spec) -> str:
     """The derived per-term gradients as readable math (what `mod.gradients()` prints)."""
     lines = []
     for bg in derive(spec):
         lines.append(bg.block.header())
-        exprs = [bg.objective] + [e for s in bg.sites for e in (s.grad, s.penalty)
-                                  if e is not None]
+        exprs = [bg.objective] + [_unshadowed(e, s.index) for s in bg.sites
+                                  for e in (s.grad, s.penalty) if e is not None]
         shared, texts = ir.shared_texts(exprs)     # parts shared where the text would explode
         lines += [f"    where {d}" for d in shared]
         texts = iter(texts)

@@ -645,10 +645,32 @@ def _other_language(token, source: str, statement: str) -> tuple[str, str] | Non
         word = statement.split()[0]
         return (f"'{word}' takes its expression without '='",
                 f"write '{word} EXPR'; 'let NAME = EXPR' names an intermediate")
+    if token.type == "LSQB" and before == "]":
+        return ("a second '[...]' after an index: the indices of one access go in one "
+                "pair of brackets", _one_bracket(source, at))
     if token.type == "COLON" and before in "[, " and "[" in source[source.rfind("\n", 0, at):at]:
         return ("slices (':') are not part of the language",
                 "X[i] is row i of X; X[i, j] is one value of it inside sum(j in X[i]: ...)")
     return None
+
+
+def _one_bracket(source: str, at: int) -> str:
+    """The hint for `A[i][j]` (numpy's chained indexing): `A[i, j]`, spelled from the source
+    where both groups close on the line."""
+    def group(start, step):      # the other end of the bracket group at `start`
+        depth, k = 0, start
+        while 0 <= k < len(source) and source[k] != "\n":
+            depth += {"[": 1, "]": -1}.get(source[k], 0) * step
+            if depth == 0:
+                return k
+            k += step
+        return None
+    first, last = group(at - 1, -1), group(at, 1)
+    name = re.search(r"[A-Za-z_][A-Za-z0-9_]*$", source[:first]) if first else None
+    if name is None or last is None:
+        return "write A[i, j], not A[i][j]"
+    inner = source[first + 1:at - 1] + ", " + source[at + 1:last]
+    return f"write {name.group()}[{inner}], not {source[name.start():last + 1]}"
 
 
 _FORMS = {

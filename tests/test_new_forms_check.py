@@ -72,7 +72,7 @@ def test_softmax_prints_index_form():
     assert "d/dW[j_X, y[i]] = -X[i, j_X]" in text
     assert "d/db[y[i]] = -1" in text
     assert "d/db[k_class] = exp(sum(j_X in X[i]: X[i, j_X] * W[j_X, k_class]) + b[k_class] - " \
-           "logsumexp(k_class in class: " in text
+           "logsumexp(k2_class in class: " in text
 
 
 def test_bpr_prints_sample_and_train_word():
