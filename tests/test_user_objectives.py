@@ -6,7 +6,6 @@ out by hand): the trained objective within a few % of the reference optimum, `ob
 equal to the hand-written objective, the SGD step equal to finite differences of
 `objective()`, and the API round trip (threads, sync modes, predict, save/load, pickle).
 """
-import pickle
 import warnings
 
 import numpy as np
@@ -15,7 +14,8 @@ import scipy.sparse as sp
 from scipy.optimize import minimize
 from scipy.special import logsumexp
 
-from conftest import numeric_gradient
+from user_objective_checks import (check_sgd_epoch_is_the_gradient, check_sync_modes_agree, lg,
+                                   saved_loaded_pickled, scatter, sig, sparse_X)
 
 SPECS = {
     "poisson": """
@@ -210,17 +210,9 @@ train step 0.5, decay 0.97, epochs 100
 }
 
 
-def lg(z):
-    return np.logaddexp(0, -z)
-
-
-def sparse_X(n=200, d=20, seed=0):
-    """Random non-negative CSR rows, each with at least one entry."""
-    rng = np.random.default_rng(seed)
-    X = sp.random(n, d, density=0.25, random_state=seed, format="csr",
-                  data_rvs=lambda k: rng.uniform(0.2, 1, k))
-    X = X + sp.csr_matrix((np.ones(n), (np.arange(n), rng.integers(0, d, n))), shape=(n, d))
-    return sp.csr_matrix(X)
+def sparse_X200():
+    """200 random non-negative CSR rows of 20, each with at least one entry."""
+    return sparse_X(200, 20, 0, every_column=False)
 
 
 def entries(shape, density, seed):
@@ -234,7 +226,7 @@ def make_data(name):
         X = rng.normal(size=(200, 5)) * 0.5
         return dict(X=X, y=rng.poisson(np.exp(X @ rng.normal(size=5) * 0.5 + 0.3)).astype(float))
     if name in ("huber", "quantile"):
-        X = sparse_X() if name == "huber" else rng.normal(size=(200, 5)) * 0.5
+        X = sparse_X200() if name == "huber" else rng.normal(size=(200, 5)) * 0.5
         y = np.asarray(X @ rng.normal(size=X.shape[1])).ravel() + 0.5 \
             + rng.standard_t(2, size=200) * 0.3
         return dict(X=X, y=y) if name == "huber" else dict(X=X, y=y, tau=0.8)
@@ -243,13 +235,13 @@ def make_data(name):
         level = np.digitize(X @ rng.normal(size=5) * 2 + rng.logistic(size=200), [-1, 0, 1])
         return dict(X=X, S=np.where(level[:, None] <= np.arange(3)[None, :], 1.0, -1.0))
     if name in ("cshinge", "tempsoftmax"):
-        X = sparse_X()
+        X = sparse_X200()
         y = np.asarray((X @ rng.normal(size=(20, 3))).argmax(1)).ravel()
         y = np.where(rng.random(200) < 0.15, rng.integers(0, 3, 200), y)
         return dict(X=X, y=y, D=1.0 - np.eye(3)[y]) if name == "cshinge" else \
             dict(X=X, y=y, T=2.0)
     if name == "enetlog":
-        X = sparse_X()
+        X = sparse_X200()
         w = rng.normal(size=20) * (rng.random(20) < 0.3) * 3
         y = np.sign(X @ w + rng.logistic(size=200) * 0.3 + 1e-9)
         return dict(X=X, y=np.where(y == 0, 1.0, y))
@@ -284,16 +276,6 @@ def lbfgs(f, x0s, bounds=None, grad=None):
     (written out by hand) where the problem is too large for finite differences."""
     return min(minimize(f, x0, jac=grad, method="L-BFGS-B", bounds=bounds,
                         options=dict(maxiter=20000, maxfun=10 ** 6)).fun for x0 in x0s)
-
-
-def sig(z):
-    return 0.5 * (1 + np.tanh(0.5 * z))
-
-
-def scatter(shape, index, values):
-    out = np.zeros(shape)
-    np.add.at(out, index, values)
-    return out
 
 
 def starts(n, size, scale=0.1, low=None):
@@ -547,35 +529,20 @@ def test_sgd_step_is_the_gradient(compiled, name):
     n_terms = sum(v.nnz for k, v in d.items() if sp.issparse(v) and k not in ("X", "fx"))
     n_terms += d["X"].shape[0] if "X" in d else 0
     n_terms += len(d["g"]) if "g" in d else 0
-    t = mod.Trainer(threads=1, seed=0, epochs=3, optimizer="sgd", step=0.01).fit(**d)
-    start = {k: v.copy() for k, v in t.params.items()}
-    numeric = numeric_gradient(t, d)
-    h = 1e-7
-    t2 = mod.Trainer(threads=1, seed=0, epochs=0, step=h, decay=1.0, optimizer="sgd").fit(**d)
-    for k in start:
-        t2.params[k][...] = start[k]
-    t2.epochs = 1
-    t2.fit(**d)
-    for k in start:
-        sgd = (start[k] - t2.params[k]) / h / n_terms
-        # an l1 coordinate at 0 stays there (the clipped step), where |d loss| < its penalty
-        smooth = np.abs(start[k]) > 1e-3 if name == "enetlog" and k == "w" else ...
-        scale = np.abs(numeric[k]).max() + 1e-3
-        assert np.abs(sgd - numeric[k])[smooth].max() <= 1e-4 * scale, (name, k)
+
+    def smooth(k, v):
+        """An l1 coordinate at 0 stays there (the clipped step), where |d loss| < its penalty."""
+        mask = np.abs(v) > 1e-3 if name == "enetlog" and k == "w" else np.ones(v.shape, bool)
+        assert mask.any()
+        return mask
+    check_sgd_epoch_is_the_gradient(mod, d, n_terms, smooth, h=1e-7)
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_api_round_trip(compiled, name, tmp_path):
     mod = compiled(name)
     d = make_data(name)
-    base = None
-    for threads in (1, 2):
-        for sync in ("hogwild", "atomic", "lock"):
-            t = mod.Trainer(threads=threads, sync=sync, seed=0, epochs=5).fit(**d)
-            value = t.objective(**d)
-            assert np.isfinite(value)
-            base = value if base is None else base
-            assert value == pytest.approx(base, rel=0.05), (threads, sync)
+    t, value = check_sync_modes_agree(mod, d, epochs=5)
     labels = {"y", "S", "D", "h", "t", "rel", "g", "fx"} - {"X"}
     pred_data = {k: v for k, v in d.items() if k not in labels or name == "transe"}
     p = t.predict(**pred_data)
@@ -583,10 +550,9 @@ def test_api_round_trip(compiled, name, tmp_path):
     if name == "tempsoftmax":
         assert p.shape == (200, 3)
         np.testing.assert_allclose(p.sum(1), 1.0)
-    path = tmp_path / "m.npz"
-    t.save(str(path))
-    assert mod.Trainer.load(str(path)).objective(**d) == pytest.approx(value)
-    assert pickle.loads(pickle.dumps(t)).objective(**d) == pytest.approx(value)
+    back, again = saved_loaded_pickled(mod, t, tmp_path / "m.npz")
+    assert back.objective(**d) == pytest.approx(value)
+    assert again.objective(**d) == pytest.approx(value)
 
 
 @pytest.mark.parametrize("name", ["nmfkl", "glove", "twoblock", "sgns", "lmf"])

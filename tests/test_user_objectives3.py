@@ -18,17 +18,18 @@ start, live params, divergence, save/load/pickle, the CLI with its exit codes, t
 scikit-learn estimators with a user's own spec, and the Dask path.
 """
 import pickle
-import subprocess
-import sys
 import warnings
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from scipy.optimize import minimize
 
 import hogwild_dsl
-from conftest import lg, run_hogwildc, sgd_epoch_against_numeric, sig, signs, sparse_X, support
+from conftest import run_hogwildc
+from user_objective_checks import (assert_saved_params, check_sgd_epoch_is_the_gradient,
+                                   dask_client, flat_minimum, float32_params, huber, lg,
+                                   run_python, saved_loaded_pickled, sig, signs, softplus, sparse_X,
+                                   support)
 
 SPECS = {
     "poisson": """
@@ -266,16 +267,7 @@ train step 0.02, decay 0.97, epochs 60
 SAMPLED = {"transe"}
 
 
-# ---- numpy ------------------------------------------------------------------------------
-
-def softplus(z):
-    return np.logaddexp(0, z)
-
-
-def huber(z, delta):
-    a = np.abs(z)
-    return np.where(a <= delta, 0.5 * z * z, delta * (a - delta / 2))
-
+# ---- data and the numpy objective ------------------------------------------------------
 
 def make_data(name):
     rng = np.random.default_rng(7)
@@ -461,24 +453,6 @@ def transe_expected(p, d):
 
 # ---- references -------------------------------------------------------------------------
 
-def flat_minimum(f, shapes, starts, bounds=None):
-    """The best L-BFGS-B minimum of f(params dict) from the given flat starts."""
-    sizes = [int(np.prod(s)) for s in shapes.values()]
-
-    def unpack(q):
-        out, at = {}, 0
-        for (k, shape), size in zip(shapes.items(), sizes):
-            out[k] = q[at:at + size].reshape(shape)
-            at += size
-        return out
-    best = np.inf
-    for x0 in starts:
-        res = minimize(lambda q: f(unpack(q)), x0, method="L-BFGS-B", bounds=bounds,
-                       options={"maxiter": 20000, "maxfun": 10 ** 6, "ftol": 1e-15, "gtol": 1e-10})
-        best = min(best, res.fun)
-    return best
-
-
 def reference(name, d):
     """An independent optimum of the same objective (scikit-learn where it has the model)."""
     f = lambda p: objective(name, p, d)            # noqa: E731
@@ -574,10 +548,10 @@ def test_degree_split_counts_the_targets_of_one_line_together(compiled):
     assert t.objective(**d) == pytest.approx(objective("rescal", t.params, d), rel=1e-12)
 
 
-def interior(name, k, start):
-    """The coordinates where the objective is smooth and no projection acts (allforms' and
-    enet's l1 coordinates at 0, points on a constraint's boundary, simplex rows)."""
-    v = start[k]
+def interior(name, k, v):
+    """The coordinates of param k at v where the objective is smooth and no projection acts
+    (allforms' and enet's l1 coordinates at 0, points on a constraint's boundary, simplex
+    rows)."""
     if name == "enet" and k == "w":
         return np.abs(v) > 1e-3
     if name != "allforms":
@@ -597,11 +571,8 @@ def test_sgd_step_is_the_gradient(compiled, name):
     """One epoch of tiny steps moves the params by step * N * grad(objective), checked against
     central differences of objective() at a trained point."""
     d = make_data(name)
-    start, sgd, numeric = sgd_epoch_against_numeric(compiled(name), d, n_terms(name, d))
-    for k in start:
-        mask = interior(name, k, start)
-        scale = np.abs(numeric[k]).max() + 1e-3
-        assert np.abs(sgd[k] - numeric[k])[mask].max(initial=0) <= 1e-4 * scale, (name, k)
+    check_sgd_epoch_is_the_gradient(compiled(name), d, n_terms(name, d),
+                                    lambda k, v: interior(name, k, v))
 
 
 OPTIMA = sorted(set(SPECS) - {"transe", "rpca", "allforms"})
@@ -744,9 +715,7 @@ def test_load_options_and_the_module_surface(tmp_path, hog_cache_dir):
     d = make_data("rescal")
     assert c.Trainer(threads=1, epochs=0).fit(**d).params["G"].shape == (2, 2, 2)
     t = f.Trainer(threads=1, seed=0, epochs=5).fit(**d)
-    assert {v.dtype for v in t.params.values()} == {np.dtype(np.float32)}
-    p64 = {k: v.astype(np.float64) for k, v in t.params.items()}
-    assert t.objective(**d) == pytest.approx(objective("rescal", p64, d), rel=1e-5)
+    assert t.objective(**d) == pytest.approx(objective("rescal", float32_params(t), d), rel=1e-5)
     ir = hogwild_dsl.check(SPECS["rescal"])
     assert ir is not None
     for bad in (dict(consts={"k": -1}), dict(consts={"kk": 2}), dict(dtype="float16")):
@@ -859,12 +828,8 @@ def test_save_load_pickle_and_a_foreign_file(compiled, tmp_path):
     mod = compiled("weston")
     d = make_data("weston")
     t = mod.Trainer(threads=1, seed=0, epochs=5, optimizer="adagrad", step=0.1).fit(**d)
-    path = tmp_path / "weston.npz"
-    t.save(str(path))
-    np.testing.assert_array_equal(np.load(path)["W"], t.params["W"])
-    back = mod.Trainer.load(str(path))
+    back, again = saved_loaded_pickled(mod, t, tmp_path / "weston.npz")
     np.testing.assert_array_equal(back.predict(X=d["X"]), t.predict(X=d["X"]))
-    again = pickle.loads(pickle.dumps(t))
     assert again.objective(**d) == t.objective(**d)
     for x in (back, again):             # the accumulators travel: both continue alike
         x.threads, x.epochs = 1, 2
@@ -983,28 +948,23 @@ def test_sklearn_recommender_with_a_user_spec():
 # ---- Dask ----------------------------------------------------------------------------------
 
 def test_dask_fit_of_user_specs(compiled, hog_cache_dir):
-    dd = pytest.importorskip("distributed")
+    pytest.importorskip("distributed")
     da = pytest.importorskip("dask.array")
-    cluster = dd.LocalCluster(processes=True, n_workers=2, threads_per_worker=1,
-                              dashboard_address=None)
-    try:
-        with dd.Client(cluster) as client:
-            from hogwild_dsl import distributed
-            d = make_data("rescal")          # index data and a degree over two targets
-            t = distributed.fit(compiled("rescal"), client, epochs=60, seed=0, **d)
-            assert t.objective(**d) == pytest.approx(objective("rescal", t.params, d), rel=1e-10)
-            start = objective("rescal", compiled("rescal").Trainer(epochs=0).fit(**d).params, d)
-            assert objective("rescal", t.params, d) < 0.85 * start
-            d = make_data("gamma")
-            X = da.from_array(d["X"], chunks=(50, 5))
-            y = da.from_array(d["y"], chunks=50)
-            t = distributed.fit(compiled("gamma"), client, epochs=60, seed=0, X=X, y=y)
-            value = objective("gamma", t.params, d)
-            assert t.objective(**d) == pytest.approx(value, rel=1e-10)
-            ref = reference("gamma", d)
-            assert value <= ref + 0.02 * abs(ref), (value, ref)
-    finally:
-        cluster.close()
+    with dask_client() as client:
+        from hogwild_dsl import distributed
+        d = make_data("rescal")          # index data and a degree over two targets
+        t = distributed.fit(compiled("rescal"), client, epochs=60, seed=0, **d)
+        assert t.objective(**d) == pytest.approx(objective("rescal", t.params, d), rel=1e-10)
+        start = objective("rescal", compiled("rescal").Trainer(epochs=0).fit(**d).params, d)
+        assert objective("rescal", t.params, d) < 0.85 * start
+        d = make_data("gamma")
+        X = da.from_array(d["X"], chunks=(50, 5))
+        y = da.from_array(d["y"], chunks=50)
+        t = distributed.fit(compiled("gamma"), client, epochs=60, seed=0, X=X, y=y)
+        value = objective("gamma", t.params, d)
+        assert t.objective(**d) == pytest.approx(value, rel=1e-10)
+        ref = reference("gamma", d)
+        assert value <= ref + 0.02 * abs(ref), (value, ref)
 
 
 # ---- the command line ----------------------------------------------------------------------
@@ -1030,10 +990,7 @@ def test_cli_check_compile_train_and_exit_codes(tmp_path, hog_cache_dir, compile
     code = ("import numpy as np, out32.u3_rescal as m; d = {k: np.load(k + '.npy') for k in "
             "('h', 'rel', 't', 'y')}; t = m.Trainer(threads=1, epochs=1).fit(**d); "
             "print(t.params['G'].shape, t.params['G'].dtype)")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=tmp_path, timeout=300)
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.strip() == "(2, 2, 2) float32"
+    assert run_python(tmp_path, code) == "(2, 2, 2) float32"
 
     # an entry block with a companion weight file, as triplets with a header and a timestamp
     # (one entry per pair here; a pair given twice is two terms: tests/test_data.py)
@@ -1055,9 +1012,7 @@ def test_cli_check_compile_train_and_exit_codes(tmp_path, hog_cache_dir, compile
     assert res.returncode == 0, res.stderr
     t = compiled("wmf").Trainer(threads=1, epochs=4, step=0.02, sync="atomic",
                                 optimizer="adagrad").fit(**d)
-    saved = np.load(tmp_path / "wmf.npz")
-    for k, v in t.params.items():
-        np.testing.assert_allclose(saved[k], v, rtol=1e-12, atol=1e-15)
+    assert_saved_params(tmp_path / "wmf.npz", t, atol=1e-15)
     for args, needle in ((("--data", "r=r.csv", "--data", "cc=c.csv"), "cc"),
                          (("--data", "r=r.csv", "--data", "c=missing.csv"), "missing.csv"),
                          (("--data", "r=r.csv"), "c"),

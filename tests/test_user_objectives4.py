@@ -21,7 +21,6 @@ independent optimum (scikit-learn or scipy L-BFGS-B on the same objective); ever
 under a different pair of update rule and sync mode, saves, loads and pickles; a few build in
 float32.
 """
-import pickle
 import warnings
 
 import numpy as np
@@ -31,8 +30,9 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp, log_softmax
 
 import hogwild_dsl
-from conftest import (lg, numeric_gradient, sgd_epoch_against_numeric, sig, signs, sparse_X,
-                      support)
+from user_objective_checks import (check_sgd_epoch_is_the_gradient, dask_client, flat_minimum,
+                                   float32_params, lg, numeric_gradient, saved_loaded_pickled,
+                                   sig, signs, sparse_X, support)
 
 SPECS = {
     "cauchy": """
@@ -458,25 +458,6 @@ SHAPES = {"cauchy": {"w": (4,), "b": ()}, "focal": {"w": (8,), "b": ()},
           "pmf": {"W": (12, 2), "H": (10, 2)}, "softclust": {"C": (3, 3)}}
 
 
-def unpack(shapes, q):
-    out, at = {}, 0
-    for k, shape in shapes.items():
-        size = int(np.prod(shape))
-        out[k] = q[at:at + size].reshape(shape)
-        at += size
-    return out
-
-
-def flat_minimum(f, shapes, starts, bounds=None):
-    """The best L-BFGS-B minimum of f(params dict) from the given flat starts."""
-    best = np.inf
-    for x0 in starts:
-        res = minimize(lambda q: f(unpack(shapes, q)), x0, method="L-BFGS-B", bounds=bounds,
-                       options={"maxiter": 20000, "maxfun": 10 ** 6, "ftol": 1e-15, "gtol": 1e-10})
-        best = min(best, res.fun)
-    return best
-
-
 def flat(params, shapes):
     return np.concatenate([np.ravel(params[k]) for k in shapes])
 
@@ -565,9 +546,8 @@ def test_objective_is_the_numpy_objective(compiled, name):
             assert value == pytest.approx(objective(name, t.params, d), rel=1e-10, abs=1e-13)
 
 
-def interior(name, k, start):
-    """The coordinates where the objective is smooth and no projection acts."""
-    v = start[k]
+def interior(name, k, v):
+    """The coordinates of param k at v where the objective is smooth and no projection acts."""
     if name == "boxl1" and k == "W":
         return (np.abs(v) > 1e-3) & (np.abs(v) < 1 - 1e-3)
     if name == "gaussnll" and k == "sigma":
@@ -582,11 +562,8 @@ def test_sgd_step_is_the_gradient(compiled, name):
     """One epoch of tiny steps moves the params by step * N * grad(objective), checked against
     central differences of objective() at a trained point."""
     d = make_data(name)
-    start, sgd, numeric = sgd_epoch_against_numeric(compiled(name), d, n_terms(name, d))
-    for k in start:
-        mask = interior(name, k, start)
-        scale = np.abs(numeric[k]).max() + 1e-3
-        assert np.abs(sgd[k] - numeric[k])[mask].max(initial=0) <= 1e-4 * scale, (name, k)
+    check_sgd_epoch_is_the_gradient(compiled(name), d, n_terms(name, d),
+                                    lambda k, v: interior(name, k, v))
 
 
 @pytest.mark.parametrize("name", sorted(set(SPECS) - SAMPLED))
@@ -732,12 +709,7 @@ def test_save_load_pickle_and_predict_without_labels(compiled, name, tmp_path):
         given = {k: v for k, v in d.items() if k != LABELS[name] and not
                  (name == "triplet" and k == "pop")}
         pred = t.predict(**given)
-    path = tmp_path / f"{name}.npz"
-    t.save(str(path))
-    back = mod.Trainer.load(str(path))
-    again = pickle.loads(pickle.dumps(t))
-    for k, v in t.params.items():
-        np.testing.assert_array_equal(np.load(path)[k], v)
+    back, again = saved_loaded_pickled(mod, t, tmp_path / f"{name}.npz")
     if given is not None:
         np.testing.assert_array_equal(back.predict(**given), pred)
         np.testing.assert_array_equal(again.predict(**given), pred)
@@ -818,9 +790,8 @@ def test_float32(hog_cache_dir, compiled, name):
     mod = hogwild_dsl.load(text=SPECS[name], dtype="float32", cache_dir=hog_cache_dir)
     d = make_data(name)
     t = mod.Trainer(threads=2, seed=0).fit(**d)
-    assert {v.dtype for v in t.params.values()} == {np.dtype(np.float32)}
+    p64 = float32_params(t)
     assert holds(name, t.params)
-    p64 = {k: v.astype(np.float64) for k, v in t.params.items()}
     value = objective(name, p64, d)
     if name not in SAMPLED:
         assert t.objective(**d) == pytest.approx(value, rel=1e-5)
@@ -983,20 +954,15 @@ def test_dask_averages_coordinates_reached_through_a_second_index_datum(load_spe
     weight 0 on every worker, so the averaging kept their old values and the Dask fit never
     trained b[2], b[3] (objective 0.25 against 0 locally). Each index datum is now its own
     way of reaching a row."""
-    dd = pytest.importorskip("distributed")
+    pytest.importorskip("distributed")
     from hogwild_dsl import distributed
     d = two_index_data()
     spec = hogwild_dsl.check(TWO_INDEX)
     np.testing.assert_array_equal(distributed.touches(spec, d, {"grp": 4})["b"],
                                   np.bincount(d["y1"], minlength=4) + np.bincount(d["y2"]))
     mod = load_spec(text=TWO_INDEX)
-    cluster = dd.LocalCluster(processes=True, n_workers=2, threads_per_worker=1,
-                              dashboard_address=None)
-    try:
-        with dd.Client(cluster) as client:
-            t = distributed.fit(mod, client, epochs=30, seed=0, **d)
-    finally:
-        cluster.close()
+    with dask_client() as client:
+        t = distributed.fit(mod, client, epochs=30, seed=0, **d)
     assert np.all(t.params["b"][2:] != 0)
     assert t.objective(**d) < 1e-6
 
@@ -1009,21 +975,16 @@ def test_dask_keeps_one_optimizer_state_per_coordinate(compiled):
     rounds_per_epoch=3 each coordinate's sums were split three ways (label smoothing under
     adagrad_row: 0.828 against 0.782 with one round per epoch). The state now travels with
     its rows under DSGD, and a shard's parts share one under averaging."""
-    dd = pytest.importorskip("distributed")
+    pytest.importorskip("distributed")
     from hogwild_dsl import distributed
     pmf, lsm = compiled("pmf"), compiled("lsmooth")
     d, e = make_data("pmf"), make_data("lsmooth")
     start = pmf.Trainer(threads=1, seed=0, epochs=0).fit(**d).objective(**d)
     local = pmf.Trainer(threads=1, seed=0, epochs=60).fit(**d).objective(**d)
-    cluster = dd.LocalCluster(processes=True, n_workers=2, threads_per_worker=1,
-                              dashboard_address=None)
-    try:
-        with dd.Client(cluster) as client:
-            t = distributed.fit(pmf, client, epochs=60, seed=0, **d)
-            one, three = (distributed.fit(lsm, client, epochs=40, seed=0, rounds_per_epoch=r,
-                                          **e).objective(**e) for r in (1, 3))
-    finally:
-        cluster.close()
+    with dask_client() as client:
+        t = distributed.fit(pmf, client, epochs=60, seed=0, **d)
+        one, three = (distributed.fit(lsm, client, epochs=40, seed=0, rounds_per_epoch=r,
+                                      **e).objective(**e) for r in (1, 3))
     assert t.history[0]["objective"] < start
     assert t.objective(**d) < 1.2 * local
     assert three < 1.01 * one, (one, three)

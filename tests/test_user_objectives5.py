@@ -19,9 +19,6 @@ against their distribution, 2-thread fits (>= 5000 terms) in every sync mode and
 against serial, warm start / save / load / pickle continuing a fit exactly, float32,
 validation with patience, `check`'s errors on what LANGUAGE.md says is invalid, and the CLI.
 """
-import pickle
-import subprocess
-import sys
 import warnings
 
 import numpy as np
@@ -30,7 +27,10 @@ import scipy.sparse as sp
 from scipy.special import softmax
 
 import hogwild_dsl
-from conftest import lg, run_hogwildc, sgd_epoch_against_numeric, sig, sparse_X
+from conftest import run_hogwildc
+from user_objective_checks import (check_patience_kept_the_best, float32_params, huber, lg,
+                                   run_python, saved_loaded_pickled, sgd_epoch_against_numeric,
+                                   sig, sparse_X)
 
 SPECS = {
     # Crammer-Singer multiclass hinge; argmax predict; l1 on a sparse row's support
@@ -365,10 +365,6 @@ def split(rows_per_term, p, lam, kind="l2"):
     return sum(lam * pen(p[q]) / deg[q] for rows in rows_per_term for q in np.unique(rows))
 
 
-def huber(z, delta):
-    return np.where(np.abs(z) <= delta, 0.5 * z * z, delta * (np.abs(z) - delta / 2))
-
-
 def reference(name, p, d):
     """(objective, predict) of spec `name` at params p on data d, in numpy."""
     if name == "cs":
@@ -646,10 +642,8 @@ def test_two_fits_continue_one(compiled, tmp_path, optimizer):
     kw = dict(threads=1, seed=0, decay=0.8, optimizer=optimizer, order="stored")
     full = mod.Trainer(epochs=4, **kw).fit(**d)
     half = mod.Trainer(epochs=2, **kw).fit(**d)
-    half.save(tmp_path / "half.npz")
-    loaded = mod.Trainer.load(tmp_path / "half.npz")
+    loaded, pickled = saved_loaded_pickled(mod, half, tmp_path / "half.npz")
     loaded.threads, loaded.order = 1, "stored"
-    pickled = pickle.loads(pickle.dumps(half))
     for t in (half, loaded, pickled):
         t.fit(**d)
         for k in full.params:
@@ -663,16 +657,13 @@ def test_float32_build(tmp_path):
     mod = hogwild_dsl.load(text=SPECS["ffm"], dtype="float32")
     d = small("ffm")
     t = mod.Trainer(threads=1, seed=0, epochs=3).fit(**d)
-    assert {v.dtype for v in t.params.values()} == {np.dtype(np.float32)}
-    obj, pred = reference("ffm", {k: v.astype(np.float64) for k, v in t.params.items()}, d)
+    obj, pred = reference("ffm", float32_params(t), d)
     assert t.objective(**d) == pytest.approx(obj, rel=1e-5)
     np.testing.assert_allclose(t.predict(X=d["X"], fld=d["fld"]), pred, rtol=1e-5)
-    t.save(tmp_path / "m.npz")
-    back = mod.Trainer.load(tmp_path / "m.npz")
+    back, pickled = saved_loaded_pickled(mod, t, tmp_path / "m.npz")
     for k in t.params:
         np.testing.assert_array_equal(back.params[k], t.params[k])
-    back = pickle.loads(pickle.dumps(t))
-    assert back.params["V"].dtype == np.float32
+    assert pickled.params["V"].dtype == np.float32
 
 
 def test_validation_with_patience_keeps_the_best_epoch(compiled):
@@ -685,10 +676,7 @@ def test_validation_with_patience_keeps_the_best_epoch(compiled):
     yv = np.asarray((Xv @ W).argmax(1)).ravel()
     t = mod.Trainer(threads=1, seed=0, epochs=40, step=0.5, decay=1.0, optimizer="sgd",
                     patience=3).fit(X=X, y=y, validation={"X": Xv, "y": yv})
-    vo = [h["validation_objective"] for h in t.history]
-    best = int(np.argmin(vo))
-    assert len(vo) == best + 1 + 3 < 40
-    assert t.objective(X=Xv, y=yv) == pytest.approx(vo[best], rel=1e-12)
+    check_patience_kept_the_best(t, {"X": Xv, "y": yv}, 3, epochs=40)
     with pytest.raises(hogwild_dsl.DataError, match="'y'"):
         mod.Trainer(threads=1, epochs=1).fit(X=X, y=y, validation={"X": Xv, "y": yv + C})
 
@@ -813,9 +801,7 @@ def test_cli_check_compile_train_on_files(tmp_path, hog_cache_dir, compiled):
     assert res.returncode == 0, res.stderr
     code = ("import numpy as np, gen.u5_bprt as m; i = np.arange(3); "
             "print(m.Trainer(epochs=0).fit(tu=i, ti=i, tj=i).params['P'].shape)")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=tmp_path, timeout=600)
-    assert res.stdout.strip() == "(3, 6)", res.stderr
+    assert run_python(tmp_path, code) == "(3, 6)"
     d = small("ordinal")
     sp.save_npz(tmp_path / "X.npz", d["X"])
     np.savetxt(tmp_path / "Yk.csv", d["Yk"], delimiter=",")

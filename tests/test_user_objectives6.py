@@ -22,14 +22,16 @@ update rule (sgd, adagrad, adagrad_row) in every sync mode: p - step * g, AdaGra
 the whole gradient of each coordinate, the l1 clip and the projections, to 1e-10; float32
 builds; the CLI on svmlight / npy / csv triplets / npz files and its errors.
 """
-import itertools
-
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
 import hogwild_dsl
 from conftest import SPECS as SHIPPED, run_hogwildc
+from user_objective_checks import (RULES, SYNCS, ab, assert_saved_params, check_float32_build,
+                                   check_objective_and_predict, check_one_step,
+                                   check_sampled_step_at_its_draws, complex_step, entries,
+                                   onto_simplex, rows_of, rule_step, sq, stepped, sX)
 
 SPECS = {
     # multinomial logit; names that shadow functions (a param `softmax`, a let `logsumexp`, data
@@ -303,25 +305,6 @@ def softmax(Z):
     return np.exp(Z - lse(Z)[..., None])
 
 
-def rows_of(X):
-    X = sp.csr_matrix(X)
-    return [X.indices[X.indptr[i]:X.indptr[i + 1]] for i in range(X.shape[0])]
-
-def touched(rows):
-    """The rows some term touches."""
-    return np.unique(np.concatenate([np.asarray(r, int).ravel() for r in rows] + [[]])).astype(int)
-
-
-def touched_sq(p, rows):
-    """The degree split of an l2 penalty summed over an epoch (lambda left out): the squared
-    norm of the touched rows."""
-    return (p[touched(rows)] ** 2).sum()
-
-
-def touched_abs(p, rows):
-    return cabs(p[touched(rows)]).sum()
-
-
 def mv(X, W):
     """X @ W for sparse or dense X, W complex too."""
     return sp.csr_matrix(X) @ W if sp.issparse(X) else X @ W
@@ -335,14 +318,14 @@ def reference(name, p, d, draws=None):
         Z = mv(X, p["softmax"]) + \
             p["a_rather_long_name_for_the_intercept_of_every_class_in_this_model"]
         L = d["max"] * (lse(Z) - Z[np.arange(n), y])
-        return L.mean() + 1e-2 * touched_sq(p["softmax"], rows_of(X)) / n, softmax(Z)
+        return L.mean() + 1e-2 * sq(p["softmax"], rows_of(X)) / n, softmax(Z)
     if name == "pinball":
         X, y, tau = d["X"], d["y"], d["tau"]
         n = X.shape[0]
         F = mv(X, p["W"]) + p["b"]
         R = y[:, None] - F
         L = cmax(tau * R, (tau - 1) * R).sum(1)
-        reg = 1e-3 * (touched_sq(p["W"], rows_of(X)) + (p["b"] ** 2).sum())
+        reg = 1e-3 * (sq(p["W"], rows_of(X)) + (p["b"] ** 2).sum())
         return L.mean() + reg / n, F
     if name == "powlink":
         X, y = d["X"], d["y"]
@@ -357,8 +340,8 @@ def reference(name, p, d, draws=None):
         z = mv(X, p["w"])
         th = p["theta"]
         L = -np.log(cabs(sig(th[hi] - z) - sig(th[lo] - z)) + 1e-3)
-        reg = 0.1 * touched_sq(th, [[a, b] for a, b in zip(lo, hi)]) + \
-            1e-3 * touched_sq(p["w"], rows_of(X))
+        reg = 0.1 * sq(th, [[a, b] for a, b in zip(lo, hi)]) + \
+            1e-3 * sq(p["w"], rows_of(X))
         return L.mean() + reg / n, z
     if name == "warp":
         S = sp.coo_matrix(d["seen"])
@@ -384,21 +367,21 @@ def reference(name, p, d, draws=None):
                         for a in range(len(js)) for b in range(len(js)))
             z.append(xs @ w[js] + 0.5 * inter)
         z = np.array(z)
-        reg = 1e-3 * (touched_sq(w, rows_of(X)) + touched_sq(V, rows_of(X)))
+        reg = 1e-3 * (sq(w, rows_of(X)) + sq(V, rows_of(X)))
         return ((z - y) ** 2).mean() + reg / n, z
     if name == "tucker":
         ia, ib, ic = d["ia"], d["ib"], d["ic"]
         n = ia.size
         s = np.einsum("pqr,tp,tq,tr->t", p["G"], p["A"][ia], p["B"][ib], p["C"][ic])
-        reg = 1e-2 * (touched_sq(p["A"], [[a] for a in ia]) + touched_sq(p["B"], [[a] for a in ib])
-                      + touched_sq(p["C"], [[a] for a in ic]))
+        reg = 1e-2 * (sq(p["A"], [[a] for a in ia]) + sq(p["B"], [[a] for a in ib])
+                      + sq(p["C"], [[a] for a in ic]))
         return ((s - d["val"]) ** 2).mean() + reg / n, s
     if name == "cmf":
         R, T = sp.coo_matrix(d["R"]), sp.coo_matrix(d["T"])
         P, Q, S = p["P"], p["Q"], p["S"]
         pr = (P[R.row] * Q[R.col]).sum(1)
         tot = ((pr - R.data) ** 2).sum()
-        tot += 1e-2 * (touched_abs(P, [[a] for a in R.row]) + touched_abs(Q, [[a] for a in R.col]))
+        tot += 1e-2 * (ab(P, [[a] for a in R.row]) + ab(Q, [[a] for a in R.col]))
         tot += (0.5 * ((Q[T.row] * S[T.col]).sum(1) - T.data) ** 2).sum()
         tot += 2e-2 * ((Q[T.row] ** 2).sum() + (S[T.col] ** 2).sum())
         return tot / (R.nnz + T.nnz), pr
@@ -429,7 +412,7 @@ def reference(name, p, d, draws=None):
         nrm = np.sqrt(np.asarray(X.multiply(X).sum(1)).ravel())
         z = X @ w + (X @ np.exp(v)) / (1 + rs) - nrm * (X @ (v ** 2))
         L = cmax(0 * z, 1 - y * z) ** 2
-        reg = 1e-2 * (touched_sq(w, rows_of(X)) + touched_sq(v, rows_of(X)))
+        reg = 1e-2 * (sq(w, rows_of(X)) + sq(v, rows_of(X)))
         return L.mean() + reg / n, np.sign(re(z))
     if name == "grouped":
         r, g = sp.coo_matrix(d["r"]), d["g"]
@@ -437,7 +420,7 @@ def reference(name, p, d, draws=None):
         Vr = V[r.row, g[r.col]]
         s = (Vr * Q[r.col]).sum(1)
         tot = ((s - r.data) ** 2).sum() + 1e-2 * (Vr ** 2).sum() + \
-            1e-2 * touched_sq(Q, [[a] for a in r.col])
+            1e-2 * sq(Q, [[a] for a in r.col])
         return tot / r.nnz, Vr * Q[r.col]
     raise KeyError(name)
 
@@ -446,58 +429,46 @@ def small(name, seed=0):
     """A small data set for spec `name`."""
     rng = np.random.default_rng(seed)
 
-    def sX(n, m, dens=0.4):      # non-negative rows, none empty
-        X = sp.random(n, m, density=dens, random_state=seed, format="csr",
-                      data_rvs=lambda k: rng.uniform(0.2, 1, k))
-        X = X + sp.csr_matrix((np.full(n, 0.5), (np.arange(n), np.arange(n) % m)), shape=(n, m))
-        return sp.csr_matrix(X)
-
-    def entries(n, m, lo, hi, shift=0):
-        r = sp.random(n, m, density=0.5, random_state=seed + shift, format="coo")
-        r.data = rng.uniform(lo, hi, r.nnz)
-        return r
     if name == "mlogit":
         y = rng.integers(0, 4, 30)
         y[:4] = np.arange(4)
-        return dict(X=sX(30, 7), y=y, max=rng.uniform(0.5, 2, 30))
+        return dict(X=sX(rng, 30, 7, seed), y=y, max=rng.uniform(0.5, 2, 30))
     if name == "pinball":
-        return dict(X=sX(30, 6), y=rng.normal(size=30), tau=np.array([0.1, 0.5, 0.9]))
+        return dict(X=sX(rng, 30, 6, seed), y=rng.normal(size=30), tau=np.array([0.1, 0.5, 0.9]))
     if name == "powlink":
         return dict(X=rng.uniform(0, 1, (20, 4)), y=rng.uniform(1, 3, 20))
     if name == "cumlogit":
         level = rng.integers(0, 4, 30)
-        return dict(X=sX(30, 6), lo=level, hi=level + 1)
+        return dict(X=sX(rng, 30, 6, seed), lo=level, hi=level + 1)
     if name == "warp":
-        return dict(seen=sp.csr_matrix(entries(5, 6, 1, 1)))
+        return dict(seen=sp.csr_matrix(entries(rng, 5, 6, 1, 1, seed)))
     if name == "fwfm":
         fld = rng.integers(0, 3, 7)
         fld[:3] = np.arange(3)
-        return dict(X=sX(25, 7), fld=fld, y=rng.normal(size=25))
+        return dict(X=sX(rng, 25, 7, seed), fld=fld, y=rng.normal(size=25))
     if name == "tucker":
         return dict(ia=rng.integers(0, 4, 30), ib=rng.integers(0, 3, 30),
                     ic=rng.integers(0, 5, 30), val=rng.normal(size=30))
     if name == "cmf":
-        return dict(R=entries(6, 5, 1, 3), T=entries(5, 4, 0, 1, shift=1))
+        return dict(R=entries(rng, 6, 5, 1, 3, seed), T=entries(rng, 5, 4, 0, 1, seed + 1))
     if name == "archetype":
         return dict(X=rng.normal(size=(20, 5)))
     if name == "nnenet":
         X = rng.normal(size=(30, 6))
         return dict(X=X, y=X @ np.array([1, 0, 0, 2, 0, 0.5]) + 0.1 * rng.normal(size=30))
     if name == "huberball":
-        return dict(X=sX(30, 6), y=rng.normal(size=30), wt=rng.uniform(0.5, 2, 30))
+        return dict(X=sX(rng, 30, 6, seed), y=rng.normal(size=30), wt=rng.uniform(0.5, 2, 30))
     if name == "rowforms":
-        return dict(X=sX(30, 6), y=np.where(rng.random(30) < .5, -1.0, 1.0))
+        return dict(X=sX(rng, 30, 6, seed), y=np.where(rng.random(30) < .5, -1.0, 1.0))
     if name == "grouped":
         g = rng.integers(0, 3, 6)
         g[:3] = np.arange(3)
-        return dict(r=entries(5, 6, 1, 3), g=g)
+        return dict(r=entries(rng, 5, 6, 1, 3, seed), g=g)
     raise KeyError(name)
 
 
 SAMPLED = ["warp"]
 PLAIN = [n for n in SPECS if n not in SAMPLED]
-RULES = ["sgd", "adagrad", "adagrad_row"]
-SYNCS = ["hogwild", "atomic", "lock"]
 LABELS = {"mlogit": ["y"], "pinball": ["y"], "powlink": ["y"], "cumlogit": ["lo", "hi"],
           "fwfm": ["y"], "tucker": ["val"], "nnenet": ["y"], "huberball": ["y", "wt"],
           "rowforms": ["y"]}
@@ -520,19 +491,6 @@ def one_term(name, d):
     return {k: (v if k in ("tau", "fld") else v[:1]) for k, v in d.items()}
 
 
-def complex_step(f, p):
-    """The gradient of f at params p: Im f(p + 1e-30 i e_j) / 1e-30 per coordinate."""
-    grads = {}
-    for k, v in p.items():
-        g = np.zeros(v.shape)
-        for j in np.ndindex(v.shape):
-            q = {kk: vv.astype(complex) for kk, vv in p.items()}
-            q[k][j] += 1e-30j
-            g[j] = np.imag(f(q)) / 1e-30
-        grads[k] = g
-    return grads
-
-
 def l1_targets(name, d):
     """param -> (lambda, the coordinates the one term's `reg l1` covers, deg 1)."""
     if name == "cmf":
@@ -546,11 +504,8 @@ def l1_targets(name, d):
 def project(name, k, v, d):
     """The spec's constraint on what one term's step touched."""
     v = v.copy()
-    if name == "archetype" and k == "Z":        # Euclidean projection onto the simplex
-        u = np.sort(v[0])[::-1]
-        css = np.cumsum(u)
-        r = np.nonzero(u * np.arange(1, u.size + 1) > css - 1)[0][-1]
-        v[0] = np.maximum(v[0] - (css[r] - 1) / (r + 1), 0)
+    if name == "archetype" and k == "Z":
+        v[0] = onto_simplex(v[0])
     if name == "cmf" and k == "Q":
         for row in set(d["R"].tocoo().col) | set(d["T"].tocoo().row):
             v[row] *= min(1, 1 / np.linalg.norm(v[row]))
@@ -564,44 +519,12 @@ def project(name, k, v, d):
 
 
 def one_step(name, p, d, step, rule, draws=None):
-    """API.md's update of one term at p: the smooth part's gradient g of each coordinate
-    (the whole gradient: every access of the term summed), scaled by AdaGrad's rule, then
-    the l1 clip (docs/language.md: the coordinate owes rate * lambda, never crosses 0) and
-    the projection."""
+    """One term's update at p by hand (rule_step) on the complex step of the reference."""
     def f(q):
         value = reference(name, q, d, draws)[0]
         return value if draws is None else value[0]
-    g, l1 = complex_step(f, p), l1_targets(name, d)
-    new = {}
-    for k in p:
-        gs = g[k].copy()
-        if k in l1:           # the complex step of cabs at 0 is +1: take the l1 part out
-            lam, at = l1[k]
-            gs[at] -= lam * np.where(p[k][at] >= 0, 1.0, -1.0)
-        if rule == "sgd":
-            rate = np.full(gs.shape, step)
-        elif rule == "adagrad" or gs.ndim < 2:
-            rate = step / np.sqrt(gs ** 2 + 1e-8)
-        else:                 # one sum per row: the mean of g^2 over the row
-            rate = step / np.sqrt((gs ** 2).mean(-1, keepdims=True) + 1e-8) * np.ones(gs.shape)
-        z = np.asarray(p[k] - rate * gs)
-        if k in l1:
-            lam, at = l1[k]
-            u = rate[at] * lam
-            z[at] = np.where(z[at] > 0, np.maximum(0, z[at] - u),
-                             np.where(z[at] < 0, np.minimum(0, z[at] + u), z[at]))
-        new[k] = project(name, k, z, d)
-    return new
-
-
-def stepped(mod, d, rule, sync, step=0.05, **kw):
-    """(params at init, params after one epoch of one thread)."""
-    t = mod.Trainer(threads=1, seed=0, epochs=0, step=step, decay=1.0, optimizer=rule,
-                    sync=sync, **kw).fit(**d)
-    before = {k: v.copy() for k, v in t.params.items()}
-    t.epochs = 1
-    t.fit(**d)
-    return before, {k: v.copy() for k, v in t.params.items()}
+    return rule_step(f, p, step, rule, l1_targets(name, d),
+                     lambda k, v: project(name, k, v, d), complex=True)
 
 
 # ---- the tests ---------------------------------------------------------------------------
@@ -609,13 +532,9 @@ def stepped(mod, d, rule, sync, step=0.05, **kw):
 @pytest.mark.parametrize("name", PLAIN)
 def test_objective_and_predict_match_numpy(compiled, name):
     """At the initial params and after three epochs; predict without the labels."""
-    mod, d = compiled(name), small(name)
-    for epochs in (0, 3):
-        t = mod.Trainer(threads=1, seed=0, epochs=epochs, step=0.01).fit(**d)
-        obj, pred = reference(name, {k: v.copy() for k, v in t.params.items()}, d)
-        assert t.objective(**d) == pytest.approx(obj, rel=1e-10, abs=1e-13)
-        unlabelled = {k: v for k, v in d.items() if k not in LABELS.get(name, [])}
-        np.testing.assert_allclose(t.predict(**unlabelled), pred, rtol=1e-10, atol=1e-13)
+    d = small(name)
+    check_objective_and_predict(compiled(name), d, lambda p: reference(name, p, d),
+                                {k: v for k, v in d.items() if k not in LABELS.get(name, [])})
 
 
 # Where one term writes one coordinate from several points of one access, AdaGrad adds each
@@ -627,15 +546,10 @@ APART = {("fwfm", "R")}
 @pytest.mark.parametrize("rule", RULES)
 @pytest.mark.parametrize("name", PLAIN)
 def test_one_step_is_the_update_rule_of_the_gradient(compiled, name, rule):
-    mod, d = compiled(name), one_term(name, small(name))
-    for sync in SYNCS:
-        before, after = stepped(mod, d, rule, sync)
-        want = one_step(name, before, d, 0.05, rule)
-        for k in before:
-            if rule != "sgd" and (name, k) in APART:
-                continue
-            np.testing.assert_allclose(after[k], want[k], rtol=0, atol=1e-10,
-                                       err_msg=f"{name} {k} {rule} {sync}")
+    d = one_term(name, small(name))
+    apart = {k for n, k in APART if n == name and rule != "sgd"}
+    check_one_step(compiled(name), d, lambda p: one_step(name, p, d, 0.05, rule), rule,
+                   atol=1e-10, skip=apart, what=name)
 
 
 @pytest.mark.parametrize("name", SAMPLED)
@@ -643,19 +557,11 @@ def test_sampled_step_is_the_gradient_at_its_draws(compiled, name):
     """On a 1 x 2 set the K draws are items 0 and 1: one sgd step is the gradient at one of
     the 2^K draw vectors (the reg's degrees the expected ones), in every sync mode; so is
     objective() (one fixed draw per term: two calls agree)."""
-    mod, d = compiled(name), one_term(name, small(name))
-    K = 3
-    combos = [np.array([c]) for c in itertools.product([0, 1], repeat=K)]
-    for sync in SYNCS:
-        before, after = stepped(mod, d, "sgd", sync)
-        err = min(max(np.abs(one_step(name, before, d, 0.05, "sgd", c)[k] - after[k]).max()
-                      for k in before) for c in combos)
-        assert err < 1e-10, (sync, err)
-    t = mod.Trainer(threads=1, seed=0, epochs=0).fit(**d)
-    p = {k: v.copy() for k, v in t.params.items()}
-    obj = t.objective(**d)
-    assert obj == t.objective(**d)
-    assert min(abs(reference(name, p, d, c)[0][0] - obj) for c in combos) < 1e-12
+    d = one_term(name, small(name))
+    check_sampled_step_at_its_draws(compiled(name), d,
+                                    lambda p, c: one_step(name, p, d, 0.05, "sgd", c),
+                                    lambda p, c: reference(name, p, d, c)[0][0], K=3,
+                                    atol=1e-10)
 
 
 SOFTMAX_BOUND = """model u6_softmax_bound
@@ -740,22 +646,11 @@ def test_shipped_ffm_adagrad_sums_the_pairs_of_one_field(load_spec):
 
 @pytest.mark.parametrize("name", ["mlogit"])
 def test_float32_builds(hog_cache_dir, name):
-    """dtype="float32": params in single precision, objective() the numpy objective of them,
-    one step of each rule the rule's step (single-precision tolerances)."""
     mod = hogwild_dsl.load(text=SPECS[name], dtype="float32", cache_dir=hog_cache_dir)
     d = small(name)
-    t = mod.Trainer(threads=1, seed=0, epochs=3, step=0.01).fit(**d)
-    assert all(v.dtype == np.float32 for v in t.params.values())
-    p = {k: v.astype(np.float64) for k, v in t.params.items()}
-    assert t.objective(**d) == pytest.approx(reference(name, p, d)[0], rel=1e-5)
     d1 = one_term(name, d)
-    for rule in RULES:
-        before, after = stepped(mod, d1, rule, "hogwild")
-        want = one_step(name, {k: v.astype(np.float64) for k, v in before.items()}, d1, 0.05,
-                        rule)
-        for k in before:
-            np.testing.assert_allclose(after[k], want[k], rtol=0, atol=2e-6,
-                                       err_msg=f"{name} {k} {rule}")
+    check_float32_build(mod, d, lambda p: reference(name, p, d)[0], d1,
+                        lambda p, rule: one_step(name, p, d1, 0.05, rule), atol=2e-6)
 
 
 def test_cli_on_user_files(tmp_path, hog_cache_dir):
@@ -779,9 +674,7 @@ def test_cli_on_user_files(tmp_path, hog_cache_dir):
     assert res.returncode == 0, res.stderr
     mod = hogwild_dsl.load(text=SPECS["mlogit"], cache_dir=hog_cache_dir)
     t = mod.Trainer(threads=1, epochs=3, optimizer="adagrad").fit(**d)
-    saved = np.load(tmp_path / "m.npz")
-    for k, v in t.params.items():
-        np.testing.assert_allclose(saved[k], v, rtol=1e-12, atol=1e-14)
+    assert_saved_params(tmp_path / "m.npz", t)
 
     c = small("cmf")
     R, T = c["R"], c["T"]

@@ -25,15 +25,21 @@ save/load, pickling, validation with patience, 2-thread fits in every sync mode,
 exact zeros, and `hogwildc check/compile/train`. Regressions of the bugs this round found
 close the file (the distributed ones are in tests/test_distributed.py).
 """
-import itertools
-import pickle
-
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
 import hogwild_dsl
 from conftest import run_hogwildc
+from user_objective_checks import (RULES, SYNCS, ab, assert_saved_params,
+                                   check_epoch_of_tiny_steps, check_fit_lowers_the_objective,
+                                   check_float32_build, check_objective_and_predict,
+                                   check_one_step, check_patience_kept_the_best,
+                                   check_sampled_step_at_its_draws,
+                                   check_steps_where_draws_meet_nothing,
+                                   check_two_fits_continue_one, check_two_threads_near_serial,
+                                   cover, each, entries, fd_gradient, huber, lg, lse, onto_simplex,
+                                   params_of, rows_of, rule_step, sig, sq, stepped, sX)
 
 SPECS = {
     # DistMult knowledge-graph scoring, one sampled corrupt tail, adagrad_row
@@ -338,49 +344,6 @@ train step 0.05, epochs 10, order stored
 
 # ---- numpy references ------------------------------------------------------------------
 
-def lg(z):
-    """logistic(z) = log(1 + exp(-z)), stably."""
-    return np.logaddexp(0, -z)
-
-
-def sig(z):
-    return 0.5 * (1 + np.tanh(0.5 * z))
-
-
-def lse(Z):
-    m = Z.max(axis=-1, keepdims=True)
-    return (m + np.log(np.exp(Z - m).sum(-1, keepdims=True)))[..., 0]
-
-
-def huber(z, d):
-    return np.where(np.abs(z) <= d, 0.5 * z * z, d * (np.abs(z) - d / 2))
-
-
-def rows_of(X):
-    X = sp.csr_matrix(X)
-    return [X.indices[X.indptr[i]:X.indptr[i + 1]] for i in range(X.shape[0])]
-
-
-def touched(*rows):
-    """The rows some term touches, through any of the given lists of touches."""
-    flat = [np.asarray(r, int).ravel() for rs in rows for r in rs]
-    return np.unique(np.concatenate(flat + [np.zeros(0, int)]))
-
-
-def sq(p, *rows):
-    """An l2 degree split summed over an epoch (lambda left out): the squared norm of the
-    touched rows (one count for the targets of one reg line on one param)."""
-    return (p[touched(*rows)] ** 2).sum()
-
-
-def ab(p, *rows):
-    return np.abs(p[touched(*rows)]).sum()
-
-
-def each(v):
-    return [[a] for a in np.asarray(v).ravel()]
-
-
 def reference(name, p, d, draws=None):
     """(objective, predict) of spec `name` at params p on data d. For the sampled specs the
     draws of each term are given (terms x K) and the degree split uses the expected degrees
@@ -512,27 +475,6 @@ def reference(name, p, d, draws=None):
 
 # ---- data ------------------------------------------------------------------------------
 
-def sX(rng, n, m, seed, dens=0.4):
-    """Non-negative CSR rows, none empty."""
-    X = sp.random(n, m, density=dens, random_state=seed, format="csr",
-                  data_rvs=lambda k: rng.uniform(0.2, 1, k))
-    X = X + sp.csr_matrix((np.full(n, 0.5), (np.arange(n), np.arange(n) % m)), shape=(n, m))
-    return sp.csr_matrix(X)
-
-
-def entries(rng, n, m, lo, hi, seed):
-    r = sp.random(n, m, density=0.5, random_state=seed, format="coo")
-    r.data = rng.uniform(lo, hi, r.nnz)
-    return r
-
-
-def cover(rng, size, n):
-    """n indices in [0, size), every one present."""
-    v = rng.integers(0, size, n)
-    v[:size] = np.arange(size)
-    return v
-
-
 def small(name, seed=0):
     """A small data set for spec `name`."""
     rng = np.random.default_rng(seed)
@@ -595,8 +537,6 @@ SPECS["sqhl1_strong"] = SPECS["sqhl1"].replace("u7_sqhl1", "u7_sqhl1_strong").re
 AUDITED = [n for n in SPECS if n != "sqhl1_strong"]
 SAMPLED = {"distmult": 1, "implicit": 1, "listwise": 4, "infonce": 2, "bilink": 1}
 PLAIN = [n for n in AUDITED if n not in SAMPLED]
-RULES = ["sgd", "adagrad", "adagrad_row"]
-SYNCS = ["hogwild", "atomic", "lock"]
 LABELS = {"complex": ["y"], "grouplr": ["y"], "ordmf": ["lvl", "S"], "mnl": ["y"],
           "sqhl1": ["y"], "rank1": ["val"], "ctx3d": ["prior"], "weibull": ["time", "event"],
           "zip": ["y", "zero"], "poismf": [], "implicit": ["conf", "alpha"],
@@ -632,21 +572,6 @@ def one_term(name, d):
     return {k: (v if k in keep else v[:1]) for k, v in d.items()}
 
 
-def fd_gradient(f, p, h=1e-6):
-    """Central differences of f at params p, per coordinate."""
-    grads = {}
-    for k, v in p.items():
-        g = np.zeros(v.shape)
-        for j in np.ndindex(v.shape):
-            q = {kk: vv.astype(float).copy() for kk, vv in p.items()}
-            q[k][j] = v[j] + h
-            up = f(q)
-            q[k][j] = v[j] - h
-            g[j] = (up - f(q)) / (2 * h)
-        grads[k] = g
-    return grads
-
-
 def l1_targets(name, d):
     """param -> (lambda / deg, the coordinates the one term's `reg l1` covers)."""
     if name == "poismf":
@@ -666,11 +591,8 @@ def project(name, k, v, d, draws):
         v = np.clip(v, -2, 2)
     if name == "weibull" and k == "kk":
         v = np.clip(v, 0.3, 4)
-    if name == "stacking" and k == "a":      # Euclidean projection onto the simplex
-        u = np.sort(v)[::-1]
-        css = np.cumsum(u)
-        r = np.nonzero(u * np.arange(1, u.size + 1) > css - 1)[0][-1]
-        v = np.maximum(v - (css[r] - 1) / (r + 1), 0)
+    if name == "stacking" and k == "a":
+        v = onto_simplex(v)
     rows = []
     if name == "complex" and k in ("Er", "Ei"):
         rows = [d["h"][0], d["t"][0]]
@@ -683,42 +605,9 @@ def project(name, k, v, d, draws):
 
 
 def one_step(name, p, d, step, rule, draws=None):
-    """API.md's update of one term at p: the gradient g of each coordinate (every access of
-    the term summed), AdaGrad's scaling, the l1 clip (docs/language.md: the coordinate owes
-    rate * lambda / deg and never crosses 0) and the projection."""
-    def f(q):
-        return reference(name, q, d, draws)[0]
-    g, l1 = fd_gradient(f, p), l1_targets(name, d)
-    new = {}
-    for k in p:
-        gs = g[k].copy()
-        if k in l1:           # the difference quotient of |c| away from 0 is sign(c) * lambda
-            lam, at = l1[k]
-            gs[at] -= lam * np.sign(p[k][at])
-        if rule == "sgd":
-            rate = np.full(gs.shape, step)
-        elif rule == "adagrad" or gs.ndim < 2:
-            rate = step / np.sqrt(gs ** 2 + 1e-8)
-        else:                 # one sum per row: the mean of g^2 over the row
-            rate = step / np.sqrt((gs ** 2).mean(-1, keepdims=True) + 1e-8) * np.ones(gs.shape)
-        z = np.asarray(p[k] - rate * gs, dtype=float)
-        if k in l1:
-            lam, at = l1[k]
-            u = rate[at] * lam
-            z[at] = np.where(z[at] > 0, np.maximum(0, z[at] - u),
-                             np.where(z[at] < 0, np.minimum(0, z[at] + u), z[at]))
-        new[k] = project(name, k, z, d, draws)
-    return new
-
-
-def stepped(mod, d, rule, sync, step=0.05, seed=0, **kw):
-    """(params at init, params after one epoch of one thread)."""
-    t = mod.Trainer(threads=1, seed=seed, epochs=0, step=step, decay=1.0, optimizer=rule,
-                    sync=sync, **kw).fit(**d)
-    before = {k: v.copy() for k, v in t.params.items()}
-    t.epochs = 1
-    t.fit(**d)
-    return before, {k: v.copy() for k, v in t.params.items()}
+    """One term's update at p by hand (rule_step) on the numpy reference's gradient."""
+    return rule_step(lambda q: reference(name, q, d, draws)[0], p, step, rule,
+                     l1_targets(name, d), lambda k, v: project(name, k, v, d, draws))
 
 
 def unlabelled(name, d):
@@ -737,23 +626,16 @@ def test_check_prints_the_gradients(name):
 @pytest.mark.parametrize("name", PLAIN)
 def test_objective_and_predict_match_numpy(compiled, name):
     """At the initial params and after three epochs; predict without the labels."""
-    mod, d = compiled(name), small(name)
-    for epochs in (0, 3):
-        t = mod.Trainer(threads=1, seed=0, epochs=epochs, step=0.01).fit(**d)
-        obj, pred = reference(name, {k: v.copy() for k, v in t.params.items()}, d)
-        assert t.objective(**d) == pytest.approx(obj, rel=1e-10, abs=1e-13)
-        np.testing.assert_allclose(t.predict(**unlabelled(name, d)), pred, rtol=1e-10,
-                                   atol=1e-13)
+    d = small(name)
+    check_objective_and_predict(compiled(name), d, lambda p: reference(name, p, d),
+                                unlabelled(name, d))
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLED))
 def test_sampled_predict_matches_numpy(compiled, name):
-    mod, d = compiled(name), small(name)
-    for epochs in (0, 3):
-        t = mod.Trainer(threads=1, seed=0, epochs=epochs, step=0.01).fit(**d)
-        pred = reference(name, {k: v.copy() for k, v in t.params.items()}, d)[1]
-        np.testing.assert_allclose(t.predict(**unlabelled(name, d)), pred, rtol=1e-10,
-                                   atol=1e-13)
+    d = small(name)
+    check_objective_and_predict(compiled(name), d, lambda p: reference(name, p, d),
+                                unlabelled(name, d), objective=False)
 
 
 ONE_STEP = [n for n in PLAIN if n != "ctx3d"]     # ctx3d has two blocks: below
@@ -762,13 +644,9 @@ ONE_STEP = [n for n in PLAIN if n != "ctx3d"]     # ctx3d has two blocks: below
 @pytest.mark.parametrize("rule", RULES)
 @pytest.mark.parametrize("name", ONE_STEP)
 def test_one_step_is_the_update_rule_of_the_gradient(compiled, name, rule):
-    mod, d = compiled(name), one_term(name, small(name))
-    for sync in SYNCS:
-        before, after = stepped(mod, d, rule, sync)
-        want = one_step(name, before, d, 0.05, rule)
-        for k in before:
-            np.testing.assert_allclose(after[k], want[k], rtol=0, atol=1e-7,
-                                       err_msg=f"{name} {k} {rule} {sync}")
+    d = one_term(name, small(name))
+    check_one_step(compiled(name), d, lambda p: one_step(name, p, d, 0.05, rule), rule,
+                   atol=1e-7, what=name)
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLED))
@@ -776,19 +654,10 @@ def test_sampled_step_is_the_gradient_at_its_draws(compiled, name):
     """On one term over a dim of 2 the K draws are 0 and 1: one sgd step is the step on the
     gradient at one of the 2^K draw vectors (the reg's degrees the expected ones), in every
     sync mode; so is objective() (one fixed draw per term)."""
-    mod, d = compiled(name), one_sampled(name)
-    K = SAMPLED[name]
-    combos = [np.array([c]) for c in itertools.product([0, 1], repeat=K)]
-    for sync in SYNCS:
-        before, after = stepped(mod, d, "sgd", sync)
-        err = min(max(np.abs(one_step(name, before, d, 0.05, "sgd", c)[k] - after[k]).max()
-                      for k in before) for c in combos)
-        assert err < 1e-8, (sync, err)
-    t = mod.Trainer(threads=1, seed=0, epochs=0).fit(**d)
-    p = {k: v.copy() for k, v in t.params.items()}
-    obj = t.objective(**d)
-    assert obj == t.objective(**d)
-    assert min(abs(reference(name, p, d, c)[0] - obj) for c in combos) < 1e-12
+    d = one_sampled(name)
+    check_sampled_step_at_its_draws(compiled(name), d,
+                                    lambda p, c: one_step(name, p, d, 0.05, "sgd", c),
+                                    lambda p, c: reference(name, p, d, c)[0], SAMPLED[name])
 
 
 # The param each sampled spec draws rows of, the rows the term's own indices touch, and the
@@ -799,58 +668,27 @@ DRAWN = {"distmult": ("E", [0, 2], 3), "implicit": ("Y", [0], 3), "listwise": ("
 
 @pytest.mark.parametrize("name", sorted(SAMPLED))
 def test_sampled_step_of_every_rule_where_draws_meet_nothing(compiled, name):
-    """Draws depend on (seed, term, line) only, so one seed draws the same rows under every
-    rule: the rows an sgd step moves beside the term's own are its draws. Where they are K
-    distinct rows apart from the term's own (AdaGrad steps a coordinate two accesses meet
-    at only for some terms once per access: docs/language.md), every rule in every sync
-    mode is its step on the numpy gradient at those draws."""
+    """Where a seed's draws are K distinct rows apart from the term's own, every rule in every
+    sync mode is its step on the numpy gradient at those draws."""
     param, fixed, width = DRAWN[name]
-    mod, d = compiled(name), one_sampled(name, width)
-    K, found = SAMPLED[name], 0
-    for seed in range(30):
-        before, after = stepped(mod, d, "sgd", "hogwild", seed=seed)
-        moved = [r for r in range(width) if r not in fixed and
-                 not np.array_equal(before[param][r], after[param][r])]
-        if len(moved) != K:
-            continue
-        found += 1
-        draws = np.array([moved])
-        for rule in RULES:
-            for sync in SYNCS:
-                before, after = stepped(mod, d, rule, sync, seed=seed)
-                want = one_step(name, before, d, 0.05, rule, draws)
-                for k in before:
-                    np.testing.assert_allclose(after[k], want[k], rtol=0, atol=1e-7,
-                                               err_msg=f"{k} {rule} {sync} seed {seed}")
-        if found == 2:
-            break
-    assert found, "no seed drew K rows apart"
+    d = one_sampled(name, width)
+    check_steps_where_draws_meet_nothing(
+        compiled(name), d, lambda p, rule, c: one_step(name, p, d, 0.05, rule, c), param, fixed,
+        width, SAMPLED[name], seeds=range(30))
 
 
 def test_two_blocks_epoch_of_tiny_steps_is_the_gradient(compiled):
-    """ctx3d (an entry block and an item block sharing bq): one epoch of tiny sgd steps moves
-    each coordinate by step x N x the gradient of the numpy objective."""
-    mod, d = compiled("ctx3d"), small("ctx3d")
-    t = mod.Trainer(threads=1, seed=0, epochs=0, step=1e-8, decay=1.0, optimizer="sgd").fit(**d)
-    start = {k: v.copy() for k, v in t.params.items()}
-    n = d["r"].nnz + d["prior"].size
-    t.epochs = 1
-    t.fit(**d)
-    g = fd_gradient(lambda q: reference("ctx3d", q, d)[0], start)
-    for k in start:
-        np.testing.assert_allclose((start[k] - t.params[k]) / 1e-8 / n, g[k], rtol=1e-4,
-                                   atol=1e-7, err_msg=k)
+    """ctx3d (an entry block and an item block sharing bq): one epoch of tiny sgd steps from
+    the init moves each coordinate by step x N x the gradient of the numpy objective."""
+    d = small("ctx3d")
+    check_epoch_of_tiny_steps(compiled("ctx3d"), d, lambda q: reference("ctx3d", q, d)[0],
+                              d["r"].nnz + d["prior"].size, epochs_before=0, atol=1e-7)
 
 
 @pytest.mark.parametrize("name", AUDITED)
 def test_fit_lowers_the_objective(compiled, name):
-    """The spec's own train line (threads 1 for the test's speed) from its init."""
-    mod, d = compiled(name), small(name)
-    t = mod.Trainer(threads=1, epochs=0).fit(**d)
-    start = t.objective(**d)
-    t = mod.Trainer(threads=1).fit(**d)
-    assert t.objective(**d) < start - 1e-3 * abs(start), (start, t.objective(**d))
-    assert np.isfinite(t.predict(**unlabelled(name, d))).all()
+    d = small(name)
+    check_fit_lowers_the_objective(compiled(name), d, unlabelled(name, d))
 
 
 BILINEAR = """model u7_bilinear_rows
@@ -893,44 +731,16 @@ def test_adagrad_row_sums_the_rows_of_a_square_nest(load_spec, sync):
 
 @pytest.mark.parametrize("name", ["poismf", "weibull", "mnl"])
 def test_float32_builds(hog_cache_dir, name):
-    """dtype="float32": params in single precision, objective() the numpy objective of them,
-    one step of each rule the rule's step (single-precision tolerances)."""
     mod = hogwild_dsl.load(text=SPECS[name], dtype="float32", cache_dir=hog_cache_dir)
     d = small(name)
-    t = mod.Trainer(threads=1, seed=0, epochs=3, step=0.01).fit(**d)
-    assert all(v.dtype == np.float32 for v in t.params.values())
-    p = {k: v.astype(np.float64) for k, v in t.params.items()}
-    assert t.objective(**d) == pytest.approx(reference(name, p, d)[0], rel=1e-5)
     d1 = one_term(name, d)
-    for rule in RULES:
-        before, after = stepped(mod, d1, rule, "hogwild")
-        want = one_step(name, {k: v.astype(np.float64) for k, v in before.items()}, d1, 0.05,
-                        rule)
-        for k in before:
-            np.testing.assert_allclose(after[k], want[k], rtol=0, atol=5e-6,
-                                       err_msg=f"{name} {k} {rule}")
+    check_float32_build(mod, d, lambda p: reference(name, p, d)[0], d1,
+                        lambda p, rule: one_step(name, p, d1, 0.05, rule), atol=5e-6)
 
 
 @pytest.mark.parametrize("name", ["listwise", "poismf", "ctx3d", "complex"])
 def test_warm_start_save_load_and_pickle_continue_a_fit(compiled, name, tmp_path):
-    """Two epochs, then two more from a saved file, from a pickle and in place, each equal
-    to four epochs at once (the step schedule, the draws, AdaGrad's sums and the l1 state
-    all continue)."""
-    mod, d = compiled(name), small(name)
-    whole = mod.Trainer(threads=1, seed=4, epochs=4, step=0.03).fit(**d)
-    half = mod.Trainer(threads=1, seed=4, epochs=2, step=0.03).fit(**d)
-    half.save(str(tmp_path / "half.npz"))
-    saved = np.load(tmp_path / "half.npz")
-    for k, v in half.params.items():
-        np.testing.assert_array_equal(saved[k], v)
-    again = [mod.Trainer.load(str(tmp_path / "half.npz")), pickle.loads(pickle.dumps(half)),
-             half]
-    for t in again:
-        t.epochs = 2
-        t.fit(**d)
-        for k, v in whole.params.items():
-            np.testing.assert_allclose(t.params[k], v, rtol=1e-12, atol=1e-14, err_msg=k)
-        assert t.objective(**d) == pytest.approx(whole.objective(**d), rel=1e-12)
+    check_two_fits_continue_one(compiled(name), small(name), tmp_path)
 
 
 def test_train_line_keys_validation_and_patience(compiled):
@@ -946,28 +756,19 @@ def test_train_line_keys_validation_and_patience(compiled):
     d, held = small("grouplr", 0), small("grouplr", 1)
     held["g"], held["lam"] = d["g"], d["lam"]
     t = mod.Trainer(step=3.0, decay=1.0, epochs=30).fit(**d, validation=held)
-    curve = [e["validation_objective"] for e in t.history]
-    best = int(np.argmin(curve))
-    assert len(curve) <= best + 1 + 2         # stopped within patience of the best
-    assert t.objective(**held) == pytest.approx(curve[best], rel=1e-12)
-    assert t.objective(**held) == pytest.approx(
-        reference("grouplr", {k: v.copy() for k, v in t.params.items()}, held)[0], rel=1e-10)
+    check_patience_kept_the_best(t, held, patience=2)
+    assert t.objective(**held) == pytest.approx(reference("grouplr", params_of(t), held)[0],
+                                                rel=1e-10)
 
 
 def test_two_threads_every_sync_mode_near_serial(compiled):
-    """implicit (its train line says sync atomic) on 3,000 entries: 2-thread fits in each sync
-    mode and update rule end near the serial fit's objective."""
-    mod = compiled("implicit")
+    """implicit (its train line says sync atomic) on 3,000 entries."""
     rng = np.random.default_rng(5)
     p = sp.random(100, 60, density=0.5, random_state=5, format="coo")
     p.data[:] = 1.0
     d = dict(p=p, conf=sp.coo_matrix((rng.uniform(0, 5, p.nnz), (p.row, p.col)),
                                      shape=p.shape), alpha=0.5)
-    for rule in RULES:
-        serial = mod.Trainer(threads=1, epochs=3, optimizer=rule).fit(**d).objective(**d)
-        for sync in SYNCS:
-            two = mod.Trainer(threads=2, epochs=3, optimizer=rule, sync=sync).fit(**d)
-            assert two.objective(**d) == pytest.approx(serial, rel=0.05), (rule, sync)
+    check_two_threads_near_serial(compiled("implicit"), d)
 
 
 def test_cli_check_compile_train(tmp_path, hog_cache_dir):
@@ -991,9 +792,7 @@ def test_cli_check_compile_train(tmp_path, hog_cache_dir):
     assert res.returncode == 0, res.stderr
     mod = hogwild_dsl.load(text=SPECS["sqhl1"], cache_dir=hog_cache_dir)
     t = mod.Trainer(threads=1, epochs=6, patience=2).fit(**d, validation=held)
-    saved = np.load(tmp_path / "s.npz")
-    for k, v in t.params.items():
-        np.testing.assert_allclose(saved[k], v, rtol=1e-12, atol=1e-14)
+    assert_saved_params(tmp_path / "s.npz", t)
 
     r = small("poismf")["r"]
     (tmp_path / "r.csv").write_text("user,item,count\n" + "".join(
@@ -1004,9 +803,8 @@ def test_cli_check_compile_train(tmp_path, hog_cache_dir):
     mod = hogwild_dsl.load(text=SPECS["poismf"], cache_dir=hog_cache_dir)
     t = mod.Trainer(threads=1, epochs=3, sync="atomic").fit(
         r=sp.coo_matrix((r.data, (r.row, r.col)), shape=(r.row.max() + 1, r.col.max() + 1)))
+    assert_saved_params(tmp_path / "p.npz", t)
     saved = np.load(tmp_path / "p.npz")
-    for k, v in t.params.items():
-        np.testing.assert_allclose(saved[k], v, rtol=1e-12, atol=1e-14)
     assert (saved["W"] >= 0).all() and (saved["H"] >= 0).all()
 
     np.savez(tmp_path / "obs.npz", **small("ordmf"))
