@@ -282,11 +282,12 @@ def check_objective_and_predict(mod, d, reference, unlabelled, objective=True):
         np.testing.assert_allclose(t.predict(**unlabelled), pred, rtol=1e-10, atol=1e-13)
 
 
-def check_one_step(mod, d, want, rule, atol, skip=(), what=""):
+def check_one_step(mod, d, want, rule, atol, skip=(), what="", every_param_moves=False):
     """One epoch on one-term data d, in each sync mode, is want(params before): the update
     rule's step on the reference's gradient (rule_step). This pins the derived gradient, the
     rule's scaling, the l1 clip and the projections at once, with no training noise; params
-    in skip are left out."""
+    in skip are left out. every_param_moves: each param also changed in the step (else the
+    comparison says nothing of its gradient). The last mode's (before, after) are returned."""
     for sync in SYNCS:
         before, after = stepped(mod, d, rule, sync)
         expect = want(before)
@@ -294,6 +295,10 @@ def check_one_step(mod, d, want, rule, atol, skip=(), what=""):
             if k not in skip:
                 np.testing.assert_allclose(after[k], expect[k], rtol=0, atol=atol,
                                            err_msg=f"{what} {k} {rule} {sync}")
+        if every_param_moves:
+            still = [k for k in before if np.array_equal(before[k], after[k])]
+            assert not still, f"{what} {rule} {sync}: {still} did not move"
+    return before, after
 
 
 def check_sampled_step_at_its_draws(mod, d, want, objective_at, K, atol=1e-8):
@@ -431,7 +436,7 @@ def saved_loaded_pickled(mod, t, path):
 def check_two_fits_continue_one(mod, d, tmp_path, **kw):
     """Two epochs, then two more from a saved file, from a pickle and in place, each equal to
     four epochs at once (the step schedule, the draws, AdaGrad's sums and the l1 state all
-    continue with the trainer)."""
+    continue with the trainer). The four-epoch trainer is returned."""
     whole = mod.Trainer(threads=1, seed=4, epochs=4, step=0.03, **kw).fit(**d)
     half = mod.Trainer(threads=1, seed=4, epochs=2, step=0.03, **kw).fit(**d)
     for t in [*saved_loaded_pickled(mod, half, tmp_path / "half.npz"), half]:
@@ -440,6 +445,7 @@ def check_two_fits_continue_one(mod, d, tmp_path, **kw):
         for k, v in whole.params.items():
             np.testing.assert_allclose(t.params[k], v, rtol=1e-12, atol=1e-14, err_msg=k)
         assert t.objective(**d) == pytest.approx(whole.objective(**d), rel=1e-12)
+    return whole
 
 
 def check_sync_modes_agree(mod, d, epochs, rel=0.05):
@@ -467,17 +473,18 @@ def check_two_threads_near_serial(mod, d, step=None, rel=0.05):
             assert two.objective(**d) == pytest.approx(serial, rel=rel), (rule, sync)
 
 
-def check_patience_kept_the_best(t, held, patience, epochs=None):
+def check_patience_kept_the_best(t, held, patience, epochs=None, rel=1e-12):
     """A fit given validation data records the held-out objective of each epoch, and patience
-    keeps the best epoch's params: it stopped `patience` epochs after the best (given the
-    epochs asked for: exactly, before them; else at most)."""
+    keeps the best epoch's params (their held-out objective() is the best epoch's, to rel): it
+    stopped `patience` epochs after the best (given the epochs asked for: exactly, before
+    them; else at most)."""
     curve = [e["validation_objective"] for e in t.history]
     best = int(np.argmin(curve))
     if epochs is None:
         assert len(curve) <= best + 1 + patience
     else:
         assert len(curve) == best + 1 + patience < epochs
-    assert t.objective(**held) == pytest.approx(curve[best], rel=1e-12)
+    assert t.objective(**held) == pytest.approx(curve[best], rel=rel)
     return best
 
 
